@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Managed-memory segment pool, budgets and the per-shard jemalloc arena (see
+ * sp_mem.h). The reserve/release hot path is inline in the header; this file
+ * holds set-up, tear-down and the size parser.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifndef SP_MALLOC_ONLY
+#include <jemalloc/jemalloc.h>
+#endif
+
+#include "sp_mem.h"
+
+/* ---- Segment pool ---- */
+
+int sp_segment_pool_init(struct sp_segment_pool *pool, size_t total_bytes, uint32_t segment_bytes)
+{
+    SP_ASSERT(pool != NULL);
+    memset(pool, 0, sizeof(*pool));
+    if (!sp_is_pow2(segment_bytes) || segment_bytes < SP_SEGMENT_BYTES_MIN)
+        return -EINVAL;
+    size_t count = total_bytes / segment_bytes;
+    if (count > SP_SEGMENT_COUNT_MAX)
+        return -EINVAL;
+
+    pool->segment_bytes = segment_bytes;
+    pool->segment_shift = (unsigned)__builtin_ctz(segment_bytes);
+    pool->segment_count = (uint32_t)count;
+    pool->free_count = (uint32_t)count;
+    if (count == 0)
+        return 0;
+#ifndef SP_MALLOC_ONLY
+    pool->free_stack = malloc(count * sizeof(uint32_t));
+    if (pool->free_stack == NULL)
+        return -ENOMEM;
+    pool->mapping_bytes = count * segment_bytes;
+    /* MAP_POPULATE: the budget is really reserved now, not on first touch. */
+    void *base = mmap(NULL, pool->mapping_bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (base == MAP_FAILED) {
+        free(pool->free_stack);
+        memset(pool, 0, sizeof(*pool));
+        return -ENOMEM;
+    }
+    pool->base = base;
+    /* Hand out low addresses first: the stack pops from its end. */
+    for (uint32_t i = 0; i < count; i++)
+        pool->free_stack[i] = (uint32_t)(count - 1 - i);
+    SP_POISON(pool->base, pool->mapping_bytes);
+#endif
+    return 0;
+}
+
+void sp_segment_pool_deinit(struct sp_segment_pool *pool)
+{
+    SP_ASSERT(pool != NULL);
+    SP_ASSERT(pool->free_count == pool->segment_count);
+#ifndef SP_MALLOC_ONLY
+    if (pool->base != NULL) {
+        SP_UNPOISON(pool->base, pool->mapping_bytes);
+        munmap(pool->base, pool->mapping_bytes);
+    }
+    free(pool->free_stack);
+#endif
+    memset(pool, 0, sizeof(*pool));
+}
+
+void sp_budget_init(struct sp_budget *budget, struct sp_segment_pool *pool, const char *name,
+                    uint32_t limit)
+{
+    SP_ASSERT(budget != NULL);
+    SP_ASSERT(pool != NULL);
+    SP_ASSERT(name != NULL);
+    memset(budget, 0, sizeof(*budget));
+    budget->name = name;
+    budget->pool = pool;
+    budget->limit = limit;
+}
+
+void sp_budget_set_limit(struct sp_budget *budget, uint32_t limit)
+{
+    SP_ASSERT(budget != NULL);
+    budget->limit = limit;
+}
+
+/* ---- Arena ---- */
+
+#ifdef SP_MALLOC_ONLY
+int sp_arena_init(struct sp_arena *arena)
+{
+    SP_ASSERT(arena != NULL);
+    arena->index = 0;
+    arena->created = true;
+    return 0;
+}
+
+void sp_arena_deinit(struct sp_arena *arena)
+{
+    SP_ASSERT(arena != NULL);
+    arena->created = false;
+}
+
+void *sp_arena_alloc(struct sp_arena *arena, size_t bytes)
+{
+    SP_ASSERT(arena->created);
+    return malloc(bytes);
+}
+
+void sp_arena_free(struct sp_arena *arena, void *ptr)
+{
+    SP_ASSERT(arena->created);
+    free(ptr);
+}
+#else
+int sp_arena_init(struct sp_arena *arena)
+{
+    SP_ASSERT(arena != NULL);
+    unsigned index = 0;
+    size_t len = sizeof(index);
+    int err = mallctl("arenas.create", &index, &len, NULL, 0);
+    if (err != 0)
+        return -err;
+    err = mallctl("thread.arena", NULL, NULL, &index, sizeof(index));
+    if (err != 0)
+        return -err;
+    arena->index = index;
+    arena->created = true;
+    return 0;
+}
+
+void sp_arena_deinit(struct sp_arena *arena)
+{
+    SP_ASSERT(arena != NULL);
+    /* Arenas live as long as the process in jemalloc 5; nothing to return. */
+    arena->created = false;
+}
+
+void *sp_arena_alloc(struct sp_arena *arena, size_t bytes)
+{
+    SP_ASSERT(arena->created);
+    return mallocx(bytes == 0 ? 1 : bytes, MALLOCX_ARENA(arena->index));
+}
+
+void sp_arena_free(struct sp_arena *arena, void *ptr)
+{
+    SP_ASSERT(arena->created);
+    if (ptr != NULL)
+        dallocx(ptr, 0);
+}
+#endif
+
+/* ---- Sizes ---- */
+
+int sp_parse_bytes(const char *text, size_t *bytes_out)
+{
+    SP_ASSERT(bytes_out != NULL);
+    if (text == NULL || !isdigit((unsigned char)text[0]))
+        return -EINVAL;
+    uint64_t value = 0;
+    const char *p = text;
+    for (; isdigit((unsigned char)*p); p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (value > (UINT64_MAX - digit) / 10)
+            return -ERANGE;
+        value = value * 10 + digit;
+    }
+    unsigned shift = 0;
+    switch (toupper((unsigned char)*p)) {
+    case 'K': shift = 10; p++; break;
+    case 'M': shift = 20; p++; break;
+    case 'G': shift = 30; p++; break;
+    case 'T': shift = 40; p++; break;
+    default: break;
+    }
+    if (toupper((unsigned char)*p) == 'B')
+        p++;
+    if (*p != '\0')
+        return -EINVAL;
+    if (shift != 0 && value > (SIZE_MAX >> shift))
+        return -ERANGE;
+    if (value > SIZE_MAX)
+        return -ERANGE;
+    *bytes_out = (size_t)(value << shift);
+    return 0;
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Command-line parsing for `spate` (see cli.h). Every rejection names the
+ * flag and says what would have been right.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sp_log.h"
+#include "sp_mem.h"
+
+static int reject(struct spate_cli *cli, const char *fmt, ...) SP_PRINTF(2, 3);
+
+static int reject(struct spate_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cli->reason, sizeof(cli->reason), fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+/* The value of `--name value` or `--name=value`; NULL when missing. */
+static const char *flag_value(int argc, char **argv, int *i, const char *arg, size_t name_len)
+{
+    if (arg[name_len] == '=')
+        return arg + name_len + 1;
+    if (*i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static bool flag_is(const char *arg, const char *name, size_t *len_out)
+{
+    size_t len = strlen(name);
+    *len_out = len;
+    return strncmp(arg, name, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
+}
+
+static int parse_cores(struct spate_cli *cli, const char *value)
+{
+    unsigned cpus = sp_runtime_cpu_count();
+    char *end = NULL;
+    errno = 0;
+    long n = value ? strtol(value, &end, 10) : 0;
+    if (value == NULL || *value == '\0' || *end != '\0' || errno != 0)
+        return reject(cli, "--cores '%s': not a number", value ? value : "");
+    if (n < 1 || n > (long)cpus)
+        return reject(cli, "--cores %ld: must be between 1 and %u (the CPUs this process may use)",
+                      n, cpus);
+    cli->cores = (unsigned)n;
+    return 0;
+}
+
+static int parse_memory(struct spate_cli *cli, const char *value)
+{
+    size_t bytes = 0;
+    if (value == NULL || sp_parse_bytes(value, &bytes) < 0)
+        return reject(cli, "--memory '%s': not a size (bytes with an optional K, M, G or T)",
+                      value ? value : "");
+    if (bytes < SP_SEGMENT_BYTES_DEFAULT)
+        return reject(cli, "--memory %s: must be at least %uK (one managed-memory segment)",
+                      value, SP_SEGMENT_BYTES_DEFAULT / 1024);
+    cli->memory_bytes = bytes;
+    return 0;
+}
+
+static int parse_seconds(struct spate_cli *cli, const char *value)
+{
+    char *end = NULL;
+    double s = value ? strtod(value, &end) : 0;
+    if (value == NULL || *value == '\0' || *end != '\0' || !(s > 0) || s > 3600)
+        return reject(cli, "--seconds '%s': must be a number of seconds in (0, 3600]",
+                      value ? value : "");
+    cli->seconds = s;
+    return 0;
+}
+
+/* A flag: returns 1 if consumed, 0 if not a global flag, or -EINVAL. */
+static int parse_flag(struct spate_cli *cli, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+    size_t len;
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        cli->help = true;
+        return 1;
+    }
+    if (strcmp(arg, "--poll") == 0) {
+        cli->poll = true;
+        return 1;
+    }
+    if (flag_is(arg, "--cores", &len))
+        return parse_cores(cli, flag_value(argc, argv, i, arg, len)) < 0 ? -EINVAL : 1;
+    if (flag_is(arg, "--memory", &len))
+        return parse_memory(cli, flag_value(argc, argv, i, arg, len)) < 0 ? -EINVAL : 1;
+    if (flag_is(arg, "--seconds", &len))
+        return parse_seconds(cli, flag_value(argc, argv, i, arg, len)) < 0 ? -EINVAL : 1;
+    if (flag_is(arg, "--log-level", &len)) {
+        const char *value = flag_value(argc, argv, i, arg, len);
+        int level = sp_log_level_parse(value);
+        if (level < 0)
+            return reject(cli, "--log-level '%s': must be error, warn, info, debug or trace",
+                          value ? value : "");
+        cli->log_level = level;
+        return 1;
+    }
+    return 0;
+}
+
+int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
+{
+    memset(cli, 0, sizeof(*cli));
+    cli->log_level = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] == '-' && arg[1] != '\0') {
+            int ret = parse_flag(cli, argc, argv, &i);
+            if (ret < 0)
+                return ret;
+            if (ret > 0)
+                continue;
+            if (strncmp(arg, "--benchmark_", 12) == 0 && cli->pass_count < SPATE_CLI_ARGS_MAX) {
+                cli->pass[cli->pass_count++] = argv[i];
+                continue;
+            }
+            return reject(cli, "unknown flag '%s'", arg);
+        }
+        if (cli->command == NULL)
+            cli->command = arg;
+        else if (strcmp(cli->command, "bench") == 0 && cli->subcommand == NULL)
+            cli->subcommand = arg;
+        else
+            return reject(cli, "unexpected argument '%s'", arg);
+    }
+    bool bench_micro = cli->command != NULL && strcmp(cli->command, "bench") == 0 &&
+                       cli->subcommand != NULL && strcmp(cli->subcommand, "micro") == 0;
+    if (cli->pass_count > 0 && !bench_micro)
+        return reject(cli, "'%s' is a flag of 'spate bench micro' only", cli->pass[0]);
+    return 0;
+}
+
+void spate_cli_config(const struct spate_cli *cli, struct sp_runtime_config *config)
+{
+    if (cli->cores != 0)
+        config->shard_count = cli->cores;
+    if (cli->memory_bytes != 0)
+        config->memory_bytes = cli->memory_bytes;
+    config->poll = cli->poll;
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Command line of the `spate` program: global flags, the command word(s) and
+ * what is left for the command. Parsing never exits; it returns -EINVAL with
+ * a one-line reason that main prints before exiting with status 2.
+ */
+#ifndef SPATE_CLI_H
+#define SPATE_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sp_runtime.h"
+
+#define SPATE_CLI_REASON_BYTES 256
+#define SPATE_CLI_ARGS_MAX 64
+
+struct spate_cli {
+    const char *command;    /* NULL: none given */
+    const char *subcommand; /* the word after "bench", NULL otherwise */
+    bool help;
+    bool poll;
+    unsigned cores;         /* 0 until given: all online CPUs */
+    size_t memory_bytes;    /* 0 until given: the runtime default */
+    int log_level;          /* -1 until given */
+    double seconds;         /* demo: length of each phase; 0 until given */
+    int pass_count;         /* arguments passed on to the command (bench flags) */
+    char *pass[SPATE_CLI_ARGS_MAX];
+    char reason[SPATE_CLI_REASON_BYTES];
+};
+
+/*
+ * Parses argv. Returns 0, or -EINVAL with `cli->reason` set. Flags may stand
+ * before or after the command.
+ */
+int spate_cli_parse(struct spate_cli *cli, int argc, char **argv);
+
+/* Applies the global flags to a runtime configuration. */
+void spate_cli_config(const struct spate_cli *cli, struct sp_runtime_config *config);
+
+#endif /* SPATE_CLI_H */

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The commands of the `spate` program, one file each. Each returns an exit status. */
+#ifndef SPATE_COMMANDS_H
+#define SPATE_COMMANDS_H
+
+#include "cli.h"
+
+/* spate demo: cross-shard throughput and ping-pong on every core. */
+int spate_demo(const struct spate_cli *cli);
+
+/* spate bench micro: the Google Benchmark microbenchmarks. */
+int spate_bench_micro(const struct spate_cli *cli);
+
+#endif /* SPATE_COMMANDS_H */

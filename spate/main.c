@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `spate` program: one dispatcher over the subcommands. Each command is
+ * a row of the table below; later capabilities (run, bench nexmark, topic,
+ * produce, consume) add rows. Wrong input prints one line saying why and
+ * exits 2; a command that fails at run time exits 1.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "sp_log.h"
+
+#ifndef SPATE_VERSION
+#define SPATE_VERSION "unknown"
+#endif
+
+static int cmd_version(const struct spate_cli *cli)
+{
+    (void)cli;
+    printf("spate %s\n", SPATE_VERSION);
+    return 0;
+}
+
+static int cmd_bench(const struct spate_cli *cli)
+{
+    if (cli->subcommand == NULL || strcmp(cli->subcommand, "micro") != 0) {
+        fprintf(stderr, "spate: bench: unknown benchmark '%s' (have: micro)\n",
+                cli->subcommand ? cli->subcommand : "");
+        return 2;
+    }
+    return spate_bench_micro(cli);
+}
+
+struct command {
+    const char *name;
+    const char *usage;
+    int (*fn)(const struct spate_cli *cli);
+};
+
+static const struct command commands[] = {
+    {"version", "version              print the version", cmd_version},
+    {"demo", "demo                 run the runtime workload on every core and print figures",
+     spate_demo},
+    {"bench", "bench micro [--benchmark_*]  operator and runtime microbenchmarks "
+              "(Google Benchmark flags)",
+     cmd_bench},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: spate [flags] <command> [arguments]\n\ncommands:\n");
+    for (unsigned i = 0; i < SP_ARRAY_LEN(commands); i++)
+        fprintf(out, "  %s\n", commands[i].usage);
+    fprintf(out,
+            "\nflags (before or after the command):\n"
+            "  --cores N            shards, one pinned thread per core (default: all %u CPUs)\n"
+            "  --memory BYTES       managed memory per shard, K/M/G/T suffixes (default 64M)\n"
+            "  --poll               spin on the rings instead of sleeping (lowest latency)\n"
+            "  --log-level LEVEL    error, warn, info (default), debug or trace\n"
+            "  --seconds S          demo: length of each phase (default 2)\n"
+            "  -h, --help           this text\n",
+            sp_runtime_cpu_count());
+}
+
+int main(int argc, char **argv)
+{
+    struct spate_cli cli;
+    if (spate_cli_parse(&cli, argc, argv) < 0) {
+        fprintf(stderr, "spate: %s (see spate --help)\n", cli.reason);
+        return 2;
+    }
+    if (cli.help || (cli.command != NULL && strcmp(cli.command, "help") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (cli.command == NULL) {
+        fprintf(stderr, "spate: no command given (see spate --help)\n");
+        return 2;
+    }
+    if (cli.log_level >= 0)
+        sp_log_set_level((enum sp_log_level)cli.log_level);
+    for (unsigned i = 0; i < SP_ARRAY_LEN(commands); i++) {
+        if (strcmp(cli.command, commands[i].name) == 0)
+            return commands[i].fn(&cli);
+    }
+    fprintf(stderr, "spate: unknown command '%s' (see spate --help)\n", cli.command);
+    return 2;
+}
