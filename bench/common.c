@@ -15,14 +15,26 @@ const struct sp_bench_case *const sp_bench_cases[] = {
     NULL,
 };
 
+/*
+ * The CPUs the process could use when it started: pinning one thread must not
+ * shrink the set that the next thread's index is taken from.
+ */
+static cpu_set_t cpus_at_start;
+static int cpus_at_start_err;
+
+__attribute__((constructor)) static void cpus_record(void)
+{
+    if (sched_getaffinity(0, sizeof(cpus_at_start), &cpus_at_start) != 0)
+        cpus_at_start_err = errno;
+}
+
 int sp_bench_pin(unsigned index)
 {
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
-        return -errno;
+    if (cpus_at_start_err != 0)
+        return -cpus_at_start_err;
     unsigned seen = 0;
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-        if (!CPU_ISSET(cpu, &allowed))
+        if (!CPU_ISSET(cpu, &cpus_at_start))
             continue;
         if (seen++ == index) {
             cpu_set_t one;

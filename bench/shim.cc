@@ -53,8 +53,11 @@ void register_case(const sp_bench_case *c, int64_t arg, bool with_arg)
     if (with_arg)
         name += "/" + std::to_string(arg);
     auto *b = benchmark::RegisterBenchmark(name.c_str(), run_case, c, arg);
+    /* Rates from wall-clock time: several cases keep a second thread busy. */
     if (c->manual_time)
         b->UseManualTime()->Iterations(1);
+    else
+        b->UseRealTime();
 }
 
 } // namespace

@@ -128,6 +128,11 @@ int sp_arena_init(struct sp_arena *arena)
     err = mallctl("thread.arena", NULL, NULL, &index, sizeof(index));
     if (err != 0)
         return -err;
+    /* Blocks this thread freed before binding sit in its cache and belong to
+     * the old arena: flush them, or the next allocations would reuse them. */
+    err = mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+    if (err != 0)
+        return -err;
     arena->index = index;
     arena->created = true;
     return 0;

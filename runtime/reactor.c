@@ -338,7 +338,10 @@ void sp_shard_run(struct sp_shard *shard)
         if (shard->stopping && drained(shard, now_ns))
             break;
 
-        if (work > 0 || shard->task_head != NULL || shard->poll)
+        bool busy = work > 0 || shard->task_head != NULL;
+        if (busy)
+            shard->last_work_ns = now_ns;
+        if (busy || shard->poll || now_ns - shard->last_work_ns < shard->idle_spin_ns)
             shard_flush(shard);
         else
             sleep_in_ring(shard, now_ns);
@@ -379,6 +382,7 @@ int sp_shard_init(struct sp_shard *shard, struct sp_runtime *rt, unsigned id)
     shard->runtime = rt;
     shard->poll = config->poll;
     shard->task_quota_ns = config->task_quota_ns;
+    shard->idle_spin_ns = config->idle_spin_ns;
     shard->metrics = &rt->metrics;
     shard->event_fd = -1;
     shard->ring_fd = -1;

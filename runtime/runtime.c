@@ -21,6 +21,15 @@
 #include "sp_log.h"
 
 #define SP_SIGNAL_POLL_NS (50 * SP_NSEC_PER_MSEC)
+/*
+ * Polling this long after the last work before sleeping, as Seastar's
+ * reactor does (its default is 200 us). A sleeping vCPU of the VM in
+ * docs/benchmarks.md takes about 35 us to wake, so without it every message
+ * between otherwise idle shards costs that; 50 us of spinning covers the
+ * gaps of a request-response exchange while keeping an idle shard's CPU cost
+ * small.
+ */
+#define SP_IDLE_SPIN_NS_DEFAULT (50 * SP_NSEC_PER_USEC)
 
 static const char *const runtime_metric_names[SP_RT_METRIC_COUNT] = {
     [SP_RT_METRIC_LOOPS] = "runtime.loops",
@@ -44,6 +53,7 @@ void sp_runtime_config_default(struct sp_runtime_config *config)
     config->ring_capacity = 4096;
     config->uring_entries = 256;
     config->task_quota_ns = 500 * SP_NSEC_PER_USEC;
+    config->idle_spin_ns = SP_IDLE_SPIN_NS_DEFAULT;
     config->drain_timeout_ns = 5 * SP_NSEC_PER_SEC;
     config->timer_tick_shift = 10; /* 1.024 us */
     config->metrics_max = 256;
@@ -73,6 +83,8 @@ static int config_check(const struct sp_runtime_config *config)
     if (config->uring_entries < 8 || config->uring_entries > 32768)
         return -EINVAL;
     if (config->task_quota_ns == 0 || config->drain_timeout_ns == 0)
+        return -EINVAL;
+    if (config->idle_spin_ns > SP_NSEC_PER_SEC)
         return -EINVAL;
     if (config->timer_tick_shift < SP_TIMER_TICK_SHIFT_MIN ||
         config->timer_tick_shift > SP_TIMER_TICK_SHIFT_MAX)

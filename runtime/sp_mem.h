@@ -56,6 +56,9 @@ struct sp_budget {
 };
 
 /*
+ * Segments are page-aligned, and aligned to their size relative to the start
+ * of the pool (not in absolute addresses).
+ *
  * Reserves `total_bytes` of managed memory as segments of `segment_bytes`
  * (power of two, >= SP_SEGMENT_BYTES_MIN) and touches every page. A budget
  * smaller than one segment gives an empty pool. Returns 0, -EINVAL or

@@ -8,7 +8,8 @@
  * One turn of the reactor loop: drain inbound messages (bounded), fire due
  * timers, run queued tasks until the time budget (task_quota_ns) is spent,
  * reap I/O completions and hand them to their callbacks, submit new I/O in
- * one system call. With nothing to do the shard sleeps in the ring
+ * one system call. With nothing to do for idle_spin_ns, the shard sleeps in
+ * the ring
  * (io_uring_enter with a timeout equal to the next timer), and another shard
  * that sends it a message wakes it with IORING_OP_MSG_RING when the kernel
  * has it, by writing its eventfd otherwise. With `poll` set it never sleeps.
@@ -82,6 +83,8 @@ struct sp_shard {
     bool drain_timed_out;
     uint64_t drain_deadline_ns;
     uint64_t task_quota_ns;
+    uint64_t idle_spin_ns;
+    uint64_t last_work_ns;   /* when a turn last found something to do */
 
     struct sp_ring **inbound;  /* [shard_count]: inbound[j] is the ring j -> this */
     struct sp_ring **outbound; /* [shard_count]: outbound[j] is the ring this -> j */

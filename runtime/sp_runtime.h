@@ -36,6 +36,8 @@ struct sp_runtime_config {
     uint32_t ring_capacity;      /* messages per SPSC ring (power of two) */
     uint32_t uring_entries;      /* io_uring submission queue size */
     uint64_t task_quota_ns;      /* run tasks this long before polling I/O */
+    uint64_t idle_spin_ns;       /* keep polling this long after the last work
+                                    before sleeping (0: sleep at once) */
     uint64_t drain_timeout_ns;   /* longest a stopping shard waits to drain */
     unsigned timer_tick_shift;   /* timer ticks of 2^shift ns */
     uint32_t metrics_max;        /* metric declarations the registry holds */

@@ -4,8 +4,8 @@
  *
  * Time is nanoseconds on the monotonic clock, quantised to ticks of
  * 2^tick_shift ns. The wheel has SP_TIMER_LEVELS levels of 64 slots; a level-l
- * slot spans 64^l ticks, so ten levels cover every tick a 64-bit nanosecond
- * clock can name and no deadline is ever clamped. A timer sits in the level
+ * slot spans 64^l ticks, so eleven levels cover every tick a 64-bit
+ * nanosecond clock can name and no deadline is ever clamped. A timer sits in the level
  * given by the highest bit in which its tick differs from the wheel's current
  * tick, and cascades down one or more levels as the wheel approaches it (the
  * scheme of Varghese & Lauck, laid out as in the Linux and Tokio wheels).
@@ -29,8 +29,8 @@
 
 #define SP_TIMER_SLOT_BITS 6
 #define SP_TIMER_SLOTS (1u << SP_TIMER_SLOT_BITS)
-#define SP_TIMER_LEVELS 10
-/* Smallest tick: 16 ns, so that 10 levels of 6 bits span the 60-bit tick range. */
+#define SP_TIMER_LEVELS 11
+/* Smallest tick: 16 ns; eleven levels of 6 bits then hold every tick. */
 #define SP_TIMER_TICK_SHIFT_MIN 4
 #define SP_TIMER_TICK_SHIFT_MAX 30
 
@@ -98,9 +98,10 @@ unsigned sp_timer_wheel_advance(struct sp_timer_wheel *wheel, uint64_t now_ns, u
 
 /*
  * The earliest time at which advance could fire something: 0 when timers are
- * already due, UINT64_MAX when nothing is armed. May be earlier than the
+ * already due, UINT64_MAX when nothing is armed (or the first deadline lies
+ * past the last tick boundary before UINT64_MAX). May be earlier than the
  * first deadline (the start of a coarse slot that needs cascading), never
- * later.
+ * later than that deadline rounded up to a whole tick.
  */
 uint64_t sp_timer_wheel_next_ns(const struct sp_timer_wheel *wheel);
 

@@ -15,10 +15,12 @@
 
 #include "sp_timer.h"
 
-/* Ticks past this are clamped: 2^60 ticks of at least 16 ns is 584 years. */
-#define SP_TIMER_TICK_MAX ((1ULL << (SP_TIMER_LEVELS * SP_TIMER_SLOT_BITS)) - 1)
-
-_Static_assert(SP_TIMER_LEVELS * SP_TIMER_SLOT_BITS + SP_TIMER_TICK_SHIFT_MIN >= 64,
+/*
+ * The largest tick is the ceiling of UINT64_MAX / 2^SP_TIMER_TICK_SHIFT_MIN,
+ * 2^60, whose highest bit (60) belongs to level 10: eleven levels hold every
+ * tick, so no deadline is clamped (a clamp would fire early).
+ */
+_Static_assert((64 - SP_TIMER_TICK_SHIFT_MIN) / SP_TIMER_SLOT_BITS < SP_TIMER_LEVELS,
                "the levels cover every tick of a 64-bit nanosecond clock");
 
 int sp_timer_wheel_init(struct sp_timer_wheel *wheel, uint64_t now_ns, unsigned tick_shift)
@@ -121,7 +123,7 @@ void sp_timer_arm(struct sp_timer_wheel *wheel, struct sp_timer *timer, uint64_t
     uint64_t mask = (1ULL << wheel->tick_shift) - 1;
     uint64_t tick = (deadline_ns >> wheel->tick_shift) + ((deadline_ns & mask) != 0);
     timer->deadline_ns = deadline_ns;
-    timer->tick = SP_MIN(tick, SP_TIMER_TICK_MAX);
+    timer->tick = tick;
     place(wheel, timer);
 
     wheel->armed_count++;
@@ -160,7 +162,9 @@ static bool next_slot(const struct sp_timer_wheel *wheel, unsigned *level_out, u
         SP_ASSERT((occupied & ((2ULL << now_slot) - 1)) == 0);
         unsigned slot = (unsigned)__builtin_ctzll(occupied);
         uint64_t slot_range = 1ULL << shift;
-        uint64_t level_start = wheel->now_tick & ~((slot_range << SP_TIMER_SLOT_BITS) - 1);
+        /* The top level spans all 64 bits: it starts at tick 0. */
+        unsigned span_bits = shift + SP_TIMER_SLOT_BITS;
+        uint64_t level_start = span_bits >= 64 ? 0 : wheel->now_tick & ~((1ULL << span_bits) - 1);
         *level_out = level;
         *slot_out = slot;
         *tick_out = level_start + slot * slot_range;

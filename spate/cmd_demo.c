@@ -221,9 +221,10 @@ static void report(const struct demo *d)
         full += sh->full_count;
     }
     double seconds = (double)d->phase_ns / 1e9;
-    printf("  total: %llu messages delivered of %llu sent, %.1f M/s (%.1f M/s per shard)\n",
+    printf("  total: %llu messages delivered of %llu sent, %.1f M/s (%.1f M/s per shard); "
+           "backpressure from a full ring %llu times\n",
            (unsigned long long)received, (unsigned long long)sent, (double)received / seconds / 1e6,
-           (double)received / seconds / 1e6 / d->shard_count);
+           (double)received / seconds / 1e6 / d->shard_count, (unsigned long long)full);
 
     printf("phase 2: ping-pong between shard 0 and %s for %.1f s\n",
            d->shard_count > 1 ? "each other shard" : "itself", (double)d->phase_ns / 1e9);
@@ -249,10 +250,9 @@ int spate_demo(const struct spate_cli *cli)
     config.handle_signals = true;
     config.on_start = on_start;
 
-    struct demo *d = aligned_alloc(SP_CACHELINE_BYTES, sizeof(*d));
+    struct demo *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return 1;
-    memset(d, 0, sizeof(*d));
     config.ctx = d;
     d->shard_count = config.shard_count;
     d->phase_ns = (uint64_t)((cli->seconds > 0 ? cli->seconds : DEMO_SECONDS_DEFAULT) * 1e9);

@@ -5,9 +5,10 @@
  * A key's bytes are hashed with xxh3 (64-bit) to a key group, one of a fixed
  * number per job (Flink's max parallelism); key groups are the unit that
  * shards and nodes own and that rescaling moves. Shard s of n owns the
- * contiguous range [s * G / n, (s + 1) * G / n) of the G groups, as Flink
- * assigns them to subtasks, so every shard owns a nearly equal share and a
- * rescale from n to m moves whole ranges.
+ * contiguous range [ceil(s * G / n), ceil((s + 1) * G / n)) of the G groups,
+ * as Flink assigns them to subtasks (128 groups over 3 shards: [0,43),
+ * [43,86), [86,128)), so every shard owns a nearly equal share and a rescale
+ * from n to m moves whole ranges.
  *
  * The group of a hash is the high word of hash * G (Lemire's multiply-shift
  * reduction): uniform for any G, no division on the hot path.

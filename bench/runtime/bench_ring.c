@@ -5,11 +5,18 @@
  *    the producer pushing in batches of the argument, the consumer popping.
  *  - shard/send32: messages through the runtime (sp_shard_send_batch, the
  *    wake-up check, the reactor's drain and dispatch), two polling shards.
- *  - shard/round_trip_{poll,sleep}: one message to the other shard and its
- *    answer back, with --poll and sleeping in the ring; p50/p99 counters.
+ *  - shard/round_trip_{poll,idle_spin,sleep}: one message to the other shard
+ *    and its answer back: with --poll; by default (sleeping after 50 us of
+ *    idle polling); and sleeping at once, so that every message is a wake-up
+ *    through MSG_RING. p50/p99/p99.9 counters.
+ *  - baseline/eventfd_round_trip: the same round trip between two pinned
+ *    threads that block in read(2) on eventfds, the kernel's own wake-up
+ *    path, so the sleeping figure can be read as a ratio on any machine.
  */
 #include <pthread.h>
 #include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -104,6 +111,7 @@ static void spsc_teardown(void *state)
 struct shard_bench {
     struct sp_runtime rt;
     bool poll;
+    bool no_idle_spin;
     uint64_t total;
     unsigned peer;
     /* shard 0's */
@@ -134,6 +142,8 @@ static double shard_bench_run(struct shard_bench *b, void (*on_start)(struct sp_
     sp_runtime_config_default(&config);
     config.shard_count = SP_MIN(2u, sp_runtime_cpu_count());
     config.poll = b->poll;
+    if (b->no_idle_spin)
+        config.idle_spin_ns = 0;
     config.memory_bytes = 1u << 20;
     config.on_start = on_start;
     config.ctx = b;
@@ -241,10 +251,19 @@ static void *rtt_setup_poll(int64_t arg)
     return shard_bench_new(true, 0);
 }
 
-static void *rtt_setup_sleep(int64_t arg)
+static void *rtt_setup_spin(int64_t arg)
 {
     (void)arg;
     return shard_bench_new(false, 0);
+}
+
+static void *rtt_setup_sleep(int64_t arg)
+{
+    (void)arg;
+    struct shard_bench *b = shard_bench_new(false, 0);
+    if (b != NULL)
+        b->no_idle_spin = true;
+    return b;
 }
 
 static double rtt_run(void *state, uint64_t iterations)
@@ -269,6 +288,85 @@ static void shard_teardown(void *state)
     free(state);
 }
 
+/* ---- Baseline: blocking eventfd ping-pong between two pinned threads ---- */
+
+struct efd_bench {
+    int ping_fd;
+    int pong_fd;
+    uint64_t total;
+    pthread_t peer;
+    cpu_set_t saved_affinity;
+    struct sp_hist hist;
+};
+
+static void *efd_peer(void *arg)
+{
+    struct efd_bench *b = arg;
+    (void)sp_bench_pin(1);
+    uint64_t v;
+    for (;;) {
+        if (read(b->ping_fd, &v, sizeof(v)) != sizeof(v))
+            return NULL;
+        if (v == UINT64_MAX - 1)
+            return NULL; /* the quit value */
+        if (write(b->pong_fd, &v, sizeof(v)) != sizeof(v))
+            return NULL;
+    }
+}
+
+static void *efd_setup(int64_t arg)
+{
+    (void)arg;
+    struct efd_bench *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->ping_fd = eventfd(0, EFD_CLOEXEC);
+    b->pong_fd = eventfd(0, EFD_CLOEXEC);
+    sched_getaffinity(0, sizeof(b->saved_affinity), &b->saved_affinity);
+    (void)sp_bench_pin(0);
+    if (b->ping_fd < 0 || b->pong_fd < 0 || pthread_create(&b->peer, NULL, efd_peer, b) != 0) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static double efd_run(void *state, uint64_t iterations)
+{
+    struct efd_bench *b = state;
+    sp_hist_reset(&b->hist);
+    uint64_t start = sp_now_ns();
+    for (uint64_t i = 0; i < iterations; i++) {
+        uint64_t t0 = sp_now_ns(), one = 1, v;
+        if (write(b->ping_fd, &one, sizeof(one)) != sizeof(one) ||
+            read(b->pong_fd, &v, sizeof(v)) != sizeof(v))
+            return 0;
+        sp_hist_record(&b->hist, sp_now_ns() - t0);
+    }
+    return (double)(sp_now_ns() - start) / 1e9;
+}
+
+static unsigned efd_counters(void *state, struct sp_bench_counter *out)
+{
+    struct efd_bench *b = state;
+    out[0] = (struct sp_bench_counter){"p50_ns", (double)sp_hist_quantile(&b->hist, 0.50)};
+    out[1] = (struct sp_bench_counter){"p99_ns", (double)sp_hist_quantile(&b->hist, 0.99)};
+    out[2] = (struct sp_bench_counter){"p999_ns", (double)sp_hist_quantile(&b->hist, 0.999)};
+    return 3;
+}
+
+static void efd_teardown(void *state)
+{
+    struct efd_bench *b = state;
+    uint64_t quit = UINT64_MAX - 1;
+    if (write(b->ping_fd, &quit, sizeof(quit)) == sizeof(quit))
+        pthread_join(b->peer, NULL);
+    sched_setaffinity(0, sizeof(b->saved_affinity), &b->saved_affinity);
+    close(b->ping_fd);
+    close(b->pong_fd);
+    free(b);
+}
+
 const struct sp_bench_case sp_bench_ring_cases[] = {
     {.name = "ring/spsc_batch", .args = {1, 8, 32}, .run_batch = 1u << 16,
      .setup = spsc_setup, .run = spsc_run, .teardown = spsc_teardown},
@@ -276,7 +374,11 @@ const struct sp_bench_case sp_bench_ring_cases[] = {
      .setup = send_setup, .run = send_run, .teardown = shard_teardown},
     {.name = "shard/round_trip_poll", .fixed_iterations = 100000, .manual_time = 1,
      .setup = rtt_setup_poll, .run = rtt_run, .counters = rtt_counters, .teardown = shard_teardown},
+    {.name = "shard/round_trip_idle_spin", .fixed_iterations = 100000, .manual_time = 1,
+     .setup = rtt_setup_spin, .run = rtt_run, .counters = rtt_counters, .teardown = shard_teardown},
     {.name = "shard/round_trip_sleep", .fixed_iterations = 20000, .manual_time = 1,
      .setup = rtt_setup_sleep, .run = rtt_run, .counters = rtt_counters, .teardown = shard_teardown},
+    {.name = "baseline/eventfd_round_trip", .fixed_iterations = 20000, .manual_time = 1,
+     .setup = efd_setup, .run = efd_run, .counters = efd_counters, .teardown = efd_teardown},
     {.name = NULL},
 };
