@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sp_bench.h"
+#include "sp_rand.h"
 #include "sp_timer.h"
 
 #define BACKGROUND_TIMERS 10000u
@@ -40,11 +41,12 @@ static void *timer_setup(int64_t arg)
         free(b);
         return NULL;
     }
-    uint64_t x = 88172645463325252ull;
+    struct sp_rand rand;
+    sp_rand_seed(&rand, 88172645463325252ull);
     for (unsigned i = 0; i < BACKGROUND_TIMERS; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         sp_timer_init(&b->background[i], on_fire, b);
-        sp_timer_arm(&b->wheel, &b->background[i], b->now_ns + 1 + x % (10 * SP_NSEC_PER_SEC));
+        sp_timer_arm(&b->wheel, &b->background[i],
+                     b->now_ns + 1 + sp_rand_below(&rand, 10 * SP_NSEC_PER_SEC));
     }
     for (unsigned i = 0; i < ACTIVE_TIMERS; i++)
         sp_timer_init(&b->active[i], on_fire, b);

@@ -20,19 +20,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "sp_rand.h"
 #include "sp_metrics.h"
 
 /* ---- Helpers ---- */
 
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
+static struct sp_rand rng;
 
 /*
  * An exponentially distributed value with the given mean, by inverting the
@@ -43,7 +36,7 @@ static uint64_t rng_next(void)
 static uint64_t rng_exponential(double mean)
 {
     const double ln2 = 0.69314718055994530942;
-    uint64_t r = (rng_next() >> 11) + 1; /* 1 .. 2^53 */
+    uint64_t r = (sp_rand_next(&rng) >> 11) + 1; /* 1 .. 2^53 */
     int e = 63 - __builtin_clzll(r);
     double m = (double)r / (double)(1ULL << e);
     double z = (m - 1.0) / (m + 1.0);
@@ -59,8 +52,8 @@ static uint64_t rng_exponential(double mean)
 /* A log-uniform value: a random power of two below 2^62, then uniform. */
 static uint64_t rng_log_uniform(void)
 {
-    unsigned e = (unsigned)(rng_next() % 62);
-    return (1ULL << e) | (rng_next() & ((1ULL << e) - 1));
+    unsigned e = (unsigned)(sp_rand_next(&rng) % 62);
+    return (1ULL << e) | (sp_rand_next(&rng) & ((1ULL << e) - 1));
 }
 
 static int compare_u64(const void *a, const void *b)
@@ -243,10 +236,10 @@ static void test_hist_bucket_function(void **state)
         assert_true(sp_hist_bucket(p) <= sp_hist_bucket(p + 1));
         assert_true(sp_hist_bucket(p) < SP_HIST_BUCKETS);
     }
-    rng_state = 1;
+    sp_rand_seed(&rng, 1);
     uint64_t sample[4096];
     for (unsigned i = 0; i < SP_ARRAY_LEN(sample); i++)
-        sample[i] = rng_next() >> (rng_next() % 64);
+        sample[i] = sp_rand_next(&rng) >> (sp_rand_next(&rng) % 64);
     qsort(sample, SP_ARRAY_LEN(sample), sizeof(sample[0]), compare_u64);
     for (unsigned i = 1; i < SP_ARRAY_LEN(sample); i++)
         assert_true(sp_hist_bucket(sample[i - 1]) <= sp_hist_bucket(sample[i]));
@@ -304,10 +297,10 @@ static void test_hist_quantiles(void **state)
     (void)state;
     enum { N = 20000 };
     static uint64_t values[N];
-    rng_state = 2024;
+    sp_rand_seed(&rng, 2024);
 
     for (unsigned i = 0; i < N; i++) /* uniform */
-        values[i] = 1 + rng_next() % 1000000;
+        values[i] = 1 + sp_rand_next(&rng) % 1000000;
     check_quantiles(values, N);
 
     for (unsigned i = 0; i < N; i++) /* exponential, mean 100 us */
@@ -323,7 +316,7 @@ static void test_hist_quantiles(void **state)
     check_quantiles(values, N);
 
     for (unsigned i = 0; i < N; i++) /* small values: exact */
-        values[i] = rng_next() % 20;
+        values[i] = sp_rand_next(&rng) % 20;
     check_quantiles(values, N);
 
     values[0] = 777; /* a single value */
@@ -331,7 +324,7 @@ static void test_hist_quantiles(void **state)
 
     /* A count that makes most ranks fractional. */
     for (unsigned i = 0; i < N; i++)
-        values[i] = 1 + rng_next() % 5000;
+        values[i] = 1 + sp_rand_next(&rng) % 5000;
     check_quantiles(values, N - 7);
 
     /*
@@ -399,13 +392,13 @@ static void test_hist_merge_rows(void **state)
     static struct sp_hist all;
     sp_hist_reset(&all);
     static uint64_t values[N];
-    rng_state = 31337;
+    sp_rand_seed(&rng, 31337);
     uint64_t sum = 0;
     for (unsigned i = 0; i < N; i++) {
         /* Shards see different ranges: shard s around 10^(s+3). */
         unsigned s = i % SHARDS;
         uint64_t scale = s == 0 ? 1000 : s == 1 ? 10000 : 100000;
-        values[i] = scale + rng_next() % (scale * 9);
+        values[i] = scale + sp_rand_next(&rng) % (scale * 9);
         sp_metrics_hist_record(&m, s, h, values[i]);
         sp_hist_record(&all, values[i]);
         sum += values[i];

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "sp_rand.h"
 #include "sp_timer.h"
 
 #define FIRE_ALL UINT_MAX
@@ -72,27 +73,14 @@ static unsigned advance(struct sp_timer_wheel *wheel, struct fire_log *log, uint
     return sp_timer_wheel_advance(wheel, now_ns, fire_max);
 }
 
-static uint64_t rng_state;
+static struct sp_rand rng;
 
-static uint64_t rng_next(void)
-{
-    /* xorshift64*: deterministic across platforms. */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t rng_below(uint64_t n)
-{
-    return n == 0 ? 0 : rng_next() % n;
-}
 
 /* A random value of random magnitude: below 2^e for e in [0, bits_max]. */
 static uint64_t rng_magnitude(unsigned bits_max)
 {
-    unsigned e = (unsigned)rng_below(bits_max + 1);
-    return e == 0 ? 0 : rng_next() >> (64 - e);
+    unsigned e = (unsigned)sp_rand_below(&rng, bits_max + 1);
+    return e == 0 ? 0 : sp_rand_next(&rng) >> (64 - e);
 }
 
 static uint64_t round_up_tick(uint64_t ns, unsigned shift)
@@ -104,7 +92,7 @@ static uint64_t round_up_tick(uint64_t ns, unsigned shift)
 static void shuffle(unsigned *a, unsigned n)
 {
     for (unsigned i = n; i > 1; i--) {
-        unsigned j = (unsigned)rng_below(i);
+        unsigned j = (unsigned)sp_rand_below(&rng, i);
         unsigned t = a[i - 1];
         a[i - 1] = a[j];
         a[j] = t;
@@ -162,7 +150,7 @@ static void test_fires_in_order_never_early(void **state)
         deadline[i] = t0 + (ticks << shift);
         order[i] = i;
     }
-    rng_state = 0x1234567;
+    sp_rand_seed(&rng, 0x1234567);
     shuffle(order, N);
     for (unsigned k = 0; k < N; k++)
         sp_timer_arm(&wheel, &boxes[order[k]].timer, deadline[order[k]]);
@@ -198,14 +186,14 @@ static void test_one_jump_fires_in_tick_order(void **state)
     assert_int_equal(sp_timer_wheel_init(&wheel, 0, shift), 0);
     boxes_init(boxes, N, &log);
 
-    rng_state = 42;
+    sp_rand_seed(&rng, 42);
     uint64_t tick[N];
     uint64_t tick_last = 0;
     for (unsigned i = 0; i < N; i++) {
         tick[i] = 1 + rng_magnitude(30); /* some share a tick: fine */
         tick_last = SP_MAX(tick_last, tick[i]);
         /* Unaligned deadlines inside the tick: tick i fires at i << shift. */
-        sp_timer_arm(&wheel, &boxes[i].timer, ((tick[i] - 1) << shift) + 1 + rng_below(63));
+        sp_timer_arm(&wheel, &boxes[i].timer, ((tick[i] - 1) << shift) + 1 + sp_rand_below(&rng, 63));
     }
     assert_int_equal(advance(&wheel, &log, tick_last << shift, FIRE_ALL), N);
     assert_int_equal(log.count, N);
@@ -513,10 +501,10 @@ static void test_far_future_deadline(void **state)
     boxes_init(boxes, 1, &log);
     uint64_t deadline = t0 + 100 * year_ns;
     sp_timer_arm(&wheel, &boxes[0].timer, deadline);
-    rng_state = 7;
+    sp_rand_seed(&rng, 7);
     uint64_t now = t0;
     while (now < deadline - 1) {
-        now += 1 + rng_below(SP_MIN(deadline - 1 - now, year_ns / 3));
+        now += 1 + sp_rand_below(&rng, SP_MIN(deadline - 1 - now, year_ns / 3));
         assert_int_equal(advance(&wheel, &log, now, FIRE_ALL), 0);
         uint64_t next = sp_timer_wheel_next_ns(&wheel);
         assert_true(next > now);
@@ -822,7 +810,7 @@ static void test_next_ns(void **state)
     assert_int_equal(advance(&wheel, &log, 4ULL << shift, FIRE_ALL), 1);
 
     /* Random sets: never later than the earliest deadline's tick. */
-    rng_state = 99;
+    sp_rand_seed(&rng, 99);
     uint64_t now = 4ULL << shift;
     for (unsigned round = 0; round < 50; round++) {
         uint64_t earliest = UINT64_MAX;
@@ -923,7 +911,7 @@ static void model_arm(struct model *m, struct model_timer *t, uint64_t deadline_
 
 static uint64_t model_deadline(const struct model *m)
 {
-    switch (rng_below(8)) {
+    switch (sp_rand_below(&rng, 8)) {
     case 0: /* in the past or now */
         return m->now_ns - SP_MIN(m->now_ns, rng_magnitude(40));
     case 1: /* far out */
@@ -957,7 +945,7 @@ static void model_run(unsigned shift, uint64_t seed)
 {
     static struct model m;
     memset(&m, 0, sizeof(m));
-    rng_state = seed;
+    sp_rand_seed(&rng, seed);
     m.shift = shift;
     m.now_ns = 1ULL << 40;
     assert_int_equal(sp_timer_wheel_init(&m.wheel, m.now_ns, shift), 0);
@@ -971,10 +959,10 @@ static void model_run(unsigned shift, uint64_t seed)
 
     for (unsigned step = 0; step < 3000; step++) {
         /* Random cancels and re-arms (of armed, fired and idle timers). */
-        unsigned ops = (unsigned)rng_below(20);
+        unsigned ops = (unsigned)sp_rand_below(&rng, 20);
         for (unsigned k = 0; k < ops; k++) {
-            struct model_timer *t = &m.timers[rng_below(MODEL_N)];
-            if (rng_below(3) == 0) {
+            struct model_timer *t = &m.timers[sp_rand_below(&rng, MODEL_N)];
+            if (sp_rand_below(&rng, 3) == 0) {
                 if (t->armed)
                     m.armed_count--;
                 t->armed = false;
@@ -984,7 +972,7 @@ static void model_run(unsigned shift, uint64_t seed)
             }
         }
         /* Steps of every size, staying below 2^62. */
-        uint64_t step_ns = rng_below(10) == 0 ? 0 : rng_magnitude(rng_below(4) == 0 ? 44 : 30);
+        uint64_t step_ns = sp_rand_below(&rng, 10) == 0 ? 0 : rng_magnitude(sp_rand_below(&rng, 4) == 0 ? 44 : 30);
         if (m.now_ns + step_ns < (1ULL << 62))
             m.now_ns += step_ns;
         sp_timer_wheel_advance(&m.wheel, m.now_ns, FIRE_ALL);

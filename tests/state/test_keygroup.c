@@ -16,19 +16,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "sp_rand.h"
 #include "sp_keygroup.h"
 
 __extension__ typedef unsigned __int128 u128;
 
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
+static struct sp_rand rng;
 
 /* ---- Groups of hashes ---- */
 
@@ -42,9 +35,9 @@ static void test_group_in_range(void **state)
         assert_int_equal(sp_key_group(UINT64_MAX, g), g - 1);
         assert_int_equal(sp_key_group(UINT64_MAX - 1, g), g - 1);
         assert_int_equal(sp_key_group(1ULL << 63, g), g / 2); /* the middle */
-        rng_state = 0xC0FFEE + c;
+        sp_rand_seed(&rng, 0xC0FFEE + c);
         for (unsigned i = 0; i < 100000; i++)
-            assert_true(sp_key_group(rng_next(), g) < g);
+            assert_true(sp_key_group(sp_rand_next(&rng), g) < g);
         /* Group k starts at hash ceil(k * 2^64 / G): the boundaries are exact. */
         for (uint32_t k = 1; k < g; k += 1 + g / 50) {
             u128 start = (((u128)k << 64) + g - 1) / g;
@@ -57,7 +50,7 @@ static void test_group_in_range(void **state)
 static void test_group_monotonic_in_hash(void **state)
 {
     (void)state;
-    rng_state = 5;
+    sp_rand_seed(&rng, 5);
     uint64_t h = 0;
     uint32_t prev = 0;
     while (h < UINT64_MAX - (1ULL << 52)) {
@@ -65,7 +58,7 @@ static void test_group_monotonic_in_hash(void **state)
         assert_true(g >= prev);
         assert_true(g <= prev + 1);
         prev = g;
-        h += rng_next() >> 13; /* steps below 2^51, finer than a group */
+        h += sp_rand_next(&rng) >> 13; /* steps below 2^51, finer than a group */
     }
     assert_true(prev >= 999 - 1);
 }
@@ -204,9 +197,9 @@ static void test_key_hash_is_xxh3(void **state)
 {
     (void)state;
     static uint8_t bytes[4096];
-    rng_state = 77;
+    sp_rand_seed(&rng, 77);
     for (unsigned i = 0; i < sizeof(bytes); i++)
-        bytes[i] = (uint8_t)rng_next();
+        bytes[i] = (uint8_t)sp_rand_next(&rng);
 
     /* XXH3_64bits of no bytes (seed 0), as published by xxHash. */
     assert_true(sp_key_hash("", 0) == 0x2D06800538D394C2ULL);
