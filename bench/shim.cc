@@ -23,7 +23,11 @@ void run_case(benchmark::State &st, const sp_bench_case *c, int64_t arg)
     if (c->manual_time) {
         for (auto _ : st) {
             double seconds = c->run(state, c->fixed_iterations);
-            st.SetIterationTime(seconds > 0 ? seconds : 1e-9);
+            if (seconds <= 0) {
+                st.SkipWithError("the run failed (see the log above)");
+                break;
+            }
+            st.SetIterationTime(seconds);
             done += c->fixed_iterations;
         }
     } else {

@@ -34,7 +34,7 @@ struct sp_bench_case {
     unsigned bytes_per_iteration_is_arg; /* report bytes/s = arg per iteration */
     uint64_t run_batch;              /* iterations per call of run; 0 means 1000 */
     uint64_t fixed_iterations;       /* with manual_time: the one run's size */
-    int manual_time;                 /* body returns its own measured seconds */
+    int manual_time;                 /* body returns its own measured seconds (<= 0: failed) */
     void *(*setup)(int64_t arg);
     double (*run)(void *state, uint64_t iterations);
     unsigned (*counters)(void *state, struct sp_bench_counter *out);

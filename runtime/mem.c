@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -117,12 +118,35 @@ void sp_arena_free(struct sp_arena *arena, void *ptr)
     free(ptr);
 }
 #else
+/*
+ * Arenas made for shards are kept and handed to later shards (a process may
+ * start runtimes one after another: tests, benchmarks), since destroying
+ * one would free what a shard allocated and left to others. Guarded by a
+ * mutex: this is start-up, not the data path.
+ */
+#define SP_ARENAS_SPARE_MAX 1024
+static pthread_mutex_t arenas_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned arenas_spare[SP_ARENAS_SPARE_MAX];
+static unsigned arenas_spare_count;
+
+static int arena_take(unsigned *index)
+{
+    pthread_mutex_lock(&arenas_lock);
+    bool reused = arenas_spare_count > 0;
+    if (reused)
+        *index = arenas_spare[--arenas_spare_count];
+    pthread_mutex_unlock(&arenas_lock);
+    if (reused)
+        return 0;
+    size_t len = sizeof(*index);
+    return -mallctl("arenas.create", index, &len, NULL, 0);
+}
+
 int sp_arena_init(struct sp_arena *arena)
 {
     SP_ASSERT(arena != NULL);
     unsigned index = 0;
-    size_t len = sizeof(index);
-    int err = mallctl("arenas.create", &index, &len, NULL, 0);
+    int err = -arena_take(&index);
     if (err != 0)
         return -err;
     err = mallctl("thread.arena", NULL, NULL, &index, sizeof(index));
@@ -141,7 +165,15 @@ int sp_arena_init(struct sp_arena *arena)
 void sp_arena_deinit(struct sp_arena *arena)
 {
     SP_ASSERT(arena != NULL);
-    /* Arenas live as long as the process in jemalloc 5; nothing to return. */
+    SP_ASSERT(arena->created);
+    /* Back to arena 0, cache flushed, and the arena kept for the next shard. */
+    unsigned zero = 0;
+    (void)mallctl("thread.arena", NULL, NULL, &zero, sizeof(zero));
+    (void)mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+    pthread_mutex_lock(&arenas_lock);
+    if (arenas_spare_count < SP_ARENAS_SPARE_MAX)
+        arenas_spare[arenas_spare_count++] = arena->index;
+    pthread_mutex_unlock(&arenas_lock);
     arena->created = false;
 }
 

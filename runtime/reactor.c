@@ -68,6 +68,8 @@ struct io_uring_sqe *sp_shard_sqe(struct sp_shard *shard, struct sp_io_op *op)
         return NULL;
     io_uring_sqe_set_data(sqe, op);
     shard->inflight++;
+    if (shard->cancel_new)
+        shard->cancel_pending = true; /* requests made while draining get cancelled too */
     return sqe;
 }
 
@@ -90,8 +92,12 @@ static void event_read_arm(struct sp_shard *shard)
     shard->event_op.fn = event_read_done;
     shard->event_op.ctx = shard;
     struct io_uring_sqe *sqe = sp_shard_sqe(shard, &shard->event_op);
-    /* Called only after a completion freed a slot, or at start-up. */
-    SP_ASSERT(sqe != NULL);
+    if (sqe == NULL) {
+        /* The queue stayed full: the next turn tries again (event_rearm). */
+        shard->event_rearm = true;
+        return;
+    }
+    shard->event_rearm = false;
     io_uring_prep_read(sqe, shard->event_fd, &shard->event_value, sizeof(shard->event_value), 0);
 }
 
@@ -120,7 +126,7 @@ static void shard_wake(struct sp_shard *self, struct sp_shard *target)
         return;
     }
     io_uring_prep_msg_ring(sqe, target->ring_fd, 0, SP_UDATA_WAKE, 0);
-    io_uring_sqe_set_data64(sqe, SP_UDATA_IGNORE);
+    io_uring_sqe_set_data64(sqe, SP_UDATA_WAKE_SENT + target->id);
     /* Submit now: the target sleeps until this reaches the kernel. */
     shard_flush(self);
 }
@@ -146,7 +152,12 @@ unsigned sp_shard_send_batch(struct sp_shard *shard, unsigned to, const struct s
 {
     SP_ASSERT(shard == current_shard);
     SP_ASSERT(to < shard->shard_count);
+    /* Counted before the push, so no receiver can count one not yet sent. */
+    uint64_t counted = atomic_load_explicit(&shard->msgs_sent, memory_order_relaxed);
+    atomic_store_explicit(&shard->msgs_sent, counted + n, memory_order_release);
     unsigned sent = sp_ring_push(shard->outbound[to], msgs, n);
+    if (sent < n)
+        atomic_store_explicit(&shard->msgs_sent, counted + sent, memory_order_release);
     shard->stats.msg_out_count += sent;
     if (sent < n)
         shard->stats.msg_full_count++;
@@ -171,16 +182,25 @@ static unsigned drain_inbound(struct sp_shard *shard)
 {
     struct sp_msg batch[SP_MSG_BATCH];
     unsigned total = 0;
-    for (unsigned from = 0; from < shard->shard_count; from++) {
+    /* Start at a different ring each turn, so no sender can starve the rest. */
+    unsigned first = shard->drain_first;
+    shard->drain_first = first + 1 < shard->shard_count ? first + 1 : 0;
+    for (unsigned i = 0; i < shard->shard_count; i++) {
+        unsigned from = first + i < shard->shard_count ? first + i : first + i - shard->shard_count;
         struct sp_ring *ring = shard->inbound[from];
         unsigned n;
         while (total < SP_MSG_PER_TURN_MAX && (n = sp_ring_pop(ring, batch, SP_MSG_BATCH)) > 0) {
-            for (unsigned i = 0; i < n; i++)
-                batch[i].fn(shard, batch[i].arg);
+            for (unsigned m = 0; m < n; m++)
+                batch[m].fn(shard, batch[m].arg);
             total += n;
         }
     }
     shard->stats.msg_in_count += total;
+    if (total > 0)
+        atomic_store_explicit(&shard->msgs_received,
+                              atomic_load_explicit(&shard->msgs_received, memory_order_relaxed) +
+                                  total,
+                              memory_order_release);
     return total;
 }
 
@@ -218,6 +238,16 @@ static unsigned run_tasks(struct sp_shard *shard, uint64_t start_ns)
     return ran;
 }
 
+/* Our MSG_RING to `target` failed: its sleeping flag is already cleared. */
+static void wake_sent_failed(struct sp_shard *shard, unsigned target, int res)
+{
+    SP_ASSERT(target < shard->shard_count);
+    sp_debug("MSG_RING wake-up of shard %u failed (%s): using its eventfd", target,
+             strerror(-res));
+    sp_shard_wake_external(atomic_load_explicit(&shard->runtime->shards[target],
+                                                memory_order_relaxed));
+}
+
 static unsigned reap_completions(struct sp_shard *shard)
 {
     struct io_uring_cqe *cqes[SP_CQE_BATCH];
@@ -226,8 +256,11 @@ static unsigned reap_completions(struct sp_shard *shard)
     while ((n = io_uring_peek_batch_cqe(&shard->ring, cqes, SP_CQE_BATCH)) > 0) {
         for (unsigned i = 0; i < n; i++) {
             uint64_t data = io_uring_cqe_get_data64(cqes[i]);
-            if (data < SP_UDATA_RESERVED_MAX)
+            if (data < SP_UDATA_RESERVED_MAX) {
+                if (data >= SP_UDATA_WAKE_SENT && cqes[i]->res < 0)
+                    wake_sent_failed(shard, (unsigned)(data - SP_UDATA_WAKE_SENT), cqes[i]->res);
                 continue;
+            }
             struct sp_io_op *op = (struct sp_io_op *)(uintptr_t)data;
             SP_ASSERT(shard->inflight > 0);
             shard->inflight--;
@@ -242,34 +275,91 @@ static unsigned reap_completions(struct sp_shard *shard)
     return total;
 }
 
+static void send_cancel(struct sp_shard *shard)
+{
+    struct io_uring_sqe *sqe = shard_raw_sqe(shard);
+    if (sqe == NULL)
+        return; /* still pending: the next turn tries again */
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, SP_UDATA_IGNORE);
+    shard->cancel_pending = false;
+}
+
 static void begin_stop(struct sp_shard *shard, uint64_t now_ns)
 {
+    uint64_t timeout_ns = shard->runtime->config.drain_timeout_ns;
     shard->stopping = true;
-    shard->drain_deadline_ns = now_ns + shard->runtime->config.drain_timeout_ns;
+    shard->drain_deadline_ns = timeout_ns > UINT64_MAX - now_ns ? UINT64_MAX : now_ns + timeout_ns;
     sp_debug("stopping: %u requests in flight", shard->inflight);
-    /* Cancel first: the hooks' own requests go into the queue after it. */
-    if (shard->inflight > 0) {
-        struct io_uring_sqe *sqe = shard_raw_sqe(shard);
-        if (sqe != NULL) {
-            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-            io_uring_sqe_set_data64(sqe, SP_UDATA_IGNORE);
-        }
-    }
+    /* Cancel first: the hooks' own requests (a final flush) go in after it. */
+    if (shard->inflight > 0)
+        send_cancel(shard);
     while (shard->stop_hooks != NULL) {
         struct sp_stop_hook *hook = shard->stop_hooks;
         shard->stop_hooks = hook->next;
         hook->fn(hook, shard);
     }
+    shard->cancel_new = true;
+}
+
+/* Nothing queued, in flight or armed here, and no message waiting. */
+static bool locally_quiet(struct sp_shard *shard)
+{
+    return shard->inflight == 0 && shard->task_head == NULL && shard->timers.armed_count == 0 &&
+           inbound_empty(shard);
+}
+
+/* One pass over every shard: false if one is busy; else the message counts. */
+static bool collect(struct sp_shard *shard, uint64_t *sent, uint64_t *received)
+{
+    struct sp_runtime *rt = shard->runtime;
+    *sent = *received = 0;
+    for (unsigned i = 0; i < shard->shard_count; i++) {
+        struct sp_shard *other = atomic_load_explicit(&rt->shards[i], memory_order_relaxed);
+        if (!atomic_load_explicit(&other->quiet, memory_order_acquire))
+            return false;
+        *received += atomic_load_explicit(&other->msgs_received, memory_order_acquire);
+    }
+    for (unsigned i = 0; i < shard->shard_count; i++) {
+        struct sp_shard *other = atomic_load_explicit(&rt->shards[i], memory_order_relaxed);
+        *sent += atomic_load_explicit(&other->msgs_sent, memory_order_acquire);
+    }
+    return true;
+}
+
+/*
+ * A stopping shard may leave its loop only when every shard is quiet and no
+ * message is in flight anywhere, or a message sent to it later would be
+ * lost. A quiet shard becomes busy only by receiving a message, so two
+ * passes (Mattern's four counters) that both find every shard quiet, agree,
+ * and count as many messages received as sent prove that nothing can
+ * happen any more: sent counts are never below the truth and received
+ * counts never above it.
+ */
+static bool globally_quiet(struct sp_shard *shard)
+{
+    uint64_t sent1, received1, sent2, received2;
+    if (!collect(shard, &sent1, &received1) || sent1 != received1)
+        return false;
+    if (!collect(shard, &sent2, &received2))
+        return false;
+    return sent1 == sent2 && received1 == received2;
 }
 
 static bool drained(struct sp_shard *shard, uint64_t now_ns)
 {
-    if (shard->inflight == 0 && shard->task_head == NULL && inbound_empty(shard))
+    if (shard->cancel_pending)
+        send_cancel(shard);
+    bool quiet = locally_quiet(shard);
+    atomic_store_explicit(&shard->quiet, quiet, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (quiet && globally_quiet(shard))
         return true;
     if (now_ns < shard->drain_deadline_ns)
         return false;
-    sp_warn("drain timed out: %u requests in flight, tasks %s", shard->inflight,
-            shard->task_head ? "queued" : "none");
+    sp_warn("drain timed out: %u requests in flight, tasks %s, %llu timers armed%s",
+            shard->inflight, shard->task_head ? "queued" : "none",
+            (unsigned long long)shard->timers.armed_count, quiet ? ", other shards busy" : "");
     shard->drain_timed_out = true;
     return true;
 }
@@ -325,6 +415,8 @@ void sp_shard_run(struct sp_shard *shard)
     SP_ASSERT(shard == current_shard);
     for (;;) {
         uint64_t now_ns = sp_now_ns();
+        if (SP_UNLIKELY(shard->event_rearm) && !shard->stopping)
+            event_read_arm(shard);
         unsigned work = drain_inbound(shard);
         work += sp_timer_wheel_advance(&shard->timers, now_ns, SP_TIMER_FIRE_PER_TURN_MAX);
         work += run_tasks(shard, now_ns);
@@ -359,7 +451,11 @@ static int ring_setup(struct sp_shard *shard, uint32_t entries)
     memset(&params, 0, sizeof(params));
     /* SINGLE_ISSUER + COOP_TASKRUN: completions are run when we enter the
      * kernel anyway, not by interrupting the shard (kernel 6.0+). */
-    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+    /* TASKRUN_FLAG: with COOP_TASKRUN the kernel runs completion work only
+     * when we enter it; the flag tells a polling shard, which may never
+     * enter, that work waits (liburing's peek then enters for it). */
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+                   IORING_SETUP_TASKRUN_FLAG;
     int ret = io_uring_queue_init_params(entries, &shard->ring, &params);
     if (ret == -EINVAL) {
         memset(&params, 0, sizeof(params));
@@ -424,8 +520,13 @@ void sp_shard_deinit(struct sp_shard *shard)
     SP_ASSERT(shard == current_shard);
     if (shard->ring_fd >= 0)
         io_uring_queue_exit(&shard->ring);
-    if (shard->pool.segment_count > 0 || shard->pool.free_stack != NULL)
-        sp_segment_pool_deinit(&shard->pool);
+    if (shard->pool.segment_count > 0 || shard->pool.free_stack != NULL) {
+        uint32_t used = sp_segment_pool_used(&shard->pool);
+        if (used == 0)
+            sp_segment_pool_deinit(&shard->pool);
+        else /* only after a drain time-out: work still holds them */
+            sp_warn("%u managed-memory segments still held: leaving them mapped", used);
+    }
     if (shard->arena.created) {
         sp_arena_free(&shard->arena, shard->inbound);
         sp_arena_free(&shard->arena, shard->outbound);

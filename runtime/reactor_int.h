@@ -11,8 +11,11 @@
 
 /* user_data values below this are not sp_io_op pointers. */
 #define SP_UDATA_WAKE 1u   /* a wake-up posted by another shard's MSG_RING */
-#define SP_UDATA_IGNORE 2u /* our own MSG_RING or cancel completions */
+#define SP_UDATA_IGNORE 2u /* our own cancel completions */
+/* Our own MSG_RING wake-up of shard i completes with SP_UDATA_WAKE_SENT + i. */
+#define SP_UDATA_WAKE_SENT 2048u
 #define SP_UDATA_RESERVED_MAX 4096u
+#define SP_SHARDS_MAX (SP_UDATA_RESERVED_MAX - SP_UDATA_WAKE_SENT)
 
 /* Messages drained from one inbound ring per pop. */
 #define SP_MSG_BATCH 64u

@@ -72,7 +72,7 @@ unsigned sp_runtime_cpu_count(void)
 
 static int config_check(const struct sp_runtime_config *config)
 {
-    if (config->shard_count == 0 || config->shard_count > 1024)
+    if (config->shard_count == 0 || config->shard_count > SP_SHARDS_MAX)
         return -EINVAL;
     if (config->pin && config->shard_count > sp_runtime_cpu_count())
         return -EINVAL;
@@ -94,14 +94,28 @@ static int config_check(const struct sp_runtime_config *config)
     return 0;
 }
 
-/* Is io_uring usable here, and does it have IORING_OP_MSG_RING? */
+/*
+ * Is io_uring usable here, and does it have IORING_OP_MSG_RING? The runtime
+ * needs kernel 5.19: waits with a timeout argument (IORING_FEAT_EXT_ARG,
+ * 5.11) and IORING_ASYNC_CANCEL_ANY at stop (5.19, the release that also
+ * brought IORING_OP_SOCKET, which is what is probed for it).
+ */
 static int probe_uring(bool *has_msg_ring)
 {
     struct io_uring ring;
-    int ret = io_uring_queue_init(8, &ring, 0);
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    int ret = io_uring_queue_init_params(8, &ring, &params);
     if (ret < 0)
         return -ENOSYS;
     struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+    bool new_enough = probe != NULL && (params.features & IORING_FEAT_EXT_ARG) != 0 &&
+                      io_uring_opcode_supported(probe, IORING_OP_SOCKET);
+    if (!new_enough) {
+        io_uring_free_probe(probe);
+        io_uring_queue_exit(&ring);
+        return -ENOSYS;
+    }
     *has_msg_ring = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
     io_uring_free_probe(probe);
     io_uring_queue_exit(&ring);
@@ -184,6 +198,14 @@ void sp_runtime_deinit(struct sp_runtime *rt)
 {
     SP_ASSERT(rt != NULL);
     SP_ASSERT(atomic_load(&rt->shards_running) == 0);
+    /* The shards' structs and eventfds live until now: sp_runtime_stop may
+     * be called from any thread until the runtime is deinitialised. */
+    for (unsigned i = 0; rt->shards != NULL && i < rt->config.shard_count; i++) {
+        struct sp_shard *shard = atomic_exchange(&rt->shards[i], NULL);
+        if (shard != NULL && shard->event_fd >= 0)
+            close(shard->event_fd);
+        free(shard);
+    }
     if (rt->rings != NULL) {
         for (unsigned i = 0; i < rt->config.shard_count * rt->config.shard_count; i++)
             sp_ring_deinit(&rt->rings[i]);
@@ -331,12 +353,6 @@ int sp_runtime_run(struct sp_runtime *rt)
     pthread_barrier_destroy(&rt->started);
     pthread_barrier_destroy(&rt->finished);
 
-    for (unsigned i = 0; i < n; i++) {
-        struct sp_shard *shard = atomic_exchange(&rt->shards[i], NULL);
-        if (shard != NULL && shard->event_fd >= 0)
-            close(shard->event_fd);
-        free(shard);
-    }
     if (atomic_load(&rt->start_failed))
         return atomic_load(&rt->start_error) < 0 ? atomic_load(&rt->start_error) : -EIO;
     return atomic_load(&rt->drain_timed_out) ? -ETIMEDOUT : 0;

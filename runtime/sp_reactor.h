@@ -71,6 +71,13 @@ struct sp_shard {
     /* Read and written by other shards: its own line. */
     _Atomic uint32_t sleeping SP_CACHELINE_ALIGNED;
 
+    /* Written by this shard only, read by others when all stop: messages
+     * counted as sent before they are pushed, as received after they ran,
+     * and whether this shard is quiet (see the drain in reactor.c). */
+    _Atomic uint64_t msgs_sent SP_CACHELINE_ALIGNED;
+    _Atomic uint64_t msgs_received;
+    _Atomic bool quiet;
+
     unsigned id SP_CACHELINE_ALIGNED;
     unsigned shard_count;
     struct sp_runtime *runtime;
@@ -81,6 +88,10 @@ struct sp_shard {
     bool stopping;         /* a stop was seen; draining */
     bool drained;          /* left the loop */
     bool drain_timed_out;
+    bool cancel_new;       /* cancel requests made from now on (after the stop hooks) */
+    bool cancel_pending;   /* a cancel-any is owed to the kernel */
+    bool event_rearm;      /* the eventfd read could not be queued: retry */
+    unsigned drain_first;  /* inbound ring to drain first this turn */
     uint64_t drain_deadline_ns;
     uint64_t task_quota_ns;
     uint64_t idle_spin_ns;

@@ -75,7 +75,7 @@ struct sp_runtime {
  * Validates `config` and prepares the runtime. Returns 0; -EINVAL for a bad
  * setting (shard_count 0 or above the CPUs it may pin to, a capacity or
  * segment size that is not a power of two); -ENOSYS when io_uring is not
- * available; -ENOMEM.
+ * available or older than kernel 5.19; -ENOMEM.
  */
 SP_MUST_CHECK int sp_runtime_init(struct sp_runtime *rt, const struct sp_runtime_config *config);
 
@@ -92,7 +92,10 @@ static inline struct sp_metrics *sp_runtime_metrics(struct sp_runtime *rt)
  */
 SP_MUST_CHECK int sp_runtime_run(struct sp_runtime *rt);
 
-/* Requests a stop. Any thread, any time, async-signal-safe; idempotent. */
+/*
+ * Requests a stop. Any thread, any time until sp_runtime_deinit,
+ * async-signal-safe; idempotent.
+ */
 void sp_runtime_stop(struct sp_runtime *rt);
 
 /* Frees everything; the runtime must not be running. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "sp_log.h"
@@ -65,6 +66,13 @@ static int parse_memory(struct spate_cli *cli, const char *value)
     if (bytes < SP_SEGMENT_BYTES_DEFAULT)
         return reject(cli, "--memory %s: must be at least %uK (one managed-memory segment)",
                       value, SP_SEGMENT_BYTES_DEFAULT / 1024);
+    /* Each shard maps and touches its budget at start: it must fit in RAM. */
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page_bytes = sysconf(_SC_PAGESIZE);
+    uint64_t ram = pages > 0 && page_bytes > 0 ? (uint64_t)pages * (uint64_t)page_bytes : 0;
+    if (ram != 0 && bytes > ram)
+        return reject(cli, "--memory %s: more than this machine's %llu MiB of memory", value,
+                      (unsigned long long)(ram >> 20));
     cli->memory_bytes = bytes;
     return 0;
 }
@@ -73,8 +81,8 @@ static int parse_seconds(struct spate_cli *cli, const char *value)
 {
     char *end = NULL;
     double s = value ? strtod(value, &end) : 0;
-    if (value == NULL || *value == '\0' || *end != '\0' || !(s > 0) || s > 3600)
-        return reject(cli, "--seconds '%s': must be a number of seconds in (0, 3600]",
+    if (value == NULL || *value == '\0' || *end != '\0' || !(s >= 0.001) || s > 3600)
+        return reject(cli, "--seconds '%s': must be a number of seconds from 0.001 to 3600",
                       value ? value : "");
     cli->seconds = s;
     return 0;

@@ -51,6 +51,7 @@ struct demo {
     uint64_t round_trips;
     uint64_t pong_start_ns;
     uint64_t pong_end_ns;
+    struct sp_task ping_retry;
     bool interrupted;
     struct sp_hist rtt;
 };
@@ -134,11 +135,19 @@ static void on_ping(struct sp_shard *shard, void *arg)
     SP_ASSERT(ret == 0);
 }
 
+static void send_ping_task(struct sp_task *task, struct sp_shard *shard);
+
+/* The ring may still hold the tail of phase 1's flood: retry until it takes. */
 static void send_ping(struct sp_shard *shard, struct demo *d)
 {
     d->ping_ns = sp_now_ns();
-    int ret = sp_shard_send(shard, d->pong_peer, on_ping, d);
-    SP_ASSERT(ret == 0);
+    if (sp_shard_send(shard, d->pong_peer, on_ping, d) < 0)
+        sp_shard_post(shard, &d->ping_retry, send_ping_task);
+}
+
+static void send_ping_task(struct sp_task *task, struct sp_shard *shard)
+{
+    send_ping(shard, SP_CONTAINER_OF(task, struct demo, ping_retry));
 }
 
 static void finish(struct sp_shard *shard, struct demo *d)

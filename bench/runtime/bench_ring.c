@@ -149,12 +149,16 @@ static double shard_bench_run(struct shard_bench *b, void (*on_start)(struct sp_
     config.ctx = b;
     b->peer = config.shard_count - 1;
     b->sent = b->received = 0;
-    if (sp_runtime_init(&b->rt, &config) < 0)
-        return 0;
-    int ret = sp_runtime_run(&b->rt);
-    if (ret < 0)
-        sp_error("benchmark runtime: %s", strerror(-ret));
-    sp_runtime_deinit(&b->rt);
+    b->start_ns = b->end_ns = 0;
+    int ret = sp_runtime_init(&b->rt, &config);
+    if (ret == 0) {
+        ret = sp_runtime_run(&b->rt);
+        sp_runtime_deinit(&b->rt);
+    }
+    if (ret < 0 || b->end_ns <= b->start_ns) {
+        sp_error("benchmark runtime: %s", strerror(ret < 0 ? -ret : EIO));
+        return -1; /* the shim reports the case as failed */
+    }
     return (double)(b->end_ns - b->start_ns) / 1e9;
 }
 

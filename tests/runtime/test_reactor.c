@@ -8,6 +8,7 @@
  * metrics. Also run under ThreadSanitizer.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -428,6 +429,165 @@ static void test_drain_timeout_is_reported(void **state)
     sp_runtime_deinit(&rt);
 }
 
+
+/* ---- Stop: nothing is lost while shards drain ---- */
+
+struct late {
+    struct sp_stop_hook hook;
+    struct sp_timer timer;
+    struct sp_timer io_timer;
+    int ran_on;
+    int sockets[2];
+    char buf[8];
+    struct sp_io_op op;
+    int recv_res;
+    bool recv_done;
+};
+
+static void late_message(struct sp_shard *shard, void *arg)
+{
+    struct late *l = arg;
+    l->ran_on = (int)shard->id;
+}
+
+static void late_send(struct sp_timer *timer, void *ctx)
+{
+    struct late *l = ctx;
+    (void)timer;
+    /* 20 ms into the stop, shard 1 has long been quiet: it must still run this. */
+    int ret = sp_shard_send(sp_shard_current(), 1, late_message, l);
+    SP_ASSERT(ret == 0);
+}
+
+static void late_recv_done(struct sp_io_op *op, int res, void *ctx)
+{
+    struct late *l = ctx;
+    (void)op;
+    l->recv_res = res;
+    l->recv_done = true;
+}
+
+static void late_io(struct sp_timer *timer, void *ctx)
+{
+    struct late *l = ctx;
+    (void)timer;
+    /* A request made while draining: it must be cancelled, not waited for. */
+    int ret = sp_io_recv(sp_shard_current(), &l->op, l->sockets[0], l->buf, sizeof(l->buf),
+                         late_recv_done, l);
+    SP_ASSERT(ret == 0);
+}
+
+static void late_hook(struct sp_stop_hook *hook, struct sp_shard *shard)
+{
+    struct late *l = SP_CONTAINER_OF(hook, struct late, hook);
+    sp_timer_init(&l->timer, late_send, l);
+    sp_shard_timer_arm(shard, &l->timer, sp_now_ns() + 20 * SP_NSEC_PER_MSEC);
+    sp_timer_init(&l->io_timer, late_io, l);
+    sp_shard_timer_arm(shard, &l->io_timer, sp_now_ns() + 5 * SP_NSEC_PER_MSEC);
+}
+
+static void late_start(struct sp_shard *shard, void *ctx)
+{
+    struct late *l = ctx;
+    if (shard->id != 0)
+        return;
+    sp_shard_on_stop(shard, &l->hook, late_hook);
+    sp_runtime_stop(shard->runtime);
+}
+
+static void test_messages_and_io_during_drain_are_not_lost(void **state)
+{
+    (void)state;
+    static struct late l;
+    memset(&l, 0, sizeof(l));
+    l.ran_on = -1;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, l.sockets), 0);
+    struct sp_runtime_config config;
+    rt_test_config(&config, 2, late_start, &l);
+    config.idle_spin_ns = 0;
+    struct sp_runtime rt;
+    assert_int_equal(sp_runtime_init(&rt, &config), 0);
+    uint64_t start = sp_now_ns();
+    assert_int_equal(sp_runtime_run(&rt), 0);
+    /* Well inside the 10 s drain time-out: the late request was cancelled. */
+    assert_true(sp_now_ns() - start < 5 * SP_NSEC_PER_SEC);
+    assert_int_equal(l.ran_on, 1);
+    assert_true(l.recv_done);
+    assert_int_equal(l.recv_res, -ECANCELED);
+    sp_runtime_deinit(&rt);
+    close(l.sockets[0]);
+    close(l.sockets[1]);
+}
+
+/* ---- Stop from another thread while the runtime ends ---- */
+
+static _Atomic bool stopper_quit;
+
+static void *stopper(void *arg)
+{
+    struct sp_runtime *rt = arg;
+    while (!atomic_load(&stopper_quit))
+        sp_runtime_stop(rt);
+    return NULL;
+}
+
+static void test_stop_from_another_thread_races_nothing(void **state)
+{
+    (void)state;
+    static struct pairs p;
+    memset(&p, 0, sizeof(p));
+    p.shards = 2;
+    struct sp_runtime_config config;
+    rt_test_config(&config, 2, NULL, NULL);
+    struct sp_runtime rt;
+    assert_int_equal(sp_runtime_init(&rt, &config), 0);
+    atomic_store(&stopper_quit, false);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, stopper, &rt), 0);
+    assert_int_equal(sp_runtime_run(&rt), 0);
+    /* Still calling stop after run returned: legal until deinit. */
+    atomic_store(&stopper_quit, true);
+    pthread_join(thread, NULL);
+    sp_runtime_deinit(&rt);
+}
+
+/* ---- A drain time-out with memory still held reports, never aborts ---- */
+
+struct holder {
+    struct sp_budget budget;
+    void *segment;
+    struct sp_task forever;
+};
+
+static void hold_forever(struct sp_task *task, struct sp_shard *shard)
+{
+    sp_shard_post(shard, task, hold_forever);
+}
+
+static void holder_start(struct sp_shard *shard, void *ctx)
+{
+    struct holder *h = ctx;
+    sp_budget_init(&h->budget, &shard->pool, "test", 1);
+    int ret = sp_budget_reserve(&h->budget, &h->segment);
+    SP_ASSERT(ret == 0);
+    sp_shard_post(shard, &h->forever, hold_forever);
+    sp_runtime_stop(shard->runtime);
+}
+
+static void test_drain_timeout_with_segments_held(void **state)
+{
+    (void)state;
+    static struct holder h;
+    memset(&h, 0, sizeof(h));
+    struct sp_runtime_config config;
+    rt_test_config(&config, 1, holder_start, &h);
+    config.drain_timeout_ns = 20 * SP_NSEC_PER_MSEC;
+    struct sp_runtime rt;
+    assert_int_equal(sp_runtime_init(&rt, &config), 0);
+    assert_int_equal(sp_runtime_run(&rt), -ETIMEDOUT);
+    sp_runtime_deinit(&rt);
+}
+
 /* ---- Configuration ---- */
 
 static void test_bad_configuration_is_rejected(void **state)
@@ -466,6 +626,9 @@ int main(void)
         cmocka_unit_test(test_tasks_run_in_order_and_yield_to_messages),
         cmocka_unit_test(test_stop_runs_hooks_and_cancels_pending_io),
         cmocka_unit_test(test_drain_timeout_is_reported),
+        cmocka_unit_test(test_messages_and_io_during_drain_are_not_lost),
+        cmocka_unit_test(test_stop_from_another_thread_races_nothing),
+        cmocka_unit_test(test_drain_timeout_with_segments_held),
         cmocka_unit_test(test_bad_configuration_is_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
