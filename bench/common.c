@@ -12,6 +12,7 @@ const struct sp_bench_case *const sp_bench_cases[] = {
     sp_bench_timer_cases,
     sp_bench_mem_cases,
     sp_bench_hash_cases,
+    sp_bench_record_cases,
     NULL,
 };
 

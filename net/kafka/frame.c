@@ -156,9 +156,22 @@ int sp_kafka_response_decode(const uint8_t *payload, size_t len, int16_t api_key
         *error_field = api->response.name;
         return -ENOBUFS;
     }
+    const uint8_t *body_start = r.p;
     ret = api->response.decode(&r, version, body);
     if (ret == 0 && r.p != r.end)
         ret = sp_kr_fail(&r, -EBADMSG, api->response.name);
+    if (ret < 0 && version != api_version) {
+        /*
+         * Some brokers (librdkafka's mock cluster among them) write the
+         * error-35 answer in neither the v0 layout Kafka specifies nor the
+         * requested one. The error code alone is what a client needs: it
+         * retries with a lower version, as librdkafka does.
+         */
+        api->response.init(body);
+        ((struct sp_kafka_api_versions_response *)body)->error_code =
+            (int16_t)sp_kload16(body_start);
+        ret = 0;
+    }
     if (ret < 0) {
         *error_field = r.error_field;
         return ret;
