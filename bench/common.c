@@ -13,6 +13,7 @@ const struct sp_bench_case *const sp_bench_cases[] = {
     sp_bench_mem_cases,
     sp_bench_hash_cases,
     sp_bench_record_cases,
+    sp_bench_kafka_cases,
     NULL,
 };
 

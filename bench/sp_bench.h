@@ -53,6 +53,7 @@ extern const struct sp_bench_case sp_bench_timer_cases[];
 extern const struct sp_bench_case sp_bench_mem_cases[];
 extern const struct sp_bench_case sp_bench_hash_cases[];
 extern const struct sp_bench_case sp_bench_record_cases[];
+extern const struct sp_bench_case sp_bench_kafka_cases[];
 
 /* Pins the calling thread to the `index`-th CPU it may run on; 0 or -errno. */
 int sp_bench_pin(unsigned index);

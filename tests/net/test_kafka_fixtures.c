@@ -72,7 +72,8 @@ static size_t load(const char *path)
     return n;
 }
 
-static void check_request(const char *path, size_t len, int key, int version, struct tally *t)
+static void check_request(const char *path, size_t len, int key, int version, int correlation,
+                          const char *client_id, struct tally *t)
 {
     struct sp_karena arena;
     sp_karena_init(&arena, arena_mem, sizeof(arena_mem));
@@ -83,6 +84,10 @@ static void check_request(const char *path, size_t len, int key, int version, st
         fail_msg("%s: decode %d at %s", path, ret, field ? field : "?");
     assert_int_equal(req.header.request_api_key, key);
     assert_int_equal(req.header.request_api_version, version);
+    assert_int_equal(req.header.correlation_id, correlation);
+    if (strcmp(client_id, "-") != 0 && !sp_kstr_eq(req.header.client_id, client_id))
+        fail_msg("%s: client id '%.*s', the manifest says '%s'", path, req.header.client_id.len,
+                 req.header.client_id.ptr, client_id);
     size_t size = sp_kafka_request_frame_size(&req.header, req.body);
     assert_int_equal(size, len);
     struct sp_kwriter w;
@@ -94,7 +99,8 @@ static void check_request(const char *path, size_t len, int key, int version, st
     t->apis_seen[key]++;
 }
 
-static void check_response(const char *path, size_t len, int key, int version, struct tally *t)
+static void check_response(const char *path, size_t len, int key, int version, int expected_id,
+                           struct tally *t)
 {
     struct sp_karena arena;
     sp_karena_init(&arena, arena_mem, sizeof(arena_mem));
@@ -113,6 +119,7 @@ static void check_response(const char *path, size_t len, int key, int version, s
     }
     if (ret != 0)
         fail_msg("%s: decode %d at %s", path, ret, field ? field : "?");
+    assert_int_equal(correlation, expected_id);
     if (decoded != version) {
         /* The ApiVersions fallback: the client then retries with v0. */
         assert_int_equal(key, SP_KAFKA_API_VERSIONS_KEY);
@@ -144,9 +151,11 @@ static void check_scenario(const char *dir, struct tally *t)
     while (fgets(line, sizeof(line), manifest) != NULL) {
         if (line[0] == '#')
             continue;
-        char file[256], direction[8];
-        int key, version;
-        if (sscanf(line, "%255s %7s %d %d", file, direction, &key, &version) != 4)
+        char file[256], direction[8], client_id[128];
+        int key, version, correlation, conn;
+        char client[64];
+        if (sscanf(line, "%255s %7s %d %d %d %63s %d %127s", file, direction, &key, &version,
+                   &correlation, client, &conn, client_id) != 8)
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, file);
         size_t len = load(path);
@@ -157,9 +166,9 @@ static void check_scenario(const char *dir, struct tally *t)
         if (sp_kafka_api_find((int16_t)key) == NULL)
             continue;
         if (strcmp(direction, "req") == 0)
-            check_request(path, len, key, version, t);
+            check_request(path, len, key, version, correlation, client_id, t);
         else
-            check_response(path, len, key, version, t);
+            check_response(path, len, key, version, correlation, t);
     }
     fclose(manifest);
 }
