@@ -46,6 +46,10 @@ APIS = [
     "DescribeCluster",
 ]
 
+# Data schemas carried inside messages: the consumer group protocol's
+# subscription (JoinGroup metadata) and assignment (SyncGroup assignment).
+DATA = ["ConsumerProtocolSubscription", "ConsumerProtocolAssignment"]
+
 C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do",
               "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline",
               "int", "long", "register", "restrict", "return", "short", "signed",
@@ -751,7 +755,7 @@ class Gen:
 
 # ---- The API table ----
 
-def api_table(pairs, headers):
+def api_table(pairs, headers, data):
     h, c = [], []
     h += [
         "/* SPDX-License-Identifier: Apache-2.0 */",
@@ -766,7 +770,7 @@ def api_table(pairs, headers):
         '#include "sp_kafka_wire.h"',
         "",
     ]
-    for m in headers + [x for p in pairs for x in p]:
+    for m in headers + data + [x for p in pairs for x in p]:
         h.append(f'#include "{m.snake}.h"')
     h += [
         "",
@@ -799,6 +803,15 @@ def api_table(pairs, headers):
         "/* The request and response headers. */",
         "extern const struct sp_kafka_msg_ops sp_kafka_request_header_ops;",
         "extern const struct sp_kafka_msg_ops sp_kafka_response_header_ops;",
+        "",
+        "/* Data schemas carried in messages' bytes fields, and their version ranges. */",
+        "struct sp_kafka_data {",
+        "    struct sp_kafka_msg_ops ops;",
+        "    int16_t version_min;",
+        "    int16_t version_max;",
+        "};",
+        "extern const struct sp_kafka_data sp_kafka_data_schemas[];",
+        "extern const unsigned sp_kafka_data_schema_count;",
         "",
         "/* The API of `key`, or NULL when spate does not generate it. */",
         "const struct sp_kafka_api *sp_kafka_api_find(int16_t key);",
@@ -842,7 +855,7 @@ def api_table(pairs, headers):
         return (f"{{{cstr(m.name)}, sizeof(struct {m.root.cname}), {flex}, {m.snake}_init_any, "
                 f"{m.snake}_decode_any, {m.snake}_encode_any, {m.snake}_size_any}}")
 
-    for m in headers + [x for p in pairs for x in p]:
+    for m in headers + data + [x for p in pairs for x in p]:
         thunks(m)
     c.append("const struct sp_kafka_api sp_kafka_apis[] = {")
     for req, resp in pairs:
@@ -859,6 +872,12 @@ def api_table(pairs, headers):
     resp_h = [m for m in headers if m.name == "ResponseHeader"][0]
     c.append(f"const struct sp_kafka_msg_ops sp_kafka_request_header_ops = {ops(req_h)};")
     c.append(f"const struct sp_kafka_msg_ops sp_kafka_response_header_ops = {ops(resp_h)};")
+    c.append("")
+    c.append("const struct sp_kafka_data sp_kafka_data_schemas[] = {")
+    for m in data:
+        c.append(f"    {{{ops(m)}, {m.valid[0]}, {m.valid[1]}}},")
+    c.append("};")
+    c.append(f"const unsigned sp_kafka_data_schema_count = {len(data)};")
     c.append("")
     c += [
         "const struct sp_kafka_api *sp_kafka_api_find(int16_t key)",
@@ -1042,7 +1061,8 @@ def generate(messages_dir):
     pairs.sort(key=lambda p: p[0].api_key)
     for name in ("RequestHeader", "ResponseHeader"):
         headers.append(Message(load_json(os.path.join(messages_dir, name + ".json"))))
-    all_msgs = headers + [m for p in pairs for m in p]
+    data = [Message(load_json(os.path.join(messages_dir, name + ".json"))) for name in DATA]
+    all_msgs = headers + data + [m for p in pairs for m in p]
     for m in all_msgs:
         g = Gen(m)
         g.header()
@@ -1050,7 +1070,7 @@ def generate(messages_dir):
         g = Gen(m)
         g.source()
         files[f"net/kafka/gen/{m.snake}.c"] = "\n".join(g.out) + "\n"
-    h, c = api_table(pairs, headers)
+    h, c = api_table(pairs, headers, data)
     files["net/kafka/gen/sp_kafka_apis.h"] = h
     files["net/kafka/gen/sp_kafka_apis.c"] = c
     sources = sorted(p.split("/")[-1] for p in files if p.endswith(".c"))

@@ -106,6 +106,10 @@ static void test_every_message_every_version(void **state)
     unsigned messages = 0;
     check_ops(&sp_kafka_request_header_ops, 0, 2, &messages);
     check_ops(&sp_kafka_response_header_ops, 0, 1, &messages);
+    for (unsigned i = 0; i < sp_kafka_data_schema_count; i++) {
+        const struct sp_kafka_data *d = &sp_kafka_data_schemas[i];
+        check_ops(&d->ops, d->version_min, d->version_max, &messages);
+    }
     for (unsigned i = 0; i < sp_kafka_api_count; i++) {
         const struct sp_kafka_api *api = &sp_kafka_apis[i];
         check_ops(&api->request, api->version_min, api->version_max, &messages);
@@ -113,6 +117,9 @@ static void test_every_message_every_version(void **state)
     }
     /* The 29 APIs the issue names, both directions, every version. */
     unsigned expected = 3 + 2;
+    for (unsigned i = 0; i < sp_kafka_data_schema_count; i++)
+        expected += (unsigned)(sp_kafka_data_schemas[i].version_max -
+                               sp_kafka_data_schemas[i].version_min + 1);
     for (unsigned i = 0; i < sp_kafka_api_count; i++)
         expected += 2u * (unsigned)(sp_kafka_apis[i].version_max - sp_kafka_apis[i].version_min + 1);
     assert_true(sp_kafka_api_count >= 29);

@@ -42,6 +42,46 @@ static size_t response_header_size_any(const void *msg, int16_t version)
     return sp_kafka_response_header_size(msg, version);
 }
 
+static void consumer_protocol_subscription_init_any(void *msg)
+{
+    sp_kafka_consumer_protocol_subscription_init(msg);
+}
+
+static int consumer_protocol_subscription_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+{
+    return sp_kafka_consumer_protocol_subscription_decode(r, version, msg);
+}
+
+static int consumer_protocol_subscription_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+{
+    return sp_kafka_consumer_protocol_subscription_encode(w, version, msg);
+}
+
+static size_t consumer_protocol_subscription_size_any(const void *msg, int16_t version)
+{
+    return sp_kafka_consumer_protocol_subscription_size(msg, version);
+}
+
+static void consumer_protocol_assignment_init_any(void *msg)
+{
+    sp_kafka_consumer_protocol_assignment_init(msg);
+}
+
+static int consumer_protocol_assignment_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+{
+    return sp_kafka_consumer_protocol_assignment_decode(r, version, msg);
+}
+
+static int consumer_protocol_assignment_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+{
+    return sp_kafka_consumer_protocol_assignment_encode(w, version, msg);
+}
+
+static size_t consumer_protocol_assignment_size_any(const void *msg, int16_t version)
+{
+    return sp_kafka_consumer_protocol_assignment_size(msg, version);
+}
+
 static void produce_request_init_any(void *msg)
 {
     sp_kafka_produce_request_init(msg);
@@ -1296,6 +1336,12 @@ const unsigned sp_kafka_api_count = 29;
 
 const struct sp_kafka_msg_ops sp_kafka_request_header_ops = {"RequestHeader", sizeof(struct sp_kafka_request_header), 2, request_header_init_any, request_header_decode_any, request_header_encode_any, request_header_size_any};
 const struct sp_kafka_msg_ops sp_kafka_response_header_ops = {"ResponseHeader", sizeof(struct sp_kafka_response_header), 1, response_header_init_any, response_header_decode_any, response_header_encode_any, response_header_size_any};
+
+const struct sp_kafka_data sp_kafka_data_schemas[] = {
+    {{"ConsumerProtocolSubscription", sizeof(struct sp_kafka_consumer_protocol_subscription), -1, consumer_protocol_subscription_init_any, consumer_protocol_subscription_decode_any, consumer_protocol_subscription_encode_any, consumer_protocol_subscription_size_any}, 0, 3},
+    {{"ConsumerProtocolAssignment", sizeof(struct sp_kafka_consumer_protocol_assignment), -1, consumer_protocol_assignment_init_any, consumer_protocol_assignment_decode_any, consumer_protocol_assignment_encode_any, consumer_protocol_assignment_size_any}, 0, 3},
+};
+const unsigned sp_kafka_data_schema_count = 2;
 
 const struct sp_kafka_api *sp_kafka_api_find(int16_t key)
 {

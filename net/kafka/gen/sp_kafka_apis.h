@@ -11,6 +11,8 @@
 
 #include "request_header.h"
 #include "response_header.h"
+#include "consumer_protocol_subscription.h"
+#include "consumer_protocol_assignment.h"
 #include "produce_request.h"
 #include "produce_response.h"
 #include "fetch_request.h"
@@ -99,6 +101,15 @@ extern const unsigned sp_kafka_api_count;
 /* The request and response headers. */
 extern const struct sp_kafka_msg_ops sp_kafka_request_header_ops;
 extern const struct sp_kafka_msg_ops sp_kafka_response_header_ops;
+
+/* Data schemas carried in messages' bytes fields, and their version ranges. */
+struct sp_kafka_data {
+    struct sp_kafka_msg_ops ops;
+    int16_t version_min;
+    int16_t version_max;
+};
+extern const struct sp_kafka_data sp_kafka_data_schemas[];
+extern const unsigned sp_kafka_data_schema_count;
 
 /* The API of `key`, or NULL when spate does not generate it. */
 const struct sp_kafka_api *sp_kafka_api_find(int16_t key);

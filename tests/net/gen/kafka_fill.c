@@ -44,6 +44,10 @@ static void *fill_alloc(struct sp_karena *arena, int32_t count, size_t size)
 
 static void fill_sp_kafka_request_header(struct sp_kafka_request_header *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
 static void fill_sp_kafka_response_header(struct sp_kafka_response_header *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_consumer_protocol_subscription_topic_partition(struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consumer_protocol_subscription *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_consumer_protocol_assignment_topic_partition(struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_protocol_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
 static void fill_sp_kafka_produce_request_partition_produce_data(struct sp_kafka_produce_request_partition_produce_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
 static void fill_sp_kafka_produce_request_topic_produce_data(struct sp_kafka_produce_request_topic_produce_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
 static void fill_sp_kafka_produce_request(struct sp_kafka_produce_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
@@ -218,6 +222,91 @@ static void fill_sp_kafka_response_header(struct sp_kafka_response_header *s, in
     (void)version;
     if (true) {
         s->correlation_id = (int32_t)sp_rand_next(rng);
+    }
+}
+
+static void fill_sp_kafka_consumer_protocol_subscription_topic_partition(struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_consumer_protocol_subscription_topic_partition_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (version >= 1) {
+        s->topic = fill_string(rng, false);
+    }
+    if (version >= 1) {
+        s->partitions_count = fill_count(rng, false);
+        s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
+        for (int32_t i = 0; i < s->partitions_count; i++) {
+            s->partitions[i] = (int32_t)sp_rand_next(rng);
+        }
+    }
+}
+
+static void fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consumer_protocol_subscription *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_consumer_protocol_subscription_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->topics_count = fill_count(rng, false);
+        s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
+        for (int32_t i = 0; i < s->topics_count; i++) {
+            s->topics[i] = fill_string(rng, false);
+        }
+    }
+    if (true) {
+        s->user_data = fill_bytes(rng, true);
+    }
+    if (version >= 1) {
+        s->owned_partitions_count = fill_count(rng, false);
+        s->owned_partitions = fill_alloc(arena, s->owned_partitions_count, sizeof(*s->owned_partitions));
+        for (int32_t i = 0; i < s->owned_partitions_count; i++) {
+            fill_sp_kafka_consumer_protocol_subscription_topic_partition(&s->owned_partitions[i], version, rng, arena);
+        }
+    }
+    if (version >= 2) {
+        s->generation_id = (int32_t)sp_rand_next(rng);
+    }
+    if (version >= 3) {
+        s->rack_id = fill_string(rng, version >= 3);
+    }
+}
+
+static void fill_sp_kafka_consumer_protocol_assignment_topic_partition(struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_consumer_protocol_assignment_topic_partition_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->topic = fill_string(rng, false);
+    }
+    if (true) {
+        s->partitions_count = fill_count(rng, false);
+        s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
+        for (int32_t i = 0; i < s->partitions_count; i++) {
+            s->partitions[i] = (int32_t)sp_rand_next(rng);
+        }
+    }
+}
+
+static void fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_protocol_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_consumer_protocol_assignment_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->assigned_partitions_count = fill_count(rng, false);
+        s->assigned_partitions = fill_alloc(arena, s->assigned_partitions_count, sizeof(*s->assigned_partitions));
+        for (int32_t i = 0; i < s->assigned_partitions_count; i++) {
+            fill_sp_kafka_consumer_protocol_assignment_topic_partition(&s->assigned_partitions[i], version, rng, arena);
+        }
+    }
+    if (true) {
+        s->user_data = fill_bytes(rng, true);
     }
 }
 
@@ -3364,6 +3453,14 @@ static void fill_any(const char *name, void *msg, int16_t version, struct sp_ran
     }
     if (strcmp(name, "ResponseHeader") == 0) {
         fill_sp_kafka_response_header(msg, version, rng, arena);
+        return;
+    }
+    if (strcmp(name, "ConsumerProtocolSubscription") == 0) {
+        fill_sp_kafka_consumer_protocol_subscription(msg, version, rng, arena);
+        return;
+    }
+    if (strcmp(name, "ConsumerProtocolAssignment") == 0) {
+        fill_sp_kafka_consumer_protocol_assignment(msg, version, rng, arena);
         return;
     }
     if (strcmp(name, "ProduceRequest") == 0) {
