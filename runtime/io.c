@@ -134,6 +134,18 @@ int sp_io_recv(struct sp_shard *shard, struct sp_io_op *op, int fd, void *buf, u
     return 0;
 }
 
+int sp_io_cancel(struct sp_shard *shard, struct sp_io_op *target)
+{
+    SP_ASSERT(shard == sp_shard_current());
+    SP_ASSERT(target != NULL);
+    struct io_uring_sqe *sqe = sp_shard_sqe_raw(shard);
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_cancel(sqe, target, 0);
+    io_uring_sqe_set_data64(sqe, SP_UDATA_IGNORE);
+    return 0;
+}
+
 int sp_io_register_buffers(struct sp_shard *shard, const struct iovec *iov, unsigned count)
 {
     SP_ASSERT(shard == sp_shard_current());

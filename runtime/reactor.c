@@ -59,6 +59,12 @@ static struct io_uring_sqe *shard_raw_sqe(struct sp_shard *shard)
     return sqe;
 }
 
+struct io_uring_sqe *sp_shard_sqe_raw(struct sp_shard *shard)
+{
+    SP_ASSERT(shard == current_shard);
+    return shard_raw_sqe(shard);
+}
+
 struct io_uring_sqe *sp_shard_sqe(struct sp_shard *shard, struct sp_io_op *op)
 {
     SP_ASSERT(shard == current_shard);

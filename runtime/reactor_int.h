@@ -41,6 +41,9 @@ void sp_shard_deinit(struct sp_shard *shard);
  */
 struct io_uring_sqe *sp_shard_sqe(struct sp_shard *shard, struct sp_io_op *op);
 
+/* A submission queue entry for the runtime's own use (not an sp_io_op). */
+struct io_uring_sqe *sp_shard_sqe_raw(struct sp_shard *shard);
+
 /* Wakes `shard` from any thread (eventfd). */
 void sp_shard_wake_external(struct sp_shard *shard);
 

@@ -79,6 +79,13 @@ SP_MUST_CHECK int sp_io_recv(struct sp_shard *shard, struct sp_io_op *op, int fd
                              uint32_t len, sp_io_fn *fn, void *ctx);
 
 /*
+ * Asks the kernel to cancel `target`, a request of this shard still in
+ * flight; its callback then runs with -ECANCELED (or its result, if it
+ * completed first). 0 or -EBUSY.
+ */
+SP_MUST_CHECK int sp_io_cancel(struct sp_shard *shard, struct sp_io_op *target);
+
+/*
  * Registers `count` buffers with the shard's ring for the _fixed calls
  * (replacing any registered before). 0 or -errno (-ENOMEM past RLIMIT_MEMLOCK).
  */

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Starts and stops librdkafka's mock cluster (tests/kafka-peers/mock_broker)
+ * for the client tests: a real Kafka-protocol broker on loopback. Its path
+ * comes from the MOCK_BROKER define; tests exit 77 (skip) when it was not
+ * built (no librdkafka-dev).
+ */
+#ifndef SP_TEST_MOCK_PEER_H
+#define SP_TEST_MOCK_PEER_H
+
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct mock_peer {
+    pid_t pid;
+    FILE *control; /* its stdin: commands, and EOF to stop it */
+    FILE *replies; /* its stdout after the bootstrap line */
+    char bootstrap[256];
+    char host[64];
+    unsigned short port;
+};
+
+extern char **environ;
+
+/* Starts the mock with `argv_extra` (NULL-terminated); 0 or -errno. */
+static inline int mock_peer_start(struct mock_peer *m, const char *const *argv_extra)
+{
+#ifndef MOCK_BROKER
+    (void)m;
+    (void)argv_extra;
+    fprintf(stderr, "no mock broker built: skipping\n");
+    exit(77);
+#else
+    memset(m, 0, sizeof(*m));
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0)
+        return -errno;
+    const char *argv[32] = {MOCK_BROKER};
+    unsigned argc = 1;
+    for (; argv_extra != NULL && argv_extra[argc - 1] != NULL && argc < 31; argc++)
+        argv[argc] = argv_extra[argc - 1];
+    argv[argc] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    int err = posix_spawn(&m->pid, MOCK_BROKER, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    if (err != 0)
+        return -err;
+    m->control = fdopen(in[1], "w");
+    m->replies = fdopen(out[0], "r");
+    if (m->control == NULL || m->replies == NULL ||
+        fgets(m->bootstrap, sizeof(m->bootstrap), m->replies) == NULL)
+        return -EIO;
+    m->bootstrap[strcspn(m->bootstrap, ",\n")] = '\0';
+    char *colon = strrchr(m->bootstrap, ':');
+    if (colon == NULL || (size_t)(colon - m->bootstrap) >= sizeof(m->host))
+        return -EIO;
+    memcpy(m->host, m->bootstrap, (size_t)(colon - m->bootstrap));
+    m->host[colon - m->bootstrap] = '\0';
+    m->port = (unsigned short)atoi(colon + 1);
+    return 0;
+#endif
+}
+
+static inline void mock_peer_stop(struct mock_peer *m)
+{
+    if (m->control != NULL)
+        fclose(m->control);
+    if (m->replies != NULL)
+        fclose(m->replies);
+    if (m->pid > 0) {
+        kill(m->pid, SIGTERM);
+        waitpid(m->pid, NULL, 0);
+    }
+    memset(m, 0, sizeof(*m));
+}
+
+#endif /* SP_TEST_MOCK_PEER_H */
