@@ -119,12 +119,25 @@ static int parse_flag(struct spate_cli *cli, int argc, char **argv, int *i)
     return 0;
 }
 
+bool spate_cli_own_args(const char *command)
+{
+    return strcmp(command, "produce") == 0 || strcmp(command, "consume") == 0 ||
+           strcmp(command, "topic") == 0;
+}
+
 int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
 {
     memset(cli, 0, sizeof(*cli));
     cli->log_level = -1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
+        /* The Kafka commands parse their own flags and words (kcat's -b, -t, ...). */
+        if (cli->command != NULL && spate_cli_own_args(cli->command)) {
+            if (cli->pass_count == SPATE_CLI_ARGS_MAX)
+                return reject(cli, "too many arguments");
+            cli->pass[cli->pass_count++] = argv[i];
+            continue;
+        }
         if (arg[0] == '-' && arg[1] != '\0') {
             int ret = parse_flag(cli, argc, argv, &i);
             if (ret < 0)
@@ -146,7 +159,8 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
     }
     bool bench_micro = cli->command != NULL && strcmp(cli->command, "bench") == 0 &&
                        cli->subcommand != NULL && strcmp(cli->subcommand, "micro") == 0;
-    if (cli->pass_count > 0 && !bench_micro)
+    bool own = cli->command != NULL && spate_cli_own_args(cli->command);
+    if (cli->pass_count > 0 && !bench_micro && !own)
         return reject(cli, "'%s' is a flag of 'spate bench micro' only", cli->pass[0]);
     return 0;
 }

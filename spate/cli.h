@@ -35,6 +35,12 @@ struct spate_cli {
  */
 int spate_cli_parse(struct spate_cli *cli, int argc, char **argv);
 
+/*
+ * True for commands that parse their own arguments: everything after the
+ * command word goes to `pass` (global flags must come before the command).
+ */
+bool spate_cli_own_args(const char *command);
+
 /* Applies the global flags to a runtime configuration. */
 void spate_cli_config(const struct spate_cli *cli, struct sp_runtime_config *config);
 

@@ -8,6 +8,11 @@
 /* spate demo: cross-shard throughput and ping-pong on every core. */
 int spate_demo(const struct spate_cli *cli);
 
+/* spate produce / consume / topic: the Kafka commands (cmd_kafka.c). */
+int spate_produce(const struct spate_cli *cli);
+int spate_consume(const struct spate_cli *cli);
+int spate_topic(const struct spate_cli *cli);
+
 /* spate bench micro: the Google Benchmark microbenchmarks. */
 int spate_bench_micro(const struct spate_cli *cli);
 

@@ -47,6 +47,16 @@ static const struct command commands[] = {
     {"bench", "bench micro [--benchmark_*]  operator and runtime microbenchmarks "
               "(Google Benchmark flags)",
      cmd_bench},
+    {"produce", "produce -b HOST:PORT -t TOPIC [-k SEP] [-p N] [-z CODEC] [-X key=value]... "
+                "[-F FILE]\n"
+                "                       lines from stdin to a topic (-k: key before SEP)",
+     spate_produce},
+    {"consume", "consume -b HOST:PORT -t TOPIC [--from-beginning] [--count N] [-k SEP] "
+                "[-f FMT] [-X key=value]...\n"
+                "                       records to stdout (-f: %t %p %o %k %s %T)",
+     spate_consume},
+    {"topic", "topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]",
+     spate_topic},
 };
 
 static void usage(FILE *out)

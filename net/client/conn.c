@@ -102,6 +102,7 @@ static void conn_timer_fired(struct sp_timer *timer, void *ctx)
     uint64_t now = sp_now_ns();
     switch (conn->state) {
     case SP_KAFKA_CONN_BACKOFF:
+        conn->state = SP_KAFKA_CONN_IDLE;
         sp_kafka_conn_connect(conn);
         return;
     case SP_KAFKA_CONN_CONNECTING:
@@ -155,7 +156,8 @@ static void conn_connected(struct sp_io_op *op, int res, void *ctx)
 void sp_kafka_conn_connect(struct sp_kafka_conn *conn)
 {
     SP_ASSERT(conn->shard == sp_shard_current());
-    if (conn->state != SP_KAFKA_CONN_IDLE && conn->state != SP_KAFKA_CONN_BACKOFF)
+    /* From BACKOFF only the timer reconnects: callers must not skip the wait. */
+    if (conn->state != SP_KAFKA_CONN_IDLE)
         return;
     conn->closing_by_owner = false;
     int fd = sp_tcp_socket(conn->addr.ss_family);

@@ -149,7 +149,7 @@ SP_MUST_CHECK int sp_kafka_conn_init(struct sp_kafka_conn *conn, struct sp_shard
                                      uint16_t port, int32_t node_id,
                                      sp_kafka_conn_state_fn *state_fn, void *ctx);
 
-/* Starts connecting (no-op unless IDLE or BACKOFF). */
+/* Starts connecting (no-op unless IDLE: a BACKOFF waits for its timer). */
 void sp_kafka_conn_connect(struct sp_kafka_conn *conn);
 
 /*

@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Kafka consumer (see sp_kafka_consumer.h).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "sp_kafka_consumer.h"
+#include "sp_log.h"
+
+#define FETCH_API_KEY 1
+#define LIST_OFFSETS_API_KEY 2
+/* Fetch v13+ names topics by id, which the client does not track yet. */
+#define FETCH_VERSION_MAX 12
+#define FETCH_PARTITIONS_MAX 256
+/*
+ * ListOffsets v4+ carries leader epochs for fencing, which this consumer
+ * does not use yet; librdkafka 2.0's mock cluster also writes v4/v5's
+ * LeaderEpoch as 8 bytes instead of 4. v3 has everything needed.
+ */
+#define LIST_OFFSETS_VERSION_MAX 3
+
+static void consumer_fetch_all(struct sp_kafka_consumer *c);
+
+/* ---- Assignment ---- */
+
+static struct sp_kafka_cpart *part_find(struct sp_kafka_consumer *c, const char *topic,
+                                        int32_t partition)
+{
+    for (unsigned i = 0; i < c->part_count; i++)
+        if (c->parts[i].partition == partition && strcmp(c->parts[i].topic->name, topic) == 0)
+            return &c->parts[i];
+    return NULL;
+}
+
+static int assign_one(struct sp_kafka_consumer *c, struct sp_kafka_topic_info *t,
+                      int32_t partition, int64_t offset)
+{
+    struct sp_kafka_cpart *p = part_find(c, t->name, partition);
+    if (p == NULL) {
+        if (c->part_count == SP_KAFKA_CONSUMER_PARTITIONS_MAX)
+            return -ENOSPC;
+        p = &c->parts[c->part_count++];
+    }
+    *p = (struct sp_kafka_cpart){.topic = t, .partition = partition, .offset = offset,
+                                 .high_watermark = -1};
+    return 0;
+}
+
+int sp_kafka_consumer_assign(struct sp_kafka_consumer *c, const char *topic, int32_t partition,
+                             int64_t offset)
+{
+    if (offset < SP_KAFKA_OFFSET_BEGINNING || partition < -1)
+        return -EINVAL;
+    int err = 0;
+    struct sp_kafka_topic_info *t = sp_kafka_client_topic(c->client, topic, strlen(topic), &err);
+    if (t == NULL)
+        return err;
+    if (partition >= 0) {
+        int ret = assign_one(c, t, partition, offset);
+        consumer_fetch_all(c);
+        return ret;
+    }
+    if (!t->known)
+        return t->error == SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION && c->client->metadata_ever
+                   ? -ENOENT
+                   : -EAGAIN;
+    for (int32_t p = 0; p < t->partition_count; p++) {
+        int ret = assign_one(c, t, p, offset);
+        if (ret < 0)
+            return ret;
+    }
+    consumer_fetch_all(c);
+    return 0;
+}
+
+void sp_kafka_consumer_unassign(struct sp_kafka_consumer *c)
+{
+    c->part_count = 0;
+}
+
+void sp_kafka_consumer_pause(struct sp_kafka_consumer *c, bool paused)
+{
+    c->paused = paused;
+    if (!paused)
+        consumer_fetch_all(c);
+}
+
+static void part_stop(struct sp_kafka_consumer *c, struct sp_kafka_cpart *p, int err, int16_t code)
+{
+    p->stopped = true;
+    sp_warn("kafka consumer: %s-%d stopped: %s", p->topic->name, p->partition,
+            code != 0 ? sp_kafka_error_name(code) : strerror(-err));
+    if (c->error_fn != NULL)
+        c->error_fn(c, p->topic->name, p->partition, err, code, c->ctx);
+}
+
+/* ---- Offsets: ListOffsets for beginning, end and resets ---- */
+
+struct list_req {
+    struct sp_kafka_consumer *consumer;
+    unsigned count;
+    uint16_t parts[FETCH_PARTITIONS_MAX];
+};
+
+static void list_offsets_done(struct sp_kafka_conn *conn, int err, const void *body,
+                              int16_t version, void *ctx)
+{
+    struct list_req *req = ctx;
+    struct sp_kafka_consumer *c = req->consumer;
+    (void)conn;
+    for (unsigned i = 0; i < req->count; i++) {
+        struct sp_kafka_cpart *p = &c->parts[req->parts[i]];
+        p->resolving = false;
+        if (err < 0)
+            continue;
+        const struct sp_kafka_list_offsets_response *r = body;
+        for (int32_t t = 0; t < r->topics_count; t++) {
+            if (!sp_kstr_eq(r->topics[t].name, p->topic->name))
+                continue;
+            for (int32_t q = 0; q < r->topics[t].partitions_count; q++) {
+                const struct sp_kafka_list_offsets_response_list_offsets_partition_response *pr =
+                    &r->topics[t].partitions[q];
+                if (pr->partition_index != p->partition)
+                    continue;
+                if (pr->error_code != 0) {
+                    if (!sp_kafka_error_retriable(pr->error_code))
+                        part_stop(c, p, -EPROTO, pr->error_code);
+                    else
+                        sp_kafka_client_refresh(c->client);
+                    continue;
+                }
+                int64_t offset = version == 0 ? (pr->old_style_offsets_count > 0
+                                                     ? pr->old_style_offsets[0]
+                                                     : -1)
+                                              : pr->offset;
+                if (offset >= 0)
+                    p->offset = offset;
+            }
+        }
+    }
+    sp_arena_free(&c->client->shard->arena, req);
+    consumer_fetch_all(c);
+}
+
+/* Resolves the negative offsets of partitions led by `leader`. */
+static void resolve_offsets(struct sp_kafka_consumer *c, int32_t leader, struct sp_kafka_conn *conn)
+{
+    struct list_req *req = sp_arena_alloc(&c->client->shard->arena, sizeof(*req));
+    if (req == NULL)
+        return;
+    req->consumer = c;
+    req->count = 0;
+    struct sp_kafka_list_offsets_request_list_offsets_partition lps[FETCH_PARTITIONS_MAX];
+    struct sp_kafka_list_offsets_request_list_offsets_topic lts[SP_KAFKA_CLIENT_TOPICS_MAX];
+    unsigned lt_count = 0;
+    for (unsigned i = 0; i < c->part_count && req->count < FETCH_PARTITIONS_MAX; i++) {
+        struct sp_kafka_cpart *p = &c->parts[i];
+        if (p->offset >= 0 || p->resolving || p->stopped || !p->topic->known ||
+            p->partition >= p->topic->partition_count ||
+            p->topic->partitions[p->partition].leader != leader)
+            continue;
+        struct sp_kafka_list_offsets_request_list_offsets_topic *lt = NULL;
+        for (unsigned t = 0; t < lt_count; t++)
+            if (sp_kstr_eq(lts[t].name, p->topic->name))
+                lt = &lts[t];
+        if (lt == NULL) {
+            if (lt_count == SP_ARRAY_LEN(lts))
+                continue;
+            lt = &lts[lt_count++];
+            sp_kafka_list_offsets_request_list_offsets_topic_init(lt);
+            lt->name = (struct sp_kstr){p->topic->name, (int32_t)strlen(p->topic->name)};
+            lt->partitions = &lps[req->count];
+            lt->partitions_count = 0;
+        }
+        /* Partitions of a topic must be contiguous in lps: sorted by topic below. */
+        struct sp_kafka_list_offsets_request_list_offsets_partition *lp = &lps[req->count];
+        sp_kafka_list_offsets_request_list_offsets_partition_init(lp);
+        lp->partition_index = p->partition;
+        lp->timestamp = p->offset; /* -2 earliest, -1 latest: Kafka's own sentinels */
+        lp->max_num_offsets = 1;
+        if (lt->partitions + lt->partitions_count != lp) {
+            /* Not contiguous: leave it for the next round. */
+            continue;
+        }
+        lt->partitions_count++;
+        req->parts[req->count++] = (uint16_t)i;
+        p->resolving = true;
+    }
+    if (req->count == 0) {
+        sp_arena_free(&c->client->shard->arena, req);
+        return;
+    }
+    struct sp_kafka_list_offsets_request body;
+    sp_kafka_list_offsets_request_init(&body);
+    body.replica_id = -1;
+    body.isolation_level = (int8_t)c->config->isolation_level;
+    body.topics = lts;
+    body.topics_count = (int32_t)lt_count;
+    int16_t version = SP_MIN(sp_kafka_conn_version(conn, LIST_OFFSETS_API_KEY),
+                             LIST_OFFSETS_VERSION_MAX);
+    if (sp_kafka_conn_send(conn, LIST_OFFSETS_API_KEY, version, &body, list_offsets_done, req) < 0) {
+        for (unsigned i = 0; i < req->count; i++)
+            c->parts[req->parts[i]].resolving = false;
+        sp_arena_free(&c->client->shard->arena, req);
+    }
+}
+
+/* ---- Fetching ---- */
+
+struct fetch_req {
+    struct sp_kafka_consumer *consumer;
+    unsigned broker_slot;
+    unsigned count;
+    uint16_t parts[FETCH_PARTITIONS_MAX];
+    int64_t offsets[FETCH_PARTITIONS_MAX]; /* the offset each was fetched from */
+};
+
+static void deliver_batches(struct sp_kafka_consumer *c, struct sp_kafka_cpart *p, int64_t from,
+                            const struct sp_kafka_fetch_response_partition_data *pd)
+{
+    struct sp_kafka_txn_filter_config fc = {
+        .isolation = c->config->isolation_level,
+        .fetch_offset = from,
+        .scratch = c->aborted,
+        .scratch_count = SP_ARRAY_LEN(c->aborted),
+        .codec = &c->codec,
+    };
+    struct sp_kafka_txn_filter filter;
+    if (sp_kafka_txn_filter_init_partition(&filter, &fc, pd) < 0) {
+        part_stop(c, p, -ENOBUFS, 0);
+        return;
+    }
+    struct sp_record_batch batch;
+    int ret;
+    while ((ret = sp_kafka_txn_filter_next(&filter, &batch)) == 1) {
+        struct sp_record_iter it;
+        if (sp_record_iter_open(&it, &batch, &c->codec, c->scratch, c->scratch_bytes) < 0) {
+            part_stop(c, p, -EBADMSG, 0);
+            return;
+        }
+        struct sp_record rec;
+        int more;
+        while ((more = sp_record_iter_next(&it, &rec)) == 1) {
+            if (rec.offset < from)
+                continue; /* the batch began before the offset asked for */
+            c->records++;
+            c->record_fn(c, p->topic->name, p->partition, &rec, c->ctx);
+            if (p->stopped || c->part_count == 0)
+                return;
+        }
+        if (more < 0) {
+            part_stop(c, p, -EBADMSG, 0);
+            return;
+        }
+    }
+    if (ret < 0) {
+        part_stop(c, p, ret, 0);
+        return;
+    }
+    c->aborted_batches += filter.aborted_batch_count;
+    int64_t next = sp_kafka_txn_filter_next_offset(&filter);
+    if (next > p->offset)
+        p->offset = next;
+}
+
+static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+                       void *ctx)
+{
+    struct fetch_req *req = ctx;
+    struct sp_kafka_consumer *c = req->consumer;
+    (void)conn;
+    (void)version;
+    c->fetching[req->broker_slot] = false;
+    c->fetches++;
+    bool refresh = err < 0;
+    if (err == 0) {
+        const struct sp_kafka_fetch_response *r = body;
+        if (r->error_code != 0)
+            refresh = true;
+        for (int32_t t = 0; t < r->responses_count; t++) {
+            const struct sp_kafka_fetch_response_fetchable_topic_response *tr = &r->responses[t];
+            for (int32_t q = 0; q < tr->partitions_count; q++) {
+                const struct sp_kafka_fetch_response_partition_data *pd = &tr->partitions[q];
+                /* Match by name against what this request asked. */
+                for (unsigned i = 0; i < req->count; i++) {
+                    if (req->parts[i] >= c->part_count)
+                        continue;
+                    struct sp_kafka_cpart *p = &c->parts[req->parts[i]];
+                    if (p->partition != pd->partition_index || !sp_kstr_eq(tr->topic, p->topic->name))
+                        continue;
+                    if (p->offset != req->offsets[i] || p->stopped)
+                        break; /* re-assigned or sought meanwhile */
+                    if (pd->error_code == SP_KAFKA_ERR_OFFSET_OUT_OF_RANGE) {
+                        if (c->config->auto_offset_reset == SP_KAFKA_OFFSET_RESET_NONE)
+                            part_stop(c, p, -ERANGE, pd->error_code);
+                        else
+                            p->offset = c->config->auto_offset_reset ==
+                                                SP_KAFKA_OFFSET_RESET_EARLIEST
+                                            ? SP_KAFKA_OFFSET_BEGINNING
+                                            : SP_KAFKA_OFFSET_END;
+                        break;
+                    }
+                    if (pd->error_code != 0) {
+                        if (sp_kafka_error_retriable(pd->error_code))
+                            refresh = true;
+                        else
+                            part_stop(c, p, -EPROTO, pd->error_code);
+                        break;
+                    }
+                    p->high_watermark = pd->high_watermark;
+                    if (pd->records.len > 0) {
+                        c->bytes += (uint64_t)pd->records.len;
+                        deliver_batches(c, p, req->offsets[i], pd);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    sp_arena_free(&c->client->shard->arena, req);
+    if (refresh)
+        sp_kafka_client_refresh(c->client);
+    consumer_fetch_all(c);
+}
+
+static void fetch_from(struct sp_kafka_consumer *c, unsigned slot, int32_t leader,
+                       struct sp_kafka_conn *conn)
+{
+    struct fetch_req *req = sp_arena_alloc(&c->client->shard->arena, sizeof(*req));
+    if (req == NULL)
+        return;
+    req->consumer = c;
+    req->broker_slot = slot;
+    req->count = 0;
+    struct sp_kafka_fetch_request_fetch_partition fps[FETCH_PARTITIONS_MAX];
+    struct sp_kafka_fetch_request_fetch_topic fts[SP_KAFKA_CLIENT_TOPICS_MAX];
+    unsigned ft_count = 0;
+    /* Topic by topic so that each topic's partitions are contiguous. */
+    for (unsigned t = 0; t < c->client->topic_count; t++) {
+        struct sp_kafka_topic_info *topic = &c->client->topics[t];
+        unsigned first = req->count;
+        for (unsigned i = 0; i < c->part_count && req->count < FETCH_PARTITIONS_MAX; i++) {
+            struct sp_kafka_cpart *p = &c->parts[i];
+            if (p->topic != topic || p->offset < 0 || p->stopped || !topic->known ||
+                p->partition >= topic->partition_count ||
+                topic->partitions[p->partition].leader != leader)
+                continue;
+            struct sp_kafka_fetch_request_fetch_partition *fp = &fps[req->count];
+            sp_kafka_fetch_request_fetch_partition_init(fp);
+            fp->partition = p->partition;
+            fp->current_leader_epoch = -1;
+            fp->fetch_offset = p->offset;
+            fp->log_start_offset = -1;
+            fp->last_fetched_epoch = -1;
+            fp->partition_max_bytes = c->config->max_partition_fetch_bytes;
+            req->parts[req->count] = (uint16_t)i;
+            req->offsets[req->count] = p->offset;
+            req->count++;
+        }
+        if (req->count > first) {
+            struct sp_kafka_fetch_request_fetch_topic *ft = &fts[ft_count++];
+            sp_kafka_fetch_request_fetch_topic_init(ft);
+            ft->topic = (struct sp_kstr){topic->name, (int32_t)strlen(topic->name)};
+            ft->partitions = &fps[first];
+            ft->partitions_count = (int32_t)(req->count - first);
+        }
+    }
+    if (req->count == 0) {
+        sp_arena_free(&c->client->shard->arena, req);
+        return;
+    }
+    struct sp_kafka_fetch_request body;
+    sp_kafka_fetch_request_init(&body);
+    body.replica_id = -1;
+    body.max_wait_ms = c->config->fetch_max_wait_ms;
+    body.min_bytes = c->config->fetch_min_bytes;
+    body.max_bytes = c->config->fetch_max_bytes;
+    body.isolation_level = (int8_t)c->config->isolation_level;
+    body.session_id = 0;
+    body.session_epoch = -1; /* a full fetch, no session */
+    body.topics = fts;
+    body.topics_count = (int32_t)ft_count;
+    int16_t version = SP_MIN(sp_kafka_conn_version(conn, FETCH_API_KEY), FETCH_VERSION_MAX);
+    if (sp_kafka_conn_send(conn, FETCH_API_KEY, version, &body, fetch_done, req) < 0) {
+        sp_arena_free(&c->client->shard->arena, req);
+        return;
+    }
+    c->fetching[slot] = true;
+}
+
+static void consumer_fetch_all(struct sp_kafka_consumer *c)
+{
+    if (c->closing || c->paused)
+        return;
+    struct sp_kafka_client *client = c->client;
+    for (unsigned b = 0; b < client->broker_count; b++) {
+        struct sp_kafka_broker *broker = &client->brokers[b];
+        if (!broker->in_use || c->fetching[b])
+            continue;
+        bool wanted = false, resolve = false;
+        for (unsigned i = 0; i < c->part_count; i++) {
+            struct sp_kafka_cpart *p = &c->parts[i];
+            if (p->stopped || !p->topic->known || p->partition >= p->topic->partition_count ||
+                p->topic->partitions[p->partition].leader != broker->node_id)
+                continue;
+            wanted |= p->offset >= 0;
+            resolve |= p->offset < 0 && !p->resolving;
+        }
+        if (!wanted && !resolve)
+            continue;
+        struct sp_kafka_conn *conn = sp_kafka_client_broker(client, broker->node_id);
+        if (conn == NULL || !sp_kafka_conn_ready(conn))
+            continue;
+        if (resolve)
+            resolve_offsets(c, broker->node_id, conn);
+        if (wanted)
+            fetch_from(c, b, broker->node_id, conn);
+    }
+    for (unsigned i = 0; i < c->part_count; i++)
+        if (!c->parts[i].topic->known || c->parts[i].topic->partitions == NULL ||
+            c->parts[i].topic->partitions[c->parts[i].partition].leader < 0) {
+            sp_kafka_client_refresh(client);
+            break;
+        }
+}
+
+static void client_changed(struct sp_kafka_client *client, void *ctx)
+{
+    struct sp_kafka_consumer *c = ctx;
+    consumer_fetch_all(c);
+    if (c->chained_fn != NULL)
+        c->chained_fn(client, c->chained_ctx);
+}
+
+/* ---- Life cycle ---- */
+
+int sp_kafka_consumer_init(struct sp_kafka_consumer *c, struct sp_kafka_client *client,
+                           sp_kafka_record_fn *record_fn, sp_kafka_consumer_error_fn *error_fn,
+                           void *ctx)
+{
+    SP_ASSERT(c != NULL);
+    SP_ASSERT(record_fn != NULL);
+    memset(c, 0, sizeof(*c));
+    c->client = client;
+    c->config = client->config;
+    c->record_fn = record_fn;
+    c->error_fn = error_fn;
+    c->ctx = ctx;
+    /* A whole partition's fetch decompressed: max.partition.fetch.bytes x 8. */
+    c->scratch_bytes = (uint32_t)SP_MIN((int64_t)c->config->max_partition_fetch_bytes * 8,
+                                        256 << 20);
+    c->scratch = sp_arena_alloc(&client->shard->arena, c->scratch_bytes);
+    if (c->scratch == NULL)
+        return -ENOMEM;
+    int ret = sp_record_codec_init(&c->codec, SP_RECORD_CODEC_DECOMPRESS);
+    if (ret < 0) {
+        sp_arena_free(&client->shard->arena, c->scratch);
+        return ret;
+    }
+    c->chained_fn = client->on_change;
+    c->chained_ctx = client->ctx;
+    client->on_change = client_changed;
+    client->ctx = c;
+    return 0;
+}
+
+void sp_kafka_consumer_deinit(struct sp_kafka_consumer *c)
+{
+    c->closing = true;
+    sp_record_codec_deinit(&c->codec);
+    sp_arena_free(&c->client->shard->arena, c->scratch);
+    c->client->on_change = c->chained_fn;
+    c->client->ctx = c->chained_ctx;
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Kafka producer of one shard, on sp_kafka_client.
+ *
+ * Records are appended to a RecordBatch v2 per partition as they come
+ * (zero intermediate copies: key, value and headers go straight into the
+ * batch). A batch closes when it reaches batch.size or has waited linger.ms;
+ * closed batches are sent to the partition's leader, one per partition per
+ * Produce request, several partitions per request, at most
+ * max.in.flight.requests.per.connection requests per partition in flight
+ * (one without idempotence, so a retry cannot reorder). Compression happens
+ * when a batch closes.
+ *
+ * Idempotence (enable.idempotence, the default): InitProducerId first; every
+ * batch carries the producer id, epoch and its first sequence number; a
+ * retried batch keeps them, so the broker writes it once. On
+ * OUT_OF_ORDER_SEQUENCE_NUMBER with no earlier batch of the partition still
+ * unresolved, the producer takes a new epoch (InitProducerId again) and
+ * restamps what it has not yet had acknowledged.
+ *
+ * Every record gets exactly one delivery report: its offset, or the error
+ * (retries exhausted past delivery.timeout.ms, a non-retriable broker error,
+ * the producer closed). Memory: batches come from a pool bounded by
+ * buffer.memory; a full pool is -ENOBUFS from sp_kafka_produce, which is
+ * backpressure, never a drop.
+ */
+#ifndef SP_KAFKA_PRODUCER_H
+#define SP_KAFKA_PRODUCER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sp_kafka_client.h"
+#include "sp_kafka_partitioner.h"
+#include "sp_record.h"
+
+#define SP_KAFKA_PRODUCER_TOPICS_MAX SP_KAFKA_CLIENT_TOPICS_MAX
+#define SP_KAFKA_PRODUCER_REQUEST_PARTITIONS_MAX 256
+#define SP_KAFKA_PRODUCER_BUFFER_MEMORY_DEFAULT (32u << 20) /* buffer.memory */
+
+struct sp_kafka_producer;
+
+struct sp_kafka_delivery {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;     /* -1 when unknown (acks=0) or failed */
+    int err;            /* 0, or -errno: -ETIMEDOUT, -ECANCELED, -EPROTO (broker error) */
+    int16_t error_code; /* the broker's error code behind -EPROTO */
+    void *msg_ctx;      /* as given to sp_kafka_produce */
+};
+
+typedef void sp_kafka_delivery_fn(struct sp_kafka_producer *producer,
+                                  const struct sp_kafka_delivery *delivery, void *ctx);
+
+struct sp_kafka_pbatch;
+
+struct sp_kafka_ppart {
+    struct sp_kafka_ptopic *topic;
+    int32_t partition;
+    struct sp_kafka_pbatch *open;       /* accumulating records */
+    struct sp_kafka_pbatch *ready_head; /* closed, in sequence order */
+    struct sp_kafka_pbatch *ready_tail;
+    uint32_t inflight;
+    int32_t next_sequence;
+};
+
+struct sp_kafka_ptopic {
+    struct sp_kafka_topic_info *info;
+    struct sp_kafka_ppart *parts; /* [part_count] */
+    int32_t part_count;
+    struct sp_kafka_sticky sticky; /* the null-key partition (KIP-480) */
+};
+
+struct sp_kafka_producer {
+    struct sp_kafka_client *client;
+    const struct sp_kafka_config *config;
+    sp_kafka_delivery_fn *delivery_fn;
+    void *ctx;
+    sp_kafka_client_event_fn *chained_fn; /* the client's previous listener */
+    void *chained_ctx;
+
+    struct sp_kafka_ptopic topics[SP_KAFKA_PRODUCER_TOPICS_MAX];
+    unsigned topic_count;
+
+    /* Batch memory. */
+    struct sp_kafka_pbatch *free_batches;
+    uint32_t batch_bytes;      /* a pooled batch's buffer */
+    uint32_t scratch_bytes;    /* its uncompressed-records buffer (0: none) */
+    uint64_t pool_bytes;       /* allocated so far */
+    uint64_t pool_bytes_max;   /* buffer.memory */
+    struct sp_record_codec codec;
+
+    /* Idempotence. */
+    int64_t producer_id; /* -1 until InitProducerId answered */
+    int16_t producer_epoch;
+    bool pid_inflight;
+    bool fatal;
+    int fatal_error;
+
+    struct sp_timer linger_timer;
+    struct sp_rand rand;
+    bool closing;
+
+    /* Statistics. */
+    uint64_t records_queued;
+    uint64_t records_delivered;
+    uint64_t records_failed;
+    uint64_t batches_sent;
+    uint64_t requests_sent;
+    uint64_t retries;
+    uint64_t epoch_bumps;
+};
+
+/*
+ * Starts a producer on `client` (whose config it uses). `fn(producer,
+ * delivery, ctx)` reports every record once. 0 or -ENOMEM.
+ */
+SP_MUST_CHECK int sp_kafka_producer_init(struct sp_kafka_producer *producer,
+                                         struct sp_kafka_client *client, sp_kafka_delivery_fn *fn,
+                                         void *ctx);
+
+/*
+ * Queues one record for `topic`. `partition` -1 chooses one: murmur2 of the
+ * key as the Java client, sticky for a null key (KIP-480). Key and value
+ * (NULL with length -1 for null) and headers are copied into the batch now.
+ * `timestamp_ms` < 0 takes the current time. `msg_ctx` comes back in the
+ * delivery report. Returns 0; -EAGAIN while the topic's metadata is not
+ * known yet (retry after the client's on_change); -ENOBUFS when batch
+ * memory is exhausted (retry after deliveries); -EMSGSIZE for a record
+ * larger than max.request.size; -EINVAL for a bad partition; -ENOENT for a
+ * topic the brokers do not have; -EPIPE after a fatal error or close.
+ */
+SP_MUST_CHECK int sp_kafka_produce(struct sp_kafka_producer *producer, const char *topic,
+                                   size_t topic_len, int32_t partition, const void *key,
+                                   int32_t key_len, const void *value, int32_t value_len,
+                                   const struct sp_record_header *headers, uint32_t header_count,
+                                   int64_t timestamp_ms, void *msg_ctx);
+
+/* Closes every open batch now instead of after linger.ms, and sends. */
+void sp_kafka_producer_flush(struct sp_kafka_producer *producer);
+
+/* Records queued and not yet reported. */
+uint64_t sp_kafka_producer_outstanding(const struct sp_kafka_producer *producer);
+
+/*
+ * Fails every record not yet sent with -ECANCELED (after a flush, call it
+ * once outstanding is 0 for a clean close) and releases the memory.
+ */
+void sp_kafka_producer_deinit(struct sp_kafka_producer *producer);
+
+#endif /* SP_KAFKA_PRODUCER_H */
