@@ -409,6 +409,9 @@ class Gen:
                     self.w(f"    {x}_count = -1;")
             elif f.struct is not None:
                 self.w(f"    {f.struct.fn}_init(&{x});")
+                if f.nullable is not None and f.default != "null":
+                    # Java's default: a struct instance unless the default is null.
+                    self.w(f"    {x}_present = true;")
             elif f.elem == "string":
                 if f.default == "null":
                     self.w(f"    {x} = SP_KSTR_NULL;")
@@ -913,21 +916,44 @@ def fill_code(messages):
         '#include "kafka_fill.h"',
         "",
         "static const char fill_text[] = \"abcdefghijklmnopqrstuvwxyz0123456789-_.\";",
+        "/* Long values now and then, so lengths take 2- and 3-byte varints. */",
+        "static char fill_long[20000];",
+        "",
+        "static uint64_t fill_len(struct sp_rand *rng, uint64_t short_max, const char **base)",
+        "{",
+        "    uint64_t pick = sp_rand_below(rng, 64);",
+        "    if (fill_long[0] == '\\0')",
+        "        for (size_t i = 0; i < sizeof(fill_long); i++)",
+        "            fill_long[i] = fill_text[i % (sizeof(fill_text) - 1)];",
+        "    if (pick == 0) {",
+        "        *base = fill_long;",
+        "        return 16384 + sp_rand_below(rng, 3000);",
+        "    }",
+        "    if (pick < 5) {",
+        "        *base = fill_long;",
+        "        return 128 + sp_rand_below(rng, 400);",
+        "    }",
+        "    uint64_t len = sp_rand_below(rng, short_max);",
+        "    *base = fill_text + sp_rand_below(rng, sizeof(fill_text) - 1 - len);",
+        "    return len;",
+        "}",
         "",
         "static struct sp_kstr fill_string(struct sp_rand *rng, bool nullable)",
         "{",
         "    if (nullable && sp_rand_below(rng, 4) == 0)",
         "        return SP_KSTR_NULL;",
-        "    uint64_t len = sp_rand_below(rng, 12);",
-        "    return (struct sp_kstr){fill_text + sp_rand_below(rng, sizeof(fill_text) - 1 - len), (int32_t)len};",
+        "    const char *base;",
+        "    uint64_t len = fill_len(rng, 12, &base);",
+        "    return (struct sp_kstr){base, (int32_t)len};",
         "}",
         "",
         "static struct sp_kbytes fill_bytes(struct sp_rand *rng, bool nullable)",
         "{",
         "    if (nullable && sp_rand_below(rng, 4) == 0)",
         "        return (struct sp_kbytes){NULL, -1};",
-        "    uint64_t len = sp_rand_below(rng, 20);",
-        "    return (struct sp_kbytes){(const uint8_t *)fill_text + sp_rand_below(rng, sizeof(fill_text) - 1 - len), (int32_t)len};",
+        "    const char *base;",
+        "    uint64_t len = fill_len(rng, 20, &base);",
+        "    return (struct sp_kbytes){(const uint8_t *)base, (int32_t)len};",
         "}",
         "",
         "static int32_t fill_count(struct sp_rand *rng, bool nullable)",
@@ -1094,13 +1120,14 @@ def main():
     except (GenError, OSError, ValueError, KeyError) as e:
         print(f"kafka_gen: {e}", file=sys.stderr)
         return 2
-    gen_dir = os.path.join(ROOT, "net", "kafka", "gen")
     stale = []
-    if os.path.isdir(gen_dir):
-        for name in sorted(os.listdir(gen_dir)):
-            rel = f"net/kafka/gen/{name}"
-            if rel not in files:
-                stale.append(rel)
+    for gen_rel in sorted({os.path.dirname(rel) for rel in files}):
+        gen_dir = os.path.join(ROOT, gen_rel)
+        if os.path.isdir(gen_dir):
+            for name in sorted(os.listdir(gen_dir)):
+                rel = f"{gen_rel}/{name}"
+                if rel not in files:
+                    stale.append(rel)
     differ = []
     for rel, text in sorted(files.items()):
         path = os.path.join(ROOT, rel)

@@ -160,7 +160,7 @@ int sp_kafka_response_decode(const uint8_t *payload, size_t len, int16_t api_key
     ret = api->response.decode(&r, version, body);
     if (ret == 0 && r.p != r.end)
         ret = sp_kr_fail(&r, -EBADMSG, api->response.name);
-    if (ret < 0 && version != api_version) {
+    if (ret == -EBADMSG && version != api_version) {
         /*
          * Some brokers (librdkafka's mock cluster among them) write the
          * error-35 answer in neither the v0 layout Kafka specifies nor the

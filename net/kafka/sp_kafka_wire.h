@@ -4,6 +4,11 @@
  * message code (gen/) is made of, and the per-frame arena decoding allocates
  * from.
  *
+ * Memory: arrays take up to about 22 arena bytes per wire byte (an 88-byte
+ * struct per 4-byte element at worst), so a frame of N bytes may need 22*N
+ * bytes of arena; the caller sizes the arena, and a too small one is
+ * -ENOBUFS, never an overrun.
+ *
  * Decoding is zero-copy and bounded: strings, bytes and record sets are
  * (pointer, length) spans into the received frame, which must outlive the
  * decoded message; nothing reads past `end`; a length or count larger than
@@ -348,7 +353,8 @@ static inline int sp_kr_string(struct sp_kreader *r, bool compact, bool nullable
 {
     int32_t len;
     SP_KTRY(sp_kr_length(r, compact, false, nullable, &len, field));
-    if (len > 0 && SP_UNLIKELY((size_t)len > sp_kreader_left(r)))
+    /* Kafka caps strings at 32767 bytes in every encoding, compact too. */
+    if (len > INT16_MAX || (len > 0 && SP_UNLIKELY((size_t)len > sp_kreader_left(r))))
         return sp_kr_fail(r, -EBADMSG, field);
     out->ptr = (const char *)r->p;
     out->len = len;
@@ -395,11 +401,14 @@ static inline int sp_kr_array(struct sp_kreader *r, bool compact, bool nullable,
     return 0;
 }
 
-/* Size on the wire of a length or count `len` (-1 for null). */
+/*
+ * Size on the wire of a length or count `len` (any negative: null, as the
+ * writer treats it).
+ */
 static inline size_t sp_ks_length(bool compact, bool wide, int32_t len)
 {
     if (compact)
-        return sp_ks_uvarint((uint32_t)(len + 1));
+        return len < 0 ? 1 : sp_ks_uvarint((uint32_t)len + 1);
     return wide ? 4 : 2;
 }
 
@@ -410,12 +419,12 @@ static inline int sp_kw_length(struct sp_kwriter *w, bool compact, bool wide, bo
         return sp_kw_fail(w, -EINVAL, field);
     if (len < 0)
         len = -1;
+    if (!wide && len > INT16_MAX)
+        return sp_kw_fail(w, -EINVAL, field); /* strings: 32767 bytes at most */
     if (compact)
-        return sp_kw_uvarint(w, (uint32_t)(len + 1), field);
+        return sp_kw_uvarint(w, len < 0 ? 0 : (uint32_t)len + 1, field);
     if (wide)
         return sp_kw_int32(w, len, field);
-    if (len > INT16_MAX)
-        return sp_kw_fail(w, -EINVAL, field);
     return sp_kw_int16(w, (int16_t)len, field);
 }
 

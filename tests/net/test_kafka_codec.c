@@ -29,6 +29,7 @@ static uint8_t arena_mem[ARENA_BYTES] __attribute__((aligned(16)));
 static uint8_t arena2_mem[ARENA_BYTES] __attribute__((aligned(16)));
 static uint8_t buf[BUF_BYTES];
 static uint8_t buf2[BUF_BYTES];
+static size_t largest; /* the largest message round-tripped */
 
 /* Encodes, decodes and re-encodes one random message; returns its size. */
 static size_t round_trip(const struct sp_kafka_msg_ops *ops, int16_t version, struct sp_rand *rng)
@@ -50,6 +51,7 @@ static size_t round_trip(const struct sp_kafka_msg_ops *ops, int16_t version, st
     if (ret != 0)
         fail_msg("%s v%d encode: %d at %s", ops->name, version, ret, w.error_field);
     assert_ptr_equal(w.p, buf + size);
+    largest = SP_MAX(largest, size);
 
     struct sp_kreader r;
     sp_kreader_init(&r, buf, size, &arena2);
@@ -124,7 +126,9 @@ static void test_every_message_every_version(void **state)
         expected += 2u * (unsigned)(sp_kafka_apis[i].version_max - sp_kafka_apis[i].version_min + 1);
     assert_true(sp_kafka_api_count >= 29);
     assert_int_equal(messages, expected);
-    printf("%u message versions round-tripped\n", messages);
+    printf("%u message versions round-tripped, the largest %zu bytes\n", messages, largest);
+    /* Long strings and bytes were in there: 2- and 3-byte varint lengths. */
+    assert_true(largest > 16384);
 }
 
 static void test_api_table_is_sorted_and_findable(void **state)
@@ -356,6 +360,102 @@ static void test_hostile_counts_fail_before_allocating(void **state)
     assert_string_equal(field, "RequestHeader.ClientId");
 }
 
+static void test_uvarint_boundaries(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t value;
+        uint8_t bytes[5];
+        size_t len;
+    } cases[] = {
+        {0, {0x00}, 1},
+        {127, {0x7f}, 1},
+        {128, {0x80, 0x01}, 2},
+        {16383, {0xff, 0x7f}, 2},
+        {16384, {0x80, 0x80, 0x01}, 3},
+        {1u << 28, {0x80, 0x80, 0x80, 0x80, 0x01}, 5},
+        {UINT32_MAX, {0xff, 0xff, 0xff, 0xff, 0x0f}, 5},
+    };
+    for (unsigned i = 0; i < SP_ARRAY_LEN(cases); i++) {
+        uint8_t out[8];
+        struct sp_kwriter w;
+        sp_kwriter_init(&w, out, sizeof(out));
+        assert_int_equal(sp_kw_uvarint(&w, cases[i].value, "v"), 0);
+        assert_int_equal((size_t)(w.p - out), cases[i].len);
+        assert_memory_equal(out, cases[i].bytes, cases[i].len);
+        assert_int_equal(sp_ks_uvarint(cases[i].value), cases[i].len);
+        struct sp_kreader r;
+        sp_kreader_init(&r, cases[i].bytes, cases[i].len, NULL);
+        uint32_t back = 0;
+        assert_int_equal(sp_kr_uvarint(&r, &back, "v"), 0);
+        assert_int_equal(back, cases[i].value);
+    }
+    /* Past 32 bits, and a sixth byte: refused. */
+    const uint8_t over[] = {0xff, 0xff, 0xff, 0xff, 0x1f};
+    const uint8_t six[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x01};
+    struct sp_kreader r;
+    uint32_t v;
+    sp_kreader_init(&r, over, sizeof(over), NULL);
+    assert_int_equal(sp_kr_uvarint(&r, &v, "v"), -EBADMSG);
+    sp_kreader_init(&r, six, sizeof(six), NULL);
+    assert_int_equal(sp_kr_uvarint(&r, &v, "v"), -EBADMSG);
+}
+
+/*
+ * A flexible request with a 200-byte compact string, checked byte by byte
+ * against KIP-482's rules: uvarint(length + 1) = 201 = 0xc9 0x01, and an
+ * empty tagged-field section (0x00) after the header and the body.
+ */
+static void test_flexible_bytes_by_hand(void **state)
+{
+    (void)state;
+    static char name[200];
+    memset(name, 'n', sizeof(name));
+    struct sp_kafka_api_versions_request req;
+    sp_kafka_api_versions_request_init(&req);
+    req.client_software_name = (struct sp_kstr){name, 200};
+    req.client_software_version = SP_KSTR("1.0");
+    struct sp_kafka_request_header h;
+    sp_kafka_request_header_init(&h);
+    h.request_api_key = 18;
+    h.request_api_version = 3;
+    h.correlation_id = 9;
+    h.client_id = SP_KSTR("c");
+    size_t size = sp_kafka_request_frame_size(&h, &req);
+    /* size + key + version + correlation + int16 client id "c" + header tags
+     * + 2-byte length + 200 + 1-byte length + "1.0" + body tags */
+    assert_int_equal(size, 4 + 2 + 2 + 4 + 3 + 1 + 2 + 200 + 1 + 3 + 1);
+    struct sp_kwriter w;
+    sp_kwriter_init(&w, buf, size);
+    assert_int_equal(sp_kafka_request_encode(&w, &h, &req), 0);
+    const uint8_t head[] = {0, 0, 0, (uint8_t)(size - 4), 0, 18, 0, 3, 0, 0, 0, 9, 0, 1, 'c', 0,
+                            0xc9, 0x01, 'n'};
+    assert_memory_equal(buf, head, sizeof(head));
+    const uint8_t tail[] = {'n', 0x04, '1', '.', '0', 0x00};
+    assert_memory_equal(buf + size - sizeof(tail), tail, sizeof(tail));
+}
+
+/* Compact strings are capped at 32767 bytes like the others (as Java does). */
+static void test_compact_strings_capped(void **state)
+{
+    (void)state;
+    static char huge[40000];
+    memset(huge, 't', sizeof(huge));
+    struct sp_kafka_api_versions_request req;
+    sp_kafka_api_versions_request_init(&req);
+    req.client_software_name = (struct sp_kstr){huge, (int32_t)sizeof(huge)};
+    uint8_t *out = buf;
+    struct sp_kwriter w;
+    sp_kwriter_init(&w, out, BUF_BYTES);
+    assert_int_equal(sp_kafka_api_versions_request_encode(&w, 3, &req), -EINVAL);
+    /* And a compact string header claiming 40000 bytes is refused on read. */
+    uint8_t wire[3 + 1] = {0xc1, 0xb8, 0x02, 0};
+    struct sp_kreader r;
+    sp_kreader_init(&r, wire, sizeof(wire), NULL);
+    struct sp_kstr s;
+    assert_int_equal(sp_kr_string(&r, true, false, &s, "s"), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +469,9 @@ int main(void)
         cmocka_unit_test(test_response_frames_and_api_versions_fallback),
         cmocka_unit_test(test_known_bytes),
         cmocka_unit_test(test_hostile_counts_fail_before_allocating),
+        cmocka_unit_test(test_uvarint_boundaries),
+        cmocka_unit_test(test_flexible_bytes_by_hand),
+        cmocka_unit_test(test_compact_strings_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
