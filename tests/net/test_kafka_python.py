@@ -39,8 +39,12 @@ KAFKA_PYTHON_BUGS = {
     (1, 9, True): "same",
     (1, 10, True): "same",
     (1, 11, True): "same",
-    (2, 5, True): "ListOffsetsRequest v5 CurrentLeaderEpoch as int64 (Kafka: int32)",
+    (2, 4, True): "ListOffsetsRequest v4+ CurrentLeaderEpoch as int64 (Kafka: int32)",
+    (2, 5, True): "same",
     (10, 1, False): "FindCoordinatorResponse v1 lacks ThrottleTimeMs (Kafka: 1+)",
+    (15, 3, False): "DescribeGroupsResponse v3 lacks AuthorizedOperations (Kafka: 3+)",
+    (32, 1, False): "DescribeConfigsResponse v1 keeps v0's IsDefault, lacks ConfigSource (1+)",
+    (32, 2, False): "same",
 }
 
 
