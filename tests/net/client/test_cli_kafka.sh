@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# spate's Kafka commands against librdkafka's mock cluster, with kcat on the
+# other side: what spate produces kcat reads byte for byte and the reverse,
+# with every codec; topic list works; topic create against a broker without
+# CreateTopics fails with one line naming the API; an unreachable bootstrap
+# server fails with one line, not a hang. Exits 77 without kcat.
+# Usage: test_cli_kafka.sh SPATE MOCK_BROKER
+set -euo pipefail
+spate=$1 mock=$2
+command -v kcat >/dev/null || { echo "kcat not installed: skipping"; exit 77; }
+work=$(mktemp -d)
+mkfifo "$work/ctl"
+"$mock" --topic cli.none:3 --topic cli.gzip:3 --topic cli.snappy:3 --topic cli.lz4:3 \
+    --topic cli.zstd:3 <"$work/ctl" >"$work/bootstrap" 2>"$work/mock.log" &
+mock_pid=$!
+exec 3>"$work/ctl"
+trap 'exec 3>&-; kill $mock_pid 2>/dev/null; wait $mock_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.05; done
+bs=$(head -n1 "$work/bootstrap")
+
+for c in none gzip snappy lz4 zstd; do
+    # spate -> kcat
+    for i in $(seq 1 200); do printf 'key-%d:value %d from spate, %s\n' "$i" "$i" "$c"; done \
+        >"$work/in.$c"
+    timeout 30 "$spate" produce -b "$bs" -t "cli.$c" -k : -z "$c" <"$work/in.$c" 2>"$work/err"
+    grep -q '^200 records delivered' "$work/err" || { cat "$work/err"; exit 1; }
+    timeout 30 kcat -C -b "$bs" -t "cli.$c" -o beginning -e -q -f '%k:%s\n' | sort >"$work/kcat.$c"
+    sort "$work/in.$c" | diff -u - "$work/kcat.$c" >/dev/null ||
+        { echo "codec $c: kcat read something else than spate produced"; exit 1; }
+    # kcat -> spate
+    for i in $(seq 1 200); do printf 'kcat-%d:from kcat %d, %s\n' "$i" "$i" "$c"; done \
+        >"$work/kin.$c"
+    timeout 30 kcat -P -b "$bs" -t "cli.$c" -K: -z "$c" -l "$work/kin.$c"
+    timeout 30 "$spate" consume -b "$bs" -t "cli.$c" --from-beginning --count 400 -k : \
+        | sort >"$work/spate.$c"
+    sort "$work/in.$c" "$work/kin.$c" | diff -u - "$work/spate.$c" >/dev/null ||
+        { echo "codec $c: spate read something else than was produced"; exit 1; }
+    echo "codec $c: spate -> kcat and kcat -> spate, 400 records each way unchanged"
+done
+
+timeout 30 "$spate" topic list -b "$bs" | grep -q '^cli.zstd	3 partitions$' ||
+    { echo "topic list misses cli.zstd"; exit 1; }
+if out=$(timeout 30 "$spate" topic create -b "$bs" -t fresh -p 2 2>&1); then
+    echo "topic create succeeded against a broker without CreateTopics?"; exit 1
+fi
+[ "$(echo "$out" | grep -c '^spate: ')" = 1 ] && echo "$out" | grep -q 'CreateTopics (API 19)' ||
+    { echo "topic create: unclear failure: $out"; exit 1; }
+echo "topic create without CreateTopics: $out"
+
+dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start=$(date +%s)
+if out=$(timeout 60 "$spate" produce -b "127.0.0.1:$dead" -t x </dev/null 2>&1); then
+    echo "produce to a dead server succeeded?"; exit 1
+fi
+echo "$out" | grep -q "^spate: cannot reach 127.0.0.1:$dead: Connection refused" ||
+    { echo "unreachable server: unclear failure: $out"; exit 1; }
+[ $(( $(date +%s) - start )) -lt 30 ] || { echo "unreachable server: too slow to fail"; exit 1; }
+echo "unreachable bootstrap: $(echo "$out" | grep '^spate: ')"
