@@ -4,7 +4,7 @@
  *
  *   spate produce -b HOST:PORT -t TOPIC [-k SEP] [-p PARTITION] [-z CODEC]
  *                 [-X key=value]... [-F FILE]
- *   spate consume -b HOST:PORT -t TOPIC [--from-beginning] [--count N]
+ *   spate consume -b HOST:PORT -t TOPIC [--from-beginning] [-e] [--count N]
  *                 [-k SEP] [-f FORMAT] [-X key=value]... [-F FILE]
  *   spate topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]
  *
@@ -13,7 +13,7 @@
  * stdin (with -k SEP the text before the first SEP is the key) and reports
  * what was delivered; consume prints one value per line (key SEP value with
  * -k; -f with %t %p %o %k %s %T placeholders), and exits after --count
- * records or on Ctrl-C. Wrong usage exits 2; a broker that cannot be
+ * records, at the end of every partition with -e (as kcat -e), or on Ctrl-C. Wrong usage exits 2; a broker that cannot be
  * reached, a missing topic or API, or failed deliveries print one line and
  * exit 1.
  */
@@ -49,6 +49,7 @@ struct kafka_job {
     int32_t partitions; /* topic create */
     int64_t count;      /* consume: stop after this many; -1: never */
     bool from_beginning;
+    bool exit_at_end;   /* consume: stop once every partition is caught up */
     struct sp_kafka_config config;
     int exit_code;
     char error[512];
@@ -63,6 +64,7 @@ struct kafka_job {
     bool finishing;
     struct sp_timer deadline; /* waiting for the first metadata */
     struct sp_timer poll;     /* finishing: waiting for deliveries and idle */
+    struct sp_timer end_check; /* consume -e */
     struct sp_stop_hook hook;
 
     /* produce */
@@ -134,6 +136,9 @@ static int parse_args(struct kafka_job *job, const struct spate_cli *cli)
             takes = false;
         } else if (strcmp(a, "--from-beginning") == 0) {
             job->from_beginning = true;
+            takes = false;
+        } else if (strcmp(a, "-e") == 0 || strcmp(a, "--exit-at-end") == 0) {
+            job->exit_at_end = true;
             takes = false;
         } else if (v == NULL) {
             return usage_error(job, "%s: missing its value", a);
@@ -238,6 +243,7 @@ static void finish(struct kafka_job *job, int exit_code)
     job->finishing = true;
     job->exit_code = exit_code;
     sp_shard_timer_cancel(job->shard, &job->deadline);
+    sp_shard_timer_cancel(job->shard, &job->end_check);
     fflush(stdout);
     if (job->producer_up)
         sp_kafka_producer_flush(&job->producer);
@@ -249,6 +255,25 @@ static void on_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
     struct kafka_job *job = SP_CONTAINER_OF(hook, struct kafka_job, hook);
     (void)shard;
     finish(job, job->exit_code);
+}
+
+/* consume -e: every partition has reached the high watermark it was last told. */
+static void end_check_fired(struct sp_timer *timer, void *ctx)
+{
+    struct kafka_job *job = ctx;
+    if (job->finishing || !job->consumer_up)
+        return;
+    const struct sp_kafka_consumer *c = &job->consumer;
+    bool caught_up = c->part_count > 0;
+    for (unsigned i = 0; i < c->part_count && caught_up; i++)
+        caught_up = c->parts[i].stopped ||
+                    (c->parts[i].high_watermark >= 0 && c->parts[i].offset >= 0 &&
+                     c->parts[i].offset >= c->parts[i].high_watermark);
+    if (caught_up) {
+        finish(job, 0);
+        return;
+    }
+    sp_shard_timer_arm(job->shard, timer, sp_now_ns() + 5 * SP_NSEC_PER_MSEC);
 }
 
 static void deadline_fired(struct sp_timer *timer, void *ctx)
@@ -581,8 +606,12 @@ static void client_event(struct sp_kafka_client *client, void *ctx)
     int ret = sp_kafka_consumer_assign(&job->consumer, job->topic, job->partition,
                                        job->from_beginning ? SP_KAFKA_OFFSET_BEGINNING
                                                            : SP_KAFKA_OFFSET_END);
-    if (ret < 0)
+    if (ret < 0) {
         fail(job, "consuming '%s': %s", job->topic, strerror(-ret));
+        return;
+    }
+    if (job->exit_at_end)
+        sp_shard_timer_arm(job->shard, &job->end_check, sp_now_ns() + 5 * SP_NSEC_PER_MSEC);
 }
 
 static void job_start(struct sp_shard *shard, void *ctx)
@@ -591,6 +620,7 @@ static void job_start(struct sp_shard *shard, void *ctx)
     job->shard = shard;
     sp_timer_init(&job->deadline, deadline_fired, job);
     sp_timer_init(&job->poll, poll_fired, job);
+    sp_timer_init(&job->end_check, end_check_fired, job);
     sp_shard_on_stop(shard, &job->hook, on_stop);
     int ret = sp_kafka_client_init(&job->client, shard, &job->config, client_event, job);
     if (ret < 0) {

@@ -51,7 +51,7 @@ static const struct command commands[] = {
                 "[-F FILE]\n"
                 "                       lines from stdin to a topic (-k: key before SEP)",
      spate_produce},
-    {"consume", "consume -b HOST:PORT -t TOPIC [--from-beginning] [--count N] [-k SEP] "
+    {"consume", "consume -b HOST:PORT -t TOPIC [--from-beginning] [-e] [--count N] [-k SEP] "
                 "[-f FMT] [-X key=value]...\n"
                 "                       records to stdout (-f: %t %p %o %k %s %T)",
      spate_consume},

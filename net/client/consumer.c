@@ -292,6 +292,9 @@ static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, in
                     if (p->offset != req->offsets[i] || p->stopped)
                         break; /* re-assigned or sought meanwhile */
                     if (pd->error_code == SP_KAFKA_ERR_OFFSET_OUT_OF_RANGE) {
+                        sp_debug("kafka consumer: %s-%d: offset %lld out of range (log %lld..%lld)",
+                                 p->topic->name, p->partition, (long long)p->offset,
+                                 (long long)pd->log_start_offset, (long long)pd->high_watermark);
                         if (c->config->auto_offset_reset == SP_KAFKA_OFFSET_RESET_NONE)
                             part_stop(c, p, -ERANGE, pd->error_code);
                         else
@@ -336,11 +339,23 @@ static void fetch_from(struct sp_kafka_consumer *c, unsigned slot, int32_t leade
     struct sp_kafka_fetch_request_fetch_partition fps[FETCH_PARTITIONS_MAX];
     struct sp_kafka_fetch_request_fetch_topic fts[SP_KAFKA_CLIENT_TOPICS_MAX];
     unsigned ft_count = 0;
+    /*
+     * The answer must fit the connection's receive buffer even from a broker
+     * that ignores fetch.max.bytes (librdkafka's mock does): ask for no more
+     * partitions than their max.partition.fetch.bytes allow, starting where
+     * the last request stopped so that every partition gets its turn.
+     */
+    uint64_t budget = conn->config.receive_buffer_bytes - (1u << 20);
+    uint64_t per_part = (uint64_t)c->config->max_partition_fetch_bytes + 1024;
+    unsigned fit = (unsigned)SP_MAX((uint64_t)1, budget / per_part);
+    unsigned start = c->next_fetch_start < c->part_count ? c->next_fetch_start : 0;
     /* Topic by topic so that each topic's partitions are contiguous. */
     for (unsigned t = 0; t < c->client->topic_count; t++) {
         struct sp_kafka_topic_info *topic = &c->client->topics[t];
         unsigned first = req->count;
-        for (unsigned i = 0; i < c->part_count && req->count < FETCH_PARTITIONS_MAX; i++) {
+        for (unsigned k = 0; k < c->part_count && req->count < SP_MIN(fit, FETCH_PARTITIONS_MAX);
+             k++) {
+            unsigned i = (start + k) % c->part_count;
             struct sp_kafka_cpart *p = &c->parts[i];
             if (p->topic != topic || p->offset < 0 || p->stopped || !topic->known ||
                 p->partition >= topic->partition_count ||
@@ -370,12 +385,13 @@ static void fetch_from(struct sp_kafka_consumer *c, unsigned slot, int32_t leade
         sp_arena_free(&c->client->shard->arena, req);
         return;
     }
+    c->next_fetch_start = (unsigned)(req->parts[req->count - 1] + 1);
     struct sp_kafka_fetch_request body;
     sp_kafka_fetch_request_init(&body);
     body.replica_id = -1;
     body.max_wait_ms = c->config->fetch_max_wait_ms;
     body.min_bytes = c->config->fetch_min_bytes;
-    body.max_bytes = c->config->fetch_max_bytes;
+    body.max_bytes = (int32_t)SP_MIN((uint64_t)c->config->fetch_max_bytes, budget);
     body.isolation_level = (int8_t)c->config->isolation_level;
     body.session_id = 0;
     body.session_epoch = -1; /* a full fetch, no session */
@@ -468,6 +484,17 @@ int sp_kafka_consumer_init(struct sp_kafka_consumer *c, struct sp_kafka_client *
 void sp_kafka_consumer_deinit(struct sp_kafka_consumer *c)
 {
     c->closing = true;
+    int64_t hwm_sum = 0;
+    for (unsigned i = 0; i < c->part_count; i++)
+        hwm_sum += SP_MAX(c->parts[i].high_watermark, (int64_t)0);
+    sp_debug("kafka consumer: %llu records, %llu fetches, high watermarks sum to %lld",
+             (unsigned long long)c->records, (unsigned long long)c->fetches, (long long)hwm_sum);
+    for (unsigned i = 0; i < c->part_count; i++) {
+        const struct sp_kafka_cpart *p = &c->parts[i];
+        if (p->high_watermark >= 0 && p->offset < p->high_watermark)
+            sp_debug("kafka consumer: %s-%d left at offset %lld of %lld", p->topic->name,
+                     p->partition, (long long)p->offset, (long long)p->high_watermark);
+    }
     sp_record_codec_deinit(&c->codec);
     sp_arena_free(&c->client->shard->arena, c->scratch);
     c->client->on_change = c->chained_fn;

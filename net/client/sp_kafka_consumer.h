@@ -64,6 +64,7 @@ struct sp_kafka_consumer {
     bool fetching[SP_KAFKA_CLIENT_BROKERS_MAX]; /* by broker slot */
     bool paused;
     bool closing;
+    unsigned next_fetch_start; /* where the next Fetch starts adding partitions */
 
     struct sp_record_codec codec;
     uint8_t *scratch; /* decompressed records of one batch */
