@@ -452,6 +452,8 @@ static void produce_done(struct sp_kafka_conn *conn, int err, const void *body, 
             bump |= !earlier;
         }
         if (retriable_for_producer(code)) {
+            sp_debug("kafka producer: %s-%d seq %d: %s, retrying", part->topic->info->name,
+                     part->partition, b->base_sequence, sp_kafka_error_name(code));
             refresh |= code != SP_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
             batch_retry(p, b, -EPROTO, code);
             continue;

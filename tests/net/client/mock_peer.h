@@ -74,6 +74,20 @@ static inline int mock_peer_start(struct mock_peer *m, const char *const *argv_e
 #endif
 }
 
+/* Sends one control line (tests/kafka-peers/mock_broker.c); 0 when it answers "ok". */
+static inline int mock_peer_command(struct mock_peer *m, const char *line)
+{
+    char reply[256];
+    if (fprintf(m->control, "%s\n", line) < 0 || fflush(m->control) != 0 ||
+        fgets(reply, sizeof(reply), m->replies) == NULL)
+        return -EIO;
+    if (strncmp(reply, "ok", 2) != 0) {
+        fprintf(stderr, "mock_broker: '%s': %s", line, reply);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static inline void mock_peer_stop(struct mock_peer *m)
 {
     if (m->control != NULL)
