@@ -382,6 +382,68 @@ struct sp_kafka_topic_info *sp_kafka_client_topic(struct sp_kafka_client *client
     return t;
 }
 
+/* ---- Coordinators ---- */
+
+struct coordinator_req {
+    struct sp_kafka_client *client;
+    sp_kafka_coordinator_fn *fn;
+    void *ctx;
+};
+
+static void coordinator_found(struct sp_kafka_conn *conn, int err, const void *body,
+                              int16_t version, void *ctx)
+{
+    struct coordinator_req *req = ctx;
+    struct sp_kafka_client *client = req->client;
+    (void)conn;
+    int16_t code = 0;
+    int32_t node = -1;
+    if (err == 0) {
+        const struct sp_kafka_find_coordinator_response *r = body;
+        if (version >= 4 && r->coordinators_count > 0) {
+            code = r->coordinators[0].error_code;
+            node = r->coordinators[0].node_id;
+            if (code == 0)
+                broker_upsert(client, node, r->coordinators[0].host, r->coordinators[0].port);
+        } else {
+            code = r->error_code;
+            node = r->node_id;
+            if (code == 0)
+                broker_upsert(client, node, r->host, r->port);
+        }
+    }
+    sp_kafka_coordinator_fn *fn = req->fn;
+    void *fn_ctx = req->ctx;
+    sp_arena_free(&client->shard->arena, req);
+    fn(client, err, code, node, fn_ctx);
+}
+
+int sp_kafka_client_find_coordinator(struct sp_kafka_client *client, int8_t key_type,
+                                     const char *key, sp_kafka_coordinator_fn *fn, void *ctx)
+{
+    struct sp_kafka_conn *conn = sp_kafka_client_any(client);
+    if (conn == NULL)
+        return -ENOTCONN;
+    struct coordinator_req *req = sp_arena_alloc(&client->shard->arena, sizeof(*req));
+    if (req == NULL)
+        return -ENOBUFS;
+    *req = (struct coordinator_req){client, fn, ctx};
+    struct sp_kstr k = {key, (int32_t)strlen(key)};
+    struct sp_kafka_find_coordinator_request body;
+    sp_kafka_find_coordinator_request_init(&body);
+    body.key_type = key_type;
+    if (sp_kafka_conn_version(conn, 10) >= 4) {
+        body.coordinator_keys = &k; /* v4 on: a batch of keys */
+        body.coordinator_keys_count = 1;
+    } else {
+        body.key = k;
+    }
+    int ret = sp_kafka_conn_send(conn, 10, -1, &body, coordinator_found, req);
+    if (ret < 0)
+        sp_arena_free(&client->shard->arena, req);
+    return ret;
+}
+
 /* ---- Life cycle ---- */
 
 int sp_kafka_client_init(struct sp_kafka_client *client, struct sp_shard *shard,

@@ -9,6 +9,7 @@
  * delivered or failed.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -48,6 +49,25 @@ struct preq {
 
 static void producer_drain(struct sp_kafka_producer *p);
 static void init_producer_id(struct sp_kafka_producer *p);
+static void txn_maybe_end(struct sp_kafka_producer *p);
+static void txn_add_partitions(struct sp_kafka_producer *p);
+static void txn_init_step(struct sp_kafka_producer *p);
+
+enum txn_state {
+    TXN_NONE = 0, /* not transactional */
+    TXN_UNINIT,   /* transactional, txn_init not called yet */
+    TXN_INITING,
+    TXN_READY,    /* between transactions */
+    TXN_IN,       /* in a transaction */
+    TXN_ENDING,   /* waiting for reports, then EndTxn */
+    TXN_END_SENT, /* EndTxn in flight */
+    TXN_FATAL,
+};
+
+static bool transactional(const struct sp_kafka_producer *p)
+{
+    return p->config->transactional_id[0] != '\0';
+}
 
 static struct sp_arena *arena_of(struct sp_kafka_producer *p)
 {
@@ -119,6 +139,7 @@ static struct sp_kafka_pbatch *batch_new(struct sp_kafka_producer *p, uint32_t r
     b->created_ns = sp_now_ns();
     struct sp_record_builder_config bc = SP_RECORD_BUILDER_CONFIG_INIT;
     bc.codec = p->config->compression_type;
+    bc.transactional = transactional(p);
     bc.scratch = b->scratch;
     bc.scratch_bytes = b->scratch_bytes;
     if (sp_record_builder_init(&b->builder, b->buf, b->buf_bytes, &bc) < 0) {
@@ -165,6 +186,7 @@ static void deliver(struct sp_kafka_producer *p, struct sp_kafka_pbatch *b, int 
     else
         p->records_failed += b->count;
     batch_free(p, b);
+    txn_maybe_end(p);
 }
 
 /* ---- Closing batches ---- */
@@ -317,6 +339,8 @@ static void send_to(struct sp_kafka_producer *p, int32_t leader, struct sp_kafka
             if (b == NULL || part->inflight >= max_inflight(p) ||
                 topic->info->partitions[i].leader != leader)
                 continue;
+            if (transactional(p) && !part->txn_added)
+                continue; /* AddPartitionsToTxn first */
             if (bytes + b->bytes > (size_t)p->config->max_request_size && pd_count > first)
                 break;
             part->ready_head = b->next;
@@ -375,7 +399,12 @@ static void send_to(struct sp_kafka_producer *p, int32_t leader, struct sp_kafka
 
 static void producer_drain(struct sp_kafka_producer *p)
 {
-    if (p->fatal || (idempotent(p) && p->producer_id < 0)) {
+    if (transactional(p)) {
+        if (p->txn_state != TXN_IN && p->txn_state != TXN_ENDING &&
+            p->txn_state != TXN_END_SENT)
+            return; /* records wait for a transaction */
+        txn_add_partitions(p);
+    } else if (p->fatal || (idempotent(p) && p->producer_id < 0)) {
         if (idempotent(p) && p->producer_id < 0)
             init_producer_id(p);
         return;
@@ -546,6 +575,9 @@ static void init_producer_id(struct sp_kafka_producer *p)
 static void client_changed(struct sp_kafka_client *client, void *ctx)
 {
     struct sp_kafka_producer *p = ctx;
+    if (p->txn_state == TXN_INITING)
+        txn_init_step(p);
+    txn_maybe_end(p);
     producer_drain(p);
     if (p->chained_fn != NULL)
         p->chained_fn(client, p->chained_ctx);
@@ -641,6 +673,8 @@ int sp_kafka_produce(struct sp_kafka_producer *p, const char *topic_name, size_t
 {
     if (p->fatal || p->closing)
         return -EPIPE;
+    if (transactional(p) && p->txn_state != TXN_IN)
+        return -EPROTO; /* produce inside txn_begin .. txn_end only */
     int err = 0;
     struct sp_kafka_ptopic *topic = ptopic_get(p, topic_name, topic_len, &err);
     if (topic == NULL)
@@ -744,6 +778,473 @@ int sp_kafka_producer_init(struct sp_kafka_producer *p, struct sp_kafka_client *
     p->chained_ctx = client->ctx;
     client->on_change = client_changed;
     client->ctx = p;
+    p->txn_state = transactional(p) ? TXN_UNINIT : TXN_NONE;
+    p->txn_coordinator = -1;
+    return 0;
+}
+
+/* ---- Transactions ---- */
+
+static void txn_report(struct sp_kafka_producer *p, int err)
+{
+    sp_kafka_txn_fn *fn = p->txn_fn;
+    void *ctx = p->txn_ctx;
+    p->txn_fn = NULL;
+    if (fn != NULL)
+        fn(p, err, ctx);
+}
+
+/* A broker error that ends this producer for good (fenced, unauthorized...). */
+static bool txn_fatal_code(int16_t code)
+{
+    return code == SP_KAFKA_ERR_PRODUCER_FENCED || code == SP_KAFKA_ERR_INVALID_PRODUCER_EPOCH ||
+           code == 53 /* TRANSACTIONAL_ID_AUTHORIZATION_FAILED */ ||
+           code == 49 /* INVALID_PRODUCER_ID_MAPPING */;
+}
+
+static void txn_fail(struct sp_kafka_producer *p, int16_t code, const char *what)
+{
+    p->txn_state = TXN_FATAL;
+    p->fatal = true;
+    p->fatal_error = -EPROTO;
+    snprintf(p->txn_error, sizeof(p->txn_error), "%s: %s%s", what, sp_kafka_error_name(code),
+             code == SP_KAFKA_ERR_PRODUCER_FENCED || code == SP_KAFKA_ERR_INVALID_PRODUCER_EPOCH
+                 ? " (another producer with this transactional.id took over)"
+                 : "");
+    sp_warn("kafka producer: %s", p->txn_error);
+    txn_report(p, -EPROTO);
+}
+
+static struct sp_kafka_conn *txn_conn(struct sp_kafka_producer *p)
+{
+    if (p->txn_coordinator < 0)
+        return NULL;
+    struct sp_kafka_conn *conn = sp_kafka_client_broker(p->client, p->txn_coordinator);
+    return conn != NULL && sp_kafka_conn_ready(conn) ? conn : NULL;
+}
+
+static void txn_retry_timer(struct sp_kafka_producer *p)
+{
+    /* Coordinator moves, loads and lost connections: try again shortly. */
+    sp_kafka_client_refresh(p->client);
+}
+
+static void txn_pid_done(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+                         void *ctx)
+{
+    struct sp_kafka_producer *p = ctx;
+    (void)conn;
+    (void)version;
+    p->txn_step_inflight = false;
+    if (err < 0) {
+        p->txn_coordinator = -1;
+        txn_retry_timer(p);
+        return;
+    }
+    const struct sp_kafka_init_producer_id_response *r = body;
+    if (r->error_code != 0) {
+        if (txn_fatal_code(r->error_code)) {
+            txn_fail(p, r->error_code, "InitProducerId");
+            return;
+        }
+        if (r->error_code == SP_KAFKA_ERR_NOT_COORDINATOR ||
+            r->error_code == SP_KAFKA_ERR_COORDINATOR_NOT_AVAILABLE)
+            p->txn_coordinator = -1;
+        txn_retry_timer(p);
+        return;
+    }
+    p->producer_id = r->producer_id;
+    p->producer_epoch = r->producer_epoch;
+    p->txn_state = TXN_READY;
+    restamp_all(p);
+    txn_report(p, 0);
+}
+
+static void txn_coordinator_found(struct sp_kafka_client *client, int err, int16_t code,
+                                  int32_t node, void *ctx)
+{
+    struct sp_kafka_producer *p = ctx;
+    (void)client;
+    p->txn_step_inflight = false;
+    if (err < 0 || code != 0) {
+        txn_retry_timer(p);
+        return;
+    }
+    p->txn_coordinator = node;
+    txn_init_step(p);
+    producer_drain(p);
+}
+
+/* Drives txn_init: coordinator, then InitProducerId; called on every client change. */
+static void txn_init_step(struct sp_kafka_producer *p)
+{
+    if (p->txn_state != TXN_INITING || p->txn_step_inflight)
+        return;
+    if (p->txn_coordinator < 0) {
+        if (sp_kafka_client_find_coordinator(p->client, SP_KAFKA_COORDINATOR_TRANSACTION,
+                                             p->config->transactional_id, txn_coordinator_found,
+                                             p) == 0)
+            p->txn_step_inflight = true;
+        return;
+    }
+    struct sp_kafka_conn *conn = txn_conn(p);
+    if (conn == NULL)
+        return;
+    struct sp_kafka_init_producer_id_request req;
+    sp_kafka_init_producer_id_request_init(&req);
+    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
+                                            (int32_t)strlen(p->config->transactional_id)};
+    req.transaction_timeout_ms = p->config->transaction_timeout_ms;
+    if (sp_kafka_conn_send(conn, INIT_PRODUCER_ID_API_KEY, -1, &req, txn_pid_done, p) == 0)
+        p->txn_step_inflight = true;
+}
+
+int sp_kafka_producer_txn_init(struct sp_kafka_producer *p, sp_kafka_txn_fn *fn, void *ctx)
+{
+    if (!transactional(p))
+        return -EINVAL;
+    if (p->txn_state != TXN_UNINIT || p->txn_fn != NULL)
+        return -EBUSY;
+    p->txn_state = TXN_INITING;
+    p->txn_fn = fn;
+    p->txn_ctx = ctx;
+    txn_init_step(p);
+    return 0;
+}
+
+int sp_kafka_producer_txn_begin(struct sp_kafka_producer *p)
+{
+    if (p->txn_state != TXN_READY)
+        return p->txn_state == TXN_FATAL ? -EPIPE : -EBUSY;
+    p->txn_state = TXN_IN;
+    return 0;
+}
+
+static void add_partitions_done(struct sp_kafka_conn *conn, int err, const void *body,
+                                int16_t version, void *ctx)
+{
+    struct sp_kafka_producer *p = ctx;
+    (void)conn;
+    bool retry = err < 0;
+    for (unsigned t = 0; t < p->topic_count; t++) {
+        struct sp_kafka_ptopic *topic = &p->topics[t];
+        for (int32_t i = 0; i < topic->part_count; i++) {
+            struct sp_kafka_ppart *part = &topic->parts[i];
+            if (!part->txn_adding)
+                continue;
+            part->txn_adding = false;
+            if (err < 0)
+                continue;
+            const struct sp_kafka_add_partitions_to_txn_response *r = body;
+            int16_t code = SP_KAFKA_ERR_NETWORK_EXCEPTION;
+            int32_t n = version >= 4 ? (r->results_by_transaction_count > 0
+                                            ? r->results_by_transaction[0].topic_results_count
+                                            : 0)
+                                     : r->results_by_topic_v3_and_below_count;
+            for (int32_t k = 0; k < n; k++) {
+                const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result
+                    *tr = version >= 4 ? &r->results_by_transaction[0].topic_results[k]
+                                       : &r->results_by_topic_v3_and_below[k];
+                if (!sp_kstr_eq(tr->name, topic->info->name))
+                    continue;
+                for (int32_t q = 0; q < tr->results_by_partition_count; q++)
+                    if (tr->results_by_partition[q].partition_index == part->partition)
+                        code = tr->results_by_partition[q].partition_error_code;
+            }
+            if (code == 0) {
+                part->txn_added = true;
+            } else if (txn_fatal_code(code)) {
+                txn_fail(p, code, "AddPartitionsToTxn");
+                return;
+            } else {
+                retry = true;
+                if (code == SP_KAFKA_ERR_NOT_COORDINATOR)
+                    p->txn_coordinator = -1;
+            }
+        }
+    }
+    if (retry)
+        txn_retry_timer(p);
+    producer_drain(p);
+}
+
+static void txn_add_partitions(struct sp_kafka_producer *p)
+{
+    struct sp_kafka_conn *conn = txn_conn(p);
+    if (conn == NULL) {
+        if (p->txn_coordinator < 0 && !p->txn_step_inflight &&
+            sp_kafka_client_find_coordinator(p->client, SP_KAFKA_COORDINATOR_TRANSACTION,
+                                             p->config->transactional_id, txn_coordinator_found,
+                                             p) == 0)
+            p->txn_step_inflight = true;
+        return;
+    }
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic
+        topics[SP_KAFKA_PRODUCER_TOPICS_MAX];
+    int32_t parts[SP_KAFKA_PRODUCER_REQUEST_PARTITIONS_MAX];
+    unsigned topic_count = 0, part_count = 0;
+    for (unsigned t = 0; t < p->topic_count; t++) {
+        struct sp_kafka_ptopic *topic = &p->topics[t];
+        unsigned first = part_count;
+        for (int32_t i = 0; i < topic->part_count && part_count < SP_ARRAY_LEN(parts); i++) {
+            struct sp_kafka_ppart *part = &topic->parts[i];
+            if (part->txn_added || part->txn_adding || part->ready_head == NULL)
+                continue;
+            if (p->config->transactional_id[0] == '\0')
+                continue;
+            part->txn_adding = true;
+            parts[part_count++] = part->partition;
+        }
+        if (part_count > first) {
+            sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(
+                &topics[topic_count]);
+            topics[topic_count].name = (struct sp_kstr){topic->info->name,
+                                                        (int32_t)strlen(topic->info->name)};
+            topics[topic_count].partitions = &parts[first];
+            topics[topic_count].partitions_count = (int32_t)(part_count - first);
+            topic_count++;
+        }
+    }
+    if (topic_count == 0)
+        return;
+    struct sp_kstr id = {p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
+    struct sp_kafka_add_partitions_to_txn_request req;
+    sp_kafka_add_partitions_to_txn_request_init(&req);
+    req.v3_and_below_transactional_id = id;
+    req.v3_and_below_producer_id = p->producer_id;
+    req.v3_and_below_producer_epoch = p->producer_epoch;
+    req.v3_and_below_topics = topics;
+    req.v3_and_below_topics_count = (int32_t)topic_count;
+    /* v4+ is for brokers talking to brokers; clients speak v3 at most. */
+    int16_t version = SP_MIN(sp_kafka_conn_version(conn, 24), 3);
+    if (sp_kafka_conn_send(conn, 24, version, &req, add_partitions_done, p) < 0)
+        for (unsigned t = 0; t < p->topic_count; t++)
+            for (int32_t i = 0; i < p->topics[t].part_count; i++)
+                p->topics[t].parts[i].txn_adding = false;
+}
+
+static void end_txn_done(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+                         void *ctx)
+{
+    struct sp_kafka_producer *p = ctx;
+    (void)conn;
+    (void)version;
+    if (err == 0) {
+        const struct sp_kafka_end_txn_response *r = body;
+        if (r->error_code != 0) {
+            if (txn_fatal_code(r->error_code)) {
+                txn_fail(p, r->error_code, "EndTxn");
+                return;
+            }
+            err = -EPROTO;
+        }
+    }
+    if (err < 0) {
+        /* Coordinator trouble: send EndTxn again. */
+        p->txn_coordinator = -1;
+        txn_retry_timer(p);
+        p->txn_state = TXN_ENDING;
+        return;
+    }
+    for (unsigned t = 0; t < p->topic_count; t++)
+        for (int32_t i = 0; i < p->topics[t].part_count; i++)
+            p->topics[t].parts[i].txn_added = false;
+    p->txn_state = TXN_READY;
+    txn_report(p, 0);
+}
+
+/* When the transaction is ending and every record is reported: EndTxn. */
+static void txn_maybe_end(struct sp_kafka_producer *p)
+{
+    if (p->txn_state != TXN_ENDING || sp_kafka_producer_outstanding(p) > 0)
+        return;
+    struct sp_kafka_conn *conn = txn_conn(p);
+    if (conn == NULL) {
+        txn_add_partitions(p); /* finds the coordinator again if needed */
+        return;
+    }
+    struct sp_kafka_end_txn_request req;
+    sp_kafka_end_txn_request_init(&req);
+    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
+                                            (int32_t)strlen(p->config->transactional_id)};
+    req.producer_id = p->producer_id;
+    req.producer_epoch = p->producer_epoch;
+    req.committed = p->txn_end_commit;
+    if (sp_kafka_conn_send(conn, 26, -1, &req, end_txn_done, p) == 0)
+        p->txn_state = TXN_END_SENT;
+}
+
+int sp_kafka_producer_txn_end(struct sp_kafka_producer *p, bool commit, sp_kafka_txn_fn *fn,
+                              void *ctx)
+{
+    if (p->txn_state != TXN_IN || p->txn_fn != NULL)
+        return p->txn_state == TXN_FATAL ? -EPIPE : -EBUSY;
+    p->txn_state = TXN_ENDING;
+    p->txn_end_commit = commit;
+    p->txn_fn = fn;
+    p->txn_ctx = ctx;
+    sp_kafka_producer_flush(p);
+    txn_maybe_end(p);
+    return 0;
+}
+
+/* ---- Offsets in a transaction ---- */
+
+struct txn_offsets {
+    struct sp_kafka_producer *producer;
+    struct sp_timer retry; /* the group coordinator's connection is coming up */
+    unsigned waits;
+    int32_t retry_node;
+    char group[SP_KAFKA_CONFIG_ID_MAX];
+    char topic[SP_KAFKA_TOPIC_NAME_BYTES_MAX + 1];
+    unsigned count;
+    struct sp_kafka_txn_offset offsets[SP_KAFKA_PRODUCER_REQUEST_PARTITIONS_MAX];
+};
+
+static void txn_offsets_finish(struct txn_offsets *o, int err)
+{
+    struct sp_kafka_producer *p = o->producer;
+    sp_arena_free(&p->client->shard->arena, o);
+    txn_report(p, err);
+}
+
+static void txn_offset_commit_done(struct sp_kafka_conn *conn, int err, const void *body,
+                                   int16_t version, void *ctx)
+{
+    struct txn_offsets *o = ctx;
+    (void)conn;
+    (void)version;
+    if (err == 0) {
+        const struct sp_kafka_txn_offset_commit_response *r = body;
+        for (int32_t t = 0; t < r->topics_count; t++)
+            for (int32_t q = 0; q < r->topics[t].partitions_count; q++) {
+                int16_t code = r->topics[t].partitions[q].error_code;
+                if (code != 0) {
+                    if (txn_fatal_code(code)) {
+                        struct sp_kafka_producer *p = o->producer;
+                        sp_arena_free(&p->client->shard->arena, o);
+                        txn_fail(p, code, "TxnOffsetCommit");
+                        return;
+                    }
+                    err = -EPROTO;
+                }
+            }
+    }
+    txn_offsets_finish(o, err);
+}
+
+static void group_coordinator_found(struct sp_kafka_client *client, int err, int16_t code,
+                                    int32_t node, void *ctx)
+{
+    struct txn_offsets *o = ctx;
+    struct sp_kafka_producer *p = o->producer;
+    if (err < 0 || code != 0) {
+        txn_offsets_finish(o, err < 0 ? err : -EPROTO);
+        return;
+    }
+    struct sp_kafka_conn *conn = sp_kafka_client_broker(client, node);
+    if (conn == NULL || !sp_kafka_conn_ready(conn)) {
+        /* Connecting: look again in a moment, for up to request.timeout.ms. */
+        uint64_t wait_ns = 5 * SP_NSEC_PER_MSEC;
+        if ((uint64_t)++o->waits * wait_ns > (uint64_t)p->config->request_timeout_ms *
+                                                 SP_NSEC_PER_MSEC) {
+            txn_offsets_finish(o, -ETIMEDOUT);
+            return;
+        }
+        o->retry_node = node;
+        sp_shard_timer_arm(client->shard, &o->retry, sp_now_ns() + wait_ns);
+        return;
+    }
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition
+        parts[SP_KAFKA_PRODUCER_REQUEST_PARTITIONS_MAX];
+    for (unsigned i = 0; i < o->count; i++) {
+        sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_init(&parts[i]);
+        parts[i].partition_index = o->offsets[i].partition;
+        parts[i].committed_offset = o->offsets[i].offset;
+    }
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic topic;
+    sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_init(&topic);
+    topic.name = (struct sp_kstr){o->topic, (int32_t)strlen(o->topic)};
+    topic.partitions = parts;
+    topic.partitions_count = (int32_t)o->count;
+    struct sp_kafka_txn_offset_commit_request req;
+    sp_kafka_txn_offset_commit_request_init(&req);
+    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
+                                            (int32_t)strlen(p->config->transactional_id)};
+    req.group_id = (struct sp_kstr){o->group, (int32_t)strlen(o->group)};
+    req.producer_id = p->producer_id;
+    req.producer_epoch = p->producer_epoch;
+    req.topics = &topic;
+    req.topics_count = 1;
+    if (sp_kafka_conn_send(conn, 28, -1, &req, txn_offset_commit_done, o) < 0)
+        txn_offsets_finish(o, -EAGAIN);
+}
+
+static void add_offsets_done(struct sp_kafka_conn *conn, int err, const void *body,
+                             int16_t version, void *ctx)
+{
+    struct txn_offsets *o = ctx;
+    (void)conn;
+    (void)version;
+    if (err == 0) {
+        const struct sp_kafka_add_offsets_to_txn_response *r = body;
+        if (r->error_code != 0) {
+            if (txn_fatal_code(r->error_code)) {
+                struct sp_kafka_producer *p = o->producer;
+                sp_arena_free(&p->client->shard->arena, o);
+                txn_fail(p, r->error_code, "AddOffsetsToTxn");
+                return;
+            }
+            err = -EPROTO;
+        }
+    }
+    if (err < 0 || sp_kafka_client_find_coordinator(o->producer->client, SP_KAFKA_COORDINATOR_GROUP,
+                                                    o->group, group_coordinator_found, o) < 0)
+        txn_offsets_finish(o, err < 0 ? err : -EAGAIN);
+}
+
+static void txn_offsets_retry(struct sp_timer *timer, void *ctx)
+{
+    struct txn_offsets *o = ctx;
+    (void)timer;
+    group_coordinator_found(o->producer->client, 0, 0, o->retry_node, o);
+}
+
+int sp_kafka_producer_txn_send_offsets(struct sp_kafka_producer *p, const char *group_id,
+                                       const char *topic, const struct sp_kafka_txn_offset *offsets,
+                                       unsigned count, sp_kafka_txn_fn *fn, void *ctx)
+{
+    if (p->txn_state != TXN_IN || p->txn_fn != NULL)
+        return p->txn_state == TXN_FATAL ? -EPIPE : -EBUSY;
+    if (count == 0 || count > SP_KAFKA_PRODUCER_REQUEST_PARTITIONS_MAX ||
+        strlen(group_id) >= SP_KAFKA_CONFIG_ID_MAX || strlen(topic) > SP_KAFKA_TOPIC_NAME_BYTES_MAX)
+        return -EINVAL;
+    struct sp_kafka_conn *conn = txn_conn(p);
+    if (conn == NULL)
+        return -EAGAIN;
+    struct txn_offsets *o = sp_arena_alloc(&p->client->shard->arena, sizeof(*o));
+    if (o == NULL)
+        return -ENOMEM;
+    memset(o, 0, sizeof(*o));
+    o->producer = p;
+    sp_timer_init(&o->retry, txn_offsets_retry, o);
+    snprintf(o->group, sizeof(o->group), "%s", group_id);
+    snprintf(o->topic, sizeof(o->topic), "%s", topic);
+    o->count = count;
+    memcpy(o->offsets, offsets, count * sizeof(*offsets));
+    struct sp_kafka_add_offsets_to_txn_request req;
+    sp_kafka_add_offsets_to_txn_request_init(&req);
+    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
+                                            (int32_t)strlen(p->config->transactional_id)};
+    req.producer_id = p->producer_id;
+    req.producer_epoch = p->producer_epoch;
+    req.group_id = (struct sp_kstr){o->group, (int32_t)strlen(o->group)};
+    if (sp_kafka_conn_send(conn, 25, -1, &req, add_offsets_done, o) < 0) {
+        sp_arena_free(&p->client->shard->arena, o);
+        return -EAGAIN;
+    }
+    p->txn_fn = fn;
+    p->txn_ctx = ctx;
     return 0;
 }
 

@@ -147,4 +147,21 @@ struct sp_kafka_conn *sp_kafka_client_broker(struct sp_kafka_client *client, int
 /* Any ready connection (for requests any broker answers), or NULL. */
 struct sp_kafka_conn *sp_kafka_client_any(struct sp_kafka_client *client);
 
+#define SP_KAFKA_COORDINATOR_GROUP 0
+#define SP_KAFKA_COORDINATOR_TRANSACTION 1
+
+/*
+ * The coordinator of `key` (a group id or a transactional id, by
+ * `key_type`): `fn(client, err, error_code, node_id, ctx)` gets its broker id
+ * (added to the brokers if metadata had not listed it), or err < 0 (no
+ * connection, a failed request) or error_code != 0 (the broker's answer,
+ * e.g. COORDINATOR_NOT_AVAILABLE: ask again later). `key` is copied.
+ * Returns 0 or -ENOTCONN / -ENOBUFS.
+ */
+typedef void sp_kafka_coordinator_fn(struct sp_kafka_client *client, int err, int16_t error_code,
+                                     int32_t node_id, void *ctx);
+SP_MUST_CHECK int sp_kafka_client_find_coordinator(struct sp_kafka_client *client, int8_t key_type,
+                                                   const char *key, sp_kafka_coordinator_fn *fn,
+                                                   void *ctx);
+
 #endif /* SP_KAFKA_CLIENT_H */

@@ -53,10 +53,16 @@ typedef void sp_kafka_delivery_fn(struct sp_kafka_producer *producer,
                                   const struct sp_kafka_delivery *delivery, void *ctx);
 
 struct sp_kafka_pbatch;
+struct sp_kafka_producer;
+
+/* A transactional operation finished: 0, or -errno (-EPROTO: see txn_error). */
+typedef void sp_kafka_txn_fn(struct sp_kafka_producer *producer, int err, void *ctx);
 
 struct sp_kafka_ppart {
     struct sp_kafka_ptopic *topic;
     int32_t partition;
+    bool txn_added;  /* AddPartitionsToTxn done for the current transaction */
+    bool txn_adding; /* ... in flight */
     struct sp_kafka_pbatch *open;       /* accumulating records */
     struct sp_kafka_pbatch *ready_head; /* closed, in sequence order */
     struct sp_kafka_pbatch *ready_tail;
@@ -97,6 +103,15 @@ struct sp_kafka_producer {
     bool fatal;
     int fatal_error;
 
+    /* Transactions (transactional.id set). */
+    int txn_state;             /* enum in producer.c */
+    int32_t txn_coordinator;   /* broker id, -1 until found */
+    bool txn_step_inflight;    /* FindCoordinator or InitProducerId in flight */
+    sp_kafka_txn_fn *txn_fn;   /* the operation in progress reports here */
+    void *txn_ctx;
+    bool txn_end_commit;       /* what EndTxn will say */
+    char txn_error[160];       /* why the producer is fenced or failed */
+
     struct sp_timer linger_timer;
     struct sp_rand rand;
     bool closing;
@@ -135,6 +150,41 @@ SP_MUST_CHECK int sp_kafka_produce(struct sp_kafka_producer *producer, const cha
                                    int32_t key_len, const void *value, int32_t value_len,
                                    const struct sp_record_header *headers, uint32_t header_count,
                                    int64_t timestamp_ms, void *msg_ctx);
+
+/* ---- Transactions (transactional.id set; Kafka's two-phase commit) ---- */
+
+/*
+ * Finds the transaction coordinator and takes the producer id and epoch for
+ * transactional.id (fencing any older producer with that id). `fn` reports.
+ * 0, -EINVAL (no transactional.id) or -EBUSY (an operation in progress).
+ */
+SP_MUST_CHECK int sp_kafka_producer_txn_init(struct sp_kafka_producer *producer,
+                                             sp_kafka_txn_fn *fn, void *ctx);
+
+/* Starts a transaction: records produced from now on belong to it. 0 or -EBUSY. */
+SP_MUST_CHECK int sp_kafka_producer_txn_begin(struct sp_kafka_producer *producer);
+
+/*
+ * Adds consumer offsets to the transaction (AddOffsetsToTxn, then
+ * TxnOffsetCommit to the group's coordinator): `offsets` are the next
+ * offsets to read of `count` partitions of `topic`. 0 or -EBUSY.
+ */
+struct sp_kafka_txn_offset {
+    int32_t partition;
+    int64_t offset;
+};
+SP_MUST_CHECK int sp_kafka_producer_txn_send_offsets(struct sp_kafka_producer *producer,
+                                                     const char *group_id, const char *topic,
+                                                     const struct sp_kafka_txn_offset *offsets,
+                                                     unsigned count, sp_kafka_txn_fn *fn,
+                                                     void *ctx);
+
+/*
+ * Ends the transaction: flushes, waits for every record's report, then
+ * EndTxn with commit or abort. `fn` reports. 0 or -EBUSY.
+ */
+SP_MUST_CHECK int sp_kafka_producer_txn_end(struct sp_kafka_producer *producer, bool commit,
+                                            sp_kafka_txn_fn *fn, void *ctx);
 
 /* Closes every open batch now instead of after linger.ms, and sends. */
 void sp_kafka_producer_flush(struct sp_kafka_producer *producer);
