@@ -27,6 +27,7 @@
 
 #include "commands.h"
 #include "sp_io.h"
+#include "sp_kafka_admin.h"
 #include "sp_kafka_consumer.h"
 #include "sp_kafka_producer.h"
 #include "sp_log.h"
@@ -491,26 +492,20 @@ static void topic_listed(struct sp_kafka_conn *conn, int err, const void *body, 
     finish(job, 0);
 }
 
-static void topic_changed(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+static void topic_changed(struct sp_kafka_client *client, const struct sp_kafka_admin_result *r,
                           void *ctx)
 {
     struct kafka_job *job = ctx;
-    (void)conn;
-    (void)version;
-    if (err < 0) {
-        fail(job, "topic %s '%s': %s", job->sub, job->topic, strerror(-err));
+    (void)client;
+    if (r->err < 0) {
+        fail(job, "topic %s '%s': %s", job->sub, job->topic,
+             r->message[0] != '\0' ? r->message : strerror(-r->err));
         return;
     }
-    int16_t code;
-    if (strcmp(job->sub, "create") == 0) {
-        const struct sp_kafka_create_topics_response *r = body;
-        code = r->topics_count > 0 ? r->topics[0].error_code : 0;
-    } else {
-        const struct sp_kafka_delete_topics_response *r = body;
-        code = r->responses_count > 0 ? r->responses[0].error_code : 0;
-    }
-    if (code != 0) {
-        fail(job, "topic %s '%s': %s", job->sub, job->topic, sp_kafka_error_name(code));
+    const struct sp_kafka_admin_item *it = &r->items[0];
+    if (it->error != 0) {
+        fail(job, "topic %s '%s': %s%s%s", job->sub, job->topic, sp_kafka_error_name(it->error),
+             it->message[0] != '\0' ? ": " : "", it->message);
         return;
     }
     fprintf(stderr, "topic '%s' %sd\n", job->topic, job->sub);
@@ -520,46 +515,18 @@ static void topic_changed(struct sp_kafka_conn *conn, int err, const void *body,
 static void topic_start(struct kafka_job *job, struct sp_kafka_conn *conn)
 {
     int ret;
+    int32_t timeout_ms = job->config.request_timeout_ms;
     if (strcmp(job->sub, "list") == 0) {
         struct sp_kafka_metadata_request req;
         sp_kafka_metadata_request_init(&req);
         req.topics_count = sp_kafka_conn_version(conn, 3) == 0 ? 0 : -1; /* all topics */
         ret = sp_kafka_conn_send(conn, 3, -1, &req, topic_listed, job);
     } else if (strcmp(job->sub, "create") == 0) {
-        if (sp_kafka_conn_version(conn, 19) < 0) {
-            fail(job, "topic create: the broker at %s:%u does not support CreateTopics (API 19)",
-                 conn->host, conn->port);
-            return;
-        }
-        struct sp_kafka_create_topics_request_creatable_topic t;
-        sp_kafka_create_topics_request_creatable_topic_init(&t);
-        t.name = (struct sp_kstr){job->topic, (int32_t)strlen(job->topic)};
-        t.num_partitions = job->partitions;
-        t.replication_factor = sp_kafka_conn_version(conn, 19) >= 4 ? -1 : 1;
-        struct sp_kafka_create_topics_request req;
-        sp_kafka_create_topics_request_init(&req);
-        req.topics = &t;
-        req.topics_count = 1;
-        req.timeout_ms = job->config.request_timeout_ms;
-        ret = sp_kafka_conn_send(conn, 19, -1, &req, topic_changed, job);
+        const struct sp_kafka_new_topic t = {job->topic, job->partitions, -1};
+        ret = sp_kafka_admin_create_topics(&job->client, &t, 1, timeout_ms, topic_changed, job);
     } else {
-        if (sp_kafka_conn_version(conn, 20) < 0) {
-            fail(job, "topic delete: the broker at %s:%u does not support DeleteTopics (API 20)",
-                 conn->host, conn->port);
-            return;
-        }
-        struct sp_kstr name = {job->topic, (int32_t)strlen(job->topic)};
-        struct sp_kafka_delete_topics_request_delete_topic_state state;
-        sp_kafka_delete_topics_request_delete_topic_state_init(&state);
-        state.name = name;
-        struct sp_kafka_delete_topics_request req;
-        sp_kafka_delete_topics_request_init(&req);
-        req.topic_names = &name; /* up to v5 */
-        req.topic_names_count = 1;
-        req.topics = &state; /* v6 on */
-        req.topics_count = 1;
-        req.timeout_ms = job->config.request_timeout_ms;
-        ret = sp_kafka_conn_send(conn, 20, -1, &req, topic_changed, job);
+        const char *name = job->topic;
+        ret = sp_kafka_admin_delete_topics(&job->client, &name, 1, timeout_ms, topic_changed, job);
     }
     if (ret < 0)
         fail(job, "topic %s: %s", job->sub, strerror(-ret));

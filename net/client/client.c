@@ -288,6 +288,7 @@ static void metadata_done(struct sp_kafka_conn *conn, int err, const void *body,
         return;
     }
     const struct sp_kafka_metadata_response *r = body;
+    client->controller_id = version >= 1 ? r->controller_id : -1;
     for (int32_t i = 0; i < r->brokers_count; i++)
         broker_upsert(client, r->brokers[i].node_id, r->brokers[i].host, r->brokers[i].port);
     bool retry = false;
@@ -458,6 +459,7 @@ int sp_kafka_client_init(struct sp_kafka_client *client, struct sp_shard *shard,
     client->on_change = on_change;
     client->ctx = ctx;
     client->allow_auto_topic_creation = true;
+    client->controller_id = -1;
     snprintf(client->client_id, sizeof(client->client_id), "%s",
              config->client_id[0] != '\0' ? config->client_id : "spate");
     sp_kafka_conn_config_default(&client->conn_config);

@@ -102,6 +102,7 @@ struct sp_kafka_client {
     bool metadata_wanted;        /* refresh as soon as allowed */
     bool metadata_ever;          /* at least one answer */
     bool allow_auto_topic_creation;
+    int32_t controller_id;       /* from metadata v1+; -1 when unknown */
     uint64_t metadata_last_ns;
     uint64_t metadata_refreshes;
     struct sp_timer metadata_timer;

@@ -1,0 +1,646 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Admin calls on crafted responses. librdkafka's mock cluster has no
+ * CreateTopics, DeleteTopics, CreatePartitions, ListGroups or
+ * DescribeGroups, so a broker written here answers them: a thread on a
+ * loopback port that decodes each request with the codec, checks what the
+ * client asked, and answers with Kafka's own response structures at the
+ * version asked. It plays a one-node cluster whose node 1 is the
+ * controller and every group's coordinator, with topic "t" of 3
+ * partitions; it says NOT_CONTROLLER to the first CreateTopics and
+ * NOT_COORDINATOR to the first DescribeGroups, which the client must retry.
+ * A second broker advertises none of the admin APIs: calls fail at once
+ * with a message naming the missing API.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "sp_io.h"
+#include "sp_kafka_admin.h"
+#include "sp_kafka_frame.h"
+#include "sp_kafka_wire.h"
+#include "sp_log.h"
+#include "sp_runtime.h"
+
+/* ---- The crafted broker ---- */
+
+struct fake_broker {
+    int listen_fd;
+    uint16_t port;
+    bool admin_apis; /* advertise the admin APIs */
+    atomic_int create_topics_calls;
+    atomic_int describe_calls;
+    atomic_int list_offsets_calls;
+    atomic_int last_timestamp_ok; /* the ListOffsets timestamps were the ones asked */
+    int64_t expect_timestamp;
+};
+
+struct fake_conn {
+    struct fake_broker *b;
+    int fd;
+};
+
+static void send_response(int fd, int16_t api_key, int16_t version, int32_t correlation,
+                          const void *body)
+{
+    size_t size = sp_kafka_response_frame_size(api_key, version, body);
+    uint8_t *out = malloc(size);
+    SP_ASSERT(out != NULL);
+    struct sp_kwriter w;
+    sp_kwriter_init(&w, out, size);
+    int enc = sp_kafka_response_encode(&w, api_key, version, correlation, body);
+    if (enc != 0)
+        fprintf(stderr, "crafted broker: encoding API %d v%d: %d\n", api_key, version, enc);
+    SP_ASSERT(enc == 0);
+    SP_ASSERT(send(fd, out, size, MSG_NOSIGNAL) == (ssize_t)size);
+    free(out);
+}
+
+static struct sp_kstr kstr(const char *s)
+{
+    return (struct sp_kstr){s, (int32_t)strlen(s)};
+}
+
+static void answer_api_versions(struct fake_broker *b, int fd, int16_t version, int32_t corr)
+{
+    static const int16_t admin_keys[][2] = {
+        {3, 12}, {18, 3}, {10, 4}, {2, 7}, {15, 5}, {16, 4}, {19, 7}, {20, 6}, {37, 3},
+    };
+    struct sp_kafka_api_versions_response_api_version keys[SP_ARRAY_LEN(admin_keys)];
+    unsigned n = b->admin_apis ? SP_ARRAY_LEN(admin_keys) : 4;
+    for (unsigned i = 0; i < n; i++) {
+        sp_kafka_api_versions_response_api_version_init(&keys[i]);
+        keys[i].api_key = admin_keys[i][0];
+        keys[i].max_version = admin_keys[i][1];
+    }
+    struct sp_kafka_api_versions_response r;
+    sp_kafka_api_versions_response_init(&r);
+    r.api_keys = keys;
+    r.api_keys_count = (int32_t)n;
+    send_response(fd, 18, version, corr, &r);
+}
+
+static void answer_metadata(struct fake_broker *b, int fd, int16_t version, int32_t corr,
+                            const struct sp_kafka_metadata_request *req)
+{
+    struct sp_kafka_metadata_response_metadata_response_broker broker;
+    sp_kafka_metadata_response_metadata_response_broker_init(&broker);
+    broker.node_id = 1;
+    broker.host = kstr("127.0.0.1");
+    broker.port = b->port;
+    struct sp_kafka_metadata_response_metadata_response_partition parts[3];
+    for (int i = 0; i < 3; i++) {
+        sp_kafka_metadata_response_metadata_response_partition_init(&parts[i]);
+        parts[i].partition_index = i;
+        parts[i].leader_id = 1;
+        parts[i].leader_epoch = 5;
+    }
+    struct sp_kafka_metadata_response_metadata_response_topic topics[8];
+    int32_t n = 0;
+    for (int32_t i = 0; req->topics_count > 0 && i < req->topics_count && n < 8; i++, n++) {
+        sp_kafka_metadata_response_metadata_response_topic_init(&topics[n]);
+        topics[n].name = req->topics[i].name;
+        if (sp_kstr_eq(req->topics[i].name, "t")) {
+            topics[n].partitions = parts;
+            topics[n].partitions_count = 3;
+        } else {
+            topics[n].error_code = SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        }
+    }
+    struct sp_kafka_metadata_response r;
+    sp_kafka_metadata_response_init(&r);
+    r.brokers = &broker;
+    r.brokers_count = 1;
+    r.controller_id = 1;
+    r.topics = topics;
+    r.topics_count = n;
+    send_response(fd, 3, version, corr, &r);
+}
+
+static void answer_create_topics(struct fake_broker *b, int fd, int16_t version, int32_t corr,
+                                 const struct sp_kafka_create_topics_request *req)
+{
+    bool first = atomic_fetch_add(&b->create_topics_calls, 1) == 0;
+    struct sp_kafka_create_topics_response_creatable_topic_result res[8];
+    int32_t n = 0;
+    for (int32_t i = 0; i < req->topics_count && n < 8; i++, n++) {
+        const struct sp_kafka_create_topics_request_creatable_topic *t = &req->topics[i];
+        sp_kafka_create_topics_response_creatable_topic_result_init(&res[n]);
+        res[n].name = t->name;
+        if (first) {
+            res[n].error_code = 41; /* NOT_CONTROLLER */
+        } else if (sp_kstr_eq(t->name, "t")) {
+            res[n].error_code = 36; /* TOPIC_ALREADY_EXISTS */
+            res[n].error_message = kstr("Topic 't' already exists.");
+        } else if (t->num_partitions != 6 || t->replication_factor != -1) {
+            res[n].error_code = 37; /* INVALID_PARTITIONS: not what the test asked */
+        } else {
+            res[n].num_partitions = t->num_partitions;
+            res[n].replication_factor = 1;
+        }
+    }
+    struct sp_kafka_create_topics_response r;
+    sp_kafka_create_topics_response_init(&r);
+    r.topics = res;
+    r.topics_count = n;
+    send_response(fd, 19, version, corr, &r);
+}
+
+static void answer_delete_topics(int fd, int16_t version, int32_t corr,
+                                 const struct sp_kafka_delete_topics_request *req)
+{
+    struct sp_kafka_delete_topics_response_deletable_topic_result res[8];
+    int32_t n = 0;
+    int32_t count = version >= 6 ? req->topics_count : req->topic_names_count;
+    for (int32_t i = 0; i < count && n < 8; i++, n++) {
+        struct sp_kstr name = version >= 6 ? req->topics[i].name : req->topic_names[i];
+        sp_kafka_delete_topics_response_deletable_topic_result_init(&res[n]);
+        res[n].name = name;
+        if (!sp_kstr_eq(name, "t"))
+            res[n].error_code = SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    struct sp_kafka_delete_topics_response r;
+    sp_kafka_delete_topics_response_init(&r);
+    r.responses = res;
+    r.responses_count = n;
+    send_response(fd, 20, version, corr, &r);
+}
+
+static void answer_create_partitions(int fd, int16_t version, int32_t corr,
+                                     const struct sp_kafka_create_partitions_request *req)
+{
+    struct sp_kafka_create_partitions_response_create_partitions_topic_result res;
+    sp_kafka_create_partitions_response_create_partitions_topic_result_init(&res);
+    res.name = req->topics[0].name;
+    if (req->topics[0].count <= 3) {
+        res.error_code = 37; /* INVALID_PARTITIONS */
+        res.error_message = kstr("Topic currently has 3 partitions, which is higher than or "
+                                 "equal to the requested 3.");
+    }
+    struct sp_kafka_create_partitions_response r;
+    sp_kafka_create_partitions_response_init(&r);
+    r.results = &res;
+    r.results_count = 1;
+    send_response(fd, 37, version, corr, &r);
+}
+
+static void answer_find_coordinator(struct fake_broker *b, int fd, int16_t version, int32_t corr,
+                                    const struct sp_kafka_find_coordinator_request *req)
+{
+    struct sp_kafka_find_coordinator_response r;
+    sp_kafka_find_coordinator_response_init(&r);
+    struct sp_kafka_find_coordinator_response_coordinator c;
+    sp_kafka_find_coordinator_response_coordinator_init(&c);
+    c.key = version >= 4 ? req->coordinator_keys[0] : req->key;
+    c.node_id = 1;
+    c.host = kstr("127.0.0.1");
+    c.port = b->port;
+    if (version >= 4) {
+        r.coordinators = &c;
+        r.coordinators_count = 1;
+    } else {
+        r.node_id = 1;
+        r.host = c.host;
+        r.port = c.port;
+    }
+    send_response(fd, 10, version, corr, &r);
+}
+
+static void answer_list_groups(int fd, int16_t version, int32_t corr)
+{
+    struct sp_kafka_list_groups_response_listed_group g[2];
+    sp_kafka_list_groups_response_listed_group_init(&g[0]);
+    g[0].group_id = kstr("orders");
+    g[0].protocol_type = kstr("consumer");
+    g[0].group_state = kstr("Stable");
+    sp_kafka_list_groups_response_listed_group_init(&g[1]);
+    g[1].group_id = kstr("audit");
+    g[1].protocol_type = kstr("consumer");
+    g[1].group_state = kstr("Empty");
+    struct sp_kafka_list_groups_response r;
+    sp_kafka_list_groups_response_init(&r);
+    r.groups = g;
+    r.groups_count = 2;
+    send_response(fd, 16, version, corr, &r);
+}
+
+static void answer_describe_groups(struct fake_broker *b, int fd, int16_t version, int32_t corr,
+                                   const struct sp_kafka_describe_groups_request *req)
+{
+    bool first = atomic_fetch_add(&b->describe_calls, 1) == 0;
+    struct sp_kafka_describe_groups_response_described_group_member members[3];
+    for (int i = 0; i < 3; i++) {
+        sp_kafka_describe_groups_response_described_group_member_init(&members[i]);
+        members[i].member_id = kstr(i == 0 ? "m-0" : i == 1 ? "m-1" : "m-2");
+        members[i].client_id = kstr("spate");
+        members[i].client_host = kstr("/127.0.0.1");
+    }
+    struct sp_kafka_describe_groups_response_described_group g[4];
+    int32_t n = 0;
+    for (int32_t i = 0; i < req->groups_count && n < 4; i++, n++) {
+        sp_kafka_describe_groups_response_described_group_init(&g[n]);
+        g[n].group_id = req->groups[i];
+        if (first) {
+            g[n].error_code = SP_KAFKA_ERR_NOT_COORDINATOR;
+        } else if (sp_kstr_eq(req->groups[i], "orders")) {
+            g[n].group_state = kstr("Stable");
+            g[n].protocol_type = kstr("consumer");
+            g[n].protocol_data = kstr("cooperative-sticky");
+            g[n].members = members;
+            g[n].members_count = 3;
+        } else {
+            g[n].group_state = kstr("Dead");
+            g[n].error_code = 69; /* GROUP_ID_NOT_FOUND */
+        }
+    }
+    struct sp_kafka_describe_groups_response r;
+    sp_kafka_describe_groups_response_init(&r);
+    r.groups = g;
+    r.groups_count = n;
+    send_response(fd, 15, version, corr, &r);
+}
+
+static void answer_list_offsets(struct fake_broker *b, int fd, int16_t version, int32_t corr,
+                                const struct sp_kafka_list_offsets_request *req)
+{
+    atomic_fetch_add(&b->list_offsets_calls, 1);
+    struct sp_kafka_list_offsets_response_list_offsets_partition_response res[8];
+    int64_t old[8];
+    const struct sp_kafka_list_offsets_request_list_offsets_topic *t = &req->topics[0];
+    int32_t n = 0;
+    bool ok = req->topics_count == 1 && req->replica_id == -1;
+    for (int32_t i = 0; i < t->partitions_count && n < 8; i++, n++) {
+        const struct sp_kafka_list_offsets_request_list_offsets_partition *p = &t->partitions[i];
+        ok &= p->timestamp == b->expect_timestamp;
+        sp_kafka_list_offsets_response_list_offsets_partition_response_init(&res[n]);
+        res[n].partition_index = p->partition_index;
+        int64_t offset = p->timestamp == SP_KAFKA_OFFSET_SPEC_EARLIEST ? 10 * p->partition_index
+                         : p->timestamp == SP_KAFKA_OFFSET_SPEC_LATEST
+                             ? 1000 + p->partition_index
+                             : 500 + p->partition_index;
+        if (version == 0) {
+            old[n] = offset;
+            res[n].old_style_offsets = &old[n];
+            res[n].old_style_offsets_count = 1;
+        } else {
+            res[n].offset = offset;
+            res[n].timestamp = p->timestamp >= 0 ? p->timestamp + 7 : -1;
+        }
+    }
+    atomic_store(&b->last_timestamp_ok, ok);
+    struct sp_kafka_list_offsets_response_list_offsets_topic_response tr;
+    sp_kafka_list_offsets_response_list_offsets_topic_response_init(&tr);
+    tr.name = t->name;
+    tr.partitions = res;
+    tr.partitions_count = n;
+    struct sp_kafka_list_offsets_response r;
+    sp_kafka_list_offsets_response_init(&r);
+    r.topics = &tr;
+    r.topics_count = 1;
+    send_response(fd, 2, version, corr, &r);
+}
+
+static void *serve_conn(void *arg)
+{
+    struct fake_conn *c = arg;
+    size_t cap = 1 << 20;
+    uint8_t *buf = malloc(cap);
+    void *arena_mem = malloc(cap);
+    SP_ASSERT(buf != NULL && arena_mem != NULL);
+    for (;;) {
+        uint8_t size_buf[4];
+        if (recv(c->fd, size_buf, 4, MSG_WAITALL) != 4)
+            break;
+        uint32_t size = sp_kload32(size_buf);
+        if (size > cap || recv(c->fd, buf, size, MSG_WAITALL) != (ssize_t)size)
+            break;
+        struct sp_karena arena;
+        sp_karena_init(&arena, arena_mem, cap);
+        struct sp_kafka_request_frame f;
+        const char *field = NULL;
+        if (sp_kafka_request_decode(buf, size, &arena, &f, &field) != 0) {
+            fprintf(stderr, "crafted broker: undecodable request (%s)\n", field ? field : "?");
+            break;
+        }
+        int16_t v = f.header.request_api_version;
+        int32_t corr = f.header.correlation_id;
+        switch (f.header.request_api_key) {
+        case 18: answer_api_versions(c->b, c->fd, v, corr); break;
+        case 3: answer_metadata(c->b, c->fd, v, corr, f.body); break;
+        case 19: answer_create_topics(c->b, c->fd, v, corr, f.body); break;
+        case 20: answer_delete_topics(c->fd, v, corr, f.body); break;
+        case 37: answer_create_partitions(c->fd, v, corr, f.body); break;
+        case 10: answer_find_coordinator(c->b, c->fd, v, corr, f.body); break;
+        case 16: answer_list_groups(c->fd, v, corr); break;
+        case 15: answer_describe_groups(c->b, c->fd, v, corr, f.body); break;
+        case 2: answer_list_offsets(c->b, c->fd, v, corr, f.body); break;
+        default:
+            fprintf(stderr, "crafted broker: unexpected API %d\n", f.header.request_api_key);
+            goto out;
+        }
+    }
+out:
+    close(c->fd);
+    free(buf);
+    free(arena_mem);
+    free(c);
+    return NULL;
+}
+
+static void *accept_loop(void *arg)
+{
+    struct fake_broker *b = arg;
+    for (;;) {
+        int fd = accept(b->listen_fd, NULL, NULL);
+        if (fd < 0)
+            return NULL; /* the listener was shut down */
+        struct fake_conn *c = malloc(sizeof(*c));
+        SP_ASSERT(c != NULL);
+        *c = (struct fake_conn){b, fd};
+        pthread_t t;
+        SP_ASSERT(pthread_create(&t, NULL, serve_conn, c) == 0);
+        pthread_detach(t);
+    }
+}
+
+/* ---- The client side ---- */
+
+enum step {
+    CREATE,
+    CREATE_ONE_BAD,
+    DELETE,
+    PARTITIONS_BAD,
+    PARTITIONS,
+    LIST_GROUPS,
+    DESCRIBE,
+    OFFSETS_EARLIEST,
+    OFFSETS_LATEST,
+    OFFSETS_TIME,
+    STEPS,
+};
+
+struct saved {
+    int err;
+    char message[SP_KAFKA_ADMIN_MESSAGE_MAX];
+    unsigned count;
+    struct sp_kafka_admin_item items[4];
+};
+
+struct admin_case {
+    struct fake_broker *broker;
+    struct sp_kafka_config config;
+    struct sp_shard *shard;
+    struct sp_kafka_client client;
+    struct sp_timer timer;
+    enum step step;
+    enum step last;
+    bool waiting;
+    struct saved results[STEPS];
+};
+
+static void next_step(struct sp_timer *timer, void *ctx);
+
+static void closing(struct sp_timer *timer, void *ctx)
+{
+    struct admin_case *c = ctx;
+    if (!sp_kafka_client_idle(&c->client)) {
+        sp_shard_timer_arm(c->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
+        return;
+    }
+    sp_kafka_client_deinit(&c->client);
+    sp_runtime_stop(c->shard->runtime);
+}
+
+static void answered(struct sp_kafka_client *client, const struct sp_kafka_admin_result *r,
+                     void *ctx)
+{
+    struct admin_case *c = ctx;
+    (void)client;
+    struct saved *s = &c->results[c->step];
+    s->err = r->err;
+    snprintf(s->message, sizeof(s->message), "%s", r->message);
+    s->count = r->count;
+    for (unsigned i = 0; i < r->count && i < SP_ARRAY_LEN(s->items); i++)
+        s->items[i] = r->items[i];
+    c->waiting = false;
+    c->step = c->step == c->last ? STEPS : c->step + 1;
+    sp_shard_timer_arm(c->shard, &c->timer, sp_now_ns());
+}
+
+static void next_step(struct sp_timer *timer, void *ctx)
+{
+    struct admin_case *c = ctx;
+    (void)timer;
+    struct sp_kafka_client *cl = &c->client;
+    const int32_t timeout = 5000;
+    int ret = 0;
+    static const int32_t parts[3] = {0, 1, 2};
+    switch (c->step) {
+    case CREATE: {
+        const struct sp_kafka_new_topic t = {"fresh", 6, -1};
+        ret = sp_kafka_admin_create_topics(cl, &t, 1, timeout, answered, c);
+        break;
+    }
+    case CREATE_ONE_BAD: {
+        const struct sp_kafka_new_topic t[2] = {{"t", 3, -1}, {"other", 6, -1}};
+        ret = sp_kafka_admin_create_topics(cl, t, 2, timeout, answered, c);
+        break;
+    }
+    case DELETE: {
+        const char *names[2] = {"t", "nope"};
+        ret = sp_kafka_admin_delete_topics(cl, names, 2, timeout, answered, c);
+        break;
+    }
+    case PARTITIONS_BAD:
+        ret = sp_kafka_admin_create_partitions(cl, "t", 3, timeout, answered, c);
+        break;
+    case PARTITIONS:
+        ret = sp_kafka_admin_create_partitions(cl, "t", 8, timeout, answered, c);
+        break;
+    case LIST_GROUPS:
+        ret = sp_kafka_admin_list_groups(cl, timeout, answered, c);
+        break;
+    case DESCRIBE: {
+        const char *groups[2] = {"orders", "ghost"};
+        ret = sp_kafka_admin_describe_groups(cl, groups, 2, timeout, answered, c);
+        break;
+    }
+    case OFFSETS_EARLIEST:
+    case OFFSETS_LATEST:
+    case OFFSETS_TIME: {
+        int64_t ts = c->step == OFFSETS_EARLIEST  ? SP_KAFKA_OFFSET_SPEC_EARLIEST
+                     : c->step == OFFSETS_LATEST ? SP_KAFKA_OFFSET_SPEC_LATEST
+                                                 : 1700000000000;
+        c->broker->expect_timestamp = ts;
+        ret = sp_kafka_admin_list_offsets(cl, "t", parts, 3, ts, 0, timeout, answered, c);
+        break;
+    }
+    case STEPS:
+        sp_kafka_client_close(cl);
+        sp_timer_init(&c->timer, closing, c);
+        sp_shard_timer_arm(c->shard, &c->timer, sp_now_ns());
+        return;
+    }
+    assert_int_equal(ret, 0);
+    c->waiting = true;
+}
+
+static void start(struct sp_shard *shard, void *ctx)
+{
+    struct admin_case *c = ctx;
+    c->shard = shard;
+    sp_timer_init(&c->timer, next_step, c);
+    assert_int_equal(sp_kafka_client_init(&c->client, shard, &c->config, NULL, NULL), 0);
+    sp_shard_timer_arm(shard, &c->timer, sp_now_ns());
+}
+
+static void run_case(struct admin_case *c, struct fake_broker *b, enum step first, enum step last)
+{
+    b->listen_fd = sp_tcp_listen("127.0.0.1", 0, 16, &b->port);
+    assert_true(b->listen_fd >= 0);
+    pthread_t acceptor;
+    assert_int_equal(pthread_create(&acceptor, NULL, accept_loop, b), 0);
+    c->broker = b;
+    c->step = first;
+    c->last = last;
+    sp_kafka_config_init(&c->config);
+    char err[256], bootstrap[64];
+    snprintf(bootstrap, sizeof(bootstrap), "127.0.0.1:%u", b->port);
+    assert_int_equal(sp_kafka_config_set(&c->config, "bootstrap.servers", bootstrap, err,
+                                         sizeof(err)), 0);
+    assert_int_equal(sp_kafka_config_set(&c->config, "retry.backoff.ms", "10", err, sizeof(err)),
+                     0);
+    assert_int_equal(sp_kafka_config_validate(&c->config, err, sizeof(err)), 0);
+    struct sp_runtime_config config;
+    sp_runtime_config_default(&config);
+    config.shard_count = 1;
+    config.pin = false;
+    config.memory_bytes = 1u << 20;
+    config.on_start = start;
+    config.ctx = c;
+    config.drain_timeout_ns = 5 * SP_NSEC_PER_SEC;
+    struct sp_runtime rt;
+    assert_int_equal(sp_runtime_init(&rt, &config), 0);
+    assert_int_equal(sp_runtime_run(&rt), 0);
+    sp_runtime_deinit(&rt);
+    shutdown(b->listen_fd, SHUT_RDWR);
+    pthread_join(acceptor, NULL);
+    close(b->listen_fd);
+}
+
+static void test_admin_calls_on_crafted_responses(void **state)
+{
+    (void)state;
+    static struct fake_broker b;
+    static struct admin_case c;
+    memset(&b, 0, sizeof(b));
+    memset(&c, 0, sizeof(c));
+    b.admin_apis = true;
+    run_case(&c, &b, CREATE, OFFSETS_TIME);
+    const struct saved *r = c.results;
+
+    /* NOT_CONTROLLER the first time, then created. */
+    assert_int_equal(r[CREATE].err, 0);
+    assert_int_equal(r[CREATE].count, 1);
+    assert_int_equal(r[CREATE].items[0].error, 0);
+    assert_int_equal(r[CREATE].items[0].partitions, 6);
+    assert_true(atomic_load(&b.create_topics_calls) >= 3);
+    /* One item fails with the broker's message, the other succeeds. */
+    assert_int_equal(r[CREATE_ONE_BAD].err, 0);
+    assert_int_equal(r[CREATE_ONE_BAD].items[0].error, 36);
+    assert_string_equal(r[CREATE_ONE_BAD].items[0].message, "Topic 't' already exists.");
+    assert_int_equal(r[CREATE_ONE_BAD].items[1].error, 0);
+
+    assert_int_equal(r[DELETE].err, 0);
+    assert_int_equal(r[DELETE].items[0].error, 0);
+    assert_int_equal(r[DELETE].items[1].error, SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    assert_int_equal(r[PARTITIONS_BAD].items[0].error, 37);
+    assert_non_null(strstr(r[PARTITIONS_BAD].items[0].message, "currently has 3 partitions"));
+    assert_int_equal(r[PARTITIONS].items[0].error, 0);
+
+    assert_int_equal(r[LIST_GROUPS].err, 0);
+    assert_int_equal(r[LIST_GROUPS].count, 2);
+    assert_string_equal(r[LIST_GROUPS].items[0].name, "orders");
+    assert_string_equal(r[LIST_GROUPS].items[0].state, "Stable");
+    assert_string_equal(r[LIST_GROUPS].items[1].name, "audit");
+    assert_string_equal(r[LIST_GROUPS].items[1].protocol_type, "consumer");
+
+    /* NOT_COORDINATOR the first time: looked up again and retried. */
+    assert_int_equal(r[DESCRIBE].err, 0);
+    assert_true(atomic_load(&b.describe_calls) >= 3);
+    assert_int_equal(r[DESCRIBE].items[0].error, 0);
+    assert_string_equal(r[DESCRIBE].items[0].state, "Stable");
+    assert_string_equal(r[DESCRIBE].items[0].protocol, "cooperative-sticky");
+    assert_int_equal(r[DESCRIBE].items[0].members, 3);
+    assert_int_equal(r[DESCRIBE].items[0].coordinator, 1);
+    assert_int_equal(r[DESCRIBE].items[1].error, 69);
+
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(r[OFFSETS_EARLIEST].items[p].partition, p);
+        assert_int_equal(r[OFFSETS_EARLIEST].items[p].offset, 10 * p);
+        assert_int_equal(r[OFFSETS_LATEST].items[p].offset, 1000 + p);
+        assert_int_equal(r[OFFSETS_TIME].items[p].offset, 500 + p);
+        assert_int_equal(r[OFFSETS_TIME].items[p].timestamp, 1700000000007);
+    }
+    /* All three partitions share a leader: one request each time. */
+    assert_int_equal(atomic_load(&b.list_offsets_calls), 3);
+    assert_true(atomic_load(&b.last_timestamp_ok));
+}
+
+static void test_missing_admin_api_is_named(void **state)
+{
+    (void)state;
+    static struct fake_broker b;
+    static struct admin_case c;
+    memset(&b, 0, sizeof(b));
+    memset(&c, 0, sizeof(c));
+    b.admin_apis = false;
+    run_case(&c, &b, CREATE, CREATE);
+    assert_int_equal(c.results[CREATE].err, -ENOTSUP);
+    char want[128];
+    snprintf(want, sizeof(want), "the broker at 127.0.0.1:%u does not support CreateTopics (API 19)",
+             b.port);
+    assert_string_equal(c.results[CREATE].message, want);
+    assert_int_equal(atomic_load(&b.create_topics_calls), 0);
+}
+
+static void test_bad_arguments_are_refused(void **state)
+{
+    (void)state;
+    struct sp_kafka_client client;
+    memset(&client, 0, sizeof(client));
+    const struct sp_kafka_new_topic zero = {"x", 0, -1};
+    assert_int_equal(sp_kafka_admin_create_topics(&client, &zero, 0, 1000, answered, NULL),
+                     -EINVAL);
+    assert_int_equal(sp_kafka_admin_create_partitions(&client, "t", 0, 1000, answered, NULL),
+                     -EINVAL);
+    const int32_t p = 0;
+    assert_int_equal(sp_kafka_admin_list_offsets(&client, "t", &p, 1, -3, 0, 1000, answered, NULL),
+                     -EINVAL);
+    assert_int_equal(sp_kafka_admin_list_offsets(&client, "t", &p, 1, -1, 2, 1000, answered, NULL),
+                     -EINVAL);
+}
+
+int main(void)
+{
+    if (getenv("SPATE_TEST_DEBUG") != NULL)
+        sp_log_set_level(SP_LOG_DEBUG);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_admin_calls_on_crafted_responses),
+        cmocka_unit_test(test_missing_admin_api_is_named),
+        cmocka_unit_test(test_bad_arguments_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
