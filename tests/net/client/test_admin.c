@@ -43,7 +43,7 @@ struct fake_broker {
     atomic_int describe_calls;
     atomic_int list_offsets_calls;
     atomic_int last_timestamp_ok; /* the ListOffsets timestamps were the ones asked */
-    int64_t expect_timestamp;
+    _Atomic int64_t expect_timestamp; /* written by the shard, read by the broker */
 };
 
 struct fake_conn {
@@ -282,7 +282,7 @@ static void answer_list_offsets(struct fake_broker *b, int fd, int16_t version, 
     bool ok = req->topics_count == 1 && req->replica_id == -1;
     for (int32_t i = 0; i < t->partitions_count && n < 8; i++, n++) {
         const struct sp_kafka_list_offsets_request_list_offsets_partition *p = &t->partitions[i];
-        ok &= p->timestamp == b->expect_timestamp;
+        ok &= p->timestamp == atomic_load(&b->expect_timestamp);
         sp_kafka_list_offsets_response_list_offsets_partition_response_init(&res[n]);
         res[n].partition_index = p->partition_index;
         int64_t offset = p->timestamp == SP_KAFKA_OFFSET_SPEC_EARLIEST ? 10 * p->partition_index
@@ -482,7 +482,7 @@ static void next_step(struct sp_timer *timer, void *ctx)
         int64_t ts = c->step == OFFSETS_EARLIEST  ? SP_KAFKA_OFFSET_SPEC_EARLIEST
                      : c->step == OFFSETS_LATEST ? SP_KAFKA_OFFSET_SPEC_LATEST
                                                  : 1700000000000;
-        c->broker->expect_timestamp = ts;
+        atomic_store(&c->broker->expect_timestamp, ts);
         ret = sp_kafka_admin_list_offsets(cl, "t", parts, 3, ts, 0, timeout, answered, c);
         break;
     }
