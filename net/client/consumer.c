@@ -12,7 +12,11 @@
 #define LIST_OFFSETS_API_KEY 2
 /* Fetch v13+ names topics by id, which the client does not track yet. */
 #define FETCH_VERSION_MAX 12
-#define FETCH_PARTITIONS_MAX 256
+#define FETCH_PARTITIONS_MAX SP_KAFKA_FETCH_SESSION_PARTITIONS_MAX
+/* Fetch sessions came with v7. */
+#define FETCH_SESSION_VERSION_MIN 7
+#define ERR_FETCH_SESSION_ID_NOT_FOUND 70
+#define ERR_INVALID_FETCH_SESSION_EPOCH 71
 /*
  * ListOffsets v4+ carries leader epochs for fencing, which this consumer
  * does not use yet; librdkafka 2.0's mock cluster also writes v4/v5's
@@ -211,6 +215,7 @@ static void resolve_offsets(struct sp_kafka_consumer *c, int32_t leader, struct 
 struct fetch_req {
     struct sp_kafka_consumer *consumer;
     unsigned broker_slot;
+    int32_t session_epoch; /* as sent */
     unsigned count;
     uint16_t parts[FETCH_PARTITIONS_MAX];
     int64_t offsets[FETCH_PARTITIONS_MAX]; /* the offset each was fetched from */
@@ -264,6 +269,62 @@ static void deliver_batches(struct sp_kafka_consumer *c, struct sp_kafka_cpart *
         p->offset = next;
 }
 
+/* ---- Fetch sessions ---- */
+
+static struct sp_kafka_fetch_session *session_of(struct sp_kafka_consumer *c, unsigned slot,
+                                                 int16_t version)
+{
+    if (version < FETCH_SESSION_VERSION_MIN)
+        return NULL;
+    struct sp_kafka_fetch_session *s = c->sessions[slot];
+    if (s == NULL) {
+        s = sp_arena_alloc(&c->client->shard->arena, sizeof(*s));
+        if (s == NULL)
+            return NULL; /* full fetches, as without sessions */
+        memset(s, 0, sizeof(*s));
+        c->sessions[slot] = s;
+    }
+    return s->unsupported ? NULL : s;
+}
+
+static void session_reset(struct sp_kafka_consumer *c, struct sp_kafka_fetch_session *s)
+{
+    if (s->id != 0)
+        c->fetch_session_resets++;
+    s->id = 0;
+    s->epoch = 0;
+    s->count = 0;
+}
+
+static void session_answered(struct sp_kafka_consumer *c, const struct fetch_req *req, int err,
+                             const struct sp_kafka_fetch_response *r)
+{
+    struct sp_kafka_fetch_session *s = c->sessions[req->broker_slot];
+    if (s == NULL || req->session_epoch < 0)
+        return;
+    if (err < 0 || r->error_code != 0) {
+        session_reset(c, s); /* the next Fetch is a full one */
+        return;
+    }
+    if (req->session_epoch == 0) {
+        if (r->session_id == 0) {
+            s->unsupported = true; /* the broker keeps no sessions for us */
+            s->count = 0;
+            return;
+        }
+        s->id = r->session_id;
+    }
+    s->epoch = s->epoch == INT32_MAX ? 1 : s->epoch + 1;
+}
+
+/* Whether partition `p` should be fetched from `leader` now. */
+static bool part_wanted(const struct sp_kafka_cpart *p, int32_t leader)
+{
+    const struct sp_kafka_topic_info *t = p->topic;
+    return p->offset >= 0 && !p->stopped && t->known && p->partition < t->partition_count &&
+           t->partitions[p->partition].leader == leader;
+}
+
 static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
                        void *ctx)
 {
@@ -274,9 +335,11 @@ static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, in
     c->fetching[req->broker_slot] = false;
     c->fetches++;
     bool refresh = err < 0;
+    session_answered(c, req, err, err == 0 ? body : NULL);
     if (err == 0) {
         const struct sp_kafka_fetch_response *r = body;
-        if (r->error_code != 0)
+        if (r->error_code != 0 && r->error_code != ERR_FETCH_SESSION_ID_NOT_FOUND &&
+            r->error_code != ERR_INVALID_FETCH_SESSION_EPOCH)
             refresh = true;
         for (int32_t t = 0; t < r->responses_count; t++) {
             const struct sp_kafka_fetch_response_fetchable_topic_response *tr = &r->responses[t];
@@ -327,65 +390,201 @@ static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, in
     consumer_fetch_all(c);
 }
 
+/* The consumer's partition a session entry stands for, or NULL. */
+static struct sp_kafka_cpart *session_part(struct sp_kafka_consumer *c,
+                                           struct sp_kafka_fetch_session_part *sp)
+{
+    if (sp->index < c->part_count) {
+        struct sp_kafka_cpart *p = &c->parts[sp->index];
+        if (p->topic == sp->topic && p->partition == sp->partition)
+            return p;
+    }
+    for (unsigned i = 0; i < c->part_count; i++) {
+        if (c->parts[i].topic == sp->topic && c->parts[i].partition == sp->partition) {
+            sp->index = i; /* the parts moved */
+            return &c->parts[i];
+        }
+    }
+    return NULL;
+}
+
+/* A Fetch being built: partitions to send and to forget, grouped by topic at the end. */
+struct fetch_build {
+    struct sp_kafka_fetch_request_fetch_partition fps[FETCH_PARTITIONS_MAX];
+    struct sp_kafka_fetch_request_fetch_topic fts[SP_KAFKA_CLIENT_TOPICS_MAX];
+    unsigned fp_count;
+    unsigned ft_count;
+    struct sp_kafka_topic_info *send_topic[FETCH_PARTITIONS_MAX];
+    int32_t send_partition[FETCH_PARTITIONS_MAX];
+    int64_t send_offset[FETCH_PARTITIONS_MAX];
+    unsigned send_count;
+    struct sp_kafka_topic_info *forget_topic[FETCH_PARTITIONS_MAX];
+    int32_t forget_partition[FETCH_PARTITIONS_MAX];
+    int32_t forget_ids[FETCH_PARTITIONS_MAX];
+    struct sp_kafka_fetch_request_forgotten_topic forgotten[SP_KAFKA_CLIENT_TOPICS_MAX];
+    unsigned forget_count;
+    unsigned forgotten_count;
+};
+
+static void build_send(struct fetch_build *fb, struct sp_kafka_topic_info *topic,
+                       int32_t partition, int64_t offset)
+{
+    fb->send_topic[fb->send_count] = topic;
+    fb->send_partition[fb->send_count] = partition;
+    fb->send_offset[fb->send_count] = offset;
+    fb->send_count++;
+}
+
+/* Groups the partitions to send and to forget by topic, as the request wants. */
+static void build_group(struct sp_kafka_consumer *c, struct fetch_build *fb)
+{
+    for (unsigned t = 0; t < c->client->topic_count; t++) {
+        struct sp_kafka_topic_info *topic = &c->client->topics[t];
+        struct sp_kstr name = {topic->name, (int32_t)strlen(topic->name)};
+        unsigned first = fb->fp_count;
+        for (unsigned i = 0; i < fb->send_count; i++) {
+            if (fb->send_topic[i] != topic)
+                continue;
+            struct sp_kafka_fetch_request_fetch_partition *fp = &fb->fps[fb->fp_count++];
+            sp_kafka_fetch_request_fetch_partition_init(fp);
+            fp->partition = fb->send_partition[i];
+            fp->current_leader_epoch = -1;
+            fp->fetch_offset = fb->send_offset[i];
+            fp->log_start_offset = -1;
+            fp->last_fetched_epoch = -1;
+            fp->partition_max_bytes = c->config->max_partition_fetch_bytes;
+        }
+        if (fb->fp_count > first) {
+            struct sp_kafka_fetch_request_fetch_topic *ft = &fb->fts[fb->ft_count++];
+            sp_kafka_fetch_request_fetch_topic_init(ft);
+            ft->topic = name;
+            ft->partitions = &fb->fps[first];
+            ft->partitions_count = (int32_t)(fb->fp_count - first);
+        }
+        unsigned ids = 0;
+        for (unsigned i = 0; i < fb->forget_count; i++)
+            if (fb->forget_topic[i] == topic)
+                ids++;
+        if (ids > 0) {
+            struct sp_kafka_fetch_request_forgotten_topic *ff =
+                &fb->forgotten[fb->forgotten_count++];
+            sp_kafka_fetch_request_forgotten_topic_init(ff);
+            ff->topic = name;
+            unsigned base = 0;
+            for (unsigned k = 0; k < fb->forgotten_count - 1; k++)
+                base += (unsigned)fb->forgotten[k].partitions_count;
+            ff->partitions = &fb->forget_ids[base];
+            ff->partitions_count = 0;
+            for (unsigned i = 0; i < fb->forget_count; i++)
+                if (fb->forget_topic[i] == topic)
+                    fb->forget_ids[base + (unsigned)ff->partitions_count++] = fb->forget_partition[i];
+        }
+    }
+}
+
+/*
+ * An incremental Fetch in session `s`: partitions that left go to the
+ * forgotten list, those whose offset moved are sent again, new ones join.
+ * The request then covers every partition of the session.
+ */
+static void build_incremental(struct sp_kafka_consumer *c, struct sp_kafka_fetch_session *s,
+                              int32_t leader, struct fetch_build *fb, struct fetch_req *req)
+{
+    uint32_t mark = ++c->mark;
+    for (unsigned i = 0; i < s->count; i++) {
+        struct sp_kafka_fetch_session_part *sp = &s->parts[i];
+        struct sp_kafka_cpart *p = session_part(c, sp);
+        if (p == NULL || !part_wanted(p, leader)) {
+            fb->forget_topic[fb->forget_count] = sp->topic;
+            fb->forget_partition[fb->forget_count] = sp->partition;
+            fb->forget_count++;
+            s->parts[i--] = s->parts[--s->count];
+            continue;
+        }
+        p->mark = mark;
+        if (p->offset != sp->offset) {
+            sp->offset = p->offset;
+            build_send(fb, sp->topic, sp->partition, sp->offset);
+        }
+    }
+    for (unsigned i = 0; i < c->part_count && s->count < FETCH_PARTITIONS_MAX; i++) {
+        struct sp_kafka_cpart *p = &c->parts[i];
+        if (p->mark == mark || !part_wanted(p, leader))
+            continue;
+        s->parts[s->count++] = (struct sp_kafka_fetch_session_part){p->topic, p->partition, i,
+                                                                    p->offset};
+        build_send(fb, p->topic, p->partition, p->offset);
+    }
+    for (unsigned i = 0; i < s->count; i++) {
+        req->parts[i] = (uint16_t)s->parts[i].index;
+        req->offsets[i] = s->parts[i].offset;
+    }
+    req->count = s->count;
+    c->incremental_fetches++;
+}
+
+/*
+ * A full Fetch. The answer must fit the connection's receive buffer even
+ * from a broker that ignores fetch.max.bytes (librdkafka's mock does): ask
+ * for no more partitions than their max.partition.fetch.bytes allow,
+ * starting where the last request stopped so that every partition gets its
+ * turn.
+ */
+static void build_full(struct sp_kafka_consumer *c, int32_t leader, uint64_t budget,
+                       struct fetch_build *fb, struct fetch_req *req)
+{
+    uint64_t per_part = (uint64_t)c->config->max_partition_fetch_bytes + 1024;
+    unsigned fit = (unsigned)SP_MAX((uint64_t)1, budget / per_part);
+    unsigned start = c->next_fetch_start < c->part_count ? c->next_fetch_start : 0;
+    for (unsigned k = 0; k < c->part_count && req->count < SP_MIN(fit, FETCH_PARTITIONS_MAX);
+         k++) {
+        unsigned i = (start + k) % c->part_count;
+        struct sp_kafka_cpart *p = &c->parts[i];
+        if (!part_wanted(p, leader))
+            continue;
+        build_send(fb, p->topic, p->partition, p->offset);
+        req->parts[req->count] = (uint16_t)i;
+        req->offsets[req->count] = p->offset;
+        req->count++;
+    }
+    if (req->count > 0)
+        c->next_fetch_start = (unsigned)(req->parts[req->count - 1] + 1);
+}
+
 static void fetch_from(struct sp_kafka_consumer *c, unsigned slot, int32_t leader,
                        struct sp_kafka_conn *conn)
 {
     struct fetch_req *req = sp_arena_alloc(&c->client->shard->arena, sizeof(*req));
-    if (req == NULL)
-        return;
+    struct fetch_build *fb = sp_arena_alloc(&c->client->shard->arena, sizeof(*fb));
+    if (req == NULL || fb == NULL)
+        goto out;
     req->consumer = c;
     req->broker_slot = slot;
     req->count = 0;
-    struct sp_kafka_fetch_request_fetch_partition fps[FETCH_PARTITIONS_MAX];
-    struct sp_kafka_fetch_request_fetch_topic fts[SP_KAFKA_CLIENT_TOPICS_MAX];
-    unsigned ft_count = 0;
-    /*
-     * The answer must fit the connection's receive buffer even from a broker
-     * that ignores fetch.max.bytes (librdkafka's mock does): ask for no more
-     * partitions than their max.partition.fetch.bytes allow, starting where
-     * the last request stopped so that every partition gets its turn.
-     */
+    req->session_epoch = -1;
+    fb->fp_count = fb->ft_count = fb->send_count = fb->forget_count = fb->forgotten_count = 0;
+    int16_t version = SP_MIN(sp_kafka_conn_version(conn, FETCH_API_KEY), FETCH_VERSION_MAX);
     uint64_t budget = conn->config.receive_buffer_bytes - (1u << 20);
-    uint64_t per_part = (uint64_t)c->config->max_partition_fetch_bytes + 1024;
-    unsigned fit = (unsigned)SP_MAX((uint64_t)1, budget / per_part);
-    unsigned start = c->next_fetch_start < c->part_count ? c->next_fetch_start : 0;
-    /* Topic by topic so that each topic's partitions are contiguous. */
-    for (unsigned t = 0; t < c->client->topic_count; t++) {
-        struct sp_kafka_topic_info *topic = &c->client->topics[t];
-        unsigned first = req->count;
-        for (unsigned k = 0; k < c->part_count && req->count < SP_MIN(fit, FETCH_PARTITIONS_MAX);
-             k++) {
-            unsigned i = (start + k) % c->part_count;
-            struct sp_kafka_cpart *p = &c->parts[i];
-            if (p->topic != topic || p->offset < 0 || p->stopped || !topic->known ||
-                p->partition >= topic->partition_count ||
-                topic->partitions[p->partition].leader != leader)
-                continue;
-            struct sp_kafka_fetch_request_fetch_partition *fp = &fps[req->count];
-            sp_kafka_fetch_request_fetch_partition_init(fp);
-            fp->partition = p->partition;
-            fp->current_leader_epoch = -1;
-            fp->fetch_offset = p->offset;
-            fp->log_start_offset = -1;
-            fp->last_fetched_epoch = -1;
-            fp->partition_max_bytes = c->config->max_partition_fetch_bytes;
-            req->parts[req->count] = (uint16_t)i;
-            req->offsets[req->count] = p->offset;
-            req->count++;
-        }
-        if (req->count > first) {
-            struct sp_kafka_fetch_request_fetch_topic *ft = &fts[ft_count++];
-            sp_kafka_fetch_request_fetch_topic_init(ft);
-            ft->topic = (struct sp_kstr){topic->name, (int32_t)strlen(topic->name)};
-            ft->partitions = &fps[first];
-            ft->partitions_count = (int32_t)(req->count - first);
+    struct sp_kafka_fetch_session *s = session_of(c, slot, version);
+    if (s != NULL && s->id != 0) {
+        build_incremental(c, s, leader, fb, req);
+        req->session_epoch = s->epoch;
+    } else {
+        build_full(c, leader, budget, fb, req);
+        if (s != NULL) { /* ask for a session holding these partitions */
+            req->session_epoch = 0;
+            s->epoch = 0;
+            s->count = req->count;
+            for (unsigned i = 0; i < req->count; i++) {
+                const struct sp_kafka_cpart *p = &c->parts[req->parts[i]];
+                s->parts[i] = (struct sp_kafka_fetch_session_part){p->topic, p->partition,
+                                                                   req->parts[i], p->offset};
+            }
         }
     }
-    if (req->count == 0) {
-        sp_arena_free(&c->client->shard->arena, req);
-        return;
-    }
-    c->next_fetch_start = (unsigned)(req->parts[req->count - 1] + 1);
+    if (req->count == 0 && fb->forget_count == 0)
+        goto out;
+    build_group(c, fb);
     struct sp_kafka_fetch_request body;
     sp_kafka_fetch_request_init(&body);
     body.replica_id = -1;
@@ -393,16 +592,27 @@ static void fetch_from(struct sp_kafka_consumer *c, unsigned slot, int32_t leade
     body.min_bytes = c->config->fetch_min_bytes;
     body.max_bytes = (int32_t)SP_MIN((uint64_t)c->config->fetch_max_bytes, budget);
     body.isolation_level = (int8_t)c->config->isolation_level;
-    body.session_id = 0;
-    body.session_epoch = -1; /* a full fetch, no session */
-    body.topics = fts;
-    body.topics_count = (int32_t)ft_count;
-    int16_t version = SP_MIN(sp_kafka_conn_version(conn, FETCH_API_KEY), FETCH_VERSION_MAX);
-    if (sp_kafka_conn_send(conn, FETCH_API_KEY, version, &body, fetch_done, req) < 0) {
-        sp_arena_free(&c->client->shard->arena, req);
-        return;
+    body.session_id = s != NULL ? s->id : 0;
+    body.session_epoch = req->session_epoch; /* -1: a full fetch, no session */
+    body.topics = fb->fts;
+    body.topics_count = (int32_t)fb->ft_count;
+    if (fb->forgotten_count > 0) {
+        body.forgotten_topics_data = fb->forgotten;
+        body.forgotten_topics_data_count = (int32_t)fb->forgotten_count;
     }
+    if (sp_kafka_conn_send(conn, FETCH_API_KEY, version, &body, fetch_done, req) < 0) {
+        if (s != NULL)
+            session_reset(c, s); /* what was sent is unknown: start over */
+        goto out;
+    }
+    sp_arena_free(&c->client->shard->arena, fb);
     c->fetching[slot] = true;
+    return;
+out:
+    if (req != NULL)
+        sp_arena_free(&c->client->shard->arena, req);
+    if (fb != NULL)
+        sp_arena_free(&c->client->shard->arena, fb);
 }
 
 static void consumer_fetch_all(struct sp_kafka_consumer *c)
@@ -497,6 +707,11 @@ void sp_kafka_consumer_deinit(struct sp_kafka_consumer *c)
     }
     sp_record_codec_deinit(&c->codec);
     sp_arena_free(&c->client->shard->arena, c->scratch);
+    for (unsigned b = 0; b < SP_KAFKA_CLIENT_BROKERS_MAX; b++) {
+        if (c->sessions[b] != NULL)
+            sp_arena_free(&c->client->shard->arena, c->sessions[b]);
+        c->sessions[b] = NULL; /* fetches in flight may still answer */
+    }
     c->client->on_change = c->chained_fn;
     c->client->ctx = c->chained_ctx;
 }

@@ -13,8 +13,14 @@
  * is reported). Records before the requested offset in the first batch are
  * skipped, as the broker returns whole batches.
  *
- * Fetch sessions (KIP-227) are not used yet: every Fetch is a full one
- * (session epoch -1), which every broker accepts.
+ * Fetch sessions (KIP-227), with brokers at Fetch v7+: the first Fetch to a
+ * leader is a full one that asks for a session (epoch 0); once the broker
+ * grants one, each Fetch names only the partitions whose fetch offset
+ * changed, the ones joining and (forgotten_topics_data) the ones leaving,
+ * and the broker answers only for partitions with something new. A broker
+ * that grants no session (librdkafka's mock) gets full Fetches, session
+ * epoch -1; FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH or a
+ * dropped connection start a new session with a full Fetch.
  */
 #ifndef SP_KAFKA_CONSUMER_H
 #define SP_KAFKA_CONSUMER_H
@@ -48,6 +54,23 @@ struct sp_kafka_cpart {
     int64_t high_watermark; /* from the last fetch, -1 before */
     bool stopped;
     bool resolving;
+    uint32_t mark; /* building a session Fetch: already in the session */
+};
+
+#define SP_KAFKA_FETCH_SESSION_PARTITIONS_MAX 256 /* partitions per Fetch */
+
+/* What a broker holds for a fetch session: partitions at the offset last sent. */
+struct sp_kafka_fetch_session {
+    int32_t id;       /* 0: none */
+    int32_t epoch;    /* of the next request: 0 asks for a session */
+    bool unsupported; /* the broker granted none: full fetches, epoch -1 */
+    unsigned count;
+    struct sp_kafka_fetch_session_part {
+        struct sp_kafka_topic_info *topic;
+        int32_t partition;
+        uint32_t index; /* in the consumer's parts, checked before use */
+        int64_t offset;
+    } parts[SP_KAFKA_FETCH_SESSION_PARTITIONS_MAX];
 };
 
 struct sp_kafka_consumer {
@@ -62,9 +85,11 @@ struct sp_kafka_consumer {
     struct sp_kafka_cpart parts[SP_KAFKA_CONSUMER_PARTITIONS_MAX];
     unsigned part_count;
     bool fetching[SP_KAFKA_CLIENT_BROKERS_MAX]; /* by broker slot */
+    struct sp_kafka_fetch_session *sessions[SP_KAFKA_CLIENT_BROKERS_MAX]; /* by broker slot */
     bool paused;
     bool closing;
     unsigned next_fetch_start; /* where the next Fetch starts adding partitions */
+    uint32_t mark;             /* the current session Fetch's cpart mark */
 
     struct sp_record_codec codec;
     uint8_t *scratch; /* decompressed records of one batch */
@@ -75,6 +100,8 @@ struct sp_kafka_consumer {
     uint64_t records;
     uint64_t bytes;
     uint64_t fetches;
+    uint64_t incremental_fetches; /* within a fetch session */
+    uint64_t fetch_session_resets;
     uint64_t aborted_batches;
 };
 

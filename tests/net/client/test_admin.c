@@ -26,18 +26,15 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "sp_io.h"
+#include "crafted_broker.h"
 #include "sp_kafka_admin.h"
-#include "sp_kafka_frame.h"
-#include "sp_kafka_wire.h"
 #include "sp_log.h"
 #include "sp_runtime.h"
 
 /* ---- The crafted broker ---- */
 
 struct fake_broker {
-    int listen_fd;
-    uint16_t port;
+    struct crafted_broker server;
     bool admin_apis; /* advertise the admin APIs */
     atomic_int create_topics_calls;
     atomic_int describe_calls;
@@ -45,88 +42,6 @@ struct fake_broker {
     atomic_int last_timestamp_ok; /* the ListOffsets timestamps were the ones asked */
     _Atomic int64_t expect_timestamp; /* written by the shard, read by the broker */
 };
-
-struct fake_conn {
-    struct fake_broker *b;
-    int fd;
-};
-
-static void send_response(int fd, int16_t api_key, int16_t version, int32_t correlation,
-                          const void *body)
-{
-    size_t size = sp_kafka_response_frame_size(api_key, version, body);
-    uint8_t *out = malloc(size);
-    SP_ASSERT(out != NULL);
-    struct sp_kwriter w;
-    sp_kwriter_init(&w, out, size);
-    int enc = sp_kafka_response_encode(&w, api_key, version, correlation, body);
-    if (enc != 0)
-        fprintf(stderr, "crafted broker: encoding API %d v%d: %d\n", api_key, version, enc);
-    SP_ASSERT(enc == 0);
-    SP_ASSERT(send(fd, out, size, MSG_NOSIGNAL) == (ssize_t)size);
-    free(out);
-}
-
-static struct sp_kstr kstr(const char *s)
-{
-    return (struct sp_kstr){s, (int32_t)strlen(s)};
-}
-
-static void answer_api_versions(struct fake_broker *b, int fd, int16_t version, int32_t corr)
-{
-    static const int16_t admin_keys[][2] = {
-        {3, 12}, {18, 3}, {10, 4}, {2, 7}, {15, 5}, {16, 4}, {19, 7}, {20, 6}, {37, 3},
-    };
-    struct sp_kafka_api_versions_response_api_version keys[SP_ARRAY_LEN(admin_keys)];
-    unsigned n = b->admin_apis ? SP_ARRAY_LEN(admin_keys) : 4;
-    for (unsigned i = 0; i < n; i++) {
-        sp_kafka_api_versions_response_api_version_init(&keys[i]);
-        keys[i].api_key = admin_keys[i][0];
-        keys[i].max_version = admin_keys[i][1];
-    }
-    struct sp_kafka_api_versions_response r;
-    sp_kafka_api_versions_response_init(&r);
-    r.api_keys = keys;
-    r.api_keys_count = (int32_t)n;
-    send_response(fd, 18, version, corr, &r);
-}
-
-static void answer_metadata(struct fake_broker *b, int fd, int16_t version, int32_t corr,
-                            const struct sp_kafka_metadata_request *req)
-{
-    struct sp_kafka_metadata_response_metadata_response_broker broker;
-    sp_kafka_metadata_response_metadata_response_broker_init(&broker);
-    broker.node_id = 1;
-    broker.host = kstr("127.0.0.1");
-    broker.port = b->port;
-    struct sp_kafka_metadata_response_metadata_response_partition parts[3];
-    for (int i = 0; i < 3; i++) {
-        sp_kafka_metadata_response_metadata_response_partition_init(&parts[i]);
-        parts[i].partition_index = i;
-        parts[i].leader_id = 1;
-        parts[i].leader_epoch = 5;
-    }
-    struct sp_kafka_metadata_response_metadata_response_topic topics[8];
-    int32_t n = 0;
-    for (int32_t i = 0; req->topics_count > 0 && i < req->topics_count && n < 8; i++, n++) {
-        sp_kafka_metadata_response_metadata_response_topic_init(&topics[n]);
-        topics[n].name = req->topics[i].name;
-        if (sp_kstr_eq(req->topics[i].name, "t")) {
-            topics[n].partitions = parts;
-            topics[n].partitions_count = 3;
-        } else {
-            topics[n].error_code = SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-        }
-    }
-    struct sp_kafka_metadata_response r;
-    sp_kafka_metadata_response_init(&r);
-    r.brokers = &broker;
-    r.brokers_count = 1;
-    r.controller_id = 1;
-    r.topics = topics;
-    r.topics_count = n;
-    send_response(fd, 3, version, corr, &r);
-}
 
 static void answer_create_topics(struct fake_broker *b, int fd, int16_t version, int32_t corr,
                                  const struct sp_kafka_create_topics_request *req)
@@ -142,7 +57,7 @@ static void answer_create_topics(struct fake_broker *b, int fd, int16_t version,
             res[n].error_code = 41; /* NOT_CONTROLLER */
         } else if (sp_kstr_eq(t->name, "t")) {
             res[n].error_code = 36; /* TOPIC_ALREADY_EXISTS */
-            res[n].error_message = kstr("Topic 't' already exists.");
+            res[n].error_message = crafted_kstr("Topic 't' already exists.");
         } else if (t->num_partitions != 6 || t->replication_factor != -1) {
             res[n].error_code = 37; /* INVALID_PARTITIONS: not what the test asked */
         } else {
@@ -154,7 +69,7 @@ static void answer_create_topics(struct fake_broker *b, int fd, int16_t version,
     sp_kafka_create_topics_response_init(&r);
     r.topics = res;
     r.topics_count = n;
-    send_response(fd, 19, version, corr, &r);
+    crafted_send(fd, 19, version, corr, &r);
 }
 
 static void answer_delete_topics(int fd, int16_t version, int32_t corr,
@@ -174,7 +89,7 @@ static void answer_delete_topics(int fd, int16_t version, int32_t corr,
     sp_kafka_delete_topics_response_init(&r);
     r.responses = res;
     r.responses_count = n;
-    send_response(fd, 20, version, corr, &r);
+    crafted_send(fd, 20, version, corr, &r);
 }
 
 static void answer_create_partitions(int fd, int16_t version, int32_t corr,
@@ -185,14 +100,14 @@ static void answer_create_partitions(int fd, int16_t version, int32_t corr,
     res.name = req->topics[0].name;
     if (req->topics[0].count <= 3) {
         res.error_code = 37; /* INVALID_PARTITIONS */
-        res.error_message = kstr("Topic currently has 3 partitions, which is higher than or "
+        res.error_message = crafted_kstr("Topic currently has 3 partitions, which is higher than or "
                                  "equal to the requested 3.");
     }
     struct sp_kafka_create_partitions_response r;
     sp_kafka_create_partitions_response_init(&r);
     r.results = &res;
     r.results_count = 1;
-    send_response(fd, 37, version, corr, &r);
+    crafted_send(fd, 37, version, corr, &r);
 }
 
 static void answer_find_coordinator(struct fake_broker *b, int fd, int16_t version, int32_t corr,
@@ -204,8 +119,8 @@ static void answer_find_coordinator(struct fake_broker *b, int fd, int16_t versi
     sp_kafka_find_coordinator_response_coordinator_init(&c);
     c.key = version >= 4 ? req->coordinator_keys[0] : req->key;
     c.node_id = 1;
-    c.host = kstr("127.0.0.1");
-    c.port = b->port;
+    c.host = crafted_kstr("127.0.0.1");
+    c.port = b->server.port;
     if (version >= 4) {
         r.coordinators = &c;
         r.coordinators_count = 1;
@@ -214,25 +129,25 @@ static void answer_find_coordinator(struct fake_broker *b, int fd, int16_t versi
         r.host = c.host;
         r.port = c.port;
     }
-    send_response(fd, 10, version, corr, &r);
+    crafted_send(fd, 10, version, corr, &r);
 }
 
 static void answer_list_groups(int fd, int16_t version, int32_t corr)
 {
     struct sp_kafka_list_groups_response_listed_group g[2];
     sp_kafka_list_groups_response_listed_group_init(&g[0]);
-    g[0].group_id = kstr("orders");
-    g[0].protocol_type = kstr("consumer");
-    g[0].group_state = kstr("Stable");
+    g[0].group_id = crafted_kstr("orders");
+    g[0].protocol_type = crafted_kstr("consumer");
+    g[0].group_state = crafted_kstr("Stable");
     sp_kafka_list_groups_response_listed_group_init(&g[1]);
-    g[1].group_id = kstr("audit");
-    g[1].protocol_type = kstr("consumer");
-    g[1].group_state = kstr("Empty");
+    g[1].group_id = crafted_kstr("audit");
+    g[1].protocol_type = crafted_kstr("consumer");
+    g[1].group_state = crafted_kstr("Empty");
     struct sp_kafka_list_groups_response r;
     sp_kafka_list_groups_response_init(&r);
     r.groups = g;
     r.groups_count = 2;
-    send_response(fd, 16, version, corr, &r);
+    crafted_send(fd, 16, version, corr, &r);
 }
 
 static void answer_describe_groups(struct fake_broker *b, int fd, int16_t version, int32_t corr,
@@ -242,9 +157,9 @@ static void answer_describe_groups(struct fake_broker *b, int fd, int16_t versio
     struct sp_kafka_describe_groups_response_described_group_member members[3];
     for (int i = 0; i < 3; i++) {
         sp_kafka_describe_groups_response_described_group_member_init(&members[i]);
-        members[i].member_id = kstr(i == 0 ? "m-0" : i == 1 ? "m-1" : "m-2");
-        members[i].client_id = kstr("spate");
-        members[i].client_host = kstr("/127.0.0.1");
+        members[i].member_id = crafted_kstr(i == 0 ? "m-0" : i == 1 ? "m-1" : "m-2");
+        members[i].client_id = crafted_kstr("spate");
+        members[i].client_host = crafted_kstr("/127.0.0.1");
     }
     struct sp_kafka_describe_groups_response_described_group g[4];
     int32_t n = 0;
@@ -254,13 +169,13 @@ static void answer_describe_groups(struct fake_broker *b, int fd, int16_t versio
         if (first) {
             g[n].error_code = SP_KAFKA_ERR_NOT_COORDINATOR;
         } else if (sp_kstr_eq(req->groups[i], "orders")) {
-            g[n].group_state = kstr("Stable");
-            g[n].protocol_type = kstr("consumer");
-            g[n].protocol_data = kstr("cooperative-sticky");
+            g[n].group_state = crafted_kstr("Stable");
+            g[n].protocol_type = crafted_kstr("consumer");
+            g[n].protocol_data = crafted_kstr("cooperative-sticky");
             g[n].members = members;
             g[n].members_count = 3;
         } else {
-            g[n].group_state = kstr("Dead");
+            g[n].group_state = crafted_kstr("Dead");
             g[n].error_code = 69; /* GROUP_ID_NOT_FOUND */
         }
     }
@@ -268,7 +183,7 @@ static void answer_describe_groups(struct fake_broker *b, int fd, int16_t versio
     sp_kafka_describe_groups_response_init(&r);
     r.groups = g;
     r.groups_count = n;
-    send_response(fd, 15, version, corr, &r);
+    crafted_send(fd, 15, version, corr, &r);
 }
 
 static void answer_list_offsets(struct fake_broker *b, int fd, int16_t version, int32_t corr,
@@ -308,70 +223,32 @@ static void answer_list_offsets(struct fake_broker *b, int fd, int16_t version, 
     sp_kafka_list_offsets_response_init(&r);
     r.topics = &tr;
     r.topics_count = 1;
-    send_response(fd, 2, version, corr, &r);
+    crafted_send(fd, 2, version, corr, &r);
 }
 
-static void *serve_conn(void *arg)
+static bool answer(struct crafted_broker *server, int fd, const struct sp_kafka_request_frame *f)
 {
-    struct fake_conn *c = arg;
-    size_t cap = 1 << 20;
-    uint8_t *buf = malloc(cap);
-    void *arena_mem = malloc(cap);
-    SP_ASSERT(buf != NULL && arena_mem != NULL);
-    for (;;) {
-        uint8_t size_buf[4];
-        if (recv(c->fd, size_buf, 4, MSG_WAITALL) != 4)
-            break;
-        uint32_t size = sp_kload32(size_buf);
-        if (size > cap || recv(c->fd, buf, size, MSG_WAITALL) != (ssize_t)size)
-            break;
-        struct sp_karena arena;
-        sp_karena_init(&arena, arena_mem, cap);
-        struct sp_kafka_request_frame f;
-        const char *field = NULL;
-        if (sp_kafka_request_decode(buf, size, &arena, &f, &field) != 0) {
-            fprintf(stderr, "crafted broker: undecodable request (%s)\n", field ? field : "?");
-            break;
-        }
-        int16_t v = f.header.request_api_version;
-        int32_t corr = f.header.correlation_id;
-        switch (f.header.request_api_key) {
-        case 18: answer_api_versions(c->b, c->fd, v, corr); break;
-        case 3: answer_metadata(c->b, c->fd, v, corr, f.body); break;
-        case 19: answer_create_topics(c->b, c->fd, v, corr, f.body); break;
-        case 20: answer_delete_topics(c->fd, v, corr, f.body); break;
-        case 37: answer_create_partitions(c->fd, v, corr, f.body); break;
-        case 10: answer_find_coordinator(c->b, c->fd, v, corr, f.body); break;
-        case 16: answer_list_groups(c->fd, v, corr); break;
-        case 15: answer_describe_groups(c->b, c->fd, v, corr, f.body); break;
-        case 2: answer_list_offsets(c->b, c->fd, v, corr, f.body); break;
-        default:
-            fprintf(stderr, "crafted broker: unexpected API %d\n", f.header.request_api_key);
-            goto out;
-        }
+    static const int16_t admin_keys[][2] = {
+        {3, 12}, {18, 3}, {10, 4}, {2, 7}, {15, 5}, {16, 4}, {19, 7}, {20, 6}, {37, 3},
+    };
+    struct fake_broker *b = server->ctx;
+    int16_t v = f->header.request_api_version;
+    int32_t corr = f->header.correlation_id;
+    switch (f->header.request_api_key) {
+    case 18: crafted_api_versions(fd, v, corr, admin_keys, b->admin_apis ? 9 : 4); break;
+    case 3: crafted_metadata(server, fd, v, corr, f->body, 3); break;
+    case 19: answer_create_topics(b, fd, v, corr, f->body); break;
+    case 20: answer_delete_topics(fd, v, corr, f->body); break;
+    case 37: answer_create_partitions(fd, v, corr, f->body); break;
+    case 10: answer_find_coordinator(b, fd, v, corr, f->body); break;
+    case 16: answer_list_groups(fd, v, corr); break;
+    case 15: answer_describe_groups(b, fd, v, corr, f->body); break;
+    case 2: answer_list_offsets(b, fd, v, corr, f->body); break;
+    default:
+        fprintf(stderr, "crafted broker: unexpected API %d\n", f->header.request_api_key);
+        return false;
     }
-out:
-    close(c->fd);
-    free(buf);
-    free(arena_mem);
-    free(c);
-    return NULL;
-}
-
-static void *accept_loop(void *arg)
-{
-    struct fake_broker *b = arg;
-    for (;;) {
-        int fd = accept(b->listen_fd, NULL, NULL);
-        if (fd < 0)
-            return NULL; /* the listener was shut down */
-        struct fake_conn *c = malloc(sizeof(*c));
-        SP_ASSERT(c != NULL);
-        *c = (struct fake_conn){b, fd};
-        pthread_t t;
-        SP_ASSERT(pthread_create(&t, NULL, serve_conn, c) == 0);
-        pthread_detach(t);
-    }
+    return true;
 }
 
 /* ---- The client side ---- */
@@ -507,16 +384,13 @@ static void start(struct sp_shard *shard, void *ctx)
 
 static void run_case(struct admin_case *c, struct fake_broker *b, enum step first, enum step last)
 {
-    b->listen_fd = sp_tcp_listen("127.0.0.1", 0, 16, &b->port);
-    assert_true(b->listen_fd >= 0);
-    pthread_t acceptor;
-    assert_int_equal(pthread_create(&acceptor, NULL, accept_loop, b), 0);
+    assert_int_equal(crafted_start(&b->server, answer, b), 0);
     c->broker = b;
     c->step = first;
     c->last = last;
     sp_kafka_config_init(&c->config);
     char err[256], bootstrap[64];
-    snprintf(bootstrap, sizeof(bootstrap), "127.0.0.1:%u", b->port);
+    snprintf(bootstrap, sizeof(bootstrap), "127.0.0.1:%u", b->server.port);
     assert_int_equal(sp_kafka_config_set(&c->config, "bootstrap.servers", bootstrap, err,
                                          sizeof(err)), 0);
     assert_int_equal(sp_kafka_config_set(&c->config, "retry.backoff.ms", "10", err, sizeof(err)),
@@ -534,9 +408,7 @@ static void run_case(struct admin_case *c, struct fake_broker *b, enum step firs
     assert_int_equal(sp_runtime_init(&rt, &config), 0);
     assert_int_equal(sp_runtime_run(&rt), 0);
     sp_runtime_deinit(&rt);
-    shutdown(b->listen_fd, SHUT_RDWR);
-    pthread_join(acceptor, NULL);
-    close(b->listen_fd);
+    crafted_stop(&b->server);
 }
 
 static void test_admin_calls_on_crafted_responses(void **state)
@@ -611,7 +483,7 @@ static void test_missing_admin_api_is_named(void **state)
     assert_int_equal(c.results[CREATE].err, -ENOTSUP);
     char want[128];
     snprintf(want, sizeof(want), "the broker at 127.0.0.1:%u does not support CreateTopics (API 19)",
-             b.port);
+             b.server.port);
     assert_string_equal(c.results[CREATE].message, want);
     assert_int_equal(atomic_load(&b.create_topics_calls), 0);
 }
