@@ -244,7 +244,7 @@ static const struct prop props[] = {
     {.name = "partition.assignment.strategy",
      .id = P_ASSIGNMENT_STRATEGY,
      .kind = PROP_ASSIGNORS,
-     .offset = FIELD(assignors, sizeof(enum sp_kafka_assignor) * SP_KAFKA_CONFIG_ASSIGNORS_MAX),
+     .offset = FIELD(assignors, sizeof(enum sp_kafka_assignor_id) * SP_KAFKA_CONFIG_ASSIGNORS_MAX),
      .default_value = "range,cooperative-sticky"},
 
     /* ---- Aliases ---- */
@@ -599,7 +599,7 @@ static int set_string(struct sp_kafka_config *config, const struct prop *prop, c
 static int set_assignors(struct sp_kafka_config *config, const struct prop *prop, const char *v,
                          size_t n, char *err, size_t err_len)
 {
-    enum sp_kafka_assignor list[SP_KAFKA_CONFIG_ASSIGNORS_MAX];
+    enum sp_kafka_assignor_id list[SP_KAFKA_CONFIG_ASSIGNORS_MAX];
     unsigned count = 0;
     const char *p = v, *end = v + n;
     while (n > 0) {
@@ -618,7 +618,7 @@ static int set_assignors(struct sp_kafka_config *config, const struct prop *prop
             return -EINVAL;
         }
         for (unsigned i = 0; i < count; i++) {
-            if (list[i] == (enum sp_kafka_assignor)match->value) {
+            if (list[i] == (enum sp_kafka_assignor_id)match->value) {
                 err_set(err, err_len, "invalid value '%.*s%s' for %s: '%.*s%s' is listed twice",
                         ECHO(v, n), prop->name, ECHO(s, len));
                 return -EINVAL;
@@ -626,7 +626,7 @@ static int set_assignors(struct sp_kafka_config *config, const struct prop *prop
         }
         /* Three distinct assignors exist, so a fourth entry is a duplicate. */
         SP_ASSERT(count < SP_KAFKA_CONFIG_ASSIGNORS_MAX);
-        list[count++] = (enum sp_kafka_assignor)match->value;
+        list[count++] = (enum sp_kafka_assignor_id)match->value;
         if (comma == NULL)
             break;
         p = comma + 1;

@@ -73,7 +73,7 @@ enum sp_kafka_isolation_level {
 };
 
 /* partition.assignment.strategy entries (short names as librdkafka spells them). */
-enum sp_kafka_assignor {
+enum sp_kafka_assignor_id {
     SP_KAFKA_ASSIGNOR_RANGE = 0,          /* "range" */
     SP_KAFKA_ASSIGNOR_ROUNDROBIN,         /* "roundrobin" */
     SP_KAFKA_ASSIGNOR_COOPERATIVE_STICKY, /* "cooperative-sticky" */
@@ -139,7 +139,7 @@ struct sp_kafka_config {
     int32_t fetch_max_wait_ms;                      /* 500 */
     int32_t max_partition_fetch_bytes;              /* 1048576 */
     /* range,cooperative-sticky: the Java consumer's default since 3.0 */
-    enum sp_kafka_assignor assignors[SP_KAFKA_CONFIG_ASSIGNORS_MAX];
+    enum sp_kafka_assignor_id assignors[SP_KAFKA_CONFIG_ASSIGNORS_MAX];
     unsigned assignor_count;
 
     /*
