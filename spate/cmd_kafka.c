@@ -5,7 +5,7 @@
  *   spate produce -b HOST:PORT -t TOPIC [-k SEP] [-p PARTITION] [-z CODEC]
  *                 [-X key=value]... [-F FILE]
  *   spate consume -b HOST:PORT -t TOPIC [--from-beginning] [-e] [--count N]
- *                 [-k SEP] [-f FORMAT] [-X key=value]... [-F FILE]
+ *                 [-g GROUP] [-k SEP] [-f FORMAT] [-X key=value]... [-F FILE]
  *   spate topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]
  *
  * Each runs one shard with the native client. -X sets any client property
@@ -29,6 +29,7 @@
 #include "sp_io.h"
 #include "sp_kafka_admin.h"
 #include "sp_kafka_consumer.h"
+#include "sp_kafka_group.h"
 #include "sp_kafka_producer.h"
 #include "sp_log.h"
 #include "sp_runtime.h"
@@ -36,6 +37,7 @@
 #define STDIN_CHUNK_BYTES (256u * 1024u)
 #define WAIT_METADATA_NS (10 * SP_NSEC_PER_SEC)
 #define POLL_NS (2 * SP_NSEC_PER_MSEC)
+#define GROUP_LEAVE_NS (5 * SP_NSEC_PER_SEC) /* commit and LeaveGroup, at most */
 
 enum kafka_cmd { CMD_PRODUCE, CMD_CONSUME, CMD_TOPIC };
 
@@ -46,6 +48,7 @@ struct kafka_job {
     const char *topic;
     const char *key_sep;
     const char *format;
+    const char *group_id; /* consume -g */
     int32_t partition;
     int32_t partitions; /* topic create */
     int64_t count;      /* consume: stop after this many; -1: never */
@@ -60,7 +63,10 @@ struct kafka_job {
     struct sp_kafka_client client;
     struct sp_kafka_producer producer;
     struct sp_kafka_consumer consumer;
-    bool client_up, producer_up, consumer_up;
+    struct sp_kafka_group group;
+    bool client_up, producer_up, consumer_up, group_up;
+    bool group_leaving, group_left, group_closed;
+    uint64_t group_leave_deadline_ns;
     bool started;  /* the command's work has begun */
     bool finishing;
     struct sp_timer deadline; /* waiting for the first metadata */
@@ -183,8 +189,12 @@ static int parse_args(struct kafka_job *job, const struct spate_cli *cli)
             char err[256];
             if (sp_kafka_config_load_file(&job->config, v, err, sizeof(err)) < 0)
                 return usage_error(job, "%s", err);
-        } else if (strcmp(a, "-g") == 0) {
-            return usage_error(job, "-g: consumer groups are not supported by this build yet");
+        } else if (strcmp(a, "-g") == 0 || strcmp(a, "--group") == 0) {
+            if (job->cmd != CMD_CONSUME)
+                return usage_error(job, "-g: only consume joins a group");
+            job->group_id = v;
+            if (set_property(job, "group.id", v) < 0)
+                return -EINVAL;
         } else {
             return usage_error(job, "unknown flag '%s'", a);
         }
@@ -201,6 +211,11 @@ static int parse_args(struct kafka_job *job, const struct spate_cli *cli)
         return usage_error(job, "-t TOPIC is required");
     if (set_property(job, "bootstrap.servers", job->brokers) < 0)
         return -EINVAL;
+    /* In a group, committed offsets come first; --from-beginning only says
+     * where a partition without one starts (as kafka-console-consumer). */
+    if (job->group_id != NULL &&
+        set_property(job, "auto.offset.reset", job->from_beginning ? "earliest" : "latest") < 0)
+        return -EINVAL;
     if (job->config.client_id[0] == '\0' && set_property(job, "client.id", "spate-cli") < 0)
         return -EINVAL;
     char err[256];
@@ -211,6 +226,13 @@ static int parse_args(struct kafka_job *job, const struct spate_cli *cli)
 
 /* ---- Finishing ---- */
 
+static void group_left(struct sp_kafka_group *group, void *ctx)
+{
+    struct kafka_job *job = ctx;
+    (void)group;
+    job->group_left = true;
+}
+
 static void poll_fired(struct sp_timer *timer, void *ctx)
 {
     struct kafka_job *job = ctx;
@@ -218,6 +240,28 @@ static void poll_fired(struct sp_timer *timer, void *ctx)
         !sp_shard_stopping(job->shard)) {
         sp_shard_timer_arm(job->shard, timer, sp_now_ns() + POLL_NS);
         return;
+    }
+    if (job->group_up) {
+        /* Leave the group first: commit the positions, hand the partitions back. */
+        if (!job->group_leaving) {
+            job->group_leaving = true;
+            job->group_leave_deadline_ns = sp_now_ns() + GROUP_LEAVE_NS;
+            sp_kafka_group_leave(&job->group, true, group_left, job);
+        }
+        if (!job->group_left && sp_now_ns() < job->group_leave_deadline_ns) {
+            sp_shard_timer_arm(job->shard, timer, sp_now_ns() + POLL_NS);
+            return;
+        }
+        if (!job->group_closed) {
+            job->group_closed = true;
+            sp_kafka_group_close(&job->group);
+        }
+        if (!sp_kafka_group_idle(&job->group)) {
+            sp_shard_timer_arm(job->shard, timer, sp_now_ns() + POLL_NS);
+            return;
+        }
+        sp_kafka_group_deinit(&job->group);
+        job->group_up = false;
     }
     if (job->client_up && !job->client.closing) {
         if (job->producer_up)
@@ -265,7 +309,7 @@ static void end_check_fired(struct sp_timer *timer, void *ctx)
     if (job->finishing || !job->consumer_up)
         return;
     const struct sp_kafka_consumer *c = &job->consumer;
-    bool caught_up = c->part_count > 0;
+    bool caught_up = c->part_count > 0 && (!job->group_up || sp_kafka_group_stable(&job->group));
     for (unsigned i = 0; i < c->part_count && caught_up; i++)
         caught_up = c->parts[i].stopped ||
                     (c->parts[i].high_watermark >= 0 && c->parts[i].offset >= 0 &&
@@ -570,6 +614,12 @@ static void client_event(struct sp_kafka_client *client, void *ctx)
         read_stdin(job);
         return;
     }
+    if (job->group_up) {
+        /* The group assigns the partitions. */
+        if (job->exit_at_end)
+            sp_shard_timer_arm(job->shard, &job->end_check, sp_now_ns() + 5 * SP_NSEC_PER_MSEC);
+        return;
+    }
     int ret = sp_kafka_consumer_assign(&job->consumer, job->topic, job->partition,
                                        job->from_beginning ? SP_KAFKA_OFFSET_BEGINNING
                                                            : SP_KAFKA_OFFSET_END);
@@ -611,6 +661,15 @@ static void job_start(struct sp_shard *shard, void *ctx)
         }
         job->consumer_up = true;
         job->client.allow_auto_topic_creation = false;
+        if (job->group_id != NULL) {
+            const struct sp_kafka_group_callbacks cb = {0};
+            ret = sp_kafka_group_init(&job->group, &job->consumer, &job->topic, 1, &cb);
+            if (ret < 0) {
+                fail(job, "group '%s': %s", job->group_id, strerror(-ret));
+                return;
+            }
+            job->group_up = true;
+        }
     }
     if (job->topic != NULL && job->cmd != CMD_TOPIC) {
         int err = 0;

@@ -51,9 +51,10 @@ static const struct command commands[] = {
                 "[-F FILE]\n"
                 "                       lines from stdin to a topic (-k: key before SEP)",
      spate_produce},
-    {"consume", "consume -b HOST:PORT -t TOPIC [--from-beginning] [-e] [--count N] [-k SEP] "
-                "[-f FMT] [-X key=value]...\n"
-                "                       records to stdout (-f: %t %p %o %k %s %T)",
+    {"consume", "consume -b HOST:PORT -t TOPIC [--from-beginning] [-e] [--count N] [-g GROUP] "
+                "[-k SEP] [-f FMT] [-X key=value]...\n"
+                "                       records to stdout (-f: %t %p %o %k %s %T; -g: in a "
+                "consumer group, from its committed offsets)",
      spate_consume},
     {"topic", "topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]",
      spate_topic},

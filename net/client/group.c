@@ -1125,6 +1125,8 @@ static void leave_done(struct sp_kafka_conn *conn, int err, const void *body, in
     (void)conn;
     (void)version;
     g->main_inflight = false;
+    sp_debug("kafka group %s: LeaveGroup answered: %s", g->config->group_id,
+             err < 0 ? strerror(-err) : "ok");
     if (err == 0) {
         const struct sp_kafka_leave_group_response *r = body;
         if (r->error_code != 0)
