@@ -78,6 +78,20 @@ int sp_kafka_consumer_assign(struct sp_kafka_consumer *c, const char *topic, int
     return 0;
 }
 
+int sp_kafka_consumer_seek(struct sp_kafka_consumer *c, const char *topic, int32_t partition,
+                           int64_t offset)
+{
+    if (offset < SP_KAFKA_OFFSET_BEGINNING)
+        return -EINVAL;
+    struct sp_kafka_cpart *p = part_find(c, topic, partition);
+    if (p == NULL)
+        return -ENOENT;
+    p->offset = offset; /* a Fetch in flight for the old offset is ignored */
+    p->stopped = false;
+    consumer_fetch_all(c);
+    return 0;
+}
+
 void sp_kafka_consumer_unassign(struct sp_kafka_consumer *c)
 {
     c->part_count = 0;
@@ -138,7 +152,7 @@ static void list_offsets_done(struct sp_kafka_conn *conn, int err, const void *b
                                                      ? pr->old_style_offsets[0]
                                                      : -1)
                                               : pr->offset;
-                if (offset >= 0)
+                if (offset >= 0 && p->offset < 0) /* not sought elsewhere meanwhile */
                     p->offset = offset;
             }
         }

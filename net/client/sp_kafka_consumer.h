@@ -124,6 +124,14 @@ SP_MUST_CHECK int sp_kafka_consumer_init(struct sp_kafka_consumer *consumer,
 SP_MUST_CHECK int sp_kafka_consumer_assign(struct sp_kafka_consumer *consumer, const char *topic,
                                            int32_t partition, int64_t offset);
 
+/*
+ * Moves an assigned partition to `offset` (>= 0, SP_KAFKA_OFFSET_BEGINNING
+ * or SP_KAFKA_OFFSET_END); a stopped partition starts again. 0, -EINVAL,
+ * -ENOENT (not assigned).
+ */
+SP_MUST_CHECK int sp_kafka_consumer_seek(struct sp_kafka_consumer *consumer, const char *topic,
+                                         int32_t partition, int64_t offset);
+
 /* Removes every assignment (fetches in flight are ignored when they return). */
 void sp_kafka_consumer_unassign(struct sp_kafka_consumer *consumer);
 
