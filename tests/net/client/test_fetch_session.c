@@ -25,10 +25,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "client_test.h"
 #include "crafted_broker.h"
 #include "sp_kafka_consumer.h"
 #include "sp_log.h"
-#include "sp_runtime.h"
 
 #define PARTITIONS 3
 #define FIRST_RECORDS 5
@@ -299,24 +299,11 @@ static void test_incremental_fetches_in_a_session(void **state)
         b.log_end[p] = FIRST_RECORDS;
     assert_int_equal(crafted_start(&b.server, answer, &b), 0);
     c.broker = &b;
-    sp_kafka_config_init(&c.config);
-    char err[256], bootstrap[64];
+    char bootstrap[64];
     snprintf(bootstrap, sizeof(bootstrap), "127.0.0.1:%u", b.server.port);
-    assert_int_equal(sp_kafka_config_set(&c.config, "bootstrap.servers", bootstrap, err,
-                                         sizeof(err)), 0);
-    assert_int_equal(sp_kafka_config_validate(&c.config, err, sizeof(err)), 0);
-    struct sp_runtime_config config;
-    sp_runtime_config_default(&config);
-    config.shard_count = 1;
-    config.pin = false;
-    config.memory_bytes = 1u << 20;
-    config.on_start = start;
-    config.ctx = &c;
-    config.drain_timeout_ns = 5 * SP_NSEC_PER_SEC;
-    struct sp_runtime rt;
-    assert_int_equal(sp_runtime_init(&rt, &config), 0);
-    assert_int_equal(sp_runtime_run(&rt), 0);
-    sp_runtime_deinit(&rt);
+    const char *const props[] = {"bootstrap.servers", bootstrap, NULL};
+    client_test_config(&c.config, props);
+    client_test_run(start, &c);
     crafted_stop(&b.server);
 
     /* Every record exactly once, in order of offsets within a partition. */

@@ -23,10 +23,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "client_test.h"
 #include "mock_peer.h"
 #include "sp_kafka_producer.h"
 #include "sp_log.h"
-#include "sp_runtime.h"
 
 #define RECORDS 100
 #define TOPIC "txn.events"
@@ -167,25 +167,10 @@ static void run_case(struct txn_case *c, const char *inject)
     assert_int_equal(mock_peer_start(&c->mock, args), 0);
     if (inject != NULL)
         assert_int_equal(mock_peer_command(&c->mock, inject), 0);
-    sp_kafka_config_init(&c->config);
-    char err[256];
-    assert_int_equal(sp_kafka_config_set(&c->config, "bootstrap.servers", c->mock.bootstrap, err,
-                                         sizeof(err)), 0);
-    assert_int_equal(sp_kafka_config_set(&c->config, "transactional.id", "spate-txn-test", err,
-                                         sizeof(err)), 0);
-    assert_int_equal(sp_kafka_config_validate(&c->config, err, sizeof(err)), 0);
-    struct sp_runtime_config config;
-    sp_runtime_config_default(&config);
-    config.shard_count = 1;
-    config.pin = false;
-    config.memory_bytes = 1u << 20;
-    config.on_start = start;
-    config.ctx = c;
-    config.drain_timeout_ns = 5 * SP_NSEC_PER_SEC;
-    struct sp_runtime rt;
-    assert_int_equal(sp_runtime_init(&rt, &config), 0);
-    assert_int_equal(sp_runtime_run(&rt), 0);
-    sp_runtime_deinit(&rt);
+    const char *const props[] = {"bootstrap.servers", c->mock.bootstrap, "transactional.id",
+                                 "spate-txn-test", NULL};
+    client_test_config(&c->config, props);
+    client_test_run(start, c);
     mock_peer_stop(&c->mock);
 }
 
