@@ -423,7 +423,7 @@ static struct sp_kafka_cpart *session_part(struct sp_kafka_consumer *c,
 }
 
 /* A Fetch being built: partitions to send and to forget, grouped by topic at the end. */
-struct fetch_build {
+struct sp_kafka_fetch_build {
     struct sp_kafka_fetch_request_fetch_partition fps[FETCH_PARTITIONS_MAX];
     struct sp_kafka_fetch_request_fetch_topic fts[SP_KAFKA_CLIENT_TOPICS_MAX];
     unsigned fp_count;
@@ -440,7 +440,7 @@ struct fetch_build {
     unsigned forgotten_count;
 };
 
-static void build_send(struct fetch_build *fb, struct sp_kafka_topic_info *topic,
+static void build_send(struct sp_kafka_fetch_build *fb, struct sp_kafka_topic_info *topic,
                        int32_t partition, int64_t offset)
 {
     fb->send_topic[fb->send_count] = topic;
@@ -450,7 +450,7 @@ static void build_send(struct fetch_build *fb, struct sp_kafka_topic_info *topic
 }
 
 /* Groups the partitions to send and to forget by topic, as the request wants. */
-static void build_group(struct sp_kafka_consumer *c, struct fetch_build *fb)
+static void build_group(struct sp_kafka_consumer *c, struct sp_kafka_fetch_build *fb)
 {
     for (unsigned t = 0; t < c->client->topic_count; t++) {
         struct sp_kafka_topic_info *topic = &c->client->topics[t];
@@ -502,7 +502,7 @@ static void build_group(struct sp_kafka_consumer *c, struct fetch_build *fb)
  * The request then covers every partition of the session.
  */
 static void build_incremental(struct sp_kafka_consumer *c, struct sp_kafka_fetch_session *s,
-                              int32_t leader, struct fetch_build *fb, struct fetch_req *req)
+                              int32_t leader, struct sp_kafka_fetch_build *fb, struct fetch_req *req)
 {
     uint32_t mark = ++c->mark;
     for (unsigned i = 0; i < s->count; i++) {
@@ -545,7 +545,7 @@ static void build_incremental(struct sp_kafka_consumer *c, struct sp_kafka_fetch
  * turn.
  */
 static void build_full(struct sp_kafka_consumer *c, int32_t leader, uint64_t budget,
-                       struct fetch_build *fb, struct fetch_req *req)
+                       struct sp_kafka_fetch_build *fb, struct fetch_req *req)
 {
     uint64_t per_part = (uint64_t)c->config->max_partition_fetch_bytes + 1024;
     unsigned fit = (unsigned)SP_MAX((uint64_t)1, budget / per_part);
@@ -569,9 +569,9 @@ static void fetch_from(struct sp_kafka_consumer *c, unsigned slot, int32_t leade
                        struct sp_kafka_conn *conn)
 {
     struct fetch_req *req = sp_arena_alloc(&c->client->shard->arena, sizeof(*req));
-    struct fetch_build *fb = sp_arena_alloc(&c->client->shard->arena, sizeof(*fb));
-    if (req == NULL || fb == NULL)
-        goto out;
+    struct sp_kafka_fetch_build *fb = c->build;
+    if (req == NULL)
+        return;
     req->consumer = c;
     req->broker_slot = slot;
     req->count = 0;
@@ -619,14 +619,10 @@ static void fetch_from(struct sp_kafka_consumer *c, unsigned slot, int32_t leade
             session_reset(c, s); /* what was sent is unknown: start over */
         goto out;
     }
-    sp_arena_free(&c->client->shard->arena, fb);
     c->fetching[slot] = true;
     return;
 out:
-    if (req != NULL)
-        sp_arena_free(&c->client->shard->arena, req);
-    if (fb != NULL)
-        sp_arena_free(&c->client->shard->arena, fb);
+    sp_arena_free(&c->client->shard->arena, req);
 }
 
 static void consumer_fetch_all(struct sp_kafka_consumer *c)
@@ -691,11 +687,16 @@ int sp_kafka_consumer_init(struct sp_kafka_consumer *c, struct sp_kafka_client *
     c->scratch_bytes = (uint32_t)SP_MIN((int64_t)c->config->max_partition_fetch_bytes * 8,
                                         256 << 20);
     c->scratch = sp_arena_alloc(&client->shard->arena, c->scratch_bytes);
-    if (c->scratch == NULL)
+    c->build = sp_arena_alloc(&client->shard->arena, sizeof(*c->build));
+    if (c->scratch == NULL || c->build == NULL) {
+        sp_arena_free(&client->shard->arena, c->scratch);
+        sp_arena_free(&client->shard->arena, c->build);
         return -ENOMEM;
+    }
     int ret = sp_record_codec_init(&c->codec, SP_RECORD_CODEC_DECOMPRESS);
     if (ret < 0) {
         sp_arena_free(&client->shard->arena, c->scratch);
+        sp_arena_free(&client->shard->arena, c->build);
         return ret;
     }
     c->chained_fn = client->on_change;
@@ -721,6 +722,7 @@ void sp_kafka_consumer_deinit(struct sp_kafka_consumer *c)
     }
     sp_record_codec_deinit(&c->codec);
     sp_arena_free(&c->client->shard->arena, c->scratch);
+    sp_arena_free(&c->client->shard->arena, c->build);
     for (unsigned b = 0; b < SP_KAFKA_CLIENT_BROKERS_MAX; b++) {
         if (c->sessions[b] != NULL)
             sp_arena_free(&c->client->shard->arena, c->sessions[b]);

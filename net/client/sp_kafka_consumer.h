@@ -57,7 +57,10 @@ struct sp_kafka_cpart {
     uint32_t mark; /* building a session Fetch: already in the session */
 };
 
-#define SP_KAFKA_FETCH_SESSION_PARTITIONS_MAX 256 /* partitions per Fetch */
+/* Partitions per Fetch and per fetch session: every assigned one can be in one. */
+#define SP_KAFKA_FETCH_SESSION_PARTITIONS_MAX SP_KAFKA_CONSUMER_PARTITIONS_MAX
+
+struct sp_kafka_fetch_build; /* consumer.c: a Fetch request being put together */
 
 /* What a broker holds for a fetch session: partitions at the offset last sent. */
 struct sp_kafka_fetch_session {
@@ -86,6 +89,7 @@ struct sp_kafka_consumer {
     unsigned part_count;
     bool fetching[SP_KAFKA_CLIENT_BROKERS_MAX]; /* by broker slot */
     struct sp_kafka_fetch_session *sessions[SP_KAFKA_CLIENT_BROKERS_MAX]; /* by broker slot */
+    struct sp_kafka_fetch_build *build; /* scratch of fetch_from, reused */
     bool paused;
     bool closing;
     unsigned next_fetch_start; /* where the next Fetch starts adding partitions */
