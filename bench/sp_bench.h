@@ -29,12 +29,12 @@ struct sp_bench_counter {
 
 struct sp_bench_case {
     const char *name;
-    int64_t args[SP_BENCH_ARGS_MAX]; /* one benchmark per argument; 0 ends */
-    unsigned items_per_iteration;    /* for items/s; 0 means 1 */
+    int64_t args[SP_BENCH_ARGS_MAX];     /* one benchmark per argument; 0 ends */
+    unsigned items_per_iteration;        /* for items/s; 0 means 1 */
     unsigned bytes_per_iteration_is_arg; /* report bytes/s = arg per iteration */
-    uint64_t run_batch;              /* iterations per call of run; 0 means 1000 */
-    uint64_t fixed_iterations;       /* with manual_time: the one run's size */
-    int manual_time;                 /* body returns its own measured seconds (<= 0: failed) */
+    uint64_t run_batch;                  /* iterations per call of run; 0 means 1000 */
+    uint64_t fixed_iterations;           /* with manual_time: the one run's size */
+    int manual_time;                     /* body returns its own measured seconds (<= 0: failed) */
     void *(*setup)(int64_t arg);
     double (*run)(void *state, uint64_t iterations);
     unsigned (*counters)(void *state, struct sp_bench_counter *out);

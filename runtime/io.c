@@ -45,8 +45,8 @@ int sp_io_read(struct sp_shard *shard, struct sp_io_op *op, int fd, void *buf, u
     return 0;
 }
 
-int sp_io_write(struct sp_shard *shard, struct sp_io_op *op, int fd, const void *buf,
-                uint32_t len, uint64_t offset, sp_io_fn *fn, void *ctx)
+int sp_io_write(struct sp_shard *shard, struct sp_io_op *op, int fd, const void *buf, uint32_t len,
+                uint64_t offset, sp_io_fn *fn, void *ctx)
 {
     struct io_uring_sqe *sqe = io_sqe(shard, op, fn, ctx);
     if (sqe == NULL)

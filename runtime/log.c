@@ -58,13 +58,12 @@ static size_t log_prefix(char *line, size_t size, enum sp_log_level level)
     uint64_t ns = sp_now_ns() - log_start_ns;
     int n;
     if (log_shard_id >= 0)
-        n = snprintf(line, size, "[%5llu.%06llu] %c shard %d: ",
-                     (unsigned long long)(ns / SP_NSEC_PER_SEC),
-                     (unsigned long long)(ns % SP_NSEC_PER_SEC / 1000), letters[level],
-                     log_shard_id);
+        n = snprintf(
+            line, size, "[%5llu.%06llu] %c shard %d: ", (unsigned long long)(ns / SP_NSEC_PER_SEC),
+            (unsigned long long)(ns % SP_NSEC_PER_SEC / 1000), letters[level], log_shard_id);
     else
-        n = snprintf(line, size, "[%5llu.%06llu] %c main: ",
-                     (unsigned long long)(ns / SP_NSEC_PER_SEC),
+        n = snprintf(line, size,
+                     "[%5llu.%06llu] %c main: ", (unsigned long long)(ns / SP_NSEC_PER_SEC),
                      (unsigned long long)(ns % SP_NSEC_PER_SEC / 1000), letters[level]);
     return n < 0 ? 0 : SP_MIN((size_t)n, size - 1);
 }

@@ -248,10 +248,9 @@ static unsigned run_tasks(struct sp_shard *shard, uint64_t start_ns)
 static void wake_sent_failed(struct sp_shard *shard, unsigned target, int res)
 {
     SP_ASSERT(target < shard->shard_count);
-    sp_debug("MSG_RING wake-up of shard %u failed (%s): using its eventfd", target,
-             strerror(-res));
-    sp_shard_wake_external(atomic_load_explicit(&shard->runtime->shards[target],
-                                                memory_order_relaxed));
+    sp_debug("MSG_RING wake-up of shard %u failed (%s): using its eventfd", target, strerror(-res));
+    sp_shard_wake_external(
+        atomic_load_explicit(&shard->runtime->shards[target], memory_order_relaxed));
 }
 
 static unsigned reap_completions(struct sp_shard *shard)
@@ -460,8 +459,8 @@ static int ring_setup(struct sp_shard *shard, uint32_t entries)
     /* TASKRUN_FLAG: with COOP_TASKRUN the kernel runs completion work only
      * when we enter it; the flag tells a polling shard, which may never
      * enter, that work waits (liburing's peek then enters for it). */
-    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
-                   IORING_SETUP_TASKRUN_FLAG;
+    params.flags =
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     int ret = io_uring_queue_init_params(entries, &shard->ring, &params);
     if (ret == -EINVAL) {
         memset(&params, 0, sizeof(params));

@@ -342,7 +342,8 @@ int sp_runtime_run(struct sp_runtime *rt)
     pthread_barrier_wait(&rt->started);
     if (!atomic_load(&rt->start_failed)) {
         sp_debug("%u shards started (%s wake-ups, %s)", n,
-                 rt->has_msg_ring ? "MSG_RING" : "eventfd", rt->config.poll ? "polling" : "sleeping");
+                 rt->has_msg_ring ? "MSG_RING" : "eventfd",
+                 rt->config.poll ? "polling" : "sleeping");
         if (rt->config.handle_signals)
             wait_with_signals(rt);
     }

@@ -37,9 +37,8 @@ SP_MUST_CHECK int sp_io_read(struct sp_shard *shard, struct sp_io_op *op, int fd
                              uint32_t len, uint64_t offset, sp_io_fn *fn, void *ctx);
 
 /* pwrite(2); res is the byte count (short writes are the caller's to resume). */
-SP_MUST_CHECK int sp_io_write(struct sp_shard *shard, struct sp_io_op *op, int fd,
-                              const void *buf, uint32_t len, uint64_t offset, sp_io_fn *fn,
-                              void *ctx);
+SP_MUST_CHECK int sp_io_write(struct sp_shard *shard, struct sp_io_op *op, int fd, const void *buf,
+                              uint32_t len, uint64_t offset, sp_io_fn *fn, void *ctx);
 
 /*
  * Reads into / writes from a buffer registered with sp_io_register_buffers:
@@ -47,8 +46,8 @@ SP_MUST_CHECK int sp_io_write(struct sp_shard *shard, struct sp_io_op *op, int f
  * page pinning on each request, which pays off for large repeated I/O.
  */
 SP_MUST_CHECK int sp_io_read_fixed(struct sp_shard *shard, struct sp_io_op *op, int fd, void *buf,
-                                   uint32_t len, uint64_t offset, unsigned buf_index,
-                                   sp_io_fn *fn, void *ctx);
+                                   uint32_t len, uint64_t offset, unsigned buf_index, sp_io_fn *fn,
+                                   void *ctx);
 SP_MUST_CHECK int sp_io_write_fixed(struct sp_shard *shard, struct sp_io_op *op, int fd,
                                     const void *buf, uint32_t len, uint64_t offset,
                                     unsigned buf_index, sp_io_fn *fn, void *ctx);
@@ -71,8 +70,8 @@ SP_MUST_CHECK int sp_io_connect(struct sp_shard *shard, struct sp_io_op *op, int
                                 void *ctx);
 
 /* send(2) with MSG_NOSIGNAL; res is the byte count. */
-SP_MUST_CHECK int sp_io_send(struct sp_shard *shard, struct sp_io_op *op, int fd,
-                             const void *buf, uint32_t len, sp_io_fn *fn, void *ctx);
+SP_MUST_CHECK int sp_io_send(struct sp_shard *shard, struct sp_io_op *op, int fd, const void *buf,
+                             uint32_t len, sp_io_fn *fn, void *ctx);
 
 /* recv(2); res is the byte count, 0 when the peer closed. */
 SP_MUST_CHECK int sp_io_recv(struct sp_shard *shard, struct sp_io_op *op, int fd, void *buf,
@@ -98,8 +97,8 @@ SP_MUST_CHECK int sp_io_register_buffers(struct sp_shard *shard, const struct io
  * Fills `addr` from a numeric IPv4 or IPv6 address, or "localhost", and a
  * port. Returns 0 or -EINVAL.
  */
-SP_MUST_CHECK int sp_sockaddr_parse(const char *host, uint16_t port,
-                                    struct sockaddr_storage *addr, socklen_t *addr_len);
+SP_MUST_CHECK int sp_sockaddr_parse(const char *host, uint16_t port, struct sockaddr_storage *addr,
+                                    socklen_t *addr_len);
 
 /* A TCP socket of `family`, close-on-exec, with TCP_NODELAY. fd or -errno. */
 SP_MUST_CHECK int sp_tcp_socket(int family);

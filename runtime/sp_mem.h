@@ -36,22 +36,22 @@
 #define SP_SEGMENT_COUNT_MAX (1u << 30)
 
 struct sp_segment_pool {
-    uint8_t *base;          /* the mapping (NULL in malloc-only builds) */
+    uint8_t *base; /* the mapping (NULL in malloc-only builds) */
     size_t mapping_bytes;
     uint32_t segment_bytes; /* a power of two, >= SP_SEGMENT_BYTES_MIN */
     unsigned segment_shift;
     uint32_t segment_count;
-    uint32_t free_count;    /* segments on the free stack */
-    uint32_t *free_stack;   /* indices of free segments */
+    uint32_t free_count;     /* segments on the free stack */
+    uint32_t *free_stack;    /* indices of free segments */
     uint32_t used_count_max; /* high-water mark of segments in use */
 };
 
 struct sp_budget {
     const char *name;
     struct sp_segment_pool *pool;
-    uint32_t limit;     /* segments this consumer may hold at once */
-    uint32_t used;      /* segments it holds now */
-    uint32_t used_max;  /* high-water mark */
+    uint32_t limit;        /* segments this consumer may hold at once */
+    uint32_t used;         /* segments it holds now */
+    uint32_t used_max;     /* high-water mark */
     uint64_t denied_count; /* reservations refused (backpressure events) */
 };
 

@@ -44,7 +44,7 @@ struct sp_metric_desc {
 
 /* One shard's values, cache-line aligned so rows never share a line. */
 struct sp_metrics_row {
-    _Atomic uint64_t *values;   /* counters and gauges (gauges as int64 bits) */
+    _Atomic uint64_t *values; /* counters and gauges (gauges as int64 bits) */
     struct sp_hist *hists;
 } SP_CACHELINE_ALIGNED;
 

@@ -82,20 +82,20 @@ struct sp_shard {
     unsigned shard_count;
     struct sp_runtime *runtime;
     struct io_uring ring;
-    int ring_fd;           /* target of other shards' IORING_OP_MSG_RING */
-    int event_fd;          /* wake-up from threads without a ring */
+    int ring_fd;  /* target of other shards' IORING_OP_MSG_RING */
+    int event_fd; /* wake-up from threads without a ring */
     bool poll;
-    bool stopping;         /* a stop was seen; draining */
-    bool drained;          /* left the loop */
+    bool stopping; /* a stop was seen; draining */
+    bool drained;  /* left the loop */
     bool drain_timed_out;
-    bool cancel_new;       /* cancel requests made from now on (after the stop hooks) */
-    bool cancel_pending;   /* a cancel-any is owed to the kernel */
-    bool event_rearm;      /* the eventfd read could not be queued: retry */
-    unsigned drain_first;  /* inbound ring to drain first this turn */
+    bool cancel_new;      /* cancel requests made from now on (after the stop hooks) */
+    bool cancel_pending;  /* a cancel-any is owed to the kernel */
+    bool event_rearm;     /* the eventfd read could not be queued: retry */
+    unsigned drain_first; /* inbound ring to drain first this turn */
     uint64_t drain_deadline_ns;
     uint64_t task_quota_ns;
     uint64_t idle_spin_ns;
-    uint64_t last_work_ns;   /* when a turn last found something to do */
+    uint64_t last_work_ns; /* when a turn last found something to do */
 
     struct sp_ring **inbound;  /* [shard_count]: inbound[j] is the ring j -> this */
     struct sp_ring **outbound; /* [shard_count]: outbound[j] is the ring this -> j */
@@ -104,8 +104,8 @@ struct sp_shard {
     struct sp_task *task_head;
     struct sp_task *task_tail;
     struct sp_stop_hook *stop_hooks;
-    uint32_t inflight;         /* sp_io_op requests awaiting completion */
-    uint32_t sqe_unsubmitted;  /* prepared, not yet handed to the kernel */
+    uint32_t inflight;        /* sp_io_op requests awaiting completion */
+    uint32_t sqe_unsubmitted; /* prepared, not yet handed to the kernel */
 
     uint64_t event_value;
     struct sp_io_op event_op;

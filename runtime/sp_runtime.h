@@ -26,21 +26,21 @@
 #include "sp_reactor.h"
 
 struct sp_runtime_config {
-    unsigned shard_count;        /* 1..online CPUs (with pin), default all */
-    bool pin;                    /* pin shard i to the i-th allowed CPU */
-    bool poll;                   /* spin instead of sleeping in the ring */
-    bool handle_signals;         /* SIGINT/SIGTERM stop the runtime */
-    bool force_eventfd_wake;     /* never use IORING_OP_MSG_RING (tests) */
-    size_t memory_bytes;         /* managed memory per shard */
-    uint32_t segment_bytes;      /* managed-memory segment size */
-    uint32_t ring_capacity;      /* messages per SPSC ring (power of two) */
-    uint32_t uring_entries;      /* io_uring submission queue size */
-    uint64_t task_quota_ns;      /* run tasks this long before polling I/O */
-    uint64_t idle_spin_ns;       /* keep polling this long after the last work
-                                    before sleeping (0: sleep at once) */
-    uint64_t drain_timeout_ns;   /* longest a stopping shard waits to drain */
-    unsigned timer_tick_shift;   /* timer ticks of 2^shift ns */
-    uint32_t metrics_max;        /* metric declarations the registry holds */
+    unsigned shard_count;      /* 1..online CPUs (with pin), default all */
+    bool pin;                  /* pin shard i to the i-th allowed CPU */
+    bool poll;                 /* spin instead of sleeping in the ring */
+    bool handle_signals;       /* SIGINT/SIGTERM stop the runtime */
+    bool force_eventfd_wake;   /* never use IORING_OP_MSG_RING (tests) */
+    size_t memory_bytes;       /* managed memory per shard */
+    uint32_t segment_bytes;    /* managed-memory segment size */
+    uint32_t ring_capacity;    /* messages per SPSC ring (power of two) */
+    uint32_t uring_entries;    /* io_uring submission queue size */
+    uint64_t task_quota_ns;    /* run tasks this long before polling I/O */
+    uint64_t idle_spin_ns;     /* keep polling this long after the last work
+                                  before sleeping (0: sleep at once) */
+    uint64_t drain_timeout_ns; /* longest a stopping shard waits to drain */
+    unsigned timer_tick_shift; /* timer ticks of 2^shift ns */
+    uint32_t metrics_max;      /* metric declarations the registry holds */
     /* Called on every shard's thread once all shards are up. */
     void (*on_start)(struct sp_shard *shard, void *ctx);
     void *ctx;
@@ -57,9 +57,9 @@ struct sp_runtime {
     /* [shard_count]; published by each shard once it is set up, freed by
      * the main thread after all have joined, so any thread may read them. */
     struct sp_shard *_Atomic *shards;
-    struct sp_ring *rings;      /* [from * shard_count + to] */
+    struct sp_ring *rings; /* [from * shard_count + to] */
     pthread_t *threads;
-    int *cpus;                  /* CPU of each shard, -1 when not pinned */
+    int *cpus; /* CPU of each shard, -1 when not pinned */
     bool has_msg_ring;
     _Atomic bool stop_requested;
     _Atomic bool start_failed;

@@ -53,7 +53,7 @@ struct sp_timer {
 };
 
 struct sp_timer_wheel {
-    uint64_t now_tick;  /* every timer at or before this tick has fired */
+    uint64_t now_tick; /* every timer at or before this tick has fired */
     unsigned tick_shift;
     uint64_t occupied[SP_TIMER_LEVELS];
     struct sp_timer *slots[SP_TIMER_LEVELS][SP_TIMER_SLOTS];

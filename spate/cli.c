@@ -64,8 +64,8 @@ static int parse_memory(struct spate_cli *cli, const char *value)
         return reject(cli, "--memory '%s': not a size (bytes with an optional K, M, G or T)",
                       value ? value : "");
     if (bytes < SP_SEGMENT_BYTES_DEFAULT)
-        return reject(cli, "--memory %s: must be at least %uK (one managed-memory segment)",
-                      value, SP_SEGMENT_BYTES_DEFAULT / 1024);
+        return reject(cli, "--memory %s: must be at least %uK (one managed-memory segment)", value,
+                      SP_SEGMENT_BYTES_DEFAULT / 1024);
     /* Each shard maps and touches its budget at start: it must fit in RAM. */
     long pages = sysconf(_SC_PHYS_PAGES);
     long page_bytes = sysconf(_SC_PAGESIZE);

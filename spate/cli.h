@@ -20,11 +20,11 @@ struct spate_cli {
     const char *subcommand; /* the word after "bench", NULL otherwise */
     bool help;
     bool poll;
-    unsigned cores;         /* 0 until given: all online CPUs */
-    size_t memory_bytes;    /* 0 until given: the runtime default */
-    int log_level;          /* -1 until given */
-    double seconds;         /* demo: length of each phase; 0 until given */
-    int pass_count;         /* arguments passed on to the command (bench flags) */
+    unsigned cores;      /* 0 until given: all online CPUs */
+    size_t memory_bytes; /* 0 until given: the runtime default */
+    int log_level;       /* -1 until given */
+    double seconds;      /* demo: length of each phase; 0 until given */
+    int pass_count;      /* arguments passed on to the command (bench flags) */
     char *pass[SPATE_CLI_ARGS_MAX];
     char reason[SPATE_CLI_REASON_BYTES];
 };

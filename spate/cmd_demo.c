@@ -240,8 +240,7 @@ static void report(const struct demo *d)
     printf("  %llu round trips: p50 %.2f us  p99 %.2f us  p99.9 %.2f us  max %.2f us\n",
            (unsigned long long)d->round_trips, (double)sp_hist_quantile(&d->rtt, 0.5) / 1e3,
            (double)sp_hist_quantile(&d->rtt, 0.99) / 1e3,
-           (double)sp_hist_quantile(&d->rtt, 0.999) / 1e3,
-           (double)atomic_load(&d->rtt.max) / 1e3);
+           (double)sp_hist_quantile(&d->rtt, 0.999) / 1e3, (double)atomic_load(&d->rtt.max) / 1e3);
     printf("runtime: %llu loop turns, %llu sleeps, %llu wake-ups sent, %llu messages in\n",
            (unsigned long long)sp_metrics_counter(&rt->metrics, SP_RT_METRIC_LOOPS),
            (unsigned long long)sp_metrics_counter(&rt->metrics, SP_RT_METRIC_SLEEPS),

@@ -13,8 +13,8 @@
  * stdin (with -k SEP the text before the first SEP is the key) and reports
  * what was delivered; consume prints one value per line (key SEP value with
  * -k; -f with %t %p %o %k %s %T placeholders), and exits after --count
- * records, at the end of every partition with -e (as kcat -e), or on Ctrl-C. Wrong usage exits 2; a broker that cannot be
- * reached, a missing topic or API, or failed deliveries print one line and
+ * records, at the end of every partition with -e (as kcat -e), or on Ctrl-C. Wrong usage exits 2; a
+ * broker that cannot be reached, a missing topic or API, or failed deliveries print one line and
  * exit 1.
  */
 #include <errno.h>
@@ -53,7 +53,7 @@ struct kafka_job {
     int32_t partitions; /* topic create */
     int64_t count;      /* consume: stop after this many; -1: never */
     bool from_beginning;
-    bool exit_at_end;   /* consume: stop once every partition is caught up */
+    bool exit_at_end; /* consume: stop once every partition is caught up */
     struct sp_kafka_config config;
     int exit_code;
     char error[512];
@@ -67,10 +67,10 @@ struct kafka_job {
     bool client_up, producer_up, consumer_up, group_up;
     bool group_leaving, group_left, group_closed;
     uint64_t group_leave_deadline_ns;
-    bool started;  /* the command's work has begun */
+    bool started; /* the command's work has begun */
     bool finishing;
-    struct sp_timer deadline; /* waiting for the first metadata */
-    struct sp_timer poll;     /* finishing: waiting for deliveries and idle */
+    struct sp_timer deadline;  /* waiting for the first metadata */
+    struct sp_timer poll;      /* finishing: waiting for deliveries and idle */
     struct sp_timer end_check; /* consume -e */
     struct sp_stop_hook hook;
 
@@ -201,9 +201,9 @@ static int parse_args(struct kafka_job *job, const struct spate_cli *cli)
         if (takes)
             i++;
     }
-    if (job->cmd == CMD_TOPIC && (job->sub == NULL || (strcmp(job->sub, "list") != 0 &&
-                                                       strcmp(job->sub, "create") != 0 &&
-                                                       strcmp(job->sub, "delete") != 0)))
+    if (job->cmd == CMD_TOPIC &&
+        (job->sub == NULL || (strcmp(job->sub, "list") != 0 && strcmp(job->sub, "create") != 0 &&
+                              strcmp(job->sub, "delete") != 0)))
         return usage_error(job, "topic: say list, create or delete");
     if (job->brokers == NULL)
         return usage_error(job, "-b HOST:PORT is required");
@@ -311,9 +311,9 @@ static void end_check_fired(struct sp_timer *timer, void *ctx)
     const struct sp_kafka_consumer *c = &job->consumer;
     bool caught_up = c->part_count > 0 && (!job->group_up || sp_kafka_group_stable(&job->group));
     for (unsigned i = 0; i < c->part_count && caught_up; i++)
-        caught_up = c->parts[i].stopped ||
-                    (c->parts[i].high_watermark >= 0 && c->parts[i].offset >= 0 &&
-                     c->parts[i].offset >= c->parts[i].high_watermark);
+        caught_up =
+            c->parts[i].stopped || (c->parts[i].high_watermark >= 0 && c->parts[i].offset >= 0 &&
+                                    c->parts[i].offset >= c->parts[i].high_watermark);
     if (caught_up) {
         finish(job, 0);
         return;
@@ -457,10 +457,18 @@ static void print_field(const struct kafka_job *job, char f, const char *topic, 
                         const struct sp_record *r)
 {
     switch (f) {
-    case 't': fputs(topic, stdout); break;
-    case 'p': printf("%d", partition); break;
-    case 'o': printf("%lld", (long long)r->offset); break;
-    case 'T': printf("%lld", (long long)r->timestamp); break;
+    case 't':
+        fputs(topic, stdout);
+        break;
+    case 'p':
+        printf("%d", partition);
+        break;
+    case 'o':
+        printf("%lld", (long long)r->offset);
+        break;
+    case 'T':
+        printf("%lld", (long long)r->timestamp);
+        break;
     case 'k':
         if (r->key_len > 0)
             fwrite(r->key, 1, (size_t)r->key_len, stdout);
@@ -469,8 +477,13 @@ static void print_field(const struct kafka_job *job, char f, const char *topic, 
         if (r->value_len > 0)
             fwrite(r->value, 1, (size_t)r->value_len, stdout);
         break;
-    case '%': putchar('%'); break;
-    default: putchar('%'); putchar(f); break;
+    case '%':
+        putchar('%');
+        break;
+    default:
+        putchar('%');
+        putchar(f);
+        break;
     }
     (void)job;
 }
@@ -647,8 +660,8 @@ static void job_start(struct sp_shard *shard, void *ctx)
     job->client_up = true;
     if (job->cmd == CMD_PRODUCE) {
         job->in = sp_arena_alloc(&shard->arena, STDIN_CHUNK_BYTES);
-        if (job->in == NULL || sp_kafka_producer_init(&job->producer, &job->client, delivered,
-                                                      job) < 0) {
+        if (job->in == NULL ||
+            sp_kafka_producer_init(&job->producer, &job->client, delivered, job) < 0) {
             fail(job, "out of memory");
             return;
         }

@@ -44,20 +44,22 @@ static const struct command commands[] = {
     {"version", "version              print the version", cmd_version},
     {"demo", "demo                 run the runtime workload on every core and print figures",
      spate_demo},
-    {"bench", "bench micro [--benchmark_*]  operator and runtime microbenchmarks "
-              "(Google Benchmark flags)",
+    {"bench",
+     "bench micro [--benchmark_*]  operator and runtime microbenchmarks "
+     "(Google Benchmark flags)",
      cmd_bench},
-    {"produce", "produce -b HOST:PORT -t TOPIC [-k SEP] [-p N] [-z CODEC] [-X key=value]... "
-                "[-F FILE]\n"
-                "                       lines from stdin to a topic (-k: key before SEP)",
+    {"produce",
+     "produce -b HOST:PORT -t TOPIC [-k SEP] [-p N] [-z CODEC] [-X key=value]... "
+     "[-F FILE]\n"
+     "                       lines from stdin to a topic (-k: key before SEP)",
      spate_produce},
-    {"consume", "consume -b HOST:PORT -t TOPIC [--from-beginning] [-e] [--count N] [-g GROUP] "
-                "[-k SEP] [-f FMT] [-X key=value]...\n"
-                "                       records to stdout (-f: %t %p %o %k %s %T; -g: in a "
-                "consumer group, from its committed offsets)",
+    {"consume",
+     "consume -b HOST:PORT -t TOPIC [--from-beginning] [-e] [--count N] [-g GROUP] "
+     "[-k SEP] [-f FMT] [-X key=value]...\n"
+     "                       records to stdout (-f: %t %p %o %k %s %T; -g: in a "
+     "consumer group, from its committed offsets)",
      spate_consume},
-    {"topic", "topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]",
-     spate_topic},
+    {"topic", "topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]", spate_topic},
 };
 
 static void usage(FILE *out)

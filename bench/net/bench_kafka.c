@@ -39,8 +39,11 @@ static size_t produce_build(struct produce_bench *b)
     if (sp_record_builder_init(&builder, b->batch, sizeof(b->batch), &config) != 0)
         abort();
     for (int i = 0; i < RECORDS; i++) {
-        struct sp_record_input in = {.offset_delta = i, .timestamp = 1764115200000 + i,
-                                     .key = b->keys[i], .key_len = 16, .value = b->value,
+        struct sp_record_input in = {.offset_delta = i,
+                                     .timestamp = 1764115200000 + i,
+                                     .key = b->keys[i],
+                                     .key_len = 16,
+                                     .value = b->value,
                                      .value_len = 100};
         if (sp_record_builder_append(&builder, &in) != 0)
             abort();
@@ -126,9 +129,19 @@ static void produce_teardown(void *state)
 }
 
 const struct sp_bench_case sp_bench_kafka_cases[] = {
-    {.name = "produce_encode", .args = {RECORDS}, .items_per_iteration = RECORDS, .run_batch = 16,
-     .setup = produce_setup, .run = produce_encode_run, .teardown = produce_teardown},
-    {.name = "produce_decode", .args = {RECORDS}, .items_per_iteration = RECORDS, .run_batch = 64,
-     .setup = produce_setup, .run = produce_decode_run, .teardown = produce_teardown},
+    {.name = "produce_encode",
+     .args = {RECORDS},
+     .items_per_iteration = RECORDS,
+     .run_batch = 16,
+     .setup = produce_setup,
+     .run = produce_encode_run,
+     .teardown = produce_teardown},
+    {.name = "produce_decode",
+     .args = {RECORDS},
+     .items_per_iteration = RECORDS,
+     .run_batch = 64,
+     .setup = produce_setup,
+     .run = produce_decode_run,
+     .teardown = produce_teardown},
     {.name = NULL},
 };

@@ -60,7 +60,10 @@ static void mem_teardown(void *state)
 }
 
 const struct sp_bench_case sp_bench_mem_cases[] = {
-    {.name = "segment/reserve_release", .run_batch = 4096, .setup = mem_setup,
-     .run = reserve_release_run, .teardown = mem_teardown},
+    {.name = "segment/reserve_release",
+     .run_batch = 4096,
+     .setup = mem_setup,
+     .run = reserve_release_run,
+     .teardown = mem_teardown},
     {.name = NULL},
 };

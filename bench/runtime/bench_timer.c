@@ -80,9 +80,15 @@ static void timer_teardown(void *state)
 }
 
 const struct sp_bench_case sp_bench_timer_cases[] = {
-    {.name = "timer/arm_cancel", .run_batch = 1024, .setup = timer_setup, .run = arm_cancel_run,
+    {.name = "timer/arm_cancel",
+     .run_batch = 1024,
+     .setup = timer_setup,
+     .run = arm_cancel_run,
      .teardown = timer_teardown},
-    {.name = "timer/arm_fire", .run_batch = 1024, .setup = timer_setup, .run = arm_fire_run,
+    {.name = "timer/arm_fire",
+     .run_batch = 1024,
+     .setup = timer_setup,
+     .run = arm_fire_run,
      .teardown = timer_teardown},
     {.name = NULL},
 };

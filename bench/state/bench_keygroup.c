@@ -61,9 +61,18 @@ static void hash_teardown(void *state)
 }
 
 const struct sp_bench_case sp_bench_hash_cases[] = {
-    {.name = "xxh3", .args = {8, 16, 64}, .run_batch = 4096, .bytes_per_iteration_is_arg = 1,
-     .setup = hash_setup, .run = hash_run, .teardown = hash_teardown},
-    {.name = "keygroup", .args = {16}, .run_batch = 4096, .setup = hash_setup,
-     .run = keygroup_run, .teardown = hash_teardown},
+    {.name = "xxh3",
+     .args = {8, 16, 64},
+     .run_batch = 4096,
+     .bytes_per_iteration_is_arg = 1,
+     .setup = hash_setup,
+     .run = hash_run,
+     .teardown = hash_teardown},
+    {.name = "keygroup",
+     .args = {16},
+     .run_batch = 4096,
+     .setup = hash_setup,
+     .run = keygroup_run,
+     .teardown = hash_teardown},
     {.name = NULL},
 };

@@ -55,11 +55,11 @@ struct admin_op {
     int32_t timeout_ms;
     int64_t timestamp; /* list offsets */
     int8_t isolation_level;
-    unsigned pending;        /* requests and lookups of this round in flight */
-    bool retry;              /* something this round asks for another */
-    bool finished;           /* fn has run: the op waits for pending to drain */
-    uint32_t brokers_done;   /* list groups: brokers answered, by index */
-    int last_err;            /* the last transport failure, for the final report */
+    unsigned pending;      /* requests and lookups of this round in flight */
+    bool retry;            /* something this round asks for another */
+    bool finished;         /* fn has run: the op waits for pending to drain */
+    uint32_t brokers_done; /* list groups: brokers answered, by index */
+    int last_err;          /* the last transport failure, for the final report */
     unsigned count;
     unsigned capacity;
     void *scratch; /* request elements of a round: capacity * SCRATCH_BYTES */
@@ -77,8 +77,8 @@ struct admin_op {
 /* One request of a round: which op, and for describe / list offsets where. */
 struct admin_req {
     struct admin_op *op;
-    int32_t node;      /* broker (list groups: its index) */
-    unsigned index;    /* describe groups: the item */
+    int32_t node;   /* broker (list groups: its index) */
+    unsigned index; /* describe groups: the item */
 };
 
 static void op_round(struct admin_op *op);
@@ -231,8 +231,7 @@ static void controller_answered(struct sp_kafka_conn *conn, int err, const void 
             for (int32_t i = 0; i < r->responses_count; i++) {
                 struct sp_kafka_admin_item *it = item_named(op, r->responses[i].name);
                 if (it != NULL)
-                    item_answer(op, it, r->responses[i].error_code,
-                                r->responses[i].error_message);
+                    item_answer(op, it, r->responses[i].error_code, r->responses[i].error_message);
             }
         } else {
             const struct sp_kafka_create_partitions_response *r = body;
@@ -312,7 +311,8 @@ static int send_to_controller(struct admin_op *op, struct sp_kafka_conn *conn)
             if (op->items[i].done)
                 continue;
             sp_kafka_create_partitions_request_create_partitions_topic_init(&topics[n]);
-            topics[n].name = (struct sp_kstr){op->items[i].name, (int32_t)strlen(op->items[i].name)};
+            topics[n].name =
+                (struct sp_kstr){op->items[i].name, (int32_t)strlen(op->items[i].name)};
             topics[n].count = op->items[i].partitions;
             topics[n].assignments_count = -1; /* the broker places them */
             n++;
@@ -346,8 +346,8 @@ static void groups_listed(struct sp_kafka_conn *conn, int err, const void *body,
         } else {
             op->brokers_done |= 1u << req->node;
             if (r->error_code != 0)
-                sp_log(SP_LOG_WARN, "ListGroups at broker %d: %s", op->client->brokers[req->node].node_id,
-                            sp_kafka_error_name(r->error_code));
+                sp_log(SP_LOG_WARN, "ListGroups at broker %d: %s",
+                       op->client->brokers[req->node].node_id, sp_kafka_error_name(r->error_code));
             for (int32_t i = 0; i < r->groups_count && op->count < op->capacity; i++) {
                 const struct sp_kafka_list_groups_response_listed_group *g = &r->groups[i];
                 struct sp_kafka_admin_item *it = &op->items[op->count++];
@@ -364,8 +364,8 @@ static void groups_listed(struct sp_kafka_conn *conn, int err, const void *body,
     op_round_end(op);
 }
 
-static void group_described(struct sp_kafka_conn *conn, int err, const void *body,
-                            int16_t version, void *ctx)
+static void group_described(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+                            void *ctx)
 {
     struct admin_req *req = ctx;
     struct admin_op *op = req->op;
@@ -392,8 +392,8 @@ static void group_described(struct sp_kafka_conn *conn, int err, const void *bod
     op_round_end(op);
 }
 
-static void coordinator_found(struct sp_kafka_client *client, int err, int16_t code,
-                              int32_t node, void *ctx)
+static void coordinator_found(struct sp_kafka_client *client, int err, int16_t code, int32_t node,
+                              void *ctx)
 {
     struct admin_req *req = ctx;
     struct admin_op *op = req->op;
@@ -464,8 +464,8 @@ static void offsets_listed(struct sp_kafka_conn *conn, int err, const void *body
                         !sp_kstr_eq(rt->name, it->name))
                         continue;
                     if (version == 0)
-                        it->offset = rp->old_style_offsets_count > 0 ? rp->old_style_offsets[0]
-                                                                     : -1;
+                        it->offset =
+                            rp->old_style_offsets_count > 0 ? rp->old_style_offsets[0] : -1;
                     else
                         it->offset = rp->offset;
                     it->timestamp = version >= 1 ? rp->timestamp : -1;
@@ -531,8 +531,8 @@ static void list_offsets_round(struct admin_op *op)
                 sp_kafka_client_refresh(client);
             continue;
         }
-        int16_t version = SP_MIN(sp_kafka_conn_version(conn, API_LIST_OFFSETS),
-                                 LIST_OFFSETS_VERSION_MAX);
+        int16_t version =
+            SP_MIN(sp_kafka_conn_version(conn, API_LIST_OFFSETS), LIST_OFFSETS_VERSION_MAX);
         if (version < 0 || (version == 0 && op->timestamp >= 0)) {
             char message[SP_KAFKA_ADMIN_MESSAGE_MAX];
             snprintf(message, sizeof(message),
@@ -545,8 +545,7 @@ static void list_offsets_round(struct admin_op *op)
         int32_t n = 0;
         for (unsigned j = i; j < op->count; j++) {
             struct sp_kafka_admin_item *it = &op->items[j];
-            if (it->done || it->coordinator != -2 ||
-                t->partitions[it->partition].leader != leader)
+            if (it->done || it->coordinator != -2 || t->partitions[it->partition].leader != leader)
                 continue;
             sp_kafka_list_offsets_request_list_offsets_partition_init(&parts[n]);
             parts[n].partition_index = it->partition;
@@ -609,8 +608,9 @@ static void op_round(struct admin_op *op)
         }
         if (sp_kafka_conn_version(conn, op_api[op->kind].api_key) < 0) {
             char message[SP_KAFKA_ADMIN_MESSAGE_MAX];
-            snprintf(message, sizeof(message), "the broker at %.64s:%u does not support %s (API %d)",
-                     conn->host, conn->port, op_api[op->kind].name, op_api[op->kind].api_key);
+            snprintf(message, sizeof(message),
+                     "the broker at %.64s:%u does not support %s (API %d)", conn->host, conn->port,
+                     op_api[op->kind].name, op_api[op->kind].api_key);
             op->pending--;
             op_finish(op, -ENOTSUP, message);
             return;
@@ -665,10 +665,11 @@ static void op_round(struct admin_op *op)
             if (op->items[i].done)
                 continue;
             struct admin_req *req = req_new(op, -1, i);
-            int ret = req == NULL ? -ENOBUFS
-                                  : sp_kafka_client_find_coordinator(
-                                        client, SP_KAFKA_COORDINATOR_GROUP, op->items[i].name,
-                                        coordinator_found, req);
+            int ret =
+                req == NULL
+                    ? -ENOBUFS
+                    : sp_kafka_client_find_coordinator(client, SP_KAFKA_COORDINATOR_GROUP,
+                                                       op->items[i].name, coordinator_found, req);
             if (ret == 0) {
                 op->pending++;
             } else {
@@ -694,9 +695,8 @@ static void op_round(struct admin_op *op)
 
 /* ---- Starting ---- */
 
-static struct admin_op *op_new(struct sp_kafka_client *client, enum op_kind kind,
-                               unsigned capacity, int32_t timeout_ms, sp_kafka_admin_fn *fn,
-                               void *ctx)
+static struct admin_op *op_new(struct sp_kafka_client *client, enum op_kind kind, unsigned capacity,
+                               int32_t timeout_ms, sp_kafka_admin_fn *fn, void *ctx)
 {
     if (fn == NULL || timeout_ms <= 0 || capacity == 0 || capacity > SP_KAFKA_ADMIN_ITEMS_MAX)
         return NULL;

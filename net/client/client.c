@@ -92,8 +92,8 @@ static int bootstrap_open(struct sp_kafka_client *client)
 {
     char host[SP_KAFKA_HOST_BYTES_MAX];
     uint16_t port;
-    int ret = sp_kafka_config_bootstrap(client->config, client->bootstrap_index, host,
-                                        sizeof(host), &port);
+    int ret = sp_kafka_config_bootstrap(client->config, client->bootstrap_index, host, sizeof(host),
+                                        &port);
     if (ret == -ENOENT && client->bootstrap_index > 0) {
         client->bootstrap_index = 0;
         ret = sp_kafka_config_bootstrap(client->config, 0, host, sizeof(host), &port);
@@ -330,8 +330,8 @@ static void metadata_send(struct sp_kafka_client *client)
     struct sp_kafka_metadata_request_metadata_request_topic topics[SP_KAFKA_CLIENT_TOPICS_MAX];
     for (unsigned i = 0; i < client->topic_count; i++) {
         sp_kafka_metadata_request_metadata_request_topic_init(&topics[i]);
-        topics[i].name = (struct sp_kstr){client->topics[i].name,
-                                          (int32_t)strlen(client->topics[i].name)};
+        topics[i].name =
+            (struct sp_kstr){client->topics[i].name, (int32_t)strlen(client->topics[i].name)};
     }
     struct sp_kafka_metadata_request req;
     sp_kafka_metadata_request_init(&req);
@@ -357,8 +357,8 @@ static void metadata_send(struct sp_kafka_client *client)
     client->metadata_last_ns = sp_now_ns();
 }
 
-struct sp_kafka_topic_info *sp_kafka_client_topic(struct sp_kafka_client *client,
-                                                  const char *name, size_t len, int *err)
+struct sp_kafka_topic_info *sp_kafka_client_topic(struct sp_kafka_client *client, const char *name,
+                                                  size_t len, int *err)
 {
     *err = 0;
     if (len == 0 || len > SP_KAFKA_TOPIC_NAME_BYTES_MAX) {
@@ -464,7 +464,8 @@ int sp_kafka_client_init(struct sp_kafka_client *client, struct sp_shard *shard,
              config->client_id[0] != '\0' ? config->client_id : "spate");
     sp_kafka_conn_config_default(&client->conn_config);
     client->conn_config.client_id = client->client_id;
-    client->conn_config.request_timeout_ns = (uint64_t)config->request_timeout_ms * SP_NSEC_PER_MSEC;
+    client->conn_config.request_timeout_ns =
+        (uint64_t)config->request_timeout_ms * SP_NSEC_PER_MSEC;
     client->conn_config.connect_timeout_ns =
         (uint64_t)config->socket_connection_setup_timeout_ms * SP_NSEC_PER_MSEC;
     client->conn_config.reconnect_backoff_ns =

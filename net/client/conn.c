@@ -23,11 +23,11 @@ void sp_kafka_conn_config_default(struct sp_kafka_conn_config *config)
     SP_ASSERT(config != NULL);
     memset(config, 0, sizeof(*config));
     config->client_id = "spate";
-    config->request_timeout_ns = 30 * SP_NSEC_PER_SEC;         /* request.timeout.ms */
-    config->connect_timeout_ns = 10 * SP_NSEC_PER_SEC;         /* socket.connection.setup.timeout.ms */
-    config->reconnect_backoff_ns = 50 * SP_NSEC_PER_MSEC;      /* reconnect.backoff.ms */
+    config->request_timeout_ns = 30 * SP_NSEC_PER_SEC;    /* request.timeout.ms */
+    config->connect_timeout_ns = 10 * SP_NSEC_PER_SEC;    /* socket.connection.setup.timeout.ms */
+    config->reconnect_backoff_ns = 50 * SP_NSEC_PER_MSEC; /* reconnect.backoff.ms */
     config->reconnect_backoff_max_ns = 1000 * SP_NSEC_PER_MSEC; /* reconnect.backoff.max.ms */
-    config->send_buffer_bytes = 2u << 20;    /* two max.request.size (1 MiB) requests */
+    config->send_buffer_bytes = 2u << 20; /* two max.request.size (1 MiB) requests */
     config->receive_buffer_bytes = 16u << 20;
     config->arena_bytes = 1u << 20;
     config->reconnect = true;
@@ -350,9 +350,8 @@ static int conn_queue(struct sp_kafka_conn *conn, int16_t api_key, int16_t versi
         return ret;
     }
     conn->out_written += (uint32_t)size;
-    conn->next_correlation_id = conn->next_correlation_id == INT32_MAX
-                                    ? 1
-                                    : conn->next_correlation_id + 1;
+    conn->next_correlation_id =
+        conn->next_correlation_id == INT32_MAX ? 1 : conn->next_correlation_id + 1;
     conn->requests_sent++;
     if (fn != NULL) {
         uint32_t slot = (conn->pending_head + conn->pending_count) % SP_KAFKA_INFLIGHT_MAX;

@@ -37,8 +37,8 @@ static struct sp_kafka_cpart *part_find(struct sp_kafka_consumer *c, const char 
     return NULL;
 }
 
-static int assign_one(struct sp_kafka_consumer *c, struct sp_kafka_topic_info *t,
-                      int32_t partition, int64_t offset)
+static int assign_one(struct sp_kafka_consumer *c, struct sp_kafka_topic_info *t, int32_t partition,
+                      int64_t offset)
 {
     struct sp_kafka_cpart *p = part_find(c, t->name, partition);
     if (p == NULL) {
@@ -46,8 +46,8 @@ static int assign_one(struct sp_kafka_consumer *c, struct sp_kafka_topic_info *t
             return -ENOSPC;
         p = &c->parts[c->part_count++];
     }
-    *p = (struct sp_kafka_cpart){.topic = t, .partition = partition, .offset = offset,
-                                 .high_watermark = -1};
+    *p = (struct sp_kafka_cpart){
+        .topic = t, .partition = partition, .offset = offset, .high_watermark = -1};
     return 0;
 }
 
@@ -148,10 +148,9 @@ static void list_offsets_done(struct sp_kafka_conn *conn, int err, const void *b
                         sp_kafka_client_refresh(c->client);
                     continue;
                 }
-                int64_t offset = version == 0 ? (pr->old_style_offsets_count > 0
-                                                     ? pr->old_style_offsets[0]
-                                                     : -1)
-                                              : pr->offset;
+                int64_t offset =
+                    version == 0 ? (pr->old_style_offsets_count > 0 ? pr->old_style_offsets[0] : -1)
+                                 : pr->offset;
                 if (offset >= 0 && p->offset < 0) /* not sought elsewhere meanwhile */
                     p->offset = offset;
             }
@@ -215,9 +214,10 @@ static void resolve_offsets(struct sp_kafka_consumer *c, int32_t leader, struct 
     body.isolation_level = (int8_t)c->config->isolation_level;
     body.topics = lts;
     body.topics_count = (int32_t)lt_count;
-    int16_t version = SP_MIN(sp_kafka_conn_version(conn, LIST_OFFSETS_API_KEY),
-                             LIST_OFFSETS_VERSION_MAX);
-    if (sp_kafka_conn_send(conn, LIST_OFFSETS_API_KEY, version, &body, list_offsets_done, req) < 0) {
+    int16_t version =
+        SP_MIN(sp_kafka_conn_version(conn, LIST_OFFSETS_API_KEY), LIST_OFFSETS_VERSION_MAX);
+    if (sp_kafka_conn_send(conn, LIST_OFFSETS_API_KEY, version, &body, list_offsets_done, req) <
+        0) {
         for (unsigned i = 0; i < req->count; i++)
             c->parts[req->parts[i]].resolving = false;
         sp_arena_free(&c->client->shard->arena, req);
@@ -364,7 +364,8 @@ static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, in
                     if (req->parts[i] >= c->part_count)
                         continue;
                     struct sp_kafka_cpart *p = &c->parts[req->parts[i]];
-                    if (p->partition != pd->partition_index || !sp_kstr_eq(tr->topic, p->topic->name))
+                    if (p->partition != pd->partition_index ||
+                        !sp_kstr_eq(tr->topic, p->topic->name))
                         continue;
                     if (p->offset != req->offsets[i] || p->stopped)
                         break; /* re-assigned or sought meanwhile */
@@ -375,10 +376,10 @@ static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, in
                         if (c->config->auto_offset_reset == SP_KAFKA_OFFSET_RESET_NONE)
                             part_stop(c, p, -ERANGE, pd->error_code);
                         else
-                            p->offset = c->config->auto_offset_reset ==
-                                                SP_KAFKA_OFFSET_RESET_EARLIEST
-                                            ? SP_KAFKA_OFFSET_BEGINNING
-                                            : SP_KAFKA_OFFSET_END;
+                            p->offset =
+                                c->config->auto_offset_reset == SP_KAFKA_OFFSET_RESET_EARLIEST
+                                    ? SP_KAFKA_OFFSET_BEGINNING
+                                    : SP_KAFKA_OFFSET_END;
                         break;
                     }
                     if (pd->error_code != 0) {
@@ -491,7 +492,8 @@ static void build_group(struct sp_kafka_consumer *c, struct sp_kafka_fetch_build
             ff->partitions_count = 0;
             for (unsigned i = 0; i < fb->forget_count; i++)
                 if (fb->forget_topic[i] == topic)
-                    fb->forget_ids[base + (unsigned)ff->partitions_count++] = fb->forget_partition[i];
+                    fb->forget_ids[base + (unsigned)ff->partitions_count++] =
+                        fb->forget_partition[i];
         }
     }
 }
@@ -502,7 +504,8 @@ static void build_group(struct sp_kafka_consumer *c, struct sp_kafka_fetch_build
  * The request then covers every partition of the session.
  */
 static void build_incremental(struct sp_kafka_consumer *c, struct sp_kafka_fetch_session *s,
-                              int32_t leader, struct sp_kafka_fetch_build *fb, struct fetch_req *req)
+                              int32_t leader, struct sp_kafka_fetch_build *fb,
+                              struct fetch_req *req)
 {
     uint32_t mark = ++c->mark;
     for (unsigned i = 0; i < s->count; i++) {
@@ -525,8 +528,8 @@ static void build_incremental(struct sp_kafka_consumer *c, struct sp_kafka_fetch
         struct sp_kafka_cpart *p = &c->parts[i];
         if (p->mark == mark || !part_wanted(p, leader))
             continue;
-        s->parts[s->count++] = (struct sp_kafka_fetch_session_part){p->topic, p->partition, i,
-                                                                    p->offset};
+        s->parts[s->count++] =
+            (struct sp_kafka_fetch_session_part){p->topic, p->partition, i, p->offset};
         build_send(fb, p->topic, p->partition, p->offset);
     }
     for (unsigned i = 0; i < s->count; i++) {
@@ -550,8 +553,7 @@ static void build_full(struct sp_kafka_consumer *c, int32_t leader, uint64_t bud
     uint64_t per_part = (uint64_t)c->config->max_partition_fetch_bytes + 1024;
     unsigned fit = (unsigned)SP_MAX((uint64_t)1, budget / per_part);
     unsigned start = c->next_fetch_start < c->part_count ? c->next_fetch_start : 0;
-    for (unsigned k = 0; k < c->part_count && req->count < SP_MIN(fit, FETCH_PARTITIONS_MAX);
-         k++) {
+    for (unsigned k = 0; k < c->part_count && req->count < SP_MIN(fit, FETCH_PARTITIONS_MAX); k++) {
         unsigned i = (start + k) % c->part_count;
         struct sp_kafka_cpart *p = &c->parts[i];
         if (!part_wanted(p, leader))
@@ -684,8 +686,8 @@ int sp_kafka_consumer_init(struct sp_kafka_consumer *c, struct sp_kafka_client *
     c->error_fn = error_fn;
     c->ctx = ctx;
     /* A whole partition's fetch decompressed: max.partition.fetch.bytes x 8. */
-    c->scratch_bytes = (uint32_t)SP_MIN((int64_t)c->config->max_partition_fetch_bytes * 8,
-                                        256 << 20);
+    c->scratch_bytes =
+        (uint32_t)SP_MIN((int64_t)c->config->max_partition_fetch_bytes * 8, 256 << 20);
     c->scratch = sp_arena_alloc(&client->shard->arena, c->scratch_bytes);
     c->build = sp_arena_alloc(&client->shard->arena, sizeof(*c->build));
     if (c->scratch == NULL || c->build == NULL) {

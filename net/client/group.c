@@ -133,8 +133,8 @@ static void consumer_sync(struct sp_kafka_group *g)
         const struct sp_kafka_group_partition *p = &g->owned[i];
         int ret = sp_kafka_consumer_assign(g->consumer, p->topic->name, p->partition, p->offset);
         if (ret < 0)
-            sp_warn("kafka group %s: cannot assign %s-%d: %s", g->config->group_id,
-                    p->topic->name, p->partition, strerror(-ret));
+            sp_warn("kafka group %s: cannot assign %s-%d: %s", g->config->group_id, p->topic->name,
+                    p->partition, strerror(-ret));
     }
 }
 
@@ -221,8 +221,8 @@ static void find_done(struct sp_kafka_client *client, int err, int16_t code, int
     for (unsigned i = 0; i < client->broker_count && addr == NULL; i++)
         if (client->brokers[i].in_use && client->brokers[i].node_id == node)
             addr = &client->brokers[i].conn;
-    int ret = addr == NULL ? -ENOENT
-                           : coord_open(g, node, kstr_of(addr->host), (int32_t)addr->port);
+    int ret =
+        addr == NULL ? -ENOENT : coord_open(g, node, kstr_of(addr->host), (int32_t)addr->port);
     if (ret < 0) {
         sp_warn("kafka group %s: coordinator %d: %s", g->config->group_id, node, strerror(-ret));
         retry_backoff(g);
@@ -234,8 +234,8 @@ static void find_done(struct sp_kafka_client *client, int err, int16_t code, int
 
 static void find_send(struct sp_kafka_group *g)
 {
-    if (sp_kafka_client_find_coordinator(g->client, SP_KAFKA_COORDINATOR_GROUP,
-                                         g->config->group_id, find_done, g) < 0) {
+    if (sp_kafka_client_find_coordinator(g->client, SP_KAFKA_COORDINATOR_GROUP, g->config->group_id,
+                                         find_done, g) < 0) {
         retry_backoff(g);
         return;
     }
@@ -330,7 +330,8 @@ static int commit_send(struct sp_kafka_group *g, const struct sp_kafka_group_par
     if (slot == NULL)
         return -EBUSY;
     struct sp_kafka_offset_commit_request_offset_commit_request_partition *cps = g->commit_scratch;
-    struct sp_kafka_offset_commit_request_offset_commit_request_topic cts[SP_KAFKA_GROUP_TOPICS_MAX];
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic
+        cts[SP_KAFKA_GROUP_TOPICS_MAX];
     unsigned cp_count = 0, ct_count = 0;
     /* Topic by topic, so that each topic's partitions are contiguous. */
     for (unsigned t = 0; t < g->client->topic_count && ct_count < SP_ARRAY_LEN(cts); t++) {
@@ -349,7 +350,8 @@ static int commit_send(struct sp_kafka_group *g, const struct sp_kafka_group_par
             cp->committed_metadata = SP_KSTR("");
         }
         if (cp_count > first) {
-            struct sp_kafka_offset_commit_request_offset_commit_request_topic *ct = &cts[ct_count++];
+            struct sp_kafka_offset_commit_request_offset_commit_request_topic *ct =
+                &cts[ct_count++];
             sp_kafka_offset_commit_request_offset_commit_request_topic_init(ct);
             ct->name = kstr_of(topic->name);
             ct->partitions = &cps[first];
@@ -427,8 +429,9 @@ static struct sp_kbytes subscription_bytes(struct sp_kafka_group *g,
         names[t] = kstr_of(g->topics[t]->name);
     s.topics = names;
     s.topics_count = (int32_t)g->topic_count;
-    s.user_data = assignor->cooperative ? sp_kafka_cooperative_user_data(user_data, g->generation_id)
-                                        : (struct sp_kbytes){NULL, -1};
+    s.user_data = assignor->cooperative
+                      ? sp_kafka_cooperative_user_data(user_data, g->generation_id)
+                      : (struct sp_kbytes){NULL, -1};
     /* Owned partitions, topic by topic (only cooperative protocols read them). */
     int32_t owned_count = 0;
     unsigned used = 0;
@@ -635,9 +638,9 @@ static void group_rejoin(struct sp_kafka_group *g)
         g->owned_count = 0;
         call_parts(g, g->cb.revoked, g->owned, count);
     }
-    g->state = coord_ready(g) ? SP_KAFKA_GROUP_JOINING
-                              : (g->coord >= 0 ? SP_KAFKA_GROUP_CONNECTING
-                                               : SP_KAFKA_GROUP_FINDING);
+    g->state = coord_ready(g)
+                   ? SP_KAFKA_GROUP_JOINING
+                   : (g->coord >= 0 ? SP_KAFKA_GROUP_CONNECTING : SP_KAFKA_GROUP_FINDING);
     group_step(g);
 }
 
@@ -646,8 +649,7 @@ static void group_rejoin(struct sp_kafka_group *g)
 /* 0 with the SyncGroup sent; -EAGAIN while topic metadata is missing. */
 static int assign_and_sync(struct sp_kafka_group *g)
 {
-    if (g->client->metadata_refreshes == g->metadata_mark ||
-        sp_now_ns() < g->assign_after_ns) {
+    if (g->client->metadata_refreshes == g->metadata_mark || sp_now_ns() < g->assign_after_ns) {
         sp_kafka_client_refresh(g->client);
         return -EAGAIN;
     }
@@ -664,9 +666,8 @@ static int assign_and_sync(struct sp_kafka_group *g)
     int32_t valid = 0;
     for (int32_t i = 0; i < n; i++) {
         int16_t v;
-        if (sp_kafka_subscription_bytes_decode(g->member_meta[i].ptr,
-                                               (size_t)g->member_meta[i].len, &g->work, &v,
-                                               &subs[valid]) < 0) {
+        if (sp_kafka_subscription_bytes_decode(g->member_meta[i].ptr, (size_t)g->member_meta[i].len,
+                                               &g->work, &v, &subs[valid]) < 0) {
             sp_warn("kafka group %s: member %.*s: subscription does not parse: ignored",
                     g->config->group_id, g->member_ids[i].len, g->member_ids[i].ptr);
             continue;
@@ -762,7 +763,8 @@ static void assignment_apply(struct sp_kafka_group *g,
                     tp->topic.ptr, strerror(-err));
             continue;
         }
-        for (int32_t p = 0; p < tp->partitions_count && next_count < SP_KAFKA_GROUP_PARTITIONS_MAX; p++) {
+        for (int32_t p = 0; p < tp->partitions_count && next_count < SP_KAFKA_GROUP_PARTITIONS_MAX;
+             p++) {
             struct sp_kafka_group_partition gp = {info, tp->partitions[p], -1};
             if (gp.partition < 0 || part_in(next, next_count, &gp))
                 continue;
@@ -849,8 +851,8 @@ static void sync_done(struct sp_kafka_conn *conn, int err, const void *body, int
     a.assigned_partitions_count = 0;
     int16_t v;
     if (r->assignment.len > 0 &&
-        sp_kafka_assignment_bytes_decode(r->assignment.ptr, (size_t)r->assignment.len, &g->work,
-                                         &v, &a) < 0) {
+        sp_kafka_assignment_bytes_decode(r->assignment.ptr, (size_t)r->assignment.len, &g->work, &v,
+                                         &a) < 0) {
         sp_warn("kafka group %s: assignment does not parse: rejoining", g->config->group_id);
         g->state = SP_KAFKA_GROUP_JOINING;
         retry_backoff(g);
@@ -885,14 +887,16 @@ static void sync_send(struct sp_kafka_group *g,
 
 /* ---- OffsetFetch ---- */
 
-static int64_t reset_offset(const struct sp_kafka_group *g, const struct sp_kafka_group_partition *p)
+static int64_t reset_offset(const struct sp_kafka_group *g,
+                            const struct sp_kafka_group_partition *p)
 {
     switch (g->config->auto_offset_reset) {
     case SP_KAFKA_OFFSET_RESET_EARLIEST:
         return SP_KAFKA_OFFSET_BEGINNING;
     case SP_KAFKA_OFFSET_RESET_NONE:
         sp_warn("kafka group %s: %s-%d has no committed offset (auto.offset.reset=none): "
-                "starting at the end", g->config->group_id, p->topic->name, p->partition);
+                "starting at the end",
+                g->config->group_id, p->topic->name, p->partition);
         return SP_KAFKA_OFFSET_END;
     case SP_KAFKA_OFFSET_RESET_LATEST:
     default:
@@ -910,8 +914,8 @@ static void incoming_take(struct sp_kafka_group *g)
             p->offset = reset_offset(g, p);
         int ret = sp_kafka_consumer_assign(g->consumer, p->topic->name, p->partition, p->offset);
         if (ret < 0) {
-            sp_warn("kafka group %s: cannot assign %s-%d: %s", g->config->group_id,
-                    p->topic->name, p->partition, strerror(-ret));
+            sp_warn("kafka group %s: cannot assign %s-%d: %s", g->config->group_id, p->topic->name,
+                    p->partition, strerror(-ret));
             continue;
         }
         g->owned[g->owned_count++] = *p;
@@ -951,7 +955,8 @@ static void fetch_offsets_done(struct sp_kafka_conn *conn, int err, const void *
             for (int32_t q = 0; q < rt->partitions_count && code == 0; q++) {
                 const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *rp =
                     &rt->partitions[q];
-                if (rp->error_code != 0 && rp->error_code != SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION) {
+                if (rp->error_code != 0 &&
+                    rp->error_code != SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION) {
                     code = rp->error_code;
                     break;
                 }
@@ -969,7 +974,8 @@ static void fetch_offsets_done(struct sp_kafka_conn *conn, int err, const void *
             for (int32_t q = 0; q < rt->partitions_count && code == 0; q++) {
                 const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *rp =
                     &rt->partitions[q];
-                if (rp->error_code != 0 && rp->error_code != SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION) {
+                if (rp->error_code != 0 &&
+                    rp->error_code != SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION) {
                     code = rp->error_code;
                     break;
                 }
@@ -981,8 +987,7 @@ static void fetch_offsets_done(struct sp_kafka_conn *conn, int err, const void *
         }
     }
     if (code != 0) {
-        sp_debug("kafka group %s: OffsetFetch: %s", g->config->group_id,
-                 sp_kafka_error_name(code));
+        sp_debug("kafka group %s: OffsetFetch: %s", g->config->group_id, sp_kafka_error_name(code));
         if (is_coordinator_error(code)) {
             coord_lost(g, sp_kafka_error_name(code));
             g->state = SP_KAFKA_GROUP_FINDING; /* then FETCHING again: see group_step */
@@ -1337,8 +1342,8 @@ int sp_kafka_group_init(struct sp_kafka_group *g, struct sp_kafka_consumer *cons
     g->generation_id = -1;
     for (unsigned i = 0; i < topic_count; i++) {
         int err = 0;
-        struct sp_kafka_topic_info *t = sp_kafka_client_topic(client, topics[i],
-                                                              strlen(topics[i]), &err);
+        struct sp_kafka_topic_info *t =
+            sp_kafka_client_topic(client, topics[i], strlen(topics[i]), &err);
         if (t == NULL)
             return err;
         bool dup = false;
@@ -1429,7 +1434,6 @@ void sp_kafka_group_deinit(struct sp_kafka_group *g)
     sp_arena_free(&g->client->shard->arena, g->join_buf);
     sp_arena_free(&g->client->shard->arena, g->work_mem);
     sp_debug("kafka group %s: %llu joins, %llu rebalances, %llu commits (%llu failed)",
-             g->config->group_id, (unsigned long long)g->joins,
-             (unsigned long long)g->rebalances, (unsigned long long)g->commits_ok,
-             (unsigned long long)g->commits_failed);
+             g->config->group_id, (unsigned long long)g->joins, (unsigned long long)g->rebalances,
+             (unsigned long long)g->commits_ok, (unsigned long long)g->commits_failed);
 }

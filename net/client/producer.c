@@ -17,7 +17,8 @@
 #include "sp_kafka_producer.h"
 #include "sp_log.h"
 
-#define RECORD_OVERHEAD_BYTES_MIN 7 /* length, attributes, deltas, key and value lengths, headers */
+/* A record's smallest framing: length, attributes, deltas, key and value lengths, headers. */
+#define RECORD_OVERHEAD_BYTES_MIN 7
 #define PRODUCE_API_KEY 0
 #define INIT_PRODUCER_ID_API_KEY 22
 
@@ -28,12 +29,12 @@ struct sp_kafka_pbatch {
     uint8_t *scratch;
     uint32_t buf_bytes;
     uint32_t scratch_bytes;
-    bool pooled;      /* back to the pool when done (else an oversized one-off) */
+    bool pooled; /* back to the pool when done (else an oversized one-off) */
     bool finished;
     uint32_t count;
     uint32_t ctx_cap;
-    void **ctxs;      /* each record's msg_ctx */
-    size_t bytes;     /* the finished batch */
+    void **ctxs;  /* each record's msg_ctx */
+    size_t bytes; /* the finished batch */
     uint64_t created_ns;
     int32_t base_sequence;
     uint32_t attempts;
@@ -96,11 +97,10 @@ static struct sp_kafka_pbatch *batch_new(struct sp_kafka_producer *p, uint32_t r
         b = p->free_batches;
         p->free_batches = b->next;
     } else {
-        uint32_t buf_bytes = oversized ? record_bytes + SP_RECORD_BATCH_HEADER_BYTES + 64
-                                       : p->batch_bytes;
+        uint32_t buf_bytes =
+            oversized ? record_bytes + SP_RECORD_BATCH_HEADER_BYTES + 64 : p->batch_bytes;
         if (p->config->compression_type != SP_RECORD_CODEC_NONE)
-            buf_bytes = (uint32_t)sp_record_compress_bound(p->config->compression_type,
-                                                           buf_bytes) +
+            buf_bytes = (uint32_t)sp_record_compress_bound(p->config->compression_type, buf_bytes) +
                         SP_RECORD_BATCH_HEADER_BYTES;
         uint32_t scratch = p->config->compression_type != SP_RECORD_CODEC_NONE
                                ? SP_MAX(p->scratch_bytes, record_bytes + 64)
@@ -357,8 +357,8 @@ static void send_to(struct sp_kafka_producer *p, int32_t leader, struct sp_kafka
         }
         if (pd_count > first) {
             sp_kafka_produce_request_topic_produce_data_init(&tds[td_count]);
-            tds[td_count].name = (struct sp_kstr){topic->info->name,
-                                                  (int32_t)strlen(topic->info->name)};
+            tds[td_count].name =
+                (struct sp_kstr){topic->info->name, (int32_t)strlen(topic->info->name)};
             tds[td_count].partition_data = &pds[first];
             tds[td_count].partition_data_count = (int32_t)(pd_count - first);
             td_count++;
@@ -375,8 +375,8 @@ static void send_to(struct sp_kafka_producer *p, int32_t leader, struct sp_kafka
     body.topic_data = tds;
     body.topic_data_count = (int32_t)td_count;
     bool no_answer = body.acks == 0;
-    int ret = sp_kafka_conn_send(conn, PRODUCE_API_KEY, -1, &body, no_answer ? NULL : produce_done,
-                                 req);
+    int ret =
+        sp_kafka_conn_send(conn, PRODUCE_API_KEY, -1, &body, no_answer ? NULL : produce_done, req);
     if (ret < 0) {
         /* Not sent: everything goes back, in order, for the next try. */
         for (uint32_t i = 0; i < req->count; i++) {
@@ -400,8 +400,7 @@ static void send_to(struct sp_kafka_producer *p, int32_t leader, struct sp_kafka
 static void producer_drain(struct sp_kafka_producer *p)
 {
     if (transactional(p)) {
-        if (p->txn_state != TXN_IN && p->txn_state != TXN_ENDING &&
-            p->txn_state != TXN_END_SENT)
+        if (p->txn_state != TXN_IN && p->txn_state != TXN_ENDING && p->txn_state != TXN_END_SENT)
             return; /* records wait for a transaction */
         txn_add_partitions(p);
     } else if (p->fatal || (idempotent(p) && p->producer_id < 0)) {
@@ -475,9 +474,9 @@ static void produce_done(struct sp_kafka_conn *conn, int err, const void *body, 
             /* An earlier batch of this partition still to be resolved
              * explains the gap: it is retried, then this one. Otherwise the
              * broker lost our sequence state: a new epoch. */
-            bool earlier = part->inflight > 0 ||
-                           (part->ready_head != NULL &&
-                            part->ready_head->base_sequence < b->base_sequence);
+            bool earlier =
+                part->inflight > 0 ||
+                (part->ready_head != NULL && part->ready_head->base_sequence < b->base_sequence);
             bump |= !earlier;
         }
         if (retriable_for_producer(code)) {
@@ -565,8 +564,7 @@ static void init_producer_id(struct sp_kafka_producer *p)
      * librdkafka's mock cluster refuses anything else). */
     req.transaction_timeout_ms = -1;
     req.transactional_id = SP_KSTR_NULL; /* the schema's default is "", not null */
-    if (sp_kafka_conn_send(conn, INIT_PRODUCER_ID_API_KEY, -1, &req, init_producer_id_done, p) ==
-        0)
+    if (sp_kafka_conn_send(conn, INIT_PRODUCER_ID_API_KEY, -1, &req, init_producer_id_done, p) == 0)
         p->pid_inflight = true;
 }
 
@@ -583,8 +581,8 @@ static void client_changed(struct sp_kafka_client *client, void *ctx)
         p->chained_fn(client, p->chained_ctx);
 }
 
-static struct sp_kafka_ptopic *ptopic_get(struct sp_kafka_producer *p, const char *name,
-                                          size_t len, int *err)
+static struct sp_kafka_ptopic *ptopic_get(struct sp_kafka_producer *p, const char *name, size_t len,
+                                          int *err)
 {
     for (unsigned t = 0; t < p->topic_count; t++) {
         struct sp_kafka_ptopic *topic = &p->topics[t];
@@ -892,8 +890,8 @@ static void txn_init_step(struct sp_kafka_producer *p)
         return;
     struct sp_kafka_init_producer_id_request req;
     sp_kafka_init_producer_id_request_init(&req);
-    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
-                                            (int32_t)strlen(p->config->transactional_id)};
+    req.transactional_id =
+        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
     req.transaction_timeout_ms = p->config->transaction_timeout_ms;
     if (sp_kafka_conn_send(conn, INIT_PRODUCER_ID_API_KEY, -1, &req, txn_pid_done, p) == 0)
         p->txn_step_inflight = true;
@@ -942,9 +940,10 @@ static void add_partitions_done(struct sp_kafka_conn *conn, int err, const void 
                                             : 0)
                                      : r->results_by_topic_v3_and_below_count;
             for (int32_t k = 0; k < n; k++) {
-                const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result
-                    *tr = version >= 4 ? &r->results_by_transaction[0].topic_results[k]
-                                       : &r->results_by_topic_v3_and_below[k];
+                const struct
+                    sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *tr =
+                        version >= 4 ? &r->results_by_transaction[0].topic_results[k]
+                                     : &r->results_by_topic_v3_and_below[k];
                 if (!sp_kstr_eq(tr->name, topic->info->name))
                     continue;
                 for (int32_t q = 0; q < tr->results_by_partition_count; q++)
@@ -998,8 +997,8 @@ static void txn_add_partitions(struct sp_kafka_producer *p)
         if (part_count > first) {
             sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(
                 &topics[topic_count]);
-            topics[topic_count].name = (struct sp_kstr){topic->info->name,
-                                                        (int32_t)strlen(topic->info->name)};
+            topics[topic_count].name =
+                (struct sp_kstr){topic->info->name, (int32_t)strlen(topic->info->name)};
             topics[topic_count].partitions = &parts[first];
             topics[topic_count].partitions_count = (int32_t)(part_count - first);
             topic_count++;
@@ -1065,8 +1064,8 @@ static void txn_maybe_end(struct sp_kafka_producer *p)
     }
     struct sp_kafka_end_txn_request req;
     sp_kafka_end_txn_request_init(&req);
-    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
-                                            (int32_t)strlen(p->config->transactional_id)};
+    req.transactional_id =
+        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
     req.committed = p->txn_end_commit;
@@ -1146,8 +1145,8 @@ static void group_coordinator_found(struct sp_kafka_client *client, int err, int
     if (conn == NULL || !sp_kafka_conn_ready(conn)) {
         /* Connecting: look again in a moment, for up to request.timeout.ms. */
         uint64_t wait_ns = 5 * SP_NSEC_PER_MSEC;
-        if ((uint64_t)++o->waits * wait_ns > (uint64_t)p->config->request_timeout_ms *
-                                                 SP_NSEC_PER_MSEC) {
+        if ((uint64_t)++o->waits * wait_ns >
+            (uint64_t)p->config->request_timeout_ms * SP_NSEC_PER_MSEC) {
             txn_offsets_finish(o, -ETIMEDOUT);
             return;
         }
@@ -1169,8 +1168,8 @@ static void group_coordinator_found(struct sp_kafka_client *client, int err, int
     topic.partitions_count = (int32_t)o->count;
     struct sp_kafka_txn_offset_commit_request req;
     sp_kafka_txn_offset_commit_request_init(&req);
-    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
-                                            (int32_t)strlen(p->config->transactional_id)};
+    req.transactional_id =
+        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
     req.group_id = (struct sp_kstr){o->group, (int32_t)strlen(o->group)};
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
@@ -1180,8 +1179,8 @@ static void group_coordinator_found(struct sp_kafka_client *client, int err, int
         txn_offsets_finish(o, -EAGAIN);
 }
 
-static void add_offsets_done(struct sp_kafka_conn *conn, int err, const void *body,
-                             int16_t version, void *ctx)
+static void add_offsets_done(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+                             void *ctx)
 {
     struct txn_offsets *o = ctx;
     (void)conn;
@@ -1234,8 +1233,8 @@ int sp_kafka_producer_txn_send_offsets(struct sp_kafka_producer *p, const char *
     memcpy(o->offsets, offsets, count * sizeof(*offsets));
     struct sp_kafka_add_offsets_to_txn_request req;
     sp_kafka_add_offsets_to_txn_request_init(&req);
-    req.transactional_id = (struct sp_kstr){p->config->transactional_id,
-                                            (int32_t)strlen(p->config->transactional_id)};
+    req.transactional_id =
+        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
     req.group_id = (struct sp_kstr){o->group, (int32_t)strlen(o->group)};

@@ -120,7 +120,6 @@ SP_MUST_CHECK int sp_kafka_admin_describe_groups(struct sp_kafka_client *client,
 SP_MUST_CHECK int sp_kafka_admin_list_offsets(struct sp_kafka_client *client, const char *topic,
                                               const int32_t *partitions, unsigned count,
                                               int64_t timestamp, int8_t isolation_level,
-                                              int32_t timeout_ms, sp_kafka_admin_fn *fn,
-                                              void *ctx);
+                                              int32_t timeout_ms, sp_kafka_admin_fn *fn, void *ctx);
 
 #endif /* SP_KAFKA_ADMIN_H */

@@ -65,8 +65,8 @@ struct sp_kafka_partition_info {
 
 struct sp_kafka_topic_info {
     char name[SP_KAFKA_TOPIC_NAME_BYTES_MAX + 1];
-    int16_t error;          /* from the last metadata */
-    bool known;             /* metadata has described it */
+    int16_t error; /* from the last metadata */
+    bool known;    /* metadata has described it */
     int32_t partition_count;
     struct sp_kafka_partition_info *partitions; /* [partition_count] */
 };
@@ -99,10 +99,10 @@ struct sp_kafka_client {
     unsigned topic_count;
 
     bool metadata_inflight;
-    bool metadata_wanted;        /* refresh as soon as allowed */
-    bool metadata_ever;          /* at least one answer */
+    bool metadata_wanted; /* refresh as soon as allowed */
+    bool metadata_ever;   /* at least one answer */
     bool allow_auto_topic_creation;
-    int32_t controller_id;       /* from metadata v1+; -1 when unknown */
+    int32_t controller_id; /* from metadata v1+; -1 when unknown */
     uint64_t metadata_last_ns;
     uint64_t metadata_refreshes;
     struct sp_timer metadata_timer;
@@ -133,8 +133,8 @@ void sp_kafka_client_deinit(struct sp_kafka_client *client);
  * `known` is false until metadata describes it. NULL with -ENOSPC past
  * SP_KAFKA_CLIENT_TOPICS_MAX or -EINVAL for a bad name, in *err.
  */
-struct sp_kafka_topic_info *sp_kafka_client_topic(struct sp_kafka_client *client,
-                                                  const char *name, size_t len, int *err);
+struct sp_kafka_topic_info *sp_kafka_client_topic(struct sp_kafka_client *client, const char *name,
+                                                  size_t len, int *err);
 
 /* Asks for a metadata refresh (after retry.backoff.ms since the last). */
 void sp_kafka_client_refresh(struct sp_kafka_client *client);

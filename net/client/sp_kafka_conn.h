@@ -57,7 +57,7 @@ enum sp_kafka_conn_state {
     SP_KAFKA_CONN_CONNECTING,  /* TCP connect in flight */
     SP_KAFKA_CONN_NEGOTIATING, /* ApiVersions in flight */
     SP_KAFKA_CONN_READY,
-    SP_KAFKA_CONN_CLOSING,     /* socket shut down, I/O draining */
+    SP_KAFKA_CONN_CLOSING, /* socket shut down, I/O draining */
 };
 
 struct sp_kafka_conn_config {

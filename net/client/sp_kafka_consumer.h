@@ -87,7 +87,7 @@ struct sp_kafka_consumer {
 
     struct sp_kafka_cpart parts[SP_KAFKA_CONSUMER_PARTITIONS_MAX];
     unsigned part_count;
-    bool fetching[SP_KAFKA_CLIENT_BROKERS_MAX]; /* by broker slot */
+    bool fetching[SP_KAFKA_CLIENT_BROKERS_MAX];                           /* by broker slot */
     struct sp_kafka_fetch_session *sessions[SP_KAFKA_CLIENT_BROKERS_MAX]; /* by broker slot */
     struct sp_kafka_fetch_build *build; /* scratch of fetch_from, reused */
     bool paused;

@@ -44,9 +44,9 @@
 #include "sp_kafka_conn.h"
 #include "sp_kafka_consumer.h"
 
-#define SP_KAFKA_GROUP_TOPICS_MAX 16          /* subscribed topics */
-#define SP_KAFKA_GROUP_PARTITIONS_MAX 1024    /* owned by this member */
-#define SP_KAFKA_GROUP_MEMBERS_MAX 256        /* members a leader assigns */
+#define SP_KAFKA_GROUP_TOPICS_MAX 16       /* subscribed topics */
+#define SP_KAFKA_GROUP_PARTITIONS_MAX 1024 /* owned by this member */
+#define SP_KAFKA_GROUP_MEMBERS_MAX 256     /* members a leader assigns */
 #define SP_KAFKA_GROUP_MEMBER_ID_BYTES_MAX 256
 #define SP_KAFKA_GROUP_JOIN_BYTES_MAX (256u << 10) /* members' metadata, leader */
 #define SP_KAFKA_GROUP_WORK_BYTES (1u << 20)       /* encode/decode/assign arena */
@@ -146,9 +146,9 @@ struct sp_kafka_group {
     int32_t member_id_len;
     int32_t generation_id; /* -1: none */
     bool leader;
-    bool rejoin_wanted;   /* rejoin once the current step ends */
-    bool leave_wanted;    /* leave once the current JoinGroup/SyncGroup ends */
-    bool leave_commit;    /* commit before leaving */
+    bool rejoin_wanted;                       /* rejoin once the current step ends */
+    bool leave_wanted;                        /* leave once the current JoinGroup/SyncGroup ends */
+    bool leave_commit;                        /* commit before leaving */
     const struct sp_kafka_assignor *protocol; /* the assignor the coordinator chose */
 
     /* Leader: the members of the last JoinGroup, copied. */
@@ -202,8 +202,8 @@ struct sp_kafka_group {
  * the client's table is full); -ENOMEM.
  */
 SP_MUST_CHECK int sp_kafka_group_init(struct sp_kafka_group *group,
-                                      struct sp_kafka_consumer *consumer,
-                                      const char *const *topics, unsigned topic_count,
+                                      struct sp_kafka_consumer *consumer, const char *const *topics,
+                                      unsigned topic_count,
                                       const struct sp_kafka_group_callbacks *cb);
 
 /*

@@ -61,8 +61,8 @@ typedef void sp_kafka_txn_fn(struct sp_kafka_producer *producer, int err, void *
 struct sp_kafka_ppart {
     struct sp_kafka_ptopic *topic;
     int32_t partition;
-    bool txn_added;  /* AddPartitionsToTxn done for the current transaction */
-    bool txn_adding; /* ... in flight */
+    bool txn_added;                     /* AddPartitionsToTxn done for the current transaction */
+    bool txn_adding;                    /* ... in flight */
     struct sp_kafka_pbatch *open;       /* accumulating records */
     struct sp_kafka_pbatch *ready_head; /* closed, in sequence order */
     struct sp_kafka_pbatch *ready_tail;
@@ -90,10 +90,10 @@ struct sp_kafka_producer {
 
     /* Batch memory. */
     struct sp_kafka_pbatch *free_batches;
-    uint32_t batch_bytes;      /* a pooled batch's buffer */
-    uint32_t scratch_bytes;    /* its uncompressed-records buffer (0: none) */
-    uint64_t pool_bytes;       /* allocated so far */
-    uint64_t pool_bytes_max;   /* buffer.memory */
+    uint32_t batch_bytes;    /* a pooled batch's buffer */
+    uint32_t scratch_bytes;  /* its uncompressed-records buffer (0: none) */
+    uint64_t pool_bytes;     /* allocated so far */
+    uint64_t pool_bytes_max; /* buffer.memory */
     struct sp_record_codec codec;
 
     /* Idempotence. */
@@ -104,13 +104,13 @@ struct sp_kafka_producer {
     int fatal_error;
 
     /* Transactions (transactional.id set). */
-    int txn_state;             /* enum in producer.c */
-    int32_t txn_coordinator;   /* broker id, -1 until found */
-    bool txn_step_inflight;    /* FindCoordinator or InitProducerId in flight */
-    sp_kafka_txn_fn *txn_fn;   /* the operation in progress reports here */
+    int txn_state;           /* enum in producer.c */
+    int32_t txn_coordinator; /* broker id, -1 until found */
+    bool txn_step_inflight;  /* FindCoordinator or InitProducerId in flight */
+    sp_kafka_txn_fn *txn_fn; /* the operation in progress reports here */
     void *txn_ctx;
-    bool txn_end_commit;       /* what EndTxn will say */
-    char txn_error[160];       /* why the producer is fenced or failed */
+    bool txn_end_commit; /* what EndTxn will say */
+    char txn_error[160]; /* why the producer is fenced or failed */
 
     struct sp_timer linger_timer;
     struct sp_rand rand;

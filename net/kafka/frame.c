@@ -125,9 +125,8 @@ int sp_kafka_request_encode(struct sp_kwriter *w, const struct sp_kafka_request_
 /* ---- Responses ---- */
 
 int sp_kafka_response_decode(const uint8_t *payload, size_t len, int16_t api_key,
-                             int16_t api_version, struct sp_karena *arena,
-                             int32_t *correlation_id, void **body_out, int16_t *decoded_version,
-                             const char **error_field)
+                             int16_t api_version, struct sp_karena *arena, int32_t *correlation_id,
+                             void **body_out, int16_t *decoded_version, const char **error_field)
 {
     SP_ASSERT(body_out != NULL);
     SP_ASSERT(error_field != NULL);

@@ -66,8 +66,7 @@ SP_MUST_CHECK int sp_kafka_request_decode(const uint8_t *payload, size_t len,
                                           const char **error_field);
 
 /* Size of the whole request frame, size prefix included. */
-size_t sp_kafka_request_frame_size(const struct sp_kafka_request_header *header,
-                                   const void *body);
+size_t sp_kafka_request_frame_size(const struct sp_kafka_request_header *header, const void *body);
 
 /*
  * Encodes a whole request frame for header->request_api_key/version.

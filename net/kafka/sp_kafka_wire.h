@@ -182,7 +182,7 @@ static inline void sp_kstore64(uint8_t *p, uint64_t v)
 }
 
 #define SP_KREAD_FIXED(name, type, bytes, load)                                                    \
-    static inline int sp_kr_##name(struct sp_kreader *r, type *out, const char *field)            \
+    static inline int sp_kr_##name(struct sp_kreader *r, type *out, const char *field)             \
     {                                                                                              \
         if (SP_UNLIKELY(sp_kreader_left(r) < (bytes)))                                             \
             return sp_kr_fail(r, -EBADMSG, field);                                                 \
@@ -269,7 +269,7 @@ static inline int sp_kw_uvarint(struct sp_kwriter *w, uint32_t v, const char *fi
 /* ---- Fixed-size writes ---- */
 
 #define SP_KWRITE_FIXED(name, type, bytes, store)                                                  \
-    static inline int sp_kw_##name(struct sp_kwriter *w, type v, const char *field)               \
+    static inline int sp_kw_##name(struct sp_kwriter *w, type v, const char *field)                \
     {                                                                                              \
         if (SP_UNLIKELY((size_t)(w->end - w->p) < (bytes)))                                        \
             return sp_kw_fail(w, -ENOSPC, field);                                                  \
@@ -382,9 +382,9 @@ static inline int sp_kr_bytes(struct sp_kreader *r, bool compact, bool nullable,
  * could not fit in the bytes left (each element takes at least
  * `elem_bytes_min` on the wire) is rejected before allocating.
  */
-static inline int sp_kr_array(struct sp_kreader *r, bool compact, bool nullable,
-                              size_t elem_size, size_t elem_bytes_min, int32_t *count_out,
-                              void **items_out, const char *field)
+static inline int sp_kr_array(struct sp_kreader *r, bool compact, bool nullable, size_t elem_size,
+                              size_t elem_bytes_min, int32_t *count_out, void **items_out,
+                              const char *field)
 {
     int32_t count;
     SP_KTRY(sp_kr_length(r, compact, true, nullable, &count, field));
@@ -428,15 +428,15 @@ static inline int sp_kw_length(struct sp_kwriter *w, bool compact, bool wide, bo
     return sp_kw_int16(w, (int16_t)len, field);
 }
 
-static inline int sp_kw_string(struct sp_kwriter *w, bool compact, bool nullable,
-                               struct sp_kstr v, const char *field)
+static inline int sp_kw_string(struct sp_kwriter *w, bool compact, bool nullable, struct sp_kstr v,
+                               const char *field)
 {
     SP_KTRY(sp_kw_length(w, compact, false, nullable, v.len, field));
     return v.len > 0 ? sp_kw_raw(w, v.ptr, (size_t)v.len, field) : 0;
 }
 
-static inline int sp_kw_bytes(struct sp_kwriter *w, bool compact, bool nullable,
-                              struct sp_kbytes v, const char *field)
+static inline int sp_kw_bytes(struct sp_kwriter *w, bool compact, bool nullable, struct sp_kbytes v,
+                              const char *field)
 {
     SP_KTRY(sp_kw_length(w, compact, true, nullable, v.len, field));
     return v.len > 0 ? sp_kw_raw(w, v.ptr, (size_t)v.len, field) : 0;

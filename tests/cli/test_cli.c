@@ -145,8 +145,8 @@ static void test_wrong_flags_exit_2_with_a_reason(void **state)
     expect_usage_error("--memory '12Q'", (const char *[]){"--memory", "12Q", "version", NULL});
     expect_usage_error("--memory '-5'", (const char *[]){"--memory=-5", "version", NULL});
     expect_usage_error("at least", (const char *[]){"--memory", "1K", "version", NULL});
-    expect_usage_error("--log-level 'loud'", (const char *[]){"--log-level", "loud", "version",
-                                                              NULL});
+    expect_usage_error("--log-level 'loud'",
+                       (const char *[]){"--log-level", "loud", "version", NULL});
     expect_usage_error("unknown flag '--bogus'", (const char *[]){"--bogus", "version", NULL});
     expect_usage_error("unknown command 'frobnicate'", (const char *[]){"frobnicate", NULL});
     expect_usage_error("unexpected argument 'extra'", (const char *[]){"version", "extra", NULL});
@@ -160,8 +160,8 @@ static void test_demo_runs_and_reports(void **state)
 {
     (void)state;
     static struct run r;
-    int status = run_spate(&r, (const char *[]){"demo", "--cores", "1", "--seconds", "0.2",
-                                                "--memory", "1M", NULL});
+    int status = run_spate(
+        &r, (const char *[]){"demo", "--cores", "1", "--seconds", "0.2", "--memory", "1M", NULL});
     if (status != 0)
         fail_msg("demo exited %d: %s", status, r.err);
     assert_non_null(strstr(r.out, "runtime workload on 1 shard"));

@@ -32,8 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     void *body;
     int16_t decoded;
     const char *field;
-    if (sp_kafka_response_decode(data + 4, size - 4, api->key, version, &arena, &correlation,
-                                 &body, &decoded, &field) != 0)
+    if (sp_kafka_response_decode(data + 4, size - 4, api->key, version, &arena, &correlation, &body,
+                                 &decoded, &field) != 0)
         return 0;
     size_t frame = sp_kafka_response_frame_size(api->key, decoded, body);
     if (frame > sizeof(out))

@@ -182,8 +182,8 @@ int main(int argc, char **argv)
     void *body;
     int16_t decoded;
     const char *field;
-    ret = sp_kafka_response_decode(reply + 4, payload, 0, 7, &arena, &correlation, &body,
-                                   &decoded, &field);
+    ret = sp_kafka_response_decode(reply + 4, payload, 0, 7, &arena, &correlation, &body, &decoded,
+                                   &field);
     if (ret < 0)
         die(field ? field : "response", ret);
     struct sp_kafka_produce_response *resp = body;

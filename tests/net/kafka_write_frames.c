@@ -43,9 +43,14 @@ static void build_batches(void)
             exit(1);
         for (int i = 0; i < 3; i++) {
             struct sp_record_header h = {(const uint8_t *)"trace", (const uint8_t *)"t-1", 5, 3};
-            struct sp_record_input in = {.offset_delta = i, .timestamp = 1764115200000 + i,
-                                         .key = "key", .key_len = 3, .value = "value",
-                                         .value_len = 5, .headers = &h, .header_count = 1};
+            struct sp_record_input in = {.offset_delta = i,
+                                         .timestamp = 1764115200000 + i,
+                                         .key = "key",
+                                         .key_len = 3,
+                                         .value = "value",
+                                         .value_len = 5,
+                                         .headers = &h,
+                                         .header_count = 1};
             if (sp_record_builder_append(&b, &in) != 0)
                 exit(1);
         }
@@ -142,8 +147,8 @@ int main(int argc, char **argv)
             real_records(api->key, false, resp);
             size = sp_kafka_response_frame_size(api->key, v, resp);
             sp_kwriter_init(&w, frame, size);
-            if (size > sizeof(frame) || sp_kafka_response_encode(&w, api->key, v, correlation,
-                                                                 resp) != 0)
+            if (size > sizeof(frame) ||
+                sp_kafka_response_encode(&w, api->key, v, correlation, resp) != 0)
                 return 1;
             write_frame(dir, manifest, &seq, "resp", api, v, correlation, size);
         }

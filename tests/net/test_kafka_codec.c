@@ -123,7 +123,8 @@ static void test_every_message_every_version(void **state)
         expected += (unsigned)(sp_kafka_data_schemas[i].version_max -
                                sp_kafka_data_schemas[i].version_min + 1);
     for (unsigned i = 0; i < sp_kafka_api_count; i++)
-        expected += 2u * (unsigned)(sp_kafka_apis[i].version_max - sp_kafka_apis[i].version_min + 1);
+        expected +=
+            2u * (unsigned)(sp_kafka_apis[i].version_max - sp_kafka_apis[i].version_min + 1);
     assert_true(sp_kafka_api_count >= 29);
     assert_int_equal(messages, expected);
     printf("%u message versions round-tripped, the largest %zu bytes\n", messages, largest);
@@ -284,8 +285,8 @@ static void test_response_frames_and_api_versions_fallback(void **state)
     void *body = NULL;
     int16_t decoded = -1;
     const char *field;
-    assert_int_equal(sp_kafka_response_decode(buf + 4, size - 4, 18, 3, &arena, &correlation,
-                                              &body, &decoded, &field),
+    assert_int_equal(sp_kafka_response_decode(buf + 4, size - 4, 18, 3, &arena, &correlation, &body,
+                                              &decoded, &field),
                      0);
     assert_int_equal(correlation, 42);
     assert_int_equal(decoded, 0);
@@ -303,8 +304,8 @@ static void test_response_frames_and_api_versions_fallback(void **state)
     sp_kwriter_init(&w, buf, size);
     assert_int_equal(sp_kafka_response_encode(&w, 3, 12, 77, &md), 0);
     sp_karena_reset(&arena);
-    assert_int_equal(sp_kafka_response_decode(buf + 4, size - 4, 3, 12, &arena, &correlation,
-                                              &body, &decoded, &field),
+    assert_int_equal(sp_kafka_response_decode(buf + 4, size - 4, 3, 12, &arena, &correlation, &body,
+                                              &decoded, &field),
                      0);
     assert_int_equal(correlation, 77);
     assert_int_equal(decoded, 12);
@@ -318,11 +319,11 @@ static void test_known_bytes(void **state)
 {
     (void)state;
     const uint8_t frame[] = {
-        0, 0, 0, 0x18,                   /* size 24 */
-        0, 3, 0, 0,                      /* Metadata v0 */
-        0, 0, 0, 5,                      /* correlation id 5 */
-        0, 4, 'k', 'c', 'a', 't',        /* client id "kcat" */
-        0, 0, 0, 1, 0, 4, 't', 'e', 's', 't', /* topics ["test"] */
+        0, 0, 0,   0x18,                               /* size 24 */
+        0, 3, 0,   0,                                  /* Metadata v0 */
+        0, 0, 0,   5,                                  /* correlation id 5 */
+        0, 4, 'k', 'c',  'a', 't',                     /* client id "kcat" */
+        0, 0, 0,   1,    0,   4,   't', 'e', 's', 't', /* topics ["test"] */
     };
     size_t n;
     assert_int_equal(sp_kafka_frame_check(frame, sizeof(frame), 1 << 20, &n), 1);
@@ -428,8 +429,8 @@ static void test_flexible_bytes_by_hand(void **state)
     struct sp_kwriter w;
     sp_kwriter_init(&w, buf, size);
     assert_int_equal(sp_kafka_request_encode(&w, &h, &req), 0);
-    const uint8_t head[] = {0, 0, 0, (uint8_t)(size - 4), 0, 18, 0, 3, 0, 0, 0, 9, 0, 1, 'c', 0,
-                            0xc9, 0x01, 'n'};
+    const uint8_t head[] = {
+        0, 0, 0, (uint8_t)(size - 4), 0, 18, 0, 3, 0, 0, 0, 9, 0, 1, 'c', 0, 0xc9, 0x01, 'n'};
     assert_memory_equal(buf, head, sizeof(head));
     const uint8_t tail[] = {'n', 0x04, '1', '.', '0', 0x00};
     assert_memory_equal(buf + size - sizeof(tail), tail, sizeof(tail));

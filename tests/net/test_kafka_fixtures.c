@@ -132,9 +132,8 @@ static void check_response(const char *path, size_t len, int key, int version, i
     assert_int_equal(size, len);
     struct sp_kwriter w;
     sp_kwriter_init(&w, again, size);
-    assert_int_equal(sp_kafka_response_encode(&w, (int16_t)key, (int16_t)version, correlation,
-                                              body),
-                     0);
+    assert_int_equal(
+        sp_kafka_response_encode(&w, (int16_t)key, (int16_t)version, correlation, body), 0);
     if (memcmp(frame, again, len) != 0)
         fail_msg("%s: re-encoding differs", path);
     t->responses++;
@@ -202,7 +201,6 @@ static void test_real_client_frames_decode_and_reencode_exactly(void **state)
             fail_msg("no fixture for API %d", expected[i]);
 }
 
-
 /* ---- kcat's batches, every codec, decode to what kcat was given ---- */
 
 static uint8_t decompressed[1u << 20];
@@ -231,9 +229,9 @@ static unsigned check_produced(const char *path, const char *codec_name, int cod
             while ((more = sp_record_set_next(&set, &batch)) == 1) {
                 assert_int_equal(batch.attributes & SP_RECORD_ATTR_CODEC_MASK, codec_id);
                 struct sp_record_iter it;
-                assert_int_equal(sp_record_iter_open(&it, &batch, &codec, decompressed,
-                                                     sizeof(decompressed)),
-                                 0);
+                assert_int_equal(
+                    sp_record_iter_open(&it, &batch, &codec, decompressed, sizeof(decompressed)),
+                    0);
                 struct sp_record rec;
                 int more_records;
                 while ((more_records = sp_record_iter_next(&it, &rec)) == 1) {

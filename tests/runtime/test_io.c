@@ -27,8 +27,17 @@
 #define FIXED_OFFSET (1u << 20)
 #define FIXED_BYTES 4096u
 
-enum file_step { F_OPEN, F_WRITE, F_WRITE_FIXED, F_FSYNC, F_READ, F_READ_FIXED, F_CLOSE,
-                 F_MISSING, F_DONE };
+enum file_step {
+    F_OPEN,
+    F_WRITE,
+    F_WRITE_FIXED,
+    F_FSYNC,
+    F_READ,
+    F_READ_FIXED,
+    F_CLOSE,
+    F_MISSING,
+    F_DONE
+};
 
 struct file_test {
     char path[64];
@@ -98,15 +107,34 @@ static void file_next(struct sp_io_op *op, int res, void *ctx)
     (void)op;
     bool ok = true;
     switch (t->step) {
-    case F_OPEN: ok = res >= 0; t->fd = res; break;
-    case F_WRITE: ok = res == (int)FILE_BYTES; break;
-    case F_WRITE_FIXED: ok = res == (int)FIXED_BYTES; break;
-    case F_FSYNC: ok = res == 0; break;
-    case F_READ: ok = res == (int)FILE_BYTES; break;
-    case F_READ_FIXED: ok = res == (int)FIXED_BYTES; break;
-    case F_CLOSE: ok = res == 0; break;
-    case F_MISSING: t->missing_res = res; break;
-    case F_DONE: ok = false; break;
+    case F_OPEN:
+        ok = res >= 0;
+        t->fd = res;
+        break;
+    case F_WRITE:
+        ok = res == (int)FILE_BYTES;
+        break;
+    case F_WRITE_FIXED:
+        ok = res == (int)FIXED_BYTES;
+        break;
+    case F_FSYNC:
+        ok = res == 0;
+        break;
+    case F_READ:
+        ok = res == (int)FILE_BYTES;
+        break;
+    case F_READ_FIXED:
+        ok = res == (int)FIXED_BYTES;
+        break;
+    case F_CLOSE:
+        ok = res == 0;
+        break;
+    case F_MISSING:
+        t->missing_res = res;
+        break;
+    case F_DONE:
+        ok = false;
+        break;
     }
     if (!ok) {
         file_fail(shard, t, res);
@@ -165,8 +193,8 @@ struct echo_server {
     int fd;
     struct sp_io_op op;
     unsigned char buf[ECHO_CHUNK];
-    uint32_t have;   /* bytes in buf */
-    uint32_t sent;   /* of them, echoed */
+    uint32_t have; /* bytes in buf */
+    uint32_t sent; /* of them, echoed */
     uint64_t echoed;
     int error;
     bool closed;
@@ -233,8 +261,8 @@ static void server_sent(struct sp_io_op *op, int res, void *ctx)
     s->sent += (uint32_t)res;
     s->echoed += (uint64_t)res;
     if (s->sent < s->have) {
-        int ret = sp_io_send(shard, &s->op, s->fd, s->buf + s->sent, s->have - s->sent,
-                             server_sent, e);
+        int ret =
+            sp_io_send(shard, &s->op, s->fd, s->buf + s->sent, s->have - s->sent, server_sent, e);
         SP_ASSERT(ret == 0);
         return;
     }
@@ -392,8 +420,8 @@ static void echo_start(struct sp_shard *shard, void *ctx)
 
     e->refused_fd = sp_tcp_socket(AF_INET);
     SP_ASSERT(e->refused_fd >= 0);
-    ret = sp_io_connect(shard, &e->refused_op, e->refused_fd,
-                        (struct sockaddr *)&e->refused_addr, e->refused_addr_len, refused, e);
+    ret = sp_io_connect(shard, &e->refused_op, e->refused_fd, (struct sockaddr *)&e->refused_addr,
+                        e->refused_addr_len, refused, e);
     SP_ASSERT(ret == 0);
 }
 
@@ -417,8 +445,8 @@ static void test_tcp_echo_between_shards(void **state)
     assert_true(e.server.listen_fd >= 0);
     assert_true(port != 0);
     assert_int_equal(sp_sockaddr_parse("127.0.0.1", port, &e.client.addr, &e.client.addr_len), 0);
-    assert_int_equal(sp_sockaddr_parse("localhost", dead_port(), &e.refused_addr,
-                                       &e.refused_addr_len), 0);
+    assert_int_equal(
+        sp_sockaddr_parse("localhost", dead_port(), &e.refused_addr, &e.refused_addr_len), 0);
 
     struct sp_runtime_config config;
     rt_test_config(&config, 2, echo_start, &e);

@@ -429,7 +429,6 @@ static void test_drain_timeout_is_reported(void **state)
     sp_runtime_deinit(&rt);
 }
 
-
 /* ---- Stop: nothing is lost while shards drain ---- */
 
 struct late {

@@ -21,8 +21,8 @@
 #include "rt_test.h"
 
 struct child {
-    int ready_fd;          /* the child writes one byte here once running */
-    bool stubborn;         /* a shard that never drains */
+    int ready_fd;  /* the child writes one byte here once running */
+    bool stubborn; /* a shard that never drains */
     struct sp_stop_hook hooks[2];
     unsigned hook_runs[2];
     struct sp_task forever;

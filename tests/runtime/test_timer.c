@@ -75,7 +75,6 @@ static unsigned advance(struct sp_timer_wheel *wheel, struct fire_log *log, uint
 
 static struct sp_rand rng;
 
-
 /* A random value of random magnitude: below 2^e for e in [0, bits_max]. */
 static uint64_t rng_magnitude(unsigned bits_max)
 {
@@ -193,7 +192,8 @@ static void test_one_jump_fires_in_tick_order(void **state)
         tick[i] = 1 + rng_magnitude(30); /* some share a tick: fine */
         tick_last = SP_MAX(tick_last, tick[i]);
         /* Unaligned deadlines inside the tick: tick i fires at i << shift. */
-        sp_timer_arm(&wheel, &boxes[i].timer, ((tick[i] - 1) << shift) + 1 + sp_rand_below(&rng, 63));
+        sp_timer_arm(&wheel, &boxes[i].timer,
+                     ((tick[i] - 1) << shift) + 1 + sp_rand_below(&rng, 63));
     }
     assert_int_equal(advance(&wheel, &log, tick_last << shift, FIRE_ALL), N);
     assert_int_equal(log.count, N);
@@ -972,7 +972,8 @@ static void model_run(unsigned shift, uint64_t seed)
             }
         }
         /* Steps of every size, staying below 2^62. */
-        uint64_t step_ns = sp_rand_below(&rng, 10) == 0 ? 0 : rng_magnitude(sp_rand_below(&rng, 4) == 0 ? 44 : 30);
+        uint64_t step_ns =
+            sp_rand_below(&rng, 10) == 0 ? 0 : rng_magnitude(sp_rand_below(&rng, 4) == 0 ? 44 : 30);
         if (m.now_ns + step_ns < (1ULL << 62))
             m.now_ns += step_ns;
         sp_timer_wheel_advance(&m.wheel, m.now_ns, FIRE_ALL);

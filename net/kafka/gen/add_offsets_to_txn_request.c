@@ -5,18 +5,18 @@
 #define IS_FLEXIBLE(version) (version >= 3)
 
 SP_UNUSED static size_t sp_kafka_add_offsets_to_txn_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_offsets_to_txn_request_is_default(const struct sp_kafka_add_offsets_to_txn_request *s);
+SP_UNUSED static bool
+sp_kafka_add_offsets_to_txn_request_is_default(const struct sp_kafka_add_offsets_to_txn_request *s);
 
 void sp_kafka_add_offsets_to_txn_request_init(struct sp_kafka_add_offsets_to_txn_request *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_offsets_to_txn_request_is_default(const struct sp_kafka_add_offsets_to_txn_request *s)
+SP_UNUSED static bool
+sp_kafka_add_offsets_to_txn_request_is_default(const struct sp_kafka_add_offsets_to_txn_request *s)
 {
-    return (s->transactional_id.len == 0) &&
-           (s->producer_id == 0) &&
-           (s->producer_epoch == 0) &&
+    return (s->transactional_id.len == 0) && (s->producer_id == 0) && (s->producer_epoch == 0) &&
            (s->group_id.len == 0);
 }
 
@@ -36,7 +36,8 @@ SP_UNUSED static size_t sp_kafka_add_offsets_to_txn_request_bytes_min(int16_t ve
     return n;
 }
 
-int sp_kafka_add_offsets_to_txn_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_offsets_to_txn_request *s)
+int sp_kafka_add_offsets_to_txn_request_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_add_offsets_to_txn_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -44,7 +45,8 @@ int sp_kafka_add_offsets_to_txn_request_decode(struct sp_kreader *r, int16_t ver
     if (version < 0 || version > 4)
         return sp_kr_fail(r, -EBADMSG, "AddOffsetsToTxnRequest.version");
     sp_kafka_add_offsets_to_txn_request_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->transactional_id, "AddOffsetsToTxnRequest.TransactionalId"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->transactional_id,
+                         "AddOffsetsToTxnRequest.TransactionalId"));
     SP_KTRY(sp_kr_int64(r, &s->producer_id, "AddOffsetsToTxnRequest.ProducerId"));
     SP_KTRY(sp_kr_int16(r, &s->producer_epoch, "AddOffsetsToTxnRequest.ProducerEpoch"));
     SP_KTRY(sp_kr_string(r, flex, false, &s->group_id, "AddOffsetsToTxnRequest.GroupId"));
@@ -61,7 +63,8 @@ int sp_kafka_add_offsets_to_txn_request_decode(struct sp_kreader *r, int16_t ver
     return 0;
 }
 
-int sp_kafka_add_offsets_to_txn_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_offsets_to_txn_request *s)
+int sp_kafka_add_offsets_to_txn_request_encode(struct sp_kwriter *w, int16_t version,
+                                               const struct sp_kafka_add_offsets_to_txn_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -69,7 +72,8 @@ int sp_kafka_add_offsets_to_txn_request_encode(struct sp_kwriter *w, int16_t ver
     (void)s;
     if (version < 0 || version > 4)
         return sp_kw_fail(w, -ENOTSUP, "AddOffsetsToTxnRequest.version");
-    SP_KTRY(sp_kw_string(w, flex, false, s->transactional_id, "AddOffsetsToTxnRequest.TransactionalId"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->transactional_id,
+                         "AddOffsetsToTxnRequest.TransactionalId"));
     SP_KTRY(sp_kw_int64(w, s->producer_id, "AddOffsetsToTxnRequest.ProducerId"));
     SP_KTRY(sp_kw_int16(w, s->producer_epoch, "AddOffsetsToTxnRequest.ProducerEpoch"));
     SP_KTRY(sp_kw_string(w, flex, false, s->group_id, "AddOffsetsToTxnRequest.GroupId"));
@@ -80,7 +84,8 @@ int sp_kafka_add_offsets_to_txn_request_encode(struct sp_kwriter *w, int16_t ver
     return 0;
 }
 
-size_t sp_kafka_add_offsets_to_txn_request_size(const struct sp_kafka_add_offsets_to_txn_request *s, int16_t version)
+size_t sp_kafka_add_offsets_to_txn_request_size(const struct sp_kafka_add_offsets_to_txn_request *s,
+                                                int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -97,4 +102,3 @@ size_t sp_kafka_add_offsets_to_txn_request_size(const struct sp_kafka_add_offset
     }
     return n;
 }
-

@@ -10,7 +10,8 @@
 #define SP_KAFKA_ADD_OFFSETS_TO_TXN_RESPONSE_FLEXIBLE_MIN 3 /* -1: never flexible */
 
 struct sp_kafka_add_offsets_to_txn_response {
-    /* Duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* Duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* The response error code, or 0 if there was no error. */
     int16_t error_code;
@@ -21,12 +22,16 @@ void sp_kafka_add_offsets_to_txn_response_init(struct sp_kafka_add_offsets_to_tx
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_add_offsets_to_txn_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_add_offsets_to_txn_response *s);
+SP_MUST_CHECK int
+sp_kafka_add_offsets_to_txn_response_decode(struct sp_kreader *r, int16_t version,
+                                            struct sp_kafka_add_offsets_to_txn_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_add_offsets_to_txn_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_add_offsets_to_txn_response *s);
+SP_MUST_CHECK int
+sp_kafka_add_offsets_to_txn_response_encode(struct sp_kwriter *w, int16_t version,
+                                            const struct sp_kafka_add_offsets_to_txn_response *s);
 /* Bytes that sp_kafka_add_offsets_to_txn_response_encode writes at `version`. */
-size_t sp_kafka_add_offsets_to_txn_response_size(const struct sp_kafka_add_offsets_to_txn_response *s, int16_t version);
+size_t
+sp_kafka_add_offsets_to_txn_response_size(const struct sp_kafka_add_offsets_to_txn_response *s,
+                                          int16_t version);
 
 #endif /* SP_KAFKA_GEN_ADD_OFFSETS_TO_TXN_RESPONSE_H */

@@ -4,31 +4,51 @@
 
 #define IS_FLEXIBLE(version) (version >= 3)
 
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
-static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_is_default(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
-static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_size(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_is_default(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
+static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_is_default(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
+static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_size(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_is_default(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
 SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_is_default(const struct sp_kafka_add_partitions_to_txn_request *s);
+SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_is_default(
+    const struct sp_kafka_add_partitions_to_txn_request *s);
 
-void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
+void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_is_default(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
+SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_is_default(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -40,51 +60,69 @@ SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to
     return n;
 }
 
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count, &items, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count,
+                            &items,
+                            "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kr_int32(r, &s->partitions[i], "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
+            SP_KTRY(sp_kr_int32(r, &s->partitions[i],
+                                "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kw_int32(w, s->partitions[i], "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
+        SP_KTRY(sp_kw_int32(w, s->partitions[i],
+                            "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic.Partitions"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "AddPartitionsToTxnRequest.AddPartitionsToTxnTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s, int16_t version)
+static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -102,21 +140,22 @@ static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic
     return n;
 }
 
-void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_init(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
+void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_init(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_is_default(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_is_default(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
 {
-    return (s->transactional_id.len == 0) &&
-           (s->producer_id == 0) &&
-           (s->producer_epoch == 0) &&
-           (s->verify_only == false) &&
-           (s->topics_count == 0);
+    return (s->transactional_id.len == 0) && (s->producer_id == 0) && (s->producer_epoch == 0) &&
+           (s->verify_only == false) && (s->topics_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -134,87 +173,126 @@ SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to
     return n;
 }
 
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_init(s);
     if (version >= 4) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->transactional_id, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.TransactionalId"));
+        SP_KTRY(sp_kr_string(
+            r, flex, false, &s->transactional_id,
+            "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.TransactionalId"));
     }
     if (version >= 4) {
-        SP_KTRY(sp_kr_int64(r, &s->producer_id, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerId"));
+        SP_KTRY(sp_kr_int64(r, &s->producer_id,
+                            "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerId"));
     }
     if (version >= 4) {
-        SP_KTRY(sp_kr_int16(r, &s->producer_epoch, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerEpoch"));
+        SP_KTRY(
+            sp_kr_int16(r, &s->producer_epoch,
+                        "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerEpoch"));
     }
     if (version >= 4) {
-        SP_KTRY(sp_kr_bool(r, &s->verify_only, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.VerifyOnly"));
+        SP_KTRY(sp_kr_bool(r, &s->verify_only,
+                           "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.VerifyOnly"));
     }
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(version), &s->topics_count, &items, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->topics),
+                sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(
+                    version),
+                &s->topics_count, &items,
+                "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics"));
             s->topics = items;
             for (int32_t i = 0; i < s->topics_count; i++)
-                SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(r, version, &s->topics[i]));
+                SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(
+                    r, version, &s->topics[i]));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(
+            r, &tagged_count,
+            "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size,
+                "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
+static int sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 4) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->transactional_id, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.TransactionalId"));
+        SP_KTRY(sp_kw_string(
+            w, flex, false, s->transactional_id,
+            "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.TransactionalId"));
     } else if (!(s->transactional_id.len == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.TransactionalId");
+        return sp_kw_fail(
+            w, -ENOTSUP, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.TransactionalId");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_int64(w, s->producer_id, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerId"));
+        SP_KTRY(sp_kw_int64(w, s->producer_id,
+                            "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerId"));
     } else if (!(s->producer_id == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerId");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerId");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_int16(w, s->producer_epoch, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerEpoch"));
+        SP_KTRY(
+            sp_kw_int16(w, s->producer_epoch,
+                        "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerEpoch"));
     } else if (!(s->producer_epoch == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerEpoch");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.ProducerEpoch");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_bool(w, s->verify_only, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.VerifyOnly"));
+        SP_KTRY(sp_kw_bool(w, s->verify_only,
+                           "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.VerifyOnly"));
     } else if (!(s->verify_only == false)) {
-        return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.VerifyOnly");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.VerifyOnly");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count,
+                             "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics"));
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(w, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(
+                w, version, &s->topics[i]));
     } else if (!(s->topics_count == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction.Topics");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(
+            w, tagged_count,
+            "AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_size(const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s, int16_t version)
+static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_size(
+    const struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -236,7 +314,8 @@ static size_t sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_trans
     if (version >= 4) {
         n += sp_ks_length(flex, true, s->topics_count);
         for (int32_t i = 0; i < s->topics_count; i++)
-            n += sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(&s->topics[i], version);
+            n += sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(
+                &s->topics[i], version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -250,12 +329,11 @@ void sp_kafka_add_partitions_to_txn_request_init(struct sp_kafka_add_partitions_
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_is_default(const struct sp_kafka_add_partitions_to_txn_request *s)
+SP_UNUSED static bool sp_kafka_add_partitions_to_txn_request_is_default(
+    const struct sp_kafka_add_partitions_to_txn_request *s)
 {
-    return (s->transactions_count == 0) &&
-           (s->v3_and_below_transactional_id.len == 0) &&
-           (s->v3_and_below_producer_id == 0) &&
-           (s->v3_and_below_producer_epoch == 0) &&
+    return (s->transactions_count == 0) && (s->v3_and_below_transactional_id.len == 0) &&
+           (s->v3_and_below_producer_id == 0) && (s->v3_and_below_producer_epoch == 0) &&
            (s->v3_and_below_topics_count == 0);
 }
 
@@ -277,7 +355,8 @@ SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_request_bytes_min(int16_t
     return n;
 }
 
-int sp_kafka_add_partitions_to_txn_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_request *s)
+int sp_kafka_add_partitions_to_txn_request_decode(struct sp_kreader *r, int16_t version,
+                                                  struct sp_kafka_add_partitions_to_txn_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -288,28 +367,43 @@ int sp_kafka_add_partitions_to_txn_request_decode(struct sp_kreader *r, int16_t 
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->transactions), sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_bytes_min(version), &s->transactions_count, &items, "AddPartitionsToTxnRequest.Transactions"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->transactions),
+                sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_bytes_min(
+                    version),
+                &s->transactions_count, &items, "AddPartitionsToTxnRequest.Transactions"));
             s->transactions = items;
             for (int32_t i = 0; i < s->transactions_count; i++)
-                SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_decode(r, version, &s->transactions[i]));
+                SP_KTRY(
+                    sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_decode(
+                        r, version, &s->transactions[i]));
         }
     }
     if (version <= 3) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->v3_and_below_transactional_id, "AddPartitionsToTxnRequest.V3AndBelowTransactionalId"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->v3_and_below_transactional_id,
+                             "AddPartitionsToTxnRequest.V3AndBelowTransactionalId"));
     }
     if (version <= 3) {
-        SP_KTRY(sp_kr_int64(r, &s->v3_and_below_producer_id, "AddPartitionsToTxnRequest.V3AndBelowProducerId"));
+        SP_KTRY(sp_kr_int64(r, &s->v3_and_below_producer_id,
+                            "AddPartitionsToTxnRequest.V3AndBelowProducerId"));
     }
     if (version <= 3) {
-        SP_KTRY(sp_kr_int16(r, &s->v3_and_below_producer_epoch, "AddPartitionsToTxnRequest.V3AndBelowProducerEpoch"));
+        SP_KTRY(sp_kr_int16(r, &s->v3_and_below_producer_epoch,
+                            "AddPartitionsToTxnRequest.V3AndBelowProducerEpoch"));
     }
     if (version <= 3) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->v3_and_below_topics), sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(version), &s->v3_and_below_topics_count, &items, "AddPartitionsToTxnRequest.V3AndBelowTopics"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->v3_and_below_topics),
+                sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_bytes_min(
+                    version),
+                &s->v3_and_below_topics_count, &items,
+                "AddPartitionsToTxnRequest.V3AndBelowTopics"));
             s->v3_and_below_topics = items;
             for (int32_t i = 0; i < s->v3_and_below_topics_count; i++)
-                SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(r, version, &s->v3_and_below_topics[i]));
+                SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_decode(
+                    r, version, &s->v3_and_below_topics[i]));
         }
     }
     if (flex) {
@@ -325,7 +419,8 @@ int sp_kafka_add_partitions_to_txn_request_decode(struct sp_kreader *r, int16_t 
     return 0;
 }
 
-int sp_kafka_add_partitions_to_txn_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_request *s)
+int sp_kafka_add_partitions_to_txn_request_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -334,31 +429,38 @@ int sp_kafka_add_partitions_to_txn_request_encode(struct sp_kwriter *w, int16_t 
     if (version < 0 || version > 5)
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.version");
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->transactions_count, "AddPartitionsToTxnRequest.Transactions"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->transactions_count,
+                             "AddPartitionsToTxnRequest.Transactions"));
         for (int32_t i = 0; i < s->transactions_count; i++)
-            SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_encode(w, version, &s->transactions[i]));
+            SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_encode(
+                w, version, &s->transactions[i]));
     } else if (!(s->transactions_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.Transactions");
     }
     if (version <= 3) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->v3_and_below_transactional_id, "AddPartitionsToTxnRequest.V3AndBelowTransactionalId"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->v3_and_below_transactional_id,
+                             "AddPartitionsToTxnRequest.V3AndBelowTransactionalId"));
     } else if (!(s->v3_and_below_transactional_id.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.V3AndBelowTransactionalId");
     }
     if (version <= 3) {
-        SP_KTRY(sp_kw_int64(w, s->v3_and_below_producer_id, "AddPartitionsToTxnRequest.V3AndBelowProducerId"));
+        SP_KTRY(sp_kw_int64(w, s->v3_and_below_producer_id,
+                            "AddPartitionsToTxnRequest.V3AndBelowProducerId"));
     } else if (!(s->v3_and_below_producer_id == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.V3AndBelowProducerId");
     }
     if (version <= 3) {
-        SP_KTRY(sp_kw_int16(w, s->v3_and_below_producer_epoch, "AddPartitionsToTxnRequest.V3AndBelowProducerEpoch"));
+        SP_KTRY(sp_kw_int16(w, s->v3_and_below_producer_epoch,
+                            "AddPartitionsToTxnRequest.V3AndBelowProducerEpoch"));
     } else if (!(s->v3_and_below_producer_epoch == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.V3AndBelowProducerEpoch");
     }
     if (version <= 3) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->v3_and_below_topics_count, "AddPartitionsToTxnRequest.V3AndBelowTopics"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->v3_and_below_topics_count,
+                             "AddPartitionsToTxnRequest.V3AndBelowTopics"));
         for (int32_t i = 0; i < s->v3_and_below_topics_count; i++)
-            SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(w, version, &s->v3_and_below_topics[i]));
+            SP_KTRY(sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(
+                w, version, &s->v3_and_below_topics[i]));
     } else if (!(s->v3_and_below_topics_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnRequest.V3AndBelowTopics");
     }
@@ -369,7 +471,9 @@ int sp_kafka_add_partitions_to_txn_request_encode(struct sp_kwriter *w, int16_t 
     return 0;
 }
 
-size_t sp_kafka_add_partitions_to_txn_request_size(const struct sp_kafka_add_partitions_to_txn_request *s, int16_t version)
+size_t
+sp_kafka_add_partitions_to_txn_request_size(const struct sp_kafka_add_partitions_to_txn_request *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -379,7 +483,8 @@ size_t sp_kafka_add_partitions_to_txn_request_size(const struct sp_kafka_add_par
     if (version >= 4) {
         n += sp_ks_length(flex, true, s->transactions_count);
         for (int32_t i = 0; i < s->transactions_count; i++)
-            n += sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_size(&s->transactions[i], version);
+            n += sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_size(
+                &s->transactions[i], version);
     }
     if (version <= 3) {
         n += sp_ks_string(flex, s->v3_and_below_transactional_id);
@@ -393,7 +498,8 @@ size_t sp_kafka_add_partitions_to_txn_request_size(const struct sp_kafka_add_par
     if (version <= 3) {
         n += sp_ks_length(flex, true, s->v3_and_below_topics_count);
         for (int32_t i = 0; i < s->v3_and_below_topics_count; i++)
-            n += sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(&s->v3_and_below_topics[i], version);
+            n += sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_size(
+                &s->v3_and_below_topics[i], version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -401,4 +507,3 @@ size_t sp_kafka_add_partitions_to_txn_request_size(const struct sp_kafka_add_par
     }
     return n;
 }
-

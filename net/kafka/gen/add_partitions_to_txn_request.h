@@ -24,7 +24,8 @@ struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction 
     int64_t producer_id;
     /* Current epoch associated with the producer id. */
     int16_t producer_epoch;
-    /* Boolean to signify if we want to check if the partition is in the transaction rather than add it. */
+    /* Boolean to signify if we want to check if the partition is in the transaction rather than add
+     * it. */
     bool verify_only;
     /* The partitions to add to the transaction. */
     struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *topics;
@@ -47,20 +48,25 @@ struct sp_kafka_add_partitions_to_txn_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
+void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_init(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
+void sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_init(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_add_partitions_to_txn_request_init(struct sp_kafka_add_partitions_to_txn_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_add_partitions_to_txn_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_add_partitions_to_txn_request *s);
+SP_MUST_CHECK int
+sp_kafka_add_partitions_to_txn_request_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_add_partitions_to_txn_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_add_partitions_to_txn_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_add_partitions_to_txn_request *s);
+SP_MUST_CHECK int sp_kafka_add_partitions_to_txn_request_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_request *s);
 /* Bytes that sp_kafka_add_partitions_to_txn_request_encode writes at `version`. */
-size_t sp_kafka_add_partitions_to_txn_request_size(const struct sp_kafka_add_partitions_to_txn_request *s, int16_t version);
+size_t
+sp_kafka_add_partitions_to_txn_request_size(const struct sp_kafka_add_partitions_to_txn_request *s,
+                                            int16_t version);
 
 #endif /* SP_KAFKA_GEN_ADD_PARTITIONS_TO_TXN_REQUEST_H */

@@ -4,36 +4,70 @@
 
 #define IS_FLEXIBLE(version) (version >= 3)
 
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
-static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_size(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_is_default(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
-static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_is_default(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
-static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_size(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_is_default(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
+static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_size(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_bytes_min(
+    int16_t version);
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
+static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(
+    int16_t version);
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
+static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_size(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
 SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_is_default(const struct sp_kafka_add_partitions_to_txn_response *s);
+SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response *s);
 
-void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_init(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
+void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_init(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_is_default(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
 {
-    return (s->partition_index == 0) &&
-           (s->partition_error_code == 0);
+    return (s->partition_index == 0) && (s->partition_error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_bytes_min(
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -45,43 +79,67 @@ SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_t
     return n;
 }
 
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionIndex"));
-    SP_KTRY(sp_kr_int16(r, &s->partition_error_code, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionErrorCode"));
+    SP_KTRY(
+        sp_kr_int32(r, &s->partition_index,
+                    "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionIndex"));
+    SP_KTRY(sp_kr_int16(
+        r, &s->partition_error_code,
+        "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionErrorCode"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(
+            r, &tagged_count,
+            "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionIndex"));
-    SP_KTRY(sp_kw_int16(w, s->partition_error_code, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionErrorCode"));
+    SP_KTRY(
+        sp_kw_int32(w, s->partition_index,
+                    "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionIndex"));
+    SP_KTRY(sp_kw_int16(
+        w, s->partition_error_code,
+        "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult.PartitionErrorCode"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(
+            w, tagged_count,
+            "AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_size(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s, int16_t version)
+static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_size(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -97,18 +155,22 @@ static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_part
     return n;
 }
 
-void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
+void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_is_default(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
 {
-    return (s->name.len == 0) &&
-           (s->results_by_partition_count == 0);
+    return (s->name.len == 0) && (s->results_by_partition_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -120,51 +182,80 @@ SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_t
     return n;
 }
 
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->results_by_partition), sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_bytes_min(version), &s->results_by_partition_count, &items, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.ResultsByPartition"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->results_by_partition),
+            sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_bytes_min(
+                version),
+            &s->results_by_partition_count, &items,
+            "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.ResultsByPartition"));
         s->results_by_partition = items;
         for (int32_t i = 0; i < s->results_by_partition_count; i++)
-            SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_decode(r, version, &s->results_by_partition[i]));
+            SP_KTRY(
+                sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_decode(
+                    r, version, &s->results_by_partition[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(
+            r, &tagged_count,
+            "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->results_by_partition_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.ResultsByPartition"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.Name"));
+    SP_KTRY(sp_kw_length(
+        w, flex, true, false, s->results_by_partition_count,
+        "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.ResultsByPartition"));
     for (int32_t i = 0; i < s->results_by_partition_count; i++)
-        SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_encode(w, version, &s->results_by_partition[i]));
+        SP_KTRY(
+            sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_encode(
+                w, version, &s->results_by_partition[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(
+            w, tagged_count,
+            "AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s, int16_t version)
+static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -174,7 +265,8 @@ static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topi
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->results_by_partition_count);
     for (int32_t i = 0; i < s->results_by_partition_count; i++)
-        n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_size(&s->results_by_partition[i], version);
+        n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_size(
+            &s->results_by_partition[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -182,18 +274,21 @@ static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topi
     return n;
 }
 
-void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_init(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
+void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_init(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_is_default(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
+SP_UNUSED static bool
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
 {
-    return (s->transactional_id.len == 0) &&
-           (s->topic_results_count == 0);
+    return (s->transactional_id.len == 0) && (s->topic_results_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -205,63 +300,91 @@ SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_t
     return n;
 }
 
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_init(s);
     if (version >= 4) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->transactional_id, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TransactionalId"));
+        SP_KTRY(
+            sp_kr_string(r, flex, false, &s->transactional_id,
+                         "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TransactionalId"));
     }
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topic_results), sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(version), &s->topic_results_count, &items, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->topic_results),
+                sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(
+                    version),
+                &s->topic_results_count, &items,
+                "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults"));
             s->topic_results = items;
             for (int32_t i = 0; i < s->topic_results_count; i++)
-                SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(r, version, &s->topic_results[i]));
+                SP_KTRY(
+                    sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(
+                        r, version, &s->topic_results[i]));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count,
+                          "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
+static int sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 4) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->transactional_id, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TransactionalId"));
+        SP_KTRY(
+            sp_kw_string(w, flex, false, s->transactional_id,
+                         "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TransactionalId"));
     } else if (!(s->transactional_id.len == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TransactionalId");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TransactionalId");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->topic_results_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->topic_results_count,
+                             "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults"));
         for (int32_t i = 0; i < s->topic_results_count; i++)
-            SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(w, version, &s->topic_results[i]));
+            SP_KTRY(
+                sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(
+                    w, version, &s->topic_results[i]));
     } else if (!(s->topic_results_count == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "AddPartitionsToTxnResponse.AddPartitionsToTxnResult.TopicResults");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(
+            w, tagged_count, "AddPartitionsToTxnResponse.AddPartitionsToTxnResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_size(const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s, int16_t version)
+static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_size(
+    const struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -274,7 +397,8 @@ static size_t sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_resu
     if (version >= 4) {
         n += sp_ks_length(flex, true, s->topic_results_count);
         for (int32_t i = 0; i < s->topic_results_count; i++)
-            n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(&s->topic_results[i], version);
+            n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(
+                &s->topic_results[i], version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -288,12 +412,11 @@ void sp_kafka_add_partitions_to_txn_response_init(struct sp_kafka_add_partitions
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_is_default(const struct sp_kafka_add_partitions_to_txn_response *s)
+SP_UNUSED static bool sp_kafka_add_partitions_to_txn_response_is_default(
+    const struct sp_kafka_add_partitions_to_txn_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->results_by_transaction_count == 0) &&
-           (s->results_by_topic_v3_and_below_count == 0);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) &&
+           (s->results_by_transaction_count == 0) && (s->results_by_topic_v3_and_below_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_bytes_min(int16_t version)
@@ -312,7 +435,8 @@ SP_UNUSED static size_t sp_kafka_add_partitions_to_txn_response_bytes_min(int16_
     return n;
 }
 
-int sp_kafka_add_partitions_to_txn_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response *s)
+int sp_kafka_add_partitions_to_txn_response_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_add_partitions_to_txn_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -327,19 +451,32 @@ int sp_kafka_add_partitions_to_txn_response_decode(struct sp_kreader *r, int16_t
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->results_by_transaction), sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_bytes_min(version), &s->results_by_transaction_count, &items, "AddPartitionsToTxnResponse.ResultsByTransaction"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->results_by_transaction),
+                sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_bytes_min(
+                    version),
+                &s->results_by_transaction_count, &items,
+                "AddPartitionsToTxnResponse.ResultsByTransaction"));
             s->results_by_transaction = items;
             for (int32_t i = 0; i < s->results_by_transaction_count; i++)
-                SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_decode(r, version, &s->results_by_transaction[i]));
+                SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_decode(
+                    r, version, &s->results_by_transaction[i]));
         }
     }
     if (version <= 3) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->results_by_topic_v3_and_below), sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(version), &s->results_by_topic_v3_and_below_count, &items, "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->results_by_topic_v3_and_below),
+                sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_bytes_min(
+                    version),
+                &s->results_by_topic_v3_and_below_count, &items,
+                "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow"));
             s->results_by_topic_v3_and_below = items;
             for (int32_t i = 0; i < s->results_by_topic_v3_and_below_count; i++)
-                SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(r, version, &s->results_by_topic_v3_and_below[i]));
+                SP_KTRY(
+                    sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_decode(
+                        r, version, &s->results_by_topic_v3_and_below[i]));
         }
     }
     if (flex) {
@@ -355,7 +492,8 @@ int sp_kafka_add_partitions_to_txn_response_decode(struct sp_kreader *r, int16_t
     return 0;
 }
 
-int sp_kafka_add_partitions_to_txn_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response *s)
+int sp_kafka_add_partitions_to_txn_response_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -368,16 +506,21 @@ int sp_kafka_add_partitions_to_txn_response_encode(struct sp_kwriter *w, int16_t
         SP_KTRY(sp_kw_int16(w, s->error_code, "AddPartitionsToTxnResponse.ErrorCode"));
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->results_by_transaction_count, "AddPartitionsToTxnResponse.ResultsByTransaction"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->results_by_transaction_count,
+                             "AddPartitionsToTxnResponse.ResultsByTransaction"));
         for (int32_t i = 0; i < s->results_by_transaction_count; i++)
-            SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_encode(w, version, &s->results_by_transaction[i]));
+            SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_encode(
+                w, version, &s->results_by_transaction[i]));
     } else if (!(s->results_by_transaction_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnResponse.ResultsByTransaction");
     }
     if (version <= 3) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->results_by_topic_v3_and_below_count, "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->results_by_topic_v3_and_below_count,
+                             "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow"));
         for (int32_t i = 0; i < s->results_by_topic_v3_and_below_count; i++)
-            SP_KTRY(sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(w, version, &s->results_by_topic_v3_and_below[i]));
+            SP_KTRY(
+                sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(
+                    w, version, &s->results_by_topic_v3_and_below[i]));
     } else if (!(s->results_by_topic_v3_and_below_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow");
     }
@@ -388,7 +531,8 @@ int sp_kafka_add_partitions_to_txn_response_encode(struct sp_kwriter *w, int16_t
     return 0;
 }
 
-size_t sp_kafka_add_partitions_to_txn_response_size(const struct sp_kafka_add_partitions_to_txn_response *s, int16_t version)
+size_t sp_kafka_add_partitions_to_txn_response_size(
+    const struct sp_kafka_add_partitions_to_txn_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -402,12 +546,14 @@ size_t sp_kafka_add_partitions_to_txn_response_size(const struct sp_kafka_add_pa
     if (version >= 4) {
         n += sp_ks_length(flex, true, s->results_by_transaction_count);
         for (int32_t i = 0; i < s->results_by_transaction_count; i++)
-            n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_size(&s->results_by_transaction[i], version);
+            n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_size(
+                &s->results_by_transaction[i], version);
     }
     if (version <= 3) {
         n += sp_ks_length(flex, true, s->results_by_topic_v3_and_below_count);
         for (int32_t i = 0; i < s->results_by_topic_v3_and_below_count; i++)
-            n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(&s->results_by_topic_v3_and_below[i], version);
+            n += sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_size(
+                &s->results_by_topic_v3_and_below[i], version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -415,4 +561,3 @@ size_t sp_kafka_add_partitions_to_txn_response_size(const struct sp_kafka_add_pa
     }
     return n;
 }
-

@@ -20,7 +20,8 @@ struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_resul
     /* The topic name. */
     struct sp_kstr name;
     /* The results for each partition */
-    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *results_by_partition;
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result
+        *results_by_partition;
     int32_t results_by_partition_count; /* -1: null */
 };
 
@@ -28,40 +29,50 @@ struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result {
     /* The transactional id corresponding to the transaction. */
     struct sp_kstr transactional_id;
     /* The results for each topic. */
-    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *topic_results;
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result
+        *topic_results;
     int32_t topic_results_count; /* -1: null */
 };
 
 struct sp_kafka_add_partitions_to_txn_response {
-    /* Duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* Duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* The response top level error code. */
     int16_t error_code;
     /* Results categorized by transactional ID. */
-    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *results_by_transaction;
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result
+        *results_by_transaction;
     int32_t results_by_transaction_count; /* -1: null */
     /* The results for each topic. */
-    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *results_by_topic_v3_and_below;
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result
+        *results_by_topic_v3_and_below;
     int32_t results_by_topic_v3_and_below_count; /* -1: null */
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_init(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
+void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_init(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
+void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_init(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
+void sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_init(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_add_partitions_to_txn_response_init(struct sp_kafka_add_partitions_to_txn_response *s);
+void sp_kafka_add_partitions_to_txn_response_init(
+    struct sp_kafka_add_partitions_to_txn_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_add_partitions_to_txn_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_add_partitions_to_txn_response *s);
+SP_MUST_CHECK int
+sp_kafka_add_partitions_to_txn_response_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_add_partitions_to_txn_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_add_partitions_to_txn_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_add_partitions_to_txn_response *s);
+SP_MUST_CHECK int sp_kafka_add_partitions_to_txn_response_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_add_partitions_to_txn_response *s);
 /* Bytes that sp_kafka_add_partitions_to_txn_response_encode writes at `version`. */
-size_t sp_kafka_add_partitions_to_txn_response_size(const struct sp_kafka_add_partitions_to_txn_response *s, int16_t version);
+size_t sp_kafka_add_partitions_to_txn_response_size(
+    const struct sp_kafka_add_partitions_to_txn_response *s, int16_t version);
 
 #endif /* SP_KAFKA_GEN_ADD_PARTITIONS_TO_TXN_RESPONSE_H */

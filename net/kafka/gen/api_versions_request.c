@@ -5,17 +5,18 @@
 #define IS_FLEXIBLE(version) (version >= 3)
 
 SP_UNUSED static size_t sp_kafka_api_versions_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_api_versions_request_is_default(const struct sp_kafka_api_versions_request *s);
+SP_UNUSED static bool
+sp_kafka_api_versions_request_is_default(const struct sp_kafka_api_versions_request *s);
 
 void sp_kafka_api_versions_request_init(struct sp_kafka_api_versions_request *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_api_versions_request_is_default(const struct sp_kafka_api_versions_request *s)
+SP_UNUSED static bool
+sp_kafka_api_versions_request_is_default(const struct sp_kafka_api_versions_request *s)
 {
-    return (s->client_software_name.len == 0) &&
-           (s->client_software_version.len == 0);
+    return (s->client_software_name.len == 0) && (s->client_software_version.len == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_api_versions_request_bytes_min(int16_t version)
@@ -30,7 +31,8 @@ SP_UNUSED static size_t sp_kafka_api_versions_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_api_versions_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_request *s)
+int sp_kafka_api_versions_request_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_api_versions_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -39,10 +41,12 @@ int sp_kafka_api_versions_request_decode(struct sp_kreader *r, int16_t version, 
         return sp_kr_fail(r, -EBADMSG, "ApiVersionsRequest.version");
     sp_kafka_api_versions_request_init(s);
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->client_software_name, "ApiVersionsRequest.ClientSoftwareName"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->client_software_name,
+                             "ApiVersionsRequest.ClientSoftwareName"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->client_software_version, "ApiVersionsRequest.ClientSoftwareVersion"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->client_software_version,
+                             "ApiVersionsRequest.ClientSoftwareVersion"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -57,7 +61,8 @@ int sp_kafka_api_versions_request_decode(struct sp_kreader *r, int16_t version, 
     return 0;
 }
 
-int sp_kafka_api_versions_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_request *s)
+int sp_kafka_api_versions_request_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_api_versions_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -66,10 +71,12 @@ int sp_kafka_api_versions_request_encode(struct sp_kwriter *w, int16_t version, 
     if (version < 0 || version > 4)
         return sp_kw_fail(w, -ENOTSUP, "ApiVersionsRequest.version");
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->client_software_name, "ApiVersionsRequest.ClientSoftwareName"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->client_software_name,
+                             "ApiVersionsRequest.ClientSoftwareName"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->client_software_version, "ApiVersionsRequest.ClientSoftwareVersion"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->client_software_version,
+                             "ApiVersionsRequest.ClientSoftwareVersion"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -78,7 +85,8 @@ int sp_kafka_api_versions_request_encode(struct sp_kwriter *w, int16_t version, 
     return 0;
 }
 
-size_t sp_kafka_api_versions_request_size(const struct sp_kafka_api_versions_request *s, int16_t version)
+size_t sp_kafka_api_versions_request_size(const struct sp_kafka_api_versions_request *s,
+                                          int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -97,4 +105,3 @@ size_t sp_kafka_api_versions_request_size(const struct sp_kafka_api_versions_req
     }
     return n;
 }
-

@@ -4,34 +4,54 @@
 
 #define IS_FLEXIBLE(version) (version >= 3)
 
-static int sp_kafka_api_versions_response_api_version_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_api_version *s);
-static int sp_kafka_api_versions_response_api_version_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response_api_version *s);
-static size_t sp_kafka_api_versions_response_api_version_size(const struct sp_kafka_api_versions_response_api_version *s, int16_t version);
+static int sp_kafka_api_versions_response_api_version_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_api_version *s);
+static int sp_kafka_api_versions_response_api_version_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_api_versions_response_api_version *s);
+static size_t sp_kafka_api_versions_response_api_version_size(
+    const struct sp_kafka_api_versions_response_api_version *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_api_versions_response_api_version_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_api_versions_response_api_version_is_default(const struct sp_kafka_api_versions_response_api_version *s);
-static int sp_kafka_api_versions_response_supported_feature_key_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_supported_feature_key *s);
-static int sp_kafka_api_versions_response_supported_feature_key_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response_supported_feature_key *s);
-static size_t sp_kafka_api_versions_response_supported_feature_key_size(const struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_api_versions_response_supported_feature_key_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_api_versions_response_supported_feature_key_is_default(const struct sp_kafka_api_versions_response_supported_feature_key *s);
-static int sp_kafka_api_versions_response_finalized_feature_key_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_finalized_feature_key *s);
-static int sp_kafka_api_versions_response_finalized_feature_key_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response_finalized_feature_key *s);
-static size_t sp_kafka_api_versions_response_finalized_feature_key_size(const struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_api_versions_response_finalized_feature_key_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_api_versions_response_finalized_feature_key_is_default(const struct sp_kafka_api_versions_response_finalized_feature_key *s);
+SP_UNUSED static bool sp_kafka_api_versions_response_api_version_is_default(
+    const struct sp_kafka_api_versions_response_api_version *s);
+static int sp_kafka_api_versions_response_supported_feature_key_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_api_versions_response_supported_feature_key *s);
+static int sp_kafka_api_versions_response_supported_feature_key_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_api_versions_response_supported_feature_key *s);
+static size_t sp_kafka_api_versions_response_supported_feature_key_size(
+    const struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_api_versions_response_supported_feature_key_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_api_versions_response_supported_feature_key_is_default(
+    const struct sp_kafka_api_versions_response_supported_feature_key *s);
+static int sp_kafka_api_versions_response_finalized_feature_key_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_api_versions_response_finalized_feature_key *s);
+static int sp_kafka_api_versions_response_finalized_feature_key_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_api_versions_response_finalized_feature_key *s);
+static size_t sp_kafka_api_versions_response_finalized_feature_key_size(
+    const struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_api_versions_response_finalized_feature_key_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_api_versions_response_finalized_feature_key_is_default(
+    const struct sp_kafka_api_versions_response_finalized_feature_key *s);
 SP_UNUSED static size_t sp_kafka_api_versions_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_api_versions_response_is_default(const struct sp_kafka_api_versions_response *s);
+SP_UNUSED static bool
+sp_kafka_api_versions_response_is_default(const struct sp_kafka_api_versions_response *s);
 
-void sp_kafka_api_versions_response_api_version_init(struct sp_kafka_api_versions_response_api_version *s)
+void sp_kafka_api_versions_response_api_version_init(
+    struct sp_kafka_api_versions_response_api_version *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_api_versions_response_api_version_is_default(const struct sp_kafka_api_versions_response_api_version *s)
+SP_UNUSED static bool sp_kafka_api_versions_response_api_version_is_default(
+    const struct sp_kafka_api_versions_response_api_version *s)
 {
-    return (s->api_key == 0) &&
-           (s->min_version == 0) &&
-           (s->max_version == 0);
+    return (s->api_key == 0) && (s->min_version == 0) && (s->max_version == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_api_versions_response_api_version_bytes_min(int16_t version)
@@ -48,7 +68,8 @@ SP_UNUSED static size_t sp_kafka_api_versions_response_api_version_bytes_min(int
     return n;
 }
 
-static int sp_kafka_api_versions_response_api_version_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_api_version *s)
+static int sp_kafka_api_versions_response_api_version_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_api_version *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -70,7 +91,9 @@ static int sp_kafka_api_versions_response_api_version_decode(struct sp_kreader *
     return 0;
 }
 
-static int sp_kafka_api_versions_response_api_version_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response_api_version *s)
+static int sp_kafka_api_versions_response_api_version_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_api_versions_response_api_version *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -86,7 +109,8 @@ static int sp_kafka_api_versions_response_api_version_encode(struct sp_kwriter *
     return 0;
 }
 
-static size_t sp_kafka_api_versions_response_api_version_size(const struct sp_kafka_api_versions_response_api_version *s, int16_t version)
+static size_t sp_kafka_api_versions_response_api_version_size(
+    const struct sp_kafka_api_versions_response_api_version *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -103,19 +127,20 @@ static size_t sp_kafka_api_versions_response_api_version_size(const struct sp_ka
     return n;
 }
 
-void sp_kafka_api_versions_response_supported_feature_key_init(struct sp_kafka_api_versions_response_supported_feature_key *s)
+void sp_kafka_api_versions_response_supported_feature_key_init(
+    struct sp_kafka_api_versions_response_supported_feature_key *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_api_versions_response_supported_feature_key_is_default(const struct sp_kafka_api_versions_response_supported_feature_key *s)
+SP_UNUSED static bool sp_kafka_api_versions_response_supported_feature_key_is_default(
+    const struct sp_kafka_api_versions_response_supported_feature_key *s)
 {
-    return (s->name.len == 0) &&
-           (s->min_version == 0) &&
-           (s->max_version == 0);
+    return (s->name.len == 0) && (s->min_version == 0) && (s->max_version == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_api_versions_response_supported_feature_key_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_api_versions_response_supported_feature_key_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -129,63 +154,78 @@ SP_UNUSED static size_t sp_kafka_api_versions_response_supported_feature_key_byt
     return n;
 }
 
-static int sp_kafka_api_versions_response_supported_feature_key_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_supported_feature_key *s)
+static int sp_kafka_api_versions_response_supported_feature_key_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_api_versions_response_supported_feature_key *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_api_versions_response_supported_feature_key_init(s);
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "ApiVersionsResponse.SupportedFeatureKey.Name"));
+        SP_KTRY(
+            sp_kr_string(r, flex, false, &s->name, "ApiVersionsResponse.SupportedFeatureKey.Name"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_int16(r, &s->min_version, "ApiVersionsResponse.SupportedFeatureKey.MinVersion"));
+        SP_KTRY(
+            sp_kr_int16(r, &s->min_version, "ApiVersionsResponse.SupportedFeatureKey.MinVersion"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_int16(r, &s->max_version, "ApiVersionsResponse.SupportedFeatureKey.MaxVersion"));
+        SP_KTRY(
+            sp_kr_int16(r, &s->max_version, "ApiVersionsResponse.SupportedFeatureKey.MaxVersion"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_api_versions_response_supported_feature_key_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response_supported_feature_key *s)
+static int sp_kafka_api_versions_response_supported_feature_key_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_api_versions_response_supported_feature_key *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "ApiVersionsResponse.SupportedFeatureKey.Name"));
+        SP_KTRY(
+            sp_kw_string(w, flex, false, s->name, "ApiVersionsResponse.SupportedFeatureKey.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ApiVersionsResponse.SupportedFeatureKey.Name");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_int16(w, s->min_version, "ApiVersionsResponse.SupportedFeatureKey.MinVersion"));
+        SP_KTRY(
+            sp_kw_int16(w, s->min_version, "ApiVersionsResponse.SupportedFeatureKey.MinVersion"));
     } else if (!(s->min_version == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ApiVersionsResponse.SupportedFeatureKey.MinVersion");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_int16(w, s->max_version, "ApiVersionsResponse.SupportedFeatureKey.MaxVersion"));
+        SP_KTRY(
+            sp_kw_int16(w, s->max_version, "ApiVersionsResponse.SupportedFeatureKey.MaxVersion"));
     } else if (!(s->max_version == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ApiVersionsResponse.SupportedFeatureKey.MaxVersion");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ApiVersionsResponse.SupportedFeatureKey._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_api_versions_response_supported_feature_key_size(const struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version)
+static size_t sp_kafka_api_versions_response_supported_feature_key_size(
+    const struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -208,19 +248,20 @@ static size_t sp_kafka_api_versions_response_supported_feature_key_size(const st
     return n;
 }
 
-void sp_kafka_api_versions_response_finalized_feature_key_init(struct sp_kafka_api_versions_response_finalized_feature_key *s)
+void sp_kafka_api_versions_response_finalized_feature_key_init(
+    struct sp_kafka_api_versions_response_finalized_feature_key *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_api_versions_response_finalized_feature_key_is_default(const struct sp_kafka_api_versions_response_finalized_feature_key *s)
+SP_UNUSED static bool sp_kafka_api_versions_response_finalized_feature_key_is_default(
+    const struct sp_kafka_api_versions_response_finalized_feature_key *s)
 {
-    return (s->name.len == 0) &&
-           (s->max_version_level == 0) &&
-           (s->min_version_level == 0);
+    return (s->name.len == 0) && (s->max_version_level == 0) && (s->min_version_level == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_api_versions_response_finalized_feature_key_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_api_versions_response_finalized_feature_key_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -234,63 +275,78 @@ SP_UNUSED static size_t sp_kafka_api_versions_response_finalized_feature_key_byt
     return n;
 }
 
-static int sp_kafka_api_versions_response_finalized_feature_key_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response_finalized_feature_key *s)
+static int sp_kafka_api_versions_response_finalized_feature_key_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_api_versions_response_finalized_feature_key *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_api_versions_response_finalized_feature_key_init(s);
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "ApiVersionsResponse.FinalizedFeatureKey.Name"));
+        SP_KTRY(
+            sp_kr_string(r, flex, false, &s->name, "ApiVersionsResponse.FinalizedFeatureKey.Name"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_int16(r, &s->max_version_level, "ApiVersionsResponse.FinalizedFeatureKey.MaxVersionLevel"));
+        SP_KTRY(sp_kr_int16(r, &s->max_version_level,
+                            "ApiVersionsResponse.FinalizedFeatureKey.MaxVersionLevel"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_int16(r, &s->min_version_level, "ApiVersionsResponse.FinalizedFeatureKey.MinVersionLevel"));
+        SP_KTRY(sp_kr_int16(r, &s->min_version_level,
+                            "ApiVersionsResponse.FinalizedFeatureKey.MinVersionLevel"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_api_versions_response_finalized_feature_key_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response_finalized_feature_key *s)
+static int sp_kafka_api_versions_response_finalized_feature_key_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_api_versions_response_finalized_feature_key *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "ApiVersionsResponse.FinalizedFeatureKey.Name"));
+        SP_KTRY(
+            sp_kw_string(w, flex, false, s->name, "ApiVersionsResponse.FinalizedFeatureKey.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ApiVersionsResponse.FinalizedFeatureKey.Name");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_int16(w, s->max_version_level, "ApiVersionsResponse.FinalizedFeatureKey.MaxVersionLevel"));
+        SP_KTRY(sp_kw_int16(w, s->max_version_level,
+                            "ApiVersionsResponse.FinalizedFeatureKey.MaxVersionLevel"));
     } else if (!(s->max_version_level == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ApiVersionsResponse.FinalizedFeatureKey.MaxVersionLevel");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_int16(w, s->min_version_level, "ApiVersionsResponse.FinalizedFeatureKey.MinVersionLevel"));
+        SP_KTRY(sp_kw_int16(w, s->min_version_level,
+                            "ApiVersionsResponse.FinalizedFeatureKey.MinVersionLevel"));
     } else if (!(s->min_version_level == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ApiVersionsResponse.FinalizedFeatureKey.MinVersionLevel");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ApiVersionsResponse.FinalizedFeatureKey._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_api_versions_response_finalized_feature_key_size(const struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version)
+static size_t sp_kafka_api_versions_response_finalized_feature_key_size(
+    const struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -319,15 +375,12 @@ void sp_kafka_api_versions_response_init(struct sp_kafka_api_versions_response *
     s->finalized_features_epoch = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_api_versions_response_is_default(const struct sp_kafka_api_versions_response *s)
+SP_UNUSED static bool
+sp_kafka_api_versions_response_is_default(const struct sp_kafka_api_versions_response *s)
 {
-    return (s->error_code == 0) &&
-           (s->api_keys_count == 0) &&
-           (s->throttle_time_ms == 0) &&
-           (s->supported_features_count == 0) &&
-           (s->finalized_features_epoch == INT64_C(-1)) &&
-           (s->finalized_features_count == 0) &&
-           (s->zk_migration_ready == false);
+    return (s->error_code == 0) && (s->api_keys_count == 0) && (s->throttle_time_ms == 0) &&
+           (s->supported_features_count == 0) && (s->finalized_features_epoch == INT64_C(-1)) &&
+           (s->finalized_features_count == 0) && (s->zk_migration_ready == false);
 }
 
 SP_UNUSED static size_t sp_kafka_api_versions_response_bytes_min(int16_t version)
@@ -352,7 +405,8 @@ SP_UNUSED static size_t sp_kafka_api_versions_response_bytes_min(int16_t version
     return n;
 }
 
-static int sp_kafka_api_versions_response_tag_supported_features_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_supported_features_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -360,27 +414,35 @@ static int sp_kafka_api_versions_response_tag_supported_features_decode(struct s
     (void)s;
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->supported_features), sp_kafka_api_versions_response_supported_feature_key_bytes_min(version), &s->supported_features_count, &items, "ApiVersionsResponse.SupportedFeatures"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->supported_features),
+                            sp_kafka_api_versions_response_supported_feature_key_bytes_min(version),
+                            &s->supported_features_count, &items,
+                            "ApiVersionsResponse.SupportedFeatures"));
         s->supported_features = items;
         for (int32_t i = 0; i < s->supported_features_count; i++)
-            SP_KTRY(sp_kafka_api_versions_response_supported_feature_key_decode(r, version, &s->supported_features[i]));
+            SP_KTRY(sp_kafka_api_versions_response_supported_feature_key_decode(
+                r, version, &s->supported_features[i]));
     }
     return 0;
 }
 
-static int sp_kafka_api_versions_response_tag_supported_features_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_supported_features_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->supported_features_count, "ApiVersionsResponse.SupportedFeatures"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->supported_features_count,
+                         "ApiVersionsResponse.SupportedFeatures"));
     for (int32_t i = 0; i < s->supported_features_count; i++)
-        SP_KTRY(sp_kafka_api_versions_response_supported_feature_key_encode(w, version, &s->supported_features[i]));
+        SP_KTRY(sp_kafka_api_versions_response_supported_feature_key_encode(
+            w, version, &s->supported_features[i]));
     return 0;
 }
 
-static size_t sp_kafka_api_versions_response_tag_supported_features_size(const struct sp_kafka_api_versions_response *s, int16_t version)
+static size_t sp_kafka_api_versions_response_tag_supported_features_size(
+    const struct sp_kafka_api_versions_response *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -389,31 +451,37 @@ static size_t sp_kafka_api_versions_response_tag_supported_features_size(const s
     size_t n = 0;
     n += sp_ks_length(flex, true, s->supported_features_count);
     for (int32_t i = 0; i < s->supported_features_count; i++)
-        n += sp_kafka_api_versions_response_supported_feature_key_size(&s->supported_features[i], version);
+        n += sp_kafka_api_versions_response_supported_feature_key_size(&s->supported_features[i],
+                                                                       version);
     return n;
 }
 
-static int sp_kafka_api_versions_response_tag_finalized_features_epoch_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_finalized_features_epoch_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kr_int64(r, &s->finalized_features_epoch, "ApiVersionsResponse.FinalizedFeaturesEpoch"));
+    SP_KTRY(
+        sp_kr_int64(r, &s->finalized_features_epoch, "ApiVersionsResponse.FinalizedFeaturesEpoch"));
     return 0;
 }
 
-static int sp_kafka_api_versions_response_tag_finalized_features_epoch_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_finalized_features_epoch_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int64(w, s->finalized_features_epoch, "ApiVersionsResponse.FinalizedFeaturesEpoch"));
+    SP_KTRY(
+        sp_kw_int64(w, s->finalized_features_epoch, "ApiVersionsResponse.FinalizedFeaturesEpoch"));
     return 0;
 }
 
-static size_t sp_kafka_api_versions_response_tag_finalized_features_epoch_size(const struct sp_kafka_api_versions_response *s, int16_t version)
+static size_t sp_kafka_api_versions_response_tag_finalized_features_epoch_size(
+    const struct sp_kafka_api_versions_response *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -424,7 +492,8 @@ static size_t sp_kafka_api_versions_response_tag_finalized_features_epoch_size(c
     return n;
 }
 
-static int sp_kafka_api_versions_response_tag_finalized_features_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_finalized_features_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -432,27 +501,35 @@ static int sp_kafka_api_versions_response_tag_finalized_features_decode(struct s
     (void)s;
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->finalized_features), sp_kafka_api_versions_response_finalized_feature_key_bytes_min(version), &s->finalized_features_count, &items, "ApiVersionsResponse.FinalizedFeatures"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->finalized_features),
+                            sp_kafka_api_versions_response_finalized_feature_key_bytes_min(version),
+                            &s->finalized_features_count, &items,
+                            "ApiVersionsResponse.FinalizedFeatures"));
         s->finalized_features = items;
         for (int32_t i = 0; i < s->finalized_features_count; i++)
-            SP_KTRY(sp_kafka_api_versions_response_finalized_feature_key_decode(r, version, &s->finalized_features[i]));
+            SP_KTRY(sp_kafka_api_versions_response_finalized_feature_key_decode(
+                r, version, &s->finalized_features[i]));
     }
     return 0;
 }
 
-static int sp_kafka_api_versions_response_tag_finalized_features_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_finalized_features_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->finalized_features_count, "ApiVersionsResponse.FinalizedFeatures"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->finalized_features_count,
+                         "ApiVersionsResponse.FinalizedFeatures"));
     for (int32_t i = 0; i < s->finalized_features_count; i++)
-        SP_KTRY(sp_kafka_api_versions_response_finalized_feature_key_encode(w, version, &s->finalized_features[i]));
+        SP_KTRY(sp_kafka_api_versions_response_finalized_feature_key_encode(
+            w, version, &s->finalized_features[i]));
     return 0;
 }
 
-static size_t sp_kafka_api_versions_response_tag_finalized_features_size(const struct sp_kafka_api_versions_response *s, int16_t version)
+static size_t sp_kafka_api_versions_response_tag_finalized_features_size(
+    const struct sp_kafka_api_versions_response *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -461,11 +538,13 @@ static size_t sp_kafka_api_versions_response_tag_finalized_features_size(const s
     size_t n = 0;
     n += sp_ks_length(flex, true, s->finalized_features_count);
     for (int32_t i = 0; i < s->finalized_features_count; i++)
-        n += sp_kafka_api_versions_response_finalized_feature_key_size(&s->finalized_features[i], version);
+        n += sp_kafka_api_versions_response_finalized_feature_key_size(&s->finalized_features[i],
+                                                                       version);
     return n;
 }
 
-static int sp_kafka_api_versions_response_tag_zk_migration_ready_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_zk_migration_ready_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -475,7 +554,8 @@ static int sp_kafka_api_versions_response_tag_zk_migration_ready_decode(struct s
     return 0;
 }
 
-static int sp_kafka_api_versions_response_tag_zk_migration_ready_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
+static int sp_kafka_api_versions_response_tag_zk_migration_ready_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -485,7 +565,8 @@ static int sp_kafka_api_versions_response_tag_zk_migration_ready_encode(struct s
     return 0;
 }
 
-static size_t sp_kafka_api_versions_response_tag_zk_migration_ready_size(const struct sp_kafka_api_versions_response *s, int16_t version)
+static size_t sp_kafka_api_versions_response_tag_zk_migration_ready_size(
+    const struct sp_kafka_api_versions_response *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -496,7 +577,8 @@ static size_t sp_kafka_api_versions_response_tag_zk_migration_ready_size(const s
     return n;
 }
 
-int sp_kafka_api_versions_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_api_versions_response *s)
+int sp_kafka_api_versions_response_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_api_versions_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -507,7 +589,9 @@ int sp_kafka_api_versions_response_decode(struct sp_kreader *r, int16_t version,
     SP_KTRY(sp_kr_int16(r, &s->error_code, "ApiVersionsResponse.ErrorCode"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->api_keys), sp_kafka_api_versions_response_api_version_bytes_min(version), &s->api_keys_count, &items, "ApiVersionsResponse.ApiKeys"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->api_keys),
+                            sp_kafka_api_versions_response_api_version_bytes_min(version),
+                            &s->api_keys_count, &items, "ApiVersionsResponse.ApiKeys"));
         s->api_keys = items;
         for (int32_t i = 0; i < s->api_keys_count; i++)
             SP_KTRY(sp_kafka_api_versions_response_api_version_decode(r, version, &s->api_keys[i]));
@@ -527,19 +611,35 @@ int sp_kafka_api_versions_response_decode(struct sp_kreader *r, int16_t version,
             switch (tag) {
             case 0:
                 if (version >= 3)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_api_versions_response_tag_supported_features_decode(&sub, version, s), "ApiVersionsResponse.SupportedFeatures"));
+                    SP_KTRY(
+                        sp_kr_sub_done(r, &sub,
+                                       sp_kafka_api_versions_response_tag_supported_features_decode(
+                                           &sub, version, s),
+                                       "ApiVersionsResponse.SupportedFeatures"));
                 break;
             case 1:
                 if (version >= 3)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_api_versions_response_tag_finalized_features_epoch_decode(&sub, version, s), "ApiVersionsResponse.FinalizedFeaturesEpoch"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_api_versions_response_tag_finalized_features_epoch_decode(
+                            &sub, version, s),
+                        "ApiVersionsResponse.FinalizedFeaturesEpoch"));
                 break;
             case 2:
                 if (version >= 3)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_api_versions_response_tag_finalized_features_decode(&sub, version, s), "ApiVersionsResponse.FinalizedFeatures"));
+                    SP_KTRY(
+                        sp_kr_sub_done(r, &sub,
+                                       sp_kafka_api_versions_response_tag_finalized_features_decode(
+                                           &sub, version, s),
+                                       "ApiVersionsResponse.FinalizedFeatures"));
                 break;
             case 3:
                 if (version >= 3)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_api_versions_response_tag_zk_migration_ready_decode(&sub, version, s), "ApiVersionsResponse.ZkMigrationReady"));
+                    SP_KTRY(
+                        sp_kr_sub_done(r, &sub,
+                                       sp_kafka_api_versions_response_tag_zk_migration_ready_decode(
+                                           &sub, version, s),
+                                       "ApiVersionsResponse.ZkMigrationReady"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -549,7 +649,8 @@ int sp_kafka_api_versions_response_decode(struct sp_kreader *r, int16_t version,
     return 0;
 }
 
-int sp_kafka_api_versions_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_api_versions_response *s)
+int sp_kafka_api_versions_response_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_api_versions_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -577,29 +678,41 @@ int sp_kafka_api_versions_response_encode(struct sp_kwriter *w, int16_t version,
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "ApiVersionsResponse._tagged_fields"));
         if (version >= 3 && !(s->supported_features_count == 0)) {
             SP_KTRY(sp_kw_uvarint(w, 0, "ApiVersionsResponse._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_api_versions_response_tag_supported_features_size(s, version), "ApiVersionsResponse._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w, (uint32_t)sp_kafka_api_versions_response_tag_supported_features_size(s, version),
+                "ApiVersionsResponse._tagged_fields"));
             SP_KTRY(sp_kafka_api_versions_response_tag_supported_features_encode(w, version, s));
         }
         if (version >= 3 && !(s->finalized_features_epoch == INT64_C(-1))) {
             SP_KTRY(sp_kw_uvarint(w, 1, "ApiVersionsResponse._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_api_versions_response_tag_finalized_features_epoch_size(s, version), "ApiVersionsResponse._tagged_fields"));
-            SP_KTRY(sp_kafka_api_versions_response_tag_finalized_features_epoch_encode(w, version, s));
+            SP_KTRY(sp_kw_uvarint(
+                w,
+                (uint32_t)sp_kafka_api_versions_response_tag_finalized_features_epoch_size(s,
+                                                                                           version),
+                "ApiVersionsResponse._tagged_fields"));
+            SP_KTRY(
+                sp_kafka_api_versions_response_tag_finalized_features_epoch_encode(w, version, s));
         }
         if (version >= 3 && !(s->finalized_features_count == 0)) {
             SP_KTRY(sp_kw_uvarint(w, 2, "ApiVersionsResponse._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_api_versions_response_tag_finalized_features_size(s, version), "ApiVersionsResponse._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w, (uint32_t)sp_kafka_api_versions_response_tag_finalized_features_size(s, version),
+                "ApiVersionsResponse._tagged_fields"));
             SP_KTRY(sp_kafka_api_versions_response_tag_finalized_features_encode(w, version, s));
         }
         if (version >= 3 && !(s->zk_migration_ready == false)) {
             SP_KTRY(sp_kw_uvarint(w, 3, "ApiVersionsResponse._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_api_versions_response_tag_zk_migration_ready_size(s, version), "ApiVersionsResponse._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w, (uint32_t)sp_kafka_api_versions_response_tag_zk_migration_ready_size(s, version),
+                "ApiVersionsResponse._tagged_fields"));
             SP_KTRY(sp_kafka_api_versions_response_tag_zk_migration_ready_encode(w, version, s));
         }
     }
     return 0;
 }
 
-size_t sp_kafka_api_versions_response_size(const struct sp_kafka_api_versions_response *s, int16_t version)
+size_t sp_kafka_api_versions_response_size(const struct sp_kafka_api_versions_response *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -621,7 +734,8 @@ size_t sp_kafka_api_versions_response_size(const struct sp_kafka_api_versions_re
             n += sp_ks_uvarint(0) + sp_ks_uvarint((uint32_t)field) + field;
         }
         if (version >= 3 && !(s->finalized_features_epoch == INT64_C(-1))) {
-            size_t field = sp_kafka_api_versions_response_tag_finalized_features_epoch_size(s, version);
+            size_t field =
+                sp_kafka_api_versions_response_tag_finalized_features_epoch_size(s, version);
             tagged_count++;
             n += sp_ks_uvarint(1) + sp_ks_uvarint((uint32_t)field) + field;
         }
@@ -639,4 +753,3 @@ size_t sp_kafka_api_versions_response_size(const struct sp_kafka_api_versions_re
     }
     return n;
 }
-

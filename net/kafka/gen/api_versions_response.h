@@ -42,14 +42,18 @@ struct sp_kafka_api_versions_response {
     /* The APIs supported by the broker. */
     struct sp_kafka_api_versions_response_api_version *api_keys;
     int32_t api_keys_count; /* -1: null */
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
-    /* Features supported by the broker. Note: in v0-v3, features with MinSupportedVersion = 0 are omitted. */
+    /* Features supported by the broker. Note: in v0-v3, features with MinSupportedVersion = 0 are
+     * omitted. */
     struct sp_kafka_api_versions_response_supported_feature_key *supported_features;
     int32_t supported_features_count; /* -1: null */
-    /* The monotonically increasing epoch for the finalized features information. Valid values are >= 0. A value of -1 is special and represents unknown epoch. */
+    /* The monotonically increasing epoch for the finalized features information. Valid values are
+     * >= 0. A value of -1 is special and represents unknown epoch. */
     int64_t finalized_features_epoch;
-    /* List of cluster-wide finalized features. The information is valid only if FinalizedFeaturesEpoch >= 0. */
+    /* List of cluster-wide finalized features. The information is valid only if
+     * FinalizedFeaturesEpoch >= 0. */
     struct sp_kafka_api_versions_response_finalized_feature_key *finalized_features;
     int32_t finalized_features_count; /* -1: null */
     /* Set by a KRaft controller if the required configurations for ZK migration are present */
@@ -57,22 +61,27 @@ struct sp_kafka_api_versions_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_api_versions_response_api_version_init(struct sp_kafka_api_versions_response_api_version *s);
+void sp_kafka_api_versions_response_api_version_init(
+    struct sp_kafka_api_versions_response_api_version *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_api_versions_response_supported_feature_key_init(struct sp_kafka_api_versions_response_supported_feature_key *s);
+void sp_kafka_api_versions_response_supported_feature_key_init(
+    struct sp_kafka_api_versions_response_supported_feature_key *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_api_versions_response_finalized_feature_key_init(struct sp_kafka_api_versions_response_finalized_feature_key *s);
+void sp_kafka_api_versions_response_finalized_feature_key_init(
+    struct sp_kafka_api_versions_response_finalized_feature_key *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_api_versions_response_init(struct sp_kafka_api_versions_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_api_versions_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_api_versions_response *s);
+                                                        struct sp_kafka_api_versions_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_api_versions_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_api_versions_response *s);
+SP_MUST_CHECK int
+sp_kafka_api_versions_response_encode(struct sp_kwriter *w, int16_t version,
+                                      const struct sp_kafka_api_versions_response *s);
 /* Bytes that sp_kafka_api_versions_response_encode writes at `version`. */
-size_t sp_kafka_api_versions_response_size(const struct sp_kafka_api_versions_response *s, int16_t version);
+size_t sp_kafka_api_versions_response_size(const struct sp_kafka_api_versions_response *s,
+                                           int16_t version);
 
 #endif /* SP_KAFKA_GEN_API_VERSIONS_RESPONSE_H */

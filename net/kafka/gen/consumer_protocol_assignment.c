@@ -4,26 +4,36 @@
 
 #define IS_FLEXIBLE(version) (false)
 
-static int sp_kafka_consumer_protocol_assignment_topic_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
-static int sp_kafka_consumer_protocol_assignment_topic_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
-static size_t sp_kafka_consumer_protocol_assignment_topic_partition_size(const struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_consumer_protocol_assignment_topic_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_topic_partition_is_default(const struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
+static int sp_kafka_consumer_protocol_assignment_topic_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
+static int sp_kafka_consumer_protocol_assignment_topic_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
+static size_t sp_kafka_consumer_protocol_assignment_topic_partition_size(
+    const struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_consumer_protocol_assignment_topic_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_topic_partition_is_default(
+    const struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
 SP_UNUSED static size_t sp_kafka_consumer_protocol_assignment_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_is_default(const struct sp_kafka_consumer_protocol_assignment *s);
+SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_is_default(
+    const struct sp_kafka_consumer_protocol_assignment *s);
 
-void sp_kafka_consumer_protocol_assignment_topic_partition_init(struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
+void sp_kafka_consumer_protocol_assignment_topic_partition_init(
+    struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_topic_partition_is_default(const struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
+SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_topic_partition_is_default(
+    const struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
 {
-    return (s->topic.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->topic.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_consumer_protocol_assignment_topic_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_consumer_protocol_assignment_topic_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -35,51 +45,67 @@ SP_UNUSED static size_t sp_kafka_consumer_protocol_assignment_topic_partition_by
     return n;
 }
 
-static int sp_kafka_consumer_protocol_assignment_topic_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
+static int sp_kafka_consumer_protocol_assignment_topic_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_consumer_protocol_assignment_topic_partition_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->topic, "ConsumerProtocolAssignment.TopicPartition.Topic"));
+    SP_KTRY(
+        sp_kr_string(r, flex, false, &s->topic, "ConsumerProtocolAssignment.TopicPartition.Topic"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count, &items, "ConsumerProtocolAssignment.TopicPartition.Partitions"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count,
+                            &items, "ConsumerProtocolAssignment.TopicPartition.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kr_int32(r, &s->partitions[i], "ConsumerProtocolAssignment.TopicPartition.Partitions"));
+            SP_KTRY(sp_kr_int32(r, &s->partitions[i],
+                                "ConsumerProtocolAssignment.TopicPartition.Partitions"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_consumer_protocol_assignment_topic_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
+static int sp_kafka_consumer_protocol_assignment_topic_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_consumer_protocol_assignment_topic_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->topic, "ConsumerProtocolAssignment.TopicPartition.Topic"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "ConsumerProtocolAssignment.TopicPartition.Partitions"));
+    SP_KTRY(
+        sp_kw_string(w, flex, false, s->topic, "ConsumerProtocolAssignment.TopicPartition.Topic"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "ConsumerProtocolAssignment.TopicPartition.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kw_int32(w, s->partitions[i], "ConsumerProtocolAssignment.TopicPartition.Partitions"));
+        SP_KTRY(sp_kw_int32(w, s->partitions[i],
+                            "ConsumerProtocolAssignment.TopicPartition.Partitions"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ConsumerProtocolAssignment.TopicPartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_consumer_protocol_assignment_topic_partition_size(const struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version)
+static size_t sp_kafka_consumer_protocol_assignment_topic_partition_size(
+    const struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -103,10 +129,10 @@ void sp_kafka_consumer_protocol_assignment_init(struct sp_kafka_consumer_protoco
     s->user_data = (struct sp_kbytes){NULL, -1};
 }
 
-SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_is_default(const struct sp_kafka_consumer_protocol_assignment *s)
+SP_UNUSED static bool sp_kafka_consumer_protocol_assignment_is_default(
+    const struct sp_kafka_consumer_protocol_assignment *s)
 {
-    return (s->assigned_partitions_count == 0) &&
-           (s->user_data.len < 0);
+    return (s->assigned_partitions_count == 0) && (s->user_data.len < 0);
 }
 
 SP_UNUSED static size_t sp_kafka_consumer_protocol_assignment_bytes_min(int16_t version)
@@ -121,7 +147,8 @@ SP_UNUSED static size_t sp_kafka_consumer_protocol_assignment_bytes_min(int16_t 
     return n;
 }
 
-int sp_kafka_consumer_protocol_assignment_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_consumer_protocol_assignment *s)
+int sp_kafka_consumer_protocol_assignment_decode(struct sp_kreader *r, int16_t version,
+                                                 struct sp_kafka_consumer_protocol_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -131,10 +158,15 @@ int sp_kafka_consumer_protocol_assignment_decode(struct sp_kreader *r, int16_t v
     sp_kafka_consumer_protocol_assignment_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->assigned_partitions), sp_kafka_consumer_protocol_assignment_topic_partition_bytes_min(version), &s->assigned_partitions_count, &items, "ConsumerProtocolAssignment.AssignedPartitions"));
+        SP_KTRY(
+            sp_kr_array(r, flex, false, sizeof(*s->assigned_partitions),
+                        sp_kafka_consumer_protocol_assignment_topic_partition_bytes_min(version),
+                        &s->assigned_partitions_count, &items,
+                        "ConsumerProtocolAssignment.AssignedPartitions"));
         s->assigned_partitions = items;
         for (int32_t i = 0; i < s->assigned_partitions_count; i++)
-            SP_KTRY(sp_kafka_consumer_protocol_assignment_topic_partition_decode(r, version, &s->assigned_partitions[i]));
+            SP_KTRY(sp_kafka_consumer_protocol_assignment_topic_partition_decode(
+                r, version, &s->assigned_partitions[i]));
     }
     SP_KTRY(sp_kr_bytes(r, flex, true, &s->user_data, "ConsumerProtocolAssignment.UserData"));
     if (flex) {
@@ -150,7 +182,8 @@ int sp_kafka_consumer_protocol_assignment_decode(struct sp_kreader *r, int16_t v
     return 0;
 }
 
-int sp_kafka_consumer_protocol_assignment_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_assignment *s)
+int sp_kafka_consumer_protocol_assignment_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -158,9 +191,11 @@ int sp_kafka_consumer_protocol_assignment_encode(struct sp_kwriter *w, int16_t v
     (void)s;
     if (version < 0 || version > 3)
         return sp_kw_fail(w, -ENOTSUP, "ConsumerProtocolAssignment.version");
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->assigned_partitions_count, "ConsumerProtocolAssignment.AssignedPartitions"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->assigned_partitions_count,
+                         "ConsumerProtocolAssignment.AssignedPartitions"));
     for (int32_t i = 0; i < s->assigned_partitions_count; i++)
-        SP_KTRY(sp_kafka_consumer_protocol_assignment_topic_partition_encode(w, version, &s->assigned_partitions[i]));
+        SP_KTRY(sp_kafka_consumer_protocol_assignment_topic_partition_encode(
+            w, version, &s->assigned_partitions[i]));
     SP_KTRY(sp_kw_bytes(w, flex, true, s->user_data, "ConsumerProtocolAssignment.UserData"));
     if (flex) {
         uint32_t tagged_count = 0;
@@ -169,7 +204,9 @@ int sp_kafka_consumer_protocol_assignment_encode(struct sp_kwriter *w, int16_t v
     return 0;
 }
 
-size_t sp_kafka_consumer_protocol_assignment_size(const struct sp_kafka_consumer_protocol_assignment *s, int16_t version)
+size_t
+sp_kafka_consumer_protocol_assignment_size(const struct sp_kafka_consumer_protocol_assignment *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -178,7 +215,8 @@ size_t sp_kafka_consumer_protocol_assignment_size(const struct sp_kafka_consumer
     (void)s;
     n += sp_ks_length(flex, true, s->assigned_partitions_count);
     for (int32_t i = 0; i < s->assigned_partitions_count; i++)
-        n += sp_kafka_consumer_protocol_assignment_topic_partition_size(&s->assigned_partitions[i], version);
+        n += sp_kafka_consumer_protocol_assignment_topic_partition_size(&s->assigned_partitions[i],
+                                                                        version);
     n += sp_ks_bytes(flex, s->user_data);
     if (flex) {
         uint32_t tagged_count = 0;
@@ -186,4 +224,3 @@ size_t sp_kafka_consumer_protocol_assignment_size(const struct sp_kafka_consumer
     }
     return n;
 }
-

@@ -22,18 +22,23 @@ struct sp_kafka_consumer_protocol_assignment {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_consumer_protocol_assignment_topic_partition_init(struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
+void sp_kafka_consumer_protocol_assignment_topic_partition_init(
+    struct sp_kafka_consumer_protocol_assignment_topic_partition *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_consumer_protocol_assignment_init(struct sp_kafka_consumer_protocol_assignment *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_consumer_protocol_assignment_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_consumer_protocol_assignment *s);
+SP_MUST_CHECK int
+sp_kafka_consumer_protocol_assignment_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_consumer_protocol_assignment *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_consumer_protocol_assignment_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_consumer_protocol_assignment *s);
+SP_MUST_CHECK int
+sp_kafka_consumer_protocol_assignment_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_consumer_protocol_assignment *s);
 /* Bytes that sp_kafka_consumer_protocol_assignment_encode writes at `version`. */
-size_t sp_kafka_consumer_protocol_assignment_size(const struct sp_kafka_consumer_protocol_assignment *s, int16_t version);
+size_t
+sp_kafka_consumer_protocol_assignment_size(const struct sp_kafka_consumer_protocol_assignment *s,
+                                           int16_t version);
 
 #endif /* SP_KAFKA_GEN_CONSUMER_PROTOCOL_ASSIGNMENT_H */

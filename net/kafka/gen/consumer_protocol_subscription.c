@@ -4,26 +4,36 @@
 
 #define IS_FLEXIBLE(version) (false)
 
-static int sp_kafka_consumer_protocol_subscription_topic_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
-static int sp_kafka_consumer_protocol_subscription_topic_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
-static size_t sp_kafka_consumer_protocol_subscription_topic_partition_size(const struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_consumer_protocol_subscription_topic_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_topic_partition_is_default(const struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
+static int sp_kafka_consumer_protocol_subscription_topic_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
+static int sp_kafka_consumer_protocol_subscription_topic_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
+static size_t sp_kafka_consumer_protocol_subscription_topic_partition_size(
+    const struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_consumer_protocol_subscription_topic_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_topic_partition_is_default(
+    const struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
 SP_UNUSED static size_t sp_kafka_consumer_protocol_subscription_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_is_default(const struct sp_kafka_consumer_protocol_subscription *s);
+SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_is_default(
+    const struct sp_kafka_consumer_protocol_subscription *s);
 
-void sp_kafka_consumer_protocol_subscription_topic_partition_init(struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
+void sp_kafka_consumer_protocol_subscription_topic_partition_init(
+    struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_topic_partition_is_default(const struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
+SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_topic_partition_is_default(
+    const struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
 {
-    return (s->topic.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->topic.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_consumer_protocol_subscription_topic_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_consumer_protocol_subscription_topic_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -35,63 +45,79 @@ SP_UNUSED static size_t sp_kafka_consumer_protocol_subscription_topic_partition_
     return n;
 }
 
-static int sp_kafka_consumer_protocol_subscription_topic_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
+static int sp_kafka_consumer_protocol_subscription_topic_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_consumer_protocol_subscription_topic_partition_init(s);
     if (version >= 1) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->topic, "ConsumerProtocolSubscription.TopicPartition.Topic"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->topic,
+                             "ConsumerProtocolSubscription.TopicPartition.Topic"));
     }
     if (version >= 1) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count, &items, "ConsumerProtocolSubscription.TopicPartition.Partitions"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count,
+                                &items, "ConsumerProtocolSubscription.TopicPartition.Partitions"));
             s->partitions = items;
             for (int32_t i = 0; i < s->partitions_count; i++)
-                SP_KTRY(sp_kr_int32(r, &s->partitions[i], "ConsumerProtocolSubscription.TopicPartition.Partitions"));
+                SP_KTRY(sp_kr_int32(r, &s->partitions[i],
+                                    "ConsumerProtocolSubscription.TopicPartition.Partitions"));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_consumer_protocol_subscription_topic_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
+static int sp_kafka_consumer_protocol_subscription_topic_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_consumer_protocol_subscription_topic_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 1) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->topic, "ConsumerProtocolSubscription.TopicPartition.Topic"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->topic,
+                             "ConsumerProtocolSubscription.TopicPartition.Topic"));
     } else if (!(s->topic.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ConsumerProtocolSubscription.TopicPartition.Topic");
     }
     if (version >= 1) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "ConsumerProtocolSubscription.TopicPartition.Partitions"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                             "ConsumerProtocolSubscription.TopicPartition.Partitions"));
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kw_int32(w, s->partitions[i], "ConsumerProtocolSubscription.TopicPartition.Partitions"));
+            SP_KTRY(sp_kw_int32(w, s->partitions[i],
+                                "ConsumerProtocolSubscription.TopicPartition.Partitions"));
     } else if (!(s->partitions_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ConsumerProtocolSubscription.TopicPartition.Partitions");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ConsumerProtocolSubscription.TopicPartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_consumer_protocol_subscription_topic_partition_size(const struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version)
+static size_t sp_kafka_consumer_protocol_subscription_topic_partition_size(
+    const struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -121,13 +147,11 @@ void sp_kafka_consumer_protocol_subscription_init(struct sp_kafka_consumer_proto
     s->rack_id = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_is_default(const struct sp_kafka_consumer_protocol_subscription *s)
+SP_UNUSED static bool sp_kafka_consumer_protocol_subscription_is_default(
+    const struct sp_kafka_consumer_protocol_subscription *s)
 {
-    return (s->topics_count == 0) &&
-           (s->user_data.len < 0) &&
-           (s->owned_partitions_count == 0) &&
-           (s->generation_id == -1) &&
-           (s->rack_id.len < 0);
+    return (s->topics_count == 0) && (s->user_data.len < 0) && (s->owned_partitions_count == 0) &&
+           (s->generation_id == -1) && (s->rack_id.len < 0);
 }
 
 SP_UNUSED static size_t sp_kafka_consumer_protocol_subscription_bytes_min(int16_t version)
@@ -148,7 +172,8 @@ SP_UNUSED static size_t sp_kafka_consumer_protocol_subscription_bytes_min(int16_
     return n;
 }
 
-int sp_kafka_consumer_protocol_subscription_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_consumer_protocol_subscription *s)
+int sp_kafka_consumer_protocol_subscription_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_consumer_protocol_subscription *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -158,26 +183,34 @@ int sp_kafka_consumer_protocol_subscription_decode(struct sp_kreader *r, int16_t
     sp_kafka_consumer_protocol_subscription_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), (flex ? 1u : 2u), &s->topics_count, &items, "ConsumerProtocolSubscription.Topics"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), (flex ? 1u : 2u), &s->topics_count,
+                            &items, "ConsumerProtocolSubscription.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kr_string(r, flex, false, &s->topics[i], "ConsumerProtocolSubscription.Topics"));
+            SP_KTRY(
+                sp_kr_string(r, flex, false, &s->topics[i], "ConsumerProtocolSubscription.Topics"));
     }
     SP_KTRY(sp_kr_bytes(r, flex, true, &s->user_data, "ConsumerProtocolSubscription.UserData"));
     if (version >= 1) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->owned_partitions), sp_kafka_consumer_protocol_subscription_topic_partition_bytes_min(version), &s->owned_partitions_count, &items, "ConsumerProtocolSubscription.OwnedPartitions"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->owned_partitions),
+                sp_kafka_consumer_protocol_subscription_topic_partition_bytes_min(version),
+                &s->owned_partitions_count, &items,
+                "ConsumerProtocolSubscription.OwnedPartitions"));
             s->owned_partitions = items;
             for (int32_t i = 0; i < s->owned_partitions_count; i++)
-                SP_KTRY(sp_kafka_consumer_protocol_subscription_topic_partition_decode(r, version, &s->owned_partitions[i]));
+                SP_KTRY(sp_kafka_consumer_protocol_subscription_topic_partition_decode(
+                    r, version, &s->owned_partitions[i]));
         }
     }
     if (version >= 2) {
         SP_KTRY(sp_kr_int32(r, &s->generation_id, "ConsumerProtocolSubscription.GenerationId"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->rack_id, "ConsumerProtocolSubscription.RackId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->rack_id,
+                             "ConsumerProtocolSubscription.RackId"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -192,7 +225,8 @@ int sp_kafka_consumer_protocol_subscription_decode(struct sp_kreader *r, int16_t
     return 0;
 }
 
-int sp_kafka_consumer_protocol_subscription_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_subscription *s)
+int sp_kafka_consumer_protocol_subscription_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_subscription *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -200,20 +234,24 @@ int sp_kafka_consumer_protocol_subscription_encode(struct sp_kwriter *w, int16_t
     (void)s;
     if (version < 0 || version > 3)
         return sp_kw_fail(w, -ENOTSUP, "ConsumerProtocolSubscription.version");
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "ConsumerProtocolSubscription.Topics"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->topics_count, "ConsumerProtocolSubscription.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
         SP_KTRY(sp_kw_string(w, flex, false, s->topics[i], "ConsumerProtocolSubscription.Topics"));
     SP_KTRY(sp_kw_bytes(w, flex, true, s->user_data, "ConsumerProtocolSubscription.UserData"));
     if (version >= 1) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->owned_partitions_count, "ConsumerProtocolSubscription.OwnedPartitions"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->owned_partitions_count,
+                             "ConsumerProtocolSubscription.OwnedPartitions"));
         for (int32_t i = 0; i < s->owned_partitions_count; i++)
-            SP_KTRY(sp_kafka_consumer_protocol_subscription_topic_partition_encode(w, version, &s->owned_partitions[i]));
+            SP_KTRY(sp_kafka_consumer_protocol_subscription_topic_partition_encode(
+                w, version, &s->owned_partitions[i]));
     }
     if (version >= 2) {
         SP_KTRY(sp_kw_int32(w, s->generation_id, "ConsumerProtocolSubscription.GenerationId"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->rack_id, "ConsumerProtocolSubscription.RackId"));
+        SP_KTRY(
+            sp_kw_string(w, flex, version >= 3, s->rack_id, "ConsumerProtocolSubscription.RackId"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -222,7 +260,8 @@ int sp_kafka_consumer_protocol_subscription_encode(struct sp_kwriter *w, int16_t
     return 0;
 }
 
-size_t sp_kafka_consumer_protocol_subscription_size(const struct sp_kafka_consumer_protocol_subscription *s, int16_t version)
+size_t sp_kafka_consumer_protocol_subscription_size(
+    const struct sp_kafka_consumer_protocol_subscription *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -236,7 +275,8 @@ size_t sp_kafka_consumer_protocol_subscription_size(const struct sp_kafka_consum
     if (version >= 1) {
         n += sp_ks_length(flex, true, s->owned_partitions_count);
         for (int32_t i = 0; i < s->owned_partitions_count; i++)
-            n += sp_kafka_consumer_protocol_subscription_topic_partition_size(&s->owned_partitions[i], version);
+            n += sp_kafka_consumer_protocol_subscription_topic_partition_size(
+                &s->owned_partitions[i], version);
     }
     if (version >= 2) {
         n += 4;
@@ -250,4 +290,3 @@ size_t sp_kafka_consumer_protocol_subscription_size(const struct sp_kafka_consum
     }
     return n;
 }
-

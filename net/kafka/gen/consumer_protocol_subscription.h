@@ -26,18 +26,22 @@ struct sp_kafka_consumer_protocol_subscription {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_consumer_protocol_subscription_topic_partition_init(struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
+void sp_kafka_consumer_protocol_subscription_topic_partition_init(
+    struct sp_kafka_consumer_protocol_subscription_topic_partition *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_consumer_protocol_subscription_init(struct sp_kafka_consumer_protocol_subscription *s);
+void sp_kafka_consumer_protocol_subscription_init(
+    struct sp_kafka_consumer_protocol_subscription *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_consumer_protocol_subscription_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_consumer_protocol_subscription *s);
+SP_MUST_CHECK int
+sp_kafka_consumer_protocol_subscription_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_consumer_protocol_subscription *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_consumer_protocol_subscription_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_consumer_protocol_subscription *s);
+SP_MUST_CHECK int sp_kafka_consumer_protocol_subscription_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_consumer_protocol_subscription *s);
 /* Bytes that sp_kafka_consumer_protocol_subscription_encode writes at `version`. */
-size_t sp_kafka_consumer_protocol_subscription_size(const struct sp_kafka_consumer_protocol_subscription *s, int16_t version);
+size_t sp_kafka_consumer_protocol_subscription_size(
+    const struct sp_kafka_consumer_protocol_subscription *s, int16_t version);
 
 #endif /* SP_KAFKA_GEN_CONSUMER_PROTOCOL_SUBSCRIPTION_H */

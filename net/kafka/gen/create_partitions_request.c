@@ -4,30 +4,49 @@
 
 #define IS_FLEXIBLE(version) (version >= 2)
 
-static int sp_kafka_create_partitions_request_create_partitions_assignment_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_request_create_partitions_assignment *s);
-static int sp_kafka_create_partitions_request_create_partitions_assignment_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_request_create_partitions_assignment *s);
-static size_t sp_kafka_create_partitions_request_create_partitions_assignment_size(const struct sp_kafka_create_partitions_request_create_partitions_assignment *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_create_partitions_request_create_partitions_assignment_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_assignment_is_default(const struct sp_kafka_create_partitions_request_create_partitions_assignment *s);
-static int sp_kafka_create_partitions_request_create_partitions_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_request_create_partitions_topic *s);
-static int sp_kafka_create_partitions_request_create_partitions_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_request_create_partitions_topic *s);
-static size_t sp_kafka_create_partitions_request_create_partitions_topic_size(const struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_create_partitions_request_create_partitions_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_topic_is_default(const struct sp_kafka_create_partitions_request_create_partitions_topic *s);
+static int sp_kafka_create_partitions_request_create_partitions_assignment_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_partitions_request_create_partitions_assignment *s);
+static int sp_kafka_create_partitions_request_create_partitions_assignment_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_partitions_request_create_partitions_assignment *s);
+static size_t sp_kafka_create_partitions_request_create_partitions_assignment_size(
+    const struct sp_kafka_create_partitions_request_create_partitions_assignment *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_create_partitions_request_create_partitions_assignment_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_assignment_is_default(
+    const struct sp_kafka_create_partitions_request_create_partitions_assignment *s);
+static int sp_kafka_create_partitions_request_create_partitions_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_partitions_request_create_partitions_topic *s);
+static int sp_kafka_create_partitions_request_create_partitions_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_partitions_request_create_partitions_topic *s);
+static size_t sp_kafka_create_partitions_request_create_partitions_topic_size(
+    const struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_create_partitions_request_create_partitions_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_topic_is_default(
+    const struct sp_kafka_create_partitions_request_create_partitions_topic *s);
 SP_UNUSED static size_t sp_kafka_create_partitions_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_partitions_request_is_default(const struct sp_kafka_create_partitions_request *s);
+SP_UNUSED static bool
+sp_kafka_create_partitions_request_is_default(const struct sp_kafka_create_partitions_request *s);
 
-void sp_kafka_create_partitions_request_create_partitions_assignment_init(struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
+void sp_kafka_create_partitions_request_create_partitions_assignment_init(
+    struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_assignment_is_default(const struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
+SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_assignment_is_default(
+    const struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
 {
     return (s->broker_ids_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_create_partitions_request_create_partitions_assignment_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_create_partitions_request_create_partitions_assignment_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -37,7 +56,9 @@ SP_UNUSED static size_t sp_kafka_create_partitions_request_create_partitions_ass
     return n;
 }
 
-static int sp_kafka_create_partitions_request_create_partitions_assignment_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
+static int sp_kafka_create_partitions_request_create_partitions_assignment_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -45,41 +66,55 @@ static int sp_kafka_create_partitions_request_create_partitions_assignment_decod
     sp_kafka_create_partitions_request_create_partitions_assignment_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->broker_ids), 4u, &s->broker_ids_count, &items, "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->broker_ids), 4u, &s->broker_ids_count,
+                            &items,
+                            "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
         s->broker_ids = items;
         for (int32_t i = 0; i < s->broker_ids_count; i++)
-            SP_KTRY(sp_kr_int32(r, &s->broker_ids[i], "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
+            SP_KTRY(sp_kr_int32(r, &s->broker_ids[i],
+                                "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_create_partitions_request_create_partitions_assignment_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
+static int sp_kafka_create_partitions_request_create_partitions_assignment_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_partitions_request_create_partitions_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->broker_ids_count, "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->broker_ids_count,
+                         "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
     for (int32_t i = 0; i < s->broker_ids_count; i++)
-        SP_KTRY(sp_kw_int32(w, s->broker_ids[i], "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
+        SP_KTRY(sp_kw_int32(w, s->broker_ids[i],
+                            "CreatePartitionsRequest.CreatePartitionsAssignment.BrokerIds"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "CreatePartitionsRequest.CreatePartitionsAssignment._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_create_partitions_request_create_partitions_assignment_size(const struct sp_kafka_create_partitions_request_create_partitions_assignment *s, int16_t version)
+static size_t sp_kafka_create_partitions_request_create_partitions_assignment_size(
+    const struct sp_kafka_create_partitions_request_create_partitions_assignment *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -96,19 +131,20 @@ static size_t sp_kafka_create_partitions_request_create_partitions_assignment_si
     return n;
 }
 
-void sp_kafka_create_partitions_request_create_partitions_topic_init(struct sp_kafka_create_partitions_request_create_partitions_topic *s)
+void sp_kafka_create_partitions_request_create_partitions_topic_init(
+    struct sp_kafka_create_partitions_request_create_partitions_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_topic_is_default(const struct sp_kafka_create_partitions_request_create_partitions_topic *s)
+SP_UNUSED static bool sp_kafka_create_partitions_request_create_partitions_topic_is_default(
+    const struct sp_kafka_create_partitions_request_create_partitions_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->count == 0) &&
-           (s->assignments_count == 0);
+    return (s->name.len == 0) && (s->count == 0) && (s->assignments_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_create_partitions_request_create_partitions_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_create_partitions_request_create_partitions_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -122,53 +158,72 @@ SP_UNUSED static size_t sp_kafka_create_partitions_request_create_partitions_top
     return n;
 }
 
-static int sp_kafka_create_partitions_request_create_partitions_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_request_create_partitions_topic *s)
+static int sp_kafka_create_partitions_request_create_partitions_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_partitions_request_create_partitions_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_create_partitions_request_create_partitions_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "CreatePartitionsRequest.CreatePartitionsTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "CreatePartitionsRequest.CreatePartitionsTopic.Name"));
     SP_KTRY(sp_kr_int32(r, &s->count, "CreatePartitionsRequest.CreatePartitionsTopic.Count"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, true, sizeof(*s->assignments), sp_kafka_create_partitions_request_create_partitions_assignment_bytes_min(version), &s->assignments_count, &items, "CreatePartitionsRequest.CreatePartitionsTopic.Assignments"));
+        SP_KTRY(sp_kr_array(
+            r, flex, true, sizeof(*s->assignments),
+            sp_kafka_create_partitions_request_create_partitions_assignment_bytes_min(version),
+            &s->assignments_count, &items,
+            "CreatePartitionsRequest.CreatePartitionsTopic.Assignments"));
         s->assignments = items;
         for (int32_t i = 0; i < s->assignments_count; i++)
-            SP_KTRY(sp_kafka_create_partitions_request_create_partitions_assignment_decode(r, version, &s->assignments[i]));
+            SP_KTRY(sp_kafka_create_partitions_request_create_partitions_assignment_decode(
+                r, version, &s->assignments[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_create_partitions_request_create_partitions_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_request_create_partitions_topic *s)
+static int sp_kafka_create_partitions_request_create_partitions_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_partitions_request_create_partitions_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "CreatePartitionsRequest.CreatePartitionsTopic.Name"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "CreatePartitionsRequest.CreatePartitionsTopic.Name"));
     SP_KTRY(sp_kw_int32(w, s->count, "CreatePartitionsRequest.CreatePartitionsTopic.Count"));
-    SP_KTRY(sp_kw_length(w, flex, true, true, s->assignments_count, "CreatePartitionsRequest.CreatePartitionsTopic.Assignments"));
+    SP_KTRY(sp_kw_length(w, flex, true, true, s->assignments_count,
+                         "CreatePartitionsRequest.CreatePartitionsTopic.Assignments"));
     for (int32_t i = 0; i < s->assignments_count; i++)
-        SP_KTRY(sp_kafka_create_partitions_request_create_partitions_assignment_encode(w, version, &s->assignments[i]));
+        SP_KTRY(sp_kafka_create_partitions_request_create_partitions_assignment_encode(
+            w, version, &s->assignments[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "CreatePartitionsRequest.CreatePartitionsTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_create_partitions_request_create_partitions_topic_size(const struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version)
+static size_t sp_kafka_create_partitions_request_create_partitions_topic_size(
+    const struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -179,7 +234,8 @@ static size_t sp_kafka_create_partitions_request_create_partitions_topic_size(co
     n += 4;
     n += sp_ks_length(flex, true, s->assignments_count);
     for (int32_t i = 0; i < s->assignments_count; i++)
-        n += sp_kafka_create_partitions_request_create_partitions_assignment_size(&s->assignments[i], version);
+        n += sp_kafka_create_partitions_request_create_partitions_assignment_size(
+            &s->assignments[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -192,11 +248,10 @@ void sp_kafka_create_partitions_request_init(struct sp_kafka_create_partitions_r
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_partitions_request_is_default(const struct sp_kafka_create_partitions_request *s)
+SP_UNUSED static bool
+sp_kafka_create_partitions_request_is_default(const struct sp_kafka_create_partitions_request *s)
 {
-    return (s->topics_count == 0) &&
-           (s->timeout_ms == 0) &&
-           (s->validate_only == false);
+    return (s->topics_count == 0) && (s->timeout_ms == 0) && (s->validate_only == false);
 }
 
 SP_UNUSED static size_t sp_kafka_create_partitions_request_bytes_min(int16_t version)
@@ -213,7 +268,8 @@ SP_UNUSED static size_t sp_kafka_create_partitions_request_bytes_min(int16_t ver
     return n;
 }
 
-int sp_kafka_create_partitions_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_request *s)
+int sp_kafka_create_partitions_request_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_create_partitions_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -223,10 +279,14 @@ int sp_kafka_create_partitions_request_decode(struct sp_kreader *r, int16_t vers
     sp_kafka_create_partitions_request_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_create_partitions_request_create_partitions_topic_bytes_min(version), &s->topics_count, &items, "CreatePartitionsRequest.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_create_partitions_request_create_partitions_topic_bytes_min(version),
+            &s->topics_count, &items, "CreatePartitionsRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_create_partitions_request_create_partitions_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_create_partitions_request_create_partitions_topic_decode(
+                r, version, &s->topics[i]));
     }
     SP_KTRY(sp_kr_int32(r, &s->timeout_ms, "CreatePartitionsRequest.TimeoutMs"));
     SP_KTRY(sp_kr_bool(r, &s->validate_only, "CreatePartitionsRequest.ValidateOnly"));
@@ -243,7 +303,8 @@ int sp_kafka_create_partitions_request_decode(struct sp_kreader *r, int16_t vers
     return 0;
 }
 
-int sp_kafka_create_partitions_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_request *s)
+int sp_kafka_create_partitions_request_encode(struct sp_kwriter *w, int16_t version,
+                                              const struct sp_kafka_create_partitions_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -253,7 +314,8 @@ int sp_kafka_create_partitions_request_encode(struct sp_kwriter *w, int16_t vers
         return sp_kw_fail(w, -ENOTSUP, "CreatePartitionsRequest.version");
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "CreatePartitionsRequest.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_create_partitions_request_create_partitions_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_create_partitions_request_create_partitions_topic_encode(w, version,
+                                                                                  &s->topics[i]));
     SP_KTRY(sp_kw_int32(w, s->timeout_ms, "CreatePartitionsRequest.TimeoutMs"));
     SP_KTRY(sp_kw_bool(w, s->validate_only, "CreatePartitionsRequest.ValidateOnly"));
     if (flex) {
@@ -263,7 +325,8 @@ int sp_kafka_create_partitions_request_encode(struct sp_kwriter *w, int16_t vers
     return 0;
 }
 
-size_t sp_kafka_create_partitions_request_size(const struct sp_kafka_create_partitions_request *s, int16_t version)
+size_t sp_kafka_create_partitions_request_size(const struct sp_kafka_create_partitions_request *s,
+                                               int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -272,7 +335,8 @@ size_t sp_kafka_create_partitions_request_size(const struct sp_kafka_create_part
     (void)s;
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_create_partitions_request_create_partitions_topic_size(&s->topics[i], version);
+        n +=
+            sp_kafka_create_partitions_request_create_partitions_topic_size(&s->topics[i], version);
     n += 4;
     n += 1;
     if (flex) {
@@ -281,4 +345,3 @@ size_t sp_kafka_create_partitions_request_size(const struct sp_kafka_create_part
     }
     return n;
 }
-

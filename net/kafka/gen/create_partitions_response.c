@@ -4,28 +4,38 @@
 
 #define IS_FLEXIBLE(version) (version >= 2)
 
-static int sp_kafka_create_partitions_response_create_partitions_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_response_create_partitions_topic_result *s);
-static int sp_kafka_create_partitions_response_create_partitions_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s);
-static size_t sp_kafka_create_partitions_response_create_partitions_topic_result_size(const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_create_partitions_response_create_partitions_topic_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_partitions_response_create_partitions_topic_result_is_default(const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s);
+static int sp_kafka_create_partitions_response_create_partitions_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_partitions_response_create_partitions_topic_result *s);
+static int sp_kafka_create_partitions_response_create_partitions_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s);
+static size_t sp_kafka_create_partitions_response_create_partitions_topic_result_size(
+    const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_create_partitions_response_create_partitions_topic_result_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_create_partitions_response_create_partitions_topic_result_is_default(
+    const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s);
 SP_UNUSED static size_t sp_kafka_create_partitions_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_partitions_response_is_default(const struct sp_kafka_create_partitions_response *s);
+SP_UNUSED static bool
+sp_kafka_create_partitions_response_is_default(const struct sp_kafka_create_partitions_response *s);
 
-void sp_kafka_create_partitions_response_create_partitions_topic_result_init(struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
+void sp_kafka_create_partitions_response_create_partitions_topic_result_init(
+    struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
 {
     memset(s, 0, sizeof(*s));
     s->error_message = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_create_partitions_response_create_partitions_topic_result_is_default(const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
+SP_UNUSED static bool sp_kafka_create_partitions_response_create_partitions_topic_result_is_default(
+    const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
 {
-    return (s->name.len == 0) &&
-           (s->error_code == 0) &&
-           (s->error_message.len < 0);
+    return (s->name.len == 0) && (s->error_code == 0) && (s->error_message.len < 0);
 }
 
-SP_UNUSED static size_t sp_kafka_create_partitions_response_create_partitions_topic_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_create_partitions_response_create_partitions_topic_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -39,45 +49,64 @@ SP_UNUSED static size_t sp_kafka_create_partitions_response_create_partitions_to
     return n;
 }
 
-static int sp_kafka_create_partitions_response_create_partitions_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
+static int sp_kafka_create_partitions_response_create_partitions_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_create_partitions_response_create_partitions_topic_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "CreatePartitionsResponse.CreatePartitionsTopicResult.Name"));
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorCode"));
-    SP_KTRY(sp_kr_string(r, flex, true, &s->error_message, "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorMessage"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "CreatePartitionsResponse.CreatePartitionsTopicResult.Name"));
+    SP_KTRY(sp_kr_int16(r, &s->error_code,
+                        "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorCode"));
+    SP_KTRY(sp_kr_string(r, flex, true, &s->error_message,
+                         "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorMessage"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count,
+                          "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_create_partitions_response_create_partitions_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
+static int sp_kafka_create_partitions_response_create_partitions_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "CreatePartitionsResponse.CreatePartitionsTopicResult.Name"));
-    SP_KTRY(sp_kw_int16(w, s->error_code, "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorCode"));
-    SP_KTRY(sp_kw_string(w, flex, true, s->error_message, "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorMessage"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "CreatePartitionsResponse.CreatePartitionsTopicResult.Name"));
+    SP_KTRY(sp_kw_int16(w, s->error_code,
+                        "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorCode"));
+    SP_KTRY(sp_kw_string(w, flex, true, s->error_message,
+                         "CreatePartitionsResponse.CreatePartitionsTopicResult.ErrorMessage"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count,
+                          "CreatePartitionsResponse.CreatePartitionsTopicResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_create_partitions_response_create_partitions_topic_result_size(const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s, int16_t version)
+static size_t sp_kafka_create_partitions_response_create_partitions_topic_result_size(
+    const struct sp_kafka_create_partitions_response_create_partitions_topic_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -99,10 +128,10 @@ void sp_kafka_create_partitions_response_init(struct sp_kafka_create_partitions_
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_partitions_response_is_default(const struct sp_kafka_create_partitions_response *s)
+SP_UNUSED static bool
+sp_kafka_create_partitions_response_is_default(const struct sp_kafka_create_partitions_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->results_count == 0);
+    return (s->throttle_time_ms == 0) && (s->results_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_create_partitions_response_bytes_min(int16_t version)
@@ -117,7 +146,8 @@ SP_UNUSED static size_t sp_kafka_create_partitions_response_bytes_min(int16_t ve
     return n;
 }
 
-int sp_kafka_create_partitions_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_partitions_response *s)
+int sp_kafka_create_partitions_response_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_create_partitions_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -128,10 +158,14 @@ int sp_kafka_create_partitions_response_decode(struct sp_kreader *r, int16_t ver
     SP_KTRY(sp_kr_int32(r, &s->throttle_time_ms, "CreatePartitionsResponse.ThrottleTimeMs"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->results), sp_kafka_create_partitions_response_create_partitions_topic_result_bytes_min(version), &s->results_count, &items, "CreatePartitionsResponse.Results"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->results),
+            sp_kafka_create_partitions_response_create_partitions_topic_result_bytes_min(version),
+            &s->results_count, &items, "CreatePartitionsResponse.Results"));
         s->results = items;
         for (int32_t i = 0; i < s->results_count; i++)
-            SP_KTRY(sp_kafka_create_partitions_response_create_partitions_topic_result_decode(r, version, &s->results[i]));
+            SP_KTRY(sp_kafka_create_partitions_response_create_partitions_topic_result_decode(
+                r, version, &s->results[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -146,7 +180,8 @@ int sp_kafka_create_partitions_response_decode(struct sp_kreader *r, int16_t ver
     return 0;
 }
 
-int sp_kafka_create_partitions_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_partitions_response *s)
+int sp_kafka_create_partitions_response_encode(struct sp_kwriter *w, int16_t version,
+                                               const struct sp_kafka_create_partitions_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -155,9 +190,11 @@ int sp_kafka_create_partitions_response_encode(struct sp_kwriter *w, int16_t ver
     if (version < 0 || version > 3)
         return sp_kw_fail(w, -ENOTSUP, "CreatePartitionsResponse.version");
     SP_KTRY(sp_kw_int32(w, s->throttle_time_ms, "CreatePartitionsResponse.ThrottleTimeMs"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->results_count, "CreatePartitionsResponse.Results"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->results_count, "CreatePartitionsResponse.Results"));
     for (int32_t i = 0; i < s->results_count; i++)
-        SP_KTRY(sp_kafka_create_partitions_response_create_partitions_topic_result_encode(w, version, &s->results[i]));
+        SP_KTRY(sp_kafka_create_partitions_response_create_partitions_topic_result_encode(
+            w, version, &s->results[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreatePartitionsResponse._tagged_fields"));
@@ -165,7 +202,8 @@ int sp_kafka_create_partitions_response_encode(struct sp_kwriter *w, int16_t ver
     return 0;
 }
 
-size_t sp_kafka_create_partitions_response_size(const struct sp_kafka_create_partitions_response *s, int16_t version)
+size_t sp_kafka_create_partitions_response_size(const struct sp_kafka_create_partitions_response *s,
+                                                int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -175,11 +213,11 @@ size_t sp_kafka_create_partitions_response_size(const struct sp_kafka_create_par
     n += 4;
     n += sp_ks_length(flex, true, s->results_count);
     for (int32_t i = 0; i < s->results_count; i++)
-        n += sp_kafka_create_partitions_response_create_partitions_topic_result_size(&s->results[i], version);
+        n += sp_kafka_create_partitions_response_create_partitions_topic_result_size(&s->results[i],
+                                                                                     version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

@@ -4,36 +4,59 @@
 
 #define IS_FLEXIBLE(version) (version >= 5)
 
-static int sp_kafka_create_topics_request_creatable_replica_assignment_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
-static int sp_kafka_create_topics_request_creatable_replica_assignment_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
-static size_t sp_kafka_create_topics_request_creatable_replica_assignment_size(const struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_replica_assignment_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_topics_request_creatable_replica_assignment_is_default(const struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
-static int sp_kafka_create_topics_request_creatable_topic_config_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request_creatable_topic_config *s);
-static int sp_kafka_create_topics_request_creatable_topic_config_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_request_creatable_topic_config *s);
-static size_t sp_kafka_create_topics_request_creatable_topic_config_size(const struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_topic_config_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_config_is_default(const struct sp_kafka_create_topics_request_creatable_topic_config *s);
-static int sp_kafka_create_topics_request_creatable_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request_creatable_topic *s);
-static int sp_kafka_create_topics_request_creatable_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_request_creatable_topic *s);
-static size_t sp_kafka_create_topics_request_creatable_topic_size(const struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version);
+static int sp_kafka_create_topics_request_creatable_replica_assignment_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
+static int sp_kafka_create_topics_request_creatable_replica_assignment_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
+static size_t sp_kafka_create_topics_request_creatable_replica_assignment_size(
+    const struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_create_topics_request_creatable_replica_assignment_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_create_topics_request_creatable_replica_assignment_is_default(
+    const struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
+static int sp_kafka_create_topics_request_creatable_topic_config_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_request_creatable_topic_config *s);
+static int sp_kafka_create_topics_request_creatable_topic_config_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_request_creatable_topic_config *s);
+static size_t sp_kafka_create_topics_request_creatable_topic_config_size(
+    const struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_create_topics_request_creatable_topic_config_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_config_is_default(
+    const struct sp_kafka_create_topics_request_creatable_topic_config *s);
+static int sp_kafka_create_topics_request_creatable_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_request_creatable_topic *s);
+static int sp_kafka_create_topics_request_creatable_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_request_creatable_topic *s);
+static size_t sp_kafka_create_topics_request_creatable_topic_size(
+    const struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_is_default(const struct sp_kafka_create_topics_request_creatable_topic *s);
+SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_is_default(
+    const struct sp_kafka_create_topics_request_creatable_topic *s);
 SP_UNUSED static size_t sp_kafka_create_topics_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_topics_request_is_default(const struct sp_kafka_create_topics_request *s);
+SP_UNUSED static bool
+sp_kafka_create_topics_request_is_default(const struct sp_kafka_create_topics_request *s);
 
-void sp_kafka_create_topics_request_creatable_replica_assignment_init(struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
+void sp_kafka_create_topics_request_creatable_replica_assignment_init(
+    struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_topics_request_creatable_replica_assignment_is_default(const struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
+SP_UNUSED static bool sp_kafka_create_topics_request_creatable_replica_assignment_is_default(
+    const struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
 {
-    return (s->partition_index == 0) &&
-           (s->broker_ids_count == 0);
+    return (s->partition_index == 0) && (s->broker_ids_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_replica_assignment_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_create_topics_request_creatable_replica_assignment_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -45,51 +68,67 @@ SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_replica_assignm
     return n;
 }
 
-static int sp_kafka_create_topics_request_creatable_replica_assignment_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
+static int sp_kafka_create_topics_request_creatable_replica_assignment_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_create_topics_request_creatable_replica_assignment_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "CreateTopicsRequest.CreatableReplicaAssignment.PartitionIndex"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "CreateTopicsRequest.CreatableReplicaAssignment.PartitionIndex"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->broker_ids), 4u, &s->broker_ids_count, &items, "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->broker_ids), 4u, &s->broker_ids_count,
+                            &items, "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
         s->broker_ids = items;
         for (int32_t i = 0; i < s->broker_ids_count; i++)
-            SP_KTRY(sp_kr_int32(r, &s->broker_ids[i], "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
+            SP_KTRY(sp_kr_int32(r, &s->broker_ids[i],
+                                "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_create_topics_request_creatable_replica_assignment_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
+static int sp_kafka_create_topics_request_creatable_replica_assignment_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_request_creatable_replica_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "CreateTopicsRequest.CreatableReplicaAssignment.PartitionIndex"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->broker_ids_count, "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "CreateTopicsRequest.CreatableReplicaAssignment.PartitionIndex"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->broker_ids_count,
+                         "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
     for (int32_t i = 0; i < s->broker_ids_count; i++)
-        SP_KTRY(sp_kw_int32(w, s->broker_ids[i], "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
+        SP_KTRY(sp_kw_int32(w, s->broker_ids[i],
+                            "CreateTopicsRequest.CreatableReplicaAssignment.BrokerIds"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "CreateTopicsRequest.CreatableReplicaAssignment._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_create_topics_request_creatable_replica_assignment_size(const struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version)
+static size_t sp_kafka_create_topics_request_creatable_replica_assignment_size(
+    const struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -107,18 +146,20 @@ static size_t sp_kafka_create_topics_request_creatable_replica_assignment_size(c
     return n;
 }
 
-void sp_kafka_create_topics_request_creatable_topic_config_init(struct sp_kafka_create_topics_request_creatable_topic_config *s)
+void sp_kafka_create_topics_request_creatable_topic_config_init(
+    struct sp_kafka_create_topics_request_creatable_topic_config *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_config_is_default(const struct sp_kafka_create_topics_request_creatable_topic_config *s)
+SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_config_is_default(
+    const struct sp_kafka_create_topics_request_creatable_topic_config *s)
 {
-    return (s->name.len == 0) &&
-           (s->value.len == 0);
+    return (s->name.len == 0) && (s->value.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_topic_config_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_create_topics_request_creatable_topic_config_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -130,43 +171,55 @@ SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_topic_config_by
     return n;
 }
 
-static int sp_kafka_create_topics_request_creatable_topic_config_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request_creatable_topic_config *s)
+static int sp_kafka_create_topics_request_creatable_topic_config_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_request_creatable_topic_config *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_create_topics_request_creatable_topic_config_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "CreateTopicsRequest.CreatableTopicConfig.Name"));
-    SP_KTRY(sp_kr_string(r, flex, true, &s->value, "CreateTopicsRequest.CreatableTopicConfig.Value"));
+    SP_KTRY(
+        sp_kr_string(r, flex, false, &s->name, "CreateTopicsRequest.CreatableTopicConfig.Name"));
+    SP_KTRY(
+        sp_kr_string(r, flex, true, &s->value, "CreateTopicsRequest.CreatableTopicConfig.Value"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_create_topics_request_creatable_topic_config_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_request_creatable_topic_config *s)
+static int sp_kafka_create_topics_request_creatable_topic_config_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_request_creatable_topic_config *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_string(w, flex, false, s->name, "CreateTopicsRequest.CreatableTopicConfig.Name"));
-    SP_KTRY(sp_kw_string(w, flex, true, s->value, "CreateTopicsRequest.CreatableTopicConfig.Value"));
+    SP_KTRY(
+        sp_kw_string(w, flex, true, s->value, "CreateTopicsRequest.CreatableTopicConfig.Value"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "CreateTopicsRequest.CreatableTopicConfig._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_create_topics_request_creatable_topic_config_size(const struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version)
+static size_t sp_kafka_create_topics_request_creatable_topic_config_size(
+    const struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -182,18 +235,17 @@ static size_t sp_kafka_create_topics_request_creatable_topic_config_size(const s
     return n;
 }
 
-void sp_kafka_create_topics_request_creatable_topic_init(struct sp_kafka_create_topics_request_creatable_topic *s)
+void sp_kafka_create_topics_request_creatable_topic_init(
+    struct sp_kafka_create_topics_request_creatable_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_is_default(const struct sp_kafka_create_topics_request_creatable_topic *s)
+SP_UNUSED static bool sp_kafka_create_topics_request_creatable_topic_is_default(
+    const struct sp_kafka_create_topics_request_creatable_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->num_partitions == 0) &&
-           (s->replication_factor == 0) &&
-           (s->assignments_count == 0) &&
-           (s->configs_count == 0);
+    return (s->name.len == 0) && (s->num_partitions == 0) && (s->replication_factor == 0) &&
+           (s->assignments_count == 0) && (s->configs_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_topic_bytes_min(int16_t version)
@@ -214,7 +266,8 @@ SP_UNUSED static size_t sp_kafka_create_topics_request_creatable_topic_bytes_min
     return n;
 }
 
-static int sp_kafka_create_topics_request_creatable_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request_creatable_topic *s)
+static int sp_kafka_create_topics_request_creatable_topic_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request_creatable_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -222,24 +275,34 @@ static int sp_kafka_create_topics_request_creatable_topic_decode(struct sp_kread
     sp_kafka_create_topics_request_creatable_topic_init(s);
     SP_KTRY(sp_kr_string(r, flex, false, &s->name, "CreateTopicsRequest.CreatableTopic.Name"));
     SP_KTRY(sp_kr_int32(r, &s->num_partitions, "CreateTopicsRequest.CreatableTopic.NumPartitions"));
-    SP_KTRY(sp_kr_int16(r, &s->replication_factor, "CreateTopicsRequest.CreatableTopic.ReplicationFactor"));
+    SP_KTRY(sp_kr_int16(r, &s->replication_factor,
+                        "CreateTopicsRequest.CreatableTopic.ReplicationFactor"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->assignments), sp_kafka_create_topics_request_creatable_replica_assignment_bytes_min(version), &s->assignments_count, &items, "CreateTopicsRequest.CreatableTopic.Assignments"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->assignments),
+            sp_kafka_create_topics_request_creatable_replica_assignment_bytes_min(version),
+            &s->assignments_count, &items, "CreateTopicsRequest.CreatableTopic.Assignments"));
         s->assignments = items;
         for (int32_t i = 0; i < s->assignments_count; i++)
-            SP_KTRY(sp_kafka_create_topics_request_creatable_replica_assignment_decode(r, version, &s->assignments[i]));
+            SP_KTRY(sp_kafka_create_topics_request_creatable_replica_assignment_decode(
+                r, version, &s->assignments[i]));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->configs), sp_kafka_create_topics_request_creatable_topic_config_bytes_min(version), &s->configs_count, &items, "CreateTopicsRequest.CreatableTopic.Configs"));
+        SP_KTRY(
+            sp_kr_array(r, flex, false, sizeof(*s->configs),
+                        sp_kafka_create_topics_request_creatable_topic_config_bytes_min(version),
+                        &s->configs_count, &items, "CreateTopicsRequest.CreatableTopic.Configs"));
         s->configs = items;
         for (int32_t i = 0; i < s->configs_count; i++)
-            SP_KTRY(sp_kafka_create_topics_request_creatable_topic_config_decode(r, version, &s->configs[i]));
+            SP_KTRY(sp_kafka_create_topics_request_creatable_topic_config_decode(r, version,
+                                                                                 &s->configs[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreateTopicsRequest.CreatableTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "CreateTopicsRequest.CreatableTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "CreateTopicsRequest.CreatableTopic._tagged_fields"));
@@ -250,7 +313,9 @@ static int sp_kafka_create_topics_request_creatable_topic_decode(struct sp_kread
     return 0;
 }
 
-static int sp_kafka_create_topics_request_creatable_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_request_creatable_topic *s)
+static int sp_kafka_create_topics_request_creatable_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_request_creatable_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -258,21 +323,28 @@ static int sp_kafka_create_topics_request_creatable_topic_encode(struct sp_kwrit
     (void)s;
     SP_KTRY(sp_kw_string(w, flex, false, s->name, "CreateTopicsRequest.CreatableTopic.Name"));
     SP_KTRY(sp_kw_int32(w, s->num_partitions, "CreateTopicsRequest.CreatableTopic.NumPartitions"));
-    SP_KTRY(sp_kw_int16(w, s->replication_factor, "CreateTopicsRequest.CreatableTopic.ReplicationFactor"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->assignments_count, "CreateTopicsRequest.CreatableTopic.Assignments"));
+    SP_KTRY(sp_kw_int16(w, s->replication_factor,
+                        "CreateTopicsRequest.CreatableTopic.ReplicationFactor"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->assignments_count,
+                         "CreateTopicsRequest.CreatableTopic.Assignments"));
     for (int32_t i = 0; i < s->assignments_count; i++)
-        SP_KTRY(sp_kafka_create_topics_request_creatable_replica_assignment_encode(w, version, &s->assignments[i]));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->configs_count, "CreateTopicsRequest.CreatableTopic.Configs"));
+        SP_KTRY(sp_kafka_create_topics_request_creatable_replica_assignment_encode(
+            w, version, &s->assignments[i]));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->configs_count,
+                         "CreateTopicsRequest.CreatableTopic.Configs"));
     for (int32_t i = 0; i < s->configs_count; i++)
-        SP_KTRY(sp_kafka_create_topics_request_creatable_topic_config_encode(w, version, &s->configs[i]));
+        SP_KTRY(sp_kafka_create_topics_request_creatable_topic_config_encode(w, version,
+                                                                             &s->configs[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreateTopicsRequest.CreatableTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "CreateTopicsRequest.CreatableTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_create_topics_request_creatable_topic_size(const struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version)
+static size_t sp_kafka_create_topics_request_creatable_topic_size(
+    const struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -284,7 +356,8 @@ static size_t sp_kafka_create_topics_request_creatable_topic_size(const struct s
     n += 2;
     n += sp_ks_length(flex, true, s->assignments_count);
     for (int32_t i = 0; i < s->assignments_count; i++)
-        n += sp_kafka_create_topics_request_creatable_replica_assignment_size(&s->assignments[i], version);
+        n += sp_kafka_create_topics_request_creatable_replica_assignment_size(&s->assignments[i],
+                                                                              version);
     n += sp_ks_length(flex, true, s->configs_count);
     for (int32_t i = 0; i < s->configs_count; i++)
         n += sp_kafka_create_topics_request_creatable_topic_config_size(&s->configs[i], version);
@@ -301,11 +374,10 @@ void sp_kafka_create_topics_request_init(struct sp_kafka_create_topics_request *
     s->timeout_ms = 60000;
 }
 
-SP_UNUSED static bool sp_kafka_create_topics_request_is_default(const struct sp_kafka_create_topics_request *s)
+SP_UNUSED static bool
+sp_kafka_create_topics_request_is_default(const struct sp_kafka_create_topics_request *s)
 {
-    return (s->topics_count == 0) &&
-           (s->timeout_ms == 60000) &&
-           (s->validate_only == false);
+    return (s->topics_count == 0) && (s->timeout_ms == 60000) && (s->validate_only == false);
 }
 
 SP_UNUSED static size_t sp_kafka_create_topics_request_bytes_min(int16_t version)
@@ -322,7 +394,8 @@ SP_UNUSED static size_t sp_kafka_create_topics_request_bytes_min(int16_t version
     return n;
 }
 
-int sp_kafka_create_topics_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_request *s)
+int sp_kafka_create_topics_request_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_create_topics_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -332,10 +405,13 @@ int sp_kafka_create_topics_request_decode(struct sp_kreader *r, int16_t version,
     sp_kafka_create_topics_request_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_create_topics_request_creatable_topic_bytes_min(version), &s->topics_count, &items, "CreateTopicsRequest.Topics"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics),
+                            sp_kafka_create_topics_request_creatable_topic_bytes_min(version),
+                            &s->topics_count, &items, "CreateTopicsRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_create_topics_request_creatable_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(
+                sp_kafka_create_topics_request_creatable_topic_decode(r, version, &s->topics[i]));
     }
     SP_KTRY(sp_kr_int32(r, &s->timeout_ms, "CreateTopicsRequest.timeoutMs"));
     if (version >= 1) {
@@ -354,7 +430,8 @@ int sp_kafka_create_topics_request_decode(struct sp_kreader *r, int16_t version,
     return 0;
 }
 
-int sp_kafka_create_topics_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_request *s)
+int sp_kafka_create_topics_request_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_create_topics_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -378,7 +455,8 @@ int sp_kafka_create_topics_request_encode(struct sp_kwriter *w, int16_t version,
     return 0;
 }
 
-size_t sp_kafka_create_topics_request_size(const struct sp_kafka_create_topics_request *s, int16_t version)
+size_t sp_kafka_create_topics_request_size(const struct sp_kafka_create_topics_request *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -398,4 +476,3 @@ size_t sp_kafka_create_topics_request_size(const struct sp_kafka_create_topics_r
     }
     return n;
 }
-

@@ -27,9 +27,11 @@ struct sp_kafka_create_topics_request_creatable_topic_config {
 struct sp_kafka_create_topics_request_creatable_topic {
     /* The topic name. */
     struct sp_kstr name;
-    /* The number of partitions to create in the topic, or -1 if we are either specifying a manual partition assignment or using the default partitions. */
+    /* The number of partitions to create in the topic, or -1 if we are either specifying a manual
+     * partition assignment or using the default partitions. */
     int32_t num_partitions;
-    /* The number of replicas to create for each partition in the topic, or -1 if we are either specifying a manual partition assignment or using the default replication factor. */
+    /* The number of replicas to create for each partition in the topic, or -1 if we are either
+     * specifying a manual partition assignment or using the default replication factor. */
     int16_t replication_factor;
     /* The manual partition assignment, or the empty array if we are using automatic assignment. */
     struct sp_kafka_create_topics_request_creatable_replica_assignment *assignments;
@@ -50,22 +52,27 @@ struct sp_kafka_create_topics_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_create_topics_request_creatable_replica_assignment_init(struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
+void sp_kafka_create_topics_request_creatable_replica_assignment_init(
+    struct sp_kafka_create_topics_request_creatable_replica_assignment *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_create_topics_request_creatable_topic_config_init(struct sp_kafka_create_topics_request_creatable_topic_config *s);
+void sp_kafka_create_topics_request_creatable_topic_config_init(
+    struct sp_kafka_create_topics_request_creatable_topic_config *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_create_topics_request_creatable_topic_init(struct sp_kafka_create_topics_request_creatable_topic *s);
+void sp_kafka_create_topics_request_creatable_topic_init(
+    struct sp_kafka_create_topics_request_creatable_topic *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_create_topics_request_init(struct sp_kafka_create_topics_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_create_topics_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_create_topics_request *s);
+                                                        struct sp_kafka_create_topics_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_create_topics_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_create_topics_request *s);
+SP_MUST_CHECK int
+sp_kafka_create_topics_request_encode(struct sp_kwriter *w, int16_t version,
+                                      const struct sp_kafka_create_topics_request *s);
 /* Bytes that sp_kafka_create_topics_request_encode writes at `version`. */
-size_t sp_kafka_create_topics_request_size(const struct sp_kafka_create_topics_request *s, int16_t version);
+size_t sp_kafka_create_topics_request_size(const struct sp_kafka_create_topics_request *s,
+                                           int16_t version);
 
 #endif /* SP_KAFKA_GEN_CREATE_TOPICS_REQUEST_H */

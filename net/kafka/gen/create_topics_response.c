@@ -4,35 +4,50 @@
 
 #define IS_FLEXIBLE(version) (version >= 5)
 
-static int sp_kafka_create_topics_response_creatable_topic_configs_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_response_creatable_topic_configs *s);
-static int sp_kafka_create_topics_response_creatable_topic_configs_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_response_creatable_topic_configs *s);
-static size_t sp_kafka_create_topics_response_creatable_topic_configs_size(const struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_create_topics_response_creatable_topic_configs_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_configs_is_default(const struct sp_kafka_create_topics_response_creatable_topic_configs *s);
-static int sp_kafka_create_topics_response_creatable_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_response_creatable_topic_result *s);
-static int sp_kafka_create_topics_response_creatable_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_response_creatable_topic_result *s);
-static size_t sp_kafka_create_topics_response_creatable_topic_result_size(const struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_create_topics_response_creatable_topic_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_result_is_default(const struct sp_kafka_create_topics_response_creatable_topic_result *s);
+static int sp_kafka_create_topics_response_creatable_topic_configs_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_response_creatable_topic_configs *s);
+static int sp_kafka_create_topics_response_creatable_topic_configs_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_response_creatable_topic_configs *s);
+static size_t sp_kafka_create_topics_response_creatable_topic_configs_size(
+    const struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_create_topics_response_creatable_topic_configs_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_configs_is_default(
+    const struct sp_kafka_create_topics_response_creatable_topic_configs *s);
+static int sp_kafka_create_topics_response_creatable_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_response_creatable_topic_result *s);
+static int sp_kafka_create_topics_response_creatable_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s);
+static size_t sp_kafka_create_topics_response_creatable_topic_result_size(
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_create_topics_response_creatable_topic_result_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_result_is_default(
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s);
 SP_UNUSED static size_t sp_kafka_create_topics_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_create_topics_response_is_default(const struct sp_kafka_create_topics_response *s);
+SP_UNUSED static bool
+sp_kafka_create_topics_response_is_default(const struct sp_kafka_create_topics_response *s);
 
-void sp_kafka_create_topics_response_creatable_topic_configs_init(struct sp_kafka_create_topics_response_creatable_topic_configs *s)
+void sp_kafka_create_topics_response_creatable_topic_configs_init(
+    struct sp_kafka_create_topics_response_creatable_topic_configs *s)
 {
     memset(s, 0, sizeof(*s));
     s->config_source = -1;
 }
 
-SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_configs_is_default(const struct sp_kafka_create_topics_response_creatable_topic_configs *s)
+SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_configs_is_default(
+    const struct sp_kafka_create_topics_response_creatable_topic_configs *s)
 {
-    return (s->name.len == 0) &&
-           (s->value.len == 0) &&
-           (s->read_only == false) &&
-           (s->config_source == -1) &&
-           (s->is_sensitive == false);
+    return (s->name.len == 0) && (s->value.len == 0) && (s->read_only == false) &&
+           (s->config_source == -1) && (s->is_sensitive == false);
 }
 
-SP_UNUSED static size_t sp_kafka_create_topics_response_creatable_topic_configs_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_create_topics_response_creatable_topic_configs_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -50,53 +65,68 @@ SP_UNUSED static size_t sp_kafka_create_topics_response_creatable_topic_configs_
     return n;
 }
 
-static int sp_kafka_create_topics_response_creatable_topic_configs_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_response_creatable_topic_configs *s)
+static int sp_kafka_create_topics_response_creatable_topic_configs_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_response_creatable_topic_configs *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_create_topics_response_creatable_topic_configs_init(s);
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "CreateTopicsResponse.CreatableTopicConfigs.Name"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                             "CreateTopicsResponse.CreatableTopicConfigs.Name"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->value, "CreateTopicsResponse.CreatableTopicConfigs.Value"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->value,
+                             "CreateTopicsResponse.CreatableTopicConfigs.Value"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_bool(r, &s->read_only, "CreateTopicsResponse.CreatableTopicConfigs.ReadOnly"));
+        SP_KTRY(
+            sp_kr_bool(r, &s->read_only, "CreateTopicsResponse.CreatableTopicConfigs.ReadOnly"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_int8(r, &s->config_source, "CreateTopicsResponse.CreatableTopicConfigs.ConfigSource"));
+        SP_KTRY(sp_kr_int8(r, &s->config_source,
+                           "CreateTopicsResponse.CreatableTopicConfigs.ConfigSource"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_bool(r, &s->is_sensitive, "CreateTopicsResponse.CreatableTopicConfigs.IsSensitive"));
+        SP_KTRY(sp_kr_bool(r, &s->is_sensitive,
+                           "CreateTopicsResponse.CreatableTopicConfigs.IsSensitive"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_create_topics_response_creatable_topic_configs_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_response_creatable_topic_configs *s)
+static int sp_kafka_create_topics_response_creatable_topic_configs_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_response_creatable_topic_configs *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "CreateTopicsResponse.CreatableTopicConfigs.Name"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                             "CreateTopicsResponse.CreatableTopicConfigs.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "CreateTopicsResponse.CreatableTopicConfigs.Name");
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->value, "CreateTopicsResponse.CreatableTopicConfigs.Value"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->value,
+                             "CreateTopicsResponse.CreatableTopicConfigs.Value"));
     } else if (!(s->value.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "CreateTopicsResponse.CreatableTopicConfigs.Value");
     }
@@ -106,21 +136,25 @@ static int sp_kafka_create_topics_response_creatable_topic_configs_encode(struct
         return sp_kw_fail(w, -ENOTSUP, "CreateTopicsResponse.CreatableTopicConfigs.ReadOnly");
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_int8(w, s->config_source, "CreateTopicsResponse.CreatableTopicConfigs.ConfigSource"));
+        SP_KTRY(sp_kw_int8(w, s->config_source,
+                           "CreateTopicsResponse.CreatableTopicConfigs.ConfigSource"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_bool(w, s->is_sensitive, "CreateTopicsResponse.CreatableTopicConfigs.IsSensitive"));
+        SP_KTRY(sp_kw_bool(w, s->is_sensitive,
+                           "CreateTopicsResponse.CreatableTopicConfigs.IsSensitive"));
     } else if (!(s->is_sensitive == false)) {
         return sp_kw_fail(w, -ENOTSUP, "CreateTopicsResponse.CreatableTopicConfigs.IsSensitive");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "CreateTopicsResponse.CreatableTopicConfigs._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_create_topics_response_creatable_topic_configs_size(const struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version)
+static size_t sp_kafka_create_topics_response_creatable_topic_configs_size(
+    const struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -149,26 +183,24 @@ static size_t sp_kafka_create_topics_response_creatable_topic_configs_size(const
     return n;
 }
 
-void sp_kafka_create_topics_response_creatable_topic_result_init(struct sp_kafka_create_topics_response_creatable_topic_result *s)
+void sp_kafka_create_topics_response_creatable_topic_result_init(
+    struct sp_kafka_create_topics_response_creatable_topic_result *s)
 {
     memset(s, 0, sizeof(*s));
     s->num_partitions = -1;
     s->replication_factor = -1;
 }
 
-SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_result_is_default(const struct sp_kafka_create_topics_response_creatable_topic_result *s)
+SP_UNUSED static bool sp_kafka_create_topics_response_creatable_topic_result_is_default(
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s)
 {
-    return (s->name.len == 0) &&
-           (sp_kuuid_is_zero(&s->topic_id)) &&
-           (s->error_code == 0) &&
-           (s->error_message.len == 0) &&
-           (s->topic_config_error_code == 0) &&
-           (s->num_partitions == -1) &&
-           (s->replication_factor == -1) &&
-           (s->configs_count == 0);
+    return (s->name.len == 0) && (sp_kuuid_is_zero(&s->topic_id)) && (s->error_code == 0) &&
+           (s->error_message.len == 0) && (s->topic_config_error_code == 0) &&
+           (s->num_partitions == -1) && (s->replication_factor == -1) && (s->configs_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_create_topics_response_creatable_topic_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_create_topics_response_creatable_topic_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -192,27 +224,37 @@ SP_UNUSED static size_t sp_kafka_create_topics_response_creatable_topic_result_b
     return n;
 }
 
-static int sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_response_creatable_topic_result *s)
+static int
+sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_response_creatable_topic_result *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kr_int16(r, &s->topic_config_error_code, "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode"));
+    SP_KTRY(sp_kr_int16(r, &s->topic_config_error_code,
+                        "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode"));
     return 0;
 }
 
-static int sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_response_creatable_topic_result *s)
+static int
+sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int16(w, s->topic_config_error_code, "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode"));
+    SP_KTRY(sp_kw_int16(w, s->topic_config_error_code,
+                        "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode"));
     return 0;
 }
 
-static size_t sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_size(const struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version)
+static size_t
+sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_size(
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -223,48 +265,66 @@ static size_t sp_kafka_create_topics_response_creatable_topic_result_tag_topic_c
     return n;
 }
 
-static int sp_kafka_create_topics_response_creatable_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_response_creatable_topic_result *s)
+static int sp_kafka_create_topics_response_creatable_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_create_topics_response_creatable_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_create_topics_response_creatable_topic_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "CreateTopicsResponse.CreatableTopicResult.Name"));
+    SP_KTRY(
+        sp_kr_string(r, flex, false, &s->name, "CreateTopicsResponse.CreatableTopicResult.Name"));
     if (version >= 7) {
         SP_KTRY(sp_kr_uuid(r, &s->topic_id, "CreateTopicsResponse.CreatableTopicResult.TopicId"));
     }
     SP_KTRY(sp_kr_int16(r, &s->error_code, "CreateTopicsResponse.CreatableTopicResult.ErrorCode"));
     if (version >= 1) {
-        SP_KTRY(sp_kr_string(r, flex, true, &s->error_message, "CreateTopicsResponse.CreatableTopicResult.ErrorMessage"));
+        SP_KTRY(sp_kr_string(r, flex, true, &s->error_message,
+                             "CreateTopicsResponse.CreatableTopicResult.ErrorMessage"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_int32(r, &s->num_partitions, "CreateTopicsResponse.CreatableTopicResult.NumPartitions"));
+        SP_KTRY(sp_kr_int32(r, &s->num_partitions,
+                            "CreateTopicsResponse.CreatableTopicResult.NumPartitions"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_int16(r, &s->replication_factor, "CreateTopicsResponse.CreatableTopicResult.ReplicationFactor"));
+        SP_KTRY(sp_kr_int16(r, &s->replication_factor,
+                            "CreateTopicsResponse.CreatableTopicResult.ReplicationFactor"));
     }
     if (version >= 5) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, version >= 5, sizeof(*s->configs), sp_kafka_create_topics_response_creatable_topic_configs_bytes_min(version), &s->configs_count, &items, "CreateTopicsResponse.CreatableTopicResult.Configs"));
+            SP_KTRY(sp_kr_array(
+                r, flex, version >= 5, sizeof(*s->configs),
+                sp_kafka_create_topics_response_creatable_topic_configs_bytes_min(version),
+                &s->configs_count, &items, "CreateTopicsResponse.CreatableTopicResult.Configs"));
             s->configs = items;
             for (int32_t i = 0; i < s->configs_count; i++)
-                SP_KTRY(sp_kafka_create_topics_response_creatable_topic_configs_decode(r, version, &s->configs[i]));
+                SP_KTRY(sp_kafka_create_topics_response_creatable_topic_configs_decode(
+                    r, version, &s->configs[i]));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
             struct sp_kreader sub;
-            SP_KTRY(sp_kr_sub(r, size, &sub, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_sub(r, size, &sub,
+                              "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
             switch (tag) {
             case 0:
                 if (version >= 5)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_decode(&sub, version, s), "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_decode(
+                            &sub, version, s),
+                        "CreateTopicsResponse.CreatableTopicResult.TopicConfigErrorCode"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -274,46 +334,64 @@ static int sp_kafka_create_topics_response_creatable_topic_result_decode(struct 
     return 0;
 }
 
-static int sp_kafka_create_topics_response_creatable_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_response_creatable_topic_result *s)
+static int sp_kafka_create_topics_response_creatable_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "CreateTopicsResponse.CreatableTopicResult.Name"));
+    SP_KTRY(
+        sp_kw_string(w, flex, false, s->name, "CreateTopicsResponse.CreatableTopicResult.Name"));
     if (version >= 7) {
         SP_KTRY(sp_kw_uuid(w, &s->topic_id, "CreateTopicsResponse.CreatableTopicResult.TopicId"));
     }
     SP_KTRY(sp_kw_int16(w, s->error_code, "CreateTopicsResponse.CreatableTopicResult.ErrorCode"));
     if (version >= 1) {
-        SP_KTRY(sp_kw_string(w, flex, true, s->error_message, "CreateTopicsResponse.CreatableTopicResult.ErrorMessage"));
+        SP_KTRY(sp_kw_string(w, flex, true, s->error_message,
+                             "CreateTopicsResponse.CreatableTopicResult.ErrorMessage"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_int32(w, s->num_partitions, "CreateTopicsResponse.CreatableTopicResult.NumPartitions"));
+        SP_KTRY(sp_kw_int32(w, s->num_partitions,
+                            "CreateTopicsResponse.CreatableTopicResult.NumPartitions"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_int16(w, s->replication_factor, "CreateTopicsResponse.CreatableTopicResult.ReplicationFactor"));
+        SP_KTRY(sp_kw_int16(w, s->replication_factor,
+                            "CreateTopicsResponse.CreatableTopicResult.ReplicationFactor"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_length(w, flex, true, version >= 5, s->configs_count, "CreateTopicsResponse.CreatableTopicResult.Configs"));
+        SP_KTRY(sp_kw_length(w, flex, true, version >= 5, s->configs_count,
+                             "CreateTopicsResponse.CreatableTopicResult.Configs"));
         for (int32_t i = 0; i < s->configs_count; i++)
-            SP_KTRY(sp_kafka_create_topics_response_creatable_topic_configs_encode(w, version, &s->configs[i]));
+            SP_KTRY(sp_kafka_create_topics_response_creatable_topic_configs_encode(w, version,
+                                                                                   &s->configs[i]));
     }
     if (flex) {
         uint32_t tagged_count = 0;
         if (version >= 5 && !(s->topic_config_error_code == 0))
             tagged_count++;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
         if (version >= 5 && !(s->topic_config_error_code == 0)) {
-            SP_KTRY(sp_kw_uvarint(w, 0, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_size(s, version), "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
-            SP_KTRY(sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_encode(w, version, s));
+            SP_KTRY(
+                sp_kw_uvarint(w, 0, "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w,
+                (uint32_t)
+                    sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_size(
+                        s, version),
+                "CreateTopicsResponse.CreatableTopicResult._tagged_fields"));
+            SP_KTRY(
+                sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_encode(
+                    w, version, s));
         }
     }
     return 0;
 }
 
-static size_t sp_kafka_create_topics_response_creatable_topic_result_size(const struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version)
+static size_t sp_kafka_create_topics_response_creatable_topic_result_size(
+    const struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -337,12 +415,15 @@ static size_t sp_kafka_create_topics_response_creatable_topic_result_size(const 
     if (version >= 5) {
         n += sp_ks_length(flex, true, s->configs_count);
         for (int32_t i = 0; i < s->configs_count; i++)
-            n += sp_kafka_create_topics_response_creatable_topic_configs_size(&s->configs[i], version);
+            n += sp_kafka_create_topics_response_creatable_topic_configs_size(&s->configs[i],
+                                                                              version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
         if (version >= 5 && !(s->topic_config_error_code == 0)) {
-            size_t field = sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_size(s, version);
+            size_t field =
+                sp_kafka_create_topics_response_creatable_topic_result_tag_topic_config_error_code_size(
+                    s, version);
             tagged_count++;
             n += sp_ks_uvarint(0) + sp_ks_uvarint((uint32_t)field) + field;
         }
@@ -356,10 +437,10 @@ void sp_kafka_create_topics_response_init(struct sp_kafka_create_topics_response
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_create_topics_response_is_default(const struct sp_kafka_create_topics_response *s)
+SP_UNUSED static bool
+sp_kafka_create_topics_response_is_default(const struct sp_kafka_create_topics_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->topics_count == 0);
+    return (s->throttle_time_ms == 0) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_create_topics_response_bytes_min(int16_t version)
@@ -374,7 +455,8 @@ SP_UNUSED static size_t sp_kafka_create_topics_response_bytes_min(int16_t versio
     return n;
 }
 
-int sp_kafka_create_topics_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_create_topics_response *s)
+int sp_kafka_create_topics_response_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_create_topics_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -387,10 +469,14 @@ int sp_kafka_create_topics_response_decode(struct sp_kreader *r, int16_t version
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_create_topics_response_creatable_topic_result_bytes_min(version), &s->topics_count, &items, "CreateTopicsResponse.Topics"));
+        SP_KTRY(
+            sp_kr_array(r, flex, false, sizeof(*s->topics),
+                        sp_kafka_create_topics_response_creatable_topic_result_bytes_min(version),
+                        &s->topics_count, &items, "CreateTopicsResponse.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_create_topics_response_creatable_topic_result_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_create_topics_response_creatable_topic_result_decode(r, version,
+                                                                                  &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -405,7 +491,8 @@ int sp_kafka_create_topics_response_decode(struct sp_kreader *r, int16_t version
     return 0;
 }
 
-int sp_kafka_create_topics_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_create_topics_response *s)
+int sp_kafka_create_topics_response_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_create_topics_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -418,7 +505,8 @@ int sp_kafka_create_topics_response_encode(struct sp_kwriter *w, int16_t version
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "CreateTopicsResponse.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_create_topics_response_creatable_topic_result_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_create_topics_response_creatable_topic_result_encode(w, version,
+                                                                              &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "CreateTopicsResponse._tagged_fields"));
@@ -426,7 +514,8 @@ int sp_kafka_create_topics_response_encode(struct sp_kwriter *w, int16_t version
     return 0;
 }
 
-size_t sp_kafka_create_topics_response_size(const struct sp_kafka_create_topics_response *s, int16_t version)
+size_t sp_kafka_create_topics_response_size(const struct sp_kafka_create_topics_response *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -445,4 +534,3 @@ size_t sp_kafka_create_topics_response_size(const struct sp_kafka_create_topics_
     }
     return n;
 }
-

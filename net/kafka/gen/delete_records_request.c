@@ -4,31 +4,48 @@
 
 #define IS_FLEXIBLE(version) (version >= 2)
 
-static int sp_kafka_delete_records_request_delete_records_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_request_delete_records_partition *s);
-static int sp_kafka_delete_records_request_delete_records_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_request_delete_records_partition *s);
-static size_t sp_kafka_delete_records_request_delete_records_partition_size(const struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_delete_records_request_delete_records_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_partition_is_default(const struct sp_kafka_delete_records_request_delete_records_partition *s);
-static int sp_kafka_delete_records_request_delete_records_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_request_delete_records_topic *s);
-static int sp_kafka_delete_records_request_delete_records_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_request_delete_records_topic *s);
-static size_t sp_kafka_delete_records_request_delete_records_topic_size(const struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_delete_records_request_delete_records_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_topic_is_default(const struct sp_kafka_delete_records_request_delete_records_topic *s);
+static int sp_kafka_delete_records_request_delete_records_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_request_delete_records_partition *s);
+static int sp_kafka_delete_records_request_delete_records_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_request_delete_records_partition *s);
+static size_t sp_kafka_delete_records_request_delete_records_partition_size(
+    const struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_delete_records_request_delete_records_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_partition_is_default(
+    const struct sp_kafka_delete_records_request_delete_records_partition *s);
+static int sp_kafka_delete_records_request_delete_records_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_request_delete_records_topic *s);
+static int sp_kafka_delete_records_request_delete_records_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_request_delete_records_topic *s);
+static size_t sp_kafka_delete_records_request_delete_records_topic_size(
+    const struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_delete_records_request_delete_records_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_topic_is_default(
+    const struct sp_kafka_delete_records_request_delete_records_topic *s);
 SP_UNUSED static size_t sp_kafka_delete_records_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_records_request_is_default(const struct sp_kafka_delete_records_request *s);
+SP_UNUSED static bool
+sp_kafka_delete_records_request_is_default(const struct sp_kafka_delete_records_request *s);
 
-void sp_kafka_delete_records_request_delete_records_partition_init(struct sp_kafka_delete_records_request_delete_records_partition *s)
+void sp_kafka_delete_records_request_delete_records_partition_init(
+    struct sp_kafka_delete_records_request_delete_records_partition *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_partition_is_default(const struct sp_kafka_delete_records_request_delete_records_partition *s)
+SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_partition_is_default(
+    const struct sp_kafka_delete_records_request_delete_records_partition *s)
 {
-    return (s->partition_index == 0) &&
-           (s->offset == 0);
+    return (s->partition_index == 0) && (s->offset == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_delete_records_request_delete_records_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_delete_records_request_delete_records_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -40,43 +57,55 @@ SP_UNUSED static size_t sp_kafka_delete_records_request_delete_records_partition
     return n;
 }
 
-static int sp_kafka_delete_records_request_delete_records_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_request_delete_records_partition *s)
+static int sp_kafka_delete_records_request_delete_records_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_request_delete_records_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_delete_records_request_delete_records_partition_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "DeleteRecordsRequest.DeleteRecordsPartition.PartitionIndex"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "DeleteRecordsRequest.DeleteRecordsPartition.PartitionIndex"));
     SP_KTRY(sp_kr_int64(r, &s->offset, "DeleteRecordsRequest.DeleteRecordsPartition.Offset"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_delete_records_request_delete_records_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_request_delete_records_partition *s)
+static int sp_kafka_delete_records_request_delete_records_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_request_delete_records_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "DeleteRecordsRequest.DeleteRecordsPartition.PartitionIndex"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "DeleteRecordsRequest.DeleteRecordsPartition.PartitionIndex"));
     SP_KTRY(sp_kw_int64(w, s->offset, "DeleteRecordsRequest.DeleteRecordsPartition.Offset"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DeleteRecordsRequest.DeleteRecordsPartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_delete_records_request_delete_records_partition_size(const struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version)
+static size_t sp_kafka_delete_records_request_delete_records_partition_size(
+    const struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -92,18 +121,20 @@ static size_t sp_kafka_delete_records_request_delete_records_partition_size(cons
     return n;
 }
 
-void sp_kafka_delete_records_request_delete_records_topic_init(struct sp_kafka_delete_records_request_delete_records_topic *s)
+void sp_kafka_delete_records_request_delete_records_topic_init(
+    struct sp_kafka_delete_records_request_delete_records_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_topic_is_default(const struct sp_kafka_delete_records_request_delete_records_topic *s)
+SP_UNUSED static bool sp_kafka_delete_records_request_delete_records_topic_is_default(
+    const struct sp_kafka_delete_records_request_delete_records_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_delete_records_request_delete_records_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_delete_records_request_delete_records_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -115,7 +146,9 @@ SP_UNUSED static size_t sp_kafka_delete_records_request_delete_records_topic_byt
     return n;
 }
 
-static int sp_kafka_delete_records_request_delete_records_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_request_delete_records_topic *s)
+static int sp_kafka_delete_records_request_delete_records_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_request_delete_records_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -124,42 +157,55 @@ static int sp_kafka_delete_records_request_delete_records_topic_decode(struct sp
     SP_KTRY(sp_kr_string(r, flex, false, &s->name, "DeleteRecordsRequest.DeleteRecordsTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_delete_records_request_delete_records_partition_bytes_min(version), &s->partitions_count, &items, "DeleteRecordsRequest.DeleteRecordsTopic.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_delete_records_request_delete_records_partition_bytes_min(version),
+            &s->partitions_count, &items, "DeleteRecordsRequest.DeleteRecordsTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_delete_records_request_delete_records_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_delete_records_request_delete_records_partition_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_delete_records_request_delete_records_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_request_delete_records_topic *s)
+static int sp_kafka_delete_records_request_delete_records_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_request_delete_records_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_string(w, flex, false, s->name, "DeleteRecordsRequest.DeleteRecordsTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "DeleteRecordsRequest.DeleteRecordsTopic.Partitions"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "DeleteRecordsRequest.DeleteRecordsTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_delete_records_request_delete_records_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_delete_records_request_delete_records_partition_encode(w, version,
+                                                                                &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DeleteRecordsRequest.DeleteRecordsTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_delete_records_request_delete_records_topic_size(const struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version)
+static size_t sp_kafka_delete_records_request_delete_records_topic_size(
+    const struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -169,7 +215,8 @@ static size_t sp_kafka_delete_records_request_delete_records_topic_size(const st
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_delete_records_request_delete_records_partition_size(&s->partitions[i], version);
+        n += sp_kafka_delete_records_request_delete_records_partition_size(&s->partitions[i],
+                                                                           version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -182,10 +229,10 @@ void sp_kafka_delete_records_request_init(struct sp_kafka_delete_records_request
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_records_request_is_default(const struct sp_kafka_delete_records_request *s)
+SP_UNUSED static bool
+sp_kafka_delete_records_request_is_default(const struct sp_kafka_delete_records_request *s)
 {
-    return (s->topics_count == 0) &&
-           (s->timeout_ms == 0);
+    return (s->topics_count == 0) && (s->timeout_ms == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_delete_records_request_bytes_min(int16_t version)
@@ -200,7 +247,8 @@ SP_UNUSED static size_t sp_kafka_delete_records_request_bytes_min(int16_t versio
     return n;
 }
 
-int sp_kafka_delete_records_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_request *s)
+int sp_kafka_delete_records_request_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_delete_records_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -210,10 +258,13 @@ int sp_kafka_delete_records_request_decode(struct sp_kreader *r, int16_t version
     sp_kafka_delete_records_request_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_delete_records_request_delete_records_topic_bytes_min(version), &s->topics_count, &items, "DeleteRecordsRequest.Topics"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics),
+                            sp_kafka_delete_records_request_delete_records_topic_bytes_min(version),
+                            &s->topics_count, &items, "DeleteRecordsRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_delete_records_request_delete_records_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_delete_records_request_delete_records_topic_decode(r, version,
+                                                                                &s->topics[i]));
     }
     SP_KTRY(sp_kr_int32(r, &s->timeout_ms, "DeleteRecordsRequest.TimeoutMs"));
     if (flex) {
@@ -229,7 +280,8 @@ int sp_kafka_delete_records_request_decode(struct sp_kreader *r, int16_t version
     return 0;
 }
 
-int sp_kafka_delete_records_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_request *s)
+int sp_kafka_delete_records_request_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_delete_records_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -239,7 +291,8 @@ int sp_kafka_delete_records_request_encode(struct sp_kwriter *w, int16_t version
         return sp_kw_fail(w, -ENOTSUP, "DeleteRecordsRequest.version");
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "DeleteRecordsRequest.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_delete_records_request_delete_records_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(
+            sp_kafka_delete_records_request_delete_records_topic_encode(w, version, &s->topics[i]));
     SP_KTRY(sp_kw_int32(w, s->timeout_ms, "DeleteRecordsRequest.TimeoutMs"));
     if (flex) {
         uint32_t tagged_count = 0;
@@ -248,7 +301,8 @@ int sp_kafka_delete_records_request_encode(struct sp_kwriter *w, int16_t version
     return 0;
 }
 
-size_t sp_kafka_delete_records_request_size(const struct sp_kafka_delete_records_request *s, int16_t version)
+size_t sp_kafka_delete_records_request_size(const struct sp_kafka_delete_records_request *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -265,4 +319,3 @@ size_t sp_kafka_delete_records_request_size(const struct sp_kafka_delete_records
     }
     return n;
 }
-

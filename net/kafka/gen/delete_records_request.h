@@ -33,20 +33,24 @@ struct sp_kafka_delete_records_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_delete_records_request_delete_records_partition_init(struct sp_kafka_delete_records_request_delete_records_partition *s);
+void sp_kafka_delete_records_request_delete_records_partition_init(
+    struct sp_kafka_delete_records_request_delete_records_partition *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_delete_records_request_delete_records_topic_init(struct sp_kafka_delete_records_request_delete_records_topic *s);
+void sp_kafka_delete_records_request_delete_records_topic_init(
+    struct sp_kafka_delete_records_request_delete_records_topic *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_delete_records_request_init(struct sp_kafka_delete_records_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_delete_records_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_delete_records_request *s);
+                                                         struct sp_kafka_delete_records_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_delete_records_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_delete_records_request *s);
+SP_MUST_CHECK int
+sp_kafka_delete_records_request_encode(struct sp_kwriter *w, int16_t version,
+                                       const struct sp_kafka_delete_records_request *s);
 /* Bytes that sp_kafka_delete_records_request_encode writes at `version`. */
-size_t sp_kafka_delete_records_request_size(const struct sp_kafka_delete_records_request *s, int16_t version);
+size_t sp_kafka_delete_records_request_size(const struct sp_kafka_delete_records_request *s,
+                                            int16_t version);
 
 #endif /* SP_KAFKA_GEN_DELETE_RECORDS_REQUEST_H */

@@ -4,32 +4,49 @@
 
 #define IS_FLEXIBLE(version) (version >= 2)
 
-static int sp_kafka_delete_records_response_delete_records_partition_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_response_delete_records_partition_result *s);
-static int sp_kafka_delete_records_response_delete_records_partition_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_response_delete_records_partition_result *s);
-static size_t sp_kafka_delete_records_response_delete_records_partition_result_size(const struct sp_kafka_delete_records_response_delete_records_partition_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_delete_records_response_delete_records_partition_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_partition_result_is_default(const struct sp_kafka_delete_records_response_delete_records_partition_result *s);
-static int sp_kafka_delete_records_response_delete_records_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_response_delete_records_topic_result *s);
-static int sp_kafka_delete_records_response_delete_records_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_response_delete_records_topic_result *s);
-static size_t sp_kafka_delete_records_response_delete_records_topic_result_size(const struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_delete_records_response_delete_records_topic_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_topic_result_is_default(const struct sp_kafka_delete_records_response_delete_records_topic_result *s);
+static int sp_kafka_delete_records_response_delete_records_partition_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_response_delete_records_partition_result *s);
+static int sp_kafka_delete_records_response_delete_records_partition_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_response_delete_records_partition_result *s);
+static size_t sp_kafka_delete_records_response_delete_records_partition_result_size(
+    const struct sp_kafka_delete_records_response_delete_records_partition_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_delete_records_response_delete_records_partition_result_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_partition_result_is_default(
+    const struct sp_kafka_delete_records_response_delete_records_partition_result *s);
+static int sp_kafka_delete_records_response_delete_records_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_response_delete_records_topic_result *s);
+static int sp_kafka_delete_records_response_delete_records_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_response_delete_records_topic_result *s);
+static size_t sp_kafka_delete_records_response_delete_records_topic_result_size(
+    const struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_delete_records_response_delete_records_topic_result_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_topic_result_is_default(
+    const struct sp_kafka_delete_records_response_delete_records_topic_result *s);
 SP_UNUSED static size_t sp_kafka_delete_records_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_records_response_is_default(const struct sp_kafka_delete_records_response *s);
+SP_UNUSED static bool
+sp_kafka_delete_records_response_is_default(const struct sp_kafka_delete_records_response *s);
 
-void sp_kafka_delete_records_response_delete_records_partition_result_init(struct sp_kafka_delete_records_response_delete_records_partition_result *s)
+void sp_kafka_delete_records_response_delete_records_partition_result_init(
+    struct sp_kafka_delete_records_response_delete_records_partition_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_partition_result_is_default(const struct sp_kafka_delete_records_response_delete_records_partition_result *s)
+SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_partition_result_is_default(
+    const struct sp_kafka_delete_records_response_delete_records_partition_result *s)
 {
-    return (s->partition_index == 0) &&
-           (s->low_watermark == 0) &&
-           (s->error_code == 0);
+    return (s->partition_index == 0) && (s->low_watermark == 0) && (s->error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_delete_records_response_delete_records_partition_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_delete_records_response_delete_records_partition_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -43,45 +60,62 @@ SP_UNUSED static size_t sp_kafka_delete_records_response_delete_records_partitio
     return n;
 }
 
-static int sp_kafka_delete_records_response_delete_records_partition_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_response_delete_records_partition_result *s)
+static int sp_kafka_delete_records_response_delete_records_partition_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_response_delete_records_partition_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_delete_records_response_delete_records_partition_result_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "DeleteRecordsResponse.DeleteRecordsPartitionResult.PartitionIndex"));
-    SP_KTRY(sp_kr_int64(r, &s->low_watermark, "DeleteRecordsResponse.DeleteRecordsPartitionResult.LowWatermark"));
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "DeleteRecordsResponse.DeleteRecordsPartitionResult.ErrorCode"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "DeleteRecordsResponse.DeleteRecordsPartitionResult.PartitionIndex"));
+    SP_KTRY(sp_kr_int64(r, &s->low_watermark,
+                        "DeleteRecordsResponse.DeleteRecordsPartitionResult.LowWatermark"));
+    SP_KTRY(sp_kr_int16(r, &s->error_code,
+                        "DeleteRecordsResponse.DeleteRecordsPartitionResult.ErrorCode"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_delete_records_response_delete_records_partition_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_response_delete_records_partition_result *s)
+static int sp_kafka_delete_records_response_delete_records_partition_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_response_delete_records_partition_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "DeleteRecordsResponse.DeleteRecordsPartitionResult.PartitionIndex"));
-    SP_KTRY(sp_kw_int64(w, s->low_watermark, "DeleteRecordsResponse.DeleteRecordsPartitionResult.LowWatermark"));
-    SP_KTRY(sp_kw_int16(w, s->error_code, "DeleteRecordsResponse.DeleteRecordsPartitionResult.ErrorCode"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "DeleteRecordsResponse.DeleteRecordsPartitionResult.PartitionIndex"));
+    SP_KTRY(sp_kw_int64(w, s->low_watermark,
+                        "DeleteRecordsResponse.DeleteRecordsPartitionResult.LowWatermark"));
+    SP_KTRY(sp_kw_int16(w, s->error_code,
+                        "DeleteRecordsResponse.DeleteRecordsPartitionResult.ErrorCode"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DeleteRecordsResponse.DeleteRecordsPartitionResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_delete_records_response_delete_records_partition_result_size(const struct sp_kafka_delete_records_response_delete_records_partition_result *s, int16_t version)
+static size_t sp_kafka_delete_records_response_delete_records_partition_result_size(
+    const struct sp_kafka_delete_records_response_delete_records_partition_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -98,18 +132,20 @@ static size_t sp_kafka_delete_records_response_delete_records_partition_result_s
     return n;
 }
 
-void sp_kafka_delete_records_response_delete_records_topic_result_init(struct sp_kafka_delete_records_response_delete_records_topic_result *s)
+void sp_kafka_delete_records_response_delete_records_topic_result_init(
+    struct sp_kafka_delete_records_response_delete_records_topic_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_topic_result_is_default(const struct sp_kafka_delete_records_response_delete_records_topic_result *s)
+SP_UNUSED static bool sp_kafka_delete_records_response_delete_records_topic_result_is_default(
+    const struct sp_kafka_delete_records_response_delete_records_topic_result *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_delete_records_response_delete_records_topic_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_delete_records_response_delete_records_topic_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -121,51 +157,70 @@ SP_UNUSED static size_t sp_kafka_delete_records_response_delete_records_topic_re
     return n;
 }
 
-static int sp_kafka_delete_records_response_delete_records_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_response_delete_records_topic_result *s)
+static int sp_kafka_delete_records_response_delete_records_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_records_response_delete_records_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_delete_records_response_delete_records_topic_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "DeleteRecordsResponse.DeleteRecordsTopicResult.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "DeleteRecordsResponse.DeleteRecordsTopicResult.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_delete_records_response_delete_records_partition_result_bytes_min(version), &s->partitions_count, &items, "DeleteRecordsResponse.DeleteRecordsTopicResult.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_delete_records_response_delete_records_partition_result_bytes_min(version),
+            &s->partitions_count, &items,
+            "DeleteRecordsResponse.DeleteRecordsTopicResult.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_delete_records_response_delete_records_partition_result_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_delete_records_response_delete_records_partition_result_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_delete_records_response_delete_records_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_response_delete_records_topic_result *s)
+static int sp_kafka_delete_records_response_delete_records_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_records_response_delete_records_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "DeleteRecordsResponse.DeleteRecordsTopicResult.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "DeleteRecordsResponse.DeleteRecordsTopicResult.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "DeleteRecordsResponse.DeleteRecordsTopicResult.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "DeleteRecordsResponse.DeleteRecordsTopicResult.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_delete_records_response_delete_records_partition_result_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_delete_records_response_delete_records_partition_result_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DeleteRecordsResponse.DeleteRecordsTopicResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_delete_records_response_delete_records_topic_result_size(const struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version)
+static size_t sp_kafka_delete_records_response_delete_records_topic_result_size(
+    const struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -175,7 +230,8 @@ static size_t sp_kafka_delete_records_response_delete_records_topic_result_size(
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_delete_records_response_delete_records_partition_result_size(&s->partitions[i], version);
+        n += sp_kafka_delete_records_response_delete_records_partition_result_size(
+            &s->partitions[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -188,10 +244,10 @@ void sp_kafka_delete_records_response_init(struct sp_kafka_delete_records_respon
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_records_response_is_default(const struct sp_kafka_delete_records_response *s)
+SP_UNUSED static bool
+sp_kafka_delete_records_response_is_default(const struct sp_kafka_delete_records_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->topics_count == 0);
+    return (s->throttle_time_ms == 0) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_delete_records_response_bytes_min(int16_t version)
@@ -206,7 +262,8 @@ SP_UNUSED static size_t sp_kafka_delete_records_response_bytes_min(int16_t versi
     return n;
 }
 
-int sp_kafka_delete_records_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_records_response *s)
+int sp_kafka_delete_records_response_decode(struct sp_kreader *r, int16_t version,
+                                            struct sp_kafka_delete_records_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -217,10 +274,14 @@ int sp_kafka_delete_records_response_decode(struct sp_kreader *r, int16_t versio
     SP_KTRY(sp_kr_int32(r, &s->throttle_time_ms, "DeleteRecordsResponse.ThrottleTimeMs"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_delete_records_response_delete_records_topic_result_bytes_min(version), &s->topics_count, &items, "DeleteRecordsResponse.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_delete_records_response_delete_records_topic_result_bytes_min(version),
+            &s->topics_count, &items, "DeleteRecordsResponse.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_delete_records_response_delete_records_topic_result_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_delete_records_response_delete_records_topic_result_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -235,7 +296,8 @@ int sp_kafka_delete_records_response_decode(struct sp_kreader *r, int16_t versio
     return 0;
 }
 
-int sp_kafka_delete_records_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_records_response *s)
+int sp_kafka_delete_records_response_encode(struct sp_kwriter *w, int16_t version,
+                                            const struct sp_kafka_delete_records_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -246,7 +308,8 @@ int sp_kafka_delete_records_response_encode(struct sp_kwriter *w, int16_t versio
     SP_KTRY(sp_kw_int32(w, s->throttle_time_ms, "DeleteRecordsResponse.ThrottleTimeMs"));
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "DeleteRecordsResponse.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_delete_records_response_delete_records_topic_result_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_delete_records_response_delete_records_topic_result_encode(w, version,
+                                                                                    &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteRecordsResponse._tagged_fields"));
@@ -254,7 +317,8 @@ int sp_kafka_delete_records_response_encode(struct sp_kwriter *w, int16_t versio
     return 0;
 }
 
-size_t sp_kafka_delete_records_response_size(const struct sp_kafka_delete_records_response *s, int16_t version)
+size_t sp_kafka_delete_records_response_size(const struct sp_kafka_delete_records_response *s,
+                                             int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -264,11 +328,11 @@ size_t sp_kafka_delete_records_response_size(const struct sp_kafka_delete_record
     n += 4;
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_delete_records_response_delete_records_topic_result_size(&s->topics[i], version);
+        n += sp_kafka_delete_records_response_delete_records_topic_result_size(&s->topics[i],
+                                                                               version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

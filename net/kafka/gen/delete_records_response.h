@@ -27,7 +27,8 @@ struct sp_kafka_delete_records_response_delete_records_topic_result {
 };
 
 struct sp_kafka_delete_records_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* Each topic that we wanted to delete records from. */
     struct sp_kafka_delete_records_response_delete_records_topic_result *topics;
@@ -35,20 +36,25 @@ struct sp_kafka_delete_records_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_delete_records_response_delete_records_partition_result_init(struct sp_kafka_delete_records_response_delete_records_partition_result *s);
+void sp_kafka_delete_records_response_delete_records_partition_result_init(
+    struct sp_kafka_delete_records_response_delete_records_partition_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_delete_records_response_delete_records_topic_result_init(struct sp_kafka_delete_records_response_delete_records_topic_result *s);
+void sp_kafka_delete_records_response_delete_records_topic_result_init(
+    struct sp_kafka_delete_records_response_delete_records_topic_result *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_delete_records_response_init(struct sp_kafka_delete_records_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_delete_records_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_delete_records_response *s);
+SP_MUST_CHECK int
+sp_kafka_delete_records_response_decode(struct sp_kreader *r, int16_t version,
+                                        struct sp_kafka_delete_records_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_delete_records_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_delete_records_response *s);
+SP_MUST_CHECK int
+sp_kafka_delete_records_response_encode(struct sp_kwriter *w, int16_t version,
+                                        const struct sp_kafka_delete_records_response *s);
 /* Bytes that sp_kafka_delete_records_response_encode writes at `version`. */
-size_t sp_kafka_delete_records_response_size(const struct sp_kafka_delete_records_response *s, int16_t version);
+size_t sp_kafka_delete_records_response_size(const struct sp_kafka_delete_records_response *s,
+                                             int16_t version);
 
 #endif /* SP_KAFKA_GEN_DELETE_RECORDS_RESPONSE_H */

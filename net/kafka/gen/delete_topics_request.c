@@ -4,24 +4,33 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_delete_topics_request_delete_topic_state_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_topics_request_delete_topic_state *s);
-static int sp_kafka_delete_topics_request_delete_topic_state_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_topics_request_delete_topic_state *s);
-static size_t sp_kafka_delete_topics_request_delete_topic_state_size(const struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_delete_topics_request_delete_topic_state_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_topics_request_delete_topic_state_is_default(const struct sp_kafka_delete_topics_request_delete_topic_state *s);
+static int sp_kafka_delete_topics_request_delete_topic_state_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_topics_request_delete_topic_state *s);
+static int sp_kafka_delete_topics_request_delete_topic_state_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_topics_request_delete_topic_state *s);
+static size_t sp_kafka_delete_topics_request_delete_topic_state_size(
+    const struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_delete_topics_request_delete_topic_state_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_delete_topics_request_delete_topic_state_is_default(
+    const struct sp_kafka_delete_topics_request_delete_topic_state *s);
 SP_UNUSED static size_t sp_kafka_delete_topics_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_topics_request_is_default(const struct sp_kafka_delete_topics_request *s);
+SP_UNUSED static bool
+sp_kafka_delete_topics_request_is_default(const struct sp_kafka_delete_topics_request *s);
 
-void sp_kafka_delete_topics_request_delete_topic_state_init(struct sp_kafka_delete_topics_request_delete_topic_state *s)
+void sp_kafka_delete_topics_request_delete_topic_state_init(
+    struct sp_kafka_delete_topics_request_delete_topic_state *s)
 {
     memset(s, 0, sizeof(*s));
     s->name = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_delete_topics_request_delete_topic_state_is_default(const struct sp_kafka_delete_topics_request_delete_topic_state *s)
+SP_UNUSED static bool sp_kafka_delete_topics_request_delete_topic_state_is_default(
+    const struct sp_kafka_delete_topics_request_delete_topic_state *s)
 {
-    return (s->name.len < 0) &&
-           (sp_kuuid_is_zero(&s->topic_id));
+    return (s->name.len < 0) && (sp_kuuid_is_zero(&s->topic_id));
 }
 
 SP_UNUSED static size_t sp_kafka_delete_topics_request_delete_topic_state_bytes_min(int16_t version)
@@ -36,21 +45,25 @@ SP_UNUSED static size_t sp_kafka_delete_topics_request_delete_topic_state_bytes_
     return n;
 }
 
-static int sp_kafka_delete_topics_request_delete_topic_state_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_topics_request_delete_topic_state *s)
+static int sp_kafka_delete_topics_request_delete_topic_state_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_topics_request_delete_topic_state *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_delete_topics_request_delete_topic_state_init(s);
     if (version >= 6) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 6, &s->name, "DeleteTopicsRequest.DeleteTopicState.Name"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 6, &s->name,
+                             "DeleteTopicsRequest.DeleteTopicState.Name"));
     }
     if (version >= 6) {
         SP_KTRY(sp_kr_uuid(r, &s->topic_id, "DeleteTopicsRequest.DeleteTopicState.TopicId"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DeleteTopicsRequest.DeleteTopicState._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "DeleteTopicsRequest.DeleteTopicState._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "DeleteTopicsRequest.DeleteTopicState._tagged_fields"));
@@ -61,14 +74,17 @@ static int sp_kafka_delete_topics_request_delete_topic_state_decode(struct sp_kr
     return 0;
 }
 
-static int sp_kafka_delete_topics_request_delete_topic_state_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_topics_request_delete_topic_state *s)
+static int sp_kafka_delete_topics_request_delete_topic_state_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_topics_request_delete_topic_state *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 6) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 6, s->name, "DeleteTopicsRequest.DeleteTopicState.Name"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 6, s->name,
+                             "DeleteTopicsRequest.DeleteTopicState.Name"));
     } else if (!(s->name.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "DeleteTopicsRequest.DeleteTopicState.Name");
     }
@@ -79,12 +95,14 @@ static int sp_kafka_delete_topics_request_delete_topic_state_encode(struct sp_kw
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteTopicsRequest.DeleteTopicState._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "DeleteTopicsRequest.DeleteTopicState._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_delete_topics_request_delete_topic_state_size(const struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version)
+static size_t sp_kafka_delete_topics_request_delete_topic_state_size(
+    const struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -109,11 +127,10 @@ void sp_kafka_delete_topics_request_init(struct sp_kafka_delete_topics_request *
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_topics_request_is_default(const struct sp_kafka_delete_topics_request *s)
+SP_UNUSED static bool
+sp_kafka_delete_topics_request_is_default(const struct sp_kafka_delete_topics_request *s)
 {
-    return (s->topics_count == 0) &&
-           (s->topic_names_count == 0) &&
-           (s->timeout_ms == 0);
+    return (s->topics_count == 0) && (s->topic_names_count == 0) && (s->timeout_ms == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_delete_topics_request_bytes_min(int16_t version)
@@ -130,7 +147,8 @@ SP_UNUSED static size_t sp_kafka_delete_topics_request_bytes_min(int16_t version
     return n;
 }
 
-int sp_kafka_delete_topics_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_topics_request *s)
+int sp_kafka_delete_topics_request_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_delete_topics_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -141,19 +159,25 @@ int sp_kafka_delete_topics_request_decode(struct sp_kreader *r, int16_t version,
     if (version >= 6) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_delete_topics_request_delete_topic_state_bytes_min(version), &s->topics_count, &items, "DeleteTopicsRequest.Topics"));
+            SP_KTRY(
+                sp_kr_array(r, flex, false, sizeof(*s->topics),
+                            sp_kafka_delete_topics_request_delete_topic_state_bytes_min(version),
+                            &s->topics_count, &items, "DeleteTopicsRequest.Topics"));
             s->topics = items;
             for (int32_t i = 0; i < s->topics_count; i++)
-                SP_KTRY(sp_kafka_delete_topics_request_delete_topic_state_decode(r, version, &s->topics[i]));
+                SP_KTRY(sp_kafka_delete_topics_request_delete_topic_state_decode(r, version,
+                                                                                 &s->topics[i]));
         }
     }
     if (version <= 5) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topic_names), (flex ? 1u : 2u), &s->topic_names_count, &items, "DeleteTopicsRequest.TopicNames"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topic_names), (flex ? 1u : 2u),
+                                &s->topic_names_count, &items, "DeleteTopicsRequest.TopicNames"));
             s->topic_names = items;
             for (int32_t i = 0; i < s->topic_names_count; i++)
-                SP_KTRY(sp_kr_string(r, flex, false, &s->topic_names[i], "DeleteTopicsRequest.TopicNames"));
+                SP_KTRY(sp_kr_string(r, flex, false, &s->topic_names[i],
+                                     "DeleteTopicsRequest.TopicNames"));
         }
     }
     SP_KTRY(sp_kr_int32(r, &s->timeout_ms, "DeleteTopicsRequest.TimeoutMs"));
@@ -170,7 +194,8 @@ int sp_kafka_delete_topics_request_decode(struct sp_kreader *r, int16_t version,
     return 0;
 }
 
-int sp_kafka_delete_topics_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_topics_request *s)
+int sp_kafka_delete_topics_request_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_delete_topics_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -181,14 +206,17 @@ int sp_kafka_delete_topics_request_encode(struct sp_kwriter *w, int16_t version,
     if (version >= 6) {
         SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "DeleteTopicsRequest.Topics"));
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_delete_topics_request_delete_topic_state_encode(w, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_delete_topics_request_delete_topic_state_encode(w, version,
+                                                                             &s->topics[i]));
     } else if (!(s->topics_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "DeleteTopicsRequest.Topics");
     }
     if (version <= 5) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->topic_names_count, "DeleteTopicsRequest.TopicNames"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->topic_names_count,
+                             "DeleteTopicsRequest.TopicNames"));
         for (int32_t i = 0; i < s->topic_names_count; i++)
-            SP_KTRY(sp_kw_string(w, flex, false, s->topic_names[i], "DeleteTopicsRequest.TopicNames"));
+            SP_KTRY(
+                sp_kw_string(w, flex, false, s->topic_names[i], "DeleteTopicsRequest.TopicNames"));
     }
     SP_KTRY(sp_kw_int32(w, s->timeout_ms, "DeleteTopicsRequest.TimeoutMs"));
     if (flex) {
@@ -198,7 +226,8 @@ int sp_kafka_delete_topics_request_encode(struct sp_kwriter *w, int16_t version,
     return 0;
 }
 
-size_t sp_kafka_delete_topics_request_size(const struct sp_kafka_delete_topics_request *s, int16_t version)
+size_t sp_kafka_delete_topics_request_size(const struct sp_kafka_delete_topics_request *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -222,4 +251,3 @@ size_t sp_kafka_delete_topics_request_size(const struct sp_kafka_delete_topics_r
     }
     return n;
 }
-

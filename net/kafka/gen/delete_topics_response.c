@@ -4,29 +4,38 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_delete_topics_response_deletable_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_topics_response_deletable_topic_result *s);
-static int sp_kafka_delete_topics_response_deletable_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_topics_response_deletable_topic_result *s);
-static size_t sp_kafka_delete_topics_response_deletable_topic_result_size(const struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_delete_topics_response_deletable_topic_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_topics_response_deletable_topic_result_is_default(const struct sp_kafka_delete_topics_response_deletable_topic_result *s);
+static int sp_kafka_delete_topics_response_deletable_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_topics_response_deletable_topic_result *s);
+static int sp_kafka_delete_topics_response_deletable_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_topics_response_deletable_topic_result *s);
+static size_t sp_kafka_delete_topics_response_deletable_topic_result_size(
+    const struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_delete_topics_response_deletable_topic_result_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_delete_topics_response_deletable_topic_result_is_default(
+    const struct sp_kafka_delete_topics_response_deletable_topic_result *s);
 SP_UNUSED static size_t sp_kafka_delete_topics_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_delete_topics_response_is_default(const struct sp_kafka_delete_topics_response *s);
+SP_UNUSED static bool
+sp_kafka_delete_topics_response_is_default(const struct sp_kafka_delete_topics_response *s);
 
-void sp_kafka_delete_topics_response_deletable_topic_result_init(struct sp_kafka_delete_topics_response_deletable_topic_result *s)
+void sp_kafka_delete_topics_response_deletable_topic_result_init(
+    struct sp_kafka_delete_topics_response_deletable_topic_result *s)
 {
     memset(s, 0, sizeof(*s));
     s->error_message = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_delete_topics_response_deletable_topic_result_is_default(const struct sp_kafka_delete_topics_response_deletable_topic_result *s)
+SP_UNUSED static bool sp_kafka_delete_topics_response_deletable_topic_result_is_default(
+    const struct sp_kafka_delete_topics_response_deletable_topic_result *s)
 {
-    return (s->name.len == 0) &&
-           (sp_kuuid_is_zero(&s->topic_id)) &&
-           (s->error_code == 0) &&
+    return (s->name.len == 0) && (sp_kuuid_is_zero(&s->topic_id)) && (s->error_code == 0) &&
            (s->error_message.len < 0);
 }
 
-SP_UNUSED static size_t sp_kafka_delete_topics_response_deletable_topic_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_delete_topics_response_deletable_topic_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -42,55 +51,69 @@ SP_UNUSED static size_t sp_kafka_delete_topics_response_deletable_topic_result_b
     return n;
 }
 
-static int sp_kafka_delete_topics_response_deletable_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_topics_response_deletable_topic_result *s)
+static int sp_kafka_delete_topics_response_deletable_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_delete_topics_response_deletable_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_delete_topics_response_deletable_topic_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, version >= 6, &s->name, "DeleteTopicsResponse.DeletableTopicResult.Name"));
+    SP_KTRY(sp_kr_string(r, flex, version >= 6, &s->name,
+                         "DeleteTopicsResponse.DeletableTopicResult.Name"));
     if (version >= 6) {
         SP_KTRY(sp_kr_uuid(r, &s->topic_id, "DeleteTopicsResponse.DeletableTopicResult.TopicId"));
     }
     SP_KTRY(sp_kr_int16(r, &s->error_code, "DeleteTopicsResponse.DeletableTopicResult.ErrorCode"));
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->error_message, "DeleteTopicsResponse.DeletableTopicResult.ErrorMessage"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->error_message,
+                             "DeleteTopicsResponse.DeletableTopicResult.ErrorMessage"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_delete_topics_response_deletable_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_topics_response_deletable_topic_result *s)
+static int sp_kafka_delete_topics_response_deletable_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_delete_topics_response_deletable_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, version >= 6, s->name, "DeleteTopicsResponse.DeletableTopicResult.Name"));
+    SP_KTRY(sp_kw_string(w, flex, version >= 6, s->name,
+                         "DeleteTopicsResponse.DeletableTopicResult.Name"));
     if (version >= 6) {
         SP_KTRY(sp_kw_uuid(w, &s->topic_id, "DeleteTopicsResponse.DeletableTopicResult.TopicId"));
     }
     SP_KTRY(sp_kw_int16(w, s->error_code, "DeleteTopicsResponse.DeletableTopicResult.ErrorCode"));
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->error_message, "DeleteTopicsResponse.DeletableTopicResult.ErrorMessage"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->error_message,
+                             "DeleteTopicsResponse.DeletableTopicResult.ErrorMessage"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DeleteTopicsResponse.DeletableTopicResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_delete_topics_response_deletable_topic_result_size(const struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version)
+static size_t sp_kafka_delete_topics_response_deletable_topic_result_size(
+    const struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -117,10 +140,10 @@ void sp_kafka_delete_topics_response_init(struct sp_kafka_delete_topics_response
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_delete_topics_response_is_default(const struct sp_kafka_delete_topics_response *s)
+SP_UNUSED static bool
+sp_kafka_delete_topics_response_is_default(const struct sp_kafka_delete_topics_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->responses_count == 0);
+    return (s->throttle_time_ms == 0) && (s->responses_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_delete_topics_response_bytes_min(int16_t version)
@@ -135,7 +158,8 @@ SP_UNUSED static size_t sp_kafka_delete_topics_response_bytes_min(int16_t versio
     return n;
 }
 
-int sp_kafka_delete_topics_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_delete_topics_response *s)
+int sp_kafka_delete_topics_response_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_delete_topics_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -148,10 +172,14 @@ int sp_kafka_delete_topics_response_decode(struct sp_kreader *r, int16_t version
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->responses), sp_kafka_delete_topics_response_deletable_topic_result_bytes_min(version), &s->responses_count, &items, "DeleteTopicsResponse.Responses"));
+        SP_KTRY(
+            sp_kr_array(r, flex, false, sizeof(*s->responses),
+                        sp_kafka_delete_topics_response_deletable_topic_result_bytes_min(version),
+                        &s->responses_count, &items, "DeleteTopicsResponse.Responses"));
         s->responses = items;
         for (int32_t i = 0; i < s->responses_count; i++)
-            SP_KTRY(sp_kafka_delete_topics_response_deletable_topic_result_decode(r, version, &s->responses[i]));
+            SP_KTRY(sp_kafka_delete_topics_response_deletable_topic_result_decode(
+                r, version, &s->responses[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -166,7 +194,8 @@ int sp_kafka_delete_topics_response_decode(struct sp_kreader *r, int16_t version
     return 0;
 }
 
-int sp_kafka_delete_topics_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_delete_topics_response *s)
+int sp_kafka_delete_topics_response_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_delete_topics_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -177,9 +206,11 @@ int sp_kafka_delete_topics_response_encode(struct sp_kwriter *w, int16_t version
     if (version >= 1) {
         SP_KTRY(sp_kw_int32(w, s->throttle_time_ms, "DeleteTopicsResponse.ThrottleTimeMs"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->responses_count, "DeleteTopicsResponse.Responses"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->responses_count, "DeleteTopicsResponse.Responses"));
     for (int32_t i = 0; i < s->responses_count; i++)
-        SP_KTRY(sp_kafka_delete_topics_response_deletable_topic_result_encode(w, version, &s->responses[i]));
+        SP_KTRY(sp_kafka_delete_topics_response_deletable_topic_result_encode(w, version,
+                                                                              &s->responses[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "DeleteTopicsResponse._tagged_fields"));
@@ -187,7 +218,8 @@ int sp_kafka_delete_topics_response_encode(struct sp_kwriter *w, int16_t version
     return 0;
 }
 
-size_t sp_kafka_delete_topics_response_size(const struct sp_kafka_delete_topics_response *s, int16_t version)
+size_t sp_kafka_delete_topics_response_size(const struct sp_kafka_delete_topics_response *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -206,4 +238,3 @@ size_t sp_kafka_delete_topics_response_size(const struct sp_kafka_delete_topics_
     }
     return n;
 }
-

@@ -5,7 +5,8 @@
 #define IS_FLEXIBLE(version) (version >= 0)
 
 SP_UNUSED static size_t sp_kafka_describe_cluster_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_cluster_request_is_default(const struct sp_kafka_describe_cluster_request *s);
+SP_UNUSED static bool
+sp_kafka_describe_cluster_request_is_default(const struct sp_kafka_describe_cluster_request *s);
 
 void sp_kafka_describe_cluster_request_init(struct sp_kafka_describe_cluster_request *s)
 {
@@ -13,10 +14,10 @@ void sp_kafka_describe_cluster_request_init(struct sp_kafka_describe_cluster_req
     s->endpoint_type = 1;
 }
 
-SP_UNUSED static bool sp_kafka_describe_cluster_request_is_default(const struct sp_kafka_describe_cluster_request *s)
+SP_UNUSED static bool
+sp_kafka_describe_cluster_request_is_default(const struct sp_kafka_describe_cluster_request *s)
 {
-    return (s->include_cluster_authorized_operations == false) &&
-           (s->endpoint_type == 1);
+    return (s->include_cluster_authorized_operations == false) && (s->endpoint_type == 1);
 }
 
 SP_UNUSED static size_t sp_kafka_describe_cluster_request_bytes_min(int16_t version)
@@ -31,7 +32,8 @@ SP_UNUSED static size_t sp_kafka_describe_cluster_request_bytes_min(int16_t vers
     return n;
 }
 
-int sp_kafka_describe_cluster_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_cluster_request *s)
+int sp_kafka_describe_cluster_request_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_describe_cluster_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -39,7 +41,8 @@ int sp_kafka_describe_cluster_request_decode(struct sp_kreader *r, int16_t versi
     if (version < 0 || version > 1)
         return sp_kr_fail(r, -EBADMSG, "DescribeClusterRequest.version");
     sp_kafka_describe_cluster_request_init(s);
-    SP_KTRY(sp_kr_bool(r, &s->include_cluster_authorized_operations, "DescribeClusterRequest.IncludeClusterAuthorizedOperations"));
+    SP_KTRY(sp_kr_bool(r, &s->include_cluster_authorized_operations,
+                       "DescribeClusterRequest.IncludeClusterAuthorizedOperations"));
     if (version >= 1) {
         SP_KTRY(sp_kr_int8(r, &s->endpoint_type, "DescribeClusterRequest.EndpointType"));
     }
@@ -56,7 +59,8 @@ int sp_kafka_describe_cluster_request_decode(struct sp_kreader *r, int16_t versi
     return 0;
 }
 
-int sp_kafka_describe_cluster_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_cluster_request *s)
+int sp_kafka_describe_cluster_request_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_describe_cluster_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -64,7 +68,8 @@ int sp_kafka_describe_cluster_request_encode(struct sp_kwriter *w, int16_t versi
     (void)s;
     if (version < 0 || version > 1)
         return sp_kw_fail(w, -ENOTSUP, "DescribeClusterRequest.version");
-    SP_KTRY(sp_kw_bool(w, s->include_cluster_authorized_operations, "DescribeClusterRequest.IncludeClusterAuthorizedOperations"));
+    SP_KTRY(sp_kw_bool(w, s->include_cluster_authorized_operations,
+                       "DescribeClusterRequest.IncludeClusterAuthorizedOperations"));
     if (version >= 1) {
         SP_KTRY(sp_kw_int8(w, s->endpoint_type, "DescribeClusterRequest.EndpointType"));
     } else if (!(s->endpoint_type == 1)) {
@@ -77,7 +82,8 @@ int sp_kafka_describe_cluster_request_encode(struct sp_kwriter *w, int16_t versi
     return 0;
 }
 
-size_t sp_kafka_describe_cluster_request_size(const struct sp_kafka_describe_cluster_request *s, int16_t version)
+size_t sp_kafka_describe_cluster_request_size(const struct sp_kafka_describe_cluster_request *s,
+                                              int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -94,4 +100,3 @@ size_t sp_kafka_describe_cluster_request_size(const struct sp_kafka_describe_clu
     }
     return n;
 }
-

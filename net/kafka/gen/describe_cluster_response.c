@@ -4,29 +4,37 @@
 
 #define IS_FLEXIBLE(version) (version >= 0)
 
-static int sp_kafka_describe_cluster_response_describe_cluster_broker_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_cluster_response_describe_cluster_broker *s);
-static int sp_kafka_describe_cluster_response_describe_cluster_broker_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s);
-static size_t sp_kafka_describe_cluster_response_describe_cluster_broker_size(const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_describe_cluster_response_describe_cluster_broker_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_cluster_response_describe_cluster_broker_is_default(const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s);
+static int sp_kafka_describe_cluster_response_describe_cluster_broker_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_cluster_response_describe_cluster_broker *s);
+static int sp_kafka_describe_cluster_response_describe_cluster_broker_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s);
+static size_t sp_kafka_describe_cluster_response_describe_cluster_broker_size(
+    const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_describe_cluster_response_describe_cluster_broker_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_describe_cluster_response_describe_cluster_broker_is_default(
+    const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s);
 SP_UNUSED static size_t sp_kafka_describe_cluster_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_cluster_response_is_default(const struct sp_kafka_describe_cluster_response *s);
+SP_UNUSED static bool
+sp_kafka_describe_cluster_response_is_default(const struct sp_kafka_describe_cluster_response *s);
 
-void sp_kafka_describe_cluster_response_describe_cluster_broker_init(struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
+void sp_kafka_describe_cluster_response_describe_cluster_broker_init(
+    struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
 {
     memset(s, 0, sizeof(*s));
     s->rack = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_describe_cluster_response_describe_cluster_broker_is_default(const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
+SP_UNUSED static bool sp_kafka_describe_cluster_response_describe_cluster_broker_is_default(
+    const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
 {
-    return (s->broker_id == 0) &&
-           (s->host.len == 0) &&
-           (s->port == 0) &&
-           (s->rack.len < 0);
+    return (s->broker_id == 0) && (s->host.len == 0) && (s->port == 0) && (s->rack.len < 0);
 }
 
-SP_UNUSED static size_t sp_kafka_describe_cluster_response_describe_cluster_broker_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_describe_cluster_response_describe_cluster_broker_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -42,47 +50,62 @@ SP_UNUSED static size_t sp_kafka_describe_cluster_response_describe_cluster_brok
     return n;
 }
 
-static int sp_kafka_describe_cluster_response_describe_cluster_broker_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
+static int sp_kafka_describe_cluster_response_describe_cluster_broker_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_describe_cluster_response_describe_cluster_broker_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->broker_id, "DescribeClusterResponse.DescribeClusterBroker.BrokerId"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->host, "DescribeClusterResponse.DescribeClusterBroker.Host"));
+    SP_KTRY(
+        sp_kr_int32(r, &s->broker_id, "DescribeClusterResponse.DescribeClusterBroker.BrokerId"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->host,
+                         "DescribeClusterResponse.DescribeClusterBroker.Host"));
     SP_KTRY(sp_kr_int32(r, &s->port, "DescribeClusterResponse.DescribeClusterBroker.Port"));
-    SP_KTRY(sp_kr_string(r, flex, true, &s->rack, "DescribeClusterResponse.DescribeClusterBroker.Rack"));
+    SP_KTRY(sp_kr_string(r, flex, true, &s->rack,
+                         "DescribeClusterResponse.DescribeClusterBroker.Rack"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_describe_cluster_response_describe_cluster_broker_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
+static int sp_kafka_describe_cluster_response_describe_cluster_broker_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_int32(w, s->broker_id, "DescribeClusterResponse.DescribeClusterBroker.BrokerId"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->host, "DescribeClusterResponse.DescribeClusterBroker.Host"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->host,
+                         "DescribeClusterResponse.DescribeClusterBroker.Host"));
     SP_KTRY(sp_kw_int32(w, s->port, "DescribeClusterResponse.DescribeClusterBroker.Port"));
-    SP_KTRY(sp_kw_string(w, flex, true, s->rack, "DescribeClusterResponse.DescribeClusterBroker.Rack"));
+    SP_KTRY(
+        sp_kw_string(w, flex, true, s->rack, "DescribeClusterResponse.DescribeClusterBroker.Rack"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DescribeClusterResponse.DescribeClusterBroker._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_describe_cluster_response_describe_cluster_broker_size(const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version)
+static size_t sp_kafka_describe_cluster_response_describe_cluster_broker_size(
+    const struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -109,16 +132,12 @@ void sp_kafka_describe_cluster_response_init(struct sp_kafka_describe_cluster_re
     s->cluster_authorized_operations = INT32_MIN;
 }
 
-SP_UNUSED static bool sp_kafka_describe_cluster_response_is_default(const struct sp_kafka_describe_cluster_response *s)
+SP_UNUSED static bool
+sp_kafka_describe_cluster_response_is_default(const struct sp_kafka_describe_cluster_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->error_message.len < 0) &&
-           (s->endpoint_type == 1) &&
-           (s->cluster_id.len == 0) &&
-           (s->controller_id == -1) &&
-           (s->brokers_count == 0) &&
-           (s->cluster_authorized_operations == INT32_MIN);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->error_message.len < 0) &&
+           (s->endpoint_type == 1) && (s->cluster_id.len == 0) && (s->controller_id == -1) &&
+           (s->brokers_count == 0) && (s->cluster_authorized_operations == INT32_MIN);
 }
 
 SP_UNUSED static size_t sp_kafka_describe_cluster_response_bytes_min(int16_t version)
@@ -145,7 +164,8 @@ SP_UNUSED static size_t sp_kafka_describe_cluster_response_bytes_min(int16_t ver
     return n;
 }
 
-int sp_kafka_describe_cluster_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_cluster_response *s)
+int sp_kafka_describe_cluster_response_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_describe_cluster_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -163,12 +183,17 @@ int sp_kafka_describe_cluster_response_decode(struct sp_kreader *r, int16_t vers
     SP_KTRY(sp_kr_int32(r, &s->controller_id, "DescribeClusterResponse.ControllerId"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->brokers), sp_kafka_describe_cluster_response_describe_cluster_broker_bytes_min(version), &s->brokers_count, &items, "DescribeClusterResponse.Brokers"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->brokers),
+            sp_kafka_describe_cluster_response_describe_cluster_broker_bytes_min(version),
+            &s->brokers_count, &items, "DescribeClusterResponse.Brokers"));
         s->brokers = items;
         for (int32_t i = 0; i < s->brokers_count; i++)
-            SP_KTRY(sp_kafka_describe_cluster_response_describe_cluster_broker_decode(r, version, &s->brokers[i]));
+            SP_KTRY(sp_kafka_describe_cluster_response_describe_cluster_broker_decode(
+                r, version, &s->brokers[i]));
     }
-    SP_KTRY(sp_kr_int32(r, &s->cluster_authorized_operations, "DescribeClusterResponse.ClusterAuthorizedOperations"));
+    SP_KTRY(sp_kr_int32(r, &s->cluster_authorized_operations,
+                        "DescribeClusterResponse.ClusterAuthorizedOperations"));
     if (flex) {
         uint32_t tagged_count;
         SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeClusterResponse._tagged_fields"));
@@ -182,7 +207,8 @@ int sp_kafka_describe_cluster_response_decode(struct sp_kreader *r, int16_t vers
     return 0;
 }
 
-int sp_kafka_describe_cluster_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_cluster_response *s)
+int sp_kafka_describe_cluster_response_encode(struct sp_kwriter *w, int16_t version,
+                                              const struct sp_kafka_describe_cluster_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -200,10 +226,13 @@ int sp_kafka_describe_cluster_response_encode(struct sp_kwriter *w, int16_t vers
     }
     SP_KTRY(sp_kw_string(w, flex, false, s->cluster_id, "DescribeClusterResponse.ClusterId"));
     SP_KTRY(sp_kw_int32(w, s->controller_id, "DescribeClusterResponse.ControllerId"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->brokers_count, "DescribeClusterResponse.Brokers"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->brokers_count, "DescribeClusterResponse.Brokers"));
     for (int32_t i = 0; i < s->brokers_count; i++)
-        SP_KTRY(sp_kafka_describe_cluster_response_describe_cluster_broker_encode(w, version, &s->brokers[i]));
-    SP_KTRY(sp_kw_int32(w, s->cluster_authorized_operations, "DescribeClusterResponse.ClusterAuthorizedOperations"));
+        SP_KTRY(sp_kafka_describe_cluster_response_describe_cluster_broker_encode(w, version,
+                                                                                  &s->brokers[i]));
+    SP_KTRY(sp_kw_int32(w, s->cluster_authorized_operations,
+                        "DescribeClusterResponse.ClusterAuthorizedOperations"));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeClusterResponse._tagged_fields"));
@@ -211,7 +240,8 @@ int sp_kafka_describe_cluster_response_encode(struct sp_kwriter *w, int16_t vers
     return 0;
 }
 
-size_t sp_kafka_describe_cluster_response_size(const struct sp_kafka_describe_cluster_response *s, int16_t version)
+size_t sp_kafka_describe_cluster_response_size(const struct sp_kafka_describe_cluster_response *s,
+                                               int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -228,7 +258,8 @@ size_t sp_kafka_describe_cluster_response_size(const struct sp_kafka_describe_cl
     n += 4;
     n += sp_ks_length(flex, true, s->brokers_count);
     for (int32_t i = 0; i < s->brokers_count; i++)
-        n += sp_kafka_describe_cluster_response_describe_cluster_broker_size(&s->brokers[i], version);
+        n += sp_kafka_describe_cluster_response_describe_cluster_broker_size(&s->brokers[i],
+                                                                             version);
     n += 4;
     if (flex) {
         uint32_t tagged_count = 0;
@@ -236,4 +267,3 @@ size_t sp_kafka_describe_cluster_response_size(const struct sp_kafka_describe_cl
     }
     return n;
 }
-

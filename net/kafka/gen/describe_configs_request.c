@@ -4,27 +4,37 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_describe_configs_request_describe_configs_resource_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_request_describe_configs_resource *s);
-static int sp_kafka_describe_configs_request_describe_configs_resource_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_request_describe_configs_resource *s);
-static size_t sp_kafka_describe_configs_request_describe_configs_resource_size(const struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_describe_configs_request_describe_configs_resource_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_configs_request_describe_configs_resource_is_default(const struct sp_kafka_describe_configs_request_describe_configs_resource *s);
+static int sp_kafka_describe_configs_request_describe_configs_resource_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_request_describe_configs_resource *s);
+static int sp_kafka_describe_configs_request_describe_configs_resource_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_request_describe_configs_resource *s);
+static size_t sp_kafka_describe_configs_request_describe_configs_resource_size(
+    const struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_describe_configs_request_describe_configs_resource_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_describe_configs_request_describe_configs_resource_is_default(
+    const struct sp_kafka_describe_configs_request_describe_configs_resource *s);
 SP_UNUSED static size_t sp_kafka_describe_configs_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_configs_request_is_default(const struct sp_kafka_describe_configs_request *s);
+SP_UNUSED static bool
+sp_kafka_describe_configs_request_is_default(const struct sp_kafka_describe_configs_request *s);
 
-void sp_kafka_describe_configs_request_describe_configs_resource_init(struct sp_kafka_describe_configs_request_describe_configs_resource *s)
+void sp_kafka_describe_configs_request_describe_configs_resource_init(
+    struct sp_kafka_describe_configs_request_describe_configs_resource *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_describe_configs_request_describe_configs_resource_is_default(const struct sp_kafka_describe_configs_request_describe_configs_resource *s)
+SP_UNUSED static bool sp_kafka_describe_configs_request_describe_configs_resource_is_default(
+    const struct sp_kafka_describe_configs_request_describe_configs_resource *s)
 {
-    return (s->resource_type == 0) &&
-           (s->resource_name.len == 0) &&
+    return (s->resource_type == 0) && (s->resource_name.len == 0) &&
            (s->configuration_keys_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_describe_configs_request_describe_configs_resource_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_describe_configs_request_describe_configs_resource_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -38,53 +48,73 @@ SP_UNUSED static size_t sp_kafka_describe_configs_request_describe_configs_resou
     return n;
 }
 
-static int sp_kafka_describe_configs_request_describe_configs_resource_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_request_describe_configs_resource *s)
+static int sp_kafka_describe_configs_request_describe_configs_resource_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_request_describe_configs_resource *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_describe_configs_request_describe_configs_resource_init(s);
-    SP_KTRY(sp_kr_int8(r, &s->resource_type, "DescribeConfigsRequest.DescribeConfigsResource.ResourceType"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->resource_name, "DescribeConfigsRequest.DescribeConfigsResource.ResourceName"));
+    SP_KTRY(sp_kr_int8(r, &s->resource_type,
+                       "DescribeConfigsRequest.DescribeConfigsResource.ResourceType"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->resource_name,
+                         "DescribeConfigsRequest.DescribeConfigsResource.ResourceName"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, true, sizeof(*s->configuration_keys), (flex ? 1u : 2u), &s->configuration_keys_count, &items, "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
+        SP_KTRY(sp_kr_array(r, flex, true, sizeof(*s->configuration_keys), (flex ? 1u : 2u),
+                            &s->configuration_keys_count, &items,
+                            "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
         s->configuration_keys = items;
         for (int32_t i = 0; i < s->configuration_keys_count; i++)
-            SP_KTRY(sp_kr_string(r, flex, false, &s->configuration_keys[i], "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
+            SP_KTRY(
+                sp_kr_string(r, flex, false, &s->configuration_keys[i],
+                             "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_describe_configs_request_describe_configs_resource_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_request_describe_configs_resource *s)
+static int sp_kafka_describe_configs_request_describe_configs_resource_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_request_describe_configs_resource *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int8(w, s->resource_type, "DescribeConfigsRequest.DescribeConfigsResource.ResourceType"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->resource_name, "DescribeConfigsRequest.DescribeConfigsResource.ResourceName"));
-    SP_KTRY(sp_kw_length(w, flex, true, true, s->configuration_keys_count, "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
+    SP_KTRY(sp_kw_int8(w, s->resource_type,
+                       "DescribeConfigsRequest.DescribeConfigsResource.ResourceType"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->resource_name,
+                         "DescribeConfigsRequest.DescribeConfigsResource.ResourceName"));
+    SP_KTRY(sp_kw_length(w, flex, true, true, s->configuration_keys_count,
+                         "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
     for (int32_t i = 0; i < s->configuration_keys_count; i++)
-        SP_KTRY(sp_kw_string(w, flex, false, s->configuration_keys[i], "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->configuration_keys[i],
+                             "DescribeConfigsRequest.DescribeConfigsResource.ConfigurationKeys"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DescribeConfigsRequest.DescribeConfigsResource._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_describe_configs_request_describe_configs_resource_size(const struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version)
+static size_t sp_kafka_describe_configs_request_describe_configs_resource_size(
+    const struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -108,10 +138,10 @@ void sp_kafka_describe_configs_request_init(struct sp_kafka_describe_configs_req
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_describe_configs_request_is_default(const struct sp_kafka_describe_configs_request *s)
+SP_UNUSED static bool
+sp_kafka_describe_configs_request_is_default(const struct sp_kafka_describe_configs_request *s)
 {
-    return (s->resources_count == 0) &&
-           (s->include_synonyms == false) &&
+    return (s->resources_count == 0) && (s->include_synonyms == false) &&
            (s->include_documentation == false);
 }
 
@@ -129,7 +159,8 @@ SP_UNUSED static size_t sp_kafka_describe_configs_request_bytes_min(int16_t vers
     return n;
 }
 
-int sp_kafka_describe_configs_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_request *s)
+int sp_kafka_describe_configs_request_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_describe_configs_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -139,16 +170,21 @@ int sp_kafka_describe_configs_request_decode(struct sp_kreader *r, int16_t versi
     sp_kafka_describe_configs_request_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->resources), sp_kafka_describe_configs_request_describe_configs_resource_bytes_min(version), &s->resources_count, &items, "DescribeConfigsRequest.Resources"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->resources),
+            sp_kafka_describe_configs_request_describe_configs_resource_bytes_min(version),
+            &s->resources_count, &items, "DescribeConfigsRequest.Resources"));
         s->resources = items;
         for (int32_t i = 0; i < s->resources_count; i++)
-            SP_KTRY(sp_kafka_describe_configs_request_describe_configs_resource_decode(r, version, &s->resources[i]));
+            SP_KTRY(sp_kafka_describe_configs_request_describe_configs_resource_decode(
+                r, version, &s->resources[i]));
     }
     if (version >= 1) {
         SP_KTRY(sp_kr_bool(r, &s->include_synonyms, "DescribeConfigsRequest.IncludeSynonyms"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_bool(r, &s->include_documentation, "DescribeConfigsRequest.IncludeDocumentation"));
+        SP_KTRY(sp_kr_bool(r, &s->include_documentation,
+                           "DescribeConfigsRequest.IncludeDocumentation"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -163,7 +199,8 @@ int sp_kafka_describe_configs_request_decode(struct sp_kreader *r, int16_t versi
     return 0;
 }
 
-int sp_kafka_describe_configs_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_request *s)
+int sp_kafka_describe_configs_request_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_describe_configs_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -171,16 +208,19 @@ int sp_kafka_describe_configs_request_encode(struct sp_kwriter *w, int16_t versi
     (void)s;
     if (version < 0 || version > 4)
         return sp_kw_fail(w, -ENOTSUP, "DescribeConfigsRequest.version");
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->resources_count, "DescribeConfigsRequest.Resources"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->resources_count, "DescribeConfigsRequest.Resources"));
     for (int32_t i = 0; i < s->resources_count; i++)
-        SP_KTRY(sp_kafka_describe_configs_request_describe_configs_resource_encode(w, version, &s->resources[i]));
+        SP_KTRY(sp_kafka_describe_configs_request_describe_configs_resource_encode(
+            w, version, &s->resources[i]));
     if (version >= 1) {
         SP_KTRY(sp_kw_bool(w, s->include_synonyms, "DescribeConfigsRequest.IncludeSynonyms"));
     } else if (!(s->include_synonyms == false)) {
         return sp_kw_fail(w, -ENOTSUP, "DescribeConfigsRequest.IncludeSynonyms");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_bool(w, s->include_documentation, "DescribeConfigsRequest.IncludeDocumentation"));
+        SP_KTRY(
+            sp_kw_bool(w, s->include_documentation, "DescribeConfigsRequest.IncludeDocumentation"));
     } else if (!(s->include_documentation == false)) {
         return sp_kw_fail(w, -ENOTSUP, "DescribeConfigsRequest.IncludeDocumentation");
     }
@@ -191,7 +231,8 @@ int sp_kafka_describe_configs_request_encode(struct sp_kwriter *w, int16_t versi
     return 0;
 }
 
-size_t sp_kafka_describe_configs_request_size(const struct sp_kafka_describe_configs_request *s, int16_t version)
+size_t sp_kafka_describe_configs_request_size(const struct sp_kafka_describe_configs_request *s,
+                                              int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -200,7 +241,8 @@ size_t sp_kafka_describe_configs_request_size(const struct sp_kafka_describe_con
     (void)s;
     n += sp_ks_length(flex, true, s->resources_count);
     for (int32_t i = 0; i < s->resources_count; i++)
-        n += sp_kafka_describe_configs_request_describe_configs_resource_size(&s->resources[i], version);
+        n += sp_kafka_describe_configs_request_describe_configs_resource_size(&s->resources[i],
+                                                                              version);
     if (version >= 1) {
         n += 1;
     }
@@ -213,4 +255,3 @@ size_t sp_kafka_describe_configs_request_size(const struct sp_kafka_describe_con
     }
     return n;
 }
-

@@ -30,18 +30,22 @@ struct sp_kafka_describe_configs_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_describe_configs_request_describe_configs_resource_init(struct sp_kafka_describe_configs_request_describe_configs_resource *s);
+void sp_kafka_describe_configs_request_describe_configs_resource_init(
+    struct sp_kafka_describe_configs_request_describe_configs_resource *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_describe_configs_request_init(struct sp_kafka_describe_configs_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_describe_configs_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_describe_configs_request *s);
+SP_MUST_CHECK int
+sp_kafka_describe_configs_request_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_describe_configs_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_describe_configs_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_describe_configs_request *s);
+SP_MUST_CHECK int
+sp_kafka_describe_configs_request_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_describe_configs_request *s);
 /* Bytes that sp_kafka_describe_configs_request_encode writes at `version`. */
-size_t sp_kafka_describe_configs_request_size(const struct sp_kafka_describe_configs_request *s, int16_t version);
+size_t sp_kafka_describe_configs_request_size(const struct sp_kafka_describe_configs_request *s,
+                                              int16_t version);
 
 #endif /* SP_KAFKA_GEN_DESCRIBE_CONFIGS_REQUEST_H */

@@ -4,37 +4,62 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_describe_configs_response_describe_configs_synonym_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
-static int sp_kafka_describe_configs_response_describe_configs_synonym_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
-static size_t sp_kafka_describe_configs_response_describe_configs_synonym_size(const struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_synonym_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_synonym_is_default(const struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
-static int sp_kafka_describe_configs_response_describe_configs_resource_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
-static int sp_kafka_describe_configs_response_describe_configs_resource_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
-static size_t sp_kafka_describe_configs_response_describe_configs_resource_result_size(const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_resource_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_resource_result_is_default(const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
-static int sp_kafka_describe_configs_response_describe_configs_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_response_describe_configs_result *s);
-static int sp_kafka_describe_configs_response_describe_configs_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_response_describe_configs_result *s);
-static size_t sp_kafka_describe_configs_response_describe_configs_result_size(const struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_result_is_default(const struct sp_kafka_describe_configs_response_describe_configs_result *s);
+static int sp_kafka_describe_configs_response_describe_configs_synonym_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
+static int sp_kafka_describe_configs_response_describe_configs_synonym_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
+static size_t sp_kafka_describe_configs_response_describe_configs_synonym_size(
+    const struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_describe_configs_response_describe_configs_synonym_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_synonym_is_default(
+    const struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
+static int sp_kafka_describe_configs_response_describe_configs_resource_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
+static int sp_kafka_describe_configs_response_describe_configs_resource_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
+static size_t sp_kafka_describe_configs_response_describe_configs_resource_result_size(
+    const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_describe_configs_response_describe_configs_resource_result_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_describe_configs_response_describe_configs_resource_result_is_default(
+    const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
+static int sp_kafka_describe_configs_response_describe_configs_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_response_describe_configs_result *s);
+static int sp_kafka_describe_configs_response_describe_configs_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_response_describe_configs_result *s);
+static size_t sp_kafka_describe_configs_response_describe_configs_result_size(
+    const struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_describe_configs_response_describe_configs_result_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_result_is_default(
+    const struct sp_kafka_describe_configs_response_describe_configs_result *s);
 SP_UNUSED static size_t sp_kafka_describe_configs_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_configs_response_is_default(const struct sp_kafka_describe_configs_response *s);
+SP_UNUSED static bool
+sp_kafka_describe_configs_response_is_default(const struct sp_kafka_describe_configs_response *s);
 
-void sp_kafka_describe_configs_response_describe_configs_synonym_init(struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
+void sp_kafka_describe_configs_response_describe_configs_synonym_init(
+    struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_synonym_is_default(const struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
+SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_synonym_is_default(
+    const struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
 {
-    return (s->name.len == 0) &&
-           (s->value.len == 0) &&
-           (s->source == 0);
+    return (s->name.len == 0) && (s->value.len == 0) && (s->source == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_synonym_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_describe_configs_response_describe_configs_synonym_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -48,47 +73,59 @@ SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_syno
     return n;
 }
 
-static int sp_kafka_describe_configs_response_describe_configs_synonym_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
+static int sp_kafka_describe_configs_response_describe_configs_synonym_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_describe_configs_response_describe_configs_synonym_init(s);
     if (version >= 1) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "DescribeConfigsResponse.DescribeConfigsSynonym.Name"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                             "DescribeConfigsResponse.DescribeConfigsSynonym.Name"));
     }
     if (version >= 1) {
-        SP_KTRY(sp_kr_string(r, flex, true, &s->value, "DescribeConfigsResponse.DescribeConfigsSynonym.Value"));
+        SP_KTRY(sp_kr_string(r, flex, true, &s->value,
+                             "DescribeConfigsResponse.DescribeConfigsSynonym.Value"));
     }
     if (version >= 1) {
         SP_KTRY(sp_kr_int8(r, &s->source, "DescribeConfigsResponse.DescribeConfigsSynonym.Source"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_describe_configs_response_describe_configs_synonym_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
+static int sp_kafka_describe_configs_response_describe_configs_synonym_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_response_describe_configs_synonym *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 1) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "DescribeConfigsResponse.DescribeConfigsSynonym.Name"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                             "DescribeConfigsResponse.DescribeConfigsSynonym.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "DescribeConfigsResponse.DescribeConfigsSynonym.Name");
     }
     if (version >= 1) {
-        SP_KTRY(sp_kw_string(w, flex, true, s->value, "DescribeConfigsResponse.DescribeConfigsSynonym.Value"));
+        SP_KTRY(sp_kw_string(w, flex, true, s->value,
+                             "DescribeConfigsResponse.DescribeConfigsSynonym.Value"));
     } else if (!(s->value.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "DescribeConfigsResponse.DescribeConfigsSynonym.Value");
     }
@@ -99,12 +136,14 @@ static int sp_kafka_describe_configs_response_describe_configs_synonym_encode(st
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DescribeConfigsResponse.DescribeConfigsSynonym._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_describe_configs_response_describe_configs_synonym_size(const struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version)
+static size_t sp_kafka_describe_configs_response_describe_configs_synonym_size(
+    const struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -127,26 +166,24 @@ static size_t sp_kafka_describe_configs_response_describe_configs_synonym_size(c
     return n;
 }
 
-void sp_kafka_describe_configs_response_describe_configs_resource_result_init(struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
+void sp_kafka_describe_configs_response_describe_configs_resource_result_init(
+    struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
 {
     memset(s, 0, sizeof(*s));
     s->config_source = -1;
 }
 
-SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_resource_result_is_default(const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
+SP_UNUSED static bool
+sp_kafka_describe_configs_response_describe_configs_resource_result_is_default(
+    const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
 {
-    return (s->name.len == 0) &&
-           (s->value.len == 0) &&
-           (s->read_only == false) &&
-           (s->is_default == false) &&
-           (s->config_source == -1) &&
-           (s->is_sensitive == false) &&
-           (s->synonyms_count == 0) &&
-           (s->config_type == 0) &&
-           (s->documentation.len == 0);
+    return (s->name.len == 0) && (s->value.len == 0) && (s->read_only == false) &&
+           (s->is_default == false) && (s->config_source == -1) && (s->is_sensitive == false) &&
+           (s->synonyms_count == 0) && (s->config_type == 0) && (s->documentation.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_resource_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_describe_configs_response_describe_configs_resource_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -172,87 +209,126 @@ SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_reso
     return n;
 }
 
-static int sp_kafka_describe_configs_response_describe_configs_resource_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
+static int sp_kafka_describe_configs_response_describe_configs_resource_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_describe_configs_response_describe_configs_resource_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "DescribeConfigsResponse.DescribeConfigsResourceResult.Name"));
-    SP_KTRY(sp_kr_string(r, flex, true, &s->value, "DescribeConfigsResponse.DescribeConfigsResourceResult.Value"));
-    SP_KTRY(sp_kr_bool(r, &s->read_only, "DescribeConfigsResponse.DescribeConfigsResourceResult.ReadOnly"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "DescribeConfigsResponse.DescribeConfigsResourceResult.Name"));
+    SP_KTRY(sp_kr_string(r, flex, true, &s->value,
+                         "DescribeConfigsResponse.DescribeConfigsResourceResult.Value"));
+    SP_KTRY(sp_kr_bool(r, &s->read_only,
+                       "DescribeConfigsResponse.DescribeConfigsResourceResult.ReadOnly"));
     if (version <= 0) {
-        SP_KTRY(sp_kr_bool(r, &s->is_default, "DescribeConfigsResponse.DescribeConfigsResourceResult.IsDefault"));
+        SP_KTRY(sp_kr_bool(r, &s->is_default,
+                           "DescribeConfigsResponse.DescribeConfigsResourceResult.IsDefault"));
     }
     if (version >= 1) {
-        SP_KTRY(sp_kr_int8(r, &s->config_source, "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigSource"));
+        SP_KTRY(sp_kr_int8(r, &s->config_source,
+                           "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigSource"));
     }
-    SP_KTRY(sp_kr_bool(r, &s->is_sensitive, "DescribeConfigsResponse.DescribeConfigsResourceResult.IsSensitive"));
+    SP_KTRY(sp_kr_bool(r, &s->is_sensitive,
+                       "DescribeConfigsResponse.DescribeConfigsResourceResult.IsSensitive"));
     if (version >= 1) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->synonyms), sp_kafka_describe_configs_response_describe_configs_synonym_bytes_min(version), &s->synonyms_count, &items, "DescribeConfigsResponse.DescribeConfigsResourceResult.Synonyms"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->synonyms),
+                sp_kafka_describe_configs_response_describe_configs_synonym_bytes_min(version),
+                &s->synonyms_count, &items,
+                "DescribeConfigsResponse.DescribeConfigsResourceResult.Synonyms"));
             s->synonyms = items;
             for (int32_t i = 0; i < s->synonyms_count; i++)
-                SP_KTRY(sp_kafka_describe_configs_response_describe_configs_synonym_decode(r, version, &s->synonyms[i]));
+                SP_KTRY(sp_kafka_describe_configs_response_describe_configs_synonym_decode(
+                    r, version, &s->synonyms[i]));
         }
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_int8(r, &s->config_type, "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigType"));
+        SP_KTRY(sp_kr_int8(r, &s->config_type,
+                           "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigType"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, true, &s->documentation, "DescribeConfigsResponse.DescribeConfigsResourceResult.Documentation"));
+        SP_KTRY(
+            sp_kr_string(r, flex, true, &s->documentation,
+                         "DescribeConfigsResponse.DescribeConfigsResourceResult.Documentation"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count,
+                          "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_describe_configs_response_describe_configs_resource_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
+static int sp_kafka_describe_configs_response_describe_configs_resource_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "DescribeConfigsResponse.DescribeConfigsResourceResult.Name"));
-    SP_KTRY(sp_kw_string(w, flex, true, s->value, "DescribeConfigsResponse.DescribeConfigsResourceResult.Value"));
-    SP_KTRY(sp_kw_bool(w, s->read_only, "DescribeConfigsResponse.DescribeConfigsResourceResult.ReadOnly"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "DescribeConfigsResponse.DescribeConfigsResourceResult.Name"));
+    SP_KTRY(sp_kw_string(w, flex, true, s->value,
+                         "DescribeConfigsResponse.DescribeConfigsResourceResult.Value"));
+    SP_KTRY(sp_kw_bool(w, s->read_only,
+                       "DescribeConfigsResponse.DescribeConfigsResourceResult.ReadOnly"));
     if (version <= 0) {
-        SP_KTRY(sp_kw_bool(w, s->is_default, "DescribeConfigsResponse.DescribeConfigsResourceResult.IsDefault"));
+        SP_KTRY(sp_kw_bool(w, s->is_default,
+                           "DescribeConfigsResponse.DescribeConfigsResourceResult.IsDefault"));
     } else if (!(s->is_default == false)) {
-        return sp_kw_fail(w, -ENOTSUP, "DescribeConfigsResponse.DescribeConfigsResourceResult.IsDefault");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "DescribeConfigsResponse.DescribeConfigsResourceResult.IsDefault");
     }
     if (version >= 1) {
-        SP_KTRY(sp_kw_int8(w, s->config_source, "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigSource"));
+        SP_KTRY(sp_kw_int8(w, s->config_source,
+                           "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigSource"));
     }
-    SP_KTRY(sp_kw_bool(w, s->is_sensitive, "DescribeConfigsResponse.DescribeConfigsResourceResult.IsSensitive"));
+    SP_KTRY(sp_kw_bool(w, s->is_sensitive,
+                       "DescribeConfigsResponse.DescribeConfigsResourceResult.IsSensitive"));
     if (version >= 1) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->synonyms_count, "DescribeConfigsResponse.DescribeConfigsResourceResult.Synonyms"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->synonyms_count,
+                             "DescribeConfigsResponse.DescribeConfigsResourceResult.Synonyms"));
         for (int32_t i = 0; i < s->synonyms_count; i++)
-            SP_KTRY(sp_kafka_describe_configs_response_describe_configs_synonym_encode(w, version, &s->synonyms[i]));
+            SP_KTRY(sp_kafka_describe_configs_response_describe_configs_synonym_encode(
+                w, version, &s->synonyms[i]));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_int8(w, s->config_type, "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigType"));
+        SP_KTRY(sp_kw_int8(w, s->config_type,
+                           "DescribeConfigsResponse.DescribeConfigsResourceResult.ConfigType"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, true, s->documentation, "DescribeConfigsResponse.DescribeConfigsResourceResult.Documentation"));
+        SP_KTRY(
+            sp_kw_string(w, flex, true, s->documentation,
+                         "DescribeConfigsResponse.DescribeConfigsResourceResult.Documentation"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count,
+                          "DescribeConfigsResponse.DescribeConfigsResourceResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_describe_configs_response_describe_configs_resource_result_size(const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s, int16_t version)
+static size_t sp_kafka_describe_configs_response_describe_configs_resource_result_size(
+    const struct sp_kafka_describe_configs_response_describe_configs_resource_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -272,7 +348,8 @@ static size_t sp_kafka_describe_configs_response_describe_configs_resource_resul
     if (version >= 1) {
         n += sp_ks_length(flex, true, s->synonyms_count);
         for (int32_t i = 0; i < s->synonyms_count; i++)
-            n += sp_kafka_describe_configs_response_describe_configs_synonym_size(&s->synonyms[i], version);
+            n += sp_kafka_describe_configs_response_describe_configs_synonym_size(&s->synonyms[i],
+                                                                                  version);
     }
     if (version >= 3) {
         n += 1;
@@ -287,21 +364,21 @@ static size_t sp_kafka_describe_configs_response_describe_configs_resource_resul
     return n;
 }
 
-void sp_kafka_describe_configs_response_describe_configs_result_init(struct sp_kafka_describe_configs_response_describe_configs_result *s)
+void sp_kafka_describe_configs_response_describe_configs_result_init(
+    struct sp_kafka_describe_configs_response_describe_configs_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_result_is_default(const struct sp_kafka_describe_configs_response_describe_configs_result *s)
+SP_UNUSED static bool sp_kafka_describe_configs_response_describe_configs_result_is_default(
+    const struct sp_kafka_describe_configs_response_describe_configs_result *s)
 {
-    return (s->error_code == 0) &&
-           (s->error_message.len == 0) &&
-           (s->resource_type == 0) &&
-           (s->resource_name.len == 0) &&
-           (s->configs_count == 0);
+    return (s->error_code == 0) && (s->error_message.len == 0) && (s->resource_type == 0) &&
+           (s->resource_name.len == 0) && (s->configs_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_describe_configs_response_describe_configs_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -319,57 +396,81 @@ SP_UNUSED static size_t sp_kafka_describe_configs_response_describe_configs_resu
     return n;
 }
 
-static int sp_kafka_describe_configs_response_describe_configs_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_response_describe_configs_result *s)
+static int sp_kafka_describe_configs_response_describe_configs_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_configs_response_describe_configs_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_describe_configs_response_describe_configs_result_init(s);
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "DescribeConfigsResponse.DescribeConfigsResult.ErrorCode"));
-    SP_KTRY(sp_kr_string(r, flex, true, &s->error_message, "DescribeConfigsResponse.DescribeConfigsResult.ErrorMessage"));
-    SP_KTRY(sp_kr_int8(r, &s->resource_type, "DescribeConfigsResponse.DescribeConfigsResult.ResourceType"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->resource_name, "DescribeConfigsResponse.DescribeConfigsResult.ResourceName"));
+    SP_KTRY(
+        sp_kr_int16(r, &s->error_code, "DescribeConfigsResponse.DescribeConfigsResult.ErrorCode"));
+    SP_KTRY(sp_kr_string(r, flex, true, &s->error_message,
+                         "DescribeConfigsResponse.DescribeConfigsResult.ErrorMessage"));
+    SP_KTRY(sp_kr_int8(r, &s->resource_type,
+                       "DescribeConfigsResponse.DescribeConfigsResult.ResourceType"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->resource_name,
+                         "DescribeConfigsResponse.DescribeConfigsResult.ResourceName"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->configs), sp_kafka_describe_configs_response_describe_configs_resource_result_bytes_min(version), &s->configs_count, &items, "DescribeConfigsResponse.DescribeConfigsResult.Configs"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->configs),
+            sp_kafka_describe_configs_response_describe_configs_resource_result_bytes_min(version),
+            &s->configs_count, &items, "DescribeConfigsResponse.DescribeConfigsResult.Configs"));
         s->configs = items;
         for (int32_t i = 0; i < s->configs_count; i++)
-            SP_KTRY(sp_kafka_describe_configs_response_describe_configs_resource_result_decode(r, version, &s->configs[i]));
+            SP_KTRY(sp_kafka_describe_configs_response_describe_configs_resource_result_decode(
+                r, version, &s->configs[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_describe_configs_response_describe_configs_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_response_describe_configs_result *s)
+static int sp_kafka_describe_configs_response_describe_configs_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_configs_response_describe_configs_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int16(w, s->error_code, "DescribeConfigsResponse.DescribeConfigsResult.ErrorCode"));
-    SP_KTRY(sp_kw_string(w, flex, true, s->error_message, "DescribeConfigsResponse.DescribeConfigsResult.ErrorMessage"));
-    SP_KTRY(sp_kw_int8(w, s->resource_type, "DescribeConfigsResponse.DescribeConfigsResult.ResourceType"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->resource_name, "DescribeConfigsResponse.DescribeConfigsResult.ResourceName"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->configs_count, "DescribeConfigsResponse.DescribeConfigsResult.Configs"));
+    SP_KTRY(
+        sp_kw_int16(w, s->error_code, "DescribeConfigsResponse.DescribeConfigsResult.ErrorCode"));
+    SP_KTRY(sp_kw_string(w, flex, true, s->error_message,
+                         "DescribeConfigsResponse.DescribeConfigsResult.ErrorMessage"));
+    SP_KTRY(sp_kw_int8(w, s->resource_type,
+                       "DescribeConfigsResponse.DescribeConfigsResult.ResourceType"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->resource_name,
+                         "DescribeConfigsResponse.DescribeConfigsResult.ResourceName"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->configs_count,
+                         "DescribeConfigsResponse.DescribeConfigsResult.Configs"));
     for (int32_t i = 0; i < s->configs_count; i++)
-        SP_KTRY(sp_kafka_describe_configs_response_describe_configs_resource_result_encode(w, version, &s->configs[i]));
+        SP_KTRY(sp_kafka_describe_configs_response_describe_configs_resource_result_encode(
+            w, version, &s->configs[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DescribeConfigsResponse.DescribeConfigsResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_describe_configs_response_describe_configs_result_size(const struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version)
+static size_t sp_kafka_describe_configs_response_describe_configs_result_size(
+    const struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -382,7 +483,8 @@ static size_t sp_kafka_describe_configs_response_describe_configs_result_size(co
     n += sp_ks_string(flex, s->resource_name);
     n += sp_ks_length(flex, true, s->configs_count);
     for (int32_t i = 0; i < s->configs_count; i++)
-        n += sp_kafka_describe_configs_response_describe_configs_resource_result_size(&s->configs[i], version);
+        n += sp_kafka_describe_configs_response_describe_configs_resource_result_size(
+            &s->configs[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -395,10 +497,10 @@ void sp_kafka_describe_configs_response_init(struct sp_kafka_describe_configs_re
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_describe_configs_response_is_default(const struct sp_kafka_describe_configs_response *s)
+SP_UNUSED static bool
+sp_kafka_describe_configs_response_is_default(const struct sp_kafka_describe_configs_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->results_count == 0);
+    return (s->throttle_time_ms == 0) && (s->results_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_describe_configs_response_bytes_min(int16_t version)
@@ -413,7 +515,8 @@ SP_UNUSED static size_t sp_kafka_describe_configs_response_bytes_min(int16_t ver
     return n;
 }
 
-int sp_kafka_describe_configs_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_configs_response *s)
+int sp_kafka_describe_configs_response_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_describe_configs_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -424,10 +527,14 @@ int sp_kafka_describe_configs_response_decode(struct sp_kreader *r, int16_t vers
     SP_KTRY(sp_kr_int32(r, &s->throttle_time_ms, "DescribeConfigsResponse.ThrottleTimeMs"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->results), sp_kafka_describe_configs_response_describe_configs_result_bytes_min(version), &s->results_count, &items, "DescribeConfigsResponse.Results"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->results),
+            sp_kafka_describe_configs_response_describe_configs_result_bytes_min(version),
+            &s->results_count, &items, "DescribeConfigsResponse.Results"));
         s->results = items;
         for (int32_t i = 0; i < s->results_count; i++)
-            SP_KTRY(sp_kafka_describe_configs_response_describe_configs_result_decode(r, version, &s->results[i]));
+            SP_KTRY(sp_kafka_describe_configs_response_describe_configs_result_decode(
+                r, version, &s->results[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -442,7 +549,8 @@ int sp_kafka_describe_configs_response_decode(struct sp_kreader *r, int16_t vers
     return 0;
 }
 
-int sp_kafka_describe_configs_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_configs_response *s)
+int sp_kafka_describe_configs_response_encode(struct sp_kwriter *w, int16_t version,
+                                              const struct sp_kafka_describe_configs_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -451,9 +559,11 @@ int sp_kafka_describe_configs_response_encode(struct sp_kwriter *w, int16_t vers
     if (version < 0 || version > 4)
         return sp_kw_fail(w, -ENOTSUP, "DescribeConfigsResponse.version");
     SP_KTRY(sp_kw_int32(w, s->throttle_time_ms, "DescribeConfigsResponse.ThrottleTimeMs"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->results_count, "DescribeConfigsResponse.Results"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->results_count, "DescribeConfigsResponse.Results"));
     for (int32_t i = 0; i < s->results_count; i++)
-        SP_KTRY(sp_kafka_describe_configs_response_describe_configs_result_encode(w, version, &s->results[i]));
+        SP_KTRY(sp_kafka_describe_configs_response_describe_configs_result_encode(w, version,
+                                                                                  &s->results[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeConfigsResponse._tagged_fields"));
@@ -461,7 +571,8 @@ int sp_kafka_describe_configs_response_encode(struct sp_kwriter *w, int16_t vers
     return 0;
 }
 
-size_t sp_kafka_describe_configs_response_size(const struct sp_kafka_describe_configs_response *s, int16_t version)
+size_t sp_kafka_describe_configs_response_size(const struct sp_kafka_describe_configs_response *s,
+                                               int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -471,11 +582,11 @@ size_t sp_kafka_describe_configs_response_size(const struct sp_kafka_describe_co
     n += 4;
     n += sp_ks_length(flex, true, s->results_count);
     for (int32_t i = 0; i < s->results_count; i++)
-        n += sp_kafka_describe_configs_response_describe_configs_result_size(&s->results[i], version);
+        n += sp_kafka_describe_configs_response_describe_configs_result_size(&s->results[i],
+                                                                             version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

@@ -34,7 +34,8 @@ struct sp_kafka_describe_configs_response_describe_configs_resource_result {
     /* The synonyms for this configuration key. */
     struct sp_kafka_describe_configs_response_describe_configs_synonym *synonyms;
     int32_t synonyms_count; /* -1: null */
-    /* The configuration data type. Type can be one of the following values - BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD */
+    /* The configuration data type. Type can be one of the following values - BOOLEAN, STRING, INT,
+     * SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD */
     int8_t config_type;
     /* The configuration documentation. */
     struct sp_kstr documentation;
@@ -55,7 +56,8 @@ struct sp_kafka_describe_configs_response_describe_configs_result {
 };
 
 struct sp_kafka_describe_configs_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* The results for each resource. */
     struct sp_kafka_describe_configs_response_describe_configs_result *results;
@@ -63,22 +65,28 @@ struct sp_kafka_describe_configs_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_describe_configs_response_describe_configs_synonym_init(struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
+void sp_kafka_describe_configs_response_describe_configs_synonym_init(
+    struct sp_kafka_describe_configs_response_describe_configs_synonym *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_describe_configs_response_describe_configs_resource_result_init(struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
+void sp_kafka_describe_configs_response_describe_configs_resource_result_init(
+    struct sp_kafka_describe_configs_response_describe_configs_resource_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_describe_configs_response_describe_configs_result_init(struct sp_kafka_describe_configs_response_describe_configs_result *s);
+void sp_kafka_describe_configs_response_describe_configs_result_init(
+    struct sp_kafka_describe_configs_response_describe_configs_result *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_describe_configs_response_init(struct sp_kafka_describe_configs_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_describe_configs_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_describe_configs_response *s);
+SP_MUST_CHECK int
+sp_kafka_describe_configs_response_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_describe_configs_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_describe_configs_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_describe_configs_response *s);
+SP_MUST_CHECK int
+sp_kafka_describe_configs_response_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_describe_configs_response *s);
 /* Bytes that sp_kafka_describe_configs_response_encode writes at `version`. */
-size_t sp_kafka_describe_configs_response_size(const struct sp_kafka_describe_configs_response *s, int16_t version);
+size_t sp_kafka_describe_configs_response_size(const struct sp_kafka_describe_configs_response *s,
+                                               int16_t version);
 
 #endif /* SP_KAFKA_GEN_DESCRIBE_CONFIGS_RESPONSE_H */

@@ -5,17 +5,18 @@
 #define IS_FLEXIBLE(version) (version >= 5)
 
 SP_UNUSED static size_t sp_kafka_describe_groups_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_groups_request_is_default(const struct sp_kafka_describe_groups_request *s);
+SP_UNUSED static bool
+sp_kafka_describe_groups_request_is_default(const struct sp_kafka_describe_groups_request *s);
 
 void sp_kafka_describe_groups_request_init(struct sp_kafka_describe_groups_request *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_describe_groups_request_is_default(const struct sp_kafka_describe_groups_request *s)
+SP_UNUSED static bool
+sp_kafka_describe_groups_request_is_default(const struct sp_kafka_describe_groups_request *s)
 {
-    return (s->groups_count == 0) &&
-           (s->include_authorized_operations == false);
+    return (s->groups_count == 0) && (s->include_authorized_operations == false);
 }
 
 SP_UNUSED static size_t sp_kafka_describe_groups_request_bytes_min(int16_t version)
@@ -30,7 +31,8 @@ SP_UNUSED static size_t sp_kafka_describe_groups_request_bytes_min(int16_t versi
     return n;
 }
 
-int sp_kafka_describe_groups_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_groups_request *s)
+int sp_kafka_describe_groups_request_decode(struct sp_kreader *r, int16_t version,
+                                            struct sp_kafka_describe_groups_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -40,13 +42,15 @@ int sp_kafka_describe_groups_request_decode(struct sp_kreader *r, int16_t versio
     sp_kafka_describe_groups_request_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups), (flex ? 1u : 2u), &s->groups_count, &items, "DescribeGroupsRequest.Groups"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups), (flex ? 1u : 2u), &s->groups_count,
+                            &items, "DescribeGroupsRequest.Groups"));
         s->groups = items;
         for (int32_t i = 0; i < s->groups_count; i++)
             SP_KTRY(sp_kr_string(r, flex, false, &s->groups[i], "DescribeGroupsRequest.Groups"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_bool(r, &s->include_authorized_operations, "DescribeGroupsRequest.IncludeAuthorizedOperations"));
+        SP_KTRY(sp_kr_bool(r, &s->include_authorized_operations,
+                           "DescribeGroupsRequest.IncludeAuthorizedOperations"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -61,7 +65,8 @@ int sp_kafka_describe_groups_request_decode(struct sp_kreader *r, int16_t versio
     return 0;
 }
 
-int sp_kafka_describe_groups_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_groups_request *s)
+int sp_kafka_describe_groups_request_encode(struct sp_kwriter *w, int16_t version,
+                                            const struct sp_kafka_describe_groups_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -73,7 +78,8 @@ int sp_kafka_describe_groups_request_encode(struct sp_kwriter *w, int16_t versio
     for (int32_t i = 0; i < s->groups_count; i++)
         SP_KTRY(sp_kw_string(w, flex, false, s->groups[i], "DescribeGroupsRequest.Groups"));
     if (version >= 3) {
-        SP_KTRY(sp_kw_bool(w, s->include_authorized_operations, "DescribeGroupsRequest.IncludeAuthorizedOperations"));
+        SP_KTRY(sp_kw_bool(w, s->include_authorized_operations,
+                           "DescribeGroupsRequest.IncludeAuthorizedOperations"));
     } else if (!(s->include_authorized_operations == false)) {
         return sp_kw_fail(w, -ENOTSUP, "DescribeGroupsRequest.IncludeAuthorizedOperations");
     }
@@ -84,7 +90,8 @@ int sp_kafka_describe_groups_request_encode(struct sp_kwriter *w, int16_t versio
     return 0;
 }
 
-size_t sp_kafka_describe_groups_request_size(const struct sp_kafka_describe_groups_request *s, int16_t version)
+size_t sp_kafka_describe_groups_request_size(const struct sp_kafka_describe_groups_request *s,
+                                             int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -103,4 +110,3 @@ size_t sp_kafka_describe_groups_request_size(const struct sp_kafka_describe_grou
     }
     return n;
 }
-

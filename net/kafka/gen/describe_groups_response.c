@@ -4,36 +4,51 @@
 
 #define IS_FLEXIBLE(version) (version >= 5)
 
-static int sp_kafka_describe_groups_response_described_group_member_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_groups_response_described_group_member *s);
-static int sp_kafka_describe_groups_response_described_group_member_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_groups_response_described_group_member *s);
-static size_t sp_kafka_describe_groups_response_described_group_member_size(const struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_describe_groups_response_described_group_member_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_member_is_default(const struct sp_kafka_describe_groups_response_described_group_member *s);
-static int sp_kafka_describe_groups_response_described_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_groups_response_described_group *s);
-static int sp_kafka_describe_groups_response_described_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_groups_response_described_group *s);
-static size_t sp_kafka_describe_groups_response_described_group_size(const struct sp_kafka_describe_groups_response_described_group *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_describe_groups_response_described_group_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_is_default(const struct sp_kafka_describe_groups_response_described_group *s);
+static int sp_kafka_describe_groups_response_described_group_member_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_groups_response_described_group_member *s);
+static int sp_kafka_describe_groups_response_described_group_member_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_groups_response_described_group_member *s);
+static size_t sp_kafka_describe_groups_response_described_group_member_size(
+    const struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_describe_groups_response_described_group_member_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_member_is_default(
+    const struct sp_kafka_describe_groups_response_described_group_member *s);
+static int sp_kafka_describe_groups_response_described_group_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_groups_response_described_group *s);
+static int sp_kafka_describe_groups_response_described_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_groups_response_described_group *s);
+static size_t sp_kafka_describe_groups_response_described_group_size(
+    const struct sp_kafka_describe_groups_response_described_group *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_describe_groups_response_described_group_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_is_default(
+    const struct sp_kafka_describe_groups_response_described_group *s);
 SP_UNUSED static size_t sp_kafka_describe_groups_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_describe_groups_response_is_default(const struct sp_kafka_describe_groups_response *s);
+SP_UNUSED static bool
+sp_kafka_describe_groups_response_is_default(const struct sp_kafka_describe_groups_response *s);
 
-void sp_kafka_describe_groups_response_described_group_member_init(struct sp_kafka_describe_groups_response_described_group_member *s)
+void sp_kafka_describe_groups_response_described_group_member_init(
+    struct sp_kafka_describe_groups_response_described_group_member *s)
 {
     memset(s, 0, sizeof(*s));
     s->group_instance_id = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_member_is_default(const struct sp_kafka_describe_groups_response_described_group_member *s)
+SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_member_is_default(
+    const struct sp_kafka_describe_groups_response_described_group_member *s)
 {
-    return (s->member_id.len == 0) &&
-           (s->group_instance_id.len < 0) &&
-           (s->client_id.len == 0) &&
-           (s->client_host.len == 0) &&
-           (s->member_metadata.len == 0) &&
+    return (s->member_id.len == 0) && (s->group_instance_id.len < 0) && (s->client_id.len == 0) &&
+           (s->client_host.len == 0) && (s->member_metadata.len == 0) &&
            (s->member_assignment.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_describe_groups_response_described_group_member_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_describe_groups_response_described_group_member_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -53,55 +68,77 @@ SP_UNUSED static size_t sp_kafka_describe_groups_response_described_group_member
     return n;
 }
 
-static int sp_kafka_describe_groups_response_described_group_member_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_groups_response_described_group_member *s)
+static int sp_kafka_describe_groups_response_described_group_member_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_groups_response_described_group_member *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_describe_groups_response_described_group_member_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "DescribeGroupsResponse.DescribedGroupMember.MemberId"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->member_id,
+                         "DescribeGroupsResponse.DescribedGroupMember.MemberId"));
     if (version >= 4) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 4, &s->group_instance_id, "DescribeGroupsResponse.DescribedGroupMember.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 4, &s->group_instance_id,
+                             "DescribeGroupsResponse.DescribedGroupMember.GroupInstanceId"));
     }
-    SP_KTRY(sp_kr_string(r, flex, false, &s->client_id, "DescribeGroupsResponse.DescribedGroupMember.ClientId"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->client_host, "DescribeGroupsResponse.DescribedGroupMember.ClientHost"));
-    SP_KTRY(sp_kr_bytes(r, flex, false, &s->member_metadata, "DescribeGroupsResponse.DescribedGroupMember.MemberMetadata"));
-    SP_KTRY(sp_kr_bytes(r, flex, false, &s->member_assignment, "DescribeGroupsResponse.DescribedGroupMember.MemberAssignment"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->client_id,
+                         "DescribeGroupsResponse.DescribedGroupMember.ClientId"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->client_host,
+                         "DescribeGroupsResponse.DescribedGroupMember.ClientHost"));
+    SP_KTRY(sp_kr_bytes(r, flex, false, &s->member_metadata,
+                        "DescribeGroupsResponse.DescribedGroupMember.MemberMetadata"));
+    SP_KTRY(sp_kr_bytes(r, flex, false, &s->member_assignment,
+                        "DescribeGroupsResponse.DescribedGroupMember.MemberAssignment"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_describe_groups_response_described_group_member_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_groups_response_described_group_member *s)
+static int sp_kafka_describe_groups_response_described_group_member_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_groups_response_described_group_member *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "DescribeGroupsResponse.DescribedGroupMember.MemberId"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->member_id,
+                         "DescribeGroupsResponse.DescribedGroupMember.MemberId"));
     if (version >= 4) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 4, s->group_instance_id, "DescribeGroupsResponse.DescribedGroupMember.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 4, s->group_instance_id,
+                             "DescribeGroupsResponse.DescribedGroupMember.GroupInstanceId"));
     }
-    SP_KTRY(sp_kw_string(w, flex, false, s->client_id, "DescribeGroupsResponse.DescribedGroupMember.ClientId"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->client_host, "DescribeGroupsResponse.DescribedGroupMember.ClientHost"));
-    SP_KTRY(sp_kw_bytes(w, flex, false, s->member_metadata, "DescribeGroupsResponse.DescribedGroupMember.MemberMetadata"));
-    SP_KTRY(sp_kw_bytes(w, flex, false, s->member_assignment, "DescribeGroupsResponse.DescribedGroupMember.MemberAssignment"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->client_id,
+                         "DescribeGroupsResponse.DescribedGroupMember.ClientId"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->client_host,
+                         "DescribeGroupsResponse.DescribedGroupMember.ClientHost"));
+    SP_KTRY(sp_kw_bytes(w, flex, false, s->member_metadata,
+                        "DescribeGroupsResponse.DescribedGroupMember.MemberMetadata"));
+    SP_KTRY(sp_kw_bytes(w, flex, false, s->member_assignment,
+                        "DescribeGroupsResponse.DescribedGroupMember.MemberAssignment"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "DescribeGroupsResponse.DescribedGroupMember._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_describe_groups_response_described_group_member_size(const struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version)
+static size_t sp_kafka_describe_groups_response_described_group_member_size(
+    const struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -123,20 +160,18 @@ static size_t sp_kafka_describe_groups_response_described_group_member_size(cons
     return n;
 }
 
-void sp_kafka_describe_groups_response_described_group_init(struct sp_kafka_describe_groups_response_described_group *s)
+void sp_kafka_describe_groups_response_described_group_init(
+    struct sp_kafka_describe_groups_response_described_group *s)
 {
     memset(s, 0, sizeof(*s));
     s->authorized_operations = INT32_MIN;
 }
 
-SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_is_default(const struct sp_kafka_describe_groups_response_described_group *s)
+SP_UNUSED static bool sp_kafka_describe_groups_response_described_group_is_default(
+    const struct sp_kafka_describe_groups_response_described_group *s)
 {
-    return (s->error_code == 0) &&
-           (s->group_id.len == 0) &&
-           (s->group_state.len == 0) &&
-           (s->protocol_type.len == 0) &&
-           (s->protocol_data.len == 0) &&
-           (s->members_count == 0) &&
+    return (s->error_code == 0) && (s->group_id.len == 0) && (s->group_state.len == 0) &&
+           (s->protocol_type.len == 0) && (s->protocol_data.len == 0) && (s->members_count == 0) &&
            (s->authorized_operations == INT32_MIN);
 }
 
@@ -162,67 +197,92 @@ SP_UNUSED static size_t sp_kafka_describe_groups_response_described_group_bytes_
     return n;
 }
 
-static int sp_kafka_describe_groups_response_described_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_groups_response_described_group *s)
+static int sp_kafka_describe_groups_response_described_group_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_describe_groups_response_described_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_describe_groups_response_described_group_init(s);
     SP_KTRY(sp_kr_int16(r, &s->error_code, "DescribeGroupsResponse.DescribedGroup.ErrorCode"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->group_id, "DescribeGroupsResponse.DescribedGroup.GroupId"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->group_state, "DescribeGroupsResponse.DescribedGroup.GroupState"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->protocol_type, "DescribeGroupsResponse.DescribedGroup.ProtocolType"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->protocol_data, "DescribeGroupsResponse.DescribedGroup.ProtocolData"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->group_id,
+                         "DescribeGroupsResponse.DescribedGroup.GroupId"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->group_state,
+                         "DescribeGroupsResponse.DescribedGroup.GroupState"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->protocol_type,
+                         "DescribeGroupsResponse.DescribedGroup.ProtocolType"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->protocol_data,
+                         "DescribeGroupsResponse.DescribedGroup.ProtocolData"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->members), sp_kafka_describe_groups_response_described_group_member_bytes_min(version), &s->members_count, &items, "DescribeGroupsResponse.DescribedGroup.Members"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->members),
+            sp_kafka_describe_groups_response_described_group_member_bytes_min(version),
+            &s->members_count, &items, "DescribeGroupsResponse.DescribedGroup.Members"));
         s->members = items;
         for (int32_t i = 0; i < s->members_count; i++)
-            SP_KTRY(sp_kafka_describe_groups_response_described_group_member_decode(r, version, &s->members[i]));
+            SP_KTRY(sp_kafka_describe_groups_response_described_group_member_decode(
+                r, version, &s->members[i]));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_int32(r, &s->authorized_operations, "DescribeGroupsResponse.DescribedGroup.AuthorizedOperations"));
+        SP_KTRY(sp_kr_int32(r, &s->authorized_operations,
+                            "DescribeGroupsResponse.DescribedGroup.AuthorizedOperations"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_describe_groups_response_described_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_groups_response_described_group *s)
+static int sp_kafka_describe_groups_response_described_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_describe_groups_response_described_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_int16(w, s->error_code, "DescribeGroupsResponse.DescribedGroup.ErrorCode"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->group_id, "DescribeGroupsResponse.DescribedGroup.GroupId"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->group_state, "DescribeGroupsResponse.DescribedGroup.GroupState"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->protocol_type, "DescribeGroupsResponse.DescribedGroup.ProtocolType"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->protocol_data, "DescribeGroupsResponse.DescribedGroup.ProtocolData"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->members_count, "DescribeGroupsResponse.DescribedGroup.Members"));
+    SP_KTRY(
+        sp_kw_string(w, flex, false, s->group_id, "DescribeGroupsResponse.DescribedGroup.GroupId"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->group_state,
+                         "DescribeGroupsResponse.DescribedGroup.GroupState"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->protocol_type,
+                         "DescribeGroupsResponse.DescribedGroup.ProtocolType"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->protocol_data,
+                         "DescribeGroupsResponse.DescribedGroup.ProtocolData"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->members_count,
+                         "DescribeGroupsResponse.DescribedGroup.Members"));
     for (int32_t i = 0; i < s->members_count; i++)
-        SP_KTRY(sp_kafka_describe_groups_response_described_group_member_encode(w, version, &s->members[i]));
+        SP_KTRY(sp_kafka_describe_groups_response_described_group_member_encode(w, version,
+                                                                                &s->members[i]));
     if (version >= 3) {
-        SP_KTRY(sp_kw_int32(w, s->authorized_operations, "DescribeGroupsResponse.DescribedGroup.AuthorizedOperations"));
+        SP_KTRY(sp_kw_int32(w, s->authorized_operations,
+                            "DescribeGroupsResponse.DescribedGroup.AuthorizedOperations"));
     } else if (!(s->authorized_operations == INT32_MIN)) {
-        return sp_kw_fail(w, -ENOTSUP, "DescribeGroupsResponse.DescribedGroup.AuthorizedOperations");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "DescribeGroupsResponse.DescribedGroup.AuthorizedOperations");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "DescribeGroupsResponse.DescribedGroup._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_describe_groups_response_described_group_size(const struct sp_kafka_describe_groups_response_described_group *s, int16_t version)
+static size_t sp_kafka_describe_groups_response_described_group_size(
+    const struct sp_kafka_describe_groups_response_described_group *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -252,10 +312,10 @@ void sp_kafka_describe_groups_response_init(struct sp_kafka_describe_groups_resp
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_describe_groups_response_is_default(const struct sp_kafka_describe_groups_response *s)
+SP_UNUSED static bool
+sp_kafka_describe_groups_response_is_default(const struct sp_kafka_describe_groups_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->groups_count == 0);
+    return (s->throttle_time_ms == 0) && (s->groups_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_describe_groups_response_bytes_min(int16_t version)
@@ -270,7 +330,8 @@ SP_UNUSED static size_t sp_kafka_describe_groups_response_bytes_min(int16_t vers
     return n;
 }
 
-int sp_kafka_describe_groups_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_describe_groups_response *s)
+int sp_kafka_describe_groups_response_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_describe_groups_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -283,10 +344,13 @@ int sp_kafka_describe_groups_response_decode(struct sp_kreader *r, int16_t versi
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups), sp_kafka_describe_groups_response_described_group_bytes_min(version), &s->groups_count, &items, "DescribeGroupsResponse.Groups"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups),
+                            sp_kafka_describe_groups_response_described_group_bytes_min(version),
+                            &s->groups_count, &items, "DescribeGroupsResponse.Groups"));
         s->groups = items;
         for (int32_t i = 0; i < s->groups_count; i++)
-            SP_KTRY(sp_kafka_describe_groups_response_described_group_decode(r, version, &s->groups[i]));
+            SP_KTRY(sp_kafka_describe_groups_response_described_group_decode(r, version,
+                                                                             &s->groups[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -301,7 +365,8 @@ int sp_kafka_describe_groups_response_decode(struct sp_kreader *r, int16_t versi
     return 0;
 }
 
-int sp_kafka_describe_groups_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_describe_groups_response *s)
+int sp_kafka_describe_groups_response_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_describe_groups_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -314,7 +379,8 @@ int sp_kafka_describe_groups_response_encode(struct sp_kwriter *w, int16_t versi
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->groups_count, "DescribeGroupsResponse.Groups"));
     for (int32_t i = 0; i < s->groups_count; i++)
-        SP_KTRY(sp_kafka_describe_groups_response_described_group_encode(w, version, &s->groups[i]));
+        SP_KTRY(
+            sp_kafka_describe_groups_response_described_group_encode(w, version, &s->groups[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "DescribeGroupsResponse._tagged_fields"));
@@ -322,7 +388,8 @@ int sp_kafka_describe_groups_response_encode(struct sp_kwriter *w, int16_t versi
     return 0;
 }
 
-size_t sp_kafka_describe_groups_response_size(const struct sp_kafka_describe_groups_response *s, int16_t version)
+size_t sp_kafka_describe_groups_response_size(const struct sp_kafka_describe_groups_response *s,
+                                              int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -341,4 +408,3 @@ size_t sp_kafka_describe_groups_response_size(const struct sp_kafka_describe_gro
     }
     return n;
 }
-

@@ -43,7 +43,8 @@ struct sp_kafka_describe_groups_response_described_group {
 };
 
 struct sp_kafka_describe_groups_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* Each described group. */
     struct sp_kafka_describe_groups_response_described_group *groups;
@@ -51,20 +52,25 @@ struct sp_kafka_describe_groups_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_describe_groups_response_described_group_member_init(struct sp_kafka_describe_groups_response_described_group_member *s);
+void sp_kafka_describe_groups_response_described_group_member_init(
+    struct sp_kafka_describe_groups_response_described_group_member *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_describe_groups_response_described_group_init(struct sp_kafka_describe_groups_response_described_group *s);
+void sp_kafka_describe_groups_response_described_group_init(
+    struct sp_kafka_describe_groups_response_described_group *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_describe_groups_response_init(struct sp_kafka_describe_groups_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_describe_groups_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_describe_groups_response *s);
+SP_MUST_CHECK int
+sp_kafka_describe_groups_response_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_describe_groups_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_describe_groups_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_describe_groups_response *s);
+SP_MUST_CHECK int
+sp_kafka_describe_groups_response_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_describe_groups_response *s);
 /* Bytes that sp_kafka_describe_groups_response_encode writes at `version`. */
-size_t sp_kafka_describe_groups_response_size(const struct sp_kafka_describe_groups_response *s, int16_t version);
+size_t sp_kafka_describe_groups_response_size(const struct sp_kafka_describe_groups_response *s,
+                                              int16_t version);
 
 #endif /* SP_KAFKA_GEN_DESCRIBE_GROUPS_RESPONSE_H */

@@ -14,9 +14,7 @@ void sp_kafka_end_txn_request_init(struct sp_kafka_end_txn_request *s)
 
 SP_UNUSED static bool sp_kafka_end_txn_request_is_default(const struct sp_kafka_end_txn_request *s)
 {
-    return (s->transactional_id.len == 0) &&
-           (s->producer_id == 0) &&
-           (s->producer_epoch == 0) &&
+    return (s->transactional_id.len == 0) && (s->producer_id == 0) && (s->producer_epoch == 0) &&
            (s->committed == false);
 }
 
@@ -36,7 +34,8 @@ SP_UNUSED static size_t sp_kafka_end_txn_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_end_txn_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_end_txn_request *s)
+int sp_kafka_end_txn_request_decode(struct sp_kreader *r, int16_t version,
+                                    struct sp_kafka_end_txn_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -61,7 +60,8 @@ int sp_kafka_end_txn_request_decode(struct sp_kreader *r, int16_t version, struc
     return 0;
 }
 
-int sp_kafka_end_txn_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_end_txn_request *s)
+int sp_kafka_end_txn_request_encode(struct sp_kwriter *w, int16_t version,
+                                    const struct sp_kafka_end_txn_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -97,4 +97,3 @@ size_t sp_kafka_end_txn_request_size(const struct sp_kafka_end_txn_request *s, i
     }
     return n;
 }
-

@@ -5,7 +5,8 @@
 #define IS_FLEXIBLE(version) (version >= 3)
 
 SP_UNUSED static size_t sp_kafka_end_txn_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_end_txn_response_is_default(const struct sp_kafka_end_txn_response *s);
+SP_UNUSED static bool
+sp_kafka_end_txn_response_is_default(const struct sp_kafka_end_txn_response *s);
 
 void sp_kafka_end_txn_response_init(struct sp_kafka_end_txn_response *s)
 {
@@ -14,11 +15,10 @@ void sp_kafka_end_txn_response_init(struct sp_kafka_end_txn_response *s)
     s->producer_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_end_txn_response_is_default(const struct sp_kafka_end_txn_response *s)
+SP_UNUSED static bool
+sp_kafka_end_txn_response_is_default(const struct sp_kafka_end_txn_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->producer_id == INT64_C(-1)) &&
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->producer_id == INT64_C(-1)) &&
            (s->producer_epoch == -1);
 }
 
@@ -38,7 +38,8 @@ SP_UNUSED static size_t sp_kafka_end_txn_response_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_end_txn_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_end_txn_response *s)
+int sp_kafka_end_txn_response_decode(struct sp_kreader *r, int16_t version,
+                                     struct sp_kafka_end_txn_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -67,7 +68,8 @@ int sp_kafka_end_txn_response_decode(struct sp_kreader *r, int16_t version, stru
     return 0;
 }
 
-int sp_kafka_end_txn_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_end_txn_response *s)
+int sp_kafka_end_txn_response_encode(struct sp_kwriter *w, int16_t version,
+                                     const struct sp_kafka_end_txn_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -111,4 +113,3 @@ size_t sp_kafka_end_txn_response_size(const struct sp_kafka_end_txn_response *s,
     }
     return n;
 }
-

@@ -4,26 +4,51 @@
 
 #define IS_FLEXIBLE(version) (version >= 12)
 
-static int sp_kafka_fetch_request_replica_state_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_replica_state *s);
-static int sp_kafka_fetch_request_replica_state_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_replica_state *s);
-static size_t sp_kafka_fetch_request_replica_state_size(const struct sp_kafka_fetch_request_replica_state *s, int16_t version);
+static int
+sp_kafka_fetch_request_replica_state_decode(struct sp_kreader *r, int16_t version,
+                                            struct sp_kafka_fetch_request_replica_state *s);
+static int
+sp_kafka_fetch_request_replica_state_encode(struct sp_kwriter *w, int16_t version,
+                                            const struct sp_kafka_fetch_request_replica_state *s);
+static size_t
+sp_kafka_fetch_request_replica_state_size(const struct sp_kafka_fetch_request_replica_state *s,
+                                          int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_request_replica_state_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_request_replica_state_is_default(const struct sp_kafka_fetch_request_replica_state *s);
-static int sp_kafka_fetch_request_fetch_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_fetch_partition *s);
-static int sp_kafka_fetch_request_fetch_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_partition *s);
-static size_t sp_kafka_fetch_request_fetch_partition_size(const struct sp_kafka_fetch_request_fetch_partition *s, int16_t version);
+SP_UNUSED static bool sp_kafka_fetch_request_replica_state_is_default(
+    const struct sp_kafka_fetch_request_replica_state *s);
+static int
+sp_kafka_fetch_request_fetch_partition_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_fetch_request_fetch_partition *s);
+static int sp_kafka_fetch_request_fetch_partition_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_partition *s);
+static size_t
+sp_kafka_fetch_request_fetch_partition_size(const struct sp_kafka_fetch_request_fetch_partition *s,
+                                            int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_request_fetch_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_request_fetch_partition_is_default(const struct sp_kafka_fetch_request_fetch_partition *s);
-static int sp_kafka_fetch_request_fetch_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_fetch_topic *s);
-static int sp_kafka_fetch_request_fetch_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_topic *s);
-static size_t sp_kafka_fetch_request_fetch_topic_size(const struct sp_kafka_fetch_request_fetch_topic *s, int16_t version);
+SP_UNUSED static bool sp_kafka_fetch_request_fetch_partition_is_default(
+    const struct sp_kafka_fetch_request_fetch_partition *s);
+static int sp_kafka_fetch_request_fetch_topic_decode(struct sp_kreader *r, int16_t version,
+                                                     struct sp_kafka_fetch_request_fetch_topic *s);
+static int
+sp_kafka_fetch_request_fetch_topic_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_fetch_request_fetch_topic *s);
+static size_t
+sp_kafka_fetch_request_fetch_topic_size(const struct sp_kafka_fetch_request_fetch_topic *s,
+                                        int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_request_fetch_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_request_fetch_topic_is_default(const struct sp_kafka_fetch_request_fetch_topic *s);
-static int sp_kafka_fetch_request_forgotten_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_forgotten_topic *s);
-static int sp_kafka_fetch_request_forgotten_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_forgotten_topic *s);
-static size_t sp_kafka_fetch_request_forgotten_topic_size(const struct sp_kafka_fetch_request_forgotten_topic *s, int16_t version);
+SP_UNUSED static bool
+sp_kafka_fetch_request_fetch_topic_is_default(const struct sp_kafka_fetch_request_fetch_topic *s);
+static int
+sp_kafka_fetch_request_forgotten_topic_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_fetch_request_forgotten_topic *s);
+static int sp_kafka_fetch_request_forgotten_topic_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_forgotten_topic *s);
+static size_t
+sp_kafka_fetch_request_forgotten_topic_size(const struct sp_kafka_fetch_request_forgotten_topic *s,
+                                            int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_request_forgotten_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_request_forgotten_topic_is_default(const struct sp_kafka_fetch_request_forgotten_topic *s);
+SP_UNUSED static bool sp_kafka_fetch_request_forgotten_topic_is_default(
+    const struct sp_kafka_fetch_request_forgotten_topic *s);
 SP_UNUSED static size_t sp_kafka_fetch_request_bytes_min(int16_t version);
 SP_UNUSED static bool sp_kafka_fetch_request_is_default(const struct sp_kafka_fetch_request *s);
 
@@ -34,10 +59,10 @@ void sp_kafka_fetch_request_replica_state_init(struct sp_kafka_fetch_request_rep
     s->replica_epoch = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_fetch_request_replica_state_is_default(const struct sp_kafka_fetch_request_replica_state *s)
+SP_UNUSED static bool sp_kafka_fetch_request_replica_state_is_default(
+    const struct sp_kafka_fetch_request_replica_state *s)
 {
-    return (s->replica_id == -1) &&
-           (s->replica_epoch == INT64_C(-1));
+    return (s->replica_id == -1) && (s->replica_epoch == INT64_C(-1));
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_request_replica_state_bytes_min(int16_t version)
@@ -52,7 +77,9 @@ SP_UNUSED static size_t sp_kafka_fetch_request_replica_state_bytes_min(int16_t v
     return n;
 }
 
-static int sp_kafka_fetch_request_replica_state_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_replica_state *s)
+static int
+sp_kafka_fetch_request_replica_state_decode(struct sp_kreader *r, int16_t version,
+                                            struct sp_kafka_fetch_request_replica_state *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -77,7 +104,9 @@ static int sp_kafka_fetch_request_replica_state_decode(struct sp_kreader *r, int
     return 0;
 }
 
-static int sp_kafka_fetch_request_replica_state_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_replica_state *s)
+static int
+sp_kafka_fetch_request_replica_state_encode(struct sp_kwriter *w, int16_t version,
+                                            const struct sp_kafka_fetch_request_replica_state *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -100,7 +129,9 @@ static int sp_kafka_fetch_request_replica_state_encode(struct sp_kwriter *w, int
     return 0;
 }
 
-static size_t sp_kafka_fetch_request_replica_state_size(const struct sp_kafka_fetch_request_replica_state *s, int16_t version)
+static size_t
+sp_kafka_fetch_request_replica_state_size(const struct sp_kafka_fetch_request_replica_state *s,
+                                          int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -128,15 +159,12 @@ void sp_kafka_fetch_request_fetch_partition_init(struct sp_kafka_fetch_request_f
     s->log_start_offset = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_fetch_request_fetch_partition_is_default(const struct sp_kafka_fetch_request_fetch_partition *s)
+SP_UNUSED static bool sp_kafka_fetch_request_fetch_partition_is_default(
+    const struct sp_kafka_fetch_request_fetch_partition *s)
 {
-    return (s->partition == 0) &&
-           (s->current_leader_epoch == -1) &&
-           (s->fetch_offset == 0) &&
-           (s->last_fetched_epoch == -1) &&
-           (s->log_start_offset == INT64_C(-1)) &&
-           (s->partition_max_bytes == 0) &&
-           (sp_kuuid_is_zero(&s->replica_directory_id));
+    return (s->partition == 0) && (s->current_leader_epoch == -1) && (s->fetch_offset == 0) &&
+           (s->last_fetched_epoch == -1) && (s->log_start_offset == INT64_C(-1)) &&
+           (s->partition_max_bytes == 0) && (sp_kuuid_is_zero(&s->replica_directory_id));
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_request_fetch_partition_bytes_min(int16_t version)
@@ -161,27 +189,32 @@ SP_UNUSED static size_t sp_kafka_fetch_request_fetch_partition_bytes_min(int16_t
     return n;
 }
 
-static int sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_fetch_partition *s)
+static int sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_fetch_partition *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kr_uuid(r, &s->replica_directory_id, "FetchRequest.FetchPartition.ReplicaDirectoryId"));
+    SP_KTRY(
+        sp_kr_uuid(r, &s->replica_directory_id, "FetchRequest.FetchPartition.ReplicaDirectoryId"));
     return 0;
 }
 
-static int sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_partition *s)
+static int sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_partition *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_uuid(w, &s->replica_directory_id, "FetchRequest.FetchPartition.ReplicaDirectoryId"));
+    SP_KTRY(
+        sp_kw_uuid(w, &s->replica_directory_id, "FetchRequest.FetchPartition.ReplicaDirectoryId"));
     return 0;
 }
 
-static size_t sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_size(const struct sp_kafka_fetch_request_fetch_partition *s, int16_t version)
+static size_t sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_size(
+    const struct sp_kafka_fetch_request_fetch_partition *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -192,7 +225,9 @@ static size_t sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_si
     return n;
 }
 
-static int sp_kafka_fetch_request_fetch_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_fetch_partition *s)
+static int
+sp_kafka_fetch_request_fetch_partition_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_fetch_request_fetch_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -200,16 +235,19 @@ static int sp_kafka_fetch_request_fetch_partition_decode(struct sp_kreader *r, i
     sp_kafka_fetch_request_fetch_partition_init(s);
     SP_KTRY(sp_kr_int32(r, &s->partition, "FetchRequest.FetchPartition.Partition"));
     if (version >= 9) {
-        SP_KTRY(sp_kr_int32(r, &s->current_leader_epoch, "FetchRequest.FetchPartition.CurrentLeaderEpoch"));
+        SP_KTRY(sp_kr_int32(r, &s->current_leader_epoch,
+                            "FetchRequest.FetchPartition.CurrentLeaderEpoch"));
     }
     SP_KTRY(sp_kr_int64(r, &s->fetch_offset, "FetchRequest.FetchPartition.FetchOffset"));
     if (version >= 12) {
-        SP_KTRY(sp_kr_int32(r, &s->last_fetched_epoch, "FetchRequest.FetchPartition.LastFetchedEpoch"));
+        SP_KTRY(
+            sp_kr_int32(r, &s->last_fetched_epoch, "FetchRequest.FetchPartition.LastFetchedEpoch"));
     }
     if (version >= 5) {
         SP_KTRY(sp_kr_int64(r, &s->log_start_offset, "FetchRequest.FetchPartition.LogStartOffset"));
     }
-    SP_KTRY(sp_kr_int32(r, &s->partition_max_bytes, "FetchRequest.FetchPartition.PartitionMaxBytes"));
+    SP_KTRY(
+        sp_kr_int32(r, &s->partition_max_bytes, "FetchRequest.FetchPartition.PartitionMaxBytes"));
     if (flex) {
         uint32_t tagged_count;
         SP_KTRY(sp_kr_uvarint(r, &tagged_count, "FetchRequest.FetchPartition._tagged_fields"));
@@ -222,7 +260,11 @@ static int sp_kafka_fetch_request_fetch_partition_decode(struct sp_kreader *r, i
             switch (tag) {
             case 0:
                 if (version >= 17)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_decode(&sub, version, s), "FetchRequest.FetchPartition.ReplicaDirectoryId"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_decode(
+                            &sub, version, s),
+                        "FetchRequest.FetchPartition.ReplicaDirectoryId"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -232,7 +274,8 @@ static int sp_kafka_fetch_request_fetch_partition_decode(struct sp_kreader *r, i
     return 0;
 }
 
-static int sp_kafka_fetch_request_fetch_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_partition *s)
+static int sp_kafka_fetch_request_fetch_partition_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -240,18 +283,21 @@ static int sp_kafka_fetch_request_fetch_partition_encode(struct sp_kwriter *w, i
     (void)s;
     SP_KTRY(sp_kw_int32(w, s->partition, "FetchRequest.FetchPartition.Partition"));
     if (version >= 9) {
-        SP_KTRY(sp_kw_int32(w, s->current_leader_epoch, "FetchRequest.FetchPartition.CurrentLeaderEpoch"));
+        SP_KTRY(sp_kw_int32(w, s->current_leader_epoch,
+                            "FetchRequest.FetchPartition.CurrentLeaderEpoch"));
     }
     SP_KTRY(sp_kw_int64(w, s->fetch_offset, "FetchRequest.FetchPartition.FetchOffset"));
     if (version >= 12) {
-        SP_KTRY(sp_kw_int32(w, s->last_fetched_epoch, "FetchRequest.FetchPartition.LastFetchedEpoch"));
+        SP_KTRY(
+            sp_kw_int32(w, s->last_fetched_epoch, "FetchRequest.FetchPartition.LastFetchedEpoch"));
     } else if (!(s->last_fetched_epoch == -1)) {
         return sp_kw_fail(w, -ENOTSUP, "FetchRequest.FetchPartition.LastFetchedEpoch");
     }
     if (version >= 5) {
         SP_KTRY(sp_kw_int64(w, s->log_start_offset, "FetchRequest.FetchPartition.LogStartOffset"));
     }
-    SP_KTRY(sp_kw_int32(w, s->partition_max_bytes, "FetchRequest.FetchPartition.PartitionMaxBytes"));
+    SP_KTRY(
+        sp_kw_int32(w, s->partition_max_bytes, "FetchRequest.FetchPartition.PartitionMaxBytes"));
     if (flex) {
         uint32_t tagged_count = 0;
         if (version >= 17 && !(sp_kuuid_is_zero(&s->replica_directory_id)))
@@ -259,14 +305,21 @@ static int sp_kafka_fetch_request_fetch_partition_encode(struct sp_kwriter *w, i
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "FetchRequest.FetchPartition._tagged_fields"));
         if (version >= 17 && !(sp_kuuid_is_zero(&s->replica_directory_id))) {
             SP_KTRY(sp_kw_uvarint(w, 0, "FetchRequest.FetchPartition._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_size(s, version), "FetchRequest.FetchPartition._tagged_fields"));
-            SP_KTRY(sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_encode(w, version, s));
+            SP_KTRY(sp_kw_uvarint(
+                w,
+                (uint32_t)sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_size(
+                    s, version),
+                "FetchRequest.FetchPartition._tagged_fields"));
+            SP_KTRY(sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_encode(
+                w, version, s));
         }
     }
     return 0;
 }
 
-static size_t sp_kafka_fetch_request_fetch_partition_size(const struct sp_kafka_fetch_request_fetch_partition *s, int16_t version)
+static size_t
+sp_kafka_fetch_request_fetch_partition_size(const struct sp_kafka_fetch_request_fetch_partition *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -288,7 +341,8 @@ static size_t sp_kafka_fetch_request_fetch_partition_size(const struct sp_kafka_
     if (flex) {
         uint32_t tagged_count = 0;
         if (version >= 17 && !(sp_kuuid_is_zero(&s->replica_directory_id))) {
-            size_t field = sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_size(s, version);
+            size_t field =
+                sp_kafka_fetch_request_fetch_partition_tag_replica_directory_id_size(s, version);
             tagged_count++;
             n += sp_ks_uvarint(0) + sp_ks_uvarint((uint32_t)field) + field;
         }
@@ -302,11 +356,10 @@ void sp_kafka_fetch_request_fetch_topic_init(struct sp_kafka_fetch_request_fetch
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_fetch_request_fetch_topic_is_default(const struct sp_kafka_fetch_request_fetch_topic *s)
+SP_UNUSED static bool
+sp_kafka_fetch_request_fetch_topic_is_default(const struct sp_kafka_fetch_request_fetch_topic *s)
 {
-    return (s->topic.len == 0) &&
-           (sp_kuuid_is_zero(&s->topic_id)) &&
-           (s->partitions_count == 0);
+    return (s->topic.len == 0) && (sp_kuuid_is_zero(&s->topic_id)) && (s->partitions_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_request_fetch_topic_bytes_min(int16_t version)
@@ -323,7 +376,8 @@ SP_UNUSED static size_t sp_kafka_fetch_request_fetch_topic_bytes_min(int16_t ver
     return n;
 }
 
-static int sp_kafka_fetch_request_fetch_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_fetch_topic *s)
+static int sp_kafka_fetch_request_fetch_topic_decode(struct sp_kreader *r, int16_t version,
+                                                     struct sp_kafka_fetch_request_fetch_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -337,7 +391,9 @@ static int sp_kafka_fetch_request_fetch_topic_decode(struct sp_kreader *r, int16
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_fetch_request_fetch_partition_bytes_min(version), &s->partitions_count, &items, "FetchRequest.FetchTopic.Partitions"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions),
+                            sp_kafka_fetch_request_fetch_partition_bytes_min(version),
+                            &s->partitions_count, &items, "FetchRequest.FetchTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
             SP_KTRY(sp_kafka_fetch_request_fetch_partition_decode(r, version, &s->partitions[i]));
@@ -355,7 +411,9 @@ static int sp_kafka_fetch_request_fetch_topic_decode(struct sp_kreader *r, int16
     return 0;
 }
 
-static int sp_kafka_fetch_request_fetch_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_fetch_topic *s)
+static int
+sp_kafka_fetch_request_fetch_topic_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_fetch_request_fetch_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -367,7 +425,8 @@ static int sp_kafka_fetch_request_fetch_topic_encode(struct sp_kwriter *w, int16
     if (version >= 13) {
         SP_KTRY(sp_kw_uuid(w, &s->topic_id, "FetchRequest.FetchTopic.TopicId"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "FetchRequest.FetchTopic.Partitions"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "FetchRequest.FetchTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
         SP_KTRY(sp_kafka_fetch_request_fetch_partition_encode(w, version, &s->partitions[i]));
     if (flex) {
@@ -377,7 +436,9 @@ static int sp_kafka_fetch_request_fetch_topic_encode(struct sp_kwriter *w, int16
     return 0;
 }
 
-static size_t sp_kafka_fetch_request_fetch_topic_size(const struct sp_kafka_fetch_request_fetch_topic *s, int16_t version)
+static size_t
+sp_kafka_fetch_request_fetch_topic_size(const struct sp_kafka_fetch_request_fetch_topic *s,
+                                        int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -405,11 +466,10 @@ void sp_kafka_fetch_request_forgotten_topic_init(struct sp_kafka_fetch_request_f
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_fetch_request_forgotten_topic_is_default(const struct sp_kafka_fetch_request_forgotten_topic *s)
+SP_UNUSED static bool sp_kafka_fetch_request_forgotten_topic_is_default(
+    const struct sp_kafka_fetch_request_forgotten_topic *s)
 {
-    return (s->topic.len == 0) &&
-           (sp_kuuid_is_zero(&s->topic_id)) &&
-           (s->partitions_count == 0);
+    return (s->topic.len == 0) && (sp_kuuid_is_zero(&s->topic_id)) && (s->partitions_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_request_forgotten_topic_bytes_min(int16_t version)
@@ -426,7 +486,9 @@ SP_UNUSED static size_t sp_kafka_fetch_request_forgotten_topic_bytes_min(int16_t
     return n;
 }
 
-static int sp_kafka_fetch_request_forgotten_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request_forgotten_topic *s)
+static int
+sp_kafka_fetch_request_forgotten_topic_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_fetch_request_forgotten_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -441,10 +503,12 @@ static int sp_kafka_fetch_request_forgotten_topic_decode(struct sp_kreader *r, i
     if (version >= 7) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count, &items, "FetchRequest.ForgottenTopic.Partitions"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), 4u, &s->partitions_count,
+                                &items, "FetchRequest.ForgottenTopic.Partitions"));
             s->partitions = items;
             for (int32_t i = 0; i < s->partitions_count; i++)
-                SP_KTRY(sp_kr_int32(r, &s->partitions[i], "FetchRequest.ForgottenTopic.Partitions"));
+                SP_KTRY(
+                    sp_kr_int32(r, &s->partitions[i], "FetchRequest.ForgottenTopic.Partitions"));
         }
     }
     if (flex) {
@@ -460,7 +524,8 @@ static int sp_kafka_fetch_request_forgotten_topic_decode(struct sp_kreader *r, i
     return 0;
 }
 
-static int sp_kafka_fetch_request_forgotten_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_forgotten_topic *s)
+static int sp_kafka_fetch_request_forgotten_topic_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request_forgotten_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -473,7 +538,8 @@ static int sp_kafka_fetch_request_forgotten_topic_encode(struct sp_kwriter *w, i
         SP_KTRY(sp_kw_uuid(w, &s->topic_id, "FetchRequest.ForgottenTopic.TopicId"));
     }
     if (version >= 7) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "FetchRequest.ForgottenTopic.Partitions"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                             "FetchRequest.ForgottenTopic.Partitions"));
         for (int32_t i = 0; i < s->partitions_count; i++)
             SP_KTRY(sp_kw_int32(w, s->partitions[i], "FetchRequest.ForgottenTopic.Partitions"));
     } else if (!(s->partitions_count == 0)) {
@@ -486,7 +552,9 @@ static int sp_kafka_fetch_request_forgotten_topic_encode(struct sp_kwriter *w, i
     return 0;
 }
 
-static size_t sp_kafka_fetch_request_forgotten_topic_size(const struct sp_kafka_fetch_request_forgotten_topic *s, int16_t version)
+static size_t
+sp_kafka_fetch_request_forgotten_topic_size(const struct sp_kafka_fetch_request_forgotten_topic *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -523,18 +591,11 @@ void sp_kafka_fetch_request_init(struct sp_kafka_fetch_request *s)
 
 SP_UNUSED static bool sp_kafka_fetch_request_is_default(const struct sp_kafka_fetch_request *s)
 {
-    return (s->cluster_id.len < 0) &&
-           (s->replica_id == -1) &&
+    return (s->cluster_id.len < 0) && (s->replica_id == -1) &&
            (sp_kafka_fetch_request_replica_state_is_default(&s->replica_state)) &&
-           (s->max_wait_ms == 0) &&
-           (s->min_bytes == 0) &&
-           (s->max_bytes == 2147483647) &&
-           (s->isolation_level == 0) &&
-           (s->session_id == 0) &&
-           (s->session_epoch == -1) &&
-           (s->topics_count == 0) &&
-           (s->forgotten_topics_data_count == 0) &&
-           (s->rack_id.len == 0);
+           (s->max_wait_ms == 0) && (s->min_bytes == 0) && (s->max_bytes == 2147483647) &&
+           (s->isolation_level == 0) && (s->session_id == 0) && (s->session_epoch == -1) &&
+           (s->topics_count == 0) && (s->forgotten_topics_data_count == 0) && (s->rack_id.len == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_request_bytes_min(int16_t version)
@@ -569,7 +630,8 @@ SP_UNUSED static size_t sp_kafka_fetch_request_bytes_min(int16_t version)
     return n;
 }
 
-static int sp_kafka_fetch_request_tag_cluster_id_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request *s)
+static int sp_kafka_fetch_request_tag_cluster_id_decode(struct sp_kreader *r, int16_t version,
+                                                        struct sp_kafka_fetch_request *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -579,7 +641,8 @@ static int sp_kafka_fetch_request_tag_cluster_id_decode(struct sp_kreader *r, in
     return 0;
 }
 
-static int sp_kafka_fetch_request_tag_cluster_id_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request *s)
+static int sp_kafka_fetch_request_tag_cluster_id_encode(struct sp_kwriter *w, int16_t version,
+                                                        const struct sp_kafka_fetch_request *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -589,7 +652,8 @@ static int sp_kafka_fetch_request_tag_cluster_id_encode(struct sp_kwriter *w, in
     return 0;
 }
 
-static size_t sp_kafka_fetch_request_tag_cluster_id_size(const struct sp_kafka_fetch_request *s, int16_t version)
+static size_t sp_kafka_fetch_request_tag_cluster_id_size(const struct sp_kafka_fetch_request *s,
+                                                         int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -600,7 +664,8 @@ static size_t sp_kafka_fetch_request_tag_cluster_id_size(const struct sp_kafka_f
     return n;
 }
 
-static int sp_kafka_fetch_request_tag_replica_state_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request *s)
+static int sp_kafka_fetch_request_tag_replica_state_decode(struct sp_kreader *r, int16_t version,
+                                                           struct sp_kafka_fetch_request *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -610,7 +675,8 @@ static int sp_kafka_fetch_request_tag_replica_state_decode(struct sp_kreader *r,
     return 0;
 }
 
-static int sp_kafka_fetch_request_tag_replica_state_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request *s)
+static int sp_kafka_fetch_request_tag_replica_state_encode(struct sp_kwriter *w, int16_t version,
+                                                           const struct sp_kafka_fetch_request *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -620,7 +686,8 @@ static int sp_kafka_fetch_request_tag_replica_state_encode(struct sp_kwriter *w,
     return 0;
 }
 
-static size_t sp_kafka_fetch_request_tag_replica_state_size(const struct sp_kafka_fetch_request *s, int16_t version)
+static size_t sp_kafka_fetch_request_tag_replica_state_size(const struct sp_kafka_fetch_request *s,
+                                                            int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -631,7 +698,8 @@ static size_t sp_kafka_fetch_request_tag_replica_state_size(const struct sp_kafk
     return n;
 }
 
-int sp_kafka_fetch_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_request *s)
+int sp_kafka_fetch_request_decode(struct sp_kreader *r, int16_t version,
+                                  struct sp_kafka_fetch_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -658,7 +726,9 @@ int sp_kafka_fetch_request_decode(struct sp_kreader *r, int16_t version, struct 
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_fetch_request_fetch_topic_bytes_min(version), &s->topics_count, &items, "FetchRequest.Topics"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics),
+                            sp_kafka_fetch_request_fetch_topic_bytes_min(version), &s->topics_count,
+                            &items, "FetchRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
             SP_KTRY(sp_kafka_fetch_request_fetch_topic_decode(r, version, &s->topics[i]));
@@ -666,10 +736,14 @@ int sp_kafka_fetch_request_decode(struct sp_kreader *r, int16_t version, struct 
     if (version >= 7) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->forgotten_topics_data), sp_kafka_fetch_request_forgotten_topic_bytes_min(version), &s->forgotten_topics_data_count, &items, "FetchRequest.ForgottenTopicsData"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->forgotten_topics_data),
+                                sp_kafka_fetch_request_forgotten_topic_bytes_min(version),
+                                &s->forgotten_topics_data_count, &items,
+                                "FetchRequest.ForgottenTopicsData"));
             s->forgotten_topics_data = items;
             for (int32_t i = 0; i < s->forgotten_topics_data_count; i++)
-                SP_KTRY(sp_kafka_fetch_request_forgotten_topic_decode(r, version, &s->forgotten_topics_data[i]));
+                SP_KTRY(sp_kafka_fetch_request_forgotten_topic_decode(
+                    r, version, &s->forgotten_topics_data[i]));
         }
     }
     if (version >= 11) {
@@ -687,11 +761,15 @@ int sp_kafka_fetch_request_decode(struct sp_kreader *r, int16_t version, struct 
             switch (tag) {
             case 0:
                 if (version >= 12)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_fetch_request_tag_cluster_id_decode(&sub, version, s), "FetchRequest.ClusterId"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub, sp_kafka_fetch_request_tag_cluster_id_decode(&sub, version, s),
+                        "FetchRequest.ClusterId"));
                 break;
             case 1:
                 if (version >= 15)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_fetch_request_tag_replica_state_decode(&sub, version, s), "FetchRequest.ReplicaState"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub, sp_kafka_fetch_request_tag_replica_state_decode(&sub, version, s),
+                        "FetchRequest.ReplicaState"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -701,7 +779,8 @@ int sp_kafka_fetch_request_decode(struct sp_kreader *r, int16_t version, struct 
     return 0;
 }
 
-int sp_kafka_fetch_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_request *s)
+int sp_kafka_fetch_request_encode(struct sp_kwriter *w, int16_t version,
+                                  const struct sp_kafka_fetch_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -734,9 +813,11 @@ int sp_kafka_fetch_request_encode(struct sp_kwriter *w, int16_t version, const s
     for (int32_t i = 0; i < s->topics_count; i++)
         SP_KTRY(sp_kafka_fetch_request_fetch_topic_encode(w, version, &s->topics[i]));
     if (version >= 7) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->forgotten_topics_data_count, "FetchRequest.ForgottenTopicsData"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->forgotten_topics_data_count,
+                             "FetchRequest.ForgottenTopicsData"));
         for (int32_t i = 0; i < s->forgotten_topics_data_count; i++)
-            SP_KTRY(sp_kafka_fetch_request_forgotten_topic_encode(w, version, &s->forgotten_topics_data[i]));
+            SP_KTRY(sp_kafka_fetch_request_forgotten_topic_encode(w, version,
+                                                                  &s->forgotten_topics_data[i]));
     } else if (!(s->forgotten_topics_data_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "FetchRequest.ForgottenTopicsData");
     }
@@ -752,12 +833,17 @@ int sp_kafka_fetch_request_encode(struct sp_kwriter *w, int16_t version, const s
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "FetchRequest._tagged_fields"));
         if (version >= 12 && !(s->cluster_id.len < 0)) {
             SP_KTRY(sp_kw_uvarint(w, 0, "FetchRequest._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_fetch_request_tag_cluster_id_size(s, version), "FetchRequest._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(w,
+                                  (uint32_t)sp_kafka_fetch_request_tag_cluster_id_size(s, version),
+                                  "FetchRequest._tagged_fields"));
             SP_KTRY(sp_kafka_fetch_request_tag_cluster_id_encode(w, version, s));
         }
-        if (version >= 15 && !(sp_kafka_fetch_request_replica_state_is_default(&s->replica_state))) {
+        if (version >= 15 &&
+            !(sp_kafka_fetch_request_replica_state_is_default(&s->replica_state))) {
             SP_KTRY(sp_kw_uvarint(w, 1, "FetchRequest._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_fetch_request_tag_replica_state_size(s, version), "FetchRequest._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w, (uint32_t)sp_kafka_fetch_request_tag_replica_state_size(s, version),
+                "FetchRequest._tagged_fields"));
             SP_KTRY(sp_kafka_fetch_request_tag_replica_state_encode(w, version, s));
         }
     }
@@ -806,7 +892,8 @@ size_t sp_kafka_fetch_request_size(const struct sp_kafka_fetch_request *s, int16
             tagged_count++;
             n += sp_ks_uvarint(0) + sp_ks_uvarint((uint32_t)field) + field;
         }
-        if (version >= 15 && !(sp_kafka_fetch_request_replica_state_is_default(&s->replica_state))) {
+        if (version >= 15 &&
+            !(sp_kafka_fetch_request_replica_state_is_default(&s->replica_state))) {
             size_t field = sp_kafka_fetch_request_tag_replica_state_size(s, version);
             tagged_count++;
             n += sp_ks_uvarint(1) + sp_ks_uvarint((uint32_t)field) + field;
@@ -815,4 +902,3 @@ size_t sp_kafka_fetch_request_size(const struct sp_kafka_fetch_request *s, int16
     }
     return n;
 }
-

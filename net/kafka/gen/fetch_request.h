@@ -25,9 +25,11 @@ struct sp_kafka_fetch_request_fetch_partition {
     int64_t fetch_offset;
     /* The epoch of the last fetched record or -1 if there is none */
     int32_t last_fetched_epoch;
-    /* The earliest available offset of the follower replica.  The field is only used when the request is sent by the follower. */
+    /* The earliest available offset of the follower replica.  The field is only used when the
+     * request is sent by the follower. */
     int64_t log_start_offset;
-    /* The maximum bytes to fetch from this partition.  See KIP-74 for cases where this limit may not be honored. */
+    /* The maximum bytes to fetch from this partition.  See KIP-74 for cases where this limit may
+     * not be honored. */
     int32_t partition_max_bytes;
     /* The directory id of the follower fetching */
     struct sp_kuuid replica_directory_id;
@@ -54,7 +56,8 @@ struct sp_kafka_fetch_request_forgotten_topic {
 };
 
 struct sp_kafka_fetch_request {
-    /* The clusterId if known. This is used to validate metadata fetches prior to broker registration. */
+    /* The clusterId if known. This is used to validate metadata fetches prior to broker
+     * registration. */
     struct sp_kstr cluster_id;
     /* The broker ID of the follower, of -1 if this request is from a consumer. */
     int32_t replica_id;
@@ -65,7 +68,12 @@ struct sp_kafka_fetch_request {
     int32_t min_bytes;
     /* The maximum bytes to fetch.  See KIP-74 for cases where this limit may not be honored. */
     int32_t max_bytes;
-    /* This setting controls the visibility of transactional records. Using READ_UNCOMMITTED (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1), non-transactional and COMMITTED transactional records are visible. To be more concrete, READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable offset), and enables the inclusion of the list of aborted transactions in the result, which allows consumers to discard ABORTED transactional records */
+    /* This setting controls the visibility of transactional records. Using READ_UNCOMMITTED
+     * (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1),
+     * non-transactional and COMMITTED transactional records are visible. To be more concrete,
+     * READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable
+     * offset), and enables the inclusion of the list of aborted transactions in the result, which
+     * allows consumers to discard ABORTED transactional records */
     int8_t isolation_level;
     /* The fetch session ID. */
     int32_t session_id;
@@ -95,10 +103,10 @@ void sp_kafka_fetch_request_init(struct sp_kafka_fetch_request *s);
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_fetch_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_fetch_request *s);
+                                                struct sp_kafka_fetch_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_fetch_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_fetch_request *s);
+                                                const struct sp_kafka_fetch_request *s);
 /* Bytes that sp_kafka_fetch_request_encode writes at `version`. */
 size_t sp_kafka_fetch_request_size(const struct sp_kafka_fetch_request *s, int16_t version);
 

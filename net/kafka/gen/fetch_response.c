@@ -4,55 +4,98 @@
 
 #define IS_FLEXIBLE(version) (version >= 12)
 
-static int sp_kafka_fetch_response_epoch_end_offset_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_epoch_end_offset *s);
-static int sp_kafka_fetch_response_epoch_end_offset_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_epoch_end_offset *s);
-static size_t sp_kafka_fetch_response_epoch_end_offset_size(const struct sp_kafka_fetch_response_epoch_end_offset *s, int16_t version);
+static int
+sp_kafka_fetch_response_epoch_end_offset_decode(struct sp_kreader *r, int16_t version,
+                                                struct sp_kafka_fetch_response_epoch_end_offset *s);
+static int sp_kafka_fetch_response_epoch_end_offset_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_fetch_response_epoch_end_offset *s);
+static size_t sp_kafka_fetch_response_epoch_end_offset_size(
+    const struct sp_kafka_fetch_response_epoch_end_offset *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_response_epoch_end_offset_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_response_epoch_end_offset_is_default(const struct sp_kafka_fetch_response_epoch_end_offset *s);
-static int sp_kafka_fetch_response_leader_id_and_epoch_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_leader_id_and_epoch *s);
-static int sp_kafka_fetch_response_leader_id_and_epoch_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_leader_id_and_epoch *s);
-static size_t sp_kafka_fetch_response_leader_id_and_epoch_size(const struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version);
+SP_UNUSED static bool sp_kafka_fetch_response_epoch_end_offset_is_default(
+    const struct sp_kafka_fetch_response_epoch_end_offset *s);
+static int sp_kafka_fetch_response_leader_id_and_epoch_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_leader_id_and_epoch *s);
+static int sp_kafka_fetch_response_leader_id_and_epoch_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_fetch_response_leader_id_and_epoch *s);
+static size_t sp_kafka_fetch_response_leader_id_and_epoch_size(
+    const struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_response_leader_id_and_epoch_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_response_leader_id_and_epoch_is_default(const struct sp_kafka_fetch_response_leader_id_and_epoch *s);
-static int sp_kafka_fetch_response_snapshot_id_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_snapshot_id *s);
-static int sp_kafka_fetch_response_snapshot_id_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_snapshot_id *s);
-static size_t sp_kafka_fetch_response_snapshot_id_size(const struct sp_kafka_fetch_response_snapshot_id *s, int16_t version);
+SP_UNUSED static bool sp_kafka_fetch_response_leader_id_and_epoch_is_default(
+    const struct sp_kafka_fetch_response_leader_id_and_epoch *s);
+static int
+sp_kafka_fetch_response_snapshot_id_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_fetch_response_snapshot_id *s);
+static int
+sp_kafka_fetch_response_snapshot_id_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_fetch_response_snapshot_id *s);
+static size_t
+sp_kafka_fetch_response_snapshot_id_size(const struct sp_kafka_fetch_response_snapshot_id *s,
+                                         int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_response_snapshot_id_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_response_snapshot_id_is_default(const struct sp_kafka_fetch_response_snapshot_id *s);
-static int sp_kafka_fetch_response_aborted_transaction_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_aborted_transaction *s);
-static int sp_kafka_fetch_response_aborted_transaction_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_aborted_transaction *s);
-static size_t sp_kafka_fetch_response_aborted_transaction_size(const struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version);
+SP_UNUSED static bool
+sp_kafka_fetch_response_snapshot_id_is_default(const struct sp_kafka_fetch_response_snapshot_id *s);
+static int sp_kafka_fetch_response_aborted_transaction_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_aborted_transaction *s);
+static int sp_kafka_fetch_response_aborted_transaction_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_fetch_response_aborted_transaction *s);
+static size_t sp_kafka_fetch_response_aborted_transaction_size(
+    const struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_response_aborted_transaction_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_response_aborted_transaction_is_default(const struct sp_kafka_fetch_response_aborted_transaction *s);
-static int sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s);
-static int sp_kafka_fetch_response_partition_data_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s);
-static size_t sp_kafka_fetch_response_partition_data_size(const struct sp_kafka_fetch_response_partition_data *s, int16_t version);
+SP_UNUSED static bool sp_kafka_fetch_response_aborted_transaction_is_default(
+    const struct sp_kafka_fetch_response_aborted_transaction *s);
+static int
+sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_fetch_response_partition_data *s);
+static int sp_kafka_fetch_response_partition_data_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s);
+static size_t
+sp_kafka_fetch_response_partition_data_size(const struct sp_kafka_fetch_response_partition_data *s,
+                                            int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_response_partition_data_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_response_partition_data_is_default(const struct sp_kafka_fetch_response_partition_data *s);
-static int sp_kafka_fetch_response_fetchable_topic_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_fetchable_topic_response *s);
-static int sp_kafka_fetch_response_fetchable_topic_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_fetchable_topic_response *s);
-static size_t sp_kafka_fetch_response_fetchable_topic_response_size(const struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version);
+SP_UNUSED static bool sp_kafka_fetch_response_partition_data_is_default(
+    const struct sp_kafka_fetch_response_partition_data *s);
+static int sp_kafka_fetch_response_fetchable_topic_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_fetch_response_fetchable_topic_response *s);
+static int sp_kafka_fetch_response_fetchable_topic_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_fetch_response_fetchable_topic_response *s);
+static size_t sp_kafka_fetch_response_fetchable_topic_response_size(
+    const struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_response_fetchable_topic_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_response_fetchable_topic_response_is_default(const struct sp_kafka_fetch_response_fetchable_topic_response *s);
-static int sp_kafka_fetch_response_node_endpoint_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_node_endpoint *s);
-static int sp_kafka_fetch_response_node_endpoint_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_node_endpoint *s);
-static size_t sp_kafka_fetch_response_node_endpoint_size(const struct sp_kafka_fetch_response_node_endpoint *s, int16_t version);
+SP_UNUSED static bool sp_kafka_fetch_response_fetchable_topic_response_is_default(
+    const struct sp_kafka_fetch_response_fetchable_topic_response *s);
+static int
+sp_kafka_fetch_response_node_endpoint_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_fetch_response_node_endpoint *s);
+static int
+sp_kafka_fetch_response_node_endpoint_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_fetch_response_node_endpoint *s);
+static size_t
+sp_kafka_fetch_response_node_endpoint_size(const struct sp_kafka_fetch_response_node_endpoint *s,
+                                           int16_t version);
 SP_UNUSED static size_t sp_kafka_fetch_response_node_endpoint_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_fetch_response_node_endpoint_is_default(const struct sp_kafka_fetch_response_node_endpoint *s);
+SP_UNUSED static bool sp_kafka_fetch_response_node_endpoint_is_default(
+    const struct sp_kafka_fetch_response_node_endpoint *s);
 SP_UNUSED static size_t sp_kafka_fetch_response_bytes_min(int16_t version);
 SP_UNUSED static bool sp_kafka_fetch_response_is_default(const struct sp_kafka_fetch_response *s);
 
-void sp_kafka_fetch_response_epoch_end_offset_init(struct sp_kafka_fetch_response_epoch_end_offset *s)
+void sp_kafka_fetch_response_epoch_end_offset_init(
+    struct sp_kafka_fetch_response_epoch_end_offset *s)
 {
     memset(s, 0, sizeof(*s));
     s->epoch = -1;
     s->end_offset = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_fetch_response_epoch_end_offset_is_default(const struct sp_kafka_fetch_response_epoch_end_offset *s)
+SP_UNUSED static bool sp_kafka_fetch_response_epoch_end_offset_is_default(
+    const struct sp_kafka_fetch_response_epoch_end_offset *s)
 {
-    return (s->epoch == -1) &&
-           (s->end_offset == INT64_C(-1));
+    return (s->epoch == -1) && (s->end_offset == INT64_C(-1));
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_response_epoch_end_offset_bytes_min(int16_t version)
@@ -67,7 +110,9 @@ SP_UNUSED static size_t sp_kafka_fetch_response_epoch_end_offset_bytes_min(int16
     return n;
 }
 
-static int sp_kafka_fetch_response_epoch_end_offset_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_epoch_end_offset *s)
+static int
+sp_kafka_fetch_response_epoch_end_offset_decode(struct sp_kreader *r, int16_t version,
+                                                struct sp_kafka_fetch_response_epoch_end_offset *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -92,7 +137,8 @@ static int sp_kafka_fetch_response_epoch_end_offset_decode(struct sp_kreader *r,
     return 0;
 }
 
-static int sp_kafka_fetch_response_epoch_end_offset_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_epoch_end_offset *s)
+static int sp_kafka_fetch_response_epoch_end_offset_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_epoch_end_offset *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -115,7 +161,8 @@ static int sp_kafka_fetch_response_epoch_end_offset_encode(struct sp_kwriter *w,
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_epoch_end_offset_size(const struct sp_kafka_fetch_response_epoch_end_offset *s, int16_t version)
+static size_t sp_kafka_fetch_response_epoch_end_offset_size(
+    const struct sp_kafka_fetch_response_epoch_end_offset *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -135,17 +182,18 @@ static size_t sp_kafka_fetch_response_epoch_end_offset_size(const struct sp_kafk
     return n;
 }
 
-void sp_kafka_fetch_response_leader_id_and_epoch_init(struct sp_kafka_fetch_response_leader_id_and_epoch *s)
+void sp_kafka_fetch_response_leader_id_and_epoch_init(
+    struct sp_kafka_fetch_response_leader_id_and_epoch *s)
 {
     memset(s, 0, sizeof(*s));
     s->leader_id = -1;
     s->leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_fetch_response_leader_id_and_epoch_is_default(const struct sp_kafka_fetch_response_leader_id_and_epoch *s)
+SP_UNUSED static bool sp_kafka_fetch_response_leader_id_and_epoch_is_default(
+    const struct sp_kafka_fetch_response_leader_id_and_epoch *s)
 {
-    return (s->leader_id == -1) &&
-           (s->leader_epoch == -1);
+    return (s->leader_id == -1) && (s->leader_epoch == -1);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_response_leader_id_and_epoch_bytes_min(int16_t version)
@@ -160,7 +208,8 @@ SP_UNUSED static size_t sp_kafka_fetch_response_leader_id_and_epoch_bytes_min(in
     return n;
 }
 
-static int sp_kafka_fetch_response_leader_id_and_epoch_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_leader_id_and_epoch *s)
+static int sp_kafka_fetch_response_leader_id_and_epoch_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_leader_id_and_epoch *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -185,7 +234,9 @@ static int sp_kafka_fetch_response_leader_id_and_epoch_decode(struct sp_kreader 
     return 0;
 }
 
-static int sp_kafka_fetch_response_leader_id_and_epoch_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_leader_id_and_epoch *s)
+static int sp_kafka_fetch_response_leader_id_and_epoch_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_fetch_response_leader_id_and_epoch *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -208,7 +259,8 @@ static int sp_kafka_fetch_response_leader_id_and_epoch_encode(struct sp_kwriter 
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_leader_id_and_epoch_size(const struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version)
+static size_t sp_kafka_fetch_response_leader_id_and_epoch_size(
+    const struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -235,10 +287,10 @@ void sp_kafka_fetch_response_snapshot_id_init(struct sp_kafka_fetch_response_sna
     s->epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_fetch_response_snapshot_id_is_default(const struct sp_kafka_fetch_response_snapshot_id *s)
+SP_UNUSED static bool
+sp_kafka_fetch_response_snapshot_id_is_default(const struct sp_kafka_fetch_response_snapshot_id *s)
 {
-    return (s->end_offset == INT64_C(-1)) &&
-           (s->epoch == -1);
+    return (s->end_offset == INT64_C(-1)) && (s->epoch == -1);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_response_snapshot_id_bytes_min(int16_t version)
@@ -253,7 +305,8 @@ SP_UNUSED static size_t sp_kafka_fetch_response_snapshot_id_bytes_min(int16_t ve
     return n;
 }
 
-static int sp_kafka_fetch_response_snapshot_id_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_snapshot_id *s)
+static int sp_kafka_fetch_response_snapshot_id_decode(struct sp_kreader *r, int16_t version,
+                                                      struct sp_kafka_fetch_response_snapshot_id *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -274,7 +327,9 @@ static int sp_kafka_fetch_response_snapshot_id_decode(struct sp_kreader *r, int1
     return 0;
 }
 
-static int sp_kafka_fetch_response_snapshot_id_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_snapshot_id *s)
+static int
+sp_kafka_fetch_response_snapshot_id_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_fetch_response_snapshot_id *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -289,7 +344,9 @@ static int sp_kafka_fetch_response_snapshot_id_encode(struct sp_kwriter *w, int1
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_snapshot_id_size(const struct sp_kafka_fetch_response_snapshot_id *s, int16_t version)
+static size_t
+sp_kafka_fetch_response_snapshot_id_size(const struct sp_kafka_fetch_response_snapshot_id *s,
+                                         int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -305,15 +362,16 @@ static size_t sp_kafka_fetch_response_snapshot_id_size(const struct sp_kafka_fet
     return n;
 }
 
-void sp_kafka_fetch_response_aborted_transaction_init(struct sp_kafka_fetch_response_aborted_transaction *s)
+void sp_kafka_fetch_response_aborted_transaction_init(
+    struct sp_kafka_fetch_response_aborted_transaction *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_fetch_response_aborted_transaction_is_default(const struct sp_kafka_fetch_response_aborted_transaction *s)
+SP_UNUSED static bool sp_kafka_fetch_response_aborted_transaction_is_default(
+    const struct sp_kafka_fetch_response_aborted_transaction *s)
 {
-    return (s->producer_id == 0) &&
-           (s->first_offset == 0);
+    return (s->producer_id == 0) && (s->first_offset == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_response_aborted_transaction_bytes_min(int16_t version)
@@ -328,7 +386,8 @@ SP_UNUSED static size_t sp_kafka_fetch_response_aborted_transaction_bytes_min(in
     return n;
 }
 
-static int sp_kafka_fetch_response_aborted_transaction_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_aborted_transaction *s)
+static int sp_kafka_fetch_response_aborted_transaction_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_aborted_transaction *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -353,7 +412,9 @@ static int sp_kafka_fetch_response_aborted_transaction_decode(struct sp_kreader 
     return 0;
 }
 
-static int sp_kafka_fetch_response_aborted_transaction_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_aborted_transaction *s)
+static int sp_kafka_fetch_response_aborted_transaction_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_fetch_response_aborted_transaction *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -376,7 +437,8 @@ static int sp_kafka_fetch_response_aborted_transaction_encode(struct sp_kwriter 
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_aborted_transaction_size(const struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version)
+static size_t sp_kafka_fetch_response_aborted_transaction_size(
+    const struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -408,18 +470,15 @@ void sp_kafka_fetch_response_partition_data_init(struct sp_kafka_fetch_response_
     s->records = (struct sp_kbytes){NULL, -1};
 }
 
-SP_UNUSED static bool sp_kafka_fetch_response_partition_data_is_default(const struct sp_kafka_fetch_response_partition_data *s)
+SP_UNUSED static bool sp_kafka_fetch_response_partition_data_is_default(
+    const struct sp_kafka_fetch_response_partition_data *s)
 {
-    return (s->partition_index == 0) &&
-           (s->error_code == 0) &&
-           (s->high_watermark == 0) &&
-           (s->last_stable_offset == INT64_C(-1)) &&
-           (s->log_start_offset == INT64_C(-1)) &&
+    return (s->partition_index == 0) && (s->error_code == 0) && (s->high_watermark == 0) &&
+           (s->last_stable_offset == INT64_C(-1)) && (s->log_start_offset == INT64_C(-1)) &&
            (sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch)) &&
            (sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader)) &&
            (sp_kafka_fetch_response_snapshot_id_is_default(&s->snapshot_id)) &&
-           (s->aborted_transactions_count == 0) &&
-           (s->preferred_read_replica == -1) &&
+           (s->aborted_transactions_count == 0) && (s->preferred_read_replica == -1) &&
            (s->records.len < 0);
 }
 
@@ -453,7 +512,8 @@ SP_UNUSED static size_t sp_kafka_fetch_response_partition_data_bytes_min(int16_t
     return n;
 }
 
-static int sp_kafka_fetch_response_partition_data_tag_diverging_epoch_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s)
+static int sp_kafka_fetch_response_partition_data_tag_diverging_epoch_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -463,7 +523,8 @@ static int sp_kafka_fetch_response_partition_data_tag_diverging_epoch_decode(str
     return 0;
 }
 
-static int sp_kafka_fetch_response_partition_data_tag_diverging_epoch_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
+static int sp_kafka_fetch_response_partition_data_tag_diverging_epoch_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -473,7 +534,8 @@ static int sp_kafka_fetch_response_partition_data_tag_diverging_epoch_encode(str
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_partition_data_tag_diverging_epoch_size(const struct sp_kafka_fetch_response_partition_data *s, int16_t version)
+static size_t sp_kafka_fetch_response_partition_data_tag_diverging_epoch_size(
+    const struct sp_kafka_fetch_response_partition_data *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -484,7 +546,8 @@ static size_t sp_kafka_fetch_response_partition_data_tag_diverging_epoch_size(co
     return n;
 }
 
-static int sp_kafka_fetch_response_partition_data_tag_current_leader_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s)
+static int sp_kafka_fetch_response_partition_data_tag_current_leader_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -494,7 +557,8 @@ static int sp_kafka_fetch_response_partition_data_tag_current_leader_decode(stru
     return 0;
 }
 
-static int sp_kafka_fetch_response_partition_data_tag_current_leader_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
+static int sp_kafka_fetch_response_partition_data_tag_current_leader_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -504,7 +568,8 @@ static int sp_kafka_fetch_response_partition_data_tag_current_leader_encode(stru
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_partition_data_tag_current_leader_size(const struct sp_kafka_fetch_response_partition_data *s, int16_t version)
+static size_t sp_kafka_fetch_response_partition_data_tag_current_leader_size(
+    const struct sp_kafka_fetch_response_partition_data *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -515,7 +580,8 @@ static size_t sp_kafka_fetch_response_partition_data_tag_current_leader_size(con
     return n;
 }
 
-static int sp_kafka_fetch_response_partition_data_tag_snapshot_id_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s)
+static int sp_kafka_fetch_response_partition_data_tag_snapshot_id_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -525,7 +591,8 @@ static int sp_kafka_fetch_response_partition_data_tag_snapshot_id_decode(struct 
     return 0;
 }
 
-static int sp_kafka_fetch_response_partition_data_tag_snapshot_id_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
+static int sp_kafka_fetch_response_partition_data_tag_snapshot_id_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -535,7 +602,8 @@ static int sp_kafka_fetch_response_partition_data_tag_snapshot_id_encode(struct 
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_partition_data_tag_snapshot_id_size(const struct sp_kafka_fetch_response_partition_data *s, int16_t version)
+static size_t sp_kafka_fetch_response_partition_data_tag_snapshot_id_size(
+    const struct sp_kafka_fetch_response_partition_data *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -546,7 +614,9 @@ static size_t sp_kafka_fetch_response_partition_data_tag_snapshot_id_size(const 
     return n;
 }
 
-static int sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_partition_data *s)
+static int
+sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -556,7 +626,8 @@ static int sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, i
     SP_KTRY(sp_kr_int16(r, &s->error_code, "FetchResponse.PartitionData.ErrorCode"));
     SP_KTRY(sp_kr_int64(r, &s->high_watermark, "FetchResponse.PartitionData.HighWatermark"));
     if (version >= 4) {
-        SP_KTRY(sp_kr_int64(r, &s->last_stable_offset, "FetchResponse.PartitionData.LastStableOffset"));
+        SP_KTRY(
+            sp_kr_int64(r, &s->last_stable_offset, "FetchResponse.PartitionData.LastStableOffset"));
     }
     if (version >= 5) {
         SP_KTRY(sp_kr_int64(r, &s->log_start_offset, "FetchResponse.PartitionData.LogStartOffset"));
@@ -564,14 +635,19 @@ static int sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, i
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, version >= 4, sizeof(*s->aborted_transactions), sp_kafka_fetch_response_aborted_transaction_bytes_min(version), &s->aborted_transactions_count, &items, "FetchResponse.PartitionData.AbortedTransactions"));
+            SP_KTRY(sp_kr_array(r, flex, version >= 4, sizeof(*s->aborted_transactions),
+                                sp_kafka_fetch_response_aborted_transaction_bytes_min(version),
+                                &s->aborted_transactions_count, &items,
+                                "FetchResponse.PartitionData.AbortedTransactions"));
             s->aborted_transactions = items;
             for (int32_t i = 0; i < s->aborted_transactions_count; i++)
-                SP_KTRY(sp_kafka_fetch_response_aborted_transaction_decode(r, version, &s->aborted_transactions[i]));
+                SP_KTRY(sp_kafka_fetch_response_aborted_transaction_decode(
+                    r, version, &s->aborted_transactions[i]));
         }
     }
     if (version >= 11) {
-        SP_KTRY(sp_kr_int32(r, &s->preferred_read_replica, "FetchResponse.PartitionData.PreferredReadReplica"));
+        SP_KTRY(sp_kr_int32(r, &s->preferred_read_replica,
+                            "FetchResponse.PartitionData.PreferredReadReplica"));
     }
     SP_KTRY(sp_kr_bytes(r, flex, true, &s->records, "FetchResponse.PartitionData.Records"));
     if (flex) {
@@ -586,15 +662,27 @@ static int sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, i
             switch (tag) {
             case 0:
                 if (version >= 12)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_fetch_response_partition_data_tag_diverging_epoch_decode(&sub, version, s), "FetchResponse.PartitionData.DivergingEpoch"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_fetch_response_partition_data_tag_diverging_epoch_decode(
+                            &sub, version, s),
+                        "FetchResponse.PartitionData.DivergingEpoch"));
                 break;
             case 1:
                 if (version >= 12)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_fetch_response_partition_data_tag_current_leader_decode(&sub, version, s), "FetchResponse.PartitionData.CurrentLeader"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_fetch_response_partition_data_tag_current_leader_decode(
+                            &sub, version, s),
+                        "FetchResponse.PartitionData.CurrentLeader"));
                 break;
             case 2:
                 if (version >= 12)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_fetch_response_partition_data_tag_snapshot_id_decode(&sub, version, s), "FetchResponse.PartitionData.SnapshotId"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_fetch_response_partition_data_tag_snapshot_id_decode(&sub, version,
+                                                                                      s),
+                        "FetchResponse.PartitionData.SnapshotId"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -604,7 +692,8 @@ static int sp_kafka_fetch_response_partition_data_decode(struct sp_kreader *r, i
     return 0;
 }
 
-static int sp_kafka_fetch_response_partition_data_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
+static int sp_kafka_fetch_response_partition_data_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_partition_data *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -614,57 +703,82 @@ static int sp_kafka_fetch_response_partition_data_encode(struct sp_kwriter *w, i
     SP_KTRY(sp_kw_int16(w, s->error_code, "FetchResponse.PartitionData.ErrorCode"));
     SP_KTRY(sp_kw_int64(w, s->high_watermark, "FetchResponse.PartitionData.HighWatermark"));
     if (version >= 4) {
-        SP_KTRY(sp_kw_int64(w, s->last_stable_offset, "FetchResponse.PartitionData.LastStableOffset"));
+        SP_KTRY(
+            sp_kw_int64(w, s->last_stable_offset, "FetchResponse.PartitionData.LastStableOffset"));
     }
     if (version >= 5) {
         SP_KTRY(sp_kw_int64(w, s->log_start_offset, "FetchResponse.PartitionData.LogStartOffset"));
     }
-    if (!(version >= 12) && !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch)))
+    if (!(version >= 12) &&
+        !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch)))
         return sp_kw_fail(w, -ENOTSUP, "FetchResponse.PartitionData.DivergingEpoch");
-    if (!(version >= 12) && !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader)))
+    if (!(version >= 12) &&
+        !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader)))
         return sp_kw_fail(w, -ENOTSUP, "FetchResponse.PartitionData.CurrentLeader");
     if (!(version >= 12) && !(sp_kafka_fetch_response_snapshot_id_is_default(&s->snapshot_id)))
         return sp_kw_fail(w, -ENOTSUP, "FetchResponse.PartitionData.SnapshotId");
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, version >= 4, s->aborted_transactions_count, "FetchResponse.PartitionData.AbortedTransactions"));
+        SP_KTRY(sp_kw_length(w, flex, true, version >= 4, s->aborted_transactions_count,
+                             "FetchResponse.PartitionData.AbortedTransactions"));
         for (int32_t i = 0; i < s->aborted_transactions_count; i++)
-            SP_KTRY(sp_kafka_fetch_response_aborted_transaction_encode(w, version, &s->aborted_transactions[i]));
+            SP_KTRY(sp_kafka_fetch_response_aborted_transaction_encode(
+                w, version, &s->aborted_transactions[i]));
     }
     if (version >= 11) {
-        SP_KTRY(sp_kw_int32(w, s->preferred_read_replica, "FetchResponse.PartitionData.PreferredReadReplica"));
+        SP_KTRY(sp_kw_int32(w, s->preferred_read_replica,
+                            "FetchResponse.PartitionData.PreferredReadReplica"));
     } else if (!(s->preferred_read_replica == -1)) {
         return sp_kw_fail(w, -ENOTSUP, "FetchResponse.PartitionData.PreferredReadReplica");
     }
     SP_KTRY(sp_kw_bytes(w, flex, true, s->records, "FetchResponse.PartitionData.Records"));
     if (flex) {
         uint32_t tagged_count = 0;
-        if (version >= 12 && !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch)))
+        if (version >= 12 &&
+            !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch)))
             tagged_count++;
-        if (version >= 12 && !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader)))
+        if (version >= 12 &&
+            !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader)))
             tagged_count++;
         if (version >= 12 && !(sp_kafka_fetch_response_snapshot_id_is_default(&s->snapshot_id)))
             tagged_count++;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "FetchResponse.PartitionData._tagged_fields"));
-        if (version >= 12 && !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch))) {
+        if (version >= 12 &&
+            !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch))) {
             SP_KTRY(sp_kw_uvarint(w, 0, "FetchResponse.PartitionData._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_fetch_response_partition_data_tag_diverging_epoch_size(s, version), "FetchResponse.PartitionData._tagged_fields"));
-            SP_KTRY(sp_kafka_fetch_response_partition_data_tag_diverging_epoch_encode(w, version, s));
+            SP_KTRY(sp_kw_uvarint(
+                w,
+                (uint32_t)sp_kafka_fetch_response_partition_data_tag_diverging_epoch_size(s,
+                                                                                          version),
+                "FetchResponse.PartitionData._tagged_fields"));
+            SP_KTRY(
+                sp_kafka_fetch_response_partition_data_tag_diverging_epoch_encode(w, version, s));
         }
-        if (version >= 12 && !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader))) {
+        if (version >= 12 &&
+            !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader))) {
             SP_KTRY(sp_kw_uvarint(w, 1, "FetchResponse.PartitionData._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_fetch_response_partition_data_tag_current_leader_size(s, version), "FetchResponse.PartitionData._tagged_fields"));
-            SP_KTRY(sp_kafka_fetch_response_partition_data_tag_current_leader_encode(w, version, s));
+            SP_KTRY(sp_kw_uvarint(
+                w,
+                (uint32_t)sp_kafka_fetch_response_partition_data_tag_current_leader_size(s,
+                                                                                         version),
+                "FetchResponse.PartitionData._tagged_fields"));
+            SP_KTRY(
+                sp_kafka_fetch_response_partition_data_tag_current_leader_encode(w, version, s));
         }
         if (version >= 12 && !(sp_kafka_fetch_response_snapshot_id_is_default(&s->snapshot_id))) {
             SP_KTRY(sp_kw_uvarint(w, 2, "FetchResponse.PartitionData._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_fetch_response_partition_data_tag_snapshot_id_size(s, version), "FetchResponse.PartitionData._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w,
+                (uint32_t)sp_kafka_fetch_response_partition_data_tag_snapshot_id_size(s, version),
+                "FetchResponse.PartitionData._tagged_fields"));
             SP_KTRY(sp_kafka_fetch_response_partition_data_tag_snapshot_id_encode(w, version, s));
         }
     }
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_partition_data_size(const struct sp_kafka_fetch_response_partition_data *s, int16_t version)
+static size_t
+sp_kafka_fetch_response_partition_data_size(const struct sp_kafka_fetch_response_partition_data *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -683,7 +797,8 @@ static size_t sp_kafka_fetch_response_partition_data_size(const struct sp_kafka_
     if (version >= 4) {
         n += sp_ks_length(flex, true, s->aborted_transactions_count);
         for (int32_t i = 0; i < s->aborted_transactions_count; i++)
-            n += sp_kafka_fetch_response_aborted_transaction_size(&s->aborted_transactions[i], version);
+            n += sp_kafka_fetch_response_aborted_transaction_size(&s->aborted_transactions[i],
+                                                                  version);
     }
     if (version >= 11) {
         n += 4;
@@ -691,13 +806,17 @@ static size_t sp_kafka_fetch_response_partition_data_size(const struct sp_kafka_
     n += sp_ks_bytes(flex, s->records);
     if (flex) {
         uint32_t tagged_count = 0;
-        if (version >= 12 && !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch))) {
-            size_t field = sp_kafka_fetch_response_partition_data_tag_diverging_epoch_size(s, version);
+        if (version >= 12 &&
+            !(sp_kafka_fetch_response_epoch_end_offset_is_default(&s->diverging_epoch))) {
+            size_t field =
+                sp_kafka_fetch_response_partition_data_tag_diverging_epoch_size(s, version);
             tagged_count++;
             n += sp_ks_uvarint(0) + sp_ks_uvarint((uint32_t)field) + field;
         }
-        if (version >= 12 && !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader))) {
-            size_t field = sp_kafka_fetch_response_partition_data_tag_current_leader_size(s, version);
+        if (version >= 12 &&
+            !(sp_kafka_fetch_response_leader_id_and_epoch_is_default(&s->current_leader))) {
+            size_t field =
+                sp_kafka_fetch_response_partition_data_tag_current_leader_size(s, version);
             tagged_count++;
             n += sp_ks_uvarint(1) + sp_ks_uvarint((uint32_t)field) + field;
         }
@@ -711,16 +830,16 @@ static size_t sp_kafka_fetch_response_partition_data_size(const struct sp_kafka_
     return n;
 }
 
-void sp_kafka_fetch_response_fetchable_topic_response_init(struct sp_kafka_fetch_response_fetchable_topic_response *s)
+void sp_kafka_fetch_response_fetchable_topic_response_init(
+    struct sp_kafka_fetch_response_fetchable_topic_response *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_fetch_response_fetchable_topic_response_is_default(const struct sp_kafka_fetch_response_fetchable_topic_response *s)
+SP_UNUSED static bool sp_kafka_fetch_response_fetchable_topic_response_is_default(
+    const struct sp_kafka_fetch_response_fetchable_topic_response *s)
 {
-    return (s->topic.len == 0) &&
-           (sp_kuuid_is_zero(&s->topic_id)) &&
-           (s->partitions_count == 0);
+    return (s->topic.len == 0) && (sp_kuuid_is_zero(&s->topic_id)) && (s->partitions_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_response_fetchable_topic_response_bytes_min(int16_t version)
@@ -737,28 +856,35 @@ SP_UNUSED static size_t sp_kafka_fetch_response_fetchable_topic_response_bytes_m
     return n;
 }
 
-static int sp_kafka_fetch_response_fetchable_topic_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_fetchable_topic_response *s)
+static int sp_kafka_fetch_response_fetchable_topic_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_fetch_response_fetchable_topic_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_fetch_response_fetchable_topic_response_init(s);
     if (version <= 12) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->topic, "FetchResponse.FetchableTopicResponse.Topic"));
+        SP_KTRY(
+            sp_kr_string(r, flex, false, &s->topic, "FetchResponse.FetchableTopicResponse.Topic"));
     }
     if (version >= 13) {
         SP_KTRY(sp_kr_uuid(r, &s->topic_id, "FetchResponse.FetchableTopicResponse.TopicId"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_fetch_response_partition_data_bytes_min(version), &s->partitions_count, &items, "FetchResponse.FetchableTopicResponse.Partitions"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions),
+                            sp_kafka_fetch_response_partition_data_bytes_min(version),
+                            &s->partitions_count, &items,
+                            "FetchResponse.FetchableTopicResponse.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
             SP_KTRY(sp_kafka_fetch_response_partition_data_decode(r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "FetchResponse.FetchableTopicResponse._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "FetchResponse.FetchableTopicResponse._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "FetchResponse.FetchableTopicResponse._tagged_fields"));
@@ -769,29 +895,35 @@ static int sp_kafka_fetch_response_fetchable_topic_response_decode(struct sp_kre
     return 0;
 }
 
-static int sp_kafka_fetch_response_fetchable_topic_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_fetchable_topic_response *s)
+static int sp_kafka_fetch_response_fetchable_topic_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_fetch_response_fetchable_topic_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version <= 12) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->topic, "FetchResponse.FetchableTopicResponse.Topic"));
+        SP_KTRY(
+            sp_kw_string(w, flex, false, s->topic, "FetchResponse.FetchableTopicResponse.Topic"));
     }
     if (version >= 13) {
         SP_KTRY(sp_kw_uuid(w, &s->topic_id, "FetchResponse.FetchableTopicResponse.TopicId"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "FetchResponse.FetchableTopicResponse.Partitions"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "FetchResponse.FetchableTopicResponse.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
         SP_KTRY(sp_kafka_fetch_response_partition_data_encode(w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "FetchResponse.FetchableTopicResponse._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "FetchResponse.FetchableTopicResponse._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_fetchable_topic_response_size(const struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version)
+static size_t sp_kafka_fetch_response_fetchable_topic_response_size(
+    const struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -820,12 +952,10 @@ void sp_kafka_fetch_response_node_endpoint_init(struct sp_kafka_fetch_response_n
     s->rack = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_fetch_response_node_endpoint_is_default(const struct sp_kafka_fetch_response_node_endpoint *s)
+SP_UNUSED static bool sp_kafka_fetch_response_node_endpoint_is_default(
+    const struct sp_kafka_fetch_response_node_endpoint *s)
 {
-    return (s->node_id == 0) &&
-           (s->host.len == 0) &&
-           (s->port == 0) &&
-           (s->rack.len < 0);
+    return (s->node_id == 0) && (s->host.len == 0) && (s->port == 0) && (s->rack.len < 0);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_response_node_endpoint_bytes_min(int16_t version)
@@ -844,7 +974,9 @@ SP_UNUSED static size_t sp_kafka_fetch_response_node_endpoint_bytes_min(int16_t 
     return n;
 }
 
-static int sp_kafka_fetch_response_node_endpoint_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response_node_endpoint *s)
+static int
+sp_kafka_fetch_response_node_endpoint_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_fetch_response_node_endpoint *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -875,7 +1007,9 @@ static int sp_kafka_fetch_response_node_endpoint_decode(struct sp_kreader *r, in
     return 0;
 }
 
-static int sp_kafka_fetch_response_node_endpoint_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response_node_endpoint *s)
+static int
+sp_kafka_fetch_response_node_endpoint_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_fetch_response_node_endpoint *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -908,7 +1042,9 @@ static int sp_kafka_fetch_response_node_endpoint_encode(struct sp_kwriter *w, in
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_node_endpoint_size(const struct sp_kafka_fetch_response_node_endpoint *s, int16_t version)
+static size_t
+sp_kafka_fetch_response_node_endpoint_size(const struct sp_kafka_fetch_response_node_endpoint *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -941,11 +1077,8 @@ void sp_kafka_fetch_response_init(struct sp_kafka_fetch_response *s)
 
 SP_UNUSED static bool sp_kafka_fetch_response_is_default(const struct sp_kafka_fetch_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->session_id == 0) &&
-           (s->responses_count == 0) &&
-           (s->node_endpoints_count == 0);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->session_id == 0) &&
+           (s->responses_count == 0) && (s->node_endpoints_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_fetch_response_bytes_min(int16_t version)
@@ -966,7 +1099,8 @@ SP_UNUSED static size_t sp_kafka_fetch_response_bytes_min(int16_t version)
     return n;
 }
 
-static int sp_kafka_fetch_response_tag_node_endpoints_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response *s)
+static int sp_kafka_fetch_response_tag_node_endpoints_decode(struct sp_kreader *r, int16_t version,
+                                                             struct sp_kafka_fetch_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -974,27 +1108,35 @@ static int sp_kafka_fetch_response_tag_node_endpoints_decode(struct sp_kreader *
     (void)s;
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->node_endpoints), sp_kafka_fetch_response_node_endpoint_bytes_min(version), &s->node_endpoints_count, &items, "FetchResponse.NodeEndpoints"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->node_endpoints),
+                            sp_kafka_fetch_response_node_endpoint_bytes_min(version),
+                            &s->node_endpoints_count, &items, "FetchResponse.NodeEndpoints"));
         s->node_endpoints = items;
         for (int32_t i = 0; i < s->node_endpoints_count; i++)
-            SP_KTRY(sp_kafka_fetch_response_node_endpoint_decode(r, version, &s->node_endpoints[i]));
+            SP_KTRY(
+                sp_kafka_fetch_response_node_endpoint_decode(r, version, &s->node_endpoints[i]));
     }
     return 0;
 }
 
-static int sp_kafka_fetch_response_tag_node_endpoints_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response *s)
+static int
+sp_kafka_fetch_response_tag_node_endpoints_encode(struct sp_kwriter *w, int16_t version,
+                                                  const struct sp_kafka_fetch_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->node_endpoints_count, "FetchResponse.NodeEndpoints"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->node_endpoints_count, "FetchResponse.NodeEndpoints"));
     for (int32_t i = 0; i < s->node_endpoints_count; i++)
         SP_KTRY(sp_kafka_fetch_response_node_endpoint_encode(w, version, &s->node_endpoints[i]));
     return 0;
 }
 
-static size_t sp_kafka_fetch_response_tag_node_endpoints_size(const struct sp_kafka_fetch_response *s, int16_t version)
+static size_t
+sp_kafka_fetch_response_tag_node_endpoints_size(const struct sp_kafka_fetch_response *s,
+                                                int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -1007,7 +1149,8 @@ static size_t sp_kafka_fetch_response_tag_node_endpoints_size(const struct sp_ka
     return n;
 }
 
-int sp_kafka_fetch_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_fetch_response *s)
+int sp_kafka_fetch_response_decode(struct sp_kreader *r, int16_t version,
+                                   struct sp_kafka_fetch_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -1026,10 +1169,13 @@ int sp_kafka_fetch_response_decode(struct sp_kreader *r, int16_t version, struct
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->responses), sp_kafka_fetch_response_fetchable_topic_response_bytes_min(version), &s->responses_count, &items, "FetchResponse.Responses"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->responses),
+                            sp_kafka_fetch_response_fetchable_topic_response_bytes_min(version),
+                            &s->responses_count, &items, "FetchResponse.Responses"));
         s->responses = items;
         for (int32_t i = 0; i < s->responses_count; i++)
-            SP_KTRY(sp_kafka_fetch_response_fetchable_topic_response_decode(r, version, &s->responses[i]));
+            SP_KTRY(sp_kafka_fetch_response_fetchable_topic_response_decode(r, version,
+                                                                            &s->responses[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -1043,7 +1189,10 @@ int sp_kafka_fetch_response_decode(struct sp_kreader *r, int16_t version, struct
             switch (tag) {
             case 0:
                 if (version >= 16)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_fetch_response_tag_node_endpoints_decode(&sub, version, s), "FetchResponse.NodeEndpoints"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_fetch_response_tag_node_endpoints_decode(&sub, version, s),
+                        "FetchResponse.NodeEndpoints"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -1053,7 +1202,8 @@ int sp_kafka_fetch_response_decode(struct sp_kreader *r, int16_t version, struct
     return 0;
 }
 
-int sp_kafka_fetch_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_fetch_response *s)
+int sp_kafka_fetch_response_encode(struct sp_kwriter *w, int16_t version,
+                                   const struct sp_kafka_fetch_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -1074,7 +1224,8 @@ int sp_kafka_fetch_response_encode(struct sp_kwriter *w, int16_t version, const 
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->responses_count, "FetchResponse.Responses"));
     for (int32_t i = 0; i < s->responses_count; i++)
-        SP_KTRY(sp_kafka_fetch_response_fetchable_topic_response_encode(w, version, &s->responses[i]));
+        SP_KTRY(
+            sp_kafka_fetch_response_fetchable_topic_response_encode(w, version, &s->responses[i]));
     if (!(version >= 16) && !(s->node_endpoints_count == 0))
         return sp_kw_fail(w, -ENOTSUP, "FetchResponse.NodeEndpoints");
     if (flex) {
@@ -1084,7 +1235,9 @@ int sp_kafka_fetch_response_encode(struct sp_kwriter *w, int16_t version, const 
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "FetchResponse._tagged_fields"));
         if (version >= 16 && !(s->node_endpoints_count == 0)) {
             SP_KTRY(sp_kw_uvarint(w, 0, "FetchResponse._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_fetch_response_tag_node_endpoints_size(s, version), "FetchResponse._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w, (uint32_t)sp_kafka_fetch_response_tag_node_endpoints_size(s, version),
+                "FetchResponse._tagged_fields"));
             SP_KTRY(sp_kafka_fetch_response_tag_node_endpoints_encode(w, version, s));
         }
     }
@@ -1121,4 +1274,3 @@ size_t sp_kafka_fetch_response_size(const struct sp_kafka_fetch_response *s, int
     }
     return n;
 }
-

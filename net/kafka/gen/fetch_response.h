@@ -40,14 +40,18 @@ struct sp_kafka_fetch_response_partition_data {
     int16_t error_code;
     /* The current high water mark. */
     int64_t high_watermark;
-    /* The last stable offset (or LSO) of the partition. This is the last offset such that the state of all transactional records prior to this offset have been decided (ABORTED or COMMITTED) */
+    /* The last stable offset (or LSO) of the partition. This is the last offset such that the state
+     * of all transactional records prior to this offset have been decided (ABORTED or COMMITTED) */
     int64_t last_stable_offset;
     /* The current log start offset. */
     int64_t log_start_offset;
-    /* In case divergence is detected based on the `LastFetchedEpoch` and `FetchOffset` in the request, this field indicates the largest epoch and its end offset such that subsequent records are known to diverge */
+    /* In case divergence is detected based on the `LastFetchedEpoch` and `FetchOffset` in the
+     * request, this field indicates the largest epoch and its end offset such that subsequent
+     * records are known to diverge */
     struct sp_kafka_fetch_response_epoch_end_offset diverging_epoch;
     struct sp_kafka_fetch_response_leader_id_and_epoch current_leader;
-    /* In the case of fetching an offset less than the LogStartOffset, this is the end offset and epoch that should be used in the FetchSnapshot request. */
+    /* In the case of fetching an offset less than the LogStartOffset, this is the end offset and
+     * epoch that should be used in the FetchSnapshot request. */
     struct sp_kafka_fetch_response_snapshot_id snapshot_id;
     /* The aborted transactions. */
     struct sp_kafka_fetch_response_aborted_transaction *aborted_transactions;
@@ -80,7 +84,8 @@ struct sp_kafka_fetch_response_node_endpoint {
 };
 
 struct sp_kafka_fetch_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* The top level response error code. */
     int16_t error_code;
@@ -89,23 +94,28 @@ struct sp_kafka_fetch_response {
     /* The response topics. */
     struct sp_kafka_fetch_response_fetchable_topic_response *responses;
     int32_t responses_count; /* -1: null */
-    /* Endpoints for all current-leaders enumerated in PartitionData, with errors NOT_LEADER_OR_FOLLOWER & FENCED_LEADER_EPOCH. */
+    /* Endpoints for all current-leaders enumerated in PartitionData, with errors
+     * NOT_LEADER_OR_FOLLOWER & FENCED_LEADER_EPOCH. */
     struct sp_kafka_fetch_response_node_endpoint *node_endpoints;
     int32_t node_endpoints_count; /* -1: null */
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_fetch_response_epoch_end_offset_init(struct sp_kafka_fetch_response_epoch_end_offset *s);
+void sp_kafka_fetch_response_epoch_end_offset_init(
+    struct sp_kafka_fetch_response_epoch_end_offset *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_fetch_response_leader_id_and_epoch_init(struct sp_kafka_fetch_response_leader_id_and_epoch *s);
+void sp_kafka_fetch_response_leader_id_and_epoch_init(
+    struct sp_kafka_fetch_response_leader_id_and_epoch *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_fetch_response_snapshot_id_init(struct sp_kafka_fetch_response_snapshot_id *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_fetch_response_aborted_transaction_init(struct sp_kafka_fetch_response_aborted_transaction *s);
+void sp_kafka_fetch_response_aborted_transaction_init(
+    struct sp_kafka_fetch_response_aborted_transaction *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_fetch_response_partition_data_init(struct sp_kafka_fetch_response_partition_data *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_fetch_response_fetchable_topic_response_init(struct sp_kafka_fetch_response_fetchable_topic_response *s);
+void sp_kafka_fetch_response_fetchable_topic_response_init(
+    struct sp_kafka_fetch_response_fetchable_topic_response *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_fetch_response_node_endpoint_init(struct sp_kafka_fetch_response_node_endpoint *s);
 /* Sets every field of `s` to its default. */
@@ -114,10 +124,10 @@ void sp_kafka_fetch_response_init(struct sp_kafka_fetch_response *s);
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_fetch_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_fetch_response *s);
+                                                 struct sp_kafka_fetch_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_fetch_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_fetch_response *s);
+                                                 const struct sp_kafka_fetch_response *s);
 /* Bytes that sp_kafka_fetch_response_encode writes at `version`. */
 size_t sp_kafka_fetch_response_size(const struct sp_kafka_fetch_response *s, int16_t version);
 

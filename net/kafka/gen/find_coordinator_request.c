@@ -5,18 +5,18 @@
 #define IS_FLEXIBLE(version) (version >= 3)
 
 SP_UNUSED static size_t sp_kafka_find_coordinator_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_find_coordinator_request_is_default(const struct sp_kafka_find_coordinator_request *s);
+SP_UNUSED static bool
+sp_kafka_find_coordinator_request_is_default(const struct sp_kafka_find_coordinator_request *s);
 
 void sp_kafka_find_coordinator_request_init(struct sp_kafka_find_coordinator_request *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_find_coordinator_request_is_default(const struct sp_kafka_find_coordinator_request *s)
+SP_UNUSED static bool
+sp_kafka_find_coordinator_request_is_default(const struct sp_kafka_find_coordinator_request *s)
 {
-    return (s->key.len == 0) &&
-           (s->key_type == 0) &&
-           (s->coordinator_keys_count == 0);
+    return (s->key.len == 0) && (s->key_type == 0) && (s->coordinator_keys_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_find_coordinator_request_bytes_min(int16_t version)
@@ -33,7 +33,8 @@ SP_UNUSED static size_t sp_kafka_find_coordinator_request_bytes_min(int16_t vers
     return n;
 }
 
-int sp_kafka_find_coordinator_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_find_coordinator_request *s)
+int sp_kafka_find_coordinator_request_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_find_coordinator_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -50,10 +51,13 @@ int sp_kafka_find_coordinator_request_decode(struct sp_kreader *r, int16_t versi
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->coordinator_keys), (flex ? 1u : 2u), &s->coordinator_keys_count, &items, "FindCoordinatorRequest.CoordinatorKeys"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->coordinator_keys), (flex ? 1u : 2u),
+                                &s->coordinator_keys_count, &items,
+                                "FindCoordinatorRequest.CoordinatorKeys"));
             s->coordinator_keys = items;
             for (int32_t i = 0; i < s->coordinator_keys_count; i++)
-                SP_KTRY(sp_kr_string(r, flex, false, &s->coordinator_keys[i], "FindCoordinatorRequest.CoordinatorKeys"));
+                SP_KTRY(sp_kr_string(r, flex, false, &s->coordinator_keys[i],
+                                     "FindCoordinatorRequest.CoordinatorKeys"));
         }
     }
     if (flex) {
@@ -69,7 +73,8 @@ int sp_kafka_find_coordinator_request_decode(struct sp_kreader *r, int16_t versi
     return 0;
 }
 
-int sp_kafka_find_coordinator_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_find_coordinator_request *s)
+int sp_kafka_find_coordinator_request_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_find_coordinator_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -88,9 +93,11 @@ int sp_kafka_find_coordinator_request_encode(struct sp_kwriter *w, int16_t versi
         return sp_kw_fail(w, -ENOTSUP, "FindCoordinatorRequest.KeyType");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->coordinator_keys_count, "FindCoordinatorRequest.CoordinatorKeys"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->coordinator_keys_count,
+                             "FindCoordinatorRequest.CoordinatorKeys"));
         for (int32_t i = 0; i < s->coordinator_keys_count; i++)
-            SP_KTRY(sp_kw_string(w, flex, false, s->coordinator_keys[i], "FindCoordinatorRequest.CoordinatorKeys"));
+            SP_KTRY(sp_kw_string(w, flex, false, s->coordinator_keys[i],
+                                 "FindCoordinatorRequest.CoordinatorKeys"));
     } else if (!(s->coordinator_keys_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "FindCoordinatorRequest.CoordinatorKeys");
     }
@@ -101,7 +108,8 @@ int sp_kafka_find_coordinator_request_encode(struct sp_kwriter *w, int16_t versi
     return 0;
 }
 
-size_t sp_kafka_find_coordinator_request_size(const struct sp_kafka_find_coordinator_request *s, int16_t version)
+size_t sp_kafka_find_coordinator_request_size(const struct sp_kafka_find_coordinator_request *s,
+                                              int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -125,4 +133,3 @@ size_t sp_kafka_find_coordinator_request_size(const struct sp_kafka_find_coordin
     }
     return n;
 }
-

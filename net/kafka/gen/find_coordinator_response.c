@@ -4,27 +4,32 @@
 
 #define IS_FLEXIBLE(version) (version >= 3)
 
-static int sp_kafka_find_coordinator_response_coordinator_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_find_coordinator_response_coordinator *s);
-static int sp_kafka_find_coordinator_response_coordinator_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_find_coordinator_response_coordinator *s);
-static size_t sp_kafka_find_coordinator_response_coordinator_size(const struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version);
+static int sp_kafka_find_coordinator_response_coordinator_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_find_coordinator_response_coordinator *s);
+static int sp_kafka_find_coordinator_response_coordinator_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_find_coordinator_response_coordinator *s);
+static size_t sp_kafka_find_coordinator_response_coordinator_size(
+    const struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_find_coordinator_response_coordinator_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_find_coordinator_response_coordinator_is_default(const struct sp_kafka_find_coordinator_response_coordinator *s);
+SP_UNUSED static bool sp_kafka_find_coordinator_response_coordinator_is_default(
+    const struct sp_kafka_find_coordinator_response_coordinator *s);
 SP_UNUSED static size_t sp_kafka_find_coordinator_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_find_coordinator_response_is_default(const struct sp_kafka_find_coordinator_response *s);
+SP_UNUSED static bool
+sp_kafka_find_coordinator_response_is_default(const struct sp_kafka_find_coordinator_response *s);
 
-void sp_kafka_find_coordinator_response_coordinator_init(struct sp_kafka_find_coordinator_response_coordinator *s)
+void sp_kafka_find_coordinator_response_coordinator_init(
+    struct sp_kafka_find_coordinator_response_coordinator *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_find_coordinator_response_coordinator_is_default(const struct sp_kafka_find_coordinator_response_coordinator *s)
+SP_UNUSED static bool sp_kafka_find_coordinator_response_coordinator_is_default(
+    const struct sp_kafka_find_coordinator_response_coordinator *s)
 {
-    return (s->key.len == 0) &&
-           (s->node_id == 0) &&
-           (s->host.len == 0) &&
-           (s->port == 0) &&
-           (s->error_code == 0) &&
-           (s->error_message.len == 0);
+    return (s->key.len == 0) && (s->node_id == 0) && (s->host.len == 0) && (s->port == 0) &&
+           (s->error_code == 0) && (s->error_message.len == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_find_coordinator_response_coordinator_bytes_min(int16_t version)
@@ -47,7 +52,8 @@ SP_UNUSED static size_t sp_kafka_find_coordinator_response_coordinator_bytes_min
     return n;
 }
 
-static int sp_kafka_find_coordinator_response_coordinator_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_find_coordinator_response_coordinator *s)
+static int sp_kafka_find_coordinator_response_coordinator_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_find_coordinator_response_coordinator *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -69,11 +75,13 @@ static int sp_kafka_find_coordinator_response_coordinator_decode(struct sp_kread
         SP_KTRY(sp_kr_int16(r, &s->error_code, "FindCoordinatorResponse.Coordinator.ErrorCode"));
     }
     if (version >= 4) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 4, &s->error_message, "FindCoordinatorResponse.Coordinator.ErrorMessage"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 4, &s->error_message,
+                             "FindCoordinatorResponse.Coordinator.ErrorMessage"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "FindCoordinatorResponse.Coordinator._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "FindCoordinatorResponse.Coordinator._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "FindCoordinatorResponse.Coordinator._tagged_fields"));
@@ -84,7 +92,9 @@ static int sp_kafka_find_coordinator_response_coordinator_decode(struct sp_kread
     return 0;
 }
 
-static int sp_kafka_find_coordinator_response_coordinator_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_find_coordinator_response_coordinator *s)
+static int sp_kafka_find_coordinator_response_coordinator_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_find_coordinator_response_coordinator *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -116,16 +126,19 @@ static int sp_kafka_find_coordinator_response_coordinator_encode(struct sp_kwrit
         return sp_kw_fail(w, -ENOTSUP, "FindCoordinatorResponse.Coordinator.ErrorCode");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 4, s->error_message, "FindCoordinatorResponse.Coordinator.ErrorMessage"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 4, s->error_message,
+                             "FindCoordinatorResponse.Coordinator.ErrorMessage"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "FindCoordinatorResponse.Coordinator._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "FindCoordinatorResponse.Coordinator._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_find_coordinator_response_coordinator_size(const struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version)
+static size_t sp_kafka_find_coordinator_response_coordinator_size(
+    const struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -162,14 +175,11 @@ void sp_kafka_find_coordinator_response_init(struct sp_kafka_find_coordinator_re
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_find_coordinator_response_is_default(const struct sp_kafka_find_coordinator_response *s)
+SP_UNUSED static bool
+sp_kafka_find_coordinator_response_is_default(const struct sp_kafka_find_coordinator_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->error_message.len == 0) &&
-           (s->node_id == 0) &&
-           (s->host.len == 0) &&
-           (s->port == 0) &&
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->error_message.len == 0) &&
+           (s->node_id == 0) && (s->host.len == 0) && (s->port == 0) &&
            (s->coordinators_count == 0);
 }
 
@@ -195,7 +205,8 @@ SP_UNUSED static size_t sp_kafka_find_coordinator_response_bytes_min(int16_t ver
     return n;
 }
 
-int sp_kafka_find_coordinator_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_find_coordinator_response *s)
+int sp_kafka_find_coordinator_response_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_find_coordinator_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -210,7 +221,8 @@ int sp_kafka_find_coordinator_response_decode(struct sp_kreader *r, int16_t vers
         SP_KTRY(sp_kr_int16(r, &s->error_code, "FindCoordinatorResponse.ErrorCode"));
     }
     if ((version >= 1 && version <= 3)) {
-        SP_KTRY(sp_kr_string(r, flex, (version >= 1 && version <= 3), &s->error_message, "FindCoordinatorResponse.ErrorMessage"));
+        SP_KTRY(sp_kr_string(r, flex, (version >= 1 && version <= 3), &s->error_message,
+                             "FindCoordinatorResponse.ErrorMessage"));
     }
     if (version <= 3) {
         SP_KTRY(sp_kr_int32(r, &s->node_id, "FindCoordinatorResponse.NodeId"));
@@ -224,10 +236,14 @@ int sp_kafka_find_coordinator_response_decode(struct sp_kreader *r, int16_t vers
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->coordinators), sp_kafka_find_coordinator_response_coordinator_bytes_min(version), &s->coordinators_count, &items, "FindCoordinatorResponse.Coordinators"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->coordinators),
+                                sp_kafka_find_coordinator_response_coordinator_bytes_min(version),
+                                &s->coordinators_count, &items,
+                                "FindCoordinatorResponse.Coordinators"));
             s->coordinators = items;
             for (int32_t i = 0; i < s->coordinators_count; i++)
-                SP_KTRY(sp_kafka_find_coordinator_response_coordinator_decode(r, version, &s->coordinators[i]));
+                SP_KTRY(sp_kafka_find_coordinator_response_coordinator_decode(r, version,
+                                                                              &s->coordinators[i]));
         }
     }
     if (flex) {
@@ -243,7 +259,8 @@ int sp_kafka_find_coordinator_response_decode(struct sp_kreader *r, int16_t vers
     return 0;
 }
 
-int sp_kafka_find_coordinator_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_find_coordinator_response *s)
+int sp_kafka_find_coordinator_response_encode(struct sp_kwriter *w, int16_t version,
+                                              const struct sp_kafka_find_coordinator_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -260,7 +277,8 @@ int sp_kafka_find_coordinator_response_encode(struct sp_kwriter *w, int16_t vers
         return sp_kw_fail(w, -ENOTSUP, "FindCoordinatorResponse.ErrorCode");
     }
     if ((version >= 1 && version <= 3)) {
-        SP_KTRY(sp_kw_string(w, flex, (version >= 1 && version <= 3), s->error_message, "FindCoordinatorResponse.ErrorMessage"));
+        SP_KTRY(sp_kw_string(w, flex, (version >= 1 && version <= 3), s->error_message,
+                             "FindCoordinatorResponse.ErrorMessage"));
     }
     if (version <= 3) {
         SP_KTRY(sp_kw_int32(w, s->node_id, "FindCoordinatorResponse.NodeId"));
@@ -278,9 +296,11 @@ int sp_kafka_find_coordinator_response_encode(struct sp_kwriter *w, int16_t vers
         return sp_kw_fail(w, -ENOTSUP, "FindCoordinatorResponse.Port");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->coordinators_count, "FindCoordinatorResponse.Coordinators"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->coordinators_count,
+                             "FindCoordinatorResponse.Coordinators"));
         for (int32_t i = 0; i < s->coordinators_count; i++)
-            SP_KTRY(sp_kafka_find_coordinator_response_coordinator_encode(w, version, &s->coordinators[i]));
+            SP_KTRY(sp_kafka_find_coordinator_response_coordinator_encode(w, version,
+                                                                          &s->coordinators[i]));
     } else if (!(s->coordinators_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "FindCoordinatorResponse.Coordinators");
     }
@@ -291,7 +311,8 @@ int sp_kafka_find_coordinator_response_encode(struct sp_kwriter *w, int16_t vers
     return 0;
 }
 
-size_t sp_kafka_find_coordinator_response_size(const struct sp_kafka_find_coordinator_response *s, int16_t version)
+size_t sp_kafka_find_coordinator_response_size(const struct sp_kafka_find_coordinator_response *s,
+                                               int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -327,4 +348,3 @@ size_t sp_kafka_find_coordinator_response_size(const struct sp_kafka_find_coordi
     }
     return n;
 }
-

@@ -5,7 +5,8 @@
 #define IS_FLEXIBLE(version) (version >= 4)
 
 SP_UNUSED static size_t sp_kafka_heartbeat_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_heartbeat_request_is_default(const struct sp_kafka_heartbeat_request *s);
+SP_UNUSED static bool
+sp_kafka_heartbeat_request_is_default(const struct sp_kafka_heartbeat_request *s);
 
 void sp_kafka_heartbeat_request_init(struct sp_kafka_heartbeat_request *s)
 {
@@ -13,11 +14,10 @@ void sp_kafka_heartbeat_request_init(struct sp_kafka_heartbeat_request *s)
     s->group_instance_id = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_heartbeat_request_is_default(const struct sp_kafka_heartbeat_request *s)
+SP_UNUSED static bool
+sp_kafka_heartbeat_request_is_default(const struct sp_kafka_heartbeat_request *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->generation_id == 0) &&
-           (s->member_id.len == 0) &&
+    return (s->group_id.len == 0) && (s->generation_id == 0) && (s->member_id.len == 0) &&
            (s->group_instance_id.len < 0);
 }
 
@@ -37,7 +37,8 @@ SP_UNUSED static size_t sp_kafka_heartbeat_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_heartbeat_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_heartbeat_request *s)
+int sp_kafka_heartbeat_request_decode(struct sp_kreader *r, int16_t version,
+                                      struct sp_kafka_heartbeat_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -49,7 +50,8 @@ int sp_kafka_heartbeat_request_decode(struct sp_kreader *r, int16_t version, str
     SP_KTRY(sp_kr_int32(r, &s->generation_id, "HeartbeatRequest.GenerationId"));
     SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "HeartbeatRequest.MemberId"));
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id, "HeartbeatRequest.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id,
+                             "HeartbeatRequest.GroupInstanceId"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -64,7 +66,8 @@ int sp_kafka_heartbeat_request_decode(struct sp_kreader *r, int16_t version, str
     return 0;
 }
 
-int sp_kafka_heartbeat_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_heartbeat_request *s)
+int sp_kafka_heartbeat_request_encode(struct sp_kwriter *w, int16_t version,
+                                      const struct sp_kafka_heartbeat_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -76,7 +79,8 @@ int sp_kafka_heartbeat_request_encode(struct sp_kwriter *w, int16_t version, con
     SP_KTRY(sp_kw_int32(w, s->generation_id, "HeartbeatRequest.GenerationId"));
     SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "HeartbeatRequest.MemberId"));
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id, "HeartbeatRequest.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id,
+                             "HeartbeatRequest.GroupInstanceId"));
     } else if (!(s->group_instance_id.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "HeartbeatRequest.GroupInstanceId");
     }
@@ -106,4 +110,3 @@ size_t sp_kafka_heartbeat_request_size(const struct sp_kafka_heartbeat_request *
     }
     return n;
 }
-

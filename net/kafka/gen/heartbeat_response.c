@@ -5,17 +5,18 @@
 #define IS_FLEXIBLE(version) (version >= 4)
 
 SP_UNUSED static size_t sp_kafka_heartbeat_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_heartbeat_response_is_default(const struct sp_kafka_heartbeat_response *s);
+SP_UNUSED static bool
+sp_kafka_heartbeat_response_is_default(const struct sp_kafka_heartbeat_response *s);
 
 void sp_kafka_heartbeat_response_init(struct sp_kafka_heartbeat_response *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_heartbeat_response_is_default(const struct sp_kafka_heartbeat_response *s)
+SP_UNUSED static bool
+sp_kafka_heartbeat_response_is_default(const struct sp_kafka_heartbeat_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_heartbeat_response_bytes_min(int16_t version)
@@ -30,7 +31,8 @@ SP_UNUSED static size_t sp_kafka_heartbeat_response_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_heartbeat_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_heartbeat_response *s)
+int sp_kafka_heartbeat_response_decode(struct sp_kreader *r, int16_t version,
+                                       struct sp_kafka_heartbeat_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -55,7 +57,8 @@ int sp_kafka_heartbeat_response_decode(struct sp_kreader *r, int16_t version, st
     return 0;
 }
 
-int sp_kafka_heartbeat_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_heartbeat_response *s)
+int sp_kafka_heartbeat_response_encode(struct sp_kwriter *w, int16_t version,
+                                       const struct sp_kafka_heartbeat_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -74,7 +77,8 @@ int sp_kafka_heartbeat_response_encode(struct sp_kwriter *w, int16_t version, co
     return 0;
 }
 
-size_t sp_kafka_heartbeat_response_size(const struct sp_kafka_heartbeat_response *s, int16_t version)
+size_t sp_kafka_heartbeat_response_size(const struct sp_kafka_heartbeat_response *s,
+                                        int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -91,4 +95,3 @@ size_t sp_kafka_heartbeat_response_size(const struct sp_kafka_heartbeat_response
     }
     return n;
 }
-

@@ -5,7 +5,8 @@
 #define IS_FLEXIBLE(version) (version >= 2)
 
 SP_UNUSED static size_t sp_kafka_init_producer_id_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_init_producer_id_request_is_default(const struct sp_kafka_init_producer_id_request *s);
+SP_UNUSED static bool
+sp_kafka_init_producer_id_request_is_default(const struct sp_kafka_init_producer_id_request *s);
 
 void sp_kafka_init_producer_id_request_init(struct sp_kafka_init_producer_id_request *s)
 {
@@ -14,12 +15,11 @@ void sp_kafka_init_producer_id_request_init(struct sp_kafka_init_producer_id_req
     s->producer_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_init_producer_id_request_is_default(const struct sp_kafka_init_producer_id_request *s)
+SP_UNUSED static bool
+sp_kafka_init_producer_id_request_is_default(const struct sp_kafka_init_producer_id_request *s)
 {
-    return (s->transactional_id.len == 0) &&
-           (s->transaction_timeout_ms == 0) &&
-           (s->producer_id == INT64_C(-1)) &&
-           (s->producer_epoch == -1);
+    return (s->transactional_id.len == 0) && (s->transaction_timeout_ms == 0) &&
+           (s->producer_id == INT64_C(-1)) && (s->producer_epoch == -1);
 }
 
 SP_UNUSED static size_t sp_kafka_init_producer_id_request_bytes_min(int16_t version)
@@ -38,7 +38,8 @@ SP_UNUSED static size_t sp_kafka_init_producer_id_request_bytes_min(int16_t vers
     return n;
 }
 
-int sp_kafka_init_producer_id_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_init_producer_id_request *s)
+int sp_kafka_init_producer_id_request_decode(struct sp_kreader *r, int16_t version,
+                                             struct sp_kafka_init_producer_id_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -46,8 +47,10 @@ int sp_kafka_init_producer_id_request_decode(struct sp_kreader *r, int16_t versi
     if (version < 0 || version > 5)
         return sp_kr_fail(r, -EBADMSG, "InitProducerIdRequest.version");
     sp_kafka_init_producer_id_request_init(s);
-    SP_KTRY(sp_kr_string(r, flex, true, &s->transactional_id, "InitProducerIdRequest.TransactionalId"));
-    SP_KTRY(sp_kr_int32(r, &s->transaction_timeout_ms, "InitProducerIdRequest.TransactionTimeoutMs"));
+    SP_KTRY(
+        sp_kr_string(r, flex, true, &s->transactional_id, "InitProducerIdRequest.TransactionalId"));
+    SP_KTRY(
+        sp_kr_int32(r, &s->transaction_timeout_ms, "InitProducerIdRequest.TransactionTimeoutMs"));
     if (version >= 3) {
         SP_KTRY(sp_kr_int64(r, &s->producer_id, "InitProducerIdRequest.ProducerId"));
     }
@@ -67,7 +70,8 @@ int sp_kafka_init_producer_id_request_decode(struct sp_kreader *r, int16_t versi
     return 0;
 }
 
-int sp_kafka_init_producer_id_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_init_producer_id_request *s)
+int sp_kafka_init_producer_id_request_encode(struct sp_kwriter *w, int16_t version,
+                                             const struct sp_kafka_init_producer_id_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -75,8 +79,10 @@ int sp_kafka_init_producer_id_request_encode(struct sp_kwriter *w, int16_t versi
     (void)s;
     if (version < 0 || version > 5)
         return sp_kw_fail(w, -ENOTSUP, "InitProducerIdRequest.version");
-    SP_KTRY(sp_kw_string(w, flex, true, s->transactional_id, "InitProducerIdRequest.TransactionalId"));
-    SP_KTRY(sp_kw_int32(w, s->transaction_timeout_ms, "InitProducerIdRequest.TransactionTimeoutMs"));
+    SP_KTRY(
+        sp_kw_string(w, flex, true, s->transactional_id, "InitProducerIdRequest.TransactionalId"));
+    SP_KTRY(
+        sp_kw_int32(w, s->transaction_timeout_ms, "InitProducerIdRequest.TransactionTimeoutMs"));
     if (version >= 3) {
         SP_KTRY(sp_kw_int64(w, s->producer_id, "InitProducerIdRequest.ProducerId"));
     } else if (!(s->producer_id == INT64_C(-1))) {
@@ -94,7 +100,8 @@ int sp_kafka_init_producer_id_request_encode(struct sp_kwriter *w, int16_t versi
     return 0;
 }
 
-size_t sp_kafka_init_producer_id_request_size(const struct sp_kafka_init_producer_id_request *s, int16_t version)
+size_t sp_kafka_init_producer_id_request_size(const struct sp_kafka_init_producer_id_request *s,
+                                              int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -115,4 +122,3 @@ size_t sp_kafka_init_producer_id_request_size(const struct sp_kafka_init_produce
     }
     return n;
 }
-

@@ -12,11 +12,14 @@
 struct sp_kafka_init_producer_id_request {
     /* The transactional id, or null if the producer is not transactional. */
     struct sp_kstr transactional_id;
-    /* The time in ms to wait before aborting idle transactions sent by this producer. This is only relevant if a TransactionalId has been defined. */
+    /* The time in ms to wait before aborting idle transactions sent by this producer. This is only
+     * relevant if a TransactionalId has been defined. */
     int32_t transaction_timeout_ms;
-    /* The producer id. This is used to disambiguate requests if a transactional id is reused following its expiration. */
+    /* The producer id. This is used to disambiguate requests if a transactional id is reused
+     * following its expiration. */
     int64_t producer_id;
-    /* The producer's current epoch. This will be checked against the producer epoch on the broker, and the request will return an error if they do not match. */
+    /* The producer's current epoch. This will be checked against the producer epoch on the broker,
+     * and the request will return an error if they do not match. */
     int16_t producer_epoch;
 };
 
@@ -25,12 +28,15 @@ void sp_kafka_init_producer_id_request_init(struct sp_kafka_init_producer_id_req
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_init_producer_id_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_init_producer_id_request *s);
+SP_MUST_CHECK int
+sp_kafka_init_producer_id_request_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_init_producer_id_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_init_producer_id_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_init_producer_id_request *s);
+SP_MUST_CHECK int
+sp_kafka_init_producer_id_request_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_init_producer_id_request *s);
 /* Bytes that sp_kafka_init_producer_id_request_encode writes at `version`. */
-size_t sp_kafka_init_producer_id_request_size(const struct sp_kafka_init_producer_id_request *s, int16_t version);
+size_t sp_kafka_init_producer_id_request_size(const struct sp_kafka_init_producer_id_request *s,
+                                              int16_t version);
 
 #endif /* SP_KAFKA_GEN_INIT_PRODUCER_ID_REQUEST_H */

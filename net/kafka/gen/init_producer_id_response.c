@@ -5,7 +5,8 @@
 #define IS_FLEXIBLE(version) (version >= 2)
 
 SP_UNUSED static size_t sp_kafka_init_producer_id_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_init_producer_id_response_is_default(const struct sp_kafka_init_producer_id_response *s);
+SP_UNUSED static bool
+sp_kafka_init_producer_id_response_is_default(const struct sp_kafka_init_producer_id_response *s);
 
 void sp_kafka_init_producer_id_response_init(struct sp_kafka_init_producer_id_response *s)
 {
@@ -13,11 +14,10 @@ void sp_kafka_init_producer_id_response_init(struct sp_kafka_init_producer_id_re
     s->producer_id = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_init_producer_id_response_is_default(const struct sp_kafka_init_producer_id_response *s)
+SP_UNUSED static bool
+sp_kafka_init_producer_id_response_is_default(const struct sp_kafka_init_producer_id_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->producer_id == INT64_C(-1)) &&
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->producer_id == INT64_C(-1)) &&
            (s->producer_epoch == 0);
 }
 
@@ -37,7 +37,8 @@ SP_UNUSED static size_t sp_kafka_init_producer_id_response_bytes_min(int16_t ver
     return n;
 }
 
-int sp_kafka_init_producer_id_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_init_producer_id_response *s)
+int sp_kafka_init_producer_id_response_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_init_producer_id_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -62,7 +63,8 @@ int sp_kafka_init_producer_id_response_decode(struct sp_kreader *r, int16_t vers
     return 0;
 }
 
-int sp_kafka_init_producer_id_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_init_producer_id_response *s)
+int sp_kafka_init_producer_id_response_encode(struct sp_kwriter *w, int16_t version,
+                                              const struct sp_kafka_init_producer_id_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -81,7 +83,8 @@ int sp_kafka_init_producer_id_response_encode(struct sp_kwriter *w, int16_t vers
     return 0;
 }
 
-size_t sp_kafka_init_producer_id_response_size(const struct sp_kafka_init_producer_id_response *s, int16_t version)
+size_t sp_kafka_init_producer_id_response_size(const struct sp_kafka_init_producer_id_response *s,
+                                               int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -98,4 +101,3 @@ size_t sp_kafka_init_producer_id_response_size(const struct sp_kafka_init_produc
     }
     return n;
 }
-

@@ -4,26 +4,36 @@
 
 #define IS_FLEXIBLE(version) (version >= 6)
 
-static int sp_kafka_join_group_request_join_group_request_protocol_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_join_group_request_join_group_request_protocol *s);
-static int sp_kafka_join_group_request_join_group_request_protocol_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_join_group_request_join_group_request_protocol *s);
-static size_t sp_kafka_join_group_request_join_group_request_protocol_size(const struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_join_group_request_join_group_request_protocol_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_join_group_request_join_group_request_protocol_is_default(const struct sp_kafka_join_group_request_join_group_request_protocol *s);
+static int sp_kafka_join_group_request_join_group_request_protocol_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_join_group_request_join_group_request_protocol *s);
+static int sp_kafka_join_group_request_join_group_request_protocol_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_join_group_request_join_group_request_protocol *s);
+static size_t sp_kafka_join_group_request_join_group_request_protocol_size(
+    const struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_join_group_request_join_group_request_protocol_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_join_group_request_join_group_request_protocol_is_default(
+    const struct sp_kafka_join_group_request_join_group_request_protocol *s);
 SP_UNUSED static size_t sp_kafka_join_group_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_join_group_request_is_default(const struct sp_kafka_join_group_request *s);
+SP_UNUSED static bool
+sp_kafka_join_group_request_is_default(const struct sp_kafka_join_group_request *s);
 
-void sp_kafka_join_group_request_join_group_request_protocol_init(struct sp_kafka_join_group_request_join_group_request_protocol *s)
+void sp_kafka_join_group_request_join_group_request_protocol_init(
+    struct sp_kafka_join_group_request_join_group_request_protocol *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_join_group_request_join_group_request_protocol_is_default(const struct sp_kafka_join_group_request_join_group_request_protocol *s)
+SP_UNUSED static bool sp_kafka_join_group_request_join_group_request_protocol_is_default(
+    const struct sp_kafka_join_group_request_join_group_request_protocol *s)
 {
-    return (s->name.len == 0) &&
-           (s->metadata.len == 0);
+    return (s->name.len == 0) && (s->metadata.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_join_group_request_join_group_request_protocol_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_join_group_request_join_group_request_protocol_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -35,43 +45,57 @@ SP_UNUSED static size_t sp_kafka_join_group_request_join_group_request_protocol_
     return n;
 }
 
-static int sp_kafka_join_group_request_join_group_request_protocol_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_join_group_request_join_group_request_protocol *s)
+static int sp_kafka_join_group_request_join_group_request_protocol_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_join_group_request_join_group_request_protocol *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_join_group_request_join_group_request_protocol_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "JoinGroupRequest.JoinGroupRequestProtocol.Name"));
-    SP_KTRY(sp_kr_bytes(r, flex, false, &s->metadata, "JoinGroupRequest.JoinGroupRequestProtocol.Metadata"));
+    SP_KTRY(
+        sp_kr_string(r, flex, false, &s->name, "JoinGroupRequest.JoinGroupRequestProtocol.Name"));
+    SP_KTRY(sp_kr_bytes(r, flex, false, &s->metadata,
+                        "JoinGroupRequest.JoinGroupRequestProtocol.Metadata"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_join_group_request_join_group_request_protocol_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_join_group_request_join_group_request_protocol *s)
+static int sp_kafka_join_group_request_join_group_request_protocol_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_join_group_request_join_group_request_protocol *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "JoinGroupRequest.JoinGroupRequestProtocol.Name"));
-    SP_KTRY(sp_kw_bytes(w, flex, false, s->metadata, "JoinGroupRequest.JoinGroupRequestProtocol.Metadata"));
+    SP_KTRY(
+        sp_kw_string(w, flex, false, s->name, "JoinGroupRequest.JoinGroupRequestProtocol.Name"));
+    SP_KTRY(sp_kw_bytes(w, flex, false, s->metadata,
+                        "JoinGroupRequest.JoinGroupRequestProtocol.Metadata"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "JoinGroupRequest.JoinGroupRequestProtocol._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_join_group_request_join_group_request_protocol_size(const struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version)
+static size_t sp_kafka_join_group_request_join_group_request_protocol_size(
+    const struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -95,16 +119,13 @@ void sp_kafka_join_group_request_init(struct sp_kafka_join_group_request *s)
     s->reason = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_join_group_request_is_default(const struct sp_kafka_join_group_request *s)
+SP_UNUSED static bool
+sp_kafka_join_group_request_is_default(const struct sp_kafka_join_group_request *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->session_timeout_ms == 0) &&
-           (s->rebalance_timeout_ms == -1) &&
-           (s->member_id.len == 0) &&
-           (s->group_instance_id.len < 0) &&
-           (s->protocol_type.len == 0) &&
-           (s->protocols_count == 0) &&
-           (s->reason.len < 0);
+    return (s->group_id.len == 0) && (s->session_timeout_ms == 0) &&
+           (s->rebalance_timeout_ms == -1) && (s->member_id.len == 0) &&
+           (s->group_instance_id.len < 0) && (s->protocol_type.len == 0) &&
+           (s->protocols_count == 0) && (s->reason.len < 0);
 }
 
 SP_UNUSED static size_t sp_kafka_join_group_request_bytes_min(int16_t version)
@@ -131,7 +152,8 @@ SP_UNUSED static size_t sp_kafka_join_group_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_join_group_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_join_group_request *s)
+int sp_kafka_join_group_request_decode(struct sp_kreader *r, int16_t version,
+                                       struct sp_kafka_join_group_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -146,15 +168,20 @@ int sp_kafka_join_group_request_decode(struct sp_kreader *r, int16_t version, st
     }
     SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "JoinGroupRequest.MemberId"));
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->group_instance_id, "JoinGroupRequest.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->group_instance_id,
+                             "JoinGroupRequest.GroupInstanceId"));
     }
     SP_KTRY(sp_kr_string(r, flex, false, &s->protocol_type, "JoinGroupRequest.ProtocolType"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->protocols), sp_kafka_join_group_request_join_group_request_protocol_bytes_min(version), &s->protocols_count, &items, "JoinGroupRequest.Protocols"));
+        SP_KTRY(
+            sp_kr_array(r, flex, false, sizeof(*s->protocols),
+                        sp_kafka_join_group_request_join_group_request_protocol_bytes_min(version),
+                        &s->protocols_count, &items, "JoinGroupRequest.Protocols"));
         s->protocols = items;
         for (int32_t i = 0; i < s->protocols_count; i++)
-            SP_KTRY(sp_kafka_join_group_request_join_group_request_protocol_decode(r, version, &s->protocols[i]));
+            SP_KTRY(sp_kafka_join_group_request_join_group_request_protocol_decode(
+                r, version, &s->protocols[i]));
     }
     if (version >= 8) {
         SP_KTRY(sp_kr_string(r, flex, version >= 8, &s->reason, "JoinGroupRequest.Reason"));
@@ -172,7 +199,8 @@ int sp_kafka_join_group_request_decode(struct sp_kreader *r, int16_t version, st
     return 0;
 }
 
-int sp_kafka_join_group_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_join_group_request *s)
+int sp_kafka_join_group_request_encode(struct sp_kwriter *w, int16_t version,
+                                       const struct sp_kafka_join_group_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -187,14 +215,16 @@ int sp_kafka_join_group_request_encode(struct sp_kwriter *w, int16_t version, co
     }
     SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "JoinGroupRequest.MemberId"));
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->group_instance_id, "JoinGroupRequest.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->group_instance_id,
+                             "JoinGroupRequest.GroupInstanceId"));
     } else if (!(s->group_instance_id.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "JoinGroupRequest.GroupInstanceId");
     }
     SP_KTRY(sp_kw_string(w, flex, false, s->protocol_type, "JoinGroupRequest.ProtocolType"));
     SP_KTRY(sp_kw_length(w, flex, true, false, s->protocols_count, "JoinGroupRequest.Protocols"));
     for (int32_t i = 0; i < s->protocols_count; i++)
-        SP_KTRY(sp_kafka_join_group_request_join_group_request_protocol_encode(w, version, &s->protocols[i]));
+        SP_KTRY(sp_kafka_join_group_request_join_group_request_protocol_encode(w, version,
+                                                                               &s->protocols[i]));
     if (version >= 8) {
         SP_KTRY(sp_kw_string(w, flex, version >= 8, s->reason, "JoinGroupRequest.Reason"));
     }
@@ -205,7 +235,8 @@ int sp_kafka_join_group_request_encode(struct sp_kwriter *w, int16_t version, co
     return 0;
 }
 
-size_t sp_kafka_join_group_request_size(const struct sp_kafka_join_group_request *s, int16_t version)
+size_t sp_kafka_join_group_request_size(const struct sp_kafka_join_group_request *s,
+                                        int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -224,7 +255,8 @@ size_t sp_kafka_join_group_request_size(const struct sp_kafka_join_group_request
     n += sp_ks_string(flex, s->protocol_type);
     n += sp_ks_length(flex, true, s->protocols_count);
     for (int32_t i = 0; i < s->protocols_count; i++)
-        n += sp_kafka_join_group_request_join_group_request_protocol_size(&s->protocols[i], version);
+        n +=
+            sp_kafka_join_group_request_join_group_request_protocol_size(&s->protocols[i], version);
     if (version >= 8) {
         n += sp_ks_string(flex, s->reason);
     }
@@ -234,4 +266,3 @@ size_t sp_kafka_join_group_request_size(const struct sp_kafka_join_group_request
     }
     return n;
 }
-

@@ -19,9 +19,11 @@ struct sp_kafka_join_group_request_join_group_request_protocol {
 struct sp_kafka_join_group_request {
     /* The group identifier. */
     struct sp_kstr group_id;
-    /* The coordinator considers the consumer dead if it receives no heartbeat after this timeout in milliseconds. */
+    /* The coordinator considers the consumer dead if it receives no heartbeat after this timeout in
+     * milliseconds. */
     int32_t session_timeout_ms;
-    /* The maximum time in milliseconds that the coordinator will wait for each member to rejoin when rebalancing the group. */
+    /* The maximum time in milliseconds that the coordinator will wait for each member to rejoin
+     * when rebalancing the group. */
     int32_t rebalance_timeout_ms;
     /* The member id assigned by the group coordinator. */
     struct sp_kstr member_id;
@@ -37,18 +39,20 @@ struct sp_kafka_join_group_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_join_group_request_join_group_request_protocol_init(struct sp_kafka_join_group_request_join_group_request_protocol *s);
+void sp_kafka_join_group_request_join_group_request_protocol_init(
+    struct sp_kafka_join_group_request_join_group_request_protocol *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_join_group_request_init(struct sp_kafka_join_group_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_join_group_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_join_group_request *s);
+                                                     struct sp_kafka_join_group_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_join_group_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_join_group_request *s);
+                                                     const struct sp_kafka_join_group_request *s);
 /* Bytes that sp_kafka_join_group_request_encode writes at `version`. */
-size_t sp_kafka_join_group_request_size(const struct sp_kafka_join_group_request *s, int16_t version);
+size_t sp_kafka_join_group_request_size(const struct sp_kafka_join_group_request *s,
+                                        int16_t version);
 
 #endif /* SP_KAFKA_GEN_JOIN_GROUP_REQUEST_H */

@@ -4,28 +4,37 @@
 
 #define IS_FLEXIBLE(version) (version >= 6)
 
-static int sp_kafka_join_group_response_join_group_response_member_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_join_group_response_join_group_response_member *s);
-static int sp_kafka_join_group_response_join_group_response_member_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_join_group_response_join_group_response_member *s);
-static size_t sp_kafka_join_group_response_join_group_response_member_size(const struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_join_group_response_join_group_response_member_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_join_group_response_join_group_response_member_is_default(const struct sp_kafka_join_group_response_join_group_response_member *s);
+static int sp_kafka_join_group_response_join_group_response_member_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_join_group_response_join_group_response_member *s);
+static int sp_kafka_join_group_response_join_group_response_member_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_join_group_response_join_group_response_member *s);
+static size_t sp_kafka_join_group_response_join_group_response_member_size(
+    const struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_join_group_response_join_group_response_member_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_join_group_response_join_group_response_member_is_default(
+    const struct sp_kafka_join_group_response_join_group_response_member *s);
 SP_UNUSED static size_t sp_kafka_join_group_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_join_group_response_is_default(const struct sp_kafka_join_group_response *s);
+SP_UNUSED static bool
+sp_kafka_join_group_response_is_default(const struct sp_kafka_join_group_response *s);
 
-void sp_kafka_join_group_response_join_group_response_member_init(struct sp_kafka_join_group_response_join_group_response_member *s)
+void sp_kafka_join_group_response_join_group_response_member_init(
+    struct sp_kafka_join_group_response_join_group_response_member *s)
 {
     memset(s, 0, sizeof(*s));
     s->group_instance_id = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_join_group_response_join_group_response_member_is_default(const struct sp_kafka_join_group_response_join_group_response_member *s)
+SP_UNUSED static bool sp_kafka_join_group_response_join_group_response_member_is_default(
+    const struct sp_kafka_join_group_response_join_group_response_member *s)
 {
-    return (s->member_id.len == 0) &&
-           (s->group_instance_id.len < 0) &&
-           (s->metadata.len == 0);
+    return (s->member_id.len == 0) && (s->group_instance_id.len < 0) && (s->metadata.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_join_group_response_join_group_response_member_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_join_group_response_join_group_response_member_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -39,49 +48,65 @@ SP_UNUSED static size_t sp_kafka_join_group_response_join_group_response_member_
     return n;
 }
 
-static int sp_kafka_join_group_response_join_group_response_member_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_join_group_response_join_group_response_member *s)
+static int sp_kafka_join_group_response_join_group_response_member_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_join_group_response_join_group_response_member *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_join_group_response_join_group_response_member_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "JoinGroupResponse.JoinGroupResponseMember.MemberId"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->member_id,
+                         "JoinGroupResponse.JoinGroupResponseMember.MemberId"));
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->group_instance_id, "JoinGroupResponse.JoinGroupResponseMember.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->group_instance_id,
+                             "JoinGroupResponse.JoinGroupResponseMember.GroupInstanceId"));
     }
-    SP_KTRY(sp_kr_bytes(r, flex, false, &s->metadata, "JoinGroupResponse.JoinGroupResponseMember.Metadata"));
+    SP_KTRY(sp_kr_bytes(r, flex, false, &s->metadata,
+                        "JoinGroupResponse.JoinGroupResponseMember.Metadata"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_join_group_response_join_group_response_member_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_join_group_response_join_group_response_member *s)
+static int sp_kafka_join_group_response_join_group_response_member_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_join_group_response_join_group_response_member *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "JoinGroupResponse.JoinGroupResponseMember.MemberId"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->member_id,
+                         "JoinGroupResponse.JoinGroupResponseMember.MemberId"));
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->group_instance_id, "JoinGroupResponse.JoinGroupResponseMember.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->group_instance_id,
+                             "JoinGroupResponse.JoinGroupResponseMember.GroupInstanceId"));
     }
-    SP_KTRY(sp_kw_bytes(w, flex, false, s->metadata, "JoinGroupResponse.JoinGroupResponseMember.Metadata"));
+    SP_KTRY(sp_kw_bytes(w, flex, false, s->metadata,
+                        "JoinGroupResponse.JoinGroupResponseMember.Metadata"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "JoinGroupResponse.JoinGroupResponseMember._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_join_group_response_join_group_response_member_size(const struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version)
+static size_t sp_kafka_join_group_response_join_group_response_member_size(
+    const struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -107,17 +132,12 @@ void sp_kafka_join_group_response_init(struct sp_kafka_join_group_response *s)
     s->protocol_type = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_join_group_response_is_default(const struct sp_kafka_join_group_response *s)
+SP_UNUSED static bool
+sp_kafka_join_group_response_is_default(const struct sp_kafka_join_group_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->generation_id == -1) &&
-           (s->protocol_type.len < 0) &&
-           (s->protocol_name.len == 0) &&
-           (s->leader.len == 0) &&
-           (s->skip_assignment == false) &&
-           (s->member_id.len == 0) &&
-           (s->members_count == 0);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->generation_id == -1) &&
+           (s->protocol_type.len < 0) && (s->protocol_name.len == 0) && (s->leader.len == 0) &&
+           (s->skip_assignment == false) && (s->member_id.len == 0) && (s->members_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_join_group_response_bytes_min(int16_t version)
@@ -146,7 +166,8 @@ SP_UNUSED static size_t sp_kafka_join_group_response_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_join_group_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_join_group_response *s)
+int sp_kafka_join_group_response_decode(struct sp_kreader *r, int16_t version,
+                                        struct sp_kafka_join_group_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -160,9 +181,11 @@ int sp_kafka_join_group_response_decode(struct sp_kreader *r, int16_t version, s
     SP_KTRY(sp_kr_int16(r, &s->error_code, "JoinGroupResponse.ErrorCode"));
     SP_KTRY(sp_kr_int32(r, &s->generation_id, "JoinGroupResponse.GenerationId"));
     if (version >= 7) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 7, &s->protocol_type, "JoinGroupResponse.ProtocolType"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 7, &s->protocol_type,
+                             "JoinGroupResponse.ProtocolType"));
     }
-    SP_KTRY(sp_kr_string(r, flex, version >= 7, &s->protocol_name, "JoinGroupResponse.ProtocolName"));
+    SP_KTRY(
+        sp_kr_string(r, flex, version >= 7, &s->protocol_name, "JoinGroupResponse.ProtocolName"));
     SP_KTRY(sp_kr_string(r, flex, false, &s->leader, "JoinGroupResponse.Leader"));
     if (version >= 9) {
         SP_KTRY(sp_kr_bool(r, &s->skip_assignment, "JoinGroupResponse.SkipAssignment"));
@@ -170,10 +193,14 @@ int sp_kafka_join_group_response_decode(struct sp_kreader *r, int16_t version, s
     SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "JoinGroupResponse.MemberId"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->members), sp_kafka_join_group_response_join_group_response_member_bytes_min(version), &s->members_count, &items, "JoinGroupResponse.Members"));
+        SP_KTRY(
+            sp_kr_array(r, flex, false, sizeof(*s->members),
+                        sp_kafka_join_group_response_join_group_response_member_bytes_min(version),
+                        &s->members_count, &items, "JoinGroupResponse.Members"));
         s->members = items;
         for (int32_t i = 0; i < s->members_count; i++)
-            SP_KTRY(sp_kafka_join_group_response_join_group_response_member_decode(r, version, &s->members[i]));
+            SP_KTRY(sp_kafka_join_group_response_join_group_response_member_decode(r, version,
+                                                                                   &s->members[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -188,7 +215,8 @@ int sp_kafka_join_group_response_decode(struct sp_kreader *r, int16_t version, s
     return 0;
 }
 
-int sp_kafka_join_group_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_join_group_response *s)
+int sp_kafka_join_group_response_encode(struct sp_kwriter *w, int16_t version,
+                                        const struct sp_kafka_join_group_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -202,9 +230,11 @@ int sp_kafka_join_group_response_encode(struct sp_kwriter *w, int16_t version, c
     SP_KTRY(sp_kw_int16(w, s->error_code, "JoinGroupResponse.ErrorCode"));
     SP_KTRY(sp_kw_int32(w, s->generation_id, "JoinGroupResponse.GenerationId"));
     if (version >= 7) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 7, s->protocol_type, "JoinGroupResponse.ProtocolType"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 7, s->protocol_type,
+                             "JoinGroupResponse.ProtocolType"));
     }
-    SP_KTRY(sp_kw_string(w, flex, version >= 7, s->protocol_name, "JoinGroupResponse.ProtocolName"));
+    SP_KTRY(
+        sp_kw_string(w, flex, version >= 7, s->protocol_name, "JoinGroupResponse.ProtocolName"));
     SP_KTRY(sp_kw_string(w, flex, false, s->leader, "JoinGroupResponse.Leader"));
     if (version >= 9) {
         SP_KTRY(sp_kw_bool(w, s->skip_assignment, "JoinGroupResponse.SkipAssignment"));
@@ -214,7 +244,8 @@ int sp_kafka_join_group_response_encode(struct sp_kwriter *w, int16_t version, c
     SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "JoinGroupResponse.MemberId"));
     SP_KTRY(sp_kw_length(w, flex, true, false, s->members_count, "JoinGroupResponse.Members"));
     for (int32_t i = 0; i < s->members_count; i++)
-        SP_KTRY(sp_kafka_join_group_response_join_group_response_member_encode(w, version, &s->members[i]));
+        SP_KTRY(sp_kafka_join_group_response_join_group_response_member_encode(w, version,
+                                                                               &s->members[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "JoinGroupResponse._tagged_fields"));
@@ -222,7 +253,8 @@ int sp_kafka_join_group_response_encode(struct sp_kwriter *w, int16_t version, c
     return 0;
 }
 
-size_t sp_kafka_join_group_response_size(const struct sp_kafka_join_group_response *s, int16_t version)
+size_t sp_kafka_join_group_response_size(const struct sp_kafka_join_group_response *s,
+                                         int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -252,4 +284,3 @@ size_t sp_kafka_join_group_response_size(const struct sp_kafka_join_group_respon
     }
     return n;
 }
-

@@ -4,26 +4,32 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_leave_group_request_member_identity_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_request_member_identity *s);
-static int sp_kafka_leave_group_request_member_identity_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_leave_group_request_member_identity *s);
-static size_t sp_kafka_leave_group_request_member_identity_size(const struct sp_kafka_leave_group_request_member_identity *s, int16_t version);
+static int sp_kafka_leave_group_request_member_identity_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_request_member_identity *s);
+static int sp_kafka_leave_group_request_member_identity_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_leave_group_request_member_identity *s);
+static size_t sp_kafka_leave_group_request_member_identity_size(
+    const struct sp_kafka_leave_group_request_member_identity *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_leave_group_request_member_identity_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_leave_group_request_member_identity_is_default(const struct sp_kafka_leave_group_request_member_identity *s);
+SP_UNUSED static bool sp_kafka_leave_group_request_member_identity_is_default(
+    const struct sp_kafka_leave_group_request_member_identity *s);
 SP_UNUSED static size_t sp_kafka_leave_group_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_leave_group_request_is_default(const struct sp_kafka_leave_group_request *s);
+SP_UNUSED static bool
+sp_kafka_leave_group_request_is_default(const struct sp_kafka_leave_group_request *s);
 
-void sp_kafka_leave_group_request_member_identity_init(struct sp_kafka_leave_group_request_member_identity *s)
+void sp_kafka_leave_group_request_member_identity_init(
+    struct sp_kafka_leave_group_request_member_identity *s)
 {
     memset(s, 0, sizeof(*s));
     s->group_instance_id = SP_KSTR_NULL;
     s->reason = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_leave_group_request_member_identity_is_default(const struct sp_kafka_leave_group_request_member_identity *s)
+SP_UNUSED static bool sp_kafka_leave_group_request_member_identity_is_default(
+    const struct sp_kafka_leave_group_request_member_identity *s)
 {
-    return (s->member_id.len == 0) &&
-           (s->group_instance_id.len < 0) &&
-           (s->reason.len < 0);
+    return (s->member_id.len == 0) && (s->group_instance_id.len < 0) && (s->reason.len < 0);
 }
 
 SP_UNUSED static size_t sp_kafka_leave_group_request_member_identity_bytes_min(int16_t version)
@@ -40,20 +46,24 @@ SP_UNUSED static size_t sp_kafka_leave_group_request_member_identity_bytes_min(i
     return n;
 }
 
-static int sp_kafka_leave_group_request_member_identity_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_request_member_identity *s)
+static int sp_kafka_leave_group_request_member_identity_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_request_member_identity *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_leave_group_request_member_identity_init(s);
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "LeaveGroupRequest.MemberIdentity.MemberId"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->member_id,
+                             "LeaveGroupRequest.MemberIdentity.MemberId"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id, "LeaveGroupRequest.MemberIdentity.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id,
+                             "LeaveGroupRequest.MemberIdentity.GroupInstanceId"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->reason, "LeaveGroupRequest.MemberIdentity.Reason"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->reason,
+                             "LeaveGroupRequest.MemberIdentity.Reason"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -68,24 +78,29 @@ static int sp_kafka_leave_group_request_member_identity_decode(struct sp_kreader
     return 0;
 }
 
-static int sp_kafka_leave_group_request_member_identity_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_leave_group_request_member_identity *s)
+static int sp_kafka_leave_group_request_member_identity_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_leave_group_request_member_identity *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "LeaveGroupRequest.MemberIdentity.MemberId"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->member_id,
+                             "LeaveGroupRequest.MemberIdentity.MemberId"));
     } else if (!(s->member_id.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "LeaveGroupRequest.MemberIdentity.MemberId");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id, "LeaveGroupRequest.MemberIdentity.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id,
+                             "LeaveGroupRequest.MemberIdentity.GroupInstanceId"));
     } else if (!(s->group_instance_id.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "LeaveGroupRequest.MemberIdentity.GroupInstanceId");
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->reason, "LeaveGroupRequest.MemberIdentity.Reason"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->reason,
+                             "LeaveGroupRequest.MemberIdentity.Reason"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -94,7 +109,8 @@ static int sp_kafka_leave_group_request_member_identity_encode(struct sp_kwriter
     return 0;
 }
 
-static size_t sp_kafka_leave_group_request_member_identity_size(const struct sp_kafka_leave_group_request_member_identity *s, int16_t version)
+static size_t sp_kafka_leave_group_request_member_identity_size(
+    const struct sp_kafka_leave_group_request_member_identity *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -122,11 +138,10 @@ void sp_kafka_leave_group_request_init(struct sp_kafka_leave_group_request *s)
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_leave_group_request_is_default(const struct sp_kafka_leave_group_request *s)
+SP_UNUSED static bool
+sp_kafka_leave_group_request_is_default(const struct sp_kafka_leave_group_request *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->member_id.len == 0) &&
-           (s->members_count == 0);
+    return (s->group_id.len == 0) && (s->member_id.len == 0) && (s->members_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_leave_group_request_bytes_min(int16_t version)
@@ -143,7 +158,8 @@ SP_UNUSED static size_t sp_kafka_leave_group_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_leave_group_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_request *s)
+int sp_kafka_leave_group_request_decode(struct sp_kreader *r, int16_t version,
+                                        struct sp_kafka_leave_group_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -158,10 +174,13 @@ int sp_kafka_leave_group_request_decode(struct sp_kreader *r, int16_t version, s
     if (version >= 3) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->members), sp_kafka_leave_group_request_member_identity_bytes_min(version), &s->members_count, &items, "LeaveGroupRequest.Members"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->members),
+                                sp_kafka_leave_group_request_member_identity_bytes_min(version),
+                                &s->members_count, &items, "LeaveGroupRequest.Members"));
             s->members = items;
             for (int32_t i = 0; i < s->members_count; i++)
-                SP_KTRY(sp_kafka_leave_group_request_member_identity_decode(r, version, &s->members[i]));
+                SP_KTRY(sp_kafka_leave_group_request_member_identity_decode(r, version,
+                                                                            &s->members[i]));
         }
     }
     if (flex) {
@@ -177,7 +196,8 @@ int sp_kafka_leave_group_request_decode(struct sp_kreader *r, int16_t version, s
     return 0;
 }
 
-int sp_kafka_leave_group_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_leave_group_request *s)
+int sp_kafka_leave_group_request_encode(struct sp_kwriter *w, int16_t version,
+                                        const struct sp_kafka_leave_group_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -194,7 +214,8 @@ int sp_kafka_leave_group_request_encode(struct sp_kwriter *w, int16_t version, c
     if (version >= 3) {
         SP_KTRY(sp_kw_length(w, flex, true, false, s->members_count, "LeaveGroupRequest.Members"));
         for (int32_t i = 0; i < s->members_count; i++)
-            SP_KTRY(sp_kafka_leave_group_request_member_identity_encode(w, version, &s->members[i]));
+            SP_KTRY(
+                sp_kafka_leave_group_request_member_identity_encode(w, version, &s->members[i]));
     } else if (!(s->members_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "LeaveGroupRequest.Members");
     }
@@ -205,7 +226,8 @@ int sp_kafka_leave_group_request_encode(struct sp_kwriter *w, int16_t version, c
     return 0;
 }
 
-size_t sp_kafka_leave_group_request_size(const struct sp_kafka_leave_group_request *s, int16_t version)
+size_t sp_kafka_leave_group_request_size(const struct sp_kafka_leave_group_request *s,
+                                         int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -227,4 +249,3 @@ size_t sp_kafka_leave_group_request_size(const struct sp_kafka_leave_group_reque
     }
     return n;
 }
-

@@ -4,24 +4,30 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_leave_group_response_member_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_response_member_response *s);
-static int sp_kafka_leave_group_response_member_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_leave_group_response_member_response *s);
-static size_t sp_kafka_leave_group_response_member_response_size(const struct sp_kafka_leave_group_response_member_response *s, int16_t version);
+static int sp_kafka_leave_group_response_member_response_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_response_member_response *s);
+static int sp_kafka_leave_group_response_member_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_leave_group_response_member_response *s);
+static size_t sp_kafka_leave_group_response_member_response_size(
+    const struct sp_kafka_leave_group_response_member_response *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_leave_group_response_member_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_leave_group_response_member_response_is_default(const struct sp_kafka_leave_group_response_member_response *s);
+SP_UNUSED static bool sp_kafka_leave_group_response_member_response_is_default(
+    const struct sp_kafka_leave_group_response_member_response *s);
 SP_UNUSED static size_t sp_kafka_leave_group_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_leave_group_response_is_default(const struct sp_kafka_leave_group_response *s);
+SP_UNUSED static bool
+sp_kafka_leave_group_response_is_default(const struct sp_kafka_leave_group_response *s);
 
-void sp_kafka_leave_group_response_member_response_init(struct sp_kafka_leave_group_response_member_response *s)
+void sp_kafka_leave_group_response_member_response_init(
+    struct sp_kafka_leave_group_response_member_response *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_leave_group_response_member_response_is_default(const struct sp_kafka_leave_group_response_member_response *s)
+SP_UNUSED static bool sp_kafka_leave_group_response_member_response_is_default(
+    const struct sp_kafka_leave_group_response_member_response *s)
 {
-    return (s->member_id.len == 0) &&
-           (s->group_instance_id.len == 0) &&
-           (s->error_code == 0);
+    return (s->member_id.len == 0) && (s->group_instance_id.len == 0) && (s->error_code == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_leave_group_response_member_response_bytes_min(int16_t version)
@@ -38,24 +44,28 @@ SP_UNUSED static size_t sp_kafka_leave_group_response_member_response_bytes_min(
     return n;
 }
 
-static int sp_kafka_leave_group_response_member_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_response_member_response *s)
+static int sp_kafka_leave_group_response_member_response_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_response_member_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_leave_group_response_member_response_init(s);
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "LeaveGroupResponse.MemberResponse.MemberId"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->member_id,
+                             "LeaveGroupResponse.MemberResponse.MemberId"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id, "LeaveGroupResponse.MemberResponse.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id,
+                             "LeaveGroupResponse.MemberResponse.GroupInstanceId"));
     }
     if (version >= 3) {
         SP_KTRY(sp_kr_int16(r, &s->error_code, "LeaveGroupResponse.MemberResponse.ErrorCode"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "LeaveGroupResponse.MemberResponse._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "LeaveGroupResponse.MemberResponse._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "LeaveGroupResponse.MemberResponse._tagged_fields"));
@@ -66,19 +76,23 @@ static int sp_kafka_leave_group_response_member_response_decode(struct sp_kreade
     return 0;
 }
 
-static int sp_kafka_leave_group_response_member_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_leave_group_response_member_response *s)
+static int sp_kafka_leave_group_response_member_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_leave_group_response_member_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "LeaveGroupResponse.MemberResponse.MemberId"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->member_id,
+                             "LeaveGroupResponse.MemberResponse.MemberId"));
     } else if (!(s->member_id.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "LeaveGroupResponse.MemberResponse.MemberId");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id, "LeaveGroupResponse.MemberResponse.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id,
+                             "LeaveGroupResponse.MemberResponse.GroupInstanceId"));
     } else if (!(s->group_instance_id.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "LeaveGroupResponse.MemberResponse.GroupInstanceId");
     }
@@ -94,7 +108,8 @@ static int sp_kafka_leave_group_response_member_response_encode(struct sp_kwrite
     return 0;
 }
 
-static size_t sp_kafka_leave_group_response_member_response_size(const struct sp_kafka_leave_group_response_member_response *s, int16_t version)
+static size_t sp_kafka_leave_group_response_member_response_size(
+    const struct sp_kafka_leave_group_response_member_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -122,11 +137,10 @@ void sp_kafka_leave_group_response_init(struct sp_kafka_leave_group_response *s)
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_leave_group_response_is_default(const struct sp_kafka_leave_group_response *s)
+SP_UNUSED static bool
+sp_kafka_leave_group_response_is_default(const struct sp_kafka_leave_group_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->members_count == 0);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->members_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_leave_group_response_bytes_min(int16_t version)
@@ -143,7 +157,8 @@ SP_UNUSED static size_t sp_kafka_leave_group_response_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_leave_group_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_leave_group_response *s)
+int sp_kafka_leave_group_response_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_leave_group_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -158,10 +173,13 @@ int sp_kafka_leave_group_response_decode(struct sp_kreader *r, int16_t version, 
     if (version >= 3) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->members), sp_kafka_leave_group_response_member_response_bytes_min(version), &s->members_count, &items, "LeaveGroupResponse.Members"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->members),
+                                sp_kafka_leave_group_response_member_response_bytes_min(version),
+                                &s->members_count, &items, "LeaveGroupResponse.Members"));
             s->members = items;
             for (int32_t i = 0; i < s->members_count; i++)
-                SP_KTRY(sp_kafka_leave_group_response_member_response_decode(r, version, &s->members[i]));
+                SP_KTRY(sp_kafka_leave_group_response_member_response_decode(r, version,
+                                                                             &s->members[i]));
         }
     }
     if (flex) {
@@ -177,7 +195,8 @@ int sp_kafka_leave_group_response_decode(struct sp_kreader *r, int16_t version, 
     return 0;
 }
 
-int sp_kafka_leave_group_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_leave_group_response *s)
+int sp_kafka_leave_group_response_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_leave_group_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -192,7 +211,8 @@ int sp_kafka_leave_group_response_encode(struct sp_kwriter *w, int16_t version, 
     if (version >= 3) {
         SP_KTRY(sp_kw_length(w, flex, true, false, s->members_count, "LeaveGroupResponse.Members"));
         for (int32_t i = 0; i < s->members_count; i++)
-            SP_KTRY(sp_kafka_leave_group_response_member_response_encode(w, version, &s->members[i]));
+            SP_KTRY(
+                sp_kafka_leave_group_response_member_response_encode(w, version, &s->members[i]));
     } else if (!(s->members_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "LeaveGroupResponse.Members");
     }
@@ -203,7 +223,8 @@ int sp_kafka_leave_group_response_encode(struct sp_kwriter *w, int16_t version, 
     return 0;
 }
 
-size_t sp_kafka_leave_group_response_size(const struct sp_kafka_leave_group_response *s, int16_t version)
+size_t sp_kafka_leave_group_response_size(const struct sp_kafka_leave_group_response *s,
+                                          int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -225,4 +246,3 @@ size_t sp_kafka_leave_group_response_size(const struct sp_kafka_leave_group_resp
     }
     return n;
 }
-

@@ -5,17 +5,18 @@
 #define IS_FLEXIBLE(version) (version >= 3)
 
 SP_UNUSED static size_t sp_kafka_list_groups_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_groups_request_is_default(const struct sp_kafka_list_groups_request *s);
+SP_UNUSED static bool
+sp_kafka_list_groups_request_is_default(const struct sp_kafka_list_groups_request *s);
 
 void sp_kafka_list_groups_request_init(struct sp_kafka_list_groups_request *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_list_groups_request_is_default(const struct sp_kafka_list_groups_request *s)
+SP_UNUSED static bool
+sp_kafka_list_groups_request_is_default(const struct sp_kafka_list_groups_request *s)
 {
-    return (s->states_filter_count == 0) &&
-           (s->types_filter_count == 0);
+    return (s->states_filter_count == 0) && (s->types_filter_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_list_groups_request_bytes_min(int16_t version)
@@ -30,7 +31,8 @@ SP_UNUSED static size_t sp_kafka_list_groups_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_list_groups_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_groups_request *s)
+int sp_kafka_list_groups_request_decode(struct sp_kreader *r, int16_t version,
+                                        struct sp_kafka_list_groups_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -41,19 +43,23 @@ int sp_kafka_list_groups_request_decode(struct sp_kreader *r, int16_t version, s
     if (version >= 4) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->states_filter), (flex ? 1u : 2u), &s->states_filter_count, &items, "ListGroupsRequest.StatesFilter"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->states_filter), (flex ? 1u : 2u),
+                                &s->states_filter_count, &items, "ListGroupsRequest.StatesFilter"));
             s->states_filter = items;
             for (int32_t i = 0; i < s->states_filter_count; i++)
-                SP_KTRY(sp_kr_string(r, flex, false, &s->states_filter[i], "ListGroupsRequest.StatesFilter"));
+                SP_KTRY(sp_kr_string(r, flex, false, &s->states_filter[i],
+                                     "ListGroupsRequest.StatesFilter"));
         }
     }
     if (version >= 5) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->types_filter), (flex ? 1u : 2u), &s->types_filter_count, &items, "ListGroupsRequest.TypesFilter"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->types_filter), (flex ? 1u : 2u),
+                                &s->types_filter_count, &items, "ListGroupsRequest.TypesFilter"));
             s->types_filter = items;
             for (int32_t i = 0; i < s->types_filter_count; i++)
-                SP_KTRY(sp_kr_string(r, flex, false, &s->types_filter[i], "ListGroupsRequest.TypesFilter"));
+                SP_KTRY(sp_kr_string(r, flex, false, &s->types_filter[i],
+                                     "ListGroupsRequest.TypesFilter"));
         }
     }
     if (flex) {
@@ -69,7 +75,8 @@ int sp_kafka_list_groups_request_decode(struct sp_kreader *r, int16_t version, s
     return 0;
 }
 
-int sp_kafka_list_groups_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_groups_request *s)
+int sp_kafka_list_groups_request_encode(struct sp_kwriter *w, int16_t version,
+                                        const struct sp_kafka_list_groups_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -78,16 +85,20 @@ int sp_kafka_list_groups_request_encode(struct sp_kwriter *w, int16_t version, c
     if (version < 0 || version > 5)
         return sp_kw_fail(w, -ENOTSUP, "ListGroupsRequest.version");
     if (version >= 4) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->states_filter_count, "ListGroupsRequest.StatesFilter"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->states_filter_count,
+                             "ListGroupsRequest.StatesFilter"));
         for (int32_t i = 0; i < s->states_filter_count; i++)
-            SP_KTRY(sp_kw_string(w, flex, false, s->states_filter[i], "ListGroupsRequest.StatesFilter"));
+            SP_KTRY(sp_kw_string(w, flex, false, s->states_filter[i],
+                                 "ListGroupsRequest.StatesFilter"));
     } else if (!(s->states_filter_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ListGroupsRequest.StatesFilter");
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->types_filter_count, "ListGroupsRequest.TypesFilter"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->types_filter_count,
+                             "ListGroupsRequest.TypesFilter"));
         for (int32_t i = 0; i < s->types_filter_count; i++)
-            SP_KTRY(sp_kw_string(w, flex, false, s->types_filter[i], "ListGroupsRequest.TypesFilter"));
+            SP_KTRY(
+                sp_kw_string(w, flex, false, s->types_filter[i], "ListGroupsRequest.TypesFilter"));
     } else if (!(s->types_filter_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ListGroupsRequest.TypesFilter");
     }
@@ -98,7 +109,8 @@ int sp_kafka_list_groups_request_encode(struct sp_kwriter *w, int16_t version, c
     return 0;
 }
 
-size_t sp_kafka_list_groups_request_size(const struct sp_kafka_list_groups_request *s, int16_t version)
+size_t sp_kafka_list_groups_request_size(const struct sp_kafka_list_groups_request *s,
+                                         int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -121,4 +133,3 @@ size_t sp_kafka_list_groups_request_size(const struct sp_kafka_list_groups_reque
     }
     return n;
 }
-

@@ -10,10 +10,12 @@
 #define SP_KAFKA_LIST_GROUPS_REQUEST_FLEXIBLE_MIN 3 /* -1: never flexible */
 
 struct sp_kafka_list_groups_request {
-    /* The states of the groups we want to list. If empty, all groups are returned with their state. */
+    /* The states of the groups we want to list. If empty, all groups are returned with their state.
+     */
     struct sp_kstr *states_filter;
     int32_t states_filter_count; /* -1: null */
-    /* The types of the groups we want to list. If empty, all groups are returned with their type. */
+    /* The types of the groups we want to list. If empty, all groups are returned with their type.
+     */
     struct sp_kstr *types_filter;
     int32_t types_filter_count; /* -1: null */
 };
@@ -24,11 +26,12 @@ void sp_kafka_list_groups_request_init(struct sp_kafka_list_groups_request *s);
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_list_groups_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_list_groups_request *s);
+                                                      struct sp_kafka_list_groups_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_list_groups_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_list_groups_request *s);
+                                                      const struct sp_kafka_list_groups_request *s);
 /* Bytes that sp_kafka_list_groups_request_encode writes at `version`. */
-size_t sp_kafka_list_groups_request_size(const struct sp_kafka_list_groups_request *s, int16_t version);
+size_t sp_kafka_list_groups_request_size(const struct sp_kafka_list_groups_request *s,
+                                         int16_t version);
 
 #endif /* SP_KAFKA_GEN_LIST_GROUPS_REQUEST_H */

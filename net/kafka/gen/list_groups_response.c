@@ -4,24 +4,30 @@
 
 #define IS_FLEXIBLE(version) (version >= 3)
 
-static int sp_kafka_list_groups_response_listed_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_groups_response_listed_group *s);
-static int sp_kafka_list_groups_response_listed_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_groups_response_listed_group *s);
-static size_t sp_kafka_list_groups_response_listed_group_size(const struct sp_kafka_list_groups_response_listed_group *s, int16_t version);
+static int sp_kafka_list_groups_response_listed_group_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_list_groups_response_listed_group *s);
+static int sp_kafka_list_groups_response_listed_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_groups_response_listed_group *s);
+static size_t sp_kafka_list_groups_response_listed_group_size(
+    const struct sp_kafka_list_groups_response_listed_group *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_list_groups_response_listed_group_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_groups_response_listed_group_is_default(const struct sp_kafka_list_groups_response_listed_group *s);
+SP_UNUSED static bool sp_kafka_list_groups_response_listed_group_is_default(
+    const struct sp_kafka_list_groups_response_listed_group *s);
 SP_UNUSED static size_t sp_kafka_list_groups_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_groups_response_is_default(const struct sp_kafka_list_groups_response *s);
+SP_UNUSED static bool
+sp_kafka_list_groups_response_is_default(const struct sp_kafka_list_groups_response *s);
 
-void sp_kafka_list_groups_response_listed_group_init(struct sp_kafka_list_groups_response_listed_group *s)
+void sp_kafka_list_groups_response_listed_group_init(
+    struct sp_kafka_list_groups_response_listed_group *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_list_groups_response_listed_group_is_default(const struct sp_kafka_list_groups_response_listed_group *s)
+SP_UNUSED static bool sp_kafka_list_groups_response_listed_group_is_default(
+    const struct sp_kafka_list_groups_response_listed_group *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->protocol_type.len == 0) &&
-           (s->group_state.len == 0) &&
+    return (s->group_id.len == 0) && (s->protocol_type.len == 0) && (s->group_state.len == 0) &&
            (s->group_type.len == 0);
 }
 
@@ -41,19 +47,23 @@ SP_UNUSED static size_t sp_kafka_list_groups_response_listed_group_bytes_min(int
     return n;
 }
 
-static int sp_kafka_list_groups_response_listed_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_groups_response_listed_group *s)
+static int sp_kafka_list_groups_response_listed_group_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_list_groups_response_listed_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_list_groups_response_listed_group_init(s);
     SP_KTRY(sp_kr_string(r, flex, false, &s->group_id, "ListGroupsResponse.ListedGroup.GroupId"));
-    SP_KTRY(sp_kr_string(r, flex, false, &s->protocol_type, "ListGroupsResponse.ListedGroup.ProtocolType"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->protocol_type,
+                         "ListGroupsResponse.ListedGroup.ProtocolType"));
     if (version >= 4) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->group_state, "ListGroupsResponse.ListedGroup.GroupState"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->group_state,
+                             "ListGroupsResponse.ListedGroup.GroupState"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->group_type, "ListGroupsResponse.ListedGroup.GroupType"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->group_type,
+                             "ListGroupsResponse.ListedGroup.GroupType"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -68,19 +78,24 @@ static int sp_kafka_list_groups_response_listed_group_decode(struct sp_kreader *
     return 0;
 }
 
-static int sp_kafka_list_groups_response_listed_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_groups_response_listed_group *s)
+static int sp_kafka_list_groups_response_listed_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_groups_response_listed_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_string(w, flex, false, s->group_id, "ListGroupsResponse.ListedGroup.GroupId"));
-    SP_KTRY(sp_kw_string(w, flex, false, s->protocol_type, "ListGroupsResponse.ListedGroup.ProtocolType"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->protocol_type,
+                         "ListGroupsResponse.ListedGroup.ProtocolType"));
     if (version >= 4) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->group_state, "ListGroupsResponse.ListedGroup.GroupState"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->group_state,
+                             "ListGroupsResponse.ListedGroup.GroupState"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->group_type, "ListGroupsResponse.ListedGroup.GroupType"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->group_type,
+                             "ListGroupsResponse.ListedGroup.GroupType"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -89,7 +104,8 @@ static int sp_kafka_list_groups_response_listed_group_encode(struct sp_kwriter *
     return 0;
 }
 
-static size_t sp_kafka_list_groups_response_listed_group_size(const struct sp_kafka_list_groups_response_listed_group *s, int16_t version)
+static size_t sp_kafka_list_groups_response_listed_group_size(
+    const struct sp_kafka_list_groups_response_listed_group *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -116,11 +132,10 @@ void sp_kafka_list_groups_response_init(struct sp_kafka_list_groups_response *s)
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_list_groups_response_is_default(const struct sp_kafka_list_groups_response *s)
+SP_UNUSED static bool
+sp_kafka_list_groups_response_is_default(const struct sp_kafka_list_groups_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->groups_count == 0);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->groups_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_list_groups_response_bytes_min(int16_t version)
@@ -137,7 +152,8 @@ SP_UNUSED static size_t sp_kafka_list_groups_response_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_list_groups_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_groups_response *s)
+int sp_kafka_list_groups_response_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_list_groups_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -151,7 +167,9 @@ int sp_kafka_list_groups_response_decode(struct sp_kreader *r, int16_t version, 
     SP_KTRY(sp_kr_int16(r, &s->error_code, "ListGroupsResponse.ErrorCode"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups), sp_kafka_list_groups_response_listed_group_bytes_min(version), &s->groups_count, &items, "ListGroupsResponse.Groups"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups),
+                            sp_kafka_list_groups_response_listed_group_bytes_min(version),
+                            &s->groups_count, &items, "ListGroupsResponse.Groups"));
         s->groups = items;
         for (int32_t i = 0; i < s->groups_count; i++)
             SP_KTRY(sp_kafka_list_groups_response_listed_group_decode(r, version, &s->groups[i]));
@@ -169,7 +187,8 @@ int sp_kafka_list_groups_response_decode(struct sp_kreader *r, int16_t version, 
     return 0;
 }
 
-int sp_kafka_list_groups_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_groups_response *s)
+int sp_kafka_list_groups_response_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_list_groups_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -191,7 +210,8 @@ int sp_kafka_list_groups_response_encode(struct sp_kwriter *w, int16_t version, 
     return 0;
 }
 
-size_t sp_kafka_list_groups_response_size(const struct sp_kafka_list_groups_response *s, int16_t version)
+size_t sp_kafka_list_groups_response_size(const struct sp_kafka_list_groups_response *s,
+                                          int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -211,4 +231,3 @@ size_t sp_kafka_list_groups_response_size(const struct sp_kafka_list_groups_resp
     }
     return n;
 }
-

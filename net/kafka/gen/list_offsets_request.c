@@ -4,35 +4,50 @@
 
 #define IS_FLEXIBLE(version) (version >= 6)
 
-static int sp_kafka_list_offsets_request_list_offsets_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_request_list_offsets_partition *s);
-static int sp_kafka_list_offsets_request_list_offsets_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_request_list_offsets_partition *s);
-static size_t sp_kafka_list_offsets_request_list_offsets_partition_size(const struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_list_offsets_request_list_offsets_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_partition_is_default(const struct sp_kafka_list_offsets_request_list_offsets_partition *s);
-static int sp_kafka_list_offsets_request_list_offsets_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_request_list_offsets_topic *s);
-static int sp_kafka_list_offsets_request_list_offsets_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_request_list_offsets_topic *s);
-static size_t sp_kafka_list_offsets_request_list_offsets_topic_size(const struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version);
+static int sp_kafka_list_offsets_request_list_offsets_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_request_list_offsets_partition *s);
+static int sp_kafka_list_offsets_request_list_offsets_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_request_list_offsets_partition *s);
+static size_t sp_kafka_list_offsets_request_list_offsets_partition_size(
+    const struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_list_offsets_request_list_offsets_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_partition_is_default(
+    const struct sp_kafka_list_offsets_request_list_offsets_partition *s);
+static int sp_kafka_list_offsets_request_list_offsets_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_request_list_offsets_topic *s);
+static int sp_kafka_list_offsets_request_list_offsets_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_request_list_offsets_topic *s);
+static size_t sp_kafka_list_offsets_request_list_offsets_topic_size(
+    const struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_list_offsets_request_list_offsets_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_topic_is_default(const struct sp_kafka_list_offsets_request_list_offsets_topic *s);
+SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_topic_is_default(
+    const struct sp_kafka_list_offsets_request_list_offsets_topic *s);
 SP_UNUSED static size_t sp_kafka_list_offsets_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_offsets_request_is_default(const struct sp_kafka_list_offsets_request *s);
+SP_UNUSED static bool
+sp_kafka_list_offsets_request_is_default(const struct sp_kafka_list_offsets_request *s);
 
-void sp_kafka_list_offsets_request_list_offsets_partition_init(struct sp_kafka_list_offsets_request_list_offsets_partition *s)
+void sp_kafka_list_offsets_request_list_offsets_partition_init(
+    struct sp_kafka_list_offsets_request_list_offsets_partition *s)
 {
     memset(s, 0, sizeof(*s));
     s->current_leader_epoch = -1;
     s->max_num_offsets = 1;
 }
 
-SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_partition_is_default(const struct sp_kafka_list_offsets_request_list_offsets_partition *s)
+SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_partition_is_default(
+    const struct sp_kafka_list_offsets_request_list_offsets_partition *s)
 {
-    return (s->partition_index == 0) &&
-           (s->current_leader_epoch == -1) &&
-           (s->timestamp == 0) &&
+    return (s->partition_index == 0) && (s->current_leader_epoch == -1) && (s->timestamp == 0) &&
            (s->max_num_offsets == 1);
 }
 
-SP_UNUSED static size_t sp_kafka_list_offsets_request_list_offsets_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_list_offsets_request_list_offsets_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -48,57 +63,72 @@ SP_UNUSED static size_t sp_kafka_list_offsets_request_list_offsets_partition_byt
     return n;
 }
 
-static int sp_kafka_list_offsets_request_list_offsets_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_request_list_offsets_partition *s)
+static int sp_kafka_list_offsets_request_list_offsets_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_request_list_offsets_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_list_offsets_request_list_offsets_partition_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "ListOffsetsRequest.ListOffsetsPartition.PartitionIndex"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "ListOffsetsRequest.ListOffsetsPartition.PartitionIndex"));
     if (version >= 4) {
-        SP_KTRY(sp_kr_int32(r, &s->current_leader_epoch, "ListOffsetsRequest.ListOffsetsPartition.CurrentLeaderEpoch"));
+        SP_KTRY(sp_kr_int32(r, &s->current_leader_epoch,
+                            "ListOffsetsRequest.ListOffsetsPartition.CurrentLeaderEpoch"));
     }
     SP_KTRY(sp_kr_int64(r, &s->timestamp, "ListOffsetsRequest.ListOffsetsPartition.Timestamp"));
     if (version <= 0) {
-        SP_KTRY(sp_kr_int32(r, &s->max_num_offsets, "ListOffsetsRequest.ListOffsetsPartition.MaxNumOffsets"));
+        SP_KTRY(sp_kr_int32(r, &s->max_num_offsets,
+                            "ListOffsetsRequest.ListOffsetsPartition.MaxNumOffsets"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_list_offsets_request_list_offsets_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_request_list_offsets_partition *s)
+static int sp_kafka_list_offsets_request_list_offsets_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_request_list_offsets_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "ListOffsetsRequest.ListOffsetsPartition.PartitionIndex"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "ListOffsetsRequest.ListOffsetsPartition.PartitionIndex"));
     if (version >= 4) {
-        SP_KTRY(sp_kw_int32(w, s->current_leader_epoch, "ListOffsetsRequest.ListOffsetsPartition.CurrentLeaderEpoch"));
+        SP_KTRY(sp_kw_int32(w, s->current_leader_epoch,
+                            "ListOffsetsRequest.ListOffsetsPartition.CurrentLeaderEpoch"));
     }
     SP_KTRY(sp_kw_int64(w, s->timestamp, "ListOffsetsRequest.ListOffsetsPartition.Timestamp"));
     if (version <= 0) {
-        SP_KTRY(sp_kw_int32(w, s->max_num_offsets, "ListOffsetsRequest.ListOffsetsPartition.MaxNumOffsets"));
+        SP_KTRY(sp_kw_int32(w, s->max_num_offsets,
+                            "ListOffsetsRequest.ListOffsetsPartition.MaxNumOffsets"));
     } else if (!(s->max_num_offsets == 1)) {
         return sp_kw_fail(w, -ENOTSUP, "ListOffsetsRequest.ListOffsetsPartition.MaxNumOffsets");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ListOffsetsRequest.ListOffsetsPartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_list_offsets_request_list_offsets_partition_size(const struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version)
+static size_t sp_kafka_list_offsets_request_list_offsets_partition_size(
+    const struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -120,15 +150,16 @@ static size_t sp_kafka_list_offsets_request_list_offsets_partition_size(const st
     return n;
 }
 
-void sp_kafka_list_offsets_request_list_offsets_topic_init(struct sp_kafka_list_offsets_request_list_offsets_topic *s)
+void sp_kafka_list_offsets_request_list_offsets_topic_init(
+    struct sp_kafka_list_offsets_request_list_offsets_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_topic_is_default(const struct sp_kafka_list_offsets_request_list_offsets_topic *s)
+SP_UNUSED static bool sp_kafka_list_offsets_request_list_offsets_topic_is_default(
+    const struct sp_kafka_list_offsets_request_list_offsets_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_list_offsets_request_list_offsets_topic_bytes_min(int16_t version)
@@ -143,7 +174,9 @@ SP_UNUSED static size_t sp_kafka_list_offsets_request_list_offsets_topic_bytes_m
     return n;
 }
 
-static int sp_kafka_list_offsets_request_list_offsets_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_request_list_offsets_topic *s)
+static int sp_kafka_list_offsets_request_list_offsets_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_request_list_offsets_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -152,14 +185,19 @@ static int sp_kafka_list_offsets_request_list_offsets_topic_decode(struct sp_kre
     SP_KTRY(sp_kr_string(r, flex, false, &s->name, "ListOffsetsRequest.ListOffsetsTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_list_offsets_request_list_offsets_partition_bytes_min(version), &s->partitions_count, &items, "ListOffsetsRequest.ListOffsetsTopic.Partitions"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions),
+                            sp_kafka_list_offsets_request_list_offsets_partition_bytes_min(version),
+                            &s->partitions_count, &items,
+                            "ListOffsetsRequest.ListOffsetsTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_list_offsets_request_list_offsets_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_list_offsets_request_list_offsets_partition_decode(r, version,
+                                                                                &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ListOffsetsRequest.ListOffsetsTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "ListOffsetsRequest.ListOffsetsTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "ListOffsetsRequest.ListOffsetsTopic._tagged_fields"));
@@ -170,24 +208,30 @@ static int sp_kafka_list_offsets_request_list_offsets_topic_decode(struct sp_kre
     return 0;
 }
 
-static int sp_kafka_list_offsets_request_list_offsets_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_request_list_offsets_topic *s)
+static int sp_kafka_list_offsets_request_list_offsets_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_request_list_offsets_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_string(w, flex, false, s->name, "ListOffsetsRequest.ListOffsetsTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "ListOffsetsRequest.ListOffsetsTopic.Partitions"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "ListOffsetsRequest.ListOffsetsTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_list_offsets_request_list_offsets_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_list_offsets_request_list_offsets_partition_encode(w, version,
+                                                                            &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ListOffsetsRequest.ListOffsetsTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "ListOffsetsRequest.ListOffsetsTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_list_offsets_request_list_offsets_topic_size(const struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version)
+static size_t sp_kafka_list_offsets_request_list_offsets_topic_size(
+    const struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -210,11 +254,10 @@ void sp_kafka_list_offsets_request_init(struct sp_kafka_list_offsets_request *s)
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_list_offsets_request_is_default(const struct sp_kafka_list_offsets_request *s)
+SP_UNUSED static bool
+sp_kafka_list_offsets_request_is_default(const struct sp_kafka_list_offsets_request *s)
 {
-    return (s->replica_id == 0) &&
-           (s->isolation_level == 0) &&
-           (s->topics_count == 0) &&
+    return (s->replica_id == 0) && (s->isolation_level == 0) && (s->topics_count == 0) &&
            (s->timeout_ms == 0);
 }
 
@@ -234,7 +277,8 @@ SP_UNUSED static size_t sp_kafka_list_offsets_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_list_offsets_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_request *s)
+int sp_kafka_list_offsets_request_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_list_offsets_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -248,10 +292,13 @@ int sp_kafka_list_offsets_request_decode(struct sp_kreader *r, int16_t version, 
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_list_offsets_request_list_offsets_topic_bytes_min(version), &s->topics_count, &items, "ListOffsetsRequest.Topics"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics),
+                            sp_kafka_list_offsets_request_list_offsets_topic_bytes_min(version),
+                            &s->topics_count, &items, "ListOffsetsRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_list_offsets_request_list_offsets_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(
+                sp_kafka_list_offsets_request_list_offsets_topic_decode(r, version, &s->topics[i]));
     }
     if (version >= 10) {
         SP_KTRY(sp_kr_int32(r, &s->timeout_ms, "ListOffsetsRequest.TimeoutMs"));
@@ -269,7 +316,8 @@ int sp_kafka_list_offsets_request_decode(struct sp_kreader *r, int16_t version, 
     return 0;
 }
 
-int sp_kafka_list_offsets_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_request *s)
+int sp_kafka_list_offsets_request_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_list_offsets_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -296,7 +344,8 @@ int sp_kafka_list_offsets_request_encode(struct sp_kwriter *w, int16_t version, 
     return 0;
 }
 
-size_t sp_kafka_list_offsets_request_size(const struct sp_kafka_list_offsets_request *s, int16_t version)
+size_t sp_kafka_list_offsets_request_size(const struct sp_kafka_list_offsets_request *s,
+                                          int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -319,4 +368,3 @@ size_t sp_kafka_list_offsets_request_size(const struct sp_kafka_list_offsets_req
     }
     return n;
 }
-

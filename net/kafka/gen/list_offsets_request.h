@@ -31,30 +31,40 @@ struct sp_kafka_list_offsets_request_list_offsets_topic {
 struct sp_kafka_list_offsets_request {
     /* The broker ID of the requester, or -1 if this request is being made by a normal consumer. */
     int32_t replica_id;
-    /* This setting controls the visibility of transactional records. Using READ_UNCOMMITTED (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1), non-transactional and COMMITTED transactional records are visible. To be more concrete, READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable offset), and enables the inclusion of the list of aborted transactions in the result, which allows consumers to discard ABORTED transactional records */
+    /* This setting controls the visibility of transactional records. Using READ_UNCOMMITTED
+     * (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1),
+     * non-transactional and COMMITTED transactional records are visible. To be more concrete,
+     * READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable
+     * offset), and enables the inclusion of the list of aborted transactions in the result, which
+     * allows consumers to discard ABORTED transactional records */
     int8_t isolation_level;
     /* Each topic in the request. */
     struct sp_kafka_list_offsets_request_list_offsets_topic *topics;
     int32_t topics_count; /* -1: null */
-    /* The timeout to await a response in milliseconds for requests that require reading from remote storage for topics enabled with tiered storage. */
+    /* The timeout to await a response in milliseconds for requests that require reading from remote
+     * storage for topics enabled with tiered storage. */
     int32_t timeout_ms;
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_list_offsets_request_list_offsets_partition_init(struct sp_kafka_list_offsets_request_list_offsets_partition *s);
+void sp_kafka_list_offsets_request_list_offsets_partition_init(
+    struct sp_kafka_list_offsets_request_list_offsets_partition *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_list_offsets_request_list_offsets_topic_init(struct sp_kafka_list_offsets_request_list_offsets_topic *s);
+void sp_kafka_list_offsets_request_list_offsets_topic_init(
+    struct sp_kafka_list_offsets_request_list_offsets_topic *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_list_offsets_request_init(struct sp_kafka_list_offsets_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_list_offsets_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_list_offsets_request *s);
+                                                       struct sp_kafka_list_offsets_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_list_offsets_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_list_offsets_request *s);
+SP_MUST_CHECK int
+sp_kafka_list_offsets_request_encode(struct sp_kwriter *w, int16_t version,
+                                     const struct sp_kafka_list_offsets_request *s);
 /* Bytes that sp_kafka_list_offsets_request_encode writes at `version`. */
-size_t sp_kafka_list_offsets_request_size(const struct sp_kafka_list_offsets_request *s, int16_t version);
+size_t sp_kafka_list_offsets_request_size(const struct sp_kafka_list_offsets_request *s,
+                                          int16_t version);
 
 #endif /* SP_KAFKA_GEN_LIST_OFFSETS_REQUEST_H */

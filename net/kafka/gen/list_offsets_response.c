@@ -4,20 +4,37 @@
 
 #define IS_FLEXIBLE(version) (version >= 6)
 
-static int sp_kafka_list_offsets_response_list_offsets_partition_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_response_list_offsets_partition_response *s);
-static int sp_kafka_list_offsets_response_list_offsets_partition_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s);
-static size_t sp_kafka_list_offsets_response_list_offsets_partition_response_size(const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_list_offsets_response_list_offsets_partition_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_partition_response_is_default(const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s);
-static int sp_kafka_list_offsets_response_list_offsets_topic_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_response_list_offsets_topic_response *s);
-static int sp_kafka_list_offsets_response_list_offsets_topic_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s);
-static size_t sp_kafka_list_offsets_response_list_offsets_topic_response_size(const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_list_offsets_response_list_offsets_topic_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_topic_response_is_default(const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s);
+static int sp_kafka_list_offsets_response_list_offsets_partition_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_response_list_offsets_partition_response *s);
+static int sp_kafka_list_offsets_response_list_offsets_partition_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s);
+static size_t sp_kafka_list_offsets_response_list_offsets_partition_response_size(
+    const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_list_offsets_response_list_offsets_partition_response_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_partition_response_is_default(
+    const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s);
+static int sp_kafka_list_offsets_response_list_offsets_topic_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_response_list_offsets_topic_response *s);
+static int sp_kafka_list_offsets_response_list_offsets_topic_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s);
+static size_t sp_kafka_list_offsets_response_list_offsets_topic_response_size(
+    const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_list_offsets_response_list_offsets_topic_response_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_topic_response_is_default(
+    const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s);
 SP_UNUSED static size_t sp_kafka_list_offsets_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_list_offsets_response_is_default(const struct sp_kafka_list_offsets_response *s);
+SP_UNUSED static bool
+sp_kafka_list_offsets_response_is_default(const struct sp_kafka_list_offsets_response *s);
 
-void sp_kafka_list_offsets_response_list_offsets_partition_response_init(struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
+void sp_kafka_list_offsets_response_list_offsets_partition_response_init(
+    struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
 {
     memset(s, 0, sizeof(*s));
     s->timestamp = INT64_C(-1);
@@ -25,17 +42,15 @@ void sp_kafka_list_offsets_response_list_offsets_partition_response_init(struct 
     s->leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_partition_response_is_default(const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
+SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_partition_response_is_default(
+    const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
 {
-    return (s->partition_index == 0) &&
-           (s->error_code == 0) &&
-           (s->old_style_offsets_count == 0) &&
-           (s->timestamp == INT64_C(-1)) &&
-           (s->offset == INT64_C(-1)) &&
-           (s->leader_epoch == -1);
+    return (s->partition_index == 0) && (s->error_code == 0) && (s->old_style_offsets_count == 0) &&
+           (s->timestamp == INT64_C(-1)) && (s->offset == INT64_C(-1)) && (s->leader_epoch == -1);
 }
 
-SP_UNUSED static size_t sp_kafka_list_offsets_response_list_offsets_partition_response_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_list_offsets_response_list_offsets_partition_response_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -55,83 +70,113 @@ SP_UNUSED static size_t sp_kafka_list_offsets_response_list_offsets_partition_re
     return n;
 }
 
-static int sp_kafka_list_offsets_response_list_offsets_partition_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
+static int sp_kafka_list_offsets_response_list_offsets_partition_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_list_offsets_response_list_offsets_partition_response_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "ListOffsetsResponse.ListOffsetsPartitionResponse.PartitionIndex"));
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "ListOffsetsResponse.ListOffsetsPartitionResponse.ErrorCode"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "ListOffsetsResponse.ListOffsetsPartitionResponse.PartitionIndex"));
+    SP_KTRY(sp_kr_int16(r, &s->error_code,
+                        "ListOffsetsResponse.ListOffsetsPartitionResponse.ErrorCode"));
     if (version <= 0) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->old_style_offsets), 8u, &s->old_style_offsets_count, &items, "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->old_style_offsets), 8u, &s->old_style_offsets_count,
+                &items, "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
             s->old_style_offsets = items;
             for (int32_t i = 0; i < s->old_style_offsets_count; i++)
-                SP_KTRY(sp_kr_int64(r, &s->old_style_offsets[i], "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
+                SP_KTRY(sp_kr_int64(
+                    r, &s->old_style_offsets[i],
+                    "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
         }
     }
     if (version >= 1) {
-        SP_KTRY(sp_kr_int64(r, &s->timestamp, "ListOffsetsResponse.ListOffsetsPartitionResponse.Timestamp"));
+        SP_KTRY(sp_kr_int64(r, &s->timestamp,
+                            "ListOffsetsResponse.ListOffsetsPartitionResponse.Timestamp"));
     }
     if (version >= 1) {
-        SP_KTRY(sp_kr_int64(r, &s->offset, "ListOffsetsResponse.ListOffsetsPartitionResponse.Offset"));
+        SP_KTRY(
+            sp_kr_int64(r, &s->offset, "ListOffsetsResponse.ListOffsetsPartitionResponse.Offset"));
     }
     if (version >= 4) {
-        SP_KTRY(sp_kr_int32(r, &s->leader_epoch, "ListOffsetsResponse.ListOffsetsPartitionResponse.LeaderEpoch"));
+        SP_KTRY(sp_kr_int32(r, &s->leader_epoch,
+                            "ListOffsetsResponse.ListOffsetsPartitionResponse.LeaderEpoch"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_list_offsets_response_list_offsets_partition_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
+static int sp_kafka_list_offsets_response_list_offsets_partition_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "ListOffsetsResponse.ListOffsetsPartitionResponse.PartitionIndex"));
-    SP_KTRY(sp_kw_int16(w, s->error_code, "ListOffsetsResponse.ListOffsetsPartitionResponse.ErrorCode"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "ListOffsetsResponse.ListOffsetsPartitionResponse.PartitionIndex"));
+    SP_KTRY(sp_kw_int16(w, s->error_code,
+                        "ListOffsetsResponse.ListOffsetsPartitionResponse.ErrorCode"));
     if (version <= 0) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->old_style_offsets_count, "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->old_style_offsets_count,
+                             "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
         for (int32_t i = 0; i < s->old_style_offsets_count; i++)
-            SP_KTRY(sp_kw_int64(w, s->old_style_offsets[i], "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
+            SP_KTRY(
+                sp_kw_int64(w, s->old_style_offsets[i],
+                            "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets"));
     } else if (!(s->old_style_offsets_count == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "ListOffsetsResponse.ListOffsetsPartitionResponse.OldStyleOffsets");
     }
     if (version >= 1) {
-        SP_KTRY(sp_kw_int64(w, s->timestamp, "ListOffsetsResponse.ListOffsetsPartitionResponse.Timestamp"));
+        SP_KTRY(sp_kw_int64(w, s->timestamp,
+                            "ListOffsetsResponse.ListOffsetsPartitionResponse.Timestamp"));
     } else if (!(s->timestamp == INT64_C(-1))) {
-        return sp_kw_fail(w, -ENOTSUP, "ListOffsetsResponse.ListOffsetsPartitionResponse.Timestamp");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "ListOffsetsResponse.ListOffsetsPartitionResponse.Timestamp");
     }
     if (version >= 1) {
-        SP_KTRY(sp_kw_int64(w, s->offset, "ListOffsetsResponse.ListOffsetsPartitionResponse.Offset"));
+        SP_KTRY(
+            sp_kw_int64(w, s->offset, "ListOffsetsResponse.ListOffsetsPartitionResponse.Offset"));
     } else if (!(s->offset == INT64_C(-1))) {
         return sp_kw_fail(w, -ENOTSUP, "ListOffsetsResponse.ListOffsetsPartitionResponse.Offset");
     }
     if (version >= 4) {
-        SP_KTRY(sp_kw_int32(w, s->leader_epoch, "ListOffsetsResponse.ListOffsetsPartitionResponse.LeaderEpoch"));
+        SP_KTRY(sp_kw_int32(w, s->leader_epoch,
+                            "ListOffsetsResponse.ListOffsetsPartitionResponse.LeaderEpoch"));
     } else if (!(s->leader_epoch == -1)) {
-        return sp_kw_fail(w, -ENOTSUP, "ListOffsetsResponse.ListOffsetsPartitionResponse.LeaderEpoch");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "ListOffsetsResponse.ListOffsetsPartitionResponse.LeaderEpoch");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ListOffsetsResponse.ListOffsetsPartitionResponse._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_list_offsets_response_list_offsets_partition_response_size(const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s, int16_t version)
+static size_t sp_kafka_list_offsets_response_list_offsets_partition_response_size(
+    const struct sp_kafka_list_offsets_response_list_offsets_partition_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -161,18 +206,20 @@ static size_t sp_kafka_list_offsets_response_list_offsets_partition_response_siz
     return n;
 }
 
-void sp_kafka_list_offsets_response_list_offsets_topic_response_init(struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
+void sp_kafka_list_offsets_response_list_offsets_topic_response_init(
+    struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_topic_response_is_default(const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
+SP_UNUSED static bool sp_kafka_list_offsets_response_list_offsets_topic_response_is_default(
+    const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_list_offsets_response_list_offsets_topic_response_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_list_offsets_response_list_offsets_topic_response_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -184,51 +231,70 @@ SP_UNUSED static size_t sp_kafka_list_offsets_response_list_offsets_topic_respon
     return n;
 }
 
-static int sp_kafka_list_offsets_response_list_offsets_topic_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
+static int sp_kafka_list_offsets_response_list_offsets_topic_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_list_offsets_response_list_offsets_topic_response_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "ListOffsetsResponse.ListOffsetsTopicResponse.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "ListOffsetsResponse.ListOffsetsTopicResponse.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_list_offsets_response_list_offsets_partition_response_bytes_min(version), &s->partitions_count, &items, "ListOffsetsResponse.ListOffsetsTopicResponse.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_list_offsets_response_list_offsets_partition_response_bytes_min(version),
+            &s->partitions_count, &items,
+            "ListOffsetsResponse.ListOffsetsTopicResponse.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_list_offsets_response_list_offsets_partition_response_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_list_offsets_response_list_offsets_partition_response_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_list_offsets_response_list_offsets_topic_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
+static int sp_kafka_list_offsets_response_list_offsets_topic_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "ListOffsetsResponse.ListOffsetsTopicResponse.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "ListOffsetsResponse.ListOffsetsTopicResponse.Partitions"));
+    SP_KTRY(
+        sp_kw_string(w, flex, false, s->name, "ListOffsetsResponse.ListOffsetsTopicResponse.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "ListOffsetsResponse.ListOffsetsTopicResponse.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_list_offsets_response_list_offsets_partition_response_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_list_offsets_response_list_offsets_partition_response_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ListOffsetsResponse.ListOffsetsTopicResponse._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_list_offsets_response_list_offsets_topic_response_size(const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version)
+static size_t sp_kafka_list_offsets_response_list_offsets_topic_response_size(
+    const struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -238,7 +304,8 @@ static size_t sp_kafka_list_offsets_response_list_offsets_topic_response_size(co
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_list_offsets_response_list_offsets_partition_response_size(&s->partitions[i], version);
+        n += sp_kafka_list_offsets_response_list_offsets_partition_response_size(&s->partitions[i],
+                                                                                 version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -251,10 +318,10 @@ void sp_kafka_list_offsets_response_init(struct sp_kafka_list_offsets_response *
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_list_offsets_response_is_default(const struct sp_kafka_list_offsets_response *s)
+SP_UNUSED static bool
+sp_kafka_list_offsets_response_is_default(const struct sp_kafka_list_offsets_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->topics_count == 0);
+    return (s->throttle_time_ms == 0) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_list_offsets_response_bytes_min(int16_t version)
@@ -269,7 +336,8 @@ SP_UNUSED static size_t sp_kafka_list_offsets_response_bytes_min(int16_t version
     return n;
 }
 
-int sp_kafka_list_offsets_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_list_offsets_response *s)
+int sp_kafka_list_offsets_response_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_list_offsets_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -282,10 +350,14 @@ int sp_kafka_list_offsets_response_decode(struct sp_kreader *r, int16_t version,
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_list_offsets_response_list_offsets_topic_response_bytes_min(version), &s->topics_count, &items, "ListOffsetsResponse.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_list_offsets_response_list_offsets_topic_response_bytes_min(version),
+            &s->topics_count, &items, "ListOffsetsResponse.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_list_offsets_response_list_offsets_topic_response_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_list_offsets_response_list_offsets_topic_response_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -300,7 +372,8 @@ int sp_kafka_list_offsets_response_decode(struct sp_kreader *r, int16_t version,
     return 0;
 }
 
-int sp_kafka_list_offsets_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_list_offsets_response *s)
+int sp_kafka_list_offsets_response_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_list_offsets_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -313,7 +386,8 @@ int sp_kafka_list_offsets_response_encode(struct sp_kwriter *w, int16_t version,
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "ListOffsetsResponse.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_list_offsets_response_list_offsets_topic_response_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_list_offsets_response_list_offsets_topic_response_encode(w, version,
+                                                                                  &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "ListOffsetsResponse._tagged_fields"));
@@ -321,7 +395,8 @@ int sp_kafka_list_offsets_response_encode(struct sp_kwriter *w, int16_t version,
     return 0;
 }
 
-size_t sp_kafka_list_offsets_response_size(const struct sp_kafka_list_offsets_response *s, int16_t version)
+size_t sp_kafka_list_offsets_response_size(const struct sp_kafka_list_offsets_response *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -333,11 +408,11 @@ size_t sp_kafka_list_offsets_response_size(const struct sp_kafka_list_offsets_re
     }
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_list_offsets_response_list_offsets_topic_response_size(&s->topics[i], version);
+        n +=
+            sp_kafka_list_offsets_response_list_offsets_topic_response_size(&s->topics[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

@@ -4,23 +4,31 @@
 
 #define IS_FLEXIBLE(version) (version >= 9)
 
-static int sp_kafka_metadata_request_metadata_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_request_metadata_request_topic *s);
-static int sp_kafka_metadata_request_metadata_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_request_metadata_request_topic *s);
-static size_t sp_kafka_metadata_request_metadata_request_topic_size(const struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version);
+static int sp_kafka_metadata_request_metadata_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_request_metadata_request_topic *s);
+static int sp_kafka_metadata_request_metadata_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_request_metadata_request_topic *s);
+static size_t sp_kafka_metadata_request_metadata_request_topic_size(
+    const struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_metadata_request_metadata_request_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_metadata_request_metadata_request_topic_is_default(const struct sp_kafka_metadata_request_metadata_request_topic *s);
+SP_UNUSED static bool sp_kafka_metadata_request_metadata_request_topic_is_default(
+    const struct sp_kafka_metadata_request_metadata_request_topic *s);
 SP_UNUSED static size_t sp_kafka_metadata_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_metadata_request_is_default(const struct sp_kafka_metadata_request *s);
+SP_UNUSED static bool
+sp_kafka_metadata_request_is_default(const struct sp_kafka_metadata_request *s);
 
-void sp_kafka_metadata_request_metadata_request_topic_init(struct sp_kafka_metadata_request_metadata_request_topic *s)
+void sp_kafka_metadata_request_metadata_request_topic_init(
+    struct sp_kafka_metadata_request_metadata_request_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_metadata_request_metadata_request_topic_is_default(const struct sp_kafka_metadata_request_metadata_request_topic *s)
+SP_UNUSED static bool sp_kafka_metadata_request_metadata_request_topic_is_default(
+    const struct sp_kafka_metadata_request_metadata_request_topic *s)
 {
-    return (sp_kuuid_is_zero(&s->topic_id)) &&
-           (s->name.len == 0);
+    return (sp_kuuid_is_zero(&s->topic_id)) && (s->name.len == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_metadata_request_metadata_request_topic_bytes_min(int16_t version)
@@ -35,7 +43,9 @@ SP_UNUSED static size_t sp_kafka_metadata_request_metadata_request_topic_bytes_m
     return n;
 }
 
-static int sp_kafka_metadata_request_metadata_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_request_metadata_request_topic *s)
+static int sp_kafka_metadata_request_metadata_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_request_metadata_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -44,10 +54,12 @@ static int sp_kafka_metadata_request_metadata_request_topic_decode(struct sp_kre
     if (version >= 10) {
         SP_KTRY(sp_kr_uuid(r, &s->topic_id, "MetadataRequest.MetadataRequestTopic.TopicId"));
     }
-    SP_KTRY(sp_kr_string(r, flex, version >= 10, &s->name, "MetadataRequest.MetadataRequestTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, version >= 10, &s->name,
+                         "MetadataRequest.MetadataRequestTopic.Name"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "MetadataRequest.MetadataRequestTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "MetadataRequest.MetadataRequestTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "MetadataRequest.MetadataRequestTopic._tagged_fields"));
@@ -58,7 +70,9 @@ static int sp_kafka_metadata_request_metadata_request_topic_decode(struct sp_kre
     return 0;
 }
 
-static int sp_kafka_metadata_request_metadata_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_request_metadata_request_topic *s)
+static int sp_kafka_metadata_request_metadata_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_request_metadata_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -67,15 +81,18 @@ static int sp_kafka_metadata_request_metadata_request_topic_encode(struct sp_kwr
     if (version >= 10) {
         SP_KTRY(sp_kw_uuid(w, &s->topic_id, "MetadataRequest.MetadataRequestTopic.TopicId"));
     }
-    SP_KTRY(sp_kw_string(w, flex, version >= 10, s->name, "MetadataRequest.MetadataRequestTopic.Name"));
+    SP_KTRY(
+        sp_kw_string(w, flex, version >= 10, s->name, "MetadataRequest.MetadataRequestTopic.Name"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "MetadataRequest.MetadataRequestTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "MetadataRequest.MetadataRequestTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_metadata_request_metadata_request_topic_size(const struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version)
+static size_t sp_kafka_metadata_request_metadata_request_topic_size(
+    const struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -99,10 +116,10 @@ void sp_kafka_metadata_request_init(struct sp_kafka_metadata_request *s)
     s->allow_auto_topic_creation = true;
 }
 
-SP_UNUSED static bool sp_kafka_metadata_request_is_default(const struct sp_kafka_metadata_request *s)
+SP_UNUSED static bool
+sp_kafka_metadata_request_is_default(const struct sp_kafka_metadata_request *s)
 {
-    return (s->topics_count == 0) &&
-           (s->allow_auto_topic_creation == true) &&
+    return (s->topics_count == 0) && (s->allow_auto_topic_creation == true) &&
            (s->include_cluster_authorized_operations == false) &&
            (s->include_topic_authorized_operations == false);
 }
@@ -123,7 +140,8 @@ SP_UNUSED static size_t sp_kafka_metadata_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_metadata_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_request *s)
+int sp_kafka_metadata_request_decode(struct sp_kreader *r, int16_t version,
+                                     struct sp_kafka_metadata_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -133,19 +151,25 @@ int sp_kafka_metadata_request_decode(struct sp_kreader *r, int16_t version, stru
     sp_kafka_metadata_request_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, version >= 1, sizeof(*s->topics), sp_kafka_metadata_request_metadata_request_topic_bytes_min(version), &s->topics_count, &items, "MetadataRequest.Topics"));
+        SP_KTRY(sp_kr_array(r, flex, version >= 1, sizeof(*s->topics),
+                            sp_kafka_metadata_request_metadata_request_topic_bytes_min(version),
+                            &s->topics_count, &items, "MetadataRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_metadata_request_metadata_request_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(
+                sp_kafka_metadata_request_metadata_request_topic_decode(r, version, &s->topics[i]));
     }
     if (version >= 4) {
-        SP_KTRY(sp_kr_bool(r, &s->allow_auto_topic_creation, "MetadataRequest.AllowAutoTopicCreation"));
+        SP_KTRY(
+            sp_kr_bool(r, &s->allow_auto_topic_creation, "MetadataRequest.AllowAutoTopicCreation"));
     }
     if ((version >= 8 && version <= 10)) {
-        SP_KTRY(sp_kr_bool(r, &s->include_cluster_authorized_operations, "MetadataRequest.IncludeClusterAuthorizedOperations"));
+        SP_KTRY(sp_kr_bool(r, &s->include_cluster_authorized_operations,
+                           "MetadataRequest.IncludeClusterAuthorizedOperations"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_bool(r, &s->include_topic_authorized_operations, "MetadataRequest.IncludeTopicAuthorizedOperations"));
+        SP_KTRY(sp_kr_bool(r, &s->include_topic_authorized_operations,
+                           "MetadataRequest.IncludeTopicAuthorizedOperations"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -160,7 +184,8 @@ int sp_kafka_metadata_request_decode(struct sp_kreader *r, int16_t version, stru
     return 0;
 }
 
-int sp_kafka_metadata_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_request *s)
+int sp_kafka_metadata_request_encode(struct sp_kwriter *w, int16_t version,
+                                     const struct sp_kafka_metadata_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -172,17 +197,20 @@ int sp_kafka_metadata_request_encode(struct sp_kwriter *w, int16_t version, cons
     for (int32_t i = 0; i < s->topics_count; i++)
         SP_KTRY(sp_kafka_metadata_request_metadata_request_topic_encode(w, version, &s->topics[i]));
     if (version >= 4) {
-        SP_KTRY(sp_kw_bool(w, s->allow_auto_topic_creation, "MetadataRequest.AllowAutoTopicCreation"));
+        SP_KTRY(
+            sp_kw_bool(w, s->allow_auto_topic_creation, "MetadataRequest.AllowAutoTopicCreation"));
     } else if (!(s->allow_auto_topic_creation == true)) {
         return sp_kw_fail(w, -ENOTSUP, "MetadataRequest.AllowAutoTopicCreation");
     }
     if ((version >= 8 && version <= 10)) {
-        SP_KTRY(sp_kw_bool(w, s->include_cluster_authorized_operations, "MetadataRequest.IncludeClusterAuthorizedOperations"));
+        SP_KTRY(sp_kw_bool(w, s->include_cluster_authorized_operations,
+                           "MetadataRequest.IncludeClusterAuthorizedOperations"));
     } else if (!(s->include_cluster_authorized_operations == false)) {
         return sp_kw_fail(w, -ENOTSUP, "MetadataRequest.IncludeClusterAuthorizedOperations");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_bool(w, s->include_topic_authorized_operations, "MetadataRequest.IncludeTopicAuthorizedOperations"));
+        SP_KTRY(sp_kw_bool(w, s->include_topic_authorized_operations,
+                           "MetadataRequest.IncludeTopicAuthorizedOperations"));
     } else if (!(s->include_topic_authorized_operations == false)) {
         return sp_kw_fail(w, -ENOTSUP, "MetadataRequest.IncludeTopicAuthorizedOperations");
     }
@@ -218,4 +246,3 @@ size_t sp_kafka_metadata_request_size(const struct sp_kafka_metadata_request *s,
     }
     return n;
 }
-

@@ -20,7 +20,8 @@ struct sp_kafka_metadata_request {
     /* The topics to fetch metadata for. */
     struct sp_kafka_metadata_request_metadata_request_topic *topics;
     int32_t topics_count; /* -1: null */
-    /* If this is true, the broker may auto-create topics that we requested which do not already exist, if it is configured to do so. */
+    /* If this is true, the broker may auto-create topics that we requested which do not already
+     * exist, if it is configured to do so. */
     bool allow_auto_topic_creation;
     /* Whether to include cluster authorized operations. */
     bool include_cluster_authorized_operations;
@@ -29,17 +30,18 @@ struct sp_kafka_metadata_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_metadata_request_metadata_request_topic_init(struct sp_kafka_metadata_request_metadata_request_topic *s);
+void sp_kafka_metadata_request_metadata_request_topic_init(
+    struct sp_kafka_metadata_request_metadata_request_topic *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_metadata_request_init(struct sp_kafka_metadata_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_metadata_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_metadata_request *s);
+                                                   struct sp_kafka_metadata_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_metadata_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_metadata_request *s);
+                                                   const struct sp_kafka_metadata_request *s);
 /* Bytes that sp_kafka_metadata_request_encode writes at `version`. */
 size_t sp_kafka_metadata_request_size(const struct sp_kafka_metadata_request *s, int16_t version);
 

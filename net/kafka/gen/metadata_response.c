@@ -4,39 +4,61 @@
 
 #define IS_FLEXIBLE(version) (version >= 9)
 
-static int sp_kafka_metadata_response_metadata_response_broker_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_response_metadata_response_broker *s);
-static int sp_kafka_metadata_response_metadata_response_broker_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_response_metadata_response_broker *s);
-static size_t sp_kafka_metadata_response_metadata_response_broker_size(const struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_broker_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_broker_is_default(const struct sp_kafka_metadata_response_metadata_response_broker *s);
-static int sp_kafka_metadata_response_metadata_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_response_metadata_response_partition *s);
-static int sp_kafka_metadata_response_metadata_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_response_metadata_response_partition *s);
-static size_t sp_kafka_metadata_response_metadata_response_partition_size(const struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_partition_is_default(const struct sp_kafka_metadata_response_metadata_response_partition *s);
-static int sp_kafka_metadata_response_metadata_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_response_metadata_response_topic *s);
-static int sp_kafka_metadata_response_metadata_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_response_metadata_response_topic *s);
-static size_t sp_kafka_metadata_response_metadata_response_topic_size(const struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_topic_is_default(const struct sp_kafka_metadata_response_metadata_response_topic *s);
+static int sp_kafka_metadata_response_metadata_response_broker_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_response_metadata_response_broker *s);
+static int sp_kafka_metadata_response_metadata_response_broker_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_response_metadata_response_broker *s);
+static size_t sp_kafka_metadata_response_metadata_response_broker_size(
+    const struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_metadata_response_metadata_response_broker_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_broker_is_default(
+    const struct sp_kafka_metadata_response_metadata_response_broker *s);
+static int sp_kafka_metadata_response_metadata_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_response_metadata_response_partition *s);
+static int sp_kafka_metadata_response_metadata_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_response_metadata_response_partition *s);
+static size_t sp_kafka_metadata_response_metadata_response_partition_size(
+    const struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_metadata_response_metadata_response_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_partition_is_default(
+    const struct sp_kafka_metadata_response_metadata_response_partition *s);
+static int sp_kafka_metadata_response_metadata_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_response_metadata_response_topic *s);
+static int sp_kafka_metadata_response_metadata_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_response_metadata_response_topic *s);
+static size_t sp_kafka_metadata_response_metadata_response_topic_size(
+    const struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_metadata_response_metadata_response_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_topic_is_default(
+    const struct sp_kafka_metadata_response_metadata_response_topic *s);
 SP_UNUSED static size_t sp_kafka_metadata_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_metadata_response_is_default(const struct sp_kafka_metadata_response *s);
+SP_UNUSED static bool
+sp_kafka_metadata_response_is_default(const struct sp_kafka_metadata_response *s);
 
-void sp_kafka_metadata_response_metadata_response_broker_init(struct sp_kafka_metadata_response_metadata_response_broker *s)
+void sp_kafka_metadata_response_metadata_response_broker_init(
+    struct sp_kafka_metadata_response_metadata_response_broker *s)
 {
     memset(s, 0, sizeof(*s));
     s->rack = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_broker_is_default(const struct sp_kafka_metadata_response_metadata_response_broker *s)
+SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_broker_is_default(
+    const struct sp_kafka_metadata_response_metadata_response_broker *s)
 {
-    return (s->node_id == 0) &&
-           (s->host.len == 0) &&
-           (s->port == 0) &&
-           (s->rack.len < 0);
+    return (s->node_id == 0) && (s->host.len == 0) && (s->port == 0) && (s->rack.len < 0);
 }
 
-SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_broker_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_metadata_response_metadata_response_broker_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -52,7 +74,9 @@ SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_broker_byte
     return n;
 }
 
-static int sp_kafka_metadata_response_metadata_response_broker_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_response_metadata_response_broker *s)
+static int sp_kafka_metadata_response_metadata_response_broker_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_response_metadata_response_broker *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -62,22 +86,28 @@ static int sp_kafka_metadata_response_metadata_response_broker_decode(struct sp_
     SP_KTRY(sp_kr_string(r, flex, false, &s->host, "MetadataResponse.MetadataResponseBroker.Host"));
     SP_KTRY(sp_kr_int32(r, &s->port, "MetadataResponse.MetadataResponseBroker.Port"));
     if (version >= 1) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 1, &s->rack, "MetadataResponse.MetadataResponseBroker.Rack"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 1, &s->rack,
+                             "MetadataResponse.MetadataResponseBroker.Rack"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "MetadataResponse.MetadataResponseBroker._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "MetadataResponse.MetadataResponseBroker._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "MetadataResponse.MetadataResponseBroker._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "MetadataResponse.MetadataResponseBroker._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "MetadataResponse.MetadataResponseBroker._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "MetadataResponse.MetadataResponseBroker._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "MetadataResponse.MetadataResponseBroker._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_metadata_response_metadata_response_broker_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_response_metadata_response_broker *s)
+static int sp_kafka_metadata_response_metadata_response_broker_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_response_metadata_response_broker *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -87,16 +117,19 @@ static int sp_kafka_metadata_response_metadata_response_broker_encode(struct sp_
     SP_KTRY(sp_kw_string(w, flex, false, s->host, "MetadataResponse.MetadataResponseBroker.Host"));
     SP_KTRY(sp_kw_int32(w, s->port, "MetadataResponse.MetadataResponseBroker.Port"));
     if (version >= 1) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 1, s->rack, "MetadataResponse.MetadataResponseBroker.Rack"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 1, s->rack,
+                             "MetadataResponse.MetadataResponseBroker.Rack"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "MetadataResponse.MetadataResponseBroker._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "MetadataResponse.MetadataResponseBroker._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_metadata_response_metadata_response_broker_size(const struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version)
+static size_t sp_kafka_metadata_response_metadata_response_broker_size(
+    const struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -116,24 +149,23 @@ static size_t sp_kafka_metadata_response_metadata_response_broker_size(const str
     return n;
 }
 
-void sp_kafka_metadata_response_metadata_response_partition_init(struct sp_kafka_metadata_response_metadata_response_partition *s)
+void sp_kafka_metadata_response_metadata_response_partition_init(
+    struct sp_kafka_metadata_response_metadata_response_partition *s)
 {
     memset(s, 0, sizeof(*s));
     s->leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_partition_is_default(const struct sp_kafka_metadata_response_metadata_response_partition *s)
+SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_partition_is_default(
+    const struct sp_kafka_metadata_response_metadata_response_partition *s)
 {
-    return (s->error_code == 0) &&
-           (s->partition_index == 0) &&
-           (s->leader_id == 0) &&
-           (s->leader_epoch == -1) &&
-           (s->replica_nodes_count == 0) &&
-           (s->isr_nodes_count == 0) &&
+    return (s->error_code == 0) && (s->partition_index == 0) && (s->leader_id == 0) &&
+           (s->leader_epoch == -1) && (s->replica_nodes_count == 0) && (s->isr_nodes_count == 0) &&
            (s->offline_replicas_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_metadata_response_metadata_response_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -155,85 +187,112 @@ SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_partition_b
     return n;
 }
 
-static int sp_kafka_metadata_response_metadata_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_response_metadata_response_partition *s)
+static int sp_kafka_metadata_response_metadata_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_response_metadata_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_metadata_response_metadata_response_partition_init(s);
     SP_KTRY(sp_kr_int16(r, &s->error_code, "MetadataResponse.MetadataResponsePartition.ErrorCode"));
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "MetadataResponse.MetadataResponsePartition.PartitionIndex"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "MetadataResponse.MetadataResponsePartition.PartitionIndex"));
     SP_KTRY(sp_kr_int32(r, &s->leader_id, "MetadataResponse.MetadataResponsePartition.LeaderId"));
     if (version >= 7) {
-        SP_KTRY(sp_kr_int32(r, &s->leader_epoch, "MetadataResponse.MetadataResponsePartition.LeaderEpoch"));
+        SP_KTRY(sp_kr_int32(r, &s->leader_epoch,
+                            "MetadataResponse.MetadataResponsePartition.LeaderEpoch"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->replica_nodes), 4u, &s->replica_nodes_count, &items, "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->replica_nodes), 4u, &s->replica_nodes_count,
+                            &items, "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
         s->replica_nodes = items;
         for (int32_t i = 0; i < s->replica_nodes_count; i++)
-            SP_KTRY(sp_kr_int32(r, &s->replica_nodes[i], "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
+            SP_KTRY(sp_kr_int32(r, &s->replica_nodes[i],
+                                "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->isr_nodes), 4u, &s->isr_nodes_count, &items, "MetadataResponse.MetadataResponsePartition.IsrNodes"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->isr_nodes), 4u, &s->isr_nodes_count, &items,
+                            "MetadataResponse.MetadataResponsePartition.IsrNodes"));
         s->isr_nodes = items;
         for (int32_t i = 0; i < s->isr_nodes_count; i++)
-            SP_KTRY(sp_kr_int32(r, &s->isr_nodes[i], "MetadataResponse.MetadataResponsePartition.IsrNodes"));
+            SP_KTRY(sp_kr_int32(r, &s->isr_nodes[i],
+                                "MetadataResponse.MetadataResponsePartition.IsrNodes"));
     }
     if (version >= 5) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->offline_replicas), 4u, &s->offline_replicas_count, &items, "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->offline_replicas), 4u,
+                                &s->offline_replicas_count, &items,
+                                "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
             s->offline_replicas = items;
             for (int32_t i = 0; i < s->offline_replicas_count; i++)
-                SP_KTRY(sp_kr_int32(r, &s->offline_replicas[i], "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
+                SP_KTRY(sp_kr_int32(r, &s->offline_replicas[i],
+                                    "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "MetadataResponse.MetadataResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "MetadataResponse.MetadataResponsePartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "MetadataResponse.MetadataResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "MetadataResponse.MetadataResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "MetadataResponse.MetadataResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "MetadataResponse.MetadataResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "MetadataResponse.MetadataResponsePartition._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "MetadataResponse.MetadataResponsePartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_metadata_response_metadata_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_response_metadata_response_partition *s)
+static int sp_kafka_metadata_response_metadata_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_response_metadata_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_int16(w, s->error_code, "MetadataResponse.MetadataResponsePartition.ErrorCode"));
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "MetadataResponse.MetadataResponsePartition.PartitionIndex"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "MetadataResponse.MetadataResponsePartition.PartitionIndex"));
     SP_KTRY(sp_kw_int32(w, s->leader_id, "MetadataResponse.MetadataResponsePartition.LeaderId"));
     if (version >= 7) {
-        SP_KTRY(sp_kw_int32(w, s->leader_epoch, "MetadataResponse.MetadataResponsePartition.LeaderEpoch"));
+        SP_KTRY(sp_kw_int32(w, s->leader_epoch,
+                            "MetadataResponse.MetadataResponsePartition.LeaderEpoch"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->replica_nodes_count, "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->replica_nodes_count,
+                         "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
     for (int32_t i = 0; i < s->replica_nodes_count; i++)
-        SP_KTRY(sp_kw_int32(w, s->replica_nodes[i], "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->isr_nodes_count, "MetadataResponse.MetadataResponsePartition.IsrNodes"));
+        SP_KTRY(sp_kw_int32(w, s->replica_nodes[i],
+                            "MetadataResponse.MetadataResponsePartition.ReplicaNodes"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->isr_nodes_count,
+                         "MetadataResponse.MetadataResponsePartition.IsrNodes"));
     for (int32_t i = 0; i < s->isr_nodes_count; i++)
-        SP_KTRY(sp_kw_int32(w, s->isr_nodes[i], "MetadataResponse.MetadataResponsePartition.IsrNodes"));
+        SP_KTRY(
+            sp_kw_int32(w, s->isr_nodes[i], "MetadataResponse.MetadataResponsePartition.IsrNodes"));
     if (version >= 5) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->offline_replicas_count, "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->offline_replicas_count,
+                             "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
         for (int32_t i = 0; i < s->offline_replicas_count; i++)
-            SP_KTRY(sp_kw_int32(w, s->offline_replicas[i], "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
+            SP_KTRY(sp_kw_int32(w, s->offline_replicas[i],
+                                "MetadataResponse.MetadataResponsePartition.OfflineReplicas"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "MetadataResponse.MetadataResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "MetadataResponse.MetadataResponsePartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_metadata_response_metadata_response_partition_size(const struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version)
+static size_t sp_kafka_metadata_response_metadata_response_partition_size(
+    const struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -264,23 +323,23 @@ static size_t sp_kafka_metadata_response_metadata_response_partition_size(const 
     return n;
 }
 
-void sp_kafka_metadata_response_metadata_response_topic_init(struct sp_kafka_metadata_response_metadata_response_topic *s)
+void sp_kafka_metadata_response_metadata_response_topic_init(
+    struct sp_kafka_metadata_response_metadata_response_topic *s)
 {
     memset(s, 0, sizeof(*s));
     s->topic_authorized_operations = INT32_MIN;
 }
 
-SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_topic_is_default(const struct sp_kafka_metadata_response_metadata_response_topic *s)
+SP_UNUSED static bool sp_kafka_metadata_response_metadata_response_topic_is_default(
+    const struct sp_kafka_metadata_response_metadata_response_topic *s)
 {
-    return (s->error_code == 0) &&
-           (s->name.len == 0) &&
-           (sp_kuuid_is_zero(&s->topic_id)) &&
-           (s->is_internal == false) &&
-           (s->partitions_count == 0) &&
+    return (s->error_code == 0) && (s->name.len == 0) && (sp_kuuid_is_zero(&s->topic_id)) &&
+           (s->is_internal == false) && (s->partitions_count == 0) &&
            (s->topic_authorized_operations == INT32_MIN);
 }
 
-SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_metadata_response_metadata_response_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -300,73 +359,94 @@ SP_UNUSED static size_t sp_kafka_metadata_response_metadata_response_topic_bytes
     return n;
 }
 
-static int sp_kafka_metadata_response_metadata_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_response_metadata_response_topic *s)
+static int sp_kafka_metadata_response_metadata_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_metadata_response_metadata_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_metadata_response_metadata_response_topic_init(s);
     SP_KTRY(sp_kr_int16(r, &s->error_code, "MetadataResponse.MetadataResponseTopic.ErrorCode"));
-    SP_KTRY(sp_kr_string(r, flex, version >= 12, &s->name, "MetadataResponse.MetadataResponseTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, version >= 12, &s->name,
+                         "MetadataResponse.MetadataResponseTopic.Name"));
     if (version >= 10) {
         SP_KTRY(sp_kr_uuid(r, &s->topic_id, "MetadataResponse.MetadataResponseTopic.TopicId"));
     }
     if (version >= 1) {
-        SP_KTRY(sp_kr_bool(r, &s->is_internal, "MetadataResponse.MetadataResponseTopic.IsInternal"));
+        SP_KTRY(
+            sp_kr_bool(r, &s->is_internal, "MetadataResponse.MetadataResponseTopic.IsInternal"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_metadata_response_metadata_response_partition_bytes_min(version), &s->partitions_count, &items, "MetadataResponse.MetadataResponseTopic.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_metadata_response_metadata_response_partition_bytes_min(version),
+            &s->partitions_count, &items, "MetadataResponse.MetadataResponseTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_metadata_response_metadata_response_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_metadata_response_metadata_response_partition_decode(
+                r, version, &s->partitions[i]));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_int32(r, &s->topic_authorized_operations, "MetadataResponse.MetadataResponseTopic.TopicAuthorizedOperations"));
+        SP_KTRY(sp_kr_int32(r, &s->topic_authorized_operations,
+                            "MetadataResponse.MetadataResponseTopic.TopicAuthorizedOperations"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "MetadataResponse.MetadataResponseTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "MetadataResponse.MetadataResponseTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "MetadataResponse.MetadataResponseTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "MetadataResponse.MetadataResponseTopic._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "MetadataResponse.MetadataResponseTopic._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "MetadataResponse.MetadataResponseTopic._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "MetadataResponse.MetadataResponseTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_metadata_response_metadata_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_response_metadata_response_topic *s)
+static int sp_kafka_metadata_response_metadata_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_metadata_response_metadata_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_int16(w, s->error_code, "MetadataResponse.MetadataResponseTopic.ErrorCode"));
-    SP_KTRY(sp_kw_string(w, flex, version >= 12, s->name, "MetadataResponse.MetadataResponseTopic.Name"));
+    SP_KTRY(sp_kw_string(w, flex, version >= 12, s->name,
+                         "MetadataResponse.MetadataResponseTopic.Name"));
     if (version >= 10) {
         SP_KTRY(sp_kw_uuid(w, &s->topic_id, "MetadataResponse.MetadataResponseTopic.TopicId"));
     }
     if (version >= 1) {
         SP_KTRY(sp_kw_bool(w, s->is_internal, "MetadataResponse.MetadataResponseTopic.IsInternal"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "MetadataResponse.MetadataResponseTopic.Partitions"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "MetadataResponse.MetadataResponseTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_metadata_response_metadata_response_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_metadata_response_metadata_response_partition_encode(w, version,
+                                                                              &s->partitions[i]));
     if (version >= 8) {
-        SP_KTRY(sp_kw_int32(w, s->topic_authorized_operations, "MetadataResponse.MetadataResponseTopic.TopicAuthorizedOperations"));
+        SP_KTRY(sp_kw_int32(w, s->topic_authorized_operations,
+                            "MetadataResponse.MetadataResponseTopic.TopicAuthorizedOperations"));
     } else if (!(s->topic_authorized_operations == INT32_MIN)) {
-        return sp_kw_fail(w, -ENOTSUP, "MetadataResponse.MetadataResponseTopic.TopicAuthorizedOperations");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "MetadataResponse.MetadataResponseTopic.TopicAuthorizedOperations");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "MetadataResponse.MetadataResponseTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "MetadataResponse.MetadataResponseTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_metadata_response_metadata_response_topic_size(const struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version)
+static size_t sp_kafka_metadata_response_metadata_response_topic_size(
+    const struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -383,7 +463,8 @@ static size_t sp_kafka_metadata_response_metadata_response_topic_size(const stru
     }
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_metadata_response_metadata_response_partition_size(&s->partitions[i], version);
+        n +=
+            sp_kafka_metadata_response_metadata_response_partition_size(&s->partitions[i], version);
     if (version >= 8) {
         n += 4;
     }
@@ -402,13 +483,11 @@ void sp_kafka_metadata_response_init(struct sp_kafka_metadata_response *s)
     s->cluster_authorized_operations = INT32_MIN;
 }
 
-SP_UNUSED static bool sp_kafka_metadata_response_is_default(const struct sp_kafka_metadata_response *s)
+SP_UNUSED static bool
+sp_kafka_metadata_response_is_default(const struct sp_kafka_metadata_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->brokers_count == 0) &&
-           (s->cluster_id.len < 0) &&
-           (s->controller_id == -1) &&
-           (s->topics_count == 0) &&
+    return (s->throttle_time_ms == 0) && (s->brokers_count == 0) && (s->cluster_id.len < 0) &&
+           (s->controller_id == -1) && (s->topics_count == 0) &&
            (s->cluster_authorized_operations == INT32_MIN);
 }
 
@@ -432,7 +511,8 @@ SP_UNUSED static size_t sp_kafka_metadata_response_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_metadata_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_metadata_response *s)
+int sp_kafka_metadata_response_decode(struct sp_kreader *r, int16_t version,
+                                      struct sp_kafka_metadata_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -445,10 +525,13 @@ int sp_kafka_metadata_response_decode(struct sp_kreader *r, int16_t version, str
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->brokers), sp_kafka_metadata_response_metadata_response_broker_bytes_min(version), &s->brokers_count, &items, "MetadataResponse.Brokers"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->brokers),
+                            sp_kafka_metadata_response_metadata_response_broker_bytes_min(version),
+                            &s->brokers_count, &items, "MetadataResponse.Brokers"));
         s->brokers = items;
         for (int32_t i = 0; i < s->brokers_count; i++)
-            SP_KTRY(sp_kafka_metadata_response_metadata_response_broker_decode(r, version, &s->brokers[i]));
+            SP_KTRY(sp_kafka_metadata_response_metadata_response_broker_decode(r, version,
+                                                                               &s->brokers[i]));
     }
     if (version >= 2) {
         SP_KTRY(sp_kr_string(r, flex, version >= 2, &s->cluster_id, "MetadataResponse.ClusterId"));
@@ -458,13 +541,17 @@ int sp_kafka_metadata_response_decode(struct sp_kreader *r, int16_t version, str
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_metadata_response_metadata_response_topic_bytes_min(version), &s->topics_count, &items, "MetadataResponse.Topics"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics),
+                            sp_kafka_metadata_response_metadata_response_topic_bytes_min(version),
+                            &s->topics_count, &items, "MetadataResponse.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_metadata_response_metadata_response_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_metadata_response_metadata_response_topic_decode(r, version,
+                                                                              &s->topics[i]));
     }
     if ((version >= 8 && version <= 10)) {
-        SP_KTRY(sp_kr_int32(r, &s->cluster_authorized_operations, "MetadataResponse.ClusterAuthorizedOperations"));
+        SP_KTRY(sp_kr_int32(r, &s->cluster_authorized_operations,
+                            "MetadataResponse.ClusterAuthorizedOperations"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -479,7 +566,8 @@ int sp_kafka_metadata_response_decode(struct sp_kreader *r, int16_t version, str
     return 0;
 }
 
-int sp_kafka_metadata_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_metadata_response *s)
+int sp_kafka_metadata_response_encode(struct sp_kwriter *w, int16_t version,
+                                      const struct sp_kafka_metadata_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -492,7 +580,8 @@ int sp_kafka_metadata_response_encode(struct sp_kwriter *w, int16_t version, con
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->brokers_count, "MetadataResponse.Brokers"));
     for (int32_t i = 0; i < s->brokers_count; i++)
-        SP_KTRY(sp_kafka_metadata_response_metadata_response_broker_encode(w, version, &s->brokers[i]));
+        SP_KTRY(
+            sp_kafka_metadata_response_metadata_response_broker_encode(w, version, &s->brokers[i]));
     if (version >= 2) {
         SP_KTRY(sp_kw_string(w, flex, version >= 2, s->cluster_id, "MetadataResponse.ClusterId"));
     }
@@ -501,9 +590,11 @@ int sp_kafka_metadata_response_encode(struct sp_kwriter *w, int16_t version, con
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "MetadataResponse.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_metadata_response_metadata_response_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(
+            sp_kafka_metadata_response_metadata_response_topic_encode(w, version, &s->topics[i]));
     if ((version >= 8 && version <= 10)) {
-        SP_KTRY(sp_kw_int32(w, s->cluster_authorized_operations, "MetadataResponse.ClusterAuthorizedOperations"));
+        SP_KTRY(sp_kw_int32(w, s->cluster_authorized_operations,
+                            "MetadataResponse.ClusterAuthorizedOperations"));
     } else if (!(s->cluster_authorized_operations == INT32_MIN)) {
         return sp_kw_fail(w, -ENOTSUP, "MetadataResponse.ClusterAuthorizedOperations");
     }
@@ -545,4 +636,3 @@ size_t sp_kafka_metadata_response_size(const struct sp_kafka_metadata_response *
     }
     return n;
 }
-

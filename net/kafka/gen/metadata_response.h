@@ -43,9 +43,11 @@ struct sp_kafka_metadata_response_metadata_response_partition {
 struct sp_kafka_metadata_response_metadata_response_topic {
     /* The topic error, or 0 if there was no error. */
     int16_t error_code;
-    /* The topic name. Null for non-existing topics queried by ID. This is never null when ErrorCode is zero. One of Name and TopicId is always populated. */
+    /* The topic name. Null for non-existing topics queried by ID. This is never null when ErrorCode
+     * is zero. One of Name and TopicId is always populated. */
     struct sp_kstr name;
-    /* The topic id. Zero for non-existing topics queried by name. This is never zero when ErrorCode is zero. One of Name and TopicId is always populated. */
+    /* The topic id. Zero for non-existing topics queried by name. This is never zero when ErrorCode
+     * is zero. One of Name and TopicId is always populated. */
     struct sp_kuuid topic_id;
     /* True if the topic is internal. */
     bool is_internal;
@@ -57,7 +59,8 @@ struct sp_kafka_metadata_response_metadata_response_topic {
 };
 
 struct sp_kafka_metadata_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* A list of brokers present in the cluster. */
     struct sp_kafka_metadata_response_metadata_response_broker *brokers;
@@ -74,21 +77,24 @@ struct sp_kafka_metadata_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_metadata_response_metadata_response_broker_init(struct sp_kafka_metadata_response_metadata_response_broker *s);
+void sp_kafka_metadata_response_metadata_response_broker_init(
+    struct sp_kafka_metadata_response_metadata_response_broker *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_metadata_response_metadata_response_partition_init(struct sp_kafka_metadata_response_metadata_response_partition *s);
+void sp_kafka_metadata_response_metadata_response_partition_init(
+    struct sp_kafka_metadata_response_metadata_response_partition *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_metadata_response_metadata_response_topic_init(struct sp_kafka_metadata_response_metadata_response_topic *s);
+void sp_kafka_metadata_response_metadata_response_topic_init(
+    struct sp_kafka_metadata_response_metadata_response_topic *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_metadata_response_init(struct sp_kafka_metadata_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_metadata_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_metadata_response *s);
+                                                    struct sp_kafka_metadata_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_metadata_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_metadata_response *s);
+                                                    const struct sp_kafka_metadata_response *s);
 /* Bytes that sp_kafka_metadata_response_encode writes at `version`. */
 size_t sp_kafka_metadata_response_size(const struct sp_kafka_metadata_response *s, int16_t version);
 

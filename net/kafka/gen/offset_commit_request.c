@@ -4,36 +4,53 @@
 
 #define IS_FLEXIBLE(version) (version >= 8)
 
-static int sp_kafka_offset_commit_request_offset_commit_request_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
-static int sp_kafka_offset_commit_request_offset_commit_request_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
-static size_t sp_kafka_offset_commit_request_offset_commit_request_partition_size(const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_commit_request_offset_commit_request_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_partition_is_default(const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
-static int sp_kafka_offset_commit_request_offset_commit_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
-static int sp_kafka_offset_commit_request_offset_commit_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
-static size_t sp_kafka_offset_commit_request_offset_commit_request_topic_size(const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_commit_request_offset_commit_request_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_topic_is_default(const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
+static int sp_kafka_offset_commit_request_offset_commit_request_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
+static int sp_kafka_offset_commit_request_offset_commit_request_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
+static size_t sp_kafka_offset_commit_request_offset_commit_request_partition_size(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_commit_request_offset_commit_request_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_partition_is_default(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
+static int sp_kafka_offset_commit_request_offset_commit_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
+static int sp_kafka_offset_commit_request_offset_commit_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
+static size_t sp_kafka_offset_commit_request_offset_commit_request_topic_size(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_commit_request_offset_commit_request_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_topic_is_default(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
 SP_UNUSED static size_t sp_kafka_offset_commit_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_commit_request_is_default(const struct sp_kafka_offset_commit_request *s);
+SP_UNUSED static bool
+sp_kafka_offset_commit_request_is_default(const struct sp_kafka_offset_commit_request *s);
 
-void sp_kafka_offset_commit_request_offset_commit_request_partition_init(struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
+void sp_kafka_offset_commit_request_offset_commit_request_partition_init(
+    struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
 {
     memset(s, 0, sizeof(*s));
     s->committed_leader_epoch = -1;
     s->commit_timestamp = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_partition_is_default(const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
+SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_partition_is_default(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
 {
-    return (s->partition_index == 0) &&
-           (s->committed_offset == 0) &&
-           (s->committed_leader_epoch == -1) &&
-           (s->commit_timestamp == INT64_C(-1)) &&
+    return (s->partition_index == 0) && (s->committed_offset == 0) &&
+           (s->committed_leader_epoch == -1) && (s->commit_timestamp == INT64_C(-1)) &&
            (s->committed_metadata.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_commit_request_offset_commit_request_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_commit_request_offset_commit_request_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -51,59 +68,82 @@ SP_UNUSED static size_t sp_kafka_offset_commit_request_offset_commit_request_par
     return n;
 }
 
-static int sp_kafka_offset_commit_request_offset_commit_request_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
+static int sp_kafka_offset_commit_request_offset_commit_request_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_commit_request_offset_commit_request_partition_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "OffsetCommitRequest.OffsetCommitRequestPartition.PartitionIndex"));
-    SP_KTRY(sp_kr_int64(r, &s->committed_offset, "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedOffset"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "OffsetCommitRequest.OffsetCommitRequestPartition.PartitionIndex"));
+    SP_KTRY(sp_kr_int64(r, &s->committed_offset,
+                        "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedOffset"));
     if (version >= 6) {
-        SP_KTRY(sp_kr_int32(r, &s->committed_leader_epoch, "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedLeaderEpoch"));
+        SP_KTRY(
+            sp_kr_int32(r, &s->committed_leader_epoch,
+                        "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedLeaderEpoch"));
     }
     if ((version >= 1 && version <= 1)) {
-        SP_KTRY(sp_kr_int64(r, &s->commit_timestamp, "OffsetCommitRequest.OffsetCommitRequestPartition.CommitTimestamp"));
+        SP_KTRY(sp_kr_int64(r, &s->commit_timestamp,
+                            "OffsetCommitRequest.OffsetCommitRequestPartition.CommitTimestamp"));
     }
-    SP_KTRY(sp_kr_string(r, flex, true, &s->committed_metadata, "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedMetadata"));
+    SP_KTRY(sp_kr_string(r, flex, true, &s->committed_metadata,
+                         "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedMetadata"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_commit_request_offset_commit_request_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
+static int sp_kafka_offset_commit_request_offset_commit_request_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "OffsetCommitRequest.OffsetCommitRequestPartition.PartitionIndex"));
-    SP_KTRY(sp_kw_int64(w, s->committed_offset, "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedOffset"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "OffsetCommitRequest.OffsetCommitRequestPartition.PartitionIndex"));
+    SP_KTRY(sp_kw_int64(w, s->committed_offset,
+                        "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedOffset"));
     if (version >= 6) {
-        SP_KTRY(sp_kw_int32(w, s->committed_leader_epoch, "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedLeaderEpoch"));
+        SP_KTRY(
+            sp_kw_int32(w, s->committed_leader_epoch,
+                        "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedLeaderEpoch"));
     }
     if ((version >= 1 && version <= 1)) {
-        SP_KTRY(sp_kw_int64(w, s->commit_timestamp, "OffsetCommitRequest.OffsetCommitRequestPartition.CommitTimestamp"));
+        SP_KTRY(sp_kw_int64(w, s->commit_timestamp,
+                            "OffsetCommitRequest.OffsetCommitRequestPartition.CommitTimestamp"));
     } else if (!(s->commit_timestamp == INT64_C(-1))) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetCommitRequest.OffsetCommitRequestPartition.CommitTimestamp");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetCommitRequest.OffsetCommitRequestPartition.CommitTimestamp");
     }
-    SP_KTRY(sp_kw_string(w, flex, true, s->committed_metadata, "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedMetadata"));
+    SP_KTRY(sp_kw_string(w, flex, true, s->committed_metadata,
+                         "OffsetCommitRequest.OffsetCommitRequestPartition.CommittedMetadata"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetCommitRequest.OffsetCommitRequestPartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_commit_request_offset_commit_request_partition_size(const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s, int16_t version)
+static size_t sp_kafka_offset_commit_request_offset_commit_request_partition_size(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_partition *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -126,18 +166,20 @@ static size_t sp_kafka_offset_commit_request_offset_commit_request_partition_siz
     return n;
 }
 
-void sp_kafka_offset_commit_request_offset_commit_request_topic_init(struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
+void sp_kafka_offset_commit_request_offset_commit_request_topic_init(
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_topic_is_default(const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
+SP_UNUSED static bool sp_kafka_offset_commit_request_offset_commit_request_topic_is_default(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_commit_request_offset_commit_request_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_commit_request_offset_commit_request_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -149,51 +191,70 @@ SP_UNUSED static size_t sp_kafka_offset_commit_request_offset_commit_request_top
     return n;
 }
 
-static int sp_kafka_offset_commit_request_offset_commit_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
+static int sp_kafka_offset_commit_request_offset_commit_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_commit_request_offset_commit_request_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "OffsetCommitRequest.OffsetCommitRequestTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "OffsetCommitRequest.OffsetCommitRequestTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_offset_commit_request_offset_commit_request_partition_bytes_min(version), &s->partitions_count, &items, "OffsetCommitRequest.OffsetCommitRequestTopic.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_offset_commit_request_offset_commit_request_partition_bytes_min(version),
+            &s->partitions_count, &items,
+            "OffsetCommitRequest.OffsetCommitRequestTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_partition_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_commit_request_offset_commit_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
+static int sp_kafka_offset_commit_request_offset_commit_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "OffsetCommitRequest.OffsetCommitRequestTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "OffsetCommitRequest.OffsetCommitRequestTopic.Partitions"));
+    SP_KTRY(
+        sp_kw_string(w, flex, false, s->name, "OffsetCommitRequest.OffsetCommitRequestTopic.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "OffsetCommitRequest.OffsetCommitRequestTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_partition_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetCommitRequest.OffsetCommitRequestTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_commit_request_offset_commit_request_topic_size(const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version)
+static size_t sp_kafka_offset_commit_request_offset_commit_request_topic_size(
+    const struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -203,7 +264,8 @@ static size_t sp_kafka_offset_commit_request_offset_commit_request_topic_size(co
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_offset_commit_request_offset_commit_request_partition_size(&s->partitions[i], version);
+        n += sp_kafka_offset_commit_request_offset_commit_request_partition_size(&s->partitions[i],
+                                                                                 version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -219,14 +281,12 @@ void sp_kafka_offset_commit_request_init(struct sp_kafka_offset_commit_request *
     s->retention_time_ms = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_offset_commit_request_is_default(const struct sp_kafka_offset_commit_request *s)
+SP_UNUSED static bool
+sp_kafka_offset_commit_request_is_default(const struct sp_kafka_offset_commit_request *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->generation_id_or_member_epoch == -1) &&
-           (s->member_id.len == 0) &&
-           (s->group_instance_id.len < 0) &&
-           (s->retention_time_ms == INT64_C(-1)) &&
-           (s->topics_count == 0);
+    return (s->group_id.len == 0) && (s->generation_id_or_member_epoch == -1) &&
+           (s->member_id.len == 0) && (s->group_instance_id.len < 0) &&
+           (s->retention_time_ms == INT64_C(-1)) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_offset_commit_request_bytes_min(int16_t version)
@@ -249,7 +309,8 @@ SP_UNUSED static size_t sp_kafka_offset_commit_request_bytes_min(int16_t version
     return n;
 }
 
-int sp_kafka_offset_commit_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_request *s)
+int sp_kafka_offset_commit_request_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_offset_commit_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -259,23 +320,29 @@ int sp_kafka_offset_commit_request_decode(struct sp_kreader *r, int16_t version,
     sp_kafka_offset_commit_request_init(s);
     SP_KTRY(sp_kr_string(r, flex, false, &s->group_id, "OffsetCommitRequest.GroupId"));
     if (version >= 1) {
-        SP_KTRY(sp_kr_int32(r, &s->generation_id_or_member_epoch, "OffsetCommitRequest.GenerationIdOrMemberEpoch"));
+        SP_KTRY(sp_kr_int32(r, &s->generation_id_or_member_epoch,
+                            "OffsetCommitRequest.GenerationIdOrMemberEpoch"));
     }
     if (version >= 1) {
         SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "OffsetCommitRequest.MemberId"));
     }
     if (version >= 7) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 7, &s->group_instance_id, "OffsetCommitRequest.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 7, &s->group_instance_id,
+                             "OffsetCommitRequest.GroupInstanceId"));
     }
     if ((version >= 2 && version <= 4)) {
         SP_KTRY(sp_kr_int64(r, &s->retention_time_ms, "OffsetCommitRequest.RetentionTimeMs"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_offset_commit_request_offset_commit_request_topic_bytes_min(version), &s->topics_count, &items, "OffsetCommitRequest.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_offset_commit_request_offset_commit_request_topic_bytes_min(version),
+            &s->topics_count, &items, "OffsetCommitRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_topic_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -290,7 +357,8 @@ int sp_kafka_offset_commit_request_decode(struct sp_kreader *r, int16_t version,
     return 0;
 }
 
-int sp_kafka_offset_commit_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_request *s)
+int sp_kafka_offset_commit_request_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_offset_commit_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -300,13 +368,15 @@ int sp_kafka_offset_commit_request_encode(struct sp_kwriter *w, int16_t version,
         return sp_kw_fail(w, -ENOTSUP, "OffsetCommitRequest.version");
     SP_KTRY(sp_kw_string(w, flex, false, s->group_id, "OffsetCommitRequest.GroupId"));
     if (version >= 1) {
-        SP_KTRY(sp_kw_int32(w, s->generation_id_or_member_epoch, "OffsetCommitRequest.GenerationIdOrMemberEpoch"));
+        SP_KTRY(sp_kw_int32(w, s->generation_id_or_member_epoch,
+                            "OffsetCommitRequest.GenerationIdOrMemberEpoch"));
     }
     if (version >= 1) {
         SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "OffsetCommitRequest.MemberId"));
     }
     if (version >= 7) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 7, s->group_instance_id, "OffsetCommitRequest.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 7, s->group_instance_id,
+                             "OffsetCommitRequest.GroupInstanceId"));
     } else if (!(s->group_instance_id.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetCommitRequest.GroupInstanceId");
     }
@@ -315,7 +385,8 @@ int sp_kafka_offset_commit_request_encode(struct sp_kwriter *w, int16_t version,
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "OffsetCommitRequest.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_offset_commit_request_offset_commit_request_topic_encode(w, version,
+                                                                                  &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetCommitRequest._tagged_fields"));
@@ -323,7 +394,8 @@ int sp_kafka_offset_commit_request_encode(struct sp_kwriter *w, int16_t version,
     return 0;
 }
 
-size_t sp_kafka_offset_commit_request_size(const struct sp_kafka_offset_commit_request *s, int16_t version)
+size_t sp_kafka_offset_commit_request_size(const struct sp_kafka_offset_commit_request *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -345,11 +417,11 @@ size_t sp_kafka_offset_commit_request_size(const struct sp_kafka_offset_commit_r
     }
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_offset_commit_request_offset_commit_request_topic_size(&s->topics[i], version);
+        n +=
+            sp_kafka_offset_commit_request_offset_commit_request_topic_size(&s->topics[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

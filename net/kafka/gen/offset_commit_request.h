@@ -33,7 +33,8 @@ struct sp_kafka_offset_commit_request_offset_commit_request_topic {
 struct sp_kafka_offset_commit_request {
     /* The unique group identifier. */
     struct sp_kstr group_id;
-    /* The generation of the group if using the classic group protocol or the member epoch if using the consumer protocol. */
+    /* The generation of the group if using the classic group protocol or the member epoch if using
+     * the consumer protocol. */
     int32_t generation_id_or_member_epoch;
     /* The member ID assigned by the group coordinator. */
     struct sp_kstr member_id;
@@ -47,20 +48,24 @@ struct sp_kafka_offset_commit_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_commit_request_offset_commit_request_partition_init(struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
+void sp_kafka_offset_commit_request_offset_commit_request_partition_init(
+    struct sp_kafka_offset_commit_request_offset_commit_request_partition *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_commit_request_offset_commit_request_topic_init(struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
+void sp_kafka_offset_commit_request_offset_commit_request_topic_init(
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_offset_commit_request_init(struct sp_kafka_offset_commit_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_offset_commit_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_offset_commit_request *s);
+                                                        struct sp_kafka_offset_commit_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_offset_commit_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_offset_commit_request *s);
+SP_MUST_CHECK int
+sp_kafka_offset_commit_request_encode(struct sp_kwriter *w, int16_t version,
+                                      const struct sp_kafka_offset_commit_request *s);
 /* Bytes that sp_kafka_offset_commit_request_encode writes at `version`. */
-size_t sp_kafka_offset_commit_request_size(const struct sp_kafka_offset_commit_request *s, int16_t version);
+size_t sp_kafka_offset_commit_request_size(const struct sp_kafka_offset_commit_request *s,
+                                           int16_t version);
 
 #endif /* SP_KAFKA_GEN_OFFSET_COMMIT_REQUEST_H */

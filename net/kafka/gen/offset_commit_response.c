@@ -4,31 +4,49 @@
 
 #define IS_FLEXIBLE(version) (version >= 8)
 
-static int sp_kafka_offset_commit_response_offset_commit_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_response_offset_commit_response_partition *s);
-static int sp_kafka_offset_commit_response_offset_commit_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s);
-static size_t sp_kafka_offset_commit_response_offset_commit_response_partition_size(const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_commit_response_offset_commit_response_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_partition_is_default(const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s);
-static int sp_kafka_offset_commit_response_offset_commit_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_response_offset_commit_response_topic *s);
-static int sp_kafka_offset_commit_response_offset_commit_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s);
-static size_t sp_kafka_offset_commit_response_offset_commit_response_topic_size(const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_commit_response_offset_commit_response_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_topic_is_default(const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s);
+static int sp_kafka_offset_commit_response_offset_commit_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_response_offset_commit_response_partition *s);
+static int sp_kafka_offset_commit_response_offset_commit_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s);
+static size_t sp_kafka_offset_commit_response_offset_commit_response_partition_size(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_commit_response_offset_commit_response_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_partition_is_default(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s);
+static int sp_kafka_offset_commit_response_offset_commit_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_response_offset_commit_response_topic *s);
+static int sp_kafka_offset_commit_response_offset_commit_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s);
+static size_t sp_kafka_offset_commit_response_offset_commit_response_topic_size(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_commit_response_offset_commit_response_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_topic_is_default(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s);
 SP_UNUSED static size_t sp_kafka_offset_commit_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_commit_response_is_default(const struct sp_kafka_offset_commit_response *s);
+SP_UNUSED static bool
+sp_kafka_offset_commit_response_is_default(const struct sp_kafka_offset_commit_response *s);
 
-void sp_kafka_offset_commit_response_offset_commit_response_partition_init(struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
+void sp_kafka_offset_commit_response_offset_commit_response_partition_init(
+    struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_partition_is_default(const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
+SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_partition_is_default(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
 {
-    return (s->partition_index == 0) &&
-           (s->error_code == 0);
+    return (s->partition_index == 0) && (s->error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_commit_response_offset_commit_response_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_commit_response_offset_commit_response_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -40,43 +58,58 @@ SP_UNUSED static size_t sp_kafka_offset_commit_response_offset_commit_response_p
     return n;
 }
 
-static int sp_kafka_offset_commit_response_offset_commit_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
+static int sp_kafka_offset_commit_response_offset_commit_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_commit_response_offset_commit_response_partition_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "OffsetCommitResponse.OffsetCommitResponsePartition.PartitionIndex"));
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "OffsetCommitResponse.OffsetCommitResponsePartition.ErrorCode"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "OffsetCommitResponse.OffsetCommitResponsePartition.PartitionIndex"));
+    SP_KTRY(sp_kr_int16(r, &s->error_code,
+                        "OffsetCommitResponse.OffsetCommitResponsePartition.ErrorCode"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_commit_response_offset_commit_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
+static int sp_kafka_offset_commit_response_offset_commit_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "OffsetCommitResponse.OffsetCommitResponsePartition.PartitionIndex"));
-    SP_KTRY(sp_kw_int16(w, s->error_code, "OffsetCommitResponse.OffsetCommitResponsePartition.ErrorCode"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "OffsetCommitResponse.OffsetCommitResponsePartition.PartitionIndex"));
+    SP_KTRY(sp_kw_int16(w, s->error_code,
+                        "OffsetCommitResponse.OffsetCommitResponsePartition.ErrorCode"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetCommitResponse.OffsetCommitResponsePartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_commit_response_offset_commit_response_partition_size(const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s, int16_t version)
+static size_t sp_kafka_offset_commit_response_offset_commit_response_partition_size(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_partition *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -92,18 +125,20 @@ static size_t sp_kafka_offset_commit_response_offset_commit_response_partition_s
     return n;
 }
 
-void sp_kafka_offset_commit_response_offset_commit_response_topic_init(struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
+void sp_kafka_offset_commit_response_offset_commit_response_topic_init(
+    struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_topic_is_default(const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
+SP_UNUSED static bool sp_kafka_offset_commit_response_offset_commit_response_topic_is_default(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_commit_response_offset_commit_response_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_commit_response_offset_commit_response_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -115,51 +150,70 @@ SP_UNUSED static size_t sp_kafka_offset_commit_response_offset_commit_response_t
     return n;
 }
 
-static int sp_kafka_offset_commit_response_offset_commit_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
+static int sp_kafka_offset_commit_response_offset_commit_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_commit_response_offset_commit_response_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "OffsetCommitResponse.OffsetCommitResponseTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "OffsetCommitResponse.OffsetCommitResponseTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_offset_commit_response_offset_commit_response_partition_bytes_min(version), &s->partitions_count, &items, "OffsetCommitResponse.OffsetCommitResponseTopic.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_offset_commit_response_offset_commit_response_partition_bytes_min(version),
+            &s->partitions_count, &items,
+            "OffsetCommitResponse.OffsetCommitResponseTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_partition_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_commit_response_offset_commit_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
+static int sp_kafka_offset_commit_response_offset_commit_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "OffsetCommitResponse.OffsetCommitResponseTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "OffsetCommitResponse.OffsetCommitResponseTopic.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "OffsetCommitResponse.OffsetCommitResponseTopic.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "OffsetCommitResponse.OffsetCommitResponseTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_partition_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetCommitResponse.OffsetCommitResponseTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_commit_response_offset_commit_response_topic_size(const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version)
+static size_t sp_kafka_offset_commit_response_offset_commit_response_topic_size(
+    const struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -169,7 +223,8 @@ static size_t sp_kafka_offset_commit_response_offset_commit_response_topic_size(
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_offset_commit_response_offset_commit_response_partition_size(&s->partitions[i], version);
+        n += sp_kafka_offset_commit_response_offset_commit_response_partition_size(
+            &s->partitions[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -182,10 +237,10 @@ void sp_kafka_offset_commit_response_init(struct sp_kafka_offset_commit_response
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_commit_response_is_default(const struct sp_kafka_offset_commit_response *s)
+SP_UNUSED static bool
+sp_kafka_offset_commit_response_is_default(const struct sp_kafka_offset_commit_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->topics_count == 0);
+    return (s->throttle_time_ms == 0) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_offset_commit_response_bytes_min(int16_t version)
@@ -200,7 +255,8 @@ SP_UNUSED static size_t sp_kafka_offset_commit_response_bytes_min(int16_t versio
     return n;
 }
 
-int sp_kafka_offset_commit_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_commit_response *s)
+int sp_kafka_offset_commit_response_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_offset_commit_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -213,10 +269,14 @@ int sp_kafka_offset_commit_response_decode(struct sp_kreader *r, int16_t version
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_offset_commit_response_offset_commit_response_topic_bytes_min(version), &s->topics_count, &items, "OffsetCommitResponse.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_offset_commit_response_offset_commit_response_topic_bytes_min(version),
+            &s->topics_count, &items, "OffsetCommitResponse.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_topic_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -231,7 +291,8 @@ int sp_kafka_offset_commit_response_decode(struct sp_kreader *r, int16_t version
     return 0;
 }
 
-int sp_kafka_offset_commit_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_commit_response *s)
+int sp_kafka_offset_commit_response_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_offset_commit_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -244,7 +305,8 @@ int sp_kafka_offset_commit_response_encode(struct sp_kwriter *w, int16_t version
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "OffsetCommitResponse.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_offset_commit_response_offset_commit_response_topic_encode(w, version,
+                                                                                    &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetCommitResponse._tagged_fields"));
@@ -252,7 +314,8 @@ int sp_kafka_offset_commit_response_encode(struct sp_kwriter *w, int16_t version
     return 0;
 }
 
-size_t sp_kafka_offset_commit_response_size(const struct sp_kafka_offset_commit_response *s, int16_t version)
+size_t sp_kafka_offset_commit_response_size(const struct sp_kafka_offset_commit_response *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -264,11 +327,11 @@ size_t sp_kafka_offset_commit_response_size(const struct sp_kafka_offset_commit_
     }
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_offset_commit_response_offset_commit_response_topic_size(&s->topics[i], version);
+        n += sp_kafka_offset_commit_response_offset_commit_response_topic_size(&s->topics[i],
+                                                                               version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

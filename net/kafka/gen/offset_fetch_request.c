@@ -4,36 +4,60 @@
 
 #define IS_FLEXIBLE(version) (version >= 6)
 
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
-static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic_size(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topic_is_default(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
-static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topics_size(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topics_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topics_is_default(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
-static int sp_kafka_offset_fetch_request_offset_fetch_request_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
-static int sp_kafka_offset_fetch_request_offset_fetch_request_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
-static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group_size(const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_group_is_default(const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
+static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic_size(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_request_offset_fetch_request_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topic_is_default(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
+static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topics_size(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_request_offset_fetch_request_topics_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topics_is_default(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
+static int sp_kafka_offset_fetch_request_offset_fetch_request_group_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
+static int sp_kafka_offset_fetch_request_offset_fetch_request_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
+static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group_size(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_request_offset_fetch_request_group_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_group_is_default(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
 SP_UNUSED static size_t sp_kafka_offset_fetch_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_request_is_default(const struct sp_kafka_offset_fetch_request *s);
+SP_UNUSED static bool
+sp_kafka_offset_fetch_request_is_default(const struct sp_kafka_offset_fetch_request *s);
 
-void sp_kafka_offset_fetch_request_offset_fetch_request_topic_init(struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
+void sp_kafka_offset_fetch_request_offset_fetch_request_topic_init(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topic_is_default(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topic_is_default(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partition_indexes_count == 0);
+    return (s->name.len == 0) && (s->partition_indexes_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_request_offset_fetch_request_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -45,63 +69,81 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic
     return n;
 }
 
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_request_offset_fetch_request_topic_init(s);
     if (version <= 7) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "OffsetFetchRequest.OffsetFetchRequestTopic.Name"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                             "OffsetFetchRequest.OffsetFetchRequestTopic.Name"));
     }
     if (version <= 7) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_indexes), 4u, &s->partition_indexes_count, &items, "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_indexes), 4u,
+                                &s->partition_indexes_count, &items,
+                                "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
             s->partition_indexes = items;
             for (int32_t i = 0; i < s->partition_indexes_count; i++)
-                SP_KTRY(sp_kr_int32(r, &s->partition_indexes[i], "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
+                SP_KTRY(sp_kr_int32(r, &s->partition_indexes[i],
+                                    "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version <= 7) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "OffsetFetchRequest.OffsetFetchRequestTopic.Name"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                             "OffsetFetchRequest.OffsetFetchRequestTopic.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.OffsetFetchRequestTopic.Name");
     }
     if (version <= 7) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_indexes_count, "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_indexes_count,
+                             "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
         for (int32_t i = 0; i < s->partition_indexes_count; i++)
-            SP_KTRY(sp_kw_int32(w, s->partition_indexes[i], "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
+            SP_KTRY(sp_kw_int32(w, s->partition_indexes[i],
+                                "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes"));
     } else if (!(s->partition_indexes_count == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchRequest.OffsetFetchRequestTopic.PartitionIndexes");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchRequest.OffsetFetchRequestTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic_size(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version)
+static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic_size(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -123,18 +165,20 @@ static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic_size(cons
     return n;
 }
 
-void sp_kafka_offset_fetch_request_offset_fetch_request_topics_init(struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
+void sp_kafka_offset_fetch_request_offset_fetch_request_topics_init(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topics_is_default(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_topics_is_default(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
 {
-    return (s->name.len == 0) &&
-           (s->partition_indexes_count == 0);
+    return (s->name.len == 0) && (s->partition_indexes_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topics_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_request_offset_fetch_request_topics_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -146,63 +190,82 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topic
     return n;
 }
 
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_request_offset_fetch_request_topics_init(s);
     if (version >= 8) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "OffsetFetchRequest.OffsetFetchRequestTopics.Name"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                             "OffsetFetchRequest.OffsetFetchRequestTopics.Name"));
     }
     if (version >= 8) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_indexes), 4u, &s->partition_indexes_count, &items, "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
+            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_indexes), 4u,
+                                &s->partition_indexes_count, &items,
+                                "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
             s->partition_indexes = items;
             for (int32_t i = 0; i < s->partition_indexes_count; i++)
-                SP_KTRY(sp_kr_int32(r, &s->partition_indexes[i], "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
+                SP_KTRY(
+                    sp_kr_int32(r, &s->partition_indexes[i],
+                                "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
+static int sp_kafka_offset_fetch_request_offset_fetch_request_topics_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 8) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "OffsetFetchRequest.OffsetFetchRequestTopics.Name"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                             "OffsetFetchRequest.OffsetFetchRequestTopics.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.OffsetFetchRequestTopics.Name");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_indexes_count, "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_indexes_count,
+                             "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
         for (int32_t i = 0; i < s->partition_indexes_count; i++)
-            SP_KTRY(sp_kw_int32(w, s->partition_indexes[i], "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
+            SP_KTRY(sp_kw_int32(w, s->partition_indexes[i],
+                                "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes"));
     } else if (!(s->partition_indexes_count == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchRequest.OffsetFetchRequestTopics.PartitionIndexes");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchRequest.OffsetFetchRequestTopics._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topics_size(const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version)
+static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topics_size(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -224,22 +287,23 @@ static size_t sp_kafka_offset_fetch_request_offset_fetch_request_topics_size(con
     return n;
 }
 
-void sp_kafka_offset_fetch_request_offset_fetch_request_group_init(struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
+void sp_kafka_offset_fetch_request_offset_fetch_request_group_init(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
 {
     memset(s, 0, sizeof(*s));
     s->member_id = SP_KSTR_NULL;
     s->member_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_group_is_default(const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_request_offset_fetch_request_group_is_default(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->member_id.len < 0) &&
-           (s->member_epoch == -1) &&
+    return (s->group_id.len == 0) && (s->member_id.len < 0) && (s->member_epoch == -1) &&
            (s->topics_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_request_offset_fetch_request_group_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -255,75 +319,97 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group
     return n;
 }
 
-static int sp_kafka_offset_fetch_request_offset_fetch_request_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
+static int sp_kafka_offset_fetch_request_offset_fetch_request_group_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_request_offset_fetch_request_group_init(s);
     if (version >= 8) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->group_id, "OffsetFetchRequest.OffsetFetchRequestGroup.GroupId"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->group_id,
+                             "OffsetFetchRequest.OffsetFetchRequestGroup.GroupId"));
     }
     if (version >= 9) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 9, &s->member_id, "OffsetFetchRequest.OffsetFetchRequestGroup.MemberId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 9, &s->member_id,
+                             "OffsetFetchRequest.OffsetFetchRequestGroup.MemberId"));
     }
     if (version >= 9) {
-        SP_KTRY(sp_kr_int32(r, &s->member_epoch, "OffsetFetchRequest.OffsetFetchRequestGroup.MemberEpoch"));
+        SP_KTRY(sp_kr_int32(r, &s->member_epoch,
+                            "OffsetFetchRequest.OffsetFetchRequestGroup.MemberEpoch"));
     }
     if (version >= 8) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, version >= 8, sizeof(*s->topics), sp_kafka_offset_fetch_request_offset_fetch_request_topics_bytes_min(version), &s->topics_count, &items, "OffsetFetchRequest.OffsetFetchRequestGroup.Topics"));
+            SP_KTRY(sp_kr_array(
+                r, flex, version >= 8, sizeof(*s->topics),
+                sp_kafka_offset_fetch_request_offset_fetch_request_topics_bytes_min(version),
+                &s->topics_count, &items, "OffsetFetchRequest.OffsetFetchRequestGroup.Topics"));
             s->topics = items;
             for (int32_t i = 0; i < s->topics_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topics_decode(r, version, &s->topics[i]));
+                SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topics_decode(
+                    r, version, &s->topics[i]));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_request_offset_fetch_request_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
+static int sp_kafka_offset_fetch_request_offset_fetch_request_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 8) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->group_id, "OffsetFetchRequest.OffsetFetchRequestGroup.GroupId"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->group_id,
+                             "OffsetFetchRequest.OffsetFetchRequestGroup.GroupId"));
     } else if (!(s->group_id.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.OffsetFetchRequestGroup.GroupId");
     }
     if (version >= 9) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 9, s->member_id, "OffsetFetchRequest.OffsetFetchRequestGroup.MemberId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 9, s->member_id,
+                             "OffsetFetchRequest.OffsetFetchRequestGroup.MemberId"));
     }
     if (version >= 9) {
-        SP_KTRY(sp_kw_int32(w, s->member_epoch, "OffsetFetchRequest.OffsetFetchRequestGroup.MemberEpoch"));
+        SP_KTRY(sp_kw_int32(w, s->member_epoch,
+                            "OffsetFetchRequest.OffsetFetchRequestGroup.MemberEpoch"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_length(w, flex, true, version >= 8, s->topics_count, "OffsetFetchRequest.OffsetFetchRequestGroup.Topics"));
+        SP_KTRY(sp_kw_length(w, flex, true, version >= 8, s->topics_count,
+                             "OffsetFetchRequest.OffsetFetchRequestGroup.Topics"));
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topics_encode(w, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topics_encode(
+                w, version, &s->topics[i]));
     } else if (!(s->topics_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.OffsetFetchRequestGroup.Topics");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchRequest.OffsetFetchRequestGroup._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group_size(const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version)
+static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group_size(
+    const struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -342,7 +428,8 @@ static size_t sp_kafka_offset_fetch_request_offset_fetch_request_group_size(cons
     if (version >= 8) {
         n += sp_ks_length(flex, true, s->topics_count);
         for (int32_t i = 0; i < s->topics_count; i++)
-            n += sp_kafka_offset_fetch_request_offset_fetch_request_topics_size(&s->topics[i], version);
+            n += sp_kafka_offset_fetch_request_offset_fetch_request_topics_size(&s->topics[i],
+                                                                                version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -356,11 +443,10 @@ void sp_kafka_offset_fetch_request_init(struct sp_kafka_offset_fetch_request *s)
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_request_is_default(const struct sp_kafka_offset_fetch_request *s)
+SP_UNUSED static bool
+sp_kafka_offset_fetch_request_is_default(const struct sp_kafka_offset_fetch_request *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->topics_count == 0) &&
-           (s->groups_count == 0) &&
+    return (s->group_id.len == 0) && (s->topics_count == 0) && (s->groups_count == 0) &&
            (s->require_stable == false);
 }
 
@@ -380,7 +466,8 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_offset_fetch_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_request *s)
+int sp_kafka_offset_fetch_request_decode(struct sp_kreader *r, int16_t version,
+                                         struct sp_kafka_offset_fetch_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -394,19 +481,27 @@ int sp_kafka_offset_fetch_request_decode(struct sp_kreader *r, int16_t version, 
     if (version <= 7) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, (version >= 2 && version <= 7), sizeof(*s->topics), sp_kafka_offset_fetch_request_offset_fetch_request_topic_bytes_min(version), &s->topics_count, &items, "OffsetFetchRequest.Topics"));
+            SP_KTRY(sp_kr_array(
+                r, flex, (version >= 2 && version <= 7), sizeof(*s->topics),
+                sp_kafka_offset_fetch_request_offset_fetch_request_topic_bytes_min(version),
+                &s->topics_count, &items, "OffsetFetchRequest.Topics"));
             s->topics = items;
             for (int32_t i = 0; i < s->topics_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topic_decode(r, version, &s->topics[i]));
+                SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topic_decode(
+                    r, version, &s->topics[i]));
         }
     }
     if (version >= 8) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups), sp_kafka_offset_fetch_request_offset_fetch_request_group_bytes_min(version), &s->groups_count, &items, "OffsetFetchRequest.Groups"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->groups),
+                sp_kafka_offset_fetch_request_offset_fetch_request_group_bytes_min(version),
+                &s->groups_count, &items, "OffsetFetchRequest.Groups"));
             s->groups = items;
             for (int32_t i = 0; i < s->groups_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_group_decode(r, version, &s->groups[i]));
+                SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_group_decode(
+                    r, version, &s->groups[i]));
         }
     }
     if (version >= 7) {
@@ -425,7 +520,8 @@ int sp_kafka_offset_fetch_request_decode(struct sp_kreader *r, int16_t version, 
     return 0;
 }
 
-int sp_kafka_offset_fetch_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_request *s)
+int sp_kafka_offset_fetch_request_encode(struct sp_kwriter *w, int16_t version,
+                                         const struct sp_kafka_offset_fetch_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -439,16 +535,19 @@ int sp_kafka_offset_fetch_request_encode(struct sp_kwriter *w, int16_t version, 
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.GroupId");
     }
     if (version <= 7) {
-        SP_KTRY(sp_kw_length(w, flex, true, (version >= 2 && version <= 7), s->topics_count, "OffsetFetchRequest.Topics"));
+        SP_KTRY(sp_kw_length(w, flex, true, (version >= 2 && version <= 7), s->topics_count,
+                             "OffsetFetchRequest.Topics"));
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topic_encode(w, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_topic_encode(w, version,
+                                                                                    &s->topics[i]));
     } else if (!(s->topics_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.Topics");
     }
     if (version >= 8) {
         SP_KTRY(sp_kw_length(w, flex, true, false, s->groups_count, "OffsetFetchRequest.Groups"));
         for (int32_t i = 0; i < s->groups_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_group_encode(w, version, &s->groups[i]));
+            SP_KTRY(sp_kafka_offset_fetch_request_offset_fetch_request_group_encode(w, version,
+                                                                                    &s->groups[i]));
     } else if (!(s->groups_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchRequest.Groups");
     }
@@ -464,7 +563,8 @@ int sp_kafka_offset_fetch_request_encode(struct sp_kwriter *w, int16_t version, 
     return 0;
 }
 
-size_t sp_kafka_offset_fetch_request_size(const struct sp_kafka_offset_fetch_request *s, int16_t version)
+size_t sp_kafka_offset_fetch_request_size(const struct sp_kafka_offset_fetch_request *s,
+                                          int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -477,12 +577,14 @@ size_t sp_kafka_offset_fetch_request_size(const struct sp_kafka_offset_fetch_req
     if (version <= 7) {
         n += sp_ks_length(flex, true, s->topics_count);
         for (int32_t i = 0; i < s->topics_count; i++)
-            n += sp_kafka_offset_fetch_request_offset_fetch_request_topic_size(&s->topics[i], version);
+            n += sp_kafka_offset_fetch_request_offset_fetch_request_topic_size(&s->topics[i],
+                                                                               version);
     }
     if (version >= 8) {
         n += sp_ks_length(flex, true, s->groups_count);
         for (int32_t i = 0; i < s->groups_count; i++)
-            n += sp_kafka_offset_fetch_request_offset_fetch_request_group_size(&s->groups[i], version);
+            n += sp_kafka_offset_fetch_request_offset_fetch_request_group_size(&s->groups[i],
+                                                                               version);
     }
     if (version >= 7) {
         n += 1;
@@ -493,4 +595,3 @@ size_t sp_kafka_offset_fetch_request_size(const struct sp_kafka_offset_fetch_req
     }
     return n;
 }
-

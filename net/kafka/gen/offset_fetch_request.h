@@ -28,7 +28,8 @@ struct sp_kafka_offset_fetch_request_offset_fetch_request_topics {
 struct sp_kafka_offset_fetch_request_offset_fetch_request_group {
     /* The group ID. */
     struct sp_kstr group_id;
-    /* The member ID assigned by the group coordinator if using the new consumer protocol (KIP-848). */
+    /* The member ID assigned by the group coordinator if using the new consumer protocol (KIP-848).
+     */
     struct sp_kstr member_id;
     /* The member epoch if using the new consumer protocol (KIP-848). */
     int32_t member_epoch;
@@ -46,27 +47,33 @@ struct sp_kafka_offset_fetch_request {
     /* Each group we would like to fetch offsets for */
     struct sp_kafka_offset_fetch_request_offset_fetch_request_group *groups;
     int32_t groups_count; /* -1: null */
-    /* Whether broker should hold on returning unstable offsets but set a retriable error code for the partitions. */
+    /* Whether broker should hold on returning unstable offsets but set a retriable error code for
+     * the partitions. */
     bool require_stable;
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_request_offset_fetch_request_topic_init(struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
+void sp_kafka_offset_fetch_request_offset_fetch_request_topic_init(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_request_offset_fetch_request_topics_init(struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
+void sp_kafka_offset_fetch_request_offset_fetch_request_topics_init(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_request_offset_fetch_request_group_init(struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
+void sp_kafka_offset_fetch_request_offset_fetch_request_group_init(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_offset_fetch_request_init(struct sp_kafka_offset_fetch_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_offset_fetch_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_offset_fetch_request *s);
+                                                       struct sp_kafka_offset_fetch_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_offset_fetch_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_offset_fetch_request *s);
+SP_MUST_CHECK int
+sp_kafka_offset_fetch_request_encode(struct sp_kwriter *w, int16_t version,
+                                     const struct sp_kafka_offset_fetch_request *s);
 /* Bytes that sp_kafka_offset_fetch_request_encode writes at `version`. */
-size_t sp_kafka_offset_fetch_request_size(const struct sp_kafka_offset_fetch_request *s, int16_t version);
+size_t sp_kafka_offset_fetch_request_size(const struct sp_kafka_offset_fetch_request *s,
+                                          int16_t version);
 
 #endif /* SP_KAFKA_GEN_OFFSET_FETCH_REQUEST_H */

@@ -4,50 +4,88 @@
 
 #define IS_FLEXIBLE(version) (version >= 6)
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partition_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partition_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topic_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partitions_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partitions_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partitions_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topics_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
-static int sp_kafka_offset_fetch_response_offset_fetch_response_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_group_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_group_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_group_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partition_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_partition_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partition_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topic_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partitions_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_partitions_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partitions_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_topics_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topics_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_group_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
+static int sp_kafka_offset_fetch_response_offset_fetch_response_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_group_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_group_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_group_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
 SP_UNUSED static size_t sp_kafka_offset_fetch_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_fetch_response_is_default(const struct sp_kafka_offset_fetch_response *s);
+SP_UNUSED static bool
+sp_kafka_offset_fetch_response_is_default(const struct sp_kafka_offset_fetch_response *s);
 
-void sp_kafka_offset_fetch_response_offset_fetch_response_partition_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
+void sp_kafka_offset_fetch_response_offset_fetch_response_partition_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
 {
     memset(s, 0, sizeof(*s));
     s->committed_leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partition_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partition_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
 {
-    return (s->partition_index == 0) &&
-           (s->committed_offset == 0) &&
-           (s->committed_leader_epoch == -1) &&
-           (s->metadata.len == 0) &&
-           (s->error_code == 0);
+    return (s->partition_index == 0) && (s->committed_offset == 0) &&
+           (s->committed_leader_epoch == -1) && (s->metadata.len == 0) && (s->error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -65,77 +103,102 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_par
     return n;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_response_offset_fetch_response_partition_init(s);
     if (version <= 7) {
-        SP_KTRY(sp_kr_int32(r, &s->partition_index, "OffsetFetchResponse.OffsetFetchResponsePartition.PartitionIndex"));
+        SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                            "OffsetFetchResponse.OffsetFetchResponsePartition.PartitionIndex"));
     }
     if (version <= 7) {
-        SP_KTRY(sp_kr_int64(r, &s->committed_offset, "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedOffset"));
+        SP_KTRY(sp_kr_int64(r, &s->committed_offset,
+                            "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedOffset"));
     }
     if ((version >= 5 && version <= 7)) {
-        SP_KTRY(sp_kr_int32(r, &s->committed_leader_epoch, "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedLeaderEpoch"));
+        SP_KTRY(
+            sp_kr_int32(r, &s->committed_leader_epoch,
+                        "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedLeaderEpoch"));
     }
     if (version <= 7) {
-        SP_KTRY(sp_kr_string(r, flex, version <= 7, &s->metadata, "OffsetFetchResponse.OffsetFetchResponsePartition.Metadata"));
+        SP_KTRY(sp_kr_string(r, flex, version <= 7, &s->metadata,
+                             "OffsetFetchResponse.OffsetFetchResponsePartition.Metadata"));
     }
     if (version <= 7) {
-        SP_KTRY(sp_kr_int16(r, &s->error_code, "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode"));
+        SP_KTRY(sp_kr_int16(r, &s->error_code,
+                            "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version <= 7) {
-        SP_KTRY(sp_kw_int32(w, s->partition_index, "OffsetFetchResponse.OffsetFetchResponsePartition.PartitionIndex"));
+        SP_KTRY(sp_kw_int32(w, s->partition_index,
+                            "OffsetFetchResponse.OffsetFetchResponsePartition.PartitionIndex"));
     } else if (!(s->partition_index == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartition.PartitionIndex");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchResponse.OffsetFetchResponsePartition.PartitionIndex");
     }
     if (version <= 7) {
-        SP_KTRY(sp_kw_int64(w, s->committed_offset, "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedOffset"));
+        SP_KTRY(sp_kw_int64(w, s->committed_offset,
+                            "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedOffset"));
     } else if (!(s->committed_offset == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedOffset");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedOffset");
     }
     if ((version >= 5 && version <= 7)) {
-        SP_KTRY(sp_kw_int32(w, s->committed_leader_epoch, "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedLeaderEpoch"));
+        SP_KTRY(
+            sp_kw_int32(w, s->committed_leader_epoch,
+                        "OffsetFetchResponse.OffsetFetchResponsePartition.CommittedLeaderEpoch"));
     }
     if (version <= 7) {
-        SP_KTRY(sp_kw_string(w, flex, version <= 7, s->metadata, "OffsetFetchResponse.OffsetFetchResponsePartition.Metadata"));
+        SP_KTRY(sp_kw_string(w, flex, version <= 7, s->metadata,
+                             "OffsetFetchResponse.OffsetFetchResponsePartition.Metadata"));
     } else if (!(s->metadata.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartition.Metadata");
     }
     if (version <= 7) {
-        SP_KTRY(sp_kw_int16(w, s->error_code, "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode"));
+        SP_KTRY(sp_kw_int16(w, s->error_code,
+                            "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode"));
     } else if (!(s->error_code == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchResponse.OffsetFetchResponsePartition.ErrorCode");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponsePartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partition_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s, int16_t version)
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partition_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -164,18 +227,20 @@ static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partition_siz
     return n;
 }
 
-void sp_kafka_offset_fetch_response_offset_fetch_response_topic_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
+void sp_kafka_offset_fetch_response_offset_fetch_response_topic_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topic_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topic_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -187,63 +252,82 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_top
     return n;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_response_offset_fetch_response_topic_init(s);
     if (version <= 7) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "OffsetFetchResponse.OffsetFetchResponseTopic.Name"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                             "OffsetFetchResponse.OffsetFetchResponseTopic.Name"));
     }
     if (version <= 7) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_offset_fetch_response_offset_fetch_response_partition_bytes_min(version), &s->partitions_count, &items, "OffsetFetchResponse.OffsetFetchResponseTopic.Partitions"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->partitions),
+                sp_kafka_offset_fetch_response_offset_fetch_response_partition_bytes_min(version),
+                &s->partitions_count, &items,
+                "OffsetFetchResponse.OffsetFetchResponseTopic.Partitions"));
             s->partitions = items;
             for (int32_t i = 0; i < s->partitions_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partition_decode(r, version, &s->partitions[i]));
+                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partition_decode(
+                    r, version, &s->partitions[i]));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version <= 7) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "OffsetFetchResponse.OffsetFetchResponseTopic.Name"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                             "OffsetFetchResponse.OffsetFetchResponseTopic.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponseTopic.Name");
     }
     if (version <= 7) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "OffsetFetchResponse.OffsetFetchResponseTopic.Partitions"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                             "OffsetFetchResponse.OffsetFetchResponseTopic.Partitions"));
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partition_encode(w, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partition_encode(
+                w, version, &s->partitions[i]));
     } else if (!(s->partitions_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponseTopic.Partitions");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponseTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version)
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -256,7 +340,8 @@ static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(co
     if (version <= 7) {
         n += sp_ks_length(flex, true, s->partitions_count);
         for (int32_t i = 0; i < s->partitions_count; i++)
-            n += sp_kafka_offset_fetch_response_offset_fetch_response_partition_size(&s->partitions[i], version);
+            n += sp_kafka_offset_fetch_response_offset_fetch_response_partition_size(
+                &s->partitions[i], version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -265,22 +350,22 @@ static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(co
     return n;
 }
 
-void sp_kafka_offset_fetch_response_offset_fetch_response_partitions_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
+void sp_kafka_offset_fetch_response_offset_fetch_response_partitions_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
 {
     memset(s, 0, sizeof(*s));
     s->committed_leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partitions_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_partitions_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
 {
-    return (s->partition_index == 0) &&
-           (s->committed_offset == 0) &&
-           (s->committed_leader_epoch == -1) &&
-           (s->metadata.len == 0) &&
-           (s->error_code == 0);
+    return (s->partition_index == 0) && (s->committed_offset == 0) &&
+           (s->committed_leader_epoch == -1) && (s->metadata.len == 0) && (s->error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partitions_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_partitions_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -298,77 +383,104 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_par
     return n;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_response_offset_fetch_response_partitions_init(s);
     if (version >= 8) {
-        SP_KTRY(sp_kr_int32(r, &s->partition_index, "OffsetFetchResponse.OffsetFetchResponsePartitions.PartitionIndex"));
+        SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                            "OffsetFetchResponse.OffsetFetchResponsePartitions.PartitionIndex"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_int64(r, &s->committed_offset, "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedOffset"));
+        SP_KTRY(sp_kr_int64(r, &s->committed_offset,
+                            "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedOffset"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_int32(r, &s->committed_leader_epoch, "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedLeaderEpoch"));
+        SP_KTRY(
+            sp_kr_int32(r, &s->committed_leader_epoch,
+                        "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedLeaderEpoch"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 8, &s->metadata, "OffsetFetchResponse.OffsetFetchResponsePartitions.Metadata"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 8, &s->metadata,
+                             "OffsetFetchResponse.OffsetFetchResponsePartitions.Metadata"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_int16(r, &s->error_code, "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode"));
+        SP_KTRY(sp_kr_int16(r, &s->error_code,
+                            "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_partitions_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 8) {
-        SP_KTRY(sp_kw_int32(w, s->partition_index, "OffsetFetchResponse.OffsetFetchResponsePartitions.PartitionIndex"));
+        SP_KTRY(sp_kw_int32(w, s->partition_index,
+                            "OffsetFetchResponse.OffsetFetchResponsePartitions.PartitionIndex"));
     } else if (!(s->partition_index == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartitions.PartitionIndex");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchResponse.OffsetFetchResponsePartitions.PartitionIndex");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_int64(w, s->committed_offset, "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedOffset"));
+        SP_KTRY(sp_kw_int64(w, s->committed_offset,
+                            "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedOffset"));
     } else if (!(s->committed_offset == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedOffset");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedOffset");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_int32(w, s->committed_leader_epoch, "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedLeaderEpoch"));
+        SP_KTRY(
+            sp_kw_int32(w, s->committed_leader_epoch,
+                        "OffsetFetchResponse.OffsetFetchResponsePartitions.CommittedLeaderEpoch"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 8, s->metadata, "OffsetFetchResponse.OffsetFetchResponsePartitions.Metadata"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 8, s->metadata,
+                             "OffsetFetchResponse.OffsetFetchResponsePartitions.Metadata"));
     } else if (!(s->metadata.len == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartitions.Metadata");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchResponse.OffsetFetchResponsePartitions.Metadata");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_int16(w, s->error_code, "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode"));
+        SP_KTRY(sp_kw_int16(w, s->error_code,
+                            "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode"));
     } else if (!(s->error_code == 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "OffsetFetchResponse.OffsetFetchResponsePartitions.ErrorCode");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponsePartitions._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partitions_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s, int16_t version)
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partitions_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -397,18 +509,20 @@ static size_t sp_kafka_offset_fetch_response_offset_fetch_response_partitions_si
     return n;
 }
 
-void sp_kafka_offset_fetch_response_offset_fetch_response_topics_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
+void sp_kafka_offset_fetch_response_offset_fetch_response_topics_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topics_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_topics_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_topics_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -420,63 +534,82 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_top
     return n;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_response_offset_fetch_response_topics_init(s);
     if (version >= 8) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->name, "OffsetFetchResponse.OffsetFetchResponseTopics.Name"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                             "OffsetFetchResponse.OffsetFetchResponseTopics.Name"));
     }
     if (version >= 8) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_offset_fetch_response_offset_fetch_response_partitions_bytes_min(version), &s->partitions_count, &items, "OffsetFetchResponse.OffsetFetchResponseTopics.Partitions"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->partitions),
+                sp_kafka_offset_fetch_response_offset_fetch_response_partitions_bytes_min(version),
+                &s->partitions_count, &items,
+                "OffsetFetchResponse.OffsetFetchResponseTopics.Partitions"));
             s->partitions = items;
             for (int32_t i = 0; i < s->partitions_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partitions_decode(r, version, &s->partitions[i]));
+                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partitions_decode(
+                    r, version, &s->partitions[i]));
         }
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_topics_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 8) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->name, "OffsetFetchResponse.OffsetFetchResponseTopics.Name"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                             "OffsetFetchResponse.OffsetFetchResponseTopics.Name"));
     } else if (!(s->name.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponseTopics.Name");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "OffsetFetchResponse.OffsetFetchResponseTopics.Partitions"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                             "OffsetFetchResponse.OffsetFetchResponseTopics.Partitions"));
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partitions_encode(w, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_partitions_encode(
+                w, version, &s->partitions[i]));
     } else if (!(s->partitions_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponseTopics.Partitions");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponseTopics._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version)
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -489,7 +622,8 @@ static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(c
     if (version >= 8) {
         n += sp_ks_length(flex, true, s->partitions_count);
         for (int32_t i = 0; i < s->partitions_count; i++)
-            n += sp_kafka_offset_fetch_response_offset_fetch_response_partitions_size(&s->partitions[i], version);
+            n += sp_kafka_offset_fetch_response_offset_fetch_response_partitions_size(
+                &s->partitions[i], version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -498,19 +632,20 @@ static size_t sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(c
     return n;
 }
 
-void sp_kafka_offset_fetch_response_offset_fetch_response_group_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
+void sp_kafka_offset_fetch_response_offset_fetch_response_group_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_group_is_default(const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
+SP_UNUSED static bool sp_kafka_offset_fetch_response_offset_fetch_response_group_is_default(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->topics_count == 0) &&
-           (s->error_code == 0);
+    return (s->group_id.len == 0) && (s->topics_count == 0) && (s->error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_group_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_fetch_response_offset_fetch_response_group_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -524,71 +659,91 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_response_offset_fetch_response_gro
     return n;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_group_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_group_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_fetch_response_offset_fetch_response_group_init(s);
     if (version >= 8) {
-        SP_KTRY(sp_kr_string(r, flex, false, &s->group_id, "OffsetFetchResponse.OffsetFetchResponseGroup.GroupId"));
+        SP_KTRY(sp_kr_string(r, flex, false, &s->group_id,
+                             "OffsetFetchResponse.OffsetFetchResponseGroup.GroupId"));
     }
     if (version >= 8) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_offset_fetch_response_offset_fetch_response_topics_bytes_min(version), &s->topics_count, &items, "OffsetFetchResponse.OffsetFetchResponseGroup.Topics"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->topics),
+                sp_kafka_offset_fetch_response_offset_fetch_response_topics_bytes_min(version),
+                &s->topics_count, &items, "OffsetFetchResponse.OffsetFetchResponseGroup.Topics"));
             s->topics = items;
             for (int32_t i = 0; i < s->topics_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topics_decode(r, version, &s->topics[i]));
+                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topics_decode(
+                    r, version, &s->topics[i]));
         }
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_int16(r, &s->error_code, "OffsetFetchResponse.OffsetFetchResponseGroup.ErrorCode"));
+        SP_KTRY(sp_kr_int16(r, &s->error_code,
+                            "OffsetFetchResponse.OffsetFetchResponseGroup.ErrorCode"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_fetch_response_offset_fetch_response_group_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
+static int sp_kafka_offset_fetch_response_offset_fetch_response_group_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 8) {
-        SP_KTRY(sp_kw_string(w, flex, false, s->group_id, "OffsetFetchResponse.OffsetFetchResponseGroup.GroupId"));
+        SP_KTRY(sp_kw_string(w, flex, false, s->group_id,
+                             "OffsetFetchResponse.OffsetFetchResponseGroup.GroupId"));
     } else if (!(s->group_id.len == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponseGroup.GroupId");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "OffsetFetchResponse.OffsetFetchResponseGroup.Topics"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count,
+                             "OffsetFetchResponse.OffsetFetchResponseGroup.Topics"));
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topics_encode(w, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topics_encode(
+                w, version, &s->topics[i]));
     } else if (!(s->topics_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponseGroup.Topics");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_int16(w, s->error_code, "OffsetFetchResponse.OffsetFetchResponseGroup.ErrorCode"));
+        SP_KTRY(sp_kw_int16(w, s->error_code,
+                            "OffsetFetchResponse.OffsetFetchResponseGroup.ErrorCode"));
     } else if (!(s->error_code == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.OffsetFetchResponseGroup.ErrorCode");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetFetchResponse.OffsetFetchResponseGroup._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_fetch_response_offset_fetch_response_group_size(const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version)
+static size_t sp_kafka_offset_fetch_response_offset_fetch_response_group_size(
+    const struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -601,7 +756,8 @@ static size_t sp_kafka_offset_fetch_response_offset_fetch_response_group_size(co
     if (version >= 8) {
         n += sp_ks_length(flex, true, s->topics_count);
         for (int32_t i = 0; i < s->topics_count; i++)
-            n += sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(&s->topics[i], version);
+            n += sp_kafka_offset_fetch_response_offset_fetch_response_topics_size(&s->topics[i],
+                                                                                  version);
     }
     if (version >= 8) {
         n += 2;
@@ -618,11 +774,10 @@ void sp_kafka_offset_fetch_response_init(struct sp_kafka_offset_fetch_response *
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_fetch_response_is_default(const struct sp_kafka_offset_fetch_response *s)
+SP_UNUSED static bool
+sp_kafka_offset_fetch_response_is_default(const struct sp_kafka_offset_fetch_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->topics_count == 0) &&
-           (s->error_code == 0) &&
+    return (s->throttle_time_ms == 0) && (s->topics_count == 0) && (s->error_code == 0) &&
            (s->groups_count == 0);
 }
 
@@ -642,7 +797,8 @@ SP_UNUSED static size_t sp_kafka_offset_fetch_response_bytes_min(int16_t version
     return n;
 }
 
-int sp_kafka_offset_fetch_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_fetch_response *s)
+int sp_kafka_offset_fetch_response_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_offset_fetch_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -656,10 +812,14 @@ int sp_kafka_offset_fetch_response_decode(struct sp_kreader *r, int16_t version,
     if (version <= 7) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_offset_fetch_response_offset_fetch_response_topic_bytes_min(version), &s->topics_count, &items, "OffsetFetchResponse.Topics"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->topics),
+                sp_kafka_offset_fetch_response_offset_fetch_response_topic_bytes_min(version),
+                &s->topics_count, &items, "OffsetFetchResponse.Topics"));
             s->topics = items;
             for (int32_t i = 0; i < s->topics_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topic_decode(r, version, &s->topics[i]));
+                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topic_decode(
+                    r, version, &s->topics[i]));
         }
     }
     if ((version >= 2 && version <= 7)) {
@@ -668,10 +828,14 @@ int sp_kafka_offset_fetch_response_decode(struct sp_kreader *r, int16_t version,
     if (version >= 8) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->groups), sp_kafka_offset_fetch_response_offset_fetch_response_group_bytes_min(version), &s->groups_count, &items, "OffsetFetchResponse.Groups"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->groups),
+                sp_kafka_offset_fetch_response_offset_fetch_response_group_bytes_min(version),
+                &s->groups_count, &items, "OffsetFetchResponse.Groups"));
             s->groups = items;
             for (int32_t i = 0; i < s->groups_count; i++)
-                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_group_decode(r, version, &s->groups[i]));
+                SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_group_decode(
+                    r, version, &s->groups[i]));
         }
     }
     if (flex) {
@@ -687,7 +851,8 @@ int sp_kafka_offset_fetch_response_decode(struct sp_kreader *r, int16_t version,
     return 0;
 }
 
-int sp_kafka_offset_fetch_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_fetch_response *s)
+int sp_kafka_offset_fetch_response_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_offset_fetch_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -701,7 +866,8 @@ int sp_kafka_offset_fetch_response_encode(struct sp_kwriter *w, int16_t version,
     if (version <= 7) {
         SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "OffsetFetchResponse.Topics"));
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topic_encode(w, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_topic_encode(
+                w, version, &s->topics[i]));
     } else if (!(s->topics_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.Topics");
     }
@@ -711,7 +877,8 @@ int sp_kafka_offset_fetch_response_encode(struct sp_kwriter *w, int16_t version,
     if (version >= 8) {
         SP_KTRY(sp_kw_length(w, flex, true, false, s->groups_count, "OffsetFetchResponse.Groups"));
         for (int32_t i = 0; i < s->groups_count; i++)
-            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_group_encode(w, version, &s->groups[i]));
+            SP_KTRY(sp_kafka_offset_fetch_response_offset_fetch_response_group_encode(
+                w, version, &s->groups[i]));
     } else if (!(s->groups_count == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "OffsetFetchResponse.Groups");
     }
@@ -722,7 +889,8 @@ int sp_kafka_offset_fetch_response_encode(struct sp_kwriter *w, int16_t version,
     return 0;
 }
 
-size_t sp_kafka_offset_fetch_response_size(const struct sp_kafka_offset_fetch_response *s, int16_t version)
+size_t sp_kafka_offset_fetch_response_size(const struct sp_kafka_offset_fetch_response *s,
+                                           int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -735,7 +903,8 @@ size_t sp_kafka_offset_fetch_response_size(const struct sp_kafka_offset_fetch_re
     if (version <= 7) {
         n += sp_ks_length(flex, true, s->topics_count);
         for (int32_t i = 0; i < s->topics_count; i++)
-            n += sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(&s->topics[i], version);
+            n += sp_kafka_offset_fetch_response_offset_fetch_response_topic_size(&s->topics[i],
+                                                                                 version);
     }
     if ((version >= 2 && version <= 7)) {
         n += 2;
@@ -743,7 +912,8 @@ size_t sp_kafka_offset_fetch_response_size(const struct sp_kafka_offset_fetch_re
     if (version >= 8) {
         n += sp_ks_length(flex, true, s->groups_count);
         for (int32_t i = 0; i < s->groups_count; i++)
-            n += sp_kafka_offset_fetch_response_offset_fetch_response_group_size(&s->groups[i], version);
+            n += sp_kafka_offset_fetch_response_offset_fetch_response_group_size(&s->groups[i],
+                                                                                 version);
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -751,4 +921,3 @@ size_t sp_kafka_offset_fetch_response_size(const struct sp_kafka_offset_fetch_re
     }
     return n;
 }
-

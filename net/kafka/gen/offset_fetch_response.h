@@ -62,7 +62,8 @@ struct sp_kafka_offset_fetch_response_offset_fetch_response_group {
 };
 
 struct sp_kafka_offset_fetch_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* The responses per topic. */
     struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *topics;
@@ -75,26 +76,33 @@ struct sp_kafka_offset_fetch_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_response_offset_fetch_response_partition_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
+void sp_kafka_offset_fetch_response_offset_fetch_response_partition_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_response_offset_fetch_response_topic_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
+void sp_kafka_offset_fetch_response_offset_fetch_response_topic_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_response_offset_fetch_response_partitions_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
+void sp_kafka_offset_fetch_response_offset_fetch_response_partitions_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_response_offset_fetch_response_topics_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
+void sp_kafka_offset_fetch_response_offset_fetch_response_topics_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_fetch_response_offset_fetch_response_group_init(struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
+void sp_kafka_offset_fetch_response_offset_fetch_response_group_init(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_offset_fetch_response_init(struct sp_kafka_offset_fetch_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_offset_fetch_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_offset_fetch_response *s);
+                                                        struct sp_kafka_offset_fetch_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_offset_fetch_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_offset_fetch_response *s);
+SP_MUST_CHECK int
+sp_kafka_offset_fetch_response_encode(struct sp_kwriter *w, int16_t version,
+                                      const struct sp_kafka_offset_fetch_response *s);
 /* Bytes that sp_kafka_offset_fetch_response_encode writes at `version`. */
-size_t sp_kafka_offset_fetch_response_size(const struct sp_kafka_offset_fetch_response *s, int16_t version);
+size_t sp_kafka_offset_fetch_response_size(const struct sp_kafka_offset_fetch_response *s,
+                                           int16_t version);
 
 #endif /* SP_KAFKA_GEN_OFFSET_FETCH_RESPONSE_H */

@@ -4,33 +4,53 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
-static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_size(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_is_default(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
-static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_size(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_is_default(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
+static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_size(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
+static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_size(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
 SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_is_default(const struct sp_kafka_offset_for_leader_epoch_request *s);
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_request *s);
 
-void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_init(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
+void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_init(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
 {
     memset(s, 0, sizeof(*s));
     s->current_leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_is_default(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
+SP_UNUSED static bool
+sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
 {
-    return (s->partition == 0) &&
-           (s->current_leader_epoch == -1) &&
-           (s->leader_epoch == 0);
+    return (s->partition == 0) && (s->current_leader_epoch == -1) && (s->leader_epoch == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -44,49 +64,70 @@ SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_lead
     return n;
 }
 
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.Partition"));
+    SP_KTRY(sp_kr_int32(r, &s->partition,
+                        "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.Partition"));
     if (version >= 2) {
-        SP_KTRY(sp_kr_int32(r, &s->current_leader_epoch, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.CurrentLeaderEpoch"));
+        SP_KTRY(
+            sp_kr_int32(r, &s->current_leader_epoch,
+                        "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.CurrentLeaderEpoch"));
     }
-    SP_KTRY(sp_kr_int32(r, &s->leader_epoch, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.LeaderEpoch"));
+    SP_KTRY(sp_kr_int32(r, &s->leader_epoch,
+                        "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.LeaderEpoch"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count,
+                          "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.Partition"));
+    SP_KTRY(sp_kw_int32(w, s->partition,
+                        "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.Partition"));
     if (version >= 2) {
-        SP_KTRY(sp_kw_int32(w, s->current_leader_epoch, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.CurrentLeaderEpoch"));
+        SP_KTRY(
+            sp_kw_int32(w, s->current_leader_epoch,
+                        "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.CurrentLeaderEpoch"));
     }
-    SP_KTRY(sp_kw_int32(w, s->leader_epoch, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.LeaderEpoch"));
+    SP_KTRY(sp_kw_int32(w, s->leader_epoch,
+                        "OffsetForLeaderEpochRequest.OffsetForLeaderPartition.LeaderEpoch"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count,
+                          "OffsetForLeaderEpochRequest.OffsetForLeaderPartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_size(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s, int16_t version)
+static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_size(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -105,18 +146,20 @@ static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partiti
     return n;
 }
 
-void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_init(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
+void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_init(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_is_default(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
 {
-    return (s->topic.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->topic.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -128,51 +171,71 @@ SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_lead
     return n;
 }
 
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->topic, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Topic"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->topic,
+                         "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Topic"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_bytes_min(version), &s->partitions_count, &items, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_bytes_min(version),
+            &s->partitions_count, &items,
+            "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
+static int sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->topic, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Topic"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->topic,
+                         "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Topic"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "OffsetForLeaderEpochRequest.OffsetForLeaderTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetForLeaderEpochRequest.OffsetForLeaderTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_size(const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s, int16_t version)
+static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_size(
+    const struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -182,7 +245,8 @@ static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_s
     n += sp_ks_string(flex, s->topic);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_size(&s->partitions[i], version);
+        n += sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_size(
+            &s->partitions[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -190,16 +254,17 @@ static size_t sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_s
     return n;
 }
 
-void sp_kafka_offset_for_leader_epoch_request_init(struct sp_kafka_offset_for_leader_epoch_request *s)
+void sp_kafka_offset_for_leader_epoch_request_init(
+    struct sp_kafka_offset_for_leader_epoch_request *s)
 {
     memset(s, 0, sizeof(*s));
     s->replica_id = -2;
 }
 
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_is_default(const struct sp_kafka_offset_for_leader_epoch_request *s)
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_request_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_request *s)
 {
-    return (s->replica_id == -2) &&
-           (s->topics_count == 0);
+    return (s->replica_id == -2) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_bytes_min(int16_t version)
@@ -214,7 +279,8 @@ SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_request_bytes_min(int16
     return n;
 }
 
-int sp_kafka_offset_for_leader_epoch_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_request *s)
+int sp_kafka_offset_for_leader_epoch_request_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -227,10 +293,14 @@ int sp_kafka_offset_for_leader_epoch_request_decode(struct sp_kreader *r, int16_
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_bytes_min(version), &s->topics_count, &items, "OffsetForLeaderEpochRequest.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_bytes_min(version),
+            &s->topics_count, &items, "OffsetForLeaderEpochRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -245,7 +315,8 @@ int sp_kafka_offset_for_leader_epoch_request_decode(struct sp_kreader *r, int16_
     return 0;
 }
 
-int sp_kafka_offset_for_leader_epoch_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_request *s)
+int sp_kafka_offset_for_leader_epoch_request_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -256,9 +327,11 @@ int sp_kafka_offset_for_leader_epoch_request_encode(struct sp_kwriter *w, int16_
     if (version >= 3) {
         SP_KTRY(sp_kw_int32(w, s->replica_id, "OffsetForLeaderEpochRequest.ReplicaId"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "OffsetForLeaderEpochRequest.Topics"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->topics_count, "OffsetForLeaderEpochRequest.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_encode(
+            w, version, &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetForLeaderEpochRequest._tagged_fields"));
@@ -266,7 +339,8 @@ int sp_kafka_offset_for_leader_epoch_request_encode(struct sp_kwriter *w, int16_
     return 0;
 }
 
-size_t sp_kafka_offset_for_leader_epoch_request_size(const struct sp_kafka_offset_for_leader_epoch_request *s, int16_t version)
+size_t sp_kafka_offset_for_leader_epoch_request_size(
+    const struct sp_kafka_offset_for_leader_epoch_request *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -278,11 +352,11 @@ size_t sp_kafka_offset_for_leader_epoch_request_size(const struct sp_kafka_offse
     }
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_size(&s->topics[i], version);
+        n += sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_size(&s->topics[i],
+                                                                                   version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

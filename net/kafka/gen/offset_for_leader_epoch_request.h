@@ -12,7 +12,10 @@
 struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition {
     /* The partition index. */
     int32_t partition;
-    /* An epoch used to fence consumers/replicas with old metadata. If the epoch provided by the client is larger than the current epoch known to the broker, then the UNKNOWN_LEADER_EPOCH error code will be returned. If the provided epoch is smaller, then the FENCED_LEADER_EPOCH error code will be returned. */
+    /* An epoch used to fence consumers/replicas with old metadata. If the epoch provided by the
+     * client is larger than the current epoch known to the broker, then the UNKNOWN_LEADER_EPOCH
+     * error code will be returned. If the provided epoch is smaller, then the FENCED_LEADER_EPOCH
+     * error code will be returned. */
     int32_t current_leader_epoch;
     /* The epoch to look up an offset for. */
     int32_t leader_epoch;
@@ -35,20 +38,26 @@ struct sp_kafka_offset_for_leader_epoch_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_init(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
+void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_init(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_init(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
+void sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_init(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_for_leader_epoch_request_init(struct sp_kafka_offset_for_leader_epoch_request *s);
+void sp_kafka_offset_for_leader_epoch_request_init(
+    struct sp_kafka_offset_for_leader_epoch_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_offset_for_leader_epoch_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_offset_for_leader_epoch_request *s);
+SP_MUST_CHECK int
+sp_kafka_offset_for_leader_epoch_request_decode(struct sp_kreader *r, int16_t version,
+                                                struct sp_kafka_offset_for_leader_epoch_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_offset_for_leader_epoch_request_encode(struct sp_kwriter *w, int16_t version,
+SP_MUST_CHECK int sp_kafka_offset_for_leader_epoch_request_encode(
+    struct sp_kwriter *w, int16_t version,
     const struct sp_kafka_offset_for_leader_epoch_request *s);
 /* Bytes that sp_kafka_offset_for_leader_epoch_request_encode writes at `version`. */
-size_t sp_kafka_offset_for_leader_epoch_request_size(const struct sp_kafka_offset_for_leader_epoch_request *s, int16_t version);
+size_t sp_kafka_offset_for_leader_epoch_request_size(
+    const struct sp_kafka_offset_for_leader_epoch_request *s, int16_t version);
 
 #endif /* SP_KAFKA_GEN_OFFSET_FOR_LEADER_EPOCH_REQUEST_H */

@@ -4,35 +4,53 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
-static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
-static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_size(const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_is_default(const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
-static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
-static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
-static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_size(const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_is_default(const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
+static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
+static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
+static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_size(
+    const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
+static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
+static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
+static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_size(
+    const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
 SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_is_default(const struct sp_kafka_offset_for_leader_epoch_response *s);
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_response *s);
 
-void sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_init(struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
+void sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_init(
+    struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
 {
     memset(s, 0, sizeof(*s));
     s->leader_epoch = -1;
     s->end_offset = INT64_C(-1);
 }
 
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_is_default(const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
 {
-    return (s->error_code == 0) &&
-           (s->partition == 0) &&
-           (s->leader_epoch == -1) &&
+    return (s->error_code == 0) && (s->partition == 0) && (s->leader_epoch == -1) &&
            (s->end_offset == INT64_C(-1));
 }
 
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -48,32 +66,43 @@ SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offs
     return n;
 }
 
-static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
+static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_init(s);
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "OffsetForLeaderEpochResponse.EpochEndOffset.ErrorCode"));
+    SP_KTRY(
+        sp_kr_int16(r, &s->error_code, "OffsetForLeaderEpochResponse.EpochEndOffset.ErrorCode"));
     SP_KTRY(sp_kr_int32(r, &s->partition, "OffsetForLeaderEpochResponse.EpochEndOffset.Partition"));
     if (version >= 1) {
-        SP_KTRY(sp_kr_int32(r, &s->leader_epoch, "OffsetForLeaderEpochResponse.EpochEndOffset.LeaderEpoch"));
+        SP_KTRY(sp_kr_int32(r, &s->leader_epoch,
+                            "OffsetForLeaderEpochResponse.EpochEndOffset.LeaderEpoch"));
     }
-    SP_KTRY(sp_kr_int64(r, &s->end_offset, "OffsetForLeaderEpochResponse.EpochEndOffset.EndOffset"));
+    SP_KTRY(
+        sp_kr_int64(r, &s->end_offset, "OffsetForLeaderEpochResponse.EpochEndOffset.EndOffset"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
+static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -82,17 +111,20 @@ static int sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_encode(str
     SP_KTRY(sp_kw_int16(w, s->error_code, "OffsetForLeaderEpochResponse.EpochEndOffset.ErrorCode"));
     SP_KTRY(sp_kw_int32(w, s->partition, "OffsetForLeaderEpochResponse.EpochEndOffset.Partition"));
     if (version >= 1) {
-        SP_KTRY(sp_kw_int32(w, s->leader_epoch, "OffsetForLeaderEpochResponse.EpochEndOffset.LeaderEpoch"));
+        SP_KTRY(sp_kw_int32(w, s->leader_epoch,
+                            "OffsetForLeaderEpochResponse.EpochEndOffset.LeaderEpoch"));
     }
     SP_KTRY(sp_kw_int64(w, s->end_offset, "OffsetForLeaderEpochResponse.EpochEndOffset.EndOffset"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "OffsetForLeaderEpochResponse.EpochEndOffset._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_size(const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version)
+static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_size(
+    const struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -112,18 +144,21 @@ static size_t sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_size(co
     return n;
 }
 
-void sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
+void sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(
+    struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_is_default(const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
+SP_UNUSED static bool
+sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
 {
-    return (s->topic.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->topic.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -135,51 +170,74 @@ SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_lea
     return n;
 }
 
-static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
+static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->topic, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Topic"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->topic,
+                         "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Topic"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_bytes_min(version), &s->partitions_count, &items, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_bytes_min(version),
+            &s->partitions_count, &items,
+            "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(
+            r, &tagged_count,
+            "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size,
+                "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
+static int sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->topic, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Topic"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->topic,
+                         "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Topic"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(
+            w, tagged_count,
+            "OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_size(const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s, int16_t version)
+static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_size(
+    const struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -189,7 +247,8 @@ static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_
     n += sp_ks_string(flex, s->topic);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_size(&s->partitions[i], version);
+        n += sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_size(&s->partitions[i],
+                                                                             version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -197,15 +256,16 @@ static size_t sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_
     return n;
 }
 
-void sp_kafka_offset_for_leader_epoch_response_init(struct sp_kafka_offset_for_leader_epoch_response *s)
+void sp_kafka_offset_for_leader_epoch_response_init(
+    struct sp_kafka_offset_for_leader_epoch_response *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_is_default(const struct sp_kafka_offset_for_leader_epoch_response *s)
+SP_UNUSED static bool sp_kafka_offset_for_leader_epoch_response_is_default(
+    const struct sp_kafka_offset_for_leader_epoch_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->topics_count == 0);
+    return (s->throttle_time_ms == 0) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_bytes_min(int16_t version)
@@ -220,7 +280,8 @@ SP_UNUSED static size_t sp_kafka_offset_for_leader_epoch_response_bytes_min(int1
     return n;
 }
 
-int sp_kafka_offset_for_leader_epoch_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_response *s)
+int sp_kafka_offset_for_leader_epoch_response_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -229,14 +290,20 @@ int sp_kafka_offset_for_leader_epoch_response_decode(struct sp_kreader *r, int16
         return sp_kr_fail(r, -EBADMSG, "OffsetForLeaderEpochResponse.version");
     sp_kafka_offset_for_leader_epoch_response_init(s);
     if (version >= 2) {
-        SP_KTRY(sp_kr_int32(r, &s->throttle_time_ms, "OffsetForLeaderEpochResponse.ThrottleTimeMs"));
+        SP_KTRY(
+            sp_kr_int32(r, &s->throttle_time_ms, "OffsetForLeaderEpochResponse.ThrottleTimeMs"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_bytes_min(version), &s->topics_count, &items, "OffsetForLeaderEpochResponse.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_bytes_min(
+                version),
+            &s->topics_count, &items, "OffsetForLeaderEpochResponse.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -251,7 +318,9 @@ int sp_kafka_offset_for_leader_epoch_response_decode(struct sp_kreader *r, int16
     return 0;
 }
 
-int sp_kafka_offset_for_leader_epoch_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_offset_for_leader_epoch_response *s)
+int sp_kafka_offset_for_leader_epoch_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_offset_for_leader_epoch_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -262,9 +331,11 @@ int sp_kafka_offset_for_leader_epoch_response_encode(struct sp_kwriter *w, int16
     if (version >= 2) {
         SP_KTRY(sp_kw_int32(w, s->throttle_time_ms, "OffsetForLeaderEpochResponse.ThrottleTimeMs"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "OffsetForLeaderEpochResponse.Topics"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->topics_count, "OffsetForLeaderEpochResponse.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_encode(
+            w, version, &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "OffsetForLeaderEpochResponse._tagged_fields"));
@@ -272,7 +343,8 @@ int sp_kafka_offset_for_leader_epoch_response_encode(struct sp_kwriter *w, int16
     return 0;
 }
 
-size_t sp_kafka_offset_for_leader_epoch_response_size(const struct sp_kafka_offset_for_leader_epoch_response *s, int16_t version)
+size_t sp_kafka_offset_for_leader_epoch_response_size(
+    const struct sp_kafka_offset_for_leader_epoch_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -284,11 +356,11 @@ size_t sp_kafka_offset_for_leader_epoch_response_size(const struct sp_kafka_offs
     }
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_size(&s->topics[i], version);
+        n += sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_size(
+            &s->topics[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

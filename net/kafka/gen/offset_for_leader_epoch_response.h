@@ -29,7 +29,8 @@ struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result 
 };
 
 struct sp_kafka_offset_for_leader_epoch_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* Each topic we fetched offsets for. */
     struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *topics;
@@ -37,20 +38,25 @@ struct sp_kafka_offset_for_leader_epoch_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_init(struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
+void sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_init(
+    struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
+void sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(
+    struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_offset_for_leader_epoch_response_init(struct sp_kafka_offset_for_leader_epoch_response *s);
+void sp_kafka_offset_for_leader_epoch_response_init(
+    struct sp_kafka_offset_for_leader_epoch_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_offset_for_leader_epoch_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_offset_for_leader_epoch_response *s);
+SP_MUST_CHECK int sp_kafka_offset_for_leader_epoch_response_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_offset_for_leader_epoch_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_offset_for_leader_epoch_response_encode(struct sp_kwriter *w, int16_t version,
+SP_MUST_CHECK int sp_kafka_offset_for_leader_epoch_response_encode(
+    struct sp_kwriter *w, int16_t version,
     const struct sp_kafka_offset_for_leader_epoch_response *s);
 /* Bytes that sp_kafka_offset_for_leader_epoch_response_encode writes at `version`. */
-size_t sp_kafka_offset_for_leader_epoch_response_size(const struct sp_kafka_offset_for_leader_epoch_response *s, int16_t version);
+size_t sp_kafka_offset_for_leader_epoch_response_size(
+    const struct sp_kafka_offset_for_leader_epoch_response *s, int16_t version);
 
 #endif /* SP_KAFKA_GEN_OFFSET_FOR_LEADER_EPOCH_RESPONSE_H */

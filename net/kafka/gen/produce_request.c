@@ -4,29 +4,41 @@
 
 #define IS_FLEXIBLE(version) (version >= 9)
 
-static int sp_kafka_produce_request_partition_produce_data_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_request_partition_produce_data *s);
-static int sp_kafka_produce_request_partition_produce_data_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_request_partition_produce_data *s);
-static size_t sp_kafka_produce_request_partition_produce_data_size(const struct sp_kafka_produce_request_partition_produce_data *s, int16_t version);
+static int sp_kafka_produce_request_partition_produce_data_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_request_partition_produce_data *s);
+static int sp_kafka_produce_request_partition_produce_data_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_request_partition_produce_data *s);
+static size_t sp_kafka_produce_request_partition_produce_data_size(
+    const struct sp_kafka_produce_request_partition_produce_data *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_produce_request_partition_produce_data_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_request_partition_produce_data_is_default(const struct sp_kafka_produce_request_partition_produce_data *s);
-static int sp_kafka_produce_request_topic_produce_data_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_request_topic_produce_data *s);
-static int sp_kafka_produce_request_topic_produce_data_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_request_topic_produce_data *s);
-static size_t sp_kafka_produce_request_topic_produce_data_size(const struct sp_kafka_produce_request_topic_produce_data *s, int16_t version);
+SP_UNUSED static bool sp_kafka_produce_request_partition_produce_data_is_default(
+    const struct sp_kafka_produce_request_partition_produce_data *s);
+static int sp_kafka_produce_request_topic_produce_data_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_produce_request_topic_produce_data *s);
+static int sp_kafka_produce_request_topic_produce_data_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_request_topic_produce_data *s);
+static size_t sp_kafka_produce_request_topic_produce_data_size(
+    const struct sp_kafka_produce_request_topic_produce_data *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_produce_request_topic_produce_data_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_request_topic_produce_data_is_default(const struct sp_kafka_produce_request_topic_produce_data *s);
+SP_UNUSED static bool sp_kafka_produce_request_topic_produce_data_is_default(
+    const struct sp_kafka_produce_request_topic_produce_data *s);
 SP_UNUSED static size_t sp_kafka_produce_request_bytes_min(int16_t version);
 SP_UNUSED static bool sp_kafka_produce_request_is_default(const struct sp_kafka_produce_request *s);
 
-void sp_kafka_produce_request_partition_produce_data_init(struct sp_kafka_produce_request_partition_produce_data *s)
+void sp_kafka_produce_request_partition_produce_data_init(
+    struct sp_kafka_produce_request_partition_produce_data *s)
 {
     memset(s, 0, sizeof(*s));
     s->records = (struct sp_kbytes){NULL, -1};
 }
 
-SP_UNUSED static bool sp_kafka_produce_request_partition_produce_data_is_default(const struct sp_kafka_produce_request_partition_produce_data *s)
+SP_UNUSED static bool sp_kafka_produce_request_partition_produce_data_is_default(
+    const struct sp_kafka_produce_request_partition_produce_data *s)
 {
-    return (s->index == 0) &&
-           (s->records.len < 0);
+    return (s->index == 0) && (s->records.len < 0);
 }
 
 SP_UNUSED static size_t sp_kafka_produce_request_partition_produce_data_bytes_min(int16_t version)
@@ -41,7 +53,9 @@ SP_UNUSED static size_t sp_kafka_produce_request_partition_produce_data_bytes_mi
     return n;
 }
 
-static int sp_kafka_produce_request_partition_produce_data_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_request_partition_produce_data *s)
+static int sp_kafka_produce_request_partition_produce_data_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_request_partition_produce_data *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -51,7 +65,8 @@ static int sp_kafka_produce_request_partition_produce_data_decode(struct sp_krea
     SP_KTRY(sp_kr_bytes(r, flex, true, &s->records, "ProduceRequest.PartitionProduceData.Records"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ProduceRequest.PartitionProduceData._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "ProduceRequest.PartitionProduceData._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "ProduceRequest.PartitionProduceData._tagged_fields"));
@@ -62,7 +77,9 @@ static int sp_kafka_produce_request_partition_produce_data_decode(struct sp_krea
     return 0;
 }
 
-static int sp_kafka_produce_request_partition_produce_data_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_request_partition_produce_data *s)
+static int sp_kafka_produce_request_partition_produce_data_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_request_partition_produce_data *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -72,12 +89,14 @@ static int sp_kafka_produce_request_partition_produce_data_encode(struct sp_kwri
     SP_KTRY(sp_kw_bytes(w, flex, true, s->records, "ProduceRequest.PartitionProduceData.Records"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ProduceRequest.PartitionProduceData._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "ProduceRequest.PartitionProduceData._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_produce_request_partition_produce_data_size(const struct sp_kafka_produce_request_partition_produce_data *s, int16_t version)
+static size_t sp_kafka_produce_request_partition_produce_data_size(
+    const struct sp_kafka_produce_request_partition_produce_data *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -93,15 +112,16 @@ static size_t sp_kafka_produce_request_partition_produce_data_size(const struct 
     return n;
 }
 
-void sp_kafka_produce_request_topic_produce_data_init(struct sp_kafka_produce_request_topic_produce_data *s)
+void sp_kafka_produce_request_topic_produce_data_init(
+    struct sp_kafka_produce_request_topic_produce_data *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_produce_request_topic_produce_data_is_default(const struct sp_kafka_produce_request_topic_produce_data *s)
+SP_UNUSED static bool sp_kafka_produce_request_topic_produce_data_is_default(
+    const struct sp_kafka_produce_request_topic_produce_data *s)
 {
-    return (s->name.len == 0) &&
-           (s->partition_data_count == 0);
+    return (s->name.len == 0) && (s->partition_data_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_produce_request_topic_produce_data_bytes_min(int16_t version)
@@ -116,7 +136,8 @@ SP_UNUSED static size_t sp_kafka_produce_request_topic_produce_data_bytes_min(in
     return n;
 }
 
-static int sp_kafka_produce_request_topic_produce_data_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_request_topic_produce_data *s)
+static int sp_kafka_produce_request_topic_produce_data_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_produce_request_topic_produce_data *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -125,10 +146,14 @@ static int sp_kafka_produce_request_topic_produce_data_decode(struct sp_kreader 
     SP_KTRY(sp_kr_string(r, flex, false, &s->name, "ProduceRequest.TopicProduceData.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_data), sp_kafka_produce_request_partition_produce_data_bytes_min(version), &s->partition_data_count, &items, "ProduceRequest.TopicProduceData.PartitionData"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_data),
+                            sp_kafka_produce_request_partition_produce_data_bytes_min(version),
+                            &s->partition_data_count, &items,
+                            "ProduceRequest.TopicProduceData.PartitionData"));
         s->partition_data = items;
         for (int32_t i = 0; i < s->partition_data_count; i++)
-            SP_KTRY(sp_kafka_produce_request_partition_produce_data_decode(r, version, &s->partition_data[i]));
+            SP_KTRY(sp_kafka_produce_request_partition_produce_data_decode(r, version,
+                                                                           &s->partition_data[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -143,16 +168,20 @@ static int sp_kafka_produce_request_topic_produce_data_decode(struct sp_kreader 
     return 0;
 }
 
-static int sp_kafka_produce_request_topic_produce_data_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_request_topic_produce_data *s)
+static int sp_kafka_produce_request_topic_produce_data_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_request_topic_produce_data *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_string(w, flex, false, s->name, "ProduceRequest.TopicProduceData.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_data_count, "ProduceRequest.TopicProduceData.PartitionData"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_data_count,
+                         "ProduceRequest.TopicProduceData.PartitionData"));
     for (int32_t i = 0; i < s->partition_data_count; i++)
-        SP_KTRY(sp_kafka_produce_request_partition_produce_data_encode(w, version, &s->partition_data[i]));
+        SP_KTRY(sp_kafka_produce_request_partition_produce_data_encode(w, version,
+                                                                       &s->partition_data[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "ProduceRequest.TopicProduceData._tagged_fields"));
@@ -160,7 +189,8 @@ static int sp_kafka_produce_request_topic_produce_data_encode(struct sp_kwriter 
     return 0;
 }
 
-static size_t sp_kafka_produce_request_topic_produce_data_size(const struct sp_kafka_produce_request_topic_produce_data *s, int16_t version)
+static size_t sp_kafka_produce_request_topic_produce_data_size(
+    const struct sp_kafka_produce_request_topic_produce_data *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -186,9 +216,7 @@ void sp_kafka_produce_request_init(struct sp_kafka_produce_request *s)
 
 SP_UNUSED static bool sp_kafka_produce_request_is_default(const struct sp_kafka_produce_request *s)
 {
-    return (s->transactional_id.len < 0) &&
-           (s->acks == 0) &&
-           (s->timeout_ms == 0) &&
+    return (s->transactional_id.len < 0) && (s->acks == 0) && (s->timeout_ms == 0) &&
            (s->topic_data_count == 0);
 }
 
@@ -208,7 +236,8 @@ SP_UNUSED static size_t sp_kafka_produce_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_produce_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_request *s)
+int sp_kafka_produce_request_decode(struct sp_kreader *r, int16_t version,
+                                    struct sp_kafka_produce_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -217,16 +246,20 @@ int sp_kafka_produce_request_decode(struct sp_kreader *r, int16_t version, struc
         return sp_kr_fail(r, -EBADMSG, "ProduceRequest.version");
     sp_kafka_produce_request_init(s);
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->transactional_id, "ProduceRequest.TransactionalId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->transactional_id,
+                             "ProduceRequest.TransactionalId"));
     }
     SP_KTRY(sp_kr_int16(r, &s->acks, "ProduceRequest.Acks"));
     SP_KTRY(sp_kr_int32(r, &s->timeout_ms, "ProduceRequest.TimeoutMs"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topic_data), sp_kafka_produce_request_topic_produce_data_bytes_min(version), &s->topic_data_count, &items, "ProduceRequest.TopicData"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topic_data),
+                            sp_kafka_produce_request_topic_produce_data_bytes_min(version),
+                            &s->topic_data_count, &items, "ProduceRequest.TopicData"));
         s->topic_data = items;
         for (int32_t i = 0; i < s->topic_data_count; i++)
-            SP_KTRY(sp_kafka_produce_request_topic_produce_data_decode(r, version, &s->topic_data[i]));
+            SP_KTRY(
+                sp_kafka_produce_request_topic_produce_data_decode(r, version, &s->topic_data[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -241,7 +274,8 @@ int sp_kafka_produce_request_decode(struct sp_kreader *r, int16_t version, struc
     return 0;
 }
 
-int sp_kafka_produce_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_request *s)
+int sp_kafka_produce_request_encode(struct sp_kwriter *w, int16_t version,
+                                    const struct sp_kafka_produce_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -250,7 +284,8 @@ int sp_kafka_produce_request_encode(struct sp_kwriter *w, int16_t version, const
     if (version < 0 || version > 11)
         return sp_kw_fail(w, -ENOTSUP, "ProduceRequest.version");
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->transactional_id, "ProduceRequest.TransactionalId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->transactional_id,
+                             "ProduceRequest.TransactionalId"));
     } else if (!(s->transactional_id.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ProduceRequest.TransactionalId");
     }
@@ -287,4 +322,3 @@ size_t sp_kafka_produce_request_size(const struct sp_kafka_produce_request *s, i
     }
     return n;
 }
-

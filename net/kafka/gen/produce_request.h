@@ -27,7 +27,9 @@ struct sp_kafka_produce_request_topic_produce_data {
 struct sp_kafka_produce_request {
     /* The transactional ID, or null if the producer is not transactional. */
     struct sp_kstr transactional_id;
-    /* The number of acknowledgments the producer requires the leader to have received before considering a request complete. Allowed values: 0 for no acknowledgments, 1 for only the leader and -1 for the full ISR. */
+    /* The number of acknowledgments the producer requires the leader to have received before
+     * considering a request complete. Allowed values: 0 for no acknowledgments, 1 for only the
+     * leader and -1 for the full ISR. */
     int16_t acks;
     /* The timeout to await a response in milliseconds. */
     int32_t timeout_ms;
@@ -37,19 +39,21 @@ struct sp_kafka_produce_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_produce_request_partition_produce_data_init(struct sp_kafka_produce_request_partition_produce_data *s);
+void sp_kafka_produce_request_partition_produce_data_init(
+    struct sp_kafka_produce_request_partition_produce_data *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_produce_request_topic_produce_data_init(struct sp_kafka_produce_request_topic_produce_data *s);
+void sp_kafka_produce_request_topic_produce_data_init(
+    struct sp_kafka_produce_request_topic_produce_data *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_produce_request_init(struct sp_kafka_produce_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_produce_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_produce_request *s);
+                                                  struct sp_kafka_produce_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_produce_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_produce_request *s);
+                                                  const struct sp_kafka_produce_request *s);
 /* Bytes that sp_kafka_produce_request_encode writes at `version`. */
 size_t sp_kafka_produce_request_size(const struct sp_kafka_produce_request *s, int16_t version);
 

@@ -4,47 +4,80 @@
 
 #define IS_FLEXIBLE(version) (version >= 9)
 
-static int sp_kafka_produce_response_batch_index_and_error_message_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_batch_index_and_error_message *s);
-static int sp_kafka_produce_response_batch_index_and_error_message_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_batch_index_and_error_message *s);
-static size_t sp_kafka_produce_response_batch_index_and_error_message_size(const struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_produce_response_batch_index_and_error_message_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_response_batch_index_and_error_message_is_default(const struct sp_kafka_produce_response_batch_index_and_error_message *s);
-static int sp_kafka_produce_response_leader_id_and_epoch_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_leader_id_and_epoch *s);
-static int sp_kafka_produce_response_leader_id_and_epoch_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_leader_id_and_epoch *s);
-static size_t sp_kafka_produce_response_leader_id_and_epoch_size(const struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version);
+static int sp_kafka_produce_response_batch_index_and_error_message_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_response_batch_index_and_error_message *s);
+static int sp_kafka_produce_response_batch_index_and_error_message_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_batch_index_and_error_message *s);
+static size_t sp_kafka_produce_response_batch_index_and_error_message_size(
+    const struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_produce_response_batch_index_and_error_message_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_produce_response_batch_index_and_error_message_is_default(
+    const struct sp_kafka_produce_response_batch_index_and_error_message *s);
+static int sp_kafka_produce_response_leader_id_and_epoch_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_leader_id_and_epoch *s);
+static int sp_kafka_produce_response_leader_id_and_epoch_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_leader_id_and_epoch *s);
+static size_t sp_kafka_produce_response_leader_id_and_epoch_size(
+    const struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_produce_response_leader_id_and_epoch_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_response_leader_id_and_epoch_is_default(const struct sp_kafka_produce_response_leader_id_and_epoch *s);
-static int sp_kafka_produce_response_partition_produce_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_partition_produce_response *s);
-static int sp_kafka_produce_response_partition_produce_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_partition_produce_response *s);
-static size_t sp_kafka_produce_response_partition_produce_response_size(const struct sp_kafka_produce_response_partition_produce_response *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_produce_response_partition_produce_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_response_partition_produce_response_is_default(const struct sp_kafka_produce_response_partition_produce_response *s);
-static int sp_kafka_produce_response_topic_produce_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_topic_produce_response *s);
-static int sp_kafka_produce_response_topic_produce_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_topic_produce_response *s);
-static size_t sp_kafka_produce_response_topic_produce_response_size(const struct sp_kafka_produce_response_topic_produce_response *s, int16_t version);
+SP_UNUSED static bool sp_kafka_produce_response_leader_id_and_epoch_is_default(
+    const struct sp_kafka_produce_response_leader_id_and_epoch *s);
+static int sp_kafka_produce_response_partition_produce_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_response_partition_produce_response *s);
+static int sp_kafka_produce_response_partition_produce_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_partition_produce_response *s);
+static size_t sp_kafka_produce_response_partition_produce_response_size(
+    const struct sp_kafka_produce_response_partition_produce_response *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_produce_response_partition_produce_response_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_produce_response_partition_produce_response_is_default(
+    const struct sp_kafka_produce_response_partition_produce_response *s);
+static int sp_kafka_produce_response_topic_produce_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_response_topic_produce_response *s);
+static int sp_kafka_produce_response_topic_produce_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_topic_produce_response *s);
+static size_t sp_kafka_produce_response_topic_produce_response_size(
+    const struct sp_kafka_produce_response_topic_produce_response *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_produce_response_topic_produce_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_response_topic_produce_response_is_default(const struct sp_kafka_produce_response_topic_produce_response *s);
-static int sp_kafka_produce_response_node_endpoint_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_node_endpoint *s);
-static int sp_kafka_produce_response_node_endpoint_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_node_endpoint *s);
-static size_t sp_kafka_produce_response_node_endpoint_size(const struct sp_kafka_produce_response_node_endpoint *s, int16_t version);
+SP_UNUSED static bool sp_kafka_produce_response_topic_produce_response_is_default(
+    const struct sp_kafka_produce_response_topic_produce_response *s);
+static int
+sp_kafka_produce_response_node_endpoint_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_produce_response_node_endpoint *s);
+static int sp_kafka_produce_response_node_endpoint_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_node_endpoint *s);
+static size_t sp_kafka_produce_response_node_endpoint_size(
+    const struct sp_kafka_produce_response_node_endpoint *s, int16_t version);
 SP_UNUSED static size_t sp_kafka_produce_response_node_endpoint_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_response_node_endpoint_is_default(const struct sp_kafka_produce_response_node_endpoint *s);
+SP_UNUSED static bool sp_kafka_produce_response_node_endpoint_is_default(
+    const struct sp_kafka_produce_response_node_endpoint *s);
 SP_UNUSED static size_t sp_kafka_produce_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_produce_response_is_default(const struct sp_kafka_produce_response *s);
+SP_UNUSED static bool
+sp_kafka_produce_response_is_default(const struct sp_kafka_produce_response *s);
 
-void sp_kafka_produce_response_batch_index_and_error_message_init(struct sp_kafka_produce_response_batch_index_and_error_message *s)
+void sp_kafka_produce_response_batch_index_and_error_message_init(
+    struct sp_kafka_produce_response_batch_index_and_error_message *s)
 {
     memset(s, 0, sizeof(*s));
     s->batch_index_error_message = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_produce_response_batch_index_and_error_message_is_default(const struct sp_kafka_produce_response_batch_index_and_error_message *s)
+SP_UNUSED static bool sp_kafka_produce_response_batch_index_and_error_message_is_default(
+    const struct sp_kafka_produce_response_batch_index_and_error_message *s)
 {
-    return (s->batch_index == 0) &&
-           (s->batch_index_error_message.len < 0);
+    return (s->batch_index == 0) && (s->batch_index_error_message.len < 0);
 }
 
-SP_UNUSED static size_t sp_kafka_produce_response_batch_index_and_error_message_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_produce_response_batch_index_and_error_message_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -56,55 +89,70 @@ SP_UNUSED static size_t sp_kafka_produce_response_batch_index_and_error_message_
     return n;
 }
 
-static int sp_kafka_produce_response_batch_index_and_error_message_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_batch_index_and_error_message *s)
+static int sp_kafka_produce_response_batch_index_and_error_message_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_response_batch_index_and_error_message *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_produce_response_batch_index_and_error_message_init(s);
     if (version >= 8) {
-        SP_KTRY(sp_kr_int32(r, &s->batch_index, "ProduceResponse.BatchIndexAndErrorMessage.BatchIndex"));
+        SP_KTRY(sp_kr_int32(r, &s->batch_index,
+                            "ProduceResponse.BatchIndexAndErrorMessage.BatchIndex"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 8, &s->batch_index_error_message, "ProduceResponse.BatchIndexAndErrorMessage.BatchIndexErrorMessage"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 8, &s->batch_index_error_message,
+                             "ProduceResponse.BatchIndexAndErrorMessage.BatchIndexErrorMessage"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_produce_response_batch_index_and_error_message_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_batch_index_and_error_message *s)
+static int sp_kafka_produce_response_batch_index_and_error_message_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_batch_index_and_error_message *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     if (version >= 8) {
-        SP_KTRY(sp_kw_int32(w, s->batch_index, "ProduceResponse.BatchIndexAndErrorMessage.BatchIndex"));
+        SP_KTRY(
+            sp_kw_int32(w, s->batch_index, "ProduceResponse.BatchIndexAndErrorMessage.BatchIndex"));
     } else if (!(s->batch_index == 0)) {
         return sp_kw_fail(w, -ENOTSUP, "ProduceResponse.BatchIndexAndErrorMessage.BatchIndex");
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 8, s->batch_index_error_message, "ProduceResponse.BatchIndexAndErrorMessage.BatchIndexErrorMessage"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 8, s->batch_index_error_message,
+                             "ProduceResponse.BatchIndexAndErrorMessage.BatchIndexErrorMessage"));
     } else if (!(s->batch_index_error_message.len < 0)) {
-        return sp_kw_fail(w, -ENOTSUP, "ProduceResponse.BatchIndexAndErrorMessage.BatchIndexErrorMessage");
+        return sp_kw_fail(w, -ENOTSUP,
+                          "ProduceResponse.BatchIndexAndErrorMessage.BatchIndexErrorMessage");
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ProduceResponse.BatchIndexAndErrorMessage._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_produce_response_batch_index_and_error_message_size(const struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version)
+static size_t sp_kafka_produce_response_batch_index_and_error_message_size(
+    const struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -124,17 +172,18 @@ static size_t sp_kafka_produce_response_batch_index_and_error_message_size(const
     return n;
 }
 
-void sp_kafka_produce_response_leader_id_and_epoch_init(struct sp_kafka_produce_response_leader_id_and_epoch *s)
+void sp_kafka_produce_response_leader_id_and_epoch_init(
+    struct sp_kafka_produce_response_leader_id_and_epoch *s)
 {
     memset(s, 0, sizeof(*s));
     s->leader_id = -1;
     s->leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_produce_response_leader_id_and_epoch_is_default(const struct sp_kafka_produce_response_leader_id_and_epoch *s)
+SP_UNUSED static bool sp_kafka_produce_response_leader_id_and_epoch_is_default(
+    const struct sp_kafka_produce_response_leader_id_and_epoch *s)
 {
-    return (s->leader_id == -1) &&
-           (s->leader_epoch == -1);
+    return (s->leader_id == -1) && (s->leader_epoch == -1);
 }
 
 SP_UNUSED static size_t sp_kafka_produce_response_leader_id_and_epoch_bytes_min(int16_t version)
@@ -149,7 +198,8 @@ SP_UNUSED static size_t sp_kafka_produce_response_leader_id_and_epoch_bytes_min(
     return n;
 }
 
-static int sp_kafka_produce_response_leader_id_and_epoch_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_leader_id_and_epoch *s)
+static int sp_kafka_produce_response_leader_id_and_epoch_decode(
+    struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_leader_id_and_epoch *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -174,7 +224,9 @@ static int sp_kafka_produce_response_leader_id_and_epoch_decode(struct sp_kreade
     return 0;
 }
 
-static int sp_kafka_produce_response_leader_id_and_epoch_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_leader_id_and_epoch *s)
+static int sp_kafka_produce_response_leader_id_and_epoch_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_leader_id_and_epoch *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -197,7 +249,8 @@ static int sp_kafka_produce_response_leader_id_and_epoch_encode(struct sp_kwrite
     return 0;
 }
 
-static size_t sp_kafka_produce_response_leader_id_and_epoch_size(const struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version)
+static size_t sp_kafka_produce_response_leader_id_and_epoch_size(
+    const struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -217,7 +270,8 @@ static size_t sp_kafka_produce_response_leader_id_and_epoch_size(const struct sp
     return n;
 }
 
-void sp_kafka_produce_response_partition_produce_response_init(struct sp_kafka_produce_response_partition_produce_response *s)
+void sp_kafka_produce_response_partition_produce_response_init(
+    struct sp_kafka_produce_response_partition_produce_response *s)
 {
     memset(s, 0, sizeof(*s));
     s->log_append_time_ms = INT64_C(-1);
@@ -226,19 +280,17 @@ void sp_kafka_produce_response_partition_produce_response_init(struct sp_kafka_p
     sp_kafka_produce_response_leader_id_and_epoch_init(&s->current_leader);
 }
 
-SP_UNUSED static bool sp_kafka_produce_response_partition_produce_response_is_default(const struct sp_kafka_produce_response_partition_produce_response *s)
+SP_UNUSED static bool sp_kafka_produce_response_partition_produce_response_is_default(
+    const struct sp_kafka_produce_response_partition_produce_response *s)
 {
-    return (s->index == 0) &&
-           (s->error_code == 0) &&
-           (s->base_offset == 0) &&
-           (s->log_append_time_ms == INT64_C(-1)) &&
-           (s->log_start_offset == INT64_C(-1)) &&
-           (s->record_errors_count == 0) &&
-           (s->error_message.len < 0) &&
+    return (s->index == 0) && (s->error_code == 0) && (s->base_offset == 0) &&
+           (s->log_append_time_ms == INT64_C(-1)) && (s->log_start_offset == INT64_C(-1)) &&
+           (s->record_errors_count == 0) && (s->error_message.len < 0) &&
            (sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader));
 }
 
-SP_UNUSED static size_t sp_kafka_produce_response_partition_produce_response_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_produce_response_partition_produce_response_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -262,7 +314,9 @@ SP_UNUSED static size_t sp_kafka_produce_response_partition_produce_response_byt
     return n;
 }
 
-static int sp_kafka_produce_response_partition_produce_response_tag_current_leader_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_partition_produce_response *s)
+static int sp_kafka_produce_response_partition_produce_response_tag_current_leader_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_response_partition_produce_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -272,7 +326,9 @@ static int sp_kafka_produce_response_partition_produce_response_tag_current_lead
     return 0;
 }
 
-static int sp_kafka_produce_response_partition_produce_response_tag_current_leader_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_partition_produce_response *s)
+static int sp_kafka_produce_response_partition_produce_response_tag_current_leader_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_partition_produce_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -282,7 +338,8 @@ static int sp_kafka_produce_response_partition_produce_response_tag_current_lead
     return 0;
 }
 
-static size_t sp_kafka_produce_response_partition_produce_response_tag_current_leader_size(const struct sp_kafka_produce_response_partition_produce_response *s, int16_t version)
+static size_t sp_kafka_produce_response_partition_produce_response_tag_current_leader_size(
+    const struct sp_kafka_produce_response_partition_produce_response *s, int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -293,7 +350,9 @@ static size_t sp_kafka_produce_response_partition_produce_response_tag_current_l
     return n;
 }
 
-static int sp_kafka_produce_response_partition_produce_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_partition_produce_response *s)
+static int sp_kafka_produce_response_partition_produce_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_response_partition_produce_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -303,36 +362,52 @@ static int sp_kafka_produce_response_partition_produce_response_decode(struct sp
     SP_KTRY(sp_kr_int16(r, &s->error_code, "ProduceResponse.PartitionProduceResponse.ErrorCode"));
     SP_KTRY(sp_kr_int64(r, &s->base_offset, "ProduceResponse.PartitionProduceResponse.BaseOffset"));
     if (version >= 2) {
-        SP_KTRY(sp_kr_int64(r, &s->log_append_time_ms, "ProduceResponse.PartitionProduceResponse.LogAppendTimeMs"));
+        SP_KTRY(sp_kr_int64(r, &s->log_append_time_ms,
+                            "ProduceResponse.PartitionProduceResponse.LogAppendTimeMs"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_int64(r, &s->log_start_offset, "ProduceResponse.PartitionProduceResponse.LogStartOffset"));
+        SP_KTRY(sp_kr_int64(r, &s->log_start_offset,
+                            "ProduceResponse.PartitionProduceResponse.LogStartOffset"));
     }
     if (version >= 8) {
         {
             void *items;
-            SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->record_errors), sp_kafka_produce_response_batch_index_and_error_message_bytes_min(version), &s->record_errors_count, &items, "ProduceResponse.PartitionProduceResponse.RecordErrors"));
+            SP_KTRY(sp_kr_array(
+                r, flex, false, sizeof(*s->record_errors),
+                sp_kafka_produce_response_batch_index_and_error_message_bytes_min(version),
+                &s->record_errors_count, &items,
+                "ProduceResponse.PartitionProduceResponse.RecordErrors"));
             s->record_errors = items;
             for (int32_t i = 0; i < s->record_errors_count; i++)
-                SP_KTRY(sp_kafka_produce_response_batch_index_and_error_message_decode(r, version, &s->record_errors[i]));
+                SP_KTRY(sp_kafka_produce_response_batch_index_and_error_message_decode(
+                    r, version, &s->record_errors[i]));
         }
     }
     if (version >= 8) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 8, &s->error_message, "ProduceResponse.PartitionProduceResponse.ErrorMessage"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 8, &s->error_message,
+                             "ProduceResponse.PartitionProduceResponse.ErrorMessage"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "ProduceResponse.PartitionProduceResponse._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
             struct sp_kreader sub;
-            SP_KTRY(sp_kr_sub(r, size, &sub, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
+            SP_KTRY(sp_kr_sub(r, size, &sub,
+                              "ProduceResponse.PartitionProduceResponse._tagged_fields"));
             switch (tag) {
             case 0:
                 if (version >= 10)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_produce_response_partition_produce_response_tag_current_leader_decode(&sub, version, s), "ProduceResponse.PartitionProduceResponse.CurrentLeader"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_produce_response_partition_produce_response_tag_current_leader_decode(
+                            &sub, version, s),
+                        "ProduceResponse.PartitionProduceResponse.CurrentLeader"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -342,7 +417,9 @@ static int sp_kafka_produce_response_partition_produce_response_decode(struct sp
     return 0;
 }
 
-static int sp_kafka_produce_response_partition_produce_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_partition_produce_response *s)
+static int sp_kafka_produce_response_partition_produce_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_partition_produce_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -352,36 +429,52 @@ static int sp_kafka_produce_response_partition_produce_response_encode(struct sp
     SP_KTRY(sp_kw_int16(w, s->error_code, "ProduceResponse.PartitionProduceResponse.ErrorCode"));
     SP_KTRY(sp_kw_int64(w, s->base_offset, "ProduceResponse.PartitionProduceResponse.BaseOffset"));
     if (version >= 2) {
-        SP_KTRY(sp_kw_int64(w, s->log_append_time_ms, "ProduceResponse.PartitionProduceResponse.LogAppendTimeMs"));
+        SP_KTRY(sp_kw_int64(w, s->log_append_time_ms,
+                            "ProduceResponse.PartitionProduceResponse.LogAppendTimeMs"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_int64(w, s->log_start_offset, "ProduceResponse.PartitionProduceResponse.LogStartOffset"));
+        SP_KTRY(sp_kw_int64(w, s->log_start_offset,
+                            "ProduceResponse.PartitionProduceResponse.LogStartOffset"));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_length(w, flex, true, false, s->record_errors_count, "ProduceResponse.PartitionProduceResponse.RecordErrors"));
+        SP_KTRY(sp_kw_length(w, flex, true, false, s->record_errors_count,
+                             "ProduceResponse.PartitionProduceResponse.RecordErrors"));
         for (int32_t i = 0; i < s->record_errors_count; i++)
-            SP_KTRY(sp_kafka_produce_response_batch_index_and_error_message_encode(w, version, &s->record_errors[i]));
+            SP_KTRY(sp_kafka_produce_response_batch_index_and_error_message_encode(
+                w, version, &s->record_errors[i]));
     }
     if (version >= 8) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 8, s->error_message, "ProduceResponse.PartitionProduceResponse.ErrorMessage"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 8, s->error_message,
+                             "ProduceResponse.PartitionProduceResponse.ErrorMessage"));
     }
-    if (!(version >= 10) && !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader)))
+    if (!(version >= 10) &&
+        !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader)))
         return sp_kw_fail(w, -ENOTSUP, "ProduceResponse.PartitionProduceResponse.CurrentLeader");
     if (flex) {
         uint32_t tagged_count = 0;
-        if (version >= 10 && !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader)))
+        if (version >= 10 &&
+            !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader)))
             tagged_count++;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
-        if (version >= 10 && !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader))) {
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "ProduceResponse.PartitionProduceResponse._tagged_fields"));
+        if (version >= 10 &&
+            !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader))) {
             SP_KTRY(sp_kw_uvarint(w, 0, "ProduceResponse.PartitionProduceResponse._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_produce_response_partition_produce_response_tag_current_leader_size(s, version), "ProduceResponse.PartitionProduceResponse._tagged_fields"));
-            SP_KTRY(sp_kafka_produce_response_partition_produce_response_tag_current_leader_encode(w, version, s));
+            SP_KTRY(sp_kw_uvarint(
+                w,
+                (uint32_t)
+                    sp_kafka_produce_response_partition_produce_response_tag_current_leader_size(
+                        s, version),
+                "ProduceResponse.PartitionProduceResponse._tagged_fields"));
+            SP_KTRY(sp_kafka_produce_response_partition_produce_response_tag_current_leader_encode(
+                w, version, s));
         }
     }
     return 0;
 }
 
-static size_t sp_kafka_produce_response_partition_produce_response_size(const struct sp_kafka_produce_response_partition_produce_response *s, int16_t version)
+static size_t sp_kafka_produce_response_partition_produce_response_size(
+    const struct sp_kafka_produce_response_partition_produce_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -400,15 +493,19 @@ static size_t sp_kafka_produce_response_partition_produce_response_size(const st
     if (version >= 8) {
         n += sp_ks_length(flex, true, s->record_errors_count);
         for (int32_t i = 0; i < s->record_errors_count; i++)
-            n += sp_kafka_produce_response_batch_index_and_error_message_size(&s->record_errors[i], version);
+            n += sp_kafka_produce_response_batch_index_and_error_message_size(&s->record_errors[i],
+                                                                              version);
     }
     if (version >= 8) {
         n += sp_ks_string(flex, s->error_message);
     }
     if (flex) {
         uint32_t tagged_count = 0;
-        if (version >= 10 && !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader))) {
-            size_t field = sp_kafka_produce_response_partition_produce_response_tag_current_leader_size(s, version);
+        if (version >= 10 &&
+            !(sp_kafka_produce_response_leader_id_and_epoch_is_default(&s->current_leader))) {
+            size_t field =
+                sp_kafka_produce_response_partition_produce_response_tag_current_leader_size(
+                    s, version);
             tagged_count++;
             n += sp_ks_uvarint(0) + sp_ks_uvarint((uint32_t)field) + field;
         }
@@ -417,15 +514,16 @@ static size_t sp_kafka_produce_response_partition_produce_response_size(const st
     return n;
 }
 
-void sp_kafka_produce_response_topic_produce_response_init(struct sp_kafka_produce_response_topic_produce_response *s)
+void sp_kafka_produce_response_topic_produce_response_init(
+    struct sp_kafka_produce_response_topic_produce_response *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_produce_response_topic_produce_response_is_default(const struct sp_kafka_produce_response_topic_produce_response *s)
+SP_UNUSED static bool sp_kafka_produce_response_topic_produce_response_is_default(
+    const struct sp_kafka_produce_response_topic_produce_response *s)
 {
-    return (s->name.len == 0) &&
-           (s->partition_responses_count == 0);
+    return (s->name.len == 0) && (s->partition_responses_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_produce_response_topic_produce_response_bytes_min(int16_t version)
@@ -440,7 +538,9 @@ SP_UNUSED static size_t sp_kafka_produce_response_topic_produce_response_bytes_m
     return n;
 }
 
-static int sp_kafka_produce_response_topic_produce_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_topic_produce_response *s)
+static int sp_kafka_produce_response_topic_produce_response_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_produce_response_topic_produce_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -449,14 +549,19 @@ static int sp_kafka_produce_response_topic_produce_response_decode(struct sp_kre
     SP_KTRY(sp_kr_string(r, flex, false, &s->name, "ProduceResponse.TopicProduceResponse.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_responses), sp_kafka_produce_response_partition_produce_response_bytes_min(version), &s->partition_responses_count, &items, "ProduceResponse.TopicProduceResponse.PartitionResponses"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_responses),
+                            sp_kafka_produce_response_partition_produce_response_bytes_min(version),
+                            &s->partition_responses_count, &items,
+                            "ProduceResponse.TopicProduceResponse.PartitionResponses"));
         s->partition_responses = items;
         for (int32_t i = 0; i < s->partition_responses_count; i++)
-            SP_KTRY(sp_kafka_produce_response_partition_produce_response_decode(r, version, &s->partition_responses[i]));
+            SP_KTRY(sp_kafka_produce_response_partition_produce_response_decode(
+                r, version, &s->partition_responses[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "ProduceResponse.TopicProduceResponse._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count, "ProduceResponse.TopicProduceResponse._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
             SP_KTRY(sp_kr_uvarint(r, &tag, "ProduceResponse.TopicProduceResponse._tagged_fields"));
@@ -467,24 +572,30 @@ static int sp_kafka_produce_response_topic_produce_response_decode(struct sp_kre
     return 0;
 }
 
-static int sp_kafka_produce_response_topic_produce_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_topic_produce_response *s)
+static int sp_kafka_produce_response_topic_produce_response_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_produce_response_topic_produce_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_string(w, flex, false, s->name, "ProduceResponse.TopicProduceResponse.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_responses_count, "ProduceResponse.TopicProduceResponse.PartitionResponses"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_responses_count,
+                         "ProduceResponse.TopicProduceResponse.PartitionResponses"));
     for (int32_t i = 0; i < s->partition_responses_count; i++)
-        SP_KTRY(sp_kafka_produce_response_partition_produce_response_encode(w, version, &s->partition_responses[i]));
+        SP_KTRY(sp_kafka_produce_response_partition_produce_response_encode(
+            w, version, &s->partition_responses[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "ProduceResponse.TopicProduceResponse._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count, "ProduceResponse.TopicProduceResponse._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_produce_response_topic_produce_response_size(const struct sp_kafka_produce_response_topic_produce_response *s, int16_t version)
+static size_t sp_kafka_produce_response_topic_produce_response_size(
+    const struct sp_kafka_produce_response_topic_produce_response *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -494,7 +605,8 @@ static size_t sp_kafka_produce_response_topic_produce_response_size(const struct
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partition_responses_count);
     for (int32_t i = 0; i < s->partition_responses_count; i++)
-        n += sp_kafka_produce_response_partition_produce_response_size(&s->partition_responses[i], version);
+        n += sp_kafka_produce_response_partition_produce_response_size(&s->partition_responses[i],
+                                                                       version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -508,12 +620,10 @@ void sp_kafka_produce_response_node_endpoint_init(struct sp_kafka_produce_respon
     s->rack = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_produce_response_node_endpoint_is_default(const struct sp_kafka_produce_response_node_endpoint *s)
+SP_UNUSED static bool sp_kafka_produce_response_node_endpoint_is_default(
+    const struct sp_kafka_produce_response_node_endpoint *s)
 {
-    return (s->node_id == 0) &&
-           (s->host.len == 0) &&
-           (s->port == 0) &&
-           (s->rack.len < 0);
+    return (s->node_id == 0) && (s->host.len == 0) && (s->port == 0) && (s->rack.len < 0);
 }
 
 SP_UNUSED static size_t sp_kafka_produce_response_node_endpoint_bytes_min(int16_t version)
@@ -532,7 +642,9 @@ SP_UNUSED static size_t sp_kafka_produce_response_node_endpoint_bytes_min(int16_
     return n;
 }
 
-static int sp_kafka_produce_response_node_endpoint_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response_node_endpoint *s)
+static int
+sp_kafka_produce_response_node_endpoint_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_produce_response_node_endpoint *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -548,7 +660,8 @@ static int sp_kafka_produce_response_node_endpoint_decode(struct sp_kreader *r, 
         SP_KTRY(sp_kr_int32(r, &s->port, "ProduceResponse.NodeEndpoint.Port"));
     }
     if (version >= 10) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 10, &s->rack, "ProduceResponse.NodeEndpoint.Rack"));
+        SP_KTRY(
+            sp_kr_string(r, flex, version >= 10, &s->rack, "ProduceResponse.NodeEndpoint.Rack"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -563,7 +676,8 @@ static int sp_kafka_produce_response_node_endpoint_decode(struct sp_kreader *r, 
     return 0;
 }
 
-static int sp_kafka_produce_response_node_endpoint_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_node_endpoint *s)
+static int sp_kafka_produce_response_node_endpoint_encode(
+    struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response_node_endpoint *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -596,7 +710,8 @@ static int sp_kafka_produce_response_node_endpoint_encode(struct sp_kwriter *w, 
     return 0;
 }
 
-static size_t sp_kafka_produce_response_node_endpoint_size(const struct sp_kafka_produce_response_node_endpoint *s, int16_t version)
+static size_t sp_kafka_produce_response_node_endpoint_size(
+    const struct sp_kafka_produce_response_node_endpoint *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -627,10 +742,10 @@ void sp_kafka_produce_response_init(struct sp_kafka_produce_response *s)
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_produce_response_is_default(const struct sp_kafka_produce_response *s)
+SP_UNUSED static bool
+sp_kafka_produce_response_is_default(const struct sp_kafka_produce_response *s)
 {
-    return (s->responses_count == 0) &&
-           (s->throttle_time_ms == 0) &&
+    return (s->responses_count == 0) && (s->throttle_time_ms == 0) &&
            (s->node_endpoints_count == 0);
 }
 
@@ -648,7 +763,9 @@ SP_UNUSED static size_t sp_kafka_produce_response_bytes_min(int16_t version)
     return n;
 }
 
-static int sp_kafka_produce_response_tag_node_endpoints_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response *s)
+static int sp_kafka_produce_response_tag_node_endpoints_decode(struct sp_kreader *r,
+                                                               int16_t version,
+                                                               struct sp_kafka_produce_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -656,27 +773,35 @@ static int sp_kafka_produce_response_tag_node_endpoints_decode(struct sp_kreader
     (void)s;
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->node_endpoints), sp_kafka_produce_response_node_endpoint_bytes_min(version), &s->node_endpoints_count, &items, "ProduceResponse.NodeEndpoints"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->node_endpoints),
+                            sp_kafka_produce_response_node_endpoint_bytes_min(version),
+                            &s->node_endpoints_count, &items, "ProduceResponse.NodeEndpoints"));
         s->node_endpoints = items;
         for (int32_t i = 0; i < s->node_endpoints_count; i++)
-            SP_KTRY(sp_kafka_produce_response_node_endpoint_decode(r, version, &s->node_endpoints[i]));
+            SP_KTRY(
+                sp_kafka_produce_response_node_endpoint_decode(r, version, &s->node_endpoints[i]));
     }
     return 0;
 }
 
-static int sp_kafka_produce_response_tag_node_endpoints_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response *s)
+static int
+sp_kafka_produce_response_tag_node_endpoints_encode(struct sp_kwriter *w, int16_t version,
+                                                    const struct sp_kafka_produce_response *s)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->node_endpoints_count, "ProduceResponse.NodeEndpoints"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->node_endpoints_count,
+                         "ProduceResponse.NodeEndpoints"));
     for (int32_t i = 0; i < s->node_endpoints_count; i++)
         SP_KTRY(sp_kafka_produce_response_node_endpoint_encode(w, version, &s->node_endpoints[i]));
     return 0;
 }
 
-static size_t sp_kafka_produce_response_tag_node_endpoints_size(const struct sp_kafka_produce_response *s, int16_t version)
+static size_t
+sp_kafka_produce_response_tag_node_endpoints_size(const struct sp_kafka_produce_response *s,
+                                                  int16_t version)
 {
     const bool flex = true; /* tagged fields exist only there */
     (void)flex;
@@ -689,7 +814,8 @@ static size_t sp_kafka_produce_response_tag_node_endpoints_size(const struct sp_
     return n;
 }
 
-int sp_kafka_produce_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_produce_response *s)
+int sp_kafka_produce_response_decode(struct sp_kreader *r, int16_t version,
+                                     struct sp_kafka_produce_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -699,10 +825,13 @@ int sp_kafka_produce_response_decode(struct sp_kreader *r, int16_t version, stru
     sp_kafka_produce_response_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->responses), sp_kafka_produce_response_topic_produce_response_bytes_min(version), &s->responses_count, &items, "ProduceResponse.Responses"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->responses),
+                            sp_kafka_produce_response_topic_produce_response_bytes_min(version),
+                            &s->responses_count, &items, "ProduceResponse.Responses"));
         s->responses = items;
         for (int32_t i = 0; i < s->responses_count; i++)
-            SP_KTRY(sp_kafka_produce_response_topic_produce_response_decode(r, version, &s->responses[i]));
+            SP_KTRY(sp_kafka_produce_response_topic_produce_response_decode(r, version,
+                                                                            &s->responses[i]));
     }
     if (version >= 1) {
         SP_KTRY(sp_kr_int32(r, &s->throttle_time_ms, "ProduceResponse.ThrottleTimeMs"));
@@ -719,7 +848,10 @@ int sp_kafka_produce_response_decode(struct sp_kreader *r, int16_t version, stru
             switch (tag) {
             case 0:
                 if (version >= 10)
-                    SP_KTRY(sp_kr_sub_done(r, &sub, sp_kafka_produce_response_tag_node_endpoints_decode(&sub, version, s), "ProduceResponse.NodeEndpoints"));
+                    SP_KTRY(sp_kr_sub_done(
+                        r, &sub,
+                        sp_kafka_produce_response_tag_node_endpoints_decode(&sub, version, s),
+                        "ProduceResponse.NodeEndpoints"));
                 break;
             default:
                 break; /* unknown tags are skipped */
@@ -729,7 +861,8 @@ int sp_kafka_produce_response_decode(struct sp_kreader *r, int16_t version, stru
     return 0;
 }
 
-int sp_kafka_produce_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_produce_response *s)
+int sp_kafka_produce_response_encode(struct sp_kwriter *w, int16_t version,
+                                     const struct sp_kafka_produce_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -739,7 +872,8 @@ int sp_kafka_produce_response_encode(struct sp_kwriter *w, int16_t version, cons
         return sp_kw_fail(w, -ENOTSUP, "ProduceResponse.version");
     SP_KTRY(sp_kw_length(w, flex, true, false, s->responses_count, "ProduceResponse.Responses"));
     for (int32_t i = 0; i < s->responses_count; i++)
-        SP_KTRY(sp_kafka_produce_response_topic_produce_response_encode(w, version, &s->responses[i]));
+        SP_KTRY(
+            sp_kafka_produce_response_topic_produce_response_encode(w, version, &s->responses[i]));
     if (version >= 1) {
         SP_KTRY(sp_kw_int32(w, s->throttle_time_ms, "ProduceResponse.ThrottleTimeMs"));
     }
@@ -752,7 +886,9 @@ int sp_kafka_produce_response_encode(struct sp_kwriter *w, int16_t version, cons
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "ProduceResponse._tagged_fields"));
         if (version >= 10 && !(s->node_endpoints_count == 0)) {
             SP_KTRY(sp_kw_uvarint(w, 0, "ProduceResponse._tagged_fields"));
-            SP_KTRY(sp_kw_uvarint(w, (uint32_t)sp_kafka_produce_response_tag_node_endpoints_size(s, version), "ProduceResponse._tagged_fields"));
+            SP_KTRY(sp_kw_uvarint(
+                w, (uint32_t)sp_kafka_produce_response_tag_node_endpoints_size(s, version),
+                "ProduceResponse._tagged_fields"));
             SP_KTRY(sp_kafka_produce_response_tag_node_endpoints_encode(w, version, s));
         }
     }
@@ -783,4 +919,3 @@ size_t sp_kafka_produce_response_size(const struct sp_kafka_produce_response *s,
     }
     return n;
 }
-

@@ -30,14 +30,17 @@ struct sp_kafka_produce_response_partition_produce_response {
     int16_t error_code;
     /* The base offset. */
     int64_t base_offset;
-    /* The timestamp returned by broker after appending the messages. If CreateTime is used for the topic, the timestamp will be -1.  If LogAppendTime is used for the topic, the timestamp will be the broker local time when the messages are appended. */
+    /* The timestamp returned by broker after appending the messages. If CreateTime is used for the
+     * topic, the timestamp will be -1.  If LogAppendTime is used for the topic, the timestamp will
+     * be the broker local time when the messages are appended. */
     int64_t log_append_time_ms;
     /* The log start offset. */
     int64_t log_start_offset;
     /* The batch indices of records that caused the batch to be dropped */
     struct sp_kafka_produce_response_batch_index_and_error_message *record_errors;
     int32_t record_errors_count; /* -1: null */
-    /* The global error message summarizing the common root cause of the records that caused the batch to be dropped */
+    /* The global error message summarizing the common root cause of the records that caused the
+     * batch to be dropped */
     struct sp_kstr error_message;
     struct sp_kafka_produce_response_leader_id_and_epoch current_leader;
 };
@@ -65,33 +68,40 @@ struct sp_kafka_produce_response {
     /* Each produce response */
     struct sp_kafka_produce_response_topic_produce_response *responses;
     int32_t responses_count; /* -1: null */
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
-    /* Endpoints for all current-leaders enumerated in PartitionProduceResponses, with errors NOT_LEADER_OR_FOLLOWER. */
+    /* Endpoints for all current-leaders enumerated in PartitionProduceResponses, with errors
+     * NOT_LEADER_OR_FOLLOWER. */
     struct sp_kafka_produce_response_node_endpoint *node_endpoints;
     int32_t node_endpoints_count; /* -1: null */
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_produce_response_batch_index_and_error_message_init(struct sp_kafka_produce_response_batch_index_and_error_message *s);
+void sp_kafka_produce_response_batch_index_and_error_message_init(
+    struct sp_kafka_produce_response_batch_index_and_error_message *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_produce_response_leader_id_and_epoch_init(struct sp_kafka_produce_response_leader_id_and_epoch *s);
+void sp_kafka_produce_response_leader_id_and_epoch_init(
+    struct sp_kafka_produce_response_leader_id_and_epoch *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_produce_response_partition_produce_response_init(struct sp_kafka_produce_response_partition_produce_response *s);
+void sp_kafka_produce_response_partition_produce_response_init(
+    struct sp_kafka_produce_response_partition_produce_response *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_produce_response_topic_produce_response_init(struct sp_kafka_produce_response_topic_produce_response *s);
+void sp_kafka_produce_response_topic_produce_response_init(
+    struct sp_kafka_produce_response_topic_produce_response *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_produce_response_node_endpoint_init(struct sp_kafka_produce_response_node_endpoint *s);
+void sp_kafka_produce_response_node_endpoint_init(
+    struct sp_kafka_produce_response_node_endpoint *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_produce_response_init(struct sp_kafka_produce_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_produce_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_produce_response *s);
+                                                   struct sp_kafka_produce_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_produce_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_produce_response *s);
+                                                   const struct sp_kafka_produce_response *s);
 /* Bytes that sp_kafka_produce_response_encode writes at `version`. */
 size_t sp_kafka_produce_response_size(const struct sp_kafka_produce_response *s, int16_t version);
 

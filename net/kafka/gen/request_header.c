@@ -14,9 +14,7 @@ void sp_kafka_request_header_init(struct sp_kafka_request_header *s)
 
 SP_UNUSED static bool sp_kafka_request_header_is_default(const struct sp_kafka_request_header *s)
 {
-    return (s->request_api_key == 0) &&
-           (s->request_api_version == 0) &&
-           (s->correlation_id == 0) &&
+    return (s->request_api_key == 0) && (s->request_api_version == 0) && (s->correlation_id == 0) &&
            (s->client_id.len == 0);
 }
 
@@ -36,7 +34,8 @@ SP_UNUSED static size_t sp_kafka_request_header_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_request_header_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_request_header *s)
+int sp_kafka_request_header_decode(struct sp_kreader *r, int16_t version,
+                                   struct sp_kafka_request_header *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -63,7 +62,8 @@ int sp_kafka_request_header_decode(struct sp_kreader *r, int16_t version, struct
     return 0;
 }
 
-int sp_kafka_request_header_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_request_header *s)
+int sp_kafka_request_header_encode(struct sp_kwriter *w, int16_t version,
+                                   const struct sp_kafka_request_header *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -103,4 +103,3 @@ size_t sp_kafka_request_header_size(const struct sp_kafka_request_header *s, int
     }
     return n;
 }
-

@@ -27,7 +27,8 @@ SP_UNUSED static size_t sp_kafka_response_header_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_response_header_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_response_header *s)
+int sp_kafka_response_header_decode(struct sp_kreader *r, int16_t version,
+                                    struct sp_kafka_response_header *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -49,7 +50,8 @@ int sp_kafka_response_header_decode(struct sp_kreader *r, int16_t version, struc
     return 0;
 }
 
-int sp_kafka_response_header_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_response_header *s)
+int sp_kafka_response_header_encode(struct sp_kwriter *w, int16_t version,
+                                    const struct sp_kafka_response_header *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -79,4 +81,3 @@ size_t sp_kafka_response_header_size(const struct sp_kafka_response_header *s, i
     }
     return n;
 }
-

@@ -20,10 +20,10 @@ void sp_kafka_response_header_init(struct sp_kafka_response_header *s);
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_response_header_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_response_header *s);
+                                                  struct sp_kafka_response_header *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_response_header_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_response_header *s);
+                                                  const struct sp_kafka_response_header *s);
 /* Bytes that sp_kafka_response_header_encode writes at `version`. */
 size_t sp_kafka_response_header_size(const struct sp_kafka_response_header *s, int16_t version);
 

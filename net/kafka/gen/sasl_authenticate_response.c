@@ -5,7 +5,8 @@
 #define IS_FLEXIBLE(version) (version >= 2)
 
 SP_UNUSED static size_t sp_kafka_sasl_authenticate_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_sasl_authenticate_response_is_default(const struct sp_kafka_sasl_authenticate_response *s);
+SP_UNUSED static bool
+sp_kafka_sasl_authenticate_response_is_default(const struct sp_kafka_sasl_authenticate_response *s);
 
 void sp_kafka_sasl_authenticate_response_init(struct sp_kafka_sasl_authenticate_response *s)
 {
@@ -13,11 +14,10 @@ void sp_kafka_sasl_authenticate_response_init(struct sp_kafka_sasl_authenticate_
     s->session_lifetime_ms = INT64_C(0);
 }
 
-SP_UNUSED static bool sp_kafka_sasl_authenticate_response_is_default(const struct sp_kafka_sasl_authenticate_response *s)
+SP_UNUSED static bool
+sp_kafka_sasl_authenticate_response_is_default(const struct sp_kafka_sasl_authenticate_response *s)
 {
-    return (s->error_code == 0) &&
-           (s->error_message.len == 0) &&
-           (s->auth_bytes.len == 0) &&
+    return (s->error_code == 0) && (s->error_message.len == 0) && (s->auth_bytes.len == 0) &&
            (s->session_lifetime_ms == INT64_C(0));
 }
 
@@ -37,7 +37,8 @@ SP_UNUSED static size_t sp_kafka_sasl_authenticate_response_bytes_min(int16_t ve
     return n;
 }
 
-int sp_kafka_sasl_authenticate_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_sasl_authenticate_response *s)
+int sp_kafka_sasl_authenticate_response_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_sasl_authenticate_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -46,10 +47,12 @@ int sp_kafka_sasl_authenticate_response_decode(struct sp_kreader *r, int16_t ver
         return sp_kr_fail(r, -EBADMSG, "SaslAuthenticateResponse.version");
     sp_kafka_sasl_authenticate_response_init(s);
     SP_KTRY(sp_kr_int16(r, &s->error_code, "SaslAuthenticateResponse.ErrorCode"));
-    SP_KTRY(sp_kr_string(r, flex, true, &s->error_message, "SaslAuthenticateResponse.ErrorMessage"));
+    SP_KTRY(
+        sp_kr_string(r, flex, true, &s->error_message, "SaslAuthenticateResponse.ErrorMessage"));
     SP_KTRY(sp_kr_bytes(r, flex, false, &s->auth_bytes, "SaslAuthenticateResponse.AuthBytes"));
     if (version >= 1) {
-        SP_KTRY(sp_kr_int64(r, &s->session_lifetime_ms, "SaslAuthenticateResponse.SessionLifetimeMs"));
+        SP_KTRY(
+            sp_kr_int64(r, &s->session_lifetime_ms, "SaslAuthenticateResponse.SessionLifetimeMs"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -64,7 +67,8 @@ int sp_kafka_sasl_authenticate_response_decode(struct sp_kreader *r, int16_t ver
     return 0;
 }
 
-int sp_kafka_sasl_authenticate_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_sasl_authenticate_response *s)
+int sp_kafka_sasl_authenticate_response_encode(struct sp_kwriter *w, int16_t version,
+                                               const struct sp_kafka_sasl_authenticate_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -76,7 +80,8 @@ int sp_kafka_sasl_authenticate_response_encode(struct sp_kwriter *w, int16_t ver
     SP_KTRY(sp_kw_string(w, flex, true, s->error_message, "SaslAuthenticateResponse.ErrorMessage"));
     SP_KTRY(sp_kw_bytes(w, flex, false, s->auth_bytes, "SaslAuthenticateResponse.AuthBytes"));
     if (version >= 1) {
-        SP_KTRY(sp_kw_int64(w, s->session_lifetime_ms, "SaslAuthenticateResponse.SessionLifetimeMs"));
+        SP_KTRY(
+            sp_kw_int64(w, s->session_lifetime_ms, "SaslAuthenticateResponse.SessionLifetimeMs"));
     }
     if (flex) {
         uint32_t tagged_count = 0;
@@ -85,7 +90,8 @@ int sp_kafka_sasl_authenticate_response_encode(struct sp_kwriter *w, int16_t ver
     return 0;
 }
 
-size_t sp_kafka_sasl_authenticate_response_size(const struct sp_kafka_sasl_authenticate_response *s, int16_t version)
+size_t sp_kafka_sasl_authenticate_response_size(const struct sp_kafka_sasl_authenticate_response *s,
+                                                int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -104,4 +110,3 @@ size_t sp_kafka_sasl_authenticate_response_size(const struct sp_kafka_sasl_authe
     }
     return n;
 }
-

@@ -16,7 +16,8 @@ struct sp_kafka_sasl_authenticate_response {
     struct sp_kstr error_message;
     /* The SASL authentication bytes from the server, as defined by the SASL mechanism. */
     struct sp_kbytes auth_bytes;
-    /* Number of milliseconds after which only re-authentication over the existing connection to create a new session can occur. */
+    /* Number of milliseconds after which only re-authentication over the existing connection to
+     * create a new session can occur. */
     int64_t session_lifetime_ms;
 };
 
@@ -25,12 +26,15 @@ void sp_kafka_sasl_authenticate_response_init(struct sp_kafka_sasl_authenticate_
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_sasl_authenticate_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_sasl_authenticate_response *s);
+SP_MUST_CHECK int
+sp_kafka_sasl_authenticate_response_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_sasl_authenticate_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_sasl_authenticate_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_sasl_authenticate_response *s);
+SP_MUST_CHECK int
+sp_kafka_sasl_authenticate_response_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_sasl_authenticate_response *s);
 /* Bytes that sp_kafka_sasl_authenticate_response_encode writes at `version`. */
-size_t sp_kafka_sasl_authenticate_response_size(const struct sp_kafka_sasl_authenticate_response *s, int16_t version);
+size_t sp_kafka_sasl_authenticate_response_size(const struct sp_kafka_sasl_authenticate_response *s,
+                                                int16_t version);
 
 #endif /* SP_KAFKA_GEN_SASL_AUTHENTICATE_RESPONSE_H */

@@ -5,14 +5,16 @@
 #define IS_FLEXIBLE(version) (false)
 
 SP_UNUSED static size_t sp_kafka_sasl_handshake_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_sasl_handshake_request_is_default(const struct sp_kafka_sasl_handshake_request *s);
+SP_UNUSED static bool
+sp_kafka_sasl_handshake_request_is_default(const struct sp_kafka_sasl_handshake_request *s);
 
 void sp_kafka_sasl_handshake_request_init(struct sp_kafka_sasl_handshake_request *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_sasl_handshake_request_is_default(const struct sp_kafka_sasl_handshake_request *s)
+SP_UNUSED static bool
+sp_kafka_sasl_handshake_request_is_default(const struct sp_kafka_sasl_handshake_request *s)
 {
     return (s->mechanism.len == 0);
 }
@@ -27,7 +29,8 @@ SP_UNUSED static size_t sp_kafka_sasl_handshake_request_bytes_min(int16_t versio
     return n;
 }
 
-int sp_kafka_sasl_handshake_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_sasl_handshake_request *s)
+int sp_kafka_sasl_handshake_request_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_sasl_handshake_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -49,7 +52,8 @@ int sp_kafka_sasl_handshake_request_decode(struct sp_kreader *r, int16_t version
     return 0;
 }
 
-int sp_kafka_sasl_handshake_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_sasl_handshake_request *s)
+int sp_kafka_sasl_handshake_request_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_sasl_handshake_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -65,7 +69,8 @@ int sp_kafka_sasl_handshake_request_encode(struct sp_kwriter *w, int16_t version
     return 0;
 }
 
-size_t sp_kafka_sasl_handshake_request_size(const struct sp_kafka_sasl_handshake_request *s, int16_t version)
+size_t sp_kafka_sasl_handshake_request_size(const struct sp_kafka_sasl_handshake_request *s,
+                                            int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -79,4 +84,3 @@ size_t sp_kafka_sasl_handshake_request_size(const struct sp_kafka_sasl_handshake
     }
     return n;
 }
-

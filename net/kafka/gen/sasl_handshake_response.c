@@ -5,17 +5,18 @@
 #define IS_FLEXIBLE(version) (false)
 
 SP_UNUSED static size_t sp_kafka_sasl_handshake_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_sasl_handshake_response_is_default(const struct sp_kafka_sasl_handshake_response *s);
+SP_UNUSED static bool
+sp_kafka_sasl_handshake_response_is_default(const struct sp_kafka_sasl_handshake_response *s);
 
 void sp_kafka_sasl_handshake_response_init(struct sp_kafka_sasl_handshake_response *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_sasl_handshake_response_is_default(const struct sp_kafka_sasl_handshake_response *s)
+SP_UNUSED static bool
+sp_kafka_sasl_handshake_response_is_default(const struct sp_kafka_sasl_handshake_response *s)
 {
-    return (s->error_code == 0) &&
-           (s->mechanisms_count == 0);
+    return (s->error_code == 0) && (s->mechanisms_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_sasl_handshake_response_bytes_min(int16_t version)
@@ -30,7 +31,8 @@ SP_UNUSED static size_t sp_kafka_sasl_handshake_response_bytes_min(int16_t versi
     return n;
 }
 
-int sp_kafka_sasl_handshake_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_sasl_handshake_response *s)
+int sp_kafka_sasl_handshake_response_decode(struct sp_kreader *r, int16_t version,
+                                            struct sp_kafka_sasl_handshake_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -41,10 +43,12 @@ int sp_kafka_sasl_handshake_response_decode(struct sp_kreader *r, int16_t versio
     SP_KTRY(sp_kr_int16(r, &s->error_code, "SaslHandshakeResponse.ErrorCode"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->mechanisms), (flex ? 1u : 2u), &s->mechanisms_count, &items, "SaslHandshakeResponse.Mechanisms"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->mechanisms), (flex ? 1u : 2u),
+                            &s->mechanisms_count, &items, "SaslHandshakeResponse.Mechanisms"));
         s->mechanisms = items;
         for (int32_t i = 0; i < s->mechanisms_count; i++)
-            SP_KTRY(sp_kr_string(r, flex, false, &s->mechanisms[i], "SaslHandshakeResponse.Mechanisms"));
+            SP_KTRY(sp_kr_string(r, flex, false, &s->mechanisms[i],
+                                 "SaslHandshakeResponse.Mechanisms"));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -59,7 +63,8 @@ int sp_kafka_sasl_handshake_response_decode(struct sp_kreader *r, int16_t versio
     return 0;
 }
 
-int sp_kafka_sasl_handshake_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_sasl_handshake_response *s)
+int sp_kafka_sasl_handshake_response_encode(struct sp_kwriter *w, int16_t version,
+                                            const struct sp_kafka_sasl_handshake_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -68,7 +73,8 @@ int sp_kafka_sasl_handshake_response_encode(struct sp_kwriter *w, int16_t versio
     if (version < 0 || version > 1)
         return sp_kw_fail(w, -ENOTSUP, "SaslHandshakeResponse.version");
     SP_KTRY(sp_kw_int16(w, s->error_code, "SaslHandshakeResponse.ErrorCode"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->mechanisms_count, "SaslHandshakeResponse.Mechanisms"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->mechanisms_count,
+                         "SaslHandshakeResponse.Mechanisms"));
     for (int32_t i = 0; i < s->mechanisms_count; i++)
         SP_KTRY(sp_kw_string(w, flex, false, s->mechanisms[i], "SaslHandshakeResponse.Mechanisms"));
     if (flex) {
@@ -78,7 +84,8 @@ int sp_kafka_sasl_handshake_response_encode(struct sp_kwriter *w, int16_t versio
     return 0;
 }
 
-size_t sp_kafka_sasl_handshake_response_size(const struct sp_kafka_sasl_handshake_response *s, int16_t version)
+size_t sp_kafka_sasl_handshake_response_size(const struct sp_kafka_sasl_handshake_response *s,
+                                             int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -95,4 +102,3 @@ size_t sp_kafka_sasl_handshake_response_size(const struct sp_kafka_sasl_handshak
     }
     return n;
 }
-

@@ -22,12 +22,15 @@ void sp_kafka_sasl_handshake_response_init(struct sp_kafka_sasl_handshake_respon
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_sasl_handshake_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_sasl_handshake_response *s);
+SP_MUST_CHECK int
+sp_kafka_sasl_handshake_response_decode(struct sp_kreader *r, int16_t version,
+                                        struct sp_kafka_sasl_handshake_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_sasl_handshake_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_sasl_handshake_response *s);
+SP_MUST_CHECK int
+sp_kafka_sasl_handshake_response_encode(struct sp_kwriter *w, int16_t version,
+                                        const struct sp_kafka_sasl_handshake_response *s);
 /* Bytes that sp_kafka_sasl_handshake_response_encode writes at `version`. */
-size_t sp_kafka_sasl_handshake_response_size(const struct sp_kafka_sasl_handshake_response *s, int16_t version);
+size_t sp_kafka_sasl_handshake_response_size(const struct sp_kafka_sasl_handshake_response *s,
+                                             int16_t version);
 
 #endif /* SP_KAFKA_GEN_SASL_HANDSHAKE_RESPONSE_H */

@@ -47,12 +47,14 @@ static void consumer_protocol_subscription_init_any(void *msg)
     sp_kafka_consumer_protocol_subscription_init(msg);
 }
 
-static int consumer_protocol_subscription_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+static int consumer_protocol_subscription_decode_any(struct sp_kreader *r, int16_t version,
+                                                     void *msg)
 {
     return sp_kafka_consumer_protocol_subscription_decode(r, version, msg);
 }
 
-static int consumer_protocol_subscription_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int consumer_protocol_subscription_encode_any(struct sp_kwriter *w, int16_t version,
+                                                     const void *msg)
 {
     return sp_kafka_consumer_protocol_subscription_encode(w, version, msg);
 }
@@ -72,7 +74,8 @@ static int consumer_protocol_assignment_decode_any(struct sp_kreader *r, int16_t
     return sp_kafka_consumer_protocol_assignment_decode(r, version, msg);
 }
 
-static int consumer_protocol_assignment_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int consumer_protocol_assignment_encode_any(struct sp_kwriter *w, int16_t version,
+                                                   const void *msg)
 {
     return sp_kafka_consumer_protocol_assignment_encode(w, version, msg);
 }
@@ -332,7 +335,8 @@ static int find_coordinator_request_decode_any(struct sp_kreader *r, int16_t ver
     return sp_kafka_find_coordinator_request_decode(r, version, msg);
 }
 
-static int find_coordinator_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int find_coordinator_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                               const void *msg)
 {
     return sp_kafka_find_coordinator_request_encode(w, version, msg);
 }
@@ -352,7 +356,8 @@ static int find_coordinator_response_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_find_coordinator_response_decode(r, version, msg);
 }
 
-static int find_coordinator_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int find_coordinator_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_find_coordinator_response_encode(w, version, msg);
 }
@@ -532,7 +537,8 @@ static int describe_groups_request_decode_any(struct sp_kreader *r, int16_t vers
     return sp_kafka_describe_groups_request_decode(r, version, msg);
 }
 
-static int describe_groups_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int describe_groups_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                              const void *msg)
 {
     return sp_kafka_describe_groups_request_encode(w, version, msg);
 }
@@ -552,7 +558,8 @@ static int describe_groups_response_decode_any(struct sp_kreader *r, int16_t ver
     return sp_kafka_describe_groups_response_decode(r, version, msg);
 }
 
-static int describe_groups_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int describe_groups_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                               const void *msg)
 {
     return sp_kafka_describe_groups_response_encode(w, version, msg);
 }
@@ -632,7 +639,8 @@ static int sasl_handshake_response_decode_any(struct sp_kreader *r, int16_t vers
     return sp_kafka_sasl_handshake_response_decode(r, version, msg);
 }
 
-static int sasl_handshake_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int sasl_handshake_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                              const void *msg)
 {
     return sp_kafka_sasl_handshake_response_encode(w, version, msg);
 }
@@ -792,7 +800,8 @@ static int delete_records_response_decode_any(struct sp_kreader *r, int16_t vers
     return sp_kafka_delete_records_response_decode(r, version, msg);
 }
 
-static int delete_records_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int delete_records_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                              const void *msg)
 {
     return sp_kafka_delete_records_response_encode(w, version, msg);
 }
@@ -812,7 +821,8 @@ static int init_producer_id_request_decode_any(struct sp_kreader *r, int16_t ver
     return sp_kafka_init_producer_id_request_decode(r, version, msg);
 }
 
-static int init_producer_id_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int init_producer_id_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                               const void *msg)
 {
     return sp_kafka_init_producer_id_request_encode(w, version, msg);
 }
@@ -832,7 +842,8 @@ static int init_producer_id_response_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_init_producer_id_response_decode(r, version, msg);
 }
 
-static int init_producer_id_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int init_producer_id_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_init_producer_id_response_encode(w, version, msg);
 }
@@ -847,12 +858,14 @@ static void offset_for_leader_epoch_request_init_any(void *msg)
     sp_kafka_offset_for_leader_epoch_request_init(msg);
 }
 
-static int offset_for_leader_epoch_request_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+static int offset_for_leader_epoch_request_decode_any(struct sp_kreader *r, int16_t version,
+                                                      void *msg)
 {
     return sp_kafka_offset_for_leader_epoch_request_decode(r, version, msg);
 }
 
-static int offset_for_leader_epoch_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int offset_for_leader_epoch_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                      const void *msg)
 {
     return sp_kafka_offset_for_leader_epoch_request_encode(w, version, msg);
 }
@@ -867,12 +880,14 @@ static void offset_for_leader_epoch_response_init_any(void *msg)
     sp_kafka_offset_for_leader_epoch_response_init(msg);
 }
 
-static int offset_for_leader_epoch_response_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+static int offset_for_leader_epoch_response_decode_any(struct sp_kreader *r, int16_t version,
+                                                       void *msg)
 {
     return sp_kafka_offset_for_leader_epoch_response_decode(r, version, msg);
 }
 
-static int offset_for_leader_epoch_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int offset_for_leader_epoch_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                       const void *msg)
 {
     return sp_kafka_offset_for_leader_epoch_response_encode(w, version, msg);
 }
@@ -887,12 +902,14 @@ static void add_partitions_to_txn_request_init_any(void *msg)
     sp_kafka_add_partitions_to_txn_request_init(msg);
 }
 
-static int add_partitions_to_txn_request_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+static int add_partitions_to_txn_request_decode_any(struct sp_kreader *r, int16_t version,
+                                                    void *msg)
 {
     return sp_kafka_add_partitions_to_txn_request_decode(r, version, msg);
 }
 
-static int add_partitions_to_txn_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int add_partitions_to_txn_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                    const void *msg)
 {
     return sp_kafka_add_partitions_to_txn_request_encode(w, version, msg);
 }
@@ -907,12 +924,14 @@ static void add_partitions_to_txn_response_init_any(void *msg)
     sp_kafka_add_partitions_to_txn_response_init(msg);
 }
 
-static int add_partitions_to_txn_response_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+static int add_partitions_to_txn_response_decode_any(struct sp_kreader *r, int16_t version,
+                                                     void *msg)
 {
     return sp_kafka_add_partitions_to_txn_response_decode(r, version, msg);
 }
 
-static int add_partitions_to_txn_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int add_partitions_to_txn_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                     const void *msg)
 {
     return sp_kafka_add_partitions_to_txn_response_encode(w, version, msg);
 }
@@ -932,7 +951,8 @@ static int add_offsets_to_txn_request_decode_any(struct sp_kreader *r, int16_t v
     return sp_kafka_add_offsets_to_txn_request_decode(r, version, msg);
 }
 
-static int add_offsets_to_txn_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int add_offsets_to_txn_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                 const void *msg)
 {
     return sp_kafka_add_offsets_to_txn_request_encode(w, version, msg);
 }
@@ -952,7 +972,8 @@ static int add_offsets_to_txn_response_decode_any(struct sp_kreader *r, int16_t 
     return sp_kafka_add_offsets_to_txn_response_decode(r, version, msg);
 }
 
-static int add_offsets_to_txn_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int add_offsets_to_txn_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                  const void *msg)
 {
     return sp_kafka_add_offsets_to_txn_response_encode(w, version, msg);
 }
@@ -1012,7 +1033,8 @@ static int write_txn_markers_request_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_write_txn_markers_request_decode(r, version, msg);
 }
 
-static int write_txn_markers_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int write_txn_markers_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_write_txn_markers_request_encode(w, version, msg);
 }
@@ -1032,7 +1054,8 @@ static int write_txn_markers_response_decode_any(struct sp_kreader *r, int16_t v
     return sp_kafka_write_txn_markers_response_decode(r, version, msg);
 }
 
-static int write_txn_markers_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int write_txn_markers_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                 const void *msg)
 {
     return sp_kafka_write_txn_markers_response_encode(w, version, msg);
 }
@@ -1052,7 +1075,8 @@ static int txn_offset_commit_request_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_txn_offset_commit_request_decode(r, version, msg);
 }
 
-static int txn_offset_commit_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int txn_offset_commit_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_txn_offset_commit_request_encode(w, version, msg);
 }
@@ -1072,7 +1096,8 @@ static int txn_offset_commit_response_decode_any(struct sp_kreader *r, int16_t v
     return sp_kafka_txn_offset_commit_response_decode(r, version, msg);
 }
 
-static int txn_offset_commit_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int txn_offset_commit_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                 const void *msg)
 {
     return sp_kafka_txn_offset_commit_response_encode(w, version, msg);
 }
@@ -1092,7 +1117,8 @@ static int describe_configs_request_decode_any(struct sp_kreader *r, int16_t ver
     return sp_kafka_describe_configs_request_decode(r, version, msg);
 }
 
-static int describe_configs_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int describe_configs_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                               const void *msg)
 {
     return sp_kafka_describe_configs_request_encode(w, version, msg);
 }
@@ -1112,7 +1138,8 @@ static int describe_configs_response_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_describe_configs_response_decode(r, version, msg);
 }
 
-static int describe_configs_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int describe_configs_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_describe_configs_response_encode(w, version, msg);
 }
@@ -1132,7 +1159,8 @@ static int sasl_authenticate_request_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_sasl_authenticate_request_decode(r, version, msg);
 }
 
-static int sasl_authenticate_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int sasl_authenticate_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_sasl_authenticate_request_encode(w, version, msg);
 }
@@ -1152,7 +1180,8 @@ static int sasl_authenticate_response_decode_any(struct sp_kreader *r, int16_t v
     return sp_kafka_sasl_authenticate_response_decode(r, version, msg);
 }
 
-static int sasl_authenticate_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int sasl_authenticate_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                 const void *msg)
 {
     return sp_kafka_sasl_authenticate_response_encode(w, version, msg);
 }
@@ -1172,7 +1201,8 @@ static int create_partitions_request_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_create_partitions_request_decode(r, version, msg);
 }
 
-static int create_partitions_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int create_partitions_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_create_partitions_request_encode(w, version, msg);
 }
@@ -1192,7 +1222,8 @@ static int create_partitions_response_decode_any(struct sp_kreader *r, int16_t v
     return sp_kafka_create_partitions_response_decode(r, version, msg);
 }
 
-static int create_partitions_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int create_partitions_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                 const void *msg)
 {
     return sp_kafka_create_partitions_response_encode(w, version, msg);
 }
@@ -1212,7 +1243,8 @@ static int describe_cluster_request_decode_any(struct sp_kreader *r, int16_t ver
     return sp_kafka_describe_cluster_request_decode(r, version, msg);
 }
 
-static int describe_cluster_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int describe_cluster_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                               const void *msg)
 {
     return sp_kafka_describe_cluster_request_encode(w, version, msg);
 }
@@ -1232,7 +1264,8 @@ static int describe_cluster_response_decode_any(struct sp_kreader *r, int16_t ve
     return sp_kafka_describe_cluster_response_decode(r, version, msg);
 }
 
-static int describe_cluster_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+static int describe_cluster_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                const void *msg)
 {
     return sp_kafka_describe_cluster_response_encode(w, version, msg);
 }
@@ -1243,103 +1276,318 @@ static size_t describe_cluster_response_size_any(const void *msg, int16_t versio
 }
 
 const struct sp_kafka_api sp_kafka_apis[] = {
-    {0, "Produce", 0, 11,
-     {"ProduceRequest", sizeof(struct sp_kafka_produce_request), 9, produce_request_init_any, produce_request_decode_any, produce_request_encode_any, produce_request_size_any},
-     {"ProduceResponse", sizeof(struct sp_kafka_produce_response), 9, produce_response_init_any, produce_response_decode_any, produce_response_encode_any, produce_response_size_any}},
-    {1, "Fetch", 0, 17,
-     {"FetchRequest", sizeof(struct sp_kafka_fetch_request), 12, fetch_request_init_any, fetch_request_decode_any, fetch_request_encode_any, fetch_request_size_any},
-     {"FetchResponse", sizeof(struct sp_kafka_fetch_response), 12, fetch_response_init_any, fetch_response_decode_any, fetch_response_encode_any, fetch_response_size_any}},
-    {2, "ListOffsets", 0, 10,
-     {"ListOffsetsRequest", sizeof(struct sp_kafka_list_offsets_request), 6, list_offsets_request_init_any, list_offsets_request_decode_any, list_offsets_request_encode_any, list_offsets_request_size_any},
-     {"ListOffsetsResponse", sizeof(struct sp_kafka_list_offsets_response), 6, list_offsets_response_init_any, list_offsets_response_decode_any, list_offsets_response_encode_any, list_offsets_response_size_any}},
-    {3, "Metadata", 0, 12,
-     {"MetadataRequest", sizeof(struct sp_kafka_metadata_request), 9, metadata_request_init_any, metadata_request_decode_any, metadata_request_encode_any, metadata_request_size_any},
-     {"MetadataResponse", sizeof(struct sp_kafka_metadata_response), 9, metadata_response_init_any, metadata_response_decode_any, metadata_response_encode_any, metadata_response_size_any}},
-    {8, "OffsetCommit", 0, 9,
-     {"OffsetCommitRequest", sizeof(struct sp_kafka_offset_commit_request), 8, offset_commit_request_init_any, offset_commit_request_decode_any, offset_commit_request_encode_any, offset_commit_request_size_any},
-     {"OffsetCommitResponse", sizeof(struct sp_kafka_offset_commit_response), 8, offset_commit_response_init_any, offset_commit_response_decode_any, offset_commit_response_encode_any, offset_commit_response_size_any}},
-    {9, "OffsetFetch", 0, 9,
-     {"OffsetFetchRequest", sizeof(struct sp_kafka_offset_fetch_request), 6, offset_fetch_request_init_any, offset_fetch_request_decode_any, offset_fetch_request_encode_any, offset_fetch_request_size_any},
-     {"OffsetFetchResponse", sizeof(struct sp_kafka_offset_fetch_response), 6, offset_fetch_response_init_any, offset_fetch_response_decode_any, offset_fetch_response_encode_any, offset_fetch_response_size_any}},
-    {10, "FindCoordinator", 0, 6,
-     {"FindCoordinatorRequest", sizeof(struct sp_kafka_find_coordinator_request), 3, find_coordinator_request_init_any, find_coordinator_request_decode_any, find_coordinator_request_encode_any, find_coordinator_request_size_any},
-     {"FindCoordinatorResponse", sizeof(struct sp_kafka_find_coordinator_response), 3, find_coordinator_response_init_any, find_coordinator_response_decode_any, find_coordinator_response_encode_any, find_coordinator_response_size_any}},
-    {11, "JoinGroup", 0, 9,
-     {"JoinGroupRequest", sizeof(struct sp_kafka_join_group_request), 6, join_group_request_init_any, join_group_request_decode_any, join_group_request_encode_any, join_group_request_size_any},
-     {"JoinGroupResponse", sizeof(struct sp_kafka_join_group_response), 6, join_group_response_init_any, join_group_response_decode_any, join_group_response_encode_any, join_group_response_size_any}},
-    {12, "Heartbeat", 0, 4,
-     {"HeartbeatRequest", sizeof(struct sp_kafka_heartbeat_request), 4, heartbeat_request_init_any, heartbeat_request_decode_any, heartbeat_request_encode_any, heartbeat_request_size_any},
-     {"HeartbeatResponse", sizeof(struct sp_kafka_heartbeat_response), 4, heartbeat_response_init_any, heartbeat_response_decode_any, heartbeat_response_encode_any, heartbeat_response_size_any}},
-    {13, "LeaveGroup", 0, 5,
-     {"LeaveGroupRequest", sizeof(struct sp_kafka_leave_group_request), 4, leave_group_request_init_any, leave_group_request_decode_any, leave_group_request_encode_any, leave_group_request_size_any},
-     {"LeaveGroupResponse", sizeof(struct sp_kafka_leave_group_response), 4, leave_group_response_init_any, leave_group_response_decode_any, leave_group_response_encode_any, leave_group_response_size_any}},
-    {14, "SyncGroup", 0, 5,
-     {"SyncGroupRequest", sizeof(struct sp_kafka_sync_group_request), 4, sync_group_request_init_any, sync_group_request_decode_any, sync_group_request_encode_any, sync_group_request_size_any},
-     {"SyncGroupResponse", sizeof(struct sp_kafka_sync_group_response), 4, sync_group_response_init_any, sync_group_response_decode_any, sync_group_response_encode_any, sync_group_response_size_any}},
-    {15, "DescribeGroups", 0, 5,
-     {"DescribeGroupsRequest", sizeof(struct sp_kafka_describe_groups_request), 5, describe_groups_request_init_any, describe_groups_request_decode_any, describe_groups_request_encode_any, describe_groups_request_size_any},
-     {"DescribeGroupsResponse", sizeof(struct sp_kafka_describe_groups_response), 5, describe_groups_response_init_any, describe_groups_response_decode_any, describe_groups_response_encode_any, describe_groups_response_size_any}},
-    {16, "ListGroups", 0, 5,
-     {"ListGroupsRequest", sizeof(struct sp_kafka_list_groups_request), 3, list_groups_request_init_any, list_groups_request_decode_any, list_groups_request_encode_any, list_groups_request_size_any},
-     {"ListGroupsResponse", sizeof(struct sp_kafka_list_groups_response), 3, list_groups_response_init_any, list_groups_response_decode_any, list_groups_response_encode_any, list_groups_response_size_any}},
-    {17, "SaslHandshake", 0, 1,
-     {"SaslHandshakeRequest", sizeof(struct sp_kafka_sasl_handshake_request), -1, sasl_handshake_request_init_any, sasl_handshake_request_decode_any, sasl_handshake_request_encode_any, sasl_handshake_request_size_any},
-     {"SaslHandshakeResponse", sizeof(struct sp_kafka_sasl_handshake_response), -1, sasl_handshake_response_init_any, sasl_handshake_response_decode_any, sasl_handshake_response_encode_any, sasl_handshake_response_size_any}},
-    {18, "ApiVersions", 0, 4,
-     {"ApiVersionsRequest", sizeof(struct sp_kafka_api_versions_request), 3, api_versions_request_init_any, api_versions_request_decode_any, api_versions_request_encode_any, api_versions_request_size_any},
-     {"ApiVersionsResponse", sizeof(struct sp_kafka_api_versions_response), 3, api_versions_response_init_any, api_versions_response_decode_any, api_versions_response_encode_any, api_versions_response_size_any}},
-    {19, "CreateTopics", 0, 7,
-     {"CreateTopicsRequest", sizeof(struct sp_kafka_create_topics_request), 5, create_topics_request_init_any, create_topics_request_decode_any, create_topics_request_encode_any, create_topics_request_size_any},
-     {"CreateTopicsResponse", sizeof(struct sp_kafka_create_topics_response), 5, create_topics_response_init_any, create_topics_response_decode_any, create_topics_response_encode_any, create_topics_response_size_any}},
-    {20, "DeleteTopics", 0, 6,
-     {"DeleteTopicsRequest", sizeof(struct sp_kafka_delete_topics_request), 4, delete_topics_request_init_any, delete_topics_request_decode_any, delete_topics_request_encode_any, delete_topics_request_size_any},
-     {"DeleteTopicsResponse", sizeof(struct sp_kafka_delete_topics_response), 4, delete_topics_response_init_any, delete_topics_response_decode_any, delete_topics_response_encode_any, delete_topics_response_size_any}},
-    {21, "DeleteRecords", 0, 2,
-     {"DeleteRecordsRequest", sizeof(struct sp_kafka_delete_records_request), 2, delete_records_request_init_any, delete_records_request_decode_any, delete_records_request_encode_any, delete_records_request_size_any},
-     {"DeleteRecordsResponse", sizeof(struct sp_kafka_delete_records_response), 2, delete_records_response_init_any, delete_records_response_decode_any, delete_records_response_encode_any, delete_records_response_size_any}},
-    {22, "InitProducerId", 0, 5,
-     {"InitProducerIdRequest", sizeof(struct sp_kafka_init_producer_id_request), 2, init_producer_id_request_init_any, init_producer_id_request_decode_any, init_producer_id_request_encode_any, init_producer_id_request_size_any},
-     {"InitProducerIdResponse", sizeof(struct sp_kafka_init_producer_id_response), 2, init_producer_id_response_init_any, init_producer_id_response_decode_any, init_producer_id_response_encode_any, init_producer_id_response_size_any}},
-    {23, "OffsetForLeaderEpoch", 0, 4,
-     {"OffsetForLeaderEpochRequest", sizeof(struct sp_kafka_offset_for_leader_epoch_request), 4, offset_for_leader_epoch_request_init_any, offset_for_leader_epoch_request_decode_any, offset_for_leader_epoch_request_encode_any, offset_for_leader_epoch_request_size_any},
-     {"OffsetForLeaderEpochResponse", sizeof(struct sp_kafka_offset_for_leader_epoch_response), 4, offset_for_leader_epoch_response_init_any, offset_for_leader_epoch_response_decode_any, offset_for_leader_epoch_response_encode_any, offset_for_leader_epoch_response_size_any}},
-    {24, "AddPartitionsToTxn", 0, 5,
-     {"AddPartitionsToTxnRequest", sizeof(struct sp_kafka_add_partitions_to_txn_request), 3, add_partitions_to_txn_request_init_any, add_partitions_to_txn_request_decode_any, add_partitions_to_txn_request_encode_any, add_partitions_to_txn_request_size_any},
-     {"AddPartitionsToTxnResponse", sizeof(struct sp_kafka_add_partitions_to_txn_response), 3, add_partitions_to_txn_response_init_any, add_partitions_to_txn_response_decode_any, add_partitions_to_txn_response_encode_any, add_partitions_to_txn_response_size_any}},
-    {25, "AddOffsetsToTxn", 0, 4,
-     {"AddOffsetsToTxnRequest", sizeof(struct sp_kafka_add_offsets_to_txn_request), 3, add_offsets_to_txn_request_init_any, add_offsets_to_txn_request_decode_any, add_offsets_to_txn_request_encode_any, add_offsets_to_txn_request_size_any},
-     {"AddOffsetsToTxnResponse", sizeof(struct sp_kafka_add_offsets_to_txn_response), 3, add_offsets_to_txn_response_init_any, add_offsets_to_txn_response_decode_any, add_offsets_to_txn_response_encode_any, add_offsets_to_txn_response_size_any}},
-    {26, "EndTxn", 0, 5,
-     {"EndTxnRequest", sizeof(struct sp_kafka_end_txn_request), 3, end_txn_request_init_any, end_txn_request_decode_any, end_txn_request_encode_any, end_txn_request_size_any},
-     {"EndTxnResponse", sizeof(struct sp_kafka_end_txn_response), 3, end_txn_response_init_any, end_txn_response_decode_any, end_txn_response_encode_any, end_txn_response_size_any}},
-    {27, "WriteTxnMarkers", 0, 1,
-     {"WriteTxnMarkersRequest", sizeof(struct sp_kafka_write_txn_markers_request), 1, write_txn_markers_request_init_any, write_txn_markers_request_decode_any, write_txn_markers_request_encode_any, write_txn_markers_request_size_any},
-     {"WriteTxnMarkersResponse", sizeof(struct sp_kafka_write_txn_markers_response), 1, write_txn_markers_response_init_any, write_txn_markers_response_decode_any, write_txn_markers_response_encode_any, write_txn_markers_response_size_any}},
-    {28, "TxnOffsetCommit", 0, 4,
-     {"TxnOffsetCommitRequest", sizeof(struct sp_kafka_txn_offset_commit_request), 3, txn_offset_commit_request_init_any, txn_offset_commit_request_decode_any, txn_offset_commit_request_encode_any, txn_offset_commit_request_size_any},
-     {"TxnOffsetCommitResponse", sizeof(struct sp_kafka_txn_offset_commit_response), 3, txn_offset_commit_response_init_any, txn_offset_commit_response_decode_any, txn_offset_commit_response_encode_any, txn_offset_commit_response_size_any}},
-    {32, "DescribeConfigs", 0, 4,
-     {"DescribeConfigsRequest", sizeof(struct sp_kafka_describe_configs_request), 4, describe_configs_request_init_any, describe_configs_request_decode_any, describe_configs_request_encode_any, describe_configs_request_size_any},
-     {"DescribeConfigsResponse", sizeof(struct sp_kafka_describe_configs_response), 4, describe_configs_response_init_any, describe_configs_response_decode_any, describe_configs_response_encode_any, describe_configs_response_size_any}},
-    {36, "SaslAuthenticate", 0, 2,
-     {"SaslAuthenticateRequest", sizeof(struct sp_kafka_sasl_authenticate_request), 2, sasl_authenticate_request_init_any, sasl_authenticate_request_decode_any, sasl_authenticate_request_encode_any, sasl_authenticate_request_size_any},
-     {"SaslAuthenticateResponse", sizeof(struct sp_kafka_sasl_authenticate_response), 2, sasl_authenticate_response_init_any, sasl_authenticate_response_decode_any, sasl_authenticate_response_encode_any, sasl_authenticate_response_size_any}},
-    {37, "CreatePartitions", 0, 3,
-     {"CreatePartitionsRequest", sizeof(struct sp_kafka_create_partitions_request), 2, create_partitions_request_init_any, create_partitions_request_decode_any, create_partitions_request_encode_any, create_partitions_request_size_any},
-     {"CreatePartitionsResponse", sizeof(struct sp_kafka_create_partitions_response), 2, create_partitions_response_init_any, create_partitions_response_decode_any, create_partitions_response_encode_any, create_partitions_response_size_any}},
-    {60, "DescribeCluster", 0, 1,
-     {"DescribeClusterRequest", sizeof(struct sp_kafka_describe_cluster_request), 0, describe_cluster_request_init_any, describe_cluster_request_decode_any, describe_cluster_request_encode_any, describe_cluster_request_size_any},
-     {"DescribeClusterResponse", sizeof(struct sp_kafka_describe_cluster_response), 0, describe_cluster_response_init_any, describe_cluster_response_decode_any, describe_cluster_response_encode_any, describe_cluster_response_size_any}},
+    {0,
+     "Produce",
+     0,
+     11,
+     {"ProduceRequest", sizeof(struct sp_kafka_produce_request), 9, produce_request_init_any,
+      produce_request_decode_any, produce_request_encode_any, produce_request_size_any},
+     {"ProduceResponse", sizeof(struct sp_kafka_produce_response), 9, produce_response_init_any,
+      produce_response_decode_any, produce_response_encode_any, produce_response_size_any}},
+    {1,
+     "Fetch",
+     0,
+     17,
+     {"FetchRequest", sizeof(struct sp_kafka_fetch_request), 12, fetch_request_init_any,
+      fetch_request_decode_any, fetch_request_encode_any, fetch_request_size_any},
+     {"FetchResponse", sizeof(struct sp_kafka_fetch_response), 12, fetch_response_init_any,
+      fetch_response_decode_any, fetch_response_encode_any, fetch_response_size_any}},
+    {2,
+     "ListOffsets",
+     0,
+     10,
+     {"ListOffsetsRequest", sizeof(struct sp_kafka_list_offsets_request), 6,
+      list_offsets_request_init_any, list_offsets_request_decode_any,
+      list_offsets_request_encode_any, list_offsets_request_size_any},
+     {"ListOffsetsResponse", sizeof(struct sp_kafka_list_offsets_response), 6,
+      list_offsets_response_init_any, list_offsets_response_decode_any,
+      list_offsets_response_encode_any, list_offsets_response_size_any}},
+    {3,
+     "Metadata",
+     0,
+     12,
+     {"MetadataRequest", sizeof(struct sp_kafka_metadata_request), 9, metadata_request_init_any,
+      metadata_request_decode_any, metadata_request_encode_any, metadata_request_size_any},
+     {"MetadataResponse", sizeof(struct sp_kafka_metadata_response), 9, metadata_response_init_any,
+      metadata_response_decode_any, metadata_response_encode_any, metadata_response_size_any}},
+    {8,
+     "OffsetCommit",
+     0,
+     9,
+     {"OffsetCommitRequest", sizeof(struct sp_kafka_offset_commit_request), 8,
+      offset_commit_request_init_any, offset_commit_request_decode_any,
+      offset_commit_request_encode_any, offset_commit_request_size_any},
+     {"OffsetCommitResponse", sizeof(struct sp_kafka_offset_commit_response), 8,
+      offset_commit_response_init_any, offset_commit_response_decode_any,
+      offset_commit_response_encode_any, offset_commit_response_size_any}},
+    {9,
+     "OffsetFetch",
+     0,
+     9,
+     {"OffsetFetchRequest", sizeof(struct sp_kafka_offset_fetch_request), 6,
+      offset_fetch_request_init_any, offset_fetch_request_decode_any,
+      offset_fetch_request_encode_any, offset_fetch_request_size_any},
+     {"OffsetFetchResponse", sizeof(struct sp_kafka_offset_fetch_response), 6,
+      offset_fetch_response_init_any, offset_fetch_response_decode_any,
+      offset_fetch_response_encode_any, offset_fetch_response_size_any}},
+    {10,
+     "FindCoordinator",
+     0,
+     6,
+     {"FindCoordinatorRequest", sizeof(struct sp_kafka_find_coordinator_request), 3,
+      find_coordinator_request_init_any, find_coordinator_request_decode_any,
+      find_coordinator_request_encode_any, find_coordinator_request_size_any},
+     {"FindCoordinatorResponse", sizeof(struct sp_kafka_find_coordinator_response), 3,
+      find_coordinator_response_init_any, find_coordinator_response_decode_any,
+      find_coordinator_response_encode_any, find_coordinator_response_size_any}},
+    {11,
+     "JoinGroup",
+     0,
+     9,
+     {"JoinGroupRequest", sizeof(struct sp_kafka_join_group_request), 6,
+      join_group_request_init_any, join_group_request_decode_any, join_group_request_encode_any,
+      join_group_request_size_any},
+     {"JoinGroupResponse", sizeof(struct sp_kafka_join_group_response), 6,
+      join_group_response_init_any, join_group_response_decode_any, join_group_response_encode_any,
+      join_group_response_size_any}},
+    {12,
+     "Heartbeat",
+     0,
+     4,
+     {"HeartbeatRequest", sizeof(struct sp_kafka_heartbeat_request), 4, heartbeat_request_init_any,
+      heartbeat_request_decode_any, heartbeat_request_encode_any, heartbeat_request_size_any},
+     {"HeartbeatResponse", sizeof(struct sp_kafka_heartbeat_response), 4,
+      heartbeat_response_init_any, heartbeat_response_decode_any, heartbeat_response_encode_any,
+      heartbeat_response_size_any}},
+    {13,
+     "LeaveGroup",
+     0,
+     5,
+     {"LeaveGroupRequest", sizeof(struct sp_kafka_leave_group_request), 4,
+      leave_group_request_init_any, leave_group_request_decode_any, leave_group_request_encode_any,
+      leave_group_request_size_any},
+     {"LeaveGroupResponse", sizeof(struct sp_kafka_leave_group_response), 4,
+      leave_group_response_init_any, leave_group_response_decode_any,
+      leave_group_response_encode_any, leave_group_response_size_any}},
+    {14,
+     "SyncGroup",
+     0,
+     5,
+     {"SyncGroupRequest", sizeof(struct sp_kafka_sync_group_request), 4,
+      sync_group_request_init_any, sync_group_request_decode_any, sync_group_request_encode_any,
+      sync_group_request_size_any},
+     {"SyncGroupResponse", sizeof(struct sp_kafka_sync_group_response), 4,
+      sync_group_response_init_any, sync_group_response_decode_any, sync_group_response_encode_any,
+      sync_group_response_size_any}},
+    {15,
+     "DescribeGroups",
+     0,
+     5,
+     {"DescribeGroupsRequest", sizeof(struct sp_kafka_describe_groups_request), 5,
+      describe_groups_request_init_any, describe_groups_request_decode_any,
+      describe_groups_request_encode_any, describe_groups_request_size_any},
+     {"DescribeGroupsResponse", sizeof(struct sp_kafka_describe_groups_response), 5,
+      describe_groups_response_init_any, describe_groups_response_decode_any,
+      describe_groups_response_encode_any, describe_groups_response_size_any}},
+    {16,
+     "ListGroups",
+     0,
+     5,
+     {"ListGroupsRequest", sizeof(struct sp_kafka_list_groups_request), 3,
+      list_groups_request_init_any, list_groups_request_decode_any, list_groups_request_encode_any,
+      list_groups_request_size_any},
+     {"ListGroupsResponse", sizeof(struct sp_kafka_list_groups_response), 3,
+      list_groups_response_init_any, list_groups_response_decode_any,
+      list_groups_response_encode_any, list_groups_response_size_any}},
+    {17,
+     "SaslHandshake",
+     0,
+     1,
+     {"SaslHandshakeRequest", sizeof(struct sp_kafka_sasl_handshake_request), -1,
+      sasl_handshake_request_init_any, sasl_handshake_request_decode_any,
+      sasl_handshake_request_encode_any, sasl_handshake_request_size_any},
+     {"SaslHandshakeResponse", sizeof(struct sp_kafka_sasl_handshake_response), -1,
+      sasl_handshake_response_init_any, sasl_handshake_response_decode_any,
+      sasl_handshake_response_encode_any, sasl_handshake_response_size_any}},
+    {18,
+     "ApiVersions",
+     0,
+     4,
+     {"ApiVersionsRequest", sizeof(struct sp_kafka_api_versions_request), 3,
+      api_versions_request_init_any, api_versions_request_decode_any,
+      api_versions_request_encode_any, api_versions_request_size_any},
+     {"ApiVersionsResponse", sizeof(struct sp_kafka_api_versions_response), 3,
+      api_versions_response_init_any, api_versions_response_decode_any,
+      api_versions_response_encode_any, api_versions_response_size_any}},
+    {19,
+     "CreateTopics",
+     0,
+     7,
+     {"CreateTopicsRequest", sizeof(struct sp_kafka_create_topics_request), 5,
+      create_topics_request_init_any, create_topics_request_decode_any,
+      create_topics_request_encode_any, create_topics_request_size_any},
+     {"CreateTopicsResponse", sizeof(struct sp_kafka_create_topics_response), 5,
+      create_topics_response_init_any, create_topics_response_decode_any,
+      create_topics_response_encode_any, create_topics_response_size_any}},
+    {20,
+     "DeleteTopics",
+     0,
+     6,
+     {"DeleteTopicsRequest", sizeof(struct sp_kafka_delete_topics_request), 4,
+      delete_topics_request_init_any, delete_topics_request_decode_any,
+      delete_topics_request_encode_any, delete_topics_request_size_any},
+     {"DeleteTopicsResponse", sizeof(struct sp_kafka_delete_topics_response), 4,
+      delete_topics_response_init_any, delete_topics_response_decode_any,
+      delete_topics_response_encode_any, delete_topics_response_size_any}},
+    {21,
+     "DeleteRecords",
+     0,
+     2,
+     {"DeleteRecordsRequest", sizeof(struct sp_kafka_delete_records_request), 2,
+      delete_records_request_init_any, delete_records_request_decode_any,
+      delete_records_request_encode_any, delete_records_request_size_any},
+     {"DeleteRecordsResponse", sizeof(struct sp_kafka_delete_records_response), 2,
+      delete_records_response_init_any, delete_records_response_decode_any,
+      delete_records_response_encode_any, delete_records_response_size_any}},
+    {22,
+     "InitProducerId",
+     0,
+     5,
+     {"InitProducerIdRequest", sizeof(struct sp_kafka_init_producer_id_request), 2,
+      init_producer_id_request_init_any, init_producer_id_request_decode_any,
+      init_producer_id_request_encode_any, init_producer_id_request_size_any},
+     {"InitProducerIdResponse", sizeof(struct sp_kafka_init_producer_id_response), 2,
+      init_producer_id_response_init_any, init_producer_id_response_decode_any,
+      init_producer_id_response_encode_any, init_producer_id_response_size_any}},
+    {23,
+     "OffsetForLeaderEpoch",
+     0,
+     4,
+     {"OffsetForLeaderEpochRequest", sizeof(struct sp_kafka_offset_for_leader_epoch_request), 4,
+      offset_for_leader_epoch_request_init_any, offset_for_leader_epoch_request_decode_any,
+      offset_for_leader_epoch_request_encode_any, offset_for_leader_epoch_request_size_any},
+     {"OffsetForLeaderEpochResponse", sizeof(struct sp_kafka_offset_for_leader_epoch_response), 4,
+      offset_for_leader_epoch_response_init_any, offset_for_leader_epoch_response_decode_any,
+      offset_for_leader_epoch_response_encode_any, offset_for_leader_epoch_response_size_any}},
+    {24,
+     "AddPartitionsToTxn",
+     0,
+     5,
+     {"AddPartitionsToTxnRequest", sizeof(struct sp_kafka_add_partitions_to_txn_request), 3,
+      add_partitions_to_txn_request_init_any, add_partitions_to_txn_request_decode_any,
+      add_partitions_to_txn_request_encode_any, add_partitions_to_txn_request_size_any},
+     {"AddPartitionsToTxnResponse", sizeof(struct sp_kafka_add_partitions_to_txn_response), 3,
+      add_partitions_to_txn_response_init_any, add_partitions_to_txn_response_decode_any,
+      add_partitions_to_txn_response_encode_any, add_partitions_to_txn_response_size_any}},
+    {25,
+     "AddOffsetsToTxn",
+     0,
+     4,
+     {"AddOffsetsToTxnRequest", sizeof(struct sp_kafka_add_offsets_to_txn_request), 3,
+      add_offsets_to_txn_request_init_any, add_offsets_to_txn_request_decode_any,
+      add_offsets_to_txn_request_encode_any, add_offsets_to_txn_request_size_any},
+     {"AddOffsetsToTxnResponse", sizeof(struct sp_kafka_add_offsets_to_txn_response), 3,
+      add_offsets_to_txn_response_init_any, add_offsets_to_txn_response_decode_any,
+      add_offsets_to_txn_response_encode_any, add_offsets_to_txn_response_size_any}},
+    {26,
+     "EndTxn",
+     0,
+     5,
+     {"EndTxnRequest", sizeof(struct sp_kafka_end_txn_request), 3, end_txn_request_init_any,
+      end_txn_request_decode_any, end_txn_request_encode_any, end_txn_request_size_any},
+     {"EndTxnResponse", sizeof(struct sp_kafka_end_txn_response), 3, end_txn_response_init_any,
+      end_txn_response_decode_any, end_txn_response_encode_any, end_txn_response_size_any}},
+    {27,
+     "WriteTxnMarkers",
+     0,
+     1,
+     {"WriteTxnMarkersRequest", sizeof(struct sp_kafka_write_txn_markers_request), 1,
+      write_txn_markers_request_init_any, write_txn_markers_request_decode_any,
+      write_txn_markers_request_encode_any, write_txn_markers_request_size_any},
+     {"WriteTxnMarkersResponse", sizeof(struct sp_kafka_write_txn_markers_response), 1,
+      write_txn_markers_response_init_any, write_txn_markers_response_decode_any,
+      write_txn_markers_response_encode_any, write_txn_markers_response_size_any}},
+    {28,
+     "TxnOffsetCommit",
+     0,
+     4,
+     {"TxnOffsetCommitRequest", sizeof(struct sp_kafka_txn_offset_commit_request), 3,
+      txn_offset_commit_request_init_any, txn_offset_commit_request_decode_any,
+      txn_offset_commit_request_encode_any, txn_offset_commit_request_size_any},
+     {"TxnOffsetCommitResponse", sizeof(struct sp_kafka_txn_offset_commit_response), 3,
+      txn_offset_commit_response_init_any, txn_offset_commit_response_decode_any,
+      txn_offset_commit_response_encode_any, txn_offset_commit_response_size_any}},
+    {32,
+     "DescribeConfigs",
+     0,
+     4,
+     {"DescribeConfigsRequest", sizeof(struct sp_kafka_describe_configs_request), 4,
+      describe_configs_request_init_any, describe_configs_request_decode_any,
+      describe_configs_request_encode_any, describe_configs_request_size_any},
+     {"DescribeConfigsResponse", sizeof(struct sp_kafka_describe_configs_response), 4,
+      describe_configs_response_init_any, describe_configs_response_decode_any,
+      describe_configs_response_encode_any, describe_configs_response_size_any}},
+    {36,
+     "SaslAuthenticate",
+     0,
+     2,
+     {"SaslAuthenticateRequest", sizeof(struct sp_kafka_sasl_authenticate_request), 2,
+      sasl_authenticate_request_init_any, sasl_authenticate_request_decode_any,
+      sasl_authenticate_request_encode_any, sasl_authenticate_request_size_any},
+     {"SaslAuthenticateResponse", sizeof(struct sp_kafka_sasl_authenticate_response), 2,
+      sasl_authenticate_response_init_any, sasl_authenticate_response_decode_any,
+      sasl_authenticate_response_encode_any, sasl_authenticate_response_size_any}},
+    {37,
+     "CreatePartitions",
+     0,
+     3,
+     {"CreatePartitionsRequest", sizeof(struct sp_kafka_create_partitions_request), 2,
+      create_partitions_request_init_any, create_partitions_request_decode_any,
+      create_partitions_request_encode_any, create_partitions_request_size_any},
+     {"CreatePartitionsResponse", sizeof(struct sp_kafka_create_partitions_response), 2,
+      create_partitions_response_init_any, create_partitions_response_decode_any,
+      create_partitions_response_encode_any, create_partitions_response_size_any}},
+    {60,
+     "DescribeCluster",
+     0,
+     1,
+     {"DescribeClusterRequest", sizeof(struct sp_kafka_describe_cluster_request), 0,
+      describe_cluster_request_init_any, describe_cluster_request_decode_any,
+      describe_cluster_request_encode_any, describe_cluster_request_size_any},
+     {"DescribeClusterResponse", sizeof(struct sp_kafka_describe_cluster_response), 0,
+      describe_cluster_response_init_any, describe_cluster_response_decode_any,
+      describe_cluster_response_encode_any, describe_cluster_response_size_any}},
 };
 
 const unsigned sp_kafka_api_count = 29;
 
-const struct sp_kafka_msg_ops sp_kafka_request_header_ops = {"RequestHeader", sizeof(struct sp_kafka_request_header), 2, request_header_init_any, request_header_decode_any, request_header_encode_any, request_header_size_any};
-const struct sp_kafka_msg_ops sp_kafka_response_header_ops = {"ResponseHeader", sizeof(struct sp_kafka_response_header), 1, response_header_init_any, response_header_decode_any, response_header_encode_any, response_header_size_any};
+const struct sp_kafka_msg_ops sp_kafka_request_header_ops = {"RequestHeader",
+                                                             sizeof(struct sp_kafka_request_header),
+                                                             2,
+                                                             request_header_init_any,
+                                                             request_header_decode_any,
+                                                             request_header_encode_any,
+                                                             request_header_size_any};
+const struct sp_kafka_msg_ops sp_kafka_response_header_ops = {
+    "ResponseHeader",
+    sizeof(struct sp_kafka_response_header),
+    1,
+    response_header_init_any,
+    response_header_decode_any,
+    response_header_encode_any,
+    response_header_size_any};
 
 const struct sp_kafka_data sp_kafka_data_schemas[] = {
-    {{"ConsumerProtocolSubscription", sizeof(struct sp_kafka_consumer_protocol_subscription), -1, consumer_protocol_subscription_init_any, consumer_protocol_subscription_decode_any, consumer_protocol_subscription_encode_any, consumer_protocol_subscription_size_any}, 0, 3},
-    {{"ConsumerProtocolAssignment", sizeof(struct sp_kafka_consumer_protocol_assignment), -1, consumer_protocol_assignment_init_any, consumer_protocol_assignment_decode_any, consumer_protocol_assignment_encode_any, consumer_protocol_assignment_size_any}, 0, 3},
+    {{"ConsumerProtocolSubscription", sizeof(struct sp_kafka_consumer_protocol_subscription), -1,
+      consumer_protocol_subscription_init_any, consumer_protocol_subscription_decode_any,
+      consumer_protocol_subscription_encode_any, consumer_protocol_subscription_size_any},
+     0,
+     3},
+    {{"ConsumerProtocolAssignment", sizeof(struct sp_kafka_consumer_protocol_assignment), -1,
+      consumer_protocol_assignment_init_any, consumer_protocol_assignment_decode_any,
+      consumer_protocol_assignment_encode_any, consumer_protocol_assignment_size_any},
+     0,
+     3},
 };
 const unsigned sp_kafka_data_schema_count = 2;
 

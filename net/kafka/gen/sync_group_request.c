@@ -4,26 +4,36 @@
 
 #define IS_FLEXIBLE(version) (version >= 4)
 
-static int sp_kafka_sync_group_request_sync_group_request_assignment_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
-static int sp_kafka_sync_group_request_sync_group_request_assignment_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
-static size_t sp_kafka_sync_group_request_sync_group_request_assignment_size(const struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_sync_group_request_sync_group_request_assignment_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_sync_group_request_sync_group_request_assignment_is_default(const struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
+static int sp_kafka_sync_group_request_sync_group_request_assignment_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
+static int sp_kafka_sync_group_request_sync_group_request_assignment_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
+static size_t sp_kafka_sync_group_request_sync_group_request_assignment_size(
+    const struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_sync_group_request_sync_group_request_assignment_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_sync_group_request_sync_group_request_assignment_is_default(
+    const struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
 SP_UNUSED static size_t sp_kafka_sync_group_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_sync_group_request_is_default(const struct sp_kafka_sync_group_request *s);
+SP_UNUSED static bool
+sp_kafka_sync_group_request_is_default(const struct sp_kafka_sync_group_request *s);
 
-void sp_kafka_sync_group_request_sync_group_request_assignment_init(struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
+void sp_kafka_sync_group_request_sync_group_request_assignment_init(
+    struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_sync_group_request_sync_group_request_assignment_is_default(const struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
+SP_UNUSED static bool sp_kafka_sync_group_request_sync_group_request_assignment_is_default(
+    const struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
 {
-    return (s->member_id.len == 0) &&
-           (s->assignment.len == 0);
+    return (s->member_id.len == 0) && (s->assignment.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_sync_group_request_sync_group_request_assignment_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_sync_group_request_sync_group_request_assignment_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -35,43 +45,57 @@ SP_UNUSED static size_t sp_kafka_sync_group_request_sync_group_request_assignmen
     return n;
 }
 
-static int sp_kafka_sync_group_request_sync_group_request_assignment_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
+static int sp_kafka_sync_group_request_sync_group_request_assignment_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_sync_group_request_sync_group_request_assignment_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "SyncGroupRequest.SyncGroupRequestAssignment.MemberId"));
-    SP_KTRY(sp_kr_bytes(r, flex, false, &s->assignment, "SyncGroupRequest.SyncGroupRequestAssignment.Assignment"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->member_id,
+                         "SyncGroupRequest.SyncGroupRequestAssignment.MemberId"));
+    SP_KTRY(sp_kr_bytes(r, flex, false, &s->assignment,
+                        "SyncGroupRequest.SyncGroupRequestAssignment.Assignment"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
+            SP_KTRY(
+                sp_kr_skip(r, size, "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_sync_group_request_sync_group_request_assignment_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
+static int sp_kafka_sync_group_request_sync_group_request_assignment_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_sync_group_request_sync_group_request_assignment *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "SyncGroupRequest.SyncGroupRequestAssignment.MemberId"));
-    SP_KTRY(sp_kw_bytes(w, flex, false, s->assignment, "SyncGroupRequest.SyncGroupRequestAssignment.Assignment"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->member_id,
+                         "SyncGroupRequest.SyncGroupRequestAssignment.MemberId"));
+    SP_KTRY(sp_kw_bytes(w, flex, false, s->assignment,
+                        "SyncGroupRequest.SyncGroupRequestAssignment.Assignment"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "SyncGroupRequest.SyncGroupRequestAssignment._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_sync_group_request_sync_group_request_assignment_size(const struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version)
+static size_t sp_kafka_sync_group_request_sync_group_request_assignment_size(
+    const struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -95,15 +119,12 @@ void sp_kafka_sync_group_request_init(struct sp_kafka_sync_group_request *s)
     s->protocol_name = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_sync_group_request_is_default(const struct sp_kafka_sync_group_request *s)
+SP_UNUSED static bool
+sp_kafka_sync_group_request_is_default(const struct sp_kafka_sync_group_request *s)
 {
-    return (s->group_id.len == 0) &&
-           (s->generation_id == 0) &&
-           (s->member_id.len == 0) &&
-           (s->group_instance_id.len < 0) &&
-           (s->protocol_type.len < 0) &&
-           (s->protocol_name.len < 0) &&
-           (s->assignments_count == 0);
+    return (s->group_id.len == 0) && (s->generation_id == 0) && (s->member_id.len == 0) &&
+           (s->group_instance_id.len < 0) && (s->protocol_type.len < 0) &&
+           (s->protocol_name.len < 0) && (s->assignments_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_sync_group_request_bytes_min(int16_t version)
@@ -128,7 +149,8 @@ SP_UNUSED static size_t sp_kafka_sync_group_request_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_sync_group_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_sync_group_request *s)
+int sp_kafka_sync_group_request_decode(struct sp_kreader *r, int16_t version,
+                                       struct sp_kafka_sync_group_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -140,20 +162,27 @@ int sp_kafka_sync_group_request_decode(struct sp_kreader *r, int16_t version, st
     SP_KTRY(sp_kr_int32(r, &s->generation_id, "SyncGroupRequest.GenerationId"));
     SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "SyncGroupRequest.MemberId"));
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id, "SyncGroupRequest.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id,
+                             "SyncGroupRequest.GroupInstanceId"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_type, "SyncGroupRequest.ProtocolType"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_type,
+                             "SyncGroupRequest.ProtocolType"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_name, "SyncGroupRequest.ProtocolName"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_name,
+                             "SyncGroupRequest.ProtocolName"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->assignments), sp_kafka_sync_group_request_sync_group_request_assignment_bytes_min(version), &s->assignments_count, &items, "SyncGroupRequest.Assignments"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->assignments),
+            sp_kafka_sync_group_request_sync_group_request_assignment_bytes_min(version),
+            &s->assignments_count, &items, "SyncGroupRequest.Assignments"));
         s->assignments = items;
         for (int32_t i = 0; i < s->assignments_count; i++)
-            SP_KTRY(sp_kafka_sync_group_request_sync_group_request_assignment_decode(r, version, &s->assignments[i]));
+            SP_KTRY(sp_kafka_sync_group_request_sync_group_request_assignment_decode(
+                r, version, &s->assignments[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -168,7 +197,8 @@ int sp_kafka_sync_group_request_decode(struct sp_kreader *r, int16_t version, st
     return 0;
 }
 
-int sp_kafka_sync_group_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_sync_group_request *s)
+int sp_kafka_sync_group_request_encode(struct sp_kwriter *w, int16_t version,
+                                       const struct sp_kafka_sync_group_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -180,19 +210,24 @@ int sp_kafka_sync_group_request_encode(struct sp_kwriter *w, int16_t version, co
     SP_KTRY(sp_kw_int32(w, s->generation_id, "SyncGroupRequest.GenerationId"));
     SP_KTRY(sp_kw_string(w, flex, false, s->member_id, "SyncGroupRequest.MemberId"));
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id, "SyncGroupRequest.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id,
+                             "SyncGroupRequest.GroupInstanceId"));
     } else if (!(s->group_instance_id.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "SyncGroupRequest.GroupInstanceId");
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->protocol_type, "SyncGroupRequest.ProtocolType"));
+        SP_KTRY(
+            sp_kw_string(w, flex, version >= 5, s->protocol_type, "SyncGroupRequest.ProtocolType"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->protocol_name, "SyncGroupRequest.ProtocolName"));
+        SP_KTRY(
+            sp_kw_string(w, flex, version >= 5, s->protocol_name, "SyncGroupRequest.ProtocolName"));
     }
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->assignments_count, "SyncGroupRequest.Assignments"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->assignments_count, "SyncGroupRequest.Assignments"));
     for (int32_t i = 0; i < s->assignments_count; i++)
-        SP_KTRY(sp_kafka_sync_group_request_sync_group_request_assignment_encode(w, version, &s->assignments[i]));
+        SP_KTRY(sp_kafka_sync_group_request_sync_group_request_assignment_encode(
+            w, version, &s->assignments[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "SyncGroupRequest._tagged_fields"));
@@ -200,7 +235,8 @@ int sp_kafka_sync_group_request_encode(struct sp_kwriter *w, int16_t version, co
     return 0;
 }
 
-size_t sp_kafka_sync_group_request_size(const struct sp_kafka_sync_group_request *s, int16_t version)
+size_t sp_kafka_sync_group_request_size(const struct sp_kafka_sync_group_request *s,
+                                        int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -221,11 +257,11 @@ size_t sp_kafka_sync_group_request_size(const struct sp_kafka_sync_group_request
     }
     n += sp_ks_length(flex, true, s->assignments_count);
     for (int32_t i = 0; i < s->assignments_count; i++)
-        n += sp_kafka_sync_group_request_sync_group_request_assignment_size(&s->assignments[i], version);
+        n += sp_kafka_sync_group_request_sync_group_request_assignment_size(&s->assignments[i],
+                                                                            version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

@@ -35,18 +35,20 @@ struct sp_kafka_sync_group_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_sync_group_request_sync_group_request_assignment_init(struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
+void sp_kafka_sync_group_request_sync_group_request_assignment_init(
+    struct sp_kafka_sync_group_request_sync_group_request_assignment *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_sync_group_request_init(struct sp_kafka_sync_group_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_sync_group_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_sync_group_request *s);
+                                                     struct sp_kafka_sync_group_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_sync_group_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_sync_group_request *s);
+                                                     const struct sp_kafka_sync_group_request *s);
 /* Bytes that sp_kafka_sync_group_request_encode writes at `version`. */
-size_t sp_kafka_sync_group_request_size(const struct sp_kafka_sync_group_request *s, int16_t version);
+size_t sp_kafka_sync_group_request_size(const struct sp_kafka_sync_group_request *s,
+                                        int16_t version);
 
 #endif /* SP_KAFKA_GEN_SYNC_GROUP_REQUEST_H */

@@ -5,7 +5,8 @@
 #define IS_FLEXIBLE(version) (version >= 4)
 
 SP_UNUSED static size_t sp_kafka_sync_group_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_sync_group_response_is_default(const struct sp_kafka_sync_group_response *s);
+SP_UNUSED static bool
+sp_kafka_sync_group_response_is_default(const struct sp_kafka_sync_group_response *s);
 
 void sp_kafka_sync_group_response_init(struct sp_kafka_sync_group_response *s)
 {
@@ -14,13 +15,11 @@ void sp_kafka_sync_group_response_init(struct sp_kafka_sync_group_response *s)
     s->protocol_name = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_sync_group_response_is_default(const struct sp_kafka_sync_group_response *s)
+SP_UNUSED static bool
+sp_kafka_sync_group_response_is_default(const struct sp_kafka_sync_group_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->error_code == 0) &&
-           (s->protocol_type.len < 0) &&
-           (s->protocol_name.len < 0) &&
-           (s->assignment.len == 0);
+    return (s->throttle_time_ms == 0) && (s->error_code == 0) && (s->protocol_type.len < 0) &&
+           (s->protocol_name.len < 0) && (s->assignment.len == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_sync_group_response_bytes_min(int16_t version)
@@ -41,7 +40,8 @@ SP_UNUSED static size_t sp_kafka_sync_group_response_bytes_min(int16_t version)
     return n;
 }
 
-int sp_kafka_sync_group_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_sync_group_response *s)
+int sp_kafka_sync_group_response_decode(struct sp_kreader *r, int16_t version,
+                                        struct sp_kafka_sync_group_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -54,10 +54,12 @@ int sp_kafka_sync_group_response_decode(struct sp_kreader *r, int16_t version, s
     }
     SP_KTRY(sp_kr_int16(r, &s->error_code, "SyncGroupResponse.ErrorCode"));
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_type, "SyncGroupResponse.ProtocolType"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_type,
+                             "SyncGroupResponse.ProtocolType"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_name, "SyncGroupResponse.ProtocolName"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 5, &s->protocol_name,
+                             "SyncGroupResponse.ProtocolName"));
     }
     SP_KTRY(sp_kr_bytes(r, flex, false, &s->assignment, "SyncGroupResponse.Assignment"));
     if (flex) {
@@ -73,7 +75,8 @@ int sp_kafka_sync_group_response_decode(struct sp_kreader *r, int16_t version, s
     return 0;
 }
 
-int sp_kafka_sync_group_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_sync_group_response *s)
+int sp_kafka_sync_group_response_encode(struct sp_kwriter *w, int16_t version,
+                                        const struct sp_kafka_sync_group_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -86,10 +89,12 @@ int sp_kafka_sync_group_response_encode(struct sp_kwriter *w, int16_t version, c
     }
     SP_KTRY(sp_kw_int16(w, s->error_code, "SyncGroupResponse.ErrorCode"));
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->protocol_type, "SyncGroupResponse.ProtocolType"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->protocol_type,
+                             "SyncGroupResponse.ProtocolType"));
     }
     if (version >= 5) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->protocol_name, "SyncGroupResponse.ProtocolName"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 5, s->protocol_name,
+                             "SyncGroupResponse.ProtocolName"));
     }
     SP_KTRY(sp_kw_bytes(w, flex, false, s->assignment, "SyncGroupResponse.Assignment"));
     if (flex) {
@@ -99,7 +104,8 @@ int sp_kafka_sync_group_response_encode(struct sp_kwriter *w, int16_t version, c
     return 0;
 }
 
-size_t sp_kafka_sync_group_response_size(const struct sp_kafka_sync_group_response *s, int16_t version)
+size_t sp_kafka_sync_group_response_size(const struct sp_kafka_sync_group_response *s,
+                                         int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -123,4 +129,3 @@ size_t sp_kafka_sync_group_response_size(const struct sp_kafka_sync_group_respon
     }
     return n;
 }
-

@@ -10,7 +10,8 @@
 #define SP_KAFKA_SYNC_GROUP_RESPONSE_FLEXIBLE_MIN 4 /* -1: never flexible */
 
 struct sp_kafka_sync_group_response {
-    /* The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. */
+    /* The duration in milliseconds for which the request was throttled due to a quota violation, or
+     * zero if the request did not violate any quota. */
     int32_t throttle_time_ms;
     /* The error code, or 0 if there was no error. */
     int16_t error_code;
@@ -28,11 +29,12 @@ void sp_kafka_sync_group_response_init(struct sp_kafka_sync_group_response *s);
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
 SP_MUST_CHECK int sp_kafka_sync_group_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_sync_group_response *s);
+                                                      struct sp_kafka_sync_group_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
 SP_MUST_CHECK int sp_kafka_sync_group_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_sync_group_response *s);
+                                                      const struct sp_kafka_sync_group_response *s);
 /* Bytes that sp_kafka_sync_group_response_encode writes at `version`. */
-size_t sp_kafka_sync_group_response_size(const struct sp_kafka_sync_group_response *s, int16_t version);
+size_t sp_kafka_sync_group_response_size(const struct sp_kafka_sync_group_response *s,
+                                         int16_t version);
 
 #endif /* SP_KAFKA_GEN_SYNC_GROUP_RESPONSE_H */

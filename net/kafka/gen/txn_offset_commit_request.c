@@ -4,34 +4,54 @@
 
 #define IS_FLEXIBLE(version) (version >= 3)
 
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s);
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s);
-static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_size(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_is_default(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s);
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s);
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s);
-static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_size(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_is_default(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s);
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s);
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s);
+static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_size(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_is_default(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s);
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s);
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s);
+static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_size(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_is_default(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s);
 SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_txn_offset_commit_request_is_default(const struct sp_kafka_txn_offset_commit_request *s);
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_request_is_default(const struct sp_kafka_txn_offset_commit_request *s);
 
-void sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_init(struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
+void sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_init(
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
 {
     memset(s, 0, sizeof(*s));
     s->committed_leader_epoch = -1;
 }
 
-SP_UNUSED static bool sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_is_default(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_is_default(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
 {
-    return (s->partition_index == 0) &&
-           (s->committed_offset == 0) &&
-           (s->committed_leader_epoch == -1) &&
-           (s->committed_metadata.len == 0);
+    return (s->partition_index == 0) && (s->committed_offset == 0) &&
+           (s->committed_leader_epoch == -1) && (s->committed_metadata.len == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -47,51 +67,76 @@ SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_req
     return n;
 }
 
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.PartitionIndex"));
-    SP_KTRY(sp_kr_int64(r, &s->committed_offset, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedOffset"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.PartitionIndex"));
+    SP_KTRY(sp_kr_int64(r, &s->committed_offset,
+                        "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedOffset"));
     if (version >= 2) {
-        SP_KTRY(sp_kr_int32(r, &s->committed_leader_epoch, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedLeaderEpoch"));
+        SP_KTRY(sp_kr_int32(
+            r, &s->committed_leader_epoch,
+            "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedLeaderEpoch"));
     }
-    SP_KTRY(sp_kr_string(r, flex, true, &s->committed_metadata, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedMetadata"));
+    SP_KTRY(
+        sp_kr_string(r, flex, true, &s->committed_metadata,
+                     "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedMetadata"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count,
+                          "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.PartitionIndex"));
-    SP_KTRY(sp_kw_int64(w, s->committed_offset, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedOffset"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.PartitionIndex"));
+    SP_KTRY(sp_kw_int64(w, s->committed_offset,
+                        "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedOffset"));
     if (version >= 2) {
-        SP_KTRY(sp_kw_int32(w, s->committed_leader_epoch, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedLeaderEpoch"));
+        SP_KTRY(sp_kw_int32(
+            w, s->committed_leader_epoch,
+            "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedLeaderEpoch"));
     }
-    SP_KTRY(sp_kw_string(w, flex, true, s->committed_metadata, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedMetadata"));
+    SP_KTRY(
+        sp_kw_string(w, flex, true, s->committed_metadata,
+                     "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition.CommittedMetadata"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count,
+                          "TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_size(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s, int16_t version)
+static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_size(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -111,18 +156,20 @@ static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_parti
     return n;
 }
 
-void sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_init(struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
+void sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_init(
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_is_default(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
+SP_UNUSED static bool sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_is_default(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -134,51 +181,72 @@ SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_req
     return n;
 }
 
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_bytes_min(version), &s->partitions_count, &items, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_bytes_min(
+                version),
+            &s->partitions_count, &items,
+            "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
+static int sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_size(const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s, int16_t version)
+static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_size(
+    const struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -188,7 +256,8 @@ static size_t sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_size(&s->partitions[i], version);
+        n += sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_size(
+            &s->partitions[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -203,16 +272,12 @@ void sp_kafka_txn_offset_commit_request_init(struct sp_kafka_txn_offset_commit_r
     s->group_instance_id = SP_KSTR_NULL;
 }
 
-SP_UNUSED static bool sp_kafka_txn_offset_commit_request_is_default(const struct sp_kafka_txn_offset_commit_request *s)
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_request_is_default(const struct sp_kafka_txn_offset_commit_request *s)
 {
-    return (s->transactional_id.len == 0) &&
-           (s->group_id.len == 0) &&
-           (s->producer_id == 0) &&
-           (s->producer_epoch == 0) &&
-           (s->generation_id == -1) &&
-           (s->member_id.len == 0) &&
-           (s->group_instance_id.len < 0) &&
-           (s->topics_count == 0);
+    return (s->transactional_id.len == 0) && (s->group_id.len == 0) && (s->producer_id == 0) &&
+           (s->producer_epoch == 0) && (s->generation_id == -1) && (s->member_id.len == 0) &&
+           (s->group_instance_id.len < 0) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_bytes_min(int16_t version)
@@ -239,7 +304,8 @@ SP_UNUSED static size_t sp_kafka_txn_offset_commit_request_bytes_min(int16_t ver
     return n;
 }
 
-int sp_kafka_txn_offset_commit_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_request *s)
+int sp_kafka_txn_offset_commit_request_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_txn_offset_commit_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -247,7 +313,8 @@ int sp_kafka_txn_offset_commit_request_decode(struct sp_kreader *r, int16_t vers
     if (version < 0 || version > 4)
         return sp_kr_fail(r, -EBADMSG, "TxnOffsetCommitRequest.version");
     sp_kafka_txn_offset_commit_request_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->transactional_id, "TxnOffsetCommitRequest.TransactionalId"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->transactional_id,
+                         "TxnOffsetCommitRequest.TransactionalId"));
     SP_KTRY(sp_kr_string(r, flex, false, &s->group_id, "TxnOffsetCommitRequest.GroupId"));
     SP_KTRY(sp_kr_int64(r, &s->producer_id, "TxnOffsetCommitRequest.ProducerId"));
     SP_KTRY(sp_kr_int16(r, &s->producer_epoch, "TxnOffsetCommitRequest.ProducerEpoch"));
@@ -258,14 +325,19 @@ int sp_kafka_txn_offset_commit_request_decode(struct sp_kreader *r, int16_t vers
         SP_KTRY(sp_kr_string(r, flex, false, &s->member_id, "TxnOffsetCommitRequest.MemberId"));
     }
     if (version >= 3) {
-        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id, "TxnOffsetCommitRequest.GroupInstanceId"));
+        SP_KTRY(sp_kr_string(r, flex, version >= 3, &s->group_instance_id,
+                             "TxnOffsetCommitRequest.GroupInstanceId"));
     }
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_bytes_min(version), &s->topics_count, &items, "TxnOffsetCommitRequest.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_bytes_min(version),
+            &s->topics_count, &items, "TxnOffsetCommitRequest.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -280,7 +352,8 @@ int sp_kafka_txn_offset_commit_request_decode(struct sp_kreader *r, int16_t vers
     return 0;
 }
 
-int sp_kafka_txn_offset_commit_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_request *s)
+int sp_kafka_txn_offset_commit_request_encode(struct sp_kwriter *w, int16_t version,
+                                              const struct sp_kafka_txn_offset_commit_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -288,7 +361,8 @@ int sp_kafka_txn_offset_commit_request_encode(struct sp_kwriter *w, int16_t vers
     (void)s;
     if (version < 0 || version > 4)
         return sp_kw_fail(w, -ENOTSUP, "TxnOffsetCommitRequest.version");
-    SP_KTRY(sp_kw_string(w, flex, false, s->transactional_id, "TxnOffsetCommitRequest.TransactionalId"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->transactional_id,
+                         "TxnOffsetCommitRequest.TransactionalId"));
     SP_KTRY(sp_kw_string(w, flex, false, s->group_id, "TxnOffsetCommitRequest.GroupId"));
     SP_KTRY(sp_kw_int64(w, s->producer_id, "TxnOffsetCommitRequest.ProducerId"));
     SP_KTRY(sp_kw_int16(w, s->producer_epoch, "TxnOffsetCommitRequest.ProducerEpoch"));
@@ -303,13 +377,15 @@ int sp_kafka_txn_offset_commit_request_encode(struct sp_kwriter *w, int16_t vers
         return sp_kw_fail(w, -ENOTSUP, "TxnOffsetCommitRequest.MemberId");
     }
     if (version >= 3) {
-        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id, "TxnOffsetCommitRequest.GroupInstanceId"));
+        SP_KTRY(sp_kw_string(w, flex, version >= 3, s->group_instance_id,
+                             "TxnOffsetCommitRequest.GroupInstanceId"));
     } else if (!(s->group_instance_id.len < 0)) {
         return sp_kw_fail(w, -ENOTSUP, "TxnOffsetCommitRequest.GroupInstanceId");
     }
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "TxnOffsetCommitRequest.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_encode(
+            w, version, &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "TxnOffsetCommitRequest._tagged_fields"));
@@ -317,7 +393,8 @@ int sp_kafka_txn_offset_commit_request_encode(struct sp_kwriter *w, int16_t vers
     return 0;
 }
 
-size_t sp_kafka_txn_offset_commit_request_size(const struct sp_kafka_txn_offset_commit_request *s, int16_t version)
+size_t sp_kafka_txn_offset_commit_request_size(const struct sp_kafka_txn_offset_commit_request *s,
+                                               int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -339,11 +416,11 @@ size_t sp_kafka_txn_offset_commit_request_size(const struct sp_kafka_txn_offset_
     }
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_size(&s->topics[i], version);
+        n += sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_size(&s->topics[i],
+                                                                                     version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

@@ -4,31 +4,53 @@
 
 #define IS_FLEXIBLE(version) (version >= 3)
 
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s);
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s);
-static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_size(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_is_default(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s);
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s);
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s);
-static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_size(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_is_default(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s);
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s);
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s);
+static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_size(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_is_default(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s);
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s);
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s);
+static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_size(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_is_default(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s);
 SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_txn_offset_commit_response_is_default(const struct sp_kafka_txn_offset_commit_response *s);
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_response_is_default(const struct sp_kafka_txn_offset_commit_response *s);
 
-void sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_init(struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
+void sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_init(
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_is_default(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_is_default(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
 {
-    return (s->partition_index == 0) &&
-           (s->error_code == 0);
+    return (s->partition_index == 0) && (s->error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -40,43 +62,63 @@ SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_re
     return n;
 }
 
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.PartitionIndex"));
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.ErrorCode"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.PartitionIndex"));
+    SP_KTRY(sp_kr_int16(r, &s->error_code,
+                        "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.ErrorCode"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(
+            r, &tagged_count,
+            "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag,
+                "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size,
+                "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size,
+                "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.PartitionIndex"));
-    SP_KTRY(sp_kw_int16(w, s->error_code, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.ErrorCode"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.PartitionIndex"));
+    SP_KTRY(sp_kw_int16(w, s->error_code,
+                        "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition.ErrorCode"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(
+            w, tagged_count,
+            "TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_size(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s, int16_t version)
+static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_size(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -92,18 +134,21 @@ static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_par
     return n;
 }
 
-void sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_init(struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
+void sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_init(
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_is_default(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_is_default(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -115,51 +160,74 @@ SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_re
     return n;
 }
 
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_bytes_min(version), &s->partitions_count, &items, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_bytes_min(
+                version),
+            &s->partitions_count, &items,
+            "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count,
+                          "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
+static int sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count,
+                          "TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_size(const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s, int16_t version)
+static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_size(
+    const struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -169,7 +237,8 @@ static size_t sp_kafka_txn_offset_commit_response_txn_offset_commit_response_top
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_size(&s->partitions[i], version);
+        n += sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_size(
+            &s->partitions[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -182,10 +251,10 @@ void sp_kafka_txn_offset_commit_response_init(struct sp_kafka_txn_offset_commit_
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_txn_offset_commit_response_is_default(const struct sp_kafka_txn_offset_commit_response *s)
+SP_UNUSED static bool
+sp_kafka_txn_offset_commit_response_is_default(const struct sp_kafka_txn_offset_commit_response *s)
 {
-    return (s->throttle_time_ms == 0) &&
-           (s->topics_count == 0);
+    return (s->throttle_time_ms == 0) && (s->topics_count == 0);
 }
 
 SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_bytes_min(int16_t version)
@@ -200,7 +269,8 @@ SP_UNUSED static size_t sp_kafka_txn_offset_commit_response_bytes_min(int16_t ve
     return n;
 }
 
-int sp_kafka_txn_offset_commit_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_txn_offset_commit_response *s)
+int sp_kafka_txn_offset_commit_response_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_txn_offset_commit_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -211,10 +281,14 @@ int sp_kafka_txn_offset_commit_response_decode(struct sp_kreader *r, int16_t ver
     SP_KTRY(sp_kr_int32(r, &s->throttle_time_ms, "TxnOffsetCommitResponse.ThrottleTimeMs"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_bytes_min(version), &s->topics_count, &items, "TxnOffsetCommitResponse.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_bytes_min(version),
+            &s->topics_count, &items, "TxnOffsetCommitResponse.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -229,7 +303,8 @@ int sp_kafka_txn_offset_commit_response_decode(struct sp_kreader *r, int16_t ver
     return 0;
 }
 
-int sp_kafka_txn_offset_commit_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_txn_offset_commit_response *s)
+int sp_kafka_txn_offset_commit_response_encode(struct sp_kwriter *w, int16_t version,
+                                               const struct sp_kafka_txn_offset_commit_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -240,7 +315,8 @@ int sp_kafka_txn_offset_commit_response_encode(struct sp_kwriter *w, int16_t ver
     SP_KTRY(sp_kw_int32(w, s->throttle_time_ms, "TxnOffsetCommitResponse.ThrottleTimeMs"));
     SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "TxnOffsetCommitResponse.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_encode(
+            w, version, &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "TxnOffsetCommitResponse._tagged_fields"));
@@ -248,7 +324,8 @@ int sp_kafka_txn_offset_commit_response_encode(struct sp_kwriter *w, int16_t ver
     return 0;
 }
 
-size_t sp_kafka_txn_offset_commit_response_size(const struct sp_kafka_txn_offset_commit_response *s, int16_t version)
+size_t sp_kafka_txn_offset_commit_response_size(const struct sp_kafka_txn_offset_commit_response *s,
+                                                int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -258,11 +335,11 @@ size_t sp_kafka_txn_offset_commit_response_size(const struct sp_kafka_txn_offset
     n += 4;
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_size(&s->topics[i], version);
+        n += sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_size(
+            &s->topics[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

@@ -4,31 +4,48 @@
 
 #define IS_FLEXIBLE(version) (version >= 1)
 
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
-static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_topic_size(const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_topic_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_topic_is_default(const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
-static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_size(const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_is_default(const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
+static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_topic_size(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_request_writable_txn_marker_topic_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_topic_is_default(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
+static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_size(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version);
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_request_writable_txn_marker_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_is_default(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
 SP_UNUSED static size_t sp_kafka_write_txn_markers_request_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_write_txn_markers_request_is_default(const struct sp_kafka_write_txn_markers_request *s);
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_request_is_default(const struct sp_kafka_write_txn_markers_request *s);
 
-void sp_kafka_write_txn_markers_request_writable_txn_marker_topic_init(struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
+void sp_kafka_write_txn_markers_request_writable_txn_marker_topic_init(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_topic_is_default(const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
+SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_topic_is_default(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
 {
-    return (s->name.len == 0) &&
-           (s->partition_indexes_count == 0);
+    return (s->name.len == 0) && (s->partition_indexes_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_topic_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_request_writable_txn_marker_topic_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -40,51 +57,68 @@ SP_UNUSED static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_t
     return n;
 }
 
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_write_txn_markers_request_writable_txn_marker_topic_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "WriteTxnMarkersRequest.WritableTxnMarkerTopic.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "WriteTxnMarkersRequest.WritableTxnMarkerTopic.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_indexes), 4u, &s->partition_indexes_count, &items, "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
+        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partition_indexes), 4u,
+                            &s->partition_indexes_count, &items,
+                            "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
         s->partition_indexes = items;
         for (int32_t i = 0; i < s->partition_indexes_count; i++)
-            SP_KTRY(sp_kr_int32(r, &s->partition_indexes[i], "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
+            SP_KTRY(sp_kr_int32(r, &s->partition_indexes[i],
+                                "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &tag,
+                                  "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(r, &size,
+                                  "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_topic_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "WriteTxnMarkersRequest.WritableTxnMarkerTopic.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_indexes_count, "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "WriteTxnMarkersRequest.WritableTxnMarkerTopic.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partition_indexes_count,
+                         "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
     for (int32_t i = 0; i < s->partition_indexes_count; i++)
-        SP_KTRY(sp_kw_int32(w, s->partition_indexes[i], "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
+        SP_KTRY(sp_kw_int32(w, s->partition_indexes[i],
+                            "WriteTxnMarkersRequest.WritableTxnMarkerTopic.PartitionIndexes"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "WriteTxnMarkersRequest.WritableTxnMarkerTopic._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_topic_size(const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version)
+static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_topic_size(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -102,21 +136,21 @@ static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_topic_size(
     return n;
 }
 
-void sp_kafka_write_txn_markers_request_writable_txn_marker_init(struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
+void sp_kafka_write_txn_markers_request_writable_txn_marker_init(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_is_default(const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
+SP_UNUSED static bool sp_kafka_write_txn_markers_request_writable_txn_marker_is_default(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
 {
-    return (s->producer_id == 0) &&
-           (s->producer_epoch == 0) &&
-           (s->transaction_result == false) &&
-           (s->topics_count == 0) &&
-           (s->coordinator_epoch == 0);
+    return (s->producer_id == 0) && (s->producer_epoch == 0) && (s->transaction_result == false) &&
+           (s->topics_count == 0) && (s->coordinator_epoch == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_request_writable_txn_marker_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -134,57 +168,78 @@ SP_UNUSED static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_b
     return n;
 }
 
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_write_txn_markers_request_writable_txn_marker_init(s);
     SP_KTRY(sp_kr_int64(r, &s->producer_id, "WriteTxnMarkersRequest.WritableTxnMarker.ProducerId"));
-    SP_KTRY(sp_kr_int16(r, &s->producer_epoch, "WriteTxnMarkersRequest.WritableTxnMarker.ProducerEpoch"));
-    SP_KTRY(sp_kr_bool(r, &s->transaction_result, "WriteTxnMarkersRequest.WritableTxnMarker.TransactionResult"));
+    SP_KTRY(sp_kr_int16(r, &s->producer_epoch,
+                        "WriteTxnMarkersRequest.WritableTxnMarker.ProducerEpoch"));
+    SP_KTRY(sp_kr_bool(r, &s->transaction_result,
+                       "WriteTxnMarkersRequest.WritableTxnMarker.TransactionResult"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_write_txn_markers_request_writable_txn_marker_topic_bytes_min(version), &s->topics_count, &items, "WriteTxnMarkersRequest.WritableTxnMarker.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_write_txn_markers_request_writable_txn_marker_topic_bytes_min(version),
+            &s->topics_count, &items, "WriteTxnMarkersRequest.WritableTxnMarker.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_topic_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_topic_decode(
+                r, version, &s->topics[i]));
     }
-    SP_KTRY(sp_kr_int32(r, &s->coordinator_epoch, "WriteTxnMarkersRequest.WritableTxnMarker.CoordinatorEpoch"));
+    SP_KTRY(sp_kr_int32(r, &s->coordinator_epoch,
+                        "WriteTxnMarkersRequest.WritableTxnMarker.CoordinatorEpoch"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &tag, "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
+            SP_KTRY(
+                sp_kr_uvarint(r, &size, "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
             SP_KTRY(sp_kr_skip(r, size, "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_write_txn_markers_request_writable_txn_marker_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
+static int sp_kafka_write_txn_markers_request_writable_txn_marker_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
     SP_KTRY(sp_kw_int64(w, s->producer_id, "WriteTxnMarkersRequest.WritableTxnMarker.ProducerId"));
-    SP_KTRY(sp_kw_int16(w, s->producer_epoch, "WriteTxnMarkersRequest.WritableTxnMarker.ProducerEpoch"));
-    SP_KTRY(sp_kw_bool(w, s->transaction_result, "WriteTxnMarkersRequest.WritableTxnMarker.TransactionResult"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "WriteTxnMarkersRequest.WritableTxnMarker.Topics"));
+    SP_KTRY(sp_kw_int16(w, s->producer_epoch,
+                        "WriteTxnMarkersRequest.WritableTxnMarker.ProducerEpoch"));
+    SP_KTRY(sp_kw_bool(w, s->transaction_result,
+                       "WriteTxnMarkersRequest.WritableTxnMarker.TransactionResult"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count,
+                         "WriteTxnMarkersRequest.WritableTxnMarker.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_topic_encode(w, version, &s->topics[i]));
-    SP_KTRY(sp_kw_int32(w, s->coordinator_epoch, "WriteTxnMarkersRequest.WritableTxnMarker.CoordinatorEpoch"));
+        SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_topic_encode(w, version,
+                                                                                    &s->topics[i]));
+    SP_KTRY(sp_kw_int32(w, s->coordinator_epoch,
+                        "WriteTxnMarkersRequest.WritableTxnMarker.CoordinatorEpoch"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "WriteTxnMarkersRequest.WritableTxnMarker._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_size(const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version)
+static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_size(
+    const struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -196,7 +251,8 @@ static size_t sp_kafka_write_txn_markers_request_writable_txn_marker_size(const 
     n += 1;
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_write_txn_markers_request_writable_txn_marker_topic_size(&s->topics[i], version);
+        n += sp_kafka_write_txn_markers_request_writable_txn_marker_topic_size(&s->topics[i],
+                                                                               version);
     n += 4;
     if (flex) {
         uint32_t tagged_count = 0;
@@ -210,7 +266,8 @@ void sp_kafka_write_txn_markers_request_init(struct sp_kafka_write_txn_markers_r
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_write_txn_markers_request_is_default(const struct sp_kafka_write_txn_markers_request *s)
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_request_is_default(const struct sp_kafka_write_txn_markers_request *s)
 {
     return (s->markers_count == 0);
 }
@@ -225,7 +282,8 @@ SP_UNUSED static size_t sp_kafka_write_txn_markers_request_bytes_min(int16_t ver
     return n;
 }
 
-int sp_kafka_write_txn_markers_request_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_request *s)
+int sp_kafka_write_txn_markers_request_decode(struct sp_kreader *r, int16_t version,
+                                              struct sp_kafka_write_txn_markers_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -235,10 +293,14 @@ int sp_kafka_write_txn_markers_request_decode(struct sp_kreader *r, int16_t vers
     sp_kafka_write_txn_markers_request_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->markers), sp_kafka_write_txn_markers_request_writable_txn_marker_bytes_min(version), &s->markers_count, &items, "WriteTxnMarkersRequest.Markers"));
+        SP_KTRY(
+            sp_kr_array(r, flex, false, sizeof(*s->markers),
+                        sp_kafka_write_txn_markers_request_writable_txn_marker_bytes_min(version),
+                        &s->markers_count, &items, "WriteTxnMarkersRequest.Markers"));
         s->markers = items;
         for (int32_t i = 0; i < s->markers_count; i++)
-            SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_decode(r, version, &s->markers[i]));
+            SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_decode(r, version,
+                                                                                  &s->markers[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -253,7 +315,8 @@ int sp_kafka_write_txn_markers_request_decode(struct sp_kreader *r, int16_t vers
     return 0;
 }
 
-int sp_kafka_write_txn_markers_request_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_request *s)
+int sp_kafka_write_txn_markers_request_encode(struct sp_kwriter *w, int16_t version,
+                                              const struct sp_kafka_write_txn_markers_request *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -263,7 +326,8 @@ int sp_kafka_write_txn_markers_request_encode(struct sp_kwriter *w, int16_t vers
         return sp_kw_fail(w, -ENOTSUP, "WriteTxnMarkersRequest.version");
     SP_KTRY(sp_kw_length(w, flex, true, false, s->markers_count, "WriteTxnMarkersRequest.Markers"));
     for (int32_t i = 0; i < s->markers_count; i++)
-        SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_encode(w, version, &s->markers[i]));
+        SP_KTRY(sp_kafka_write_txn_markers_request_writable_txn_marker_encode(w, version,
+                                                                              &s->markers[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "WriteTxnMarkersRequest._tagged_fields"));
@@ -271,7 +335,8 @@ int sp_kafka_write_txn_markers_request_encode(struct sp_kwriter *w, int16_t vers
     return 0;
 }
 
-size_t sp_kafka_write_txn_markers_request_size(const struct sp_kafka_write_txn_markers_request *s, int16_t version)
+size_t sp_kafka_write_txn_markers_request_size(const struct sp_kafka_write_txn_markers_request *s,
+                                               int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -287,4 +352,3 @@ size_t sp_kafka_write_txn_markers_request_size(const struct sp_kafka_write_txn_m
     }
     return n;
 }
-

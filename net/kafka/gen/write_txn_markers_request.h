@@ -27,7 +27,8 @@ struct sp_kafka_write_txn_markers_request_writable_txn_marker {
     /* Each topic that we want to write transaction marker(s) for. */
     struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *topics;
     int32_t topics_count; /* -1: null */
-    /* Epoch associated with the transaction state partition hosted by this transaction coordinator */
+    /* Epoch associated with the transaction state partition hosted by this transaction coordinator
+     */
     int32_t coordinator_epoch;
 };
 
@@ -38,20 +39,25 @@ struct sp_kafka_write_txn_markers_request {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_write_txn_markers_request_writable_txn_marker_topic_init(struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
+void sp_kafka_write_txn_markers_request_writable_txn_marker_topic_init(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_write_txn_markers_request_writable_txn_marker_init(struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
+void sp_kafka_write_txn_markers_request_writable_txn_marker_init(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_write_txn_markers_request_init(struct sp_kafka_write_txn_markers_request *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_write_txn_markers_request_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_write_txn_markers_request *s);
+SP_MUST_CHECK int
+sp_kafka_write_txn_markers_request_decode(struct sp_kreader *r, int16_t version,
+                                          struct sp_kafka_write_txn_markers_request *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_write_txn_markers_request_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_write_txn_markers_request *s);
+SP_MUST_CHECK int
+sp_kafka_write_txn_markers_request_encode(struct sp_kwriter *w, int16_t version,
+                                          const struct sp_kafka_write_txn_markers_request *s);
 /* Bytes that sp_kafka_write_txn_markers_request_encode writes at `version`. */
-size_t sp_kafka_write_txn_markers_request_size(const struct sp_kafka_write_txn_markers_request *s, int16_t version);
+size_t sp_kafka_write_txn_markers_request_size(const struct sp_kafka_write_txn_markers_request *s,
+                                               int16_t version);
 
 #endif /* SP_KAFKA_GEN_WRITE_TXN_MARKERS_REQUEST_H */

@@ -4,36 +4,66 @@
 
 #define IS_FLEXIBLE(version) (version >= 1)
 
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
-static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_size(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_is_default(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
-static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_size(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_is_default(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
-static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_result_size(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s, int16_t version);
-SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_result_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_result_is_default(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
+static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_size(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_is_default(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
+static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_size(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_bytes_min(int16_t version);
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_is_default(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
+static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_result_size(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s,
+    int16_t version);
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_response_writable_txn_marker_result_bytes_min(int16_t version);
+SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_result_is_default(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
 SP_UNUSED static size_t sp_kafka_write_txn_markers_response_bytes_min(int16_t version);
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_is_default(const struct sp_kafka_write_txn_markers_response *s);
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_response_is_default(const struct sp_kafka_write_txn_markers_response *s);
 
-void sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
+void sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_is_default(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_is_default(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
 {
-    return (s->partition_index == 0) &&
-           (s->error_code == 0);
+    return (s->partition_index == 0) && (s->error_code == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -45,43 +75,63 @@ SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_
     return n;
 }
 
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(s);
-    SP_KTRY(sp_kr_int32(r, &s->partition_index, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.PartitionIndex"));
-    SP_KTRY(sp_kr_int16(r, &s->error_code, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.ErrorCode"));
+    SP_KTRY(sp_kr_int32(r, &s->partition_index,
+                        "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.PartitionIndex"));
+    SP_KTRY(sp_kr_int16(r, &s->error_code,
+                        "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.ErrorCode"));
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(
+            r, &tagged_count,
+            "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag,
+                "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size,
+                "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size,
+                "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int32(w, s->partition_index, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.PartitionIndex"));
-    SP_KTRY(sp_kw_int16(w, s->error_code, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.ErrorCode"));
+    SP_KTRY(sp_kw_int32(w, s->partition_index,
+                        "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.PartitionIndex"));
+    SP_KTRY(sp_kw_int16(w, s->error_code,
+                        "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult.ErrorCode"));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(
+            w, tagged_count,
+            "WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_size(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s, int16_t version)
+static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_size(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -97,18 +147,21 @@ static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_partition_
     return n;
 }
 
-void sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_init(struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
+void sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_init(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_is_default(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_is_default(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
 {
-    return (s->name.len == 0) &&
-           (s->partitions_count == 0);
+    return (s->name.len == 0) && (s->partitions_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -120,51 +173,74 @@ SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_
     return n;
 }
 
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_init(s);
-    SP_KTRY(sp_kr_string(r, flex, false, &s->name, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Name"));
+    SP_KTRY(sp_kr_string(r, flex, false, &s->name,
+                         "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Name"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->partitions), sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_bytes_min(version), &s->partitions_count, &items, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Partitions"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->partitions),
+            sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_bytes_min(
+                version),
+            &s->partitions_count, &items,
+            "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Partitions"));
         s->partitions = items;
         for (int32_t i = 0; i < s->partitions_count; i++)
-            SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_decode(r, version, &s->partitions[i]));
+            SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_decode(
+                r, version, &s->partitions[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
+        SP_KTRY(
+            sp_kr_uvarint(r, &tagged_count,
+                          "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(
+                r, size, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_string(w, flex, false, s->name, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Name"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Partitions"));
+    SP_KTRY(sp_kw_string(w, flex, false, s->name,
+                         "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Name"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->partitions_count,
+                         "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult.Partitions"));
     for (int32_t i = 0; i < s->partitions_count; i++)
-        SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_encode(w, version, &s->partitions[i]));
+        SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_encode(
+            w, version, &s->partitions[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
+        SP_KTRY(
+            sp_kw_uvarint(w, tagged_count,
+                          "WriteTxnMarkersResponse.WritableTxnMarkerTopicResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_size(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s, int16_t version)
+static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_size(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s,
+    int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -174,7 +250,8 @@ static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_resu
     n += sp_ks_string(flex, s->name);
     n += sp_ks_length(flex, true, s->partitions_count);
     for (int32_t i = 0; i < s->partitions_count; i++)
-        n += sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_size(&s->partitions[i], version);
+        n += sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_size(
+            &s->partitions[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -182,18 +259,20 @@ static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_topic_resu
     return n;
 }
 
-void sp_kafka_write_txn_markers_response_writable_txn_marker_result_init(struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
+void sp_kafka_write_txn_markers_response_writable_txn_marker_result_init(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_result_is_default(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
+SP_UNUSED static bool sp_kafka_write_txn_markers_response_writable_txn_marker_result_is_default(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
 {
-    return (s->producer_id == 0) &&
-           (s->topics_count == 0);
+    return (s->producer_id == 0) && (s->topics_count == 0);
 }
 
-SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_result_bytes_min(int16_t version)
+SP_UNUSED static size_t
+sp_kafka_write_txn_markers_response_writable_txn_marker_result_bytes_min(int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = flex ? 1 : 0; /* the tagged-field count */
@@ -205,51 +284,69 @@ SP_UNUSED static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_
     return n;
 }
 
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_decode(
+    struct sp_kreader *r, int16_t version,
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     sp_kafka_write_txn_markers_response_writable_txn_marker_result_init(s);
-    SP_KTRY(sp_kr_int64(r, &s->producer_id, "WriteTxnMarkersResponse.WritableTxnMarkerResult.ProducerId"));
+    SP_KTRY(sp_kr_int64(r, &s->producer_id,
+                        "WriteTxnMarkersResponse.WritableTxnMarkerResult.ProducerId"));
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->topics), sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_bytes_min(version), &s->topics_count, &items, "WriteTxnMarkersResponse.WritableTxnMarkerResult.Topics"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->topics),
+            sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_bytes_min(version),
+            &s->topics_count, &items, "WriteTxnMarkersResponse.WritableTxnMarkerResult.Topics"));
         s->topics = items;
         for (int32_t i = 0; i < s->topics_count; i++)
-            SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_decode(r, version, &s->topics[i]));
+            SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_decode(
+                r, version, &s->topics[i]));
     }
     if (flex) {
         uint32_t tagged_count;
-        SP_KTRY(sp_kr_uvarint(r, &tagged_count, "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
+        SP_KTRY(sp_kr_uvarint(r, &tagged_count,
+                              "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
         for (uint32_t t = 0; t < tagged_count; t++) {
             uint32_t tag, size;
-            SP_KTRY(sp_kr_uvarint(r, &tag, "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
-            SP_KTRY(sp_kr_uvarint(r, &size, "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
-            SP_KTRY(sp_kr_skip(r, size, "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &tag, "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
+            SP_KTRY(sp_kr_uvarint(
+                r, &size, "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
+            SP_KTRY(sp_kr_skip(r, size,
+                               "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
         }
     }
     return 0;
 }
 
-static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
+static int sp_kafka_write_txn_markers_response_writable_txn_marker_result_encode(
+    struct sp_kwriter *w, int16_t version,
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
     (void)version;
     (void)s;
-    SP_KTRY(sp_kw_int64(w, s->producer_id, "WriteTxnMarkersResponse.WritableTxnMarkerResult.ProducerId"));
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count, "WriteTxnMarkersResponse.WritableTxnMarkerResult.Topics"));
+    SP_KTRY(sp_kw_int64(w, s->producer_id,
+                        "WriteTxnMarkersResponse.WritableTxnMarkerResult.ProducerId"));
+    SP_KTRY(sp_kw_length(w, flex, true, false, s->topics_count,
+                         "WriteTxnMarkersResponse.WritableTxnMarkerResult.Topics"));
     for (int32_t i = 0; i < s->topics_count; i++)
-        SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_encode(w, version, &s->topics[i]));
+        SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_encode(
+            w, version, &s->topics[i]));
     if (flex) {
         uint32_t tagged_count = 0;
-        SP_KTRY(sp_kw_uvarint(w, tagged_count, "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
+        SP_KTRY(sp_kw_uvarint(w, tagged_count,
+                              "WriteTxnMarkersResponse.WritableTxnMarkerResult._tagged_fields"));
     }
     return 0;
 }
 
-static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_result_size(const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s, int16_t version)
+static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_result_size(
+    const struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s, int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -259,7 +356,8 @@ static size_t sp_kafka_write_txn_markers_response_writable_txn_marker_result_siz
     n += 8;
     n += sp_ks_length(flex, true, s->topics_count);
     for (int32_t i = 0; i < s->topics_count; i++)
-        n += sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_size(&s->topics[i], version);
+        n += sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_size(
+            &s->topics[i], version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
@@ -272,7 +370,8 @@ void sp_kafka_write_txn_markers_response_init(struct sp_kafka_write_txn_markers_
     memset(s, 0, sizeof(*s));
 }
 
-SP_UNUSED static bool sp_kafka_write_txn_markers_response_is_default(const struct sp_kafka_write_txn_markers_response *s)
+SP_UNUSED static bool
+sp_kafka_write_txn_markers_response_is_default(const struct sp_kafka_write_txn_markers_response *s)
 {
     return (s->markers_count == 0);
 }
@@ -287,7 +386,8 @@ SP_UNUSED static size_t sp_kafka_write_txn_markers_response_bytes_min(int16_t ve
     return n;
 }
 
-int sp_kafka_write_txn_markers_response_decode(struct sp_kreader *r, int16_t version, struct sp_kafka_write_txn_markers_response *s)
+int sp_kafka_write_txn_markers_response_decode(struct sp_kreader *r, int16_t version,
+                                               struct sp_kafka_write_txn_markers_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -297,10 +397,14 @@ int sp_kafka_write_txn_markers_response_decode(struct sp_kreader *r, int16_t ver
     sp_kafka_write_txn_markers_response_init(s);
     {
         void *items;
-        SP_KTRY(sp_kr_array(r, flex, false, sizeof(*s->markers), sp_kafka_write_txn_markers_response_writable_txn_marker_result_bytes_min(version), &s->markers_count, &items, "WriteTxnMarkersResponse.Markers"));
+        SP_KTRY(sp_kr_array(
+            r, flex, false, sizeof(*s->markers),
+            sp_kafka_write_txn_markers_response_writable_txn_marker_result_bytes_min(version),
+            &s->markers_count, &items, "WriteTxnMarkersResponse.Markers"));
         s->markers = items;
         for (int32_t i = 0; i < s->markers_count; i++)
-            SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_result_decode(r, version, &s->markers[i]));
+            SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_result_decode(
+                r, version, &s->markers[i]));
     }
     if (flex) {
         uint32_t tagged_count;
@@ -315,7 +419,8 @@ int sp_kafka_write_txn_markers_response_decode(struct sp_kreader *r, int16_t ver
     return 0;
 }
 
-int sp_kafka_write_txn_markers_response_encode(struct sp_kwriter *w, int16_t version, const struct sp_kafka_write_txn_markers_response *s)
+int sp_kafka_write_txn_markers_response_encode(struct sp_kwriter *w, int16_t version,
+                                               const struct sp_kafka_write_txn_markers_response *s)
 {
     const bool flex = IS_FLEXIBLE(version);
     (void)flex;
@@ -323,9 +428,11 @@ int sp_kafka_write_txn_markers_response_encode(struct sp_kwriter *w, int16_t ver
     (void)s;
     if (version < 0 || version > 1)
         return sp_kw_fail(w, -ENOTSUP, "WriteTxnMarkersResponse.version");
-    SP_KTRY(sp_kw_length(w, flex, true, false, s->markers_count, "WriteTxnMarkersResponse.Markers"));
+    SP_KTRY(
+        sp_kw_length(w, flex, true, false, s->markers_count, "WriteTxnMarkersResponse.Markers"));
     for (int32_t i = 0; i < s->markers_count; i++)
-        SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_result_encode(w, version, &s->markers[i]));
+        SP_KTRY(sp_kafka_write_txn_markers_response_writable_txn_marker_result_encode(
+            w, version, &s->markers[i]));
     if (flex) {
         uint32_t tagged_count = 0;
         SP_KTRY(sp_kw_uvarint(w, tagged_count, "WriteTxnMarkersResponse._tagged_fields"));
@@ -333,7 +440,8 @@ int sp_kafka_write_txn_markers_response_encode(struct sp_kwriter *w, int16_t ver
     return 0;
 }
 
-size_t sp_kafka_write_txn_markers_response_size(const struct sp_kafka_write_txn_markers_response *s, int16_t version)
+size_t sp_kafka_write_txn_markers_response_size(const struct sp_kafka_write_txn_markers_response *s,
+                                                int16_t version)
 {
     const bool flex = IS_FLEXIBLE(version);
     size_t n = 0;
@@ -342,11 +450,11 @@ size_t sp_kafka_write_txn_markers_response_size(const struct sp_kafka_write_txn_
     (void)s;
     n += sp_ks_length(flex, true, s->markers_count);
     for (int32_t i = 0; i < s->markers_count; i++)
-        n += sp_kafka_write_txn_markers_response_writable_txn_marker_result_size(&s->markers[i], version);
+        n += sp_kafka_write_txn_markers_response_writable_txn_marker_result_size(&s->markers[i],
+                                                                                 version);
     if (flex) {
         uint32_t tagged_count = 0;
         n += sp_ks_uvarint(tagged_count);
     }
     return n;
 }
-

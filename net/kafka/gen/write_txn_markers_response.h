@@ -39,22 +39,28 @@ struct sp_kafka_write_txn_markers_response {
 };
 
 /* Sets every field of `s` to its default. */
-void sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
+void sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_init(struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
+void sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_init(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s);
 /* Sets every field of `s` to its default. */
-void sp_kafka_write_txn_markers_response_writable_txn_marker_result_init(struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
+void sp_kafka_write_txn_markers_response_writable_txn_marker_result_init(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s);
 /* Sets every field of `s` to its default. */
 void sp_kafka_write_txn_markers_response_init(struct sp_kafka_write_txn_markers_response *s);
 
 /* Decodes version `version` from `r`; strings, bytes and records point into
  * the frame, arrays come from r->arena. 0, -EBADMSG or -ENOBUFS. */
-SP_MUST_CHECK int sp_kafka_write_txn_markers_response_decode(struct sp_kreader *r, int16_t version,
-    struct sp_kafka_write_txn_markers_response *s);
+SP_MUST_CHECK int
+sp_kafka_write_txn_markers_response_decode(struct sp_kreader *r, int16_t version,
+                                           struct sp_kafka_write_txn_markers_response *s);
 /* Encodes `s` at `version`. 0, -ENOSPC, -ENOTSUP or -EINVAL. */
-SP_MUST_CHECK int sp_kafka_write_txn_markers_response_encode(struct sp_kwriter *w, int16_t version,
-    const struct sp_kafka_write_txn_markers_response *s);
+SP_MUST_CHECK int
+sp_kafka_write_txn_markers_response_encode(struct sp_kwriter *w, int16_t version,
+                                           const struct sp_kafka_write_txn_markers_response *s);
 /* Bytes that sp_kafka_write_txn_markers_response_encode writes at `version`. */
-size_t sp_kafka_write_txn_markers_response_size(const struct sp_kafka_write_txn_markers_response *s, int16_t version);
+size_t sp_kafka_write_txn_markers_response_size(const struct sp_kafka_write_txn_markers_response *s,
+                                                int16_t version);
 
 #endif /* SP_KAFKA_GEN_WRITE_TXN_MARKERS_RESPONSE_H */

@@ -146,9 +146,8 @@ static inline void crafted_api_versions(int fd, int16_t version, int32_t corr,
 
 /* A Metadata answer: node 1 at the broker's port is everything's leader and
  * the controller; topic "t" has `partitions`, any other is unknown. */
-static inline void crafted_metadata(struct crafted_broker *b, int fd, int16_t version,
-                                    int32_t corr, const struct sp_kafka_metadata_request *req,
-                                    int32_t partitions)
+static inline void crafted_metadata(struct crafted_broker *b, int fd, int16_t version, int32_t corr,
+                                    const struct sp_kafka_metadata_request *req, int32_t partitions)
 {
     struct sp_kafka_metadata_response_metadata_response_broker broker;
     sp_kafka_metadata_response_metadata_response_broker_init(&broker);

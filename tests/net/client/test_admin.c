@@ -39,7 +39,7 @@ struct fake_broker {
     atomic_int create_topics_calls;
     atomic_int describe_calls;
     atomic_int list_offsets_calls;
-    atomic_int last_timestamp_ok; /* the ListOffsets timestamps were the ones asked */
+    atomic_int last_timestamp_ok;     /* the ListOffsets timestamps were the ones asked */
     _Atomic int64_t expect_timestamp; /* written by the shard, read by the broker */
 };
 
@@ -100,8 +100,9 @@ static void answer_create_partitions(int fd, int16_t version, int32_t corr,
     res.name = req->topics[0].name;
     if (req->topics[0].count <= 3) {
         res.error_code = 37; /* INVALID_PARTITIONS */
-        res.error_message = crafted_kstr("Topic currently has 3 partitions, which is higher than or "
-                                 "equal to the requested 3.");
+        res.error_message =
+            crafted_kstr("Topic currently has 3 partitions, which is higher than or "
+                         "equal to the requested 3.");
     }
     struct sp_kafka_create_partitions_response r;
     sp_kafka_create_partitions_response_init(&r);
@@ -201,9 +202,8 @@ static void answer_list_offsets(struct fake_broker *b, int fd, int16_t version, 
         sp_kafka_list_offsets_response_list_offsets_partition_response_init(&res[n]);
         res[n].partition_index = p->partition_index;
         int64_t offset = p->timestamp == SP_KAFKA_OFFSET_SPEC_EARLIEST ? 10 * p->partition_index
-                         : p->timestamp == SP_KAFKA_OFFSET_SPEC_LATEST
-                             ? 1000 + p->partition_index
-                             : 500 + p->partition_index;
+                         : p->timestamp == SP_KAFKA_OFFSET_SPEC_LATEST ? 1000 + p->partition_index
+                                                                       : 500 + p->partition_index;
         if (version == 0) {
             old[n] = offset;
             res[n].old_style_offsets = &old[n];
@@ -235,15 +235,33 @@ static bool answer(struct crafted_broker *server, int fd, const struct sp_kafka_
     int16_t v = f->header.request_api_version;
     int32_t corr = f->header.correlation_id;
     switch (f->header.request_api_key) {
-    case 18: crafted_api_versions(fd, v, corr, admin_keys, b->admin_apis ? 9 : 4); break;
-    case 3: crafted_metadata(server, fd, v, corr, f->body, 3); break;
-    case 19: answer_create_topics(b, fd, v, corr, f->body); break;
-    case 20: answer_delete_topics(fd, v, corr, f->body); break;
-    case 37: answer_create_partitions(fd, v, corr, f->body); break;
-    case 10: answer_find_coordinator(b, fd, v, corr, f->body); break;
-    case 16: answer_list_groups(fd, v, corr); break;
-    case 15: answer_describe_groups(b, fd, v, corr, f->body); break;
-    case 2: answer_list_offsets(b, fd, v, corr, f->body); break;
+    case 18:
+        crafted_api_versions(fd, v, corr, admin_keys, b->admin_apis ? 9 : 4);
+        break;
+    case 3:
+        crafted_metadata(server, fd, v, corr, f->body, 3);
+        break;
+    case 19:
+        answer_create_topics(b, fd, v, corr, f->body);
+        break;
+    case 20:
+        answer_delete_topics(fd, v, corr, f->body);
+        break;
+    case 37:
+        answer_create_partitions(fd, v, corr, f->body);
+        break;
+    case 10:
+        answer_find_coordinator(b, fd, v, corr, f->body);
+        break;
+    case 16:
+        answer_list_groups(fd, v, corr);
+        break;
+    case 15:
+        answer_describe_groups(b, fd, v, corr, f->body);
+        break;
+    case 2:
+        answer_list_offsets(b, fd, v, corr, f->body);
+        break;
     default:
         fprintf(stderr, "crafted broker: unexpected API %d\n", f->header.request_api_key);
         return false;
@@ -356,7 +374,7 @@ static void next_step(struct sp_timer *timer, void *ctx)
     case OFFSETS_EARLIEST:
     case OFFSETS_LATEST:
     case OFFSETS_TIME: {
-        int64_t ts = c->step == OFFSETS_EARLIEST  ? SP_KAFKA_OFFSET_SPEC_EARLIEST
+        int64_t ts = c->step == OFFSETS_EARLIEST ? SP_KAFKA_OFFSET_SPEC_EARLIEST
                      : c->step == OFFSETS_LATEST ? SP_KAFKA_OFFSET_SPEC_LATEST
                                                  : 1700000000000;
         atomic_store(&c->broker->expect_timestamp, ts);
@@ -467,8 +485,8 @@ static void test_missing_admin_api_is_named(void **state)
     run_case(&c, &b, CREATE, CREATE);
     assert_int_equal(c.results[CREATE].err, -ENOTSUP);
     char want[128];
-    snprintf(want, sizeof(want), "the broker at 127.0.0.1:%u does not support CreateTopics (API 19)",
-             b.server.port);
+    snprintf(want, sizeof(want),
+             "the broker at 127.0.0.1:%u does not support CreateTopics (API 19)", b.server.port);
     assert_string_equal(c.results[CREATE].message, want);
     assert_int_equal(atomic_load(&b.create_topics_calls), 0);
 }

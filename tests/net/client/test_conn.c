@@ -114,8 +114,8 @@ static void mock_start(struct sp_shard *shard, void *ctx)
     struct mock_case *m = ctx;
     struct sp_kafka_conn_config config;
     sp_kafka_conn_config_default(&config);
-    int ret = sp_kafka_conn_init(&m->conn, shard, &config, m->mock.host, m->mock.port, -1,
-                                 mock_state, m);
+    int ret =
+        sp_kafka_conn_init(&m->conn, shard, &config, m->mock.host, m->mock.port, -1, mock_state, m);
     SP_ASSERT(ret == 0);
     sp_kafka_conn_connect(&m->conn);
 }
@@ -262,8 +262,8 @@ static void hostile_start(struct sp_shard *shard, void *ctx)
     config.request_timeout_ns = 200 * SP_NSEC_PER_MSEC;
     config.reconnect_backoff_ns = 5 * SP_NSEC_PER_MSEC;
     config.reconnect_backoff_max_ns = 20 * SP_NSEC_PER_MSEC;
-    int ret = sp_kafka_conn_init(&h->conn, shard, &config, "127.0.0.1", h->port, 1,
-                                 hostile_state, h);
+    int ret =
+        sp_kafka_conn_init(&h->conn, shard, &config, "127.0.0.1", h->port, 1, hostile_state, h);
     SP_ASSERT(ret == 0);
     sp_kafka_conn_connect(&h->conn);
 }

@@ -40,7 +40,7 @@
 struct session_broker {
     struct crafted_broker server;
     pthread_mutex_t lock;
-    int32_t session_id;  /* 0: none */
+    int32_t session_id; /* 0: none */
     int32_t next_epoch;
     bool in_session[PARTITIONS];
     int64_t fetch_offset[PARTITIONS];
@@ -48,11 +48,11 @@ struct session_broker {
     /* What the test checks. */
     int sessions_created;
     int incremental;
-    int redundant;  /* partitions resent with an unchanged offset */
+    int redundant; /* partitions resent with an unchanged offset */
     int bad_epochs;
     int full_sessionless;
     bool forgotten[PARTITIONS];
-    bool dropped;   /* the one FETCH_SESSION_ID_NOT_FOUND was sent */
+    bool dropped;              /* the one FETCH_SESSION_ID_NOT_FOUND was sent */
     atomic_bool consumer_done; /* all read: partition 1 grows */
 };
 
@@ -118,8 +118,7 @@ static void answer_fetch(struct session_broker *b, int fd, int16_t version, int3
     }
     for (int32_t t = 0; t < req->topics_count; t++) {
         for (int32_t i = 0; i < req->topics[t].partitions_count; i++) {
-            const struct sp_kafka_fetch_request_fetch_partition *fp =
-                &req->topics[t].partitions[i];
+            const struct sp_kafka_fetch_request_fetch_partition *fp = &req->topics[t].partitions[i];
             int32_t p = fp->partition;
             SP_ASSERT(p >= 0 && p < PARTITIONS);
             if (incremental && b->in_session[p] && b->fetch_offset[p] == fp->fetch_offset)
@@ -151,8 +150,8 @@ static void answer_fetch(struct session_broker *b, int fd, int16_t version, int3
         pds[n].last_stable_offset = b->log_end[p];
         pds[n].log_start_offset = 0;
         if (has_data) {
-            size_t len = build_records(records[p], sizeof(records[p]), p, b->fetch_offset[p],
-                                       b->log_end[p]);
+            size_t len =
+                build_records(records[p], sizeof(records[p]), p, b->fetch_offset[p], b->log_end[p]);
             pds[n].records = (struct sp_kbytes){records[p], (int32_t)len};
         } else {
             pds[n].records = (struct sp_kbytes){records[p], 0};
@@ -181,9 +180,15 @@ static bool answer(struct crafted_broker *server, int fd, const struct sp_kafka_
     int16_t v = f->header.request_api_version;
     int32_t corr = f->header.correlation_id;
     switch (f->header.request_api_key) {
-    case 18: crafted_api_versions(fd, v, corr, keys, SP_ARRAY_LEN(keys)); break;
-    case 3: crafted_metadata(server, fd, v, corr, f->body, PARTITIONS); break;
-    case 1: answer_fetch(b, fd, v, corr, f->body); break;
+    case 18:
+        crafted_api_versions(fd, v, corr, keys, SP_ARRAY_LEN(keys));
+        break;
+    case 3:
+        crafted_metadata(server, fd, v, corr, f->body, PARTITIONS);
+        break;
+    case 1:
+        answer_fetch(b, fd, v, corr, f->body);
+        break;
     default:
         fprintf(stderr, "crafted broker: unexpected API %d\n", f->header.request_api_key);
         return false;
@@ -245,8 +250,8 @@ static void check(struct sp_timer *timer, void *ctx)
      * narrowing Fetch is an incremental one (a session dropped or opened at
      * that moment would carry no forgotten list, rightly). */
     pthread_mutex_lock(&c->broker->lock);
-    bool settled = c->broker->dropped && c->broker->sessions_created == 2 &&
-                   c->broker->next_epoch >= 2;
+    bool settled =
+        c->broker->dropped && c->broker->sessions_created == 2 && c->broker->next_epoch >= 2;
     pthread_mutex_unlock(&c->broker->lock);
     if (c->records >= TOTAL && !c->narrowed && settled) {
         /* Keep partition 2 only: 0 and 1 leave the session. */
@@ -262,7 +267,8 @@ static void check(struct sp_timer *timer, void *ctx)
     pthread_mutex_lock(&c->broker->lock);
     forgotten = c->broker->forgotten[0] && c->broker->forgotten[1];
     pthread_mutex_unlock(&c->broker->lock);
-    if ((c->narrowed && forgotten && c->records >= TOTAL + 2) || sp_now_ns() > c->narrowed_at_ns + 10 * SP_NSEC_PER_SEC) {
+    if ((c->narrowed && forgotten && c->records >= TOTAL + 2) ||
+        sp_now_ns() > c->narrowed_at_ns + 10 * SP_NSEC_PER_SEC) {
         c->incremental_fetches = c->consumer.incremental_fetches;
         c->resets = c->consumer.fetch_session_resets;
         sp_kafka_consumer_deinit(&c->consumer);

@@ -53,8 +53,8 @@ struct member {
     struct sp_timer tick;
     bool leaving, closing, consumer_up, group_up;
     /* Read by the test thread. */
-    _Atomic int owned;           /* partitions held now */
-    _Atomic unsigned owned_mask; /* bit p: partition p held */
+    _Atomic int owned;            /* partitions held now */
+    _Atomic unsigned owned_mask;  /* bit p: partition p held */
     _Atomic unsigned gained_mask; /* bit p: assigned after the leave began */
     _Atomic int stable;
     _Atomic int left;
@@ -74,9 +74,9 @@ struct scenario {
     _Atomic unsigned unexpected;
     _Atomic unsigned commit_round; /* everyone: commit once per round */
     _Atomic unsigned commit_from;  /* rounds apply to members >= this one */
-    _Atomic int leave_now;  /* member 0: commit and leave */
-    _Atomic int stop;      /* everyone: shut down */
-    _Atomic int errors;    /* a partition stopped */
+    _Atomic int leave_now;         /* member 0: commit and leave */
+    _Atomic int stop;              /* everyone: shut down */
+    _Atomic int errors;            /* a partition stopped */
 };
 
 static uint64_t now_ms(void)
@@ -365,12 +365,12 @@ static void describe(struct scenario *s, const char *what)
 {
     unsigned doubled;
     unsigned n = consumed_distinct(s, RECORDS, &doubled);
-    fprintf(stderr, "%s (%s): %u records consumed, %u twice, %u unexpected\n", what, s->strategy,
-            n, doubled, atomic_load(&s->unexpected));
+    fprintf(stderr, "%s (%s): %u records consumed, %u twice, %u unexpected\n", what, s->strategy, n,
+            doubled, atomic_load(&s->unexpected));
     for (unsigned i = 0; i < MEMBERS; i++) {
         struct member *m = &s->members[i];
-        fprintf(stderr, "  member %u: stable %d, owned %d (mask %#x), gained %#x, consumed %u\n",
-                i, atomic_load(&m->stable), atomic_load(&m->owned), atomic_load(&m->owned_mask),
+        fprintf(stderr, "  member %u: stable %d, owned %d (mask %#x), gained %#x, consumed %u\n", i,
+                atomic_load(&m->stable), atomic_load(&m->owned), atomic_load(&m->owned_mask),
                 atomic_load(&m->gained_mask), atomic_load(&m->consumed));
     }
 }
@@ -412,8 +412,8 @@ static void run_group(const char *strategy)
         sp_kafka_config_init(&m->config);
         char err[256];
         for (unsigned k = 0; k < SP_ARRAY_LEN(settings); k++)
-            if (sp_kafka_config_set(&m->config, settings[k][0], settings[k][1], err,
-                                    sizeof(err)) != 0)
+            if (sp_kafka_config_set(&m->config, settings[k][0], settings[k][1], err, sizeof(err)) !=
+                0)
                 fail_msg("%s", err);
         assert_int_equal(sp_kafka_config_validate(&m->config, err, sizeof(err)), 0);
     }
@@ -429,8 +429,7 @@ static void run_group(const char *strategy)
     const char *failure = NULL;
     unsigned gained = 0, moved = 0, doubled = 0, revoked_before[MEMBERS] = {0};
     for (unsigned i = 0; i < 2; i++) {
-        assert_int_equal(pthread_create(&s.members[i].thread, NULL, run_member, &s.members[i]),
-                         0);
+        assert_int_equal(pthread_create(&s.members[i].thread, NULL, run_member, &s.members[i]), 0);
         s.members[i].started = true;
     }
     if (!wait_for(first_two_spread, &s))

@@ -43,7 +43,7 @@ struct scenario {
     struct sp_kafka_client client;
     struct sp_kafka_producer producer;
     struct sp_timer tick;
-    uint32_t next;      /* next record to produce */
+    uint32_t next; /* next record to produce */
     uint32_t delivered;
     uint32_t failed;
     uint32_t wrong_partition;
@@ -158,8 +158,8 @@ static void read_back(struct scenario *s, unsigned counts[RECORDS], unsigned *ex
     assert_int_equal(pclose(f), 0);
 }
 
-static void run_scenario(const char *const *setup, unsigned setup_count,
-                         const char *const *during, unsigned during_count, int timeout_ms)
+static void run_scenario(const char *const *setup, unsigned setup_count, const char *const *during,
+                         unsigned during_count, int timeout_ms)
 {
     static struct scenario s;
     memset(&s, 0, sizeof(s));
@@ -169,12 +169,12 @@ static void run_scenario(const char *const *setup, unsigned setup_count,
     assert_int_equal(mock_peer_start(&s.mock, args), 0);
     sp_kafka_config_init(&s.config);
     char err[256];
-    assert_int_equal(sp_kafka_config_set(&s.config, "bootstrap.servers", s.mock.bootstrap, err,
-                                         sizeof(err)), 0);
+    assert_int_equal(
+        sp_kafka_config_set(&s.config, "bootstrap.servers", s.mock.bootstrap, err, sizeof(err)), 0);
     char timeout[16];
     snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
-    assert_int_equal(sp_kafka_config_set(&s.config, "request.timeout.ms", timeout, err,
-                                         sizeof(err)), 0);
+    assert_int_equal(
+        sp_kafka_config_set(&s.config, "request.timeout.ms", timeout, err, sizeof(err)), 0);
     assert_int_equal(sp_kafka_config_set(&s.config, "linger.ms", "2", err, sizeof(err)), 0);
     for (unsigned i = 0; i < setup_count; i++)
         assert_int_equal(mock_peer_command(&s.mock, setup[i]), 0);

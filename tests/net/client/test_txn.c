@@ -78,8 +78,8 @@ static bool produce_some(struct txn_case *c)
     while (c->produced < RECORDS) {
         char v[16];
         int n = snprintf(v, sizeof(v), "r%u", c->produced);
-        int ret = sp_kafka_produce(&c->producer, TOPIC, strlen(TOPIC), -1, v, n, v, n, NULL, 0,
-                                   -1, NULL);
+        int ret =
+            sp_kafka_produce(&c->producer, TOPIC, strlen(TOPIC), -1, v, n, v, n, NULL, 0, -1, NULL);
         if (ret == -EAGAIN || ret == -ENOBUFS)
             return false;
         SP_ASSERT(ret == 0);

@@ -65,159 +65,462 @@ static void *fill_alloc(struct sp_karena *arena, int32_t count, size_t size)
     return p;
 }
 
-static void fill_sp_kafka_request_header(struct sp_kafka_request_header *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_response_header(struct sp_kafka_response_header *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_consumer_protocol_subscription_topic_partition(struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consumer_protocol_subscription *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_consumer_protocol_assignment_topic_partition(struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_protocol_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_request_partition_produce_data(struct sp_kafka_produce_request_partition_produce_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_request_topic_produce_data(struct sp_kafka_produce_request_topic_produce_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_request(struct sp_kafka_produce_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_response_batch_index_and_error_message(struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_response_leader_id_and_epoch(struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_response_partition_produce_response(struct sp_kafka_produce_response_partition_produce_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_response_topic_produce_response(struct sp_kafka_produce_response_topic_produce_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_response_node_endpoint(struct sp_kafka_produce_response_node_endpoint *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_produce_response(struct sp_kafka_produce_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_request_replica_state(struct sp_kafka_fetch_request_replica_state *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_request_fetch_partition(struct sp_kafka_fetch_request_fetch_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_request_fetch_topic(struct sp_kafka_fetch_request_fetch_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_request_forgotten_topic(struct sp_kafka_fetch_request_forgotten_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_request(struct sp_kafka_fetch_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response_epoch_end_offset(struct sp_kafka_fetch_response_epoch_end_offset *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response_leader_id_and_epoch(struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response_snapshot_id(struct sp_kafka_fetch_response_snapshot_id *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response_aborted_transaction(struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response_partition_data(struct sp_kafka_fetch_response_partition_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response_fetchable_topic_response(struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response_node_endpoint(struct sp_kafka_fetch_response_node_endpoint *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_fetch_response(struct sp_kafka_fetch_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_offsets_request_list_offsets_partition(struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_offsets_request_list_offsets_topic(struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_offsets_request(struct sp_kafka_list_offsets_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_offsets_response_list_offsets_partition_response(struct sp_kafka_list_offsets_response_list_offsets_partition_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_offsets_response_list_offsets_topic_response(struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_offsets_response(struct sp_kafka_list_offsets_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_metadata_request_metadata_request_topic(struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_metadata_request(struct sp_kafka_metadata_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_metadata_response_metadata_response_broker(struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_metadata_response_metadata_response_partition(struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_metadata_response_metadata_response_topic(struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_metadata_response(struct sp_kafka_metadata_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_commit_request_offset_commit_request_partition(struct sp_kafka_offset_commit_request_offset_commit_request_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_commit_request_offset_commit_request_topic(struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_commit_request(struct sp_kafka_offset_commit_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_commit_response_offset_commit_response_partition(struct sp_kafka_offset_commit_response_offset_commit_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_commit_response_offset_commit_response_topic(struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_commit_response(struct sp_kafka_offset_commit_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topic(struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topics(struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_group(struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_request(struct sp_kafka_offset_fetch_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partition(struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topic(struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partitions(struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topics(struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_fetch_response(struct sp_kafka_offset_fetch_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_find_coordinator_request(struct sp_kafka_find_coordinator_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_find_coordinator_response_coordinator(struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_find_coordinator_response(struct sp_kafka_find_coordinator_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_join_group_request_join_group_request_protocol(struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_join_group_request(struct sp_kafka_join_group_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_join_group_response_join_group_response_member(struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_join_group_response(struct sp_kafka_join_group_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_heartbeat_request(struct sp_kafka_heartbeat_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_heartbeat_response(struct sp_kafka_heartbeat_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_leave_group_request_member_identity(struct sp_kafka_leave_group_request_member_identity *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_leave_group_request(struct sp_kafka_leave_group_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_leave_group_response_member_response(struct sp_kafka_leave_group_response_member_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_leave_group_response(struct sp_kafka_leave_group_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_sync_group_request_sync_group_request_assignment(struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_sync_group_request(struct sp_kafka_sync_group_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_sync_group_response(struct sp_kafka_sync_group_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_groups_request(struct sp_kafka_describe_groups_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_groups_response_described_group_member(struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_groups_response_described_group(struct sp_kafka_describe_groups_response_described_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_groups_response(struct sp_kafka_describe_groups_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_groups_request(struct sp_kafka_list_groups_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_groups_response_listed_group(struct sp_kafka_list_groups_response_listed_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_list_groups_response(struct sp_kafka_list_groups_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_sasl_handshake_request(struct sp_kafka_sasl_handshake_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_sasl_handshake_response(struct sp_kafka_sasl_handshake_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_api_versions_request(struct sp_kafka_api_versions_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_api_versions_response_api_version(struct sp_kafka_api_versions_response_api_version *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_api_versions_response_supported_feature_key(struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_api_versions_response_finalized_feature_key(struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_api_versions_response(struct sp_kafka_api_versions_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_topics_request_creatable_replica_assignment(struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_topics_request_creatable_topic_config(struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_topics_request_creatable_topic(struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_topics_request(struct sp_kafka_create_topics_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_topics_response_creatable_topic_configs(struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_topics_response_creatable_topic_result(struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_topics_response(struct sp_kafka_create_topics_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_topics_request_delete_topic_state(struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_topics_request(struct sp_kafka_delete_topics_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_topics_response_deletable_topic_result(struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_topics_response(struct sp_kafka_delete_topics_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_records_request_delete_records_partition(struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_records_request_delete_records_topic(struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_records_request(struct sp_kafka_delete_records_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_records_response_delete_records_partition_result(struct sp_kafka_delete_records_response_delete_records_partition_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_records_response_delete_records_topic_result(struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_delete_records_response(struct sp_kafka_delete_records_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_init_producer_id_request(struct sp_kafka_init_producer_id_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_init_producer_id_response(struct sp_kafka_init_producer_id_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_for_leader_epoch_request(struct sp_kafka_offset_for_leader_epoch_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_for_leader_epoch_response_epoch_end_offset(struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result(struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_offset_for_leader_epoch_response(struct sp_kafka_offset_for_leader_epoch_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_partitions_to_txn_request(struct sp_kafka_add_partitions_to_txn_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_partitions_to_txn_response(struct sp_kafka_add_partitions_to_txn_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_offsets_to_txn_request(struct sp_kafka_add_offsets_to_txn_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_add_offsets_to_txn_response(struct sp_kafka_add_offsets_to_txn_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_end_txn_request(struct sp_kafka_end_txn_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_end_txn_response(struct sp_kafka_end_txn_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker_topic(struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker(struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_write_txn_markers_request(struct sp_kafka_write_txn_markers_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result(struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result(struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_result(struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_write_txn_markers_response(struct sp_kafka_write_txn_markers_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition(struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic(struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_txn_offset_commit_request(struct sp_kafka_txn_offset_commit_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition(struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic(struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_txn_offset_commit_response(struct sp_kafka_txn_offset_commit_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_configs_request_describe_configs_resource(struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_configs_request(struct sp_kafka_describe_configs_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_configs_response_describe_configs_synonym(struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_configs_response_describe_configs_resource_result(struct sp_kafka_describe_configs_response_describe_configs_resource_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_configs_response_describe_configs_result(struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_configs_response(struct sp_kafka_describe_configs_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_sasl_authenticate_request(struct sp_kafka_sasl_authenticate_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_sasl_authenticate_response(struct sp_kafka_sasl_authenticate_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_partitions_request_create_partitions_assignment(struct sp_kafka_create_partitions_request_create_partitions_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_partitions_request_create_partitions_topic(struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_partitions_request(struct sp_kafka_create_partitions_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_partitions_response_create_partitions_topic_result(struct sp_kafka_create_partitions_response_create_partitions_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_create_partitions_response(struct sp_kafka_create_partitions_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_cluster_request(struct sp_kafka_describe_cluster_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_cluster_response_describe_cluster_broker(struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
-static void fill_sp_kafka_describe_cluster_response(struct sp_kafka_describe_cluster_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_request_header(struct sp_kafka_request_header *s, int16_t version,
+                                         struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_response_header(struct sp_kafka_response_header *s, int16_t version,
+                                          struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_consumer_protocol_subscription_topic_partition(
+    struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consumer_protocol_subscription *s,
+                                             int16_t version, struct sp_rand *rng,
+                                             struct sp_karena *arena);
+static void fill_sp_kafka_consumer_protocol_assignment_topic_partition(
+    struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_protocol_assignment *s,
+                                           int16_t version, struct sp_rand *rng,
+                                           struct sp_karena *arena);
+static void fill_sp_kafka_produce_request_partition_produce_data(
+    struct sp_kafka_produce_request_partition_produce_data *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_produce_request_topic_produce_data(
+    struct sp_kafka_produce_request_topic_produce_data *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_produce_request(struct sp_kafka_produce_request *s, int16_t version,
+                                          struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_produce_response_batch_index_and_error_message(
+    struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_produce_response_leader_id_and_epoch(
+    struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_produce_response_partition_produce_response(
+    struct sp_kafka_produce_response_partition_produce_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_produce_response_topic_produce_response(
+    struct sp_kafka_produce_response_topic_produce_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_produce_response_node_endpoint(struct sp_kafka_produce_response_node_endpoint *s,
+                                             int16_t version, struct sp_rand *rng,
+                                             struct sp_karena *arena);
+static void fill_sp_kafka_produce_response(struct sp_kafka_produce_response *s, int16_t version,
+                                           struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_fetch_request_replica_state(struct sp_kafka_fetch_request_replica_state *s,
+                                          int16_t version, struct sp_rand *rng,
+                                          struct sp_karena *arena);
+static void
+fill_sp_kafka_fetch_request_fetch_partition(struct sp_kafka_fetch_request_fetch_partition *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena);
+static void fill_sp_kafka_fetch_request_fetch_topic(struct sp_kafka_fetch_request_fetch_topic *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void
+fill_sp_kafka_fetch_request_forgotten_topic(struct sp_kafka_fetch_request_forgotten_topic *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena);
+static void fill_sp_kafka_fetch_request(struct sp_kafka_fetch_request *s, int16_t version,
+                                        struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_fetch_response_epoch_end_offset(struct sp_kafka_fetch_response_epoch_end_offset *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena);
+static void fill_sp_kafka_fetch_response_leader_id_and_epoch(
+    struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_fetch_response_snapshot_id(struct sp_kafka_fetch_response_snapshot_id *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena);
+static void fill_sp_kafka_fetch_response_aborted_transaction(
+    struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void
+fill_sp_kafka_fetch_response_partition_data(struct sp_kafka_fetch_response_partition_data *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena);
+static void fill_sp_kafka_fetch_response_fetchable_topic_response(
+    struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_fetch_response_node_endpoint(struct sp_kafka_fetch_response_node_endpoint *s,
+                                           int16_t version, struct sp_rand *rng,
+                                           struct sp_karena *arena);
+static void fill_sp_kafka_fetch_response(struct sp_kafka_fetch_response *s, int16_t version,
+                                         struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_list_offsets_request_list_offsets_partition(
+    struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_list_offsets_request_list_offsets_topic(
+    struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_list_offsets_request(struct sp_kafka_list_offsets_request *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena);
+static void fill_sp_kafka_list_offsets_response_list_offsets_partition_response(
+    struct sp_kafka_list_offsets_response_list_offsets_partition_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_list_offsets_response_list_offsets_topic_response(
+    struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_list_offsets_response(struct sp_kafka_list_offsets_response *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena);
+static void fill_sp_kafka_metadata_request_metadata_request_topic(
+    struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_metadata_request(struct sp_kafka_metadata_request *s, int16_t version,
+                                           struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_metadata_response_metadata_response_broker(
+    struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_metadata_response_metadata_response_partition(
+    struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_metadata_response_metadata_response_topic(
+    struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_metadata_response(struct sp_kafka_metadata_response *s, int16_t version,
+                                            struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_commit_request_offset_commit_request_partition(
+    struct sp_kafka_offset_commit_request_offset_commit_request_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_commit_request_offset_commit_request_topic(
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_commit_request(struct sp_kafka_offset_commit_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena);
+static void fill_sp_kafka_offset_commit_response_offset_commit_response_partition(
+    struct sp_kafka_offset_commit_response_offset_commit_response_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_commit_response_offset_commit_response_topic(
+    struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_commit_response(struct sp_kafka_offset_commit_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topic(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topics(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_group(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_request(struct sp_kafka_offset_fetch_request *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partition(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topic(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partitions(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topics(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_fetch_response(struct sp_kafka_offset_fetch_response *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena);
+static void fill_sp_kafka_find_coordinator_request(struct sp_kafka_find_coordinator_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena);
+static void fill_sp_kafka_find_coordinator_response_coordinator(
+    struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_find_coordinator_response(struct sp_kafka_find_coordinator_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void fill_sp_kafka_join_group_request_join_group_request_protocol(
+    struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_join_group_request(struct sp_kafka_join_group_request *s, int16_t version,
+                                             struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_join_group_response_join_group_response_member(
+    struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_join_group_response(struct sp_kafka_join_group_response *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena);
+static void fill_sp_kafka_heartbeat_request(struct sp_kafka_heartbeat_request *s, int16_t version,
+                                            struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_heartbeat_response(struct sp_kafka_heartbeat_response *s, int16_t version,
+                                             struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_leave_group_request_member_identity(
+    struct sp_kafka_leave_group_request_member_identity *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_leave_group_request(struct sp_kafka_leave_group_request *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena);
+static void fill_sp_kafka_leave_group_response_member_response(
+    struct sp_kafka_leave_group_response_member_response *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_leave_group_response(struct sp_kafka_leave_group_response *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena);
+static void fill_sp_kafka_sync_group_request_sync_group_request_assignment(
+    struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_sync_group_request(struct sp_kafka_sync_group_request *s, int16_t version,
+                                             struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_sync_group_response(struct sp_kafka_sync_group_response *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena);
+static void fill_sp_kafka_describe_groups_request(struct sp_kafka_describe_groups_request *s,
+                                                  int16_t version, struct sp_rand *rng,
+                                                  struct sp_karena *arena);
+static void fill_sp_kafka_describe_groups_response_described_group_member(
+    struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_describe_groups_response_described_group(
+    struct sp_kafka_describe_groups_response_described_group *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_describe_groups_response(struct sp_kafka_describe_groups_response *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena);
+static void fill_sp_kafka_list_groups_request(struct sp_kafka_list_groups_request *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena);
+static void fill_sp_kafka_list_groups_response_listed_group(
+    struct sp_kafka_list_groups_response_listed_group *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_list_groups_response(struct sp_kafka_list_groups_response *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena);
+static void fill_sp_kafka_sasl_handshake_request(struct sp_kafka_sasl_handshake_request *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena);
+static void fill_sp_kafka_sasl_handshake_response(struct sp_kafka_sasl_handshake_response *s,
+                                                  int16_t version, struct sp_rand *rng,
+                                                  struct sp_karena *arena);
+static void fill_sp_kafka_api_versions_request(struct sp_kafka_api_versions_request *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena);
+static void fill_sp_kafka_api_versions_response_api_version(
+    struct sp_kafka_api_versions_response_api_version *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_api_versions_response_supported_feature_key(
+    struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_api_versions_response_finalized_feature_key(
+    struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_api_versions_response(struct sp_kafka_api_versions_response *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena);
+static void fill_sp_kafka_create_topics_request_creatable_replica_assignment(
+    struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_create_topics_request_creatable_topic_config(
+    struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_create_topics_request_creatable_topic(
+    struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_create_topics_request(struct sp_kafka_create_topics_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena);
+static void fill_sp_kafka_create_topics_response_creatable_topic_configs(
+    struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_create_topics_response_creatable_topic_result(
+    struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_create_topics_response(struct sp_kafka_create_topics_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena);
+static void fill_sp_kafka_delete_topics_request_delete_topic_state(
+    struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_delete_topics_request(struct sp_kafka_delete_topics_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena);
+static void fill_sp_kafka_delete_topics_response_deletable_topic_result(
+    struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_delete_topics_response(struct sp_kafka_delete_topics_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena);
+static void fill_sp_kafka_delete_records_request_delete_records_partition(
+    struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_delete_records_request_delete_records_topic(
+    struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_delete_records_request(struct sp_kafka_delete_records_request *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena);
+static void fill_sp_kafka_delete_records_response_delete_records_partition_result(
+    struct sp_kafka_delete_records_response_delete_records_partition_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_delete_records_response_delete_records_topic_result(
+    struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_delete_records_response(struct sp_kafka_delete_records_response *s,
+                                                  int16_t version, struct sp_rand *rng,
+                                                  struct sp_karena *arena);
+static void fill_sp_kafka_init_producer_id_request(struct sp_kafka_init_producer_id_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena);
+static void fill_sp_kafka_init_producer_id_response(struct sp_kafka_init_producer_id_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_offset_for_leader_epoch_request(struct sp_kafka_offset_for_leader_epoch_request *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena);
+static void fill_sp_kafka_offset_for_leader_epoch_response_epoch_end_offset(
+    struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result(
+    struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_offset_for_leader_epoch_response(struct sp_kafka_offset_for_leader_epoch_response *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena);
+static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_add_partitions_to_txn_request(struct sp_kafka_add_partitions_to_txn_request *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena);
+static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void
+fill_sp_kafka_add_partitions_to_txn_response(struct sp_kafka_add_partitions_to_txn_response *s,
+                                             int16_t version, struct sp_rand *rng,
+                                             struct sp_karena *arena);
+static void fill_sp_kafka_add_offsets_to_txn_request(struct sp_kafka_add_offsets_to_txn_request *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena);
+static void
+fill_sp_kafka_add_offsets_to_txn_response(struct sp_kafka_add_offsets_to_txn_response *s,
+                                          int16_t version, struct sp_rand *rng,
+                                          struct sp_karena *arena);
+static void fill_sp_kafka_end_txn_request(struct sp_kafka_end_txn_request *s, int16_t version,
+                                          struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_end_txn_response(struct sp_kafka_end_txn_response *s, int16_t version,
+                                           struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker_topic(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_write_txn_markers_request(struct sp_kafka_write_txn_markers_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_result(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_write_txn_markers_response(struct sp_kafka_write_txn_markers_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena);
+static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition(
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic(
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_txn_offset_commit_request(struct sp_kafka_txn_offset_commit_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition(
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic(
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_txn_offset_commit_response(struct sp_kafka_txn_offset_commit_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena);
+static void fill_sp_kafka_describe_configs_request_describe_configs_resource(
+    struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_describe_configs_request(struct sp_kafka_describe_configs_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena);
+static void fill_sp_kafka_describe_configs_response_describe_configs_synonym(
+    struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_describe_configs_response_describe_configs_resource_result(
+    struct sp_kafka_describe_configs_response_describe_configs_resource_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_describe_configs_response_describe_configs_result(
+    struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_describe_configs_response(struct sp_kafka_describe_configs_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void fill_sp_kafka_sasl_authenticate_request(struct sp_kafka_sasl_authenticate_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void fill_sp_kafka_sasl_authenticate_response(struct sp_kafka_sasl_authenticate_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena);
+static void fill_sp_kafka_create_partitions_request_create_partitions_assignment(
+    struct sp_kafka_create_partitions_request_create_partitions_assignment *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_create_partitions_request_create_partitions_topic(
+    struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_create_partitions_request(struct sp_kafka_create_partitions_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
+static void fill_sp_kafka_create_partitions_response_create_partitions_topic_result(
+    struct sp_kafka_create_partitions_response_create_partitions_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_create_partitions_response(struct sp_kafka_create_partitions_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena);
+static void fill_sp_kafka_describe_cluster_request(struct sp_kafka_describe_cluster_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena);
+static void fill_sp_kafka_describe_cluster_response_describe_cluster_broker(
+    struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_describe_cluster_response(struct sp_kafka_describe_cluster_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena);
 
-static void fill_sp_kafka_request_header(struct sp_kafka_request_header *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_request_header(struct sp_kafka_request_header *s, int16_t version,
+                                         struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_request_header_init(s);
     (void)rng;
@@ -237,7 +540,8 @@ static void fill_sp_kafka_request_header(struct sp_kafka_request_header *s, int1
     }
 }
 
-static void fill_sp_kafka_response_header(struct sp_kafka_response_header *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_response_header(struct sp_kafka_response_header *s, int16_t version,
+                                          struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_response_header_init(s);
     (void)rng;
@@ -248,7 +552,9 @@ static void fill_sp_kafka_response_header(struct sp_kafka_response_header *s, in
     }
 }
 
-static void fill_sp_kafka_consumer_protocol_subscription_topic_partition(struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_consumer_protocol_subscription_topic_partition(
+    struct sp_kafka_consumer_protocol_subscription_topic_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_consumer_protocol_subscription_topic_partition_init(s);
     (void)rng;
@@ -266,7 +572,10 @@ static void fill_sp_kafka_consumer_protocol_subscription_topic_partition(struct 
     }
 }
 
-static void fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consumer_protocol_subscription *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consumer_protocol_subscription *s,
+                                             int16_t version, struct sp_rand *rng,
+                                             struct sp_karena *arena)
 {
     sp_kafka_consumer_protocol_subscription_init(s);
     (void)rng;
@@ -284,9 +593,11 @@ static void fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consume
     }
     if (version >= 1) {
         s->owned_partitions_count = fill_count(rng, false);
-        s->owned_partitions = fill_alloc(arena, s->owned_partitions_count, sizeof(*s->owned_partitions));
+        s->owned_partitions =
+            fill_alloc(arena, s->owned_partitions_count, sizeof(*s->owned_partitions));
         for (int32_t i = 0; i < s->owned_partitions_count; i++) {
-            fill_sp_kafka_consumer_protocol_subscription_topic_partition(&s->owned_partitions[i], version, rng, arena);
+            fill_sp_kafka_consumer_protocol_subscription_topic_partition(&s->owned_partitions[i],
+                                                                         version, rng, arena);
         }
     }
     if (version >= 2) {
@@ -297,7 +608,9 @@ static void fill_sp_kafka_consumer_protocol_subscription(struct sp_kafka_consume
     }
 }
 
-static void fill_sp_kafka_consumer_protocol_assignment_topic_partition(struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_consumer_protocol_assignment_topic_partition(
+    struct sp_kafka_consumer_protocol_assignment_topic_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_consumer_protocol_assignment_topic_partition_init(s);
     (void)rng;
@@ -315,7 +628,10 @@ static void fill_sp_kafka_consumer_protocol_assignment_topic_partition(struct sp
     }
 }
 
-static void fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_protocol_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_protocol_assignment *s,
+                                           int16_t version, struct sp_rand *rng,
+                                           struct sp_karena *arena)
 {
     sp_kafka_consumer_protocol_assignment_init(s);
     (void)rng;
@@ -323,9 +639,11 @@ static void fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_
     (void)version;
     if (true) {
         s->assigned_partitions_count = fill_count(rng, false);
-        s->assigned_partitions = fill_alloc(arena, s->assigned_partitions_count, sizeof(*s->assigned_partitions));
+        s->assigned_partitions =
+            fill_alloc(arena, s->assigned_partitions_count, sizeof(*s->assigned_partitions));
         for (int32_t i = 0; i < s->assigned_partitions_count; i++) {
-            fill_sp_kafka_consumer_protocol_assignment_topic_partition(&s->assigned_partitions[i], version, rng, arena);
+            fill_sp_kafka_consumer_protocol_assignment_topic_partition(&s->assigned_partitions[i],
+                                                                       version, rng, arena);
         }
     }
     if (true) {
@@ -333,7 +651,9 @@ static void fill_sp_kafka_consumer_protocol_assignment(struct sp_kafka_consumer_
     }
 }
 
-static void fill_sp_kafka_produce_request_partition_produce_data(struct sp_kafka_produce_request_partition_produce_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_request_partition_produce_data(
+    struct sp_kafka_produce_request_partition_produce_data *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_produce_request_partition_produce_data_init(s);
     (void)rng;
@@ -347,7 +667,9 @@ static void fill_sp_kafka_produce_request_partition_produce_data(struct sp_kafka
     }
 }
 
-static void fill_sp_kafka_produce_request_topic_produce_data(struct sp_kafka_produce_request_topic_produce_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_request_topic_produce_data(
+    struct sp_kafka_produce_request_topic_produce_data *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_produce_request_topic_produce_data_init(s);
     (void)rng;
@@ -360,12 +682,14 @@ static void fill_sp_kafka_produce_request_topic_produce_data(struct sp_kafka_pro
         s->partition_data_count = fill_count(rng, false);
         s->partition_data = fill_alloc(arena, s->partition_data_count, sizeof(*s->partition_data));
         for (int32_t i = 0; i < s->partition_data_count; i++) {
-            fill_sp_kafka_produce_request_partition_produce_data(&s->partition_data[i], version, rng, arena);
+            fill_sp_kafka_produce_request_partition_produce_data(&s->partition_data[i], version,
+                                                                 rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_produce_request(struct sp_kafka_produce_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_request(struct sp_kafka_produce_request *s, int16_t version,
+                                          struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_produce_request_init(s);
     (void)rng;
@@ -384,12 +708,15 @@ static void fill_sp_kafka_produce_request(struct sp_kafka_produce_request *s, in
         s->topic_data_count = fill_count(rng, false);
         s->topic_data = fill_alloc(arena, s->topic_data_count, sizeof(*s->topic_data));
         for (int32_t i = 0; i < s->topic_data_count; i++) {
-            fill_sp_kafka_produce_request_topic_produce_data(&s->topic_data[i], version, rng, arena);
+            fill_sp_kafka_produce_request_topic_produce_data(&s->topic_data[i], version, rng,
+                                                             arena);
         }
     }
 }
 
-static void fill_sp_kafka_produce_response_batch_index_and_error_message(struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_response_batch_index_and_error_message(
+    struct sp_kafka_produce_response_batch_index_and_error_message *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_produce_response_batch_index_and_error_message_init(s);
     (void)rng;
@@ -403,7 +730,9 @@ static void fill_sp_kafka_produce_response_batch_index_and_error_message(struct 
     }
 }
 
-static void fill_sp_kafka_produce_response_leader_id_and_epoch(struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_response_leader_id_and_epoch(
+    struct sp_kafka_produce_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_produce_response_leader_id_and_epoch_init(s);
     (void)rng;
@@ -417,7 +746,9 @@ static void fill_sp_kafka_produce_response_leader_id_and_epoch(struct sp_kafka_p
     }
 }
 
-static void fill_sp_kafka_produce_response_partition_produce_response(struct sp_kafka_produce_response_partition_produce_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_response_partition_produce_response(
+    struct sp_kafka_produce_response_partition_produce_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_produce_response_partition_produce_response_init(s);
     (void)rng;
@@ -442,7 +773,8 @@ static void fill_sp_kafka_produce_response_partition_produce_response(struct sp_
         s->record_errors_count = fill_count(rng, false);
         s->record_errors = fill_alloc(arena, s->record_errors_count, sizeof(*s->record_errors));
         for (int32_t i = 0; i < s->record_errors_count; i++) {
-            fill_sp_kafka_produce_response_batch_index_and_error_message(&s->record_errors[i], version, rng, arena);
+            fill_sp_kafka_produce_response_batch_index_and_error_message(&s->record_errors[i],
+                                                                         version, rng, arena);
         }
     }
     if (version >= 8) {
@@ -456,7 +788,9 @@ static void fill_sp_kafka_produce_response_partition_produce_response(struct sp_
     }
 }
 
-static void fill_sp_kafka_produce_response_topic_produce_response(struct sp_kafka_produce_response_topic_produce_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_response_topic_produce_response(
+    struct sp_kafka_produce_response_topic_produce_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_produce_response_topic_produce_response_init(s);
     (void)rng;
@@ -467,14 +801,19 @@ static void fill_sp_kafka_produce_response_topic_produce_response(struct sp_kafk
     }
     if (true) {
         s->partition_responses_count = fill_count(rng, false);
-        s->partition_responses = fill_alloc(arena, s->partition_responses_count, sizeof(*s->partition_responses));
+        s->partition_responses =
+            fill_alloc(arena, s->partition_responses_count, sizeof(*s->partition_responses));
         for (int32_t i = 0; i < s->partition_responses_count; i++) {
-            fill_sp_kafka_produce_response_partition_produce_response(&s->partition_responses[i], version, rng, arena);
+            fill_sp_kafka_produce_response_partition_produce_response(&s->partition_responses[i],
+                                                                      version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_produce_response_node_endpoint(struct sp_kafka_produce_response_node_endpoint *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_produce_response_node_endpoint(struct sp_kafka_produce_response_node_endpoint *s,
+                                             int16_t version, struct sp_rand *rng,
+                                             struct sp_karena *arena)
 {
     sp_kafka_produce_response_node_endpoint_init(s);
     (void)rng;
@@ -494,7 +833,8 @@ static void fill_sp_kafka_produce_response_node_endpoint(struct sp_kafka_produce
     }
 }
 
-static void fill_sp_kafka_produce_response(struct sp_kafka_produce_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_produce_response(struct sp_kafka_produce_response *s, int16_t version,
+                                           struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_produce_response_init(s);
     (void)rng;
@@ -504,7 +844,8 @@ static void fill_sp_kafka_produce_response(struct sp_kafka_produce_response *s, 
         s->responses_count = fill_count(rng, false);
         s->responses = fill_alloc(arena, s->responses_count, sizeof(*s->responses));
         for (int32_t i = 0; i < s->responses_count; i++) {
-            fill_sp_kafka_produce_response_topic_produce_response(&s->responses[i], version, rng, arena);
+            fill_sp_kafka_produce_response_topic_produce_response(&s->responses[i], version, rng,
+                                                                  arena);
         }
     }
     if (version >= 1) {
@@ -516,13 +857,17 @@ static void fill_sp_kafka_produce_response(struct sp_kafka_produce_response *s, 
         s->node_endpoints_count = fill_count(rng, false);
         s->node_endpoints = fill_alloc(arena, s->node_endpoints_count, sizeof(*s->node_endpoints));
         for (int32_t i = 0; i < s->node_endpoints_count; i++) {
-            fill_sp_kafka_produce_response_node_endpoint(&s->node_endpoints[i], version, rng, arena);
+            fill_sp_kafka_produce_response_node_endpoint(&s->node_endpoints[i], version, rng,
+                                                         arena);
         }
     skip_node_endpoints:;
     }
 }
 
-static void fill_sp_kafka_fetch_request_replica_state(struct sp_kafka_fetch_request_replica_state *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_fetch_request_replica_state(struct sp_kafka_fetch_request_replica_state *s,
+                                          int16_t version, struct sp_rand *rng,
+                                          struct sp_karena *arena)
 {
     sp_kafka_fetch_request_replica_state_init(s);
     (void)rng;
@@ -536,7 +881,10 @@ static void fill_sp_kafka_fetch_request_replica_state(struct sp_kafka_fetch_requ
     }
 }
 
-static void fill_sp_kafka_fetch_request_fetch_partition(struct sp_kafka_fetch_request_fetch_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_fetch_request_fetch_partition(struct sp_kafka_fetch_request_fetch_partition *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena)
 {
     sp_kafka_fetch_request_fetch_partition_init(s);
     (void)rng;
@@ -563,12 +911,15 @@ static void fill_sp_kafka_fetch_request_fetch_partition(struct sp_kafka_fetch_re
     if (version >= 17) {
         if (sp_rand_below(rng, 2) == 0)
             goto skip_replica_directory_id;
-        for (unsigned b = 0; b < 16; b++) s->replica_directory_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->replica_directory_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     skip_replica_directory_id:;
     }
 }
 
-static void fill_sp_kafka_fetch_request_fetch_topic(struct sp_kafka_fetch_request_fetch_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_fetch_request_fetch_topic(struct sp_kafka_fetch_request_fetch_topic *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_fetch_request_fetch_topic_init(s);
     (void)rng;
@@ -578,7 +929,8 @@ static void fill_sp_kafka_fetch_request_fetch_topic(struct sp_kafka_fetch_reques
         s->topic = fill_string(rng, false);
     }
     if (version >= 13) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
     if (true) {
         s->partitions_count = fill_count(rng, false);
@@ -589,7 +941,10 @@ static void fill_sp_kafka_fetch_request_fetch_topic(struct sp_kafka_fetch_reques
     }
 }
 
-static void fill_sp_kafka_fetch_request_forgotten_topic(struct sp_kafka_fetch_request_forgotten_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_fetch_request_forgotten_topic(struct sp_kafka_fetch_request_forgotten_topic *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena)
 {
     sp_kafka_fetch_request_forgotten_topic_init(s);
     (void)rng;
@@ -599,7 +954,8 @@ static void fill_sp_kafka_fetch_request_forgotten_topic(struct sp_kafka_fetch_re
         s->topic = fill_string(rng, false);
     }
     if (version >= 13) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
     if (version >= 7) {
         s->partitions_count = fill_count(rng, false);
@@ -610,7 +966,8 @@ static void fill_sp_kafka_fetch_request_forgotten_topic(struct sp_kafka_fetch_re
     }
 }
 
-static void fill_sp_kafka_fetch_request(struct sp_kafka_fetch_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_fetch_request(struct sp_kafka_fetch_request *s, int16_t version,
+                                        struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_fetch_request_init(s);
     (void)rng;
@@ -658,9 +1015,11 @@ static void fill_sp_kafka_fetch_request(struct sp_kafka_fetch_request *s, int16_
     }
     if (version >= 7) {
         s->forgotten_topics_data_count = fill_count(rng, false);
-        s->forgotten_topics_data = fill_alloc(arena, s->forgotten_topics_data_count, sizeof(*s->forgotten_topics_data));
+        s->forgotten_topics_data =
+            fill_alloc(arena, s->forgotten_topics_data_count, sizeof(*s->forgotten_topics_data));
         for (int32_t i = 0; i < s->forgotten_topics_data_count; i++) {
-            fill_sp_kafka_fetch_request_forgotten_topic(&s->forgotten_topics_data[i], version, rng, arena);
+            fill_sp_kafka_fetch_request_forgotten_topic(&s->forgotten_topics_data[i], version, rng,
+                                                        arena);
         }
     }
     if (version >= 11) {
@@ -668,7 +1027,10 @@ static void fill_sp_kafka_fetch_request(struct sp_kafka_fetch_request *s, int16_
     }
 }
 
-static void fill_sp_kafka_fetch_response_epoch_end_offset(struct sp_kafka_fetch_response_epoch_end_offset *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_fetch_response_epoch_end_offset(struct sp_kafka_fetch_response_epoch_end_offset *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena)
 {
     sp_kafka_fetch_response_epoch_end_offset_init(s);
     (void)rng;
@@ -682,7 +1044,9 @@ static void fill_sp_kafka_fetch_response_epoch_end_offset(struct sp_kafka_fetch_
     }
 }
 
-static void fill_sp_kafka_fetch_response_leader_id_and_epoch(struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_fetch_response_leader_id_and_epoch(
+    struct sp_kafka_fetch_response_leader_id_and_epoch *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_fetch_response_leader_id_and_epoch_init(s);
     (void)rng;
@@ -696,7 +1060,9 @@ static void fill_sp_kafka_fetch_response_leader_id_and_epoch(struct sp_kafka_fet
     }
 }
 
-static void fill_sp_kafka_fetch_response_snapshot_id(struct sp_kafka_fetch_response_snapshot_id *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_fetch_response_snapshot_id(struct sp_kafka_fetch_response_snapshot_id *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena)
 {
     sp_kafka_fetch_response_snapshot_id_init(s);
     (void)rng;
@@ -710,7 +1076,9 @@ static void fill_sp_kafka_fetch_response_snapshot_id(struct sp_kafka_fetch_respo
     }
 }
 
-static void fill_sp_kafka_fetch_response_aborted_transaction(struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_fetch_response_aborted_transaction(
+    struct sp_kafka_fetch_response_aborted_transaction *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_fetch_response_aborted_transaction_init(s);
     (void)rng;
@@ -724,7 +1092,10 @@ static void fill_sp_kafka_fetch_response_aborted_transaction(struct sp_kafka_fet
     }
 }
 
-static void fill_sp_kafka_fetch_response_partition_data(struct sp_kafka_fetch_response_partition_data *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_fetch_response_partition_data(struct sp_kafka_fetch_response_partition_data *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena)
 {
     sp_kafka_fetch_response_partition_data_init(s);
     (void)rng;
@@ -765,9 +1136,11 @@ static void fill_sp_kafka_fetch_response_partition_data(struct sp_kafka_fetch_re
     }
     if (version >= 4) {
         s->aborted_transactions_count = fill_count(rng, version >= 4);
-        s->aborted_transactions = fill_alloc(arena, s->aborted_transactions_count, sizeof(*s->aborted_transactions));
+        s->aborted_transactions =
+            fill_alloc(arena, s->aborted_transactions_count, sizeof(*s->aborted_transactions));
         for (int32_t i = 0; i < s->aborted_transactions_count; i++) {
-            fill_sp_kafka_fetch_response_aborted_transaction(&s->aborted_transactions[i], version, rng, arena);
+            fill_sp_kafka_fetch_response_aborted_transaction(&s->aborted_transactions[i], version,
+                                                             rng, arena);
         }
     }
     if (version >= 11) {
@@ -778,7 +1151,9 @@ static void fill_sp_kafka_fetch_response_partition_data(struct sp_kafka_fetch_re
     }
 }
 
-static void fill_sp_kafka_fetch_response_fetchable_topic_response(struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_fetch_response_fetchable_topic_response(
+    struct sp_kafka_fetch_response_fetchable_topic_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_fetch_response_fetchable_topic_response_init(s);
     (void)rng;
@@ -788,7 +1163,8 @@ static void fill_sp_kafka_fetch_response_fetchable_topic_response(struct sp_kafk
         s->topic = fill_string(rng, false);
     }
     if (version >= 13) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
     if (true) {
         s->partitions_count = fill_count(rng, false);
@@ -799,7 +1175,10 @@ static void fill_sp_kafka_fetch_response_fetchable_topic_response(struct sp_kafk
     }
 }
 
-static void fill_sp_kafka_fetch_response_node_endpoint(struct sp_kafka_fetch_response_node_endpoint *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_fetch_response_node_endpoint(struct sp_kafka_fetch_response_node_endpoint *s,
+                                           int16_t version, struct sp_rand *rng,
+                                           struct sp_karena *arena)
 {
     sp_kafka_fetch_response_node_endpoint_init(s);
     (void)rng;
@@ -819,7 +1198,8 @@ static void fill_sp_kafka_fetch_response_node_endpoint(struct sp_kafka_fetch_res
     }
 }
 
-static void fill_sp_kafka_fetch_response(struct sp_kafka_fetch_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_fetch_response(struct sp_kafka_fetch_response *s, int16_t version,
+                                         struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_fetch_response_init(s);
     (void)rng;
@@ -838,7 +1218,8 @@ static void fill_sp_kafka_fetch_response(struct sp_kafka_fetch_response *s, int1
         s->responses_count = fill_count(rng, false);
         s->responses = fill_alloc(arena, s->responses_count, sizeof(*s->responses));
         for (int32_t i = 0; i < s->responses_count; i++) {
-            fill_sp_kafka_fetch_response_fetchable_topic_response(&s->responses[i], version, rng, arena);
+            fill_sp_kafka_fetch_response_fetchable_topic_response(&s->responses[i], version, rng,
+                                                                  arena);
         }
     }
     if (version >= 16) {
@@ -853,7 +1234,9 @@ static void fill_sp_kafka_fetch_response(struct sp_kafka_fetch_response *s, int1
     }
 }
 
-static void fill_sp_kafka_list_offsets_request_list_offsets_partition(struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_offsets_request_list_offsets_partition(
+    struct sp_kafka_list_offsets_request_list_offsets_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_list_offsets_request_list_offsets_partition_init(s);
     (void)rng;
@@ -873,7 +1256,9 @@ static void fill_sp_kafka_list_offsets_request_list_offsets_partition(struct sp_
     }
 }
 
-static void fill_sp_kafka_list_offsets_request_list_offsets_topic(struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_offsets_request_list_offsets_topic(
+    struct sp_kafka_list_offsets_request_list_offsets_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_list_offsets_request_list_offsets_topic_init(s);
     (void)rng;
@@ -886,12 +1271,15 @@ static void fill_sp_kafka_list_offsets_request_list_offsets_topic(struct sp_kafk
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_list_offsets_request_list_offsets_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_list_offsets_request_list_offsets_partition(&s->partitions[i], version,
+                                                                      rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_list_offsets_request(struct sp_kafka_list_offsets_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_offsets_request(struct sp_kafka_list_offsets_request *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena)
 {
     sp_kafka_list_offsets_request_init(s);
     (void)rng;
@@ -907,7 +1295,8 @@ static void fill_sp_kafka_list_offsets_request(struct sp_kafka_list_offsets_requ
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_list_offsets_request_list_offsets_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_list_offsets_request_list_offsets_topic(&s->topics[i], version, rng,
+                                                                  arena);
         }
     }
     if (version >= 10) {
@@ -915,7 +1304,9 @@ static void fill_sp_kafka_list_offsets_request(struct sp_kafka_list_offsets_requ
     }
 }
 
-static void fill_sp_kafka_list_offsets_response_list_offsets_partition_response(struct sp_kafka_list_offsets_response_list_offsets_partition_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_offsets_response_list_offsets_partition_response(
+    struct sp_kafka_list_offsets_response_list_offsets_partition_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_list_offsets_response_list_offsets_partition_response_init(s);
     (void)rng;
@@ -929,7 +1320,8 @@ static void fill_sp_kafka_list_offsets_response_list_offsets_partition_response(
     }
     if (version <= 0) {
         s->old_style_offsets_count = fill_count(rng, false);
-        s->old_style_offsets = fill_alloc(arena, s->old_style_offsets_count, sizeof(*s->old_style_offsets));
+        s->old_style_offsets =
+            fill_alloc(arena, s->old_style_offsets_count, sizeof(*s->old_style_offsets));
         for (int32_t i = 0; i < s->old_style_offsets_count; i++) {
             s->old_style_offsets[i] = (int64_t)sp_rand_next(rng);
         }
@@ -945,7 +1337,9 @@ static void fill_sp_kafka_list_offsets_response_list_offsets_partition_response(
     }
 }
 
-static void fill_sp_kafka_list_offsets_response_list_offsets_topic_response(struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_offsets_response_list_offsets_topic_response(
+    struct sp_kafka_list_offsets_response_list_offsets_topic_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_list_offsets_response_list_offsets_topic_response_init(s);
     (void)rng;
@@ -958,12 +1352,15 @@ static void fill_sp_kafka_list_offsets_response_list_offsets_topic_response(stru
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_list_offsets_response_list_offsets_partition_response(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_list_offsets_response_list_offsets_partition_response(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_list_offsets_response(struct sp_kafka_list_offsets_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_offsets_response(struct sp_kafka_list_offsets_response *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena)
 {
     sp_kafka_list_offsets_response_init(s);
     (void)rng;
@@ -976,26 +1373,31 @@ static void fill_sp_kafka_list_offsets_response(struct sp_kafka_list_offsets_res
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_list_offsets_response_list_offsets_topic_response(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_list_offsets_response_list_offsets_topic_response(&s->topics[i], version,
+                                                                            rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_metadata_request_metadata_request_topic(struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_metadata_request_metadata_request_topic(
+    struct sp_kafka_metadata_request_metadata_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_metadata_request_metadata_request_topic_init(s);
     (void)rng;
     (void)arena;
     (void)version;
     if (version >= 10) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
     if (true) {
         s->name = fill_string(rng, version >= 10);
     }
 }
 
-static void fill_sp_kafka_metadata_request(struct sp_kafka_metadata_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_metadata_request(struct sp_kafka_metadata_request *s, int16_t version,
+                                           struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_metadata_request_init(s);
     (void)rng;
@@ -1005,7 +1407,8 @@ static void fill_sp_kafka_metadata_request(struct sp_kafka_metadata_request *s, 
         s->topics_count = fill_count(rng, version >= 1);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_metadata_request_metadata_request_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_metadata_request_metadata_request_topic(&s->topics[i], version, rng,
+                                                                  arena);
         }
     }
     if (version >= 4) {
@@ -1019,7 +1422,9 @@ static void fill_sp_kafka_metadata_request(struct sp_kafka_metadata_request *s, 
     }
 }
 
-static void fill_sp_kafka_metadata_response_metadata_response_broker(struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_metadata_response_metadata_response_broker(
+    struct sp_kafka_metadata_response_metadata_response_broker *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_metadata_response_metadata_response_broker_init(s);
     (void)rng;
@@ -1039,7 +1444,9 @@ static void fill_sp_kafka_metadata_response_metadata_response_broker(struct sp_k
     }
 }
 
-static void fill_sp_kafka_metadata_response_metadata_response_partition(struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_metadata_response_metadata_response_partition(
+    struct sp_kafka_metadata_response_metadata_response_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_metadata_response_metadata_response_partition_init(s);
     (void)rng;
@@ -1073,14 +1480,17 @@ static void fill_sp_kafka_metadata_response_metadata_response_partition(struct s
     }
     if (version >= 5) {
         s->offline_replicas_count = fill_count(rng, false);
-        s->offline_replicas = fill_alloc(arena, s->offline_replicas_count, sizeof(*s->offline_replicas));
+        s->offline_replicas =
+            fill_alloc(arena, s->offline_replicas_count, sizeof(*s->offline_replicas));
         for (int32_t i = 0; i < s->offline_replicas_count; i++) {
             s->offline_replicas[i] = (int32_t)sp_rand_next(rng);
         }
     }
 }
 
-static void fill_sp_kafka_metadata_response_metadata_response_topic(struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_metadata_response_metadata_response_topic(
+    struct sp_kafka_metadata_response_metadata_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_metadata_response_metadata_response_topic_init(s);
     (void)rng;
@@ -1093,7 +1503,8 @@ static void fill_sp_kafka_metadata_response_metadata_response_topic(struct sp_ka
         s->name = fill_string(rng, version >= 12);
     }
     if (version >= 10) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
     if (version >= 1) {
         s->is_internal = sp_rand_below(rng, 2) == 1;
@@ -1102,7 +1513,8 @@ static void fill_sp_kafka_metadata_response_metadata_response_topic(struct sp_ka
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_metadata_response_metadata_response_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_metadata_response_metadata_response_partition(&s->partitions[i], version,
+                                                                        rng, arena);
         }
     }
     if (version >= 8) {
@@ -1110,7 +1522,8 @@ static void fill_sp_kafka_metadata_response_metadata_response_topic(struct sp_ka
     }
 }
 
-static void fill_sp_kafka_metadata_response(struct sp_kafka_metadata_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_metadata_response(struct sp_kafka_metadata_response *s, int16_t version,
+                                            struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_metadata_response_init(s);
     (void)rng;
@@ -1123,7 +1536,8 @@ static void fill_sp_kafka_metadata_response(struct sp_kafka_metadata_response *s
         s->brokers_count = fill_count(rng, false);
         s->brokers = fill_alloc(arena, s->brokers_count, sizeof(*s->brokers));
         for (int32_t i = 0; i < s->brokers_count; i++) {
-            fill_sp_kafka_metadata_response_metadata_response_broker(&s->brokers[i], version, rng, arena);
+            fill_sp_kafka_metadata_response_metadata_response_broker(&s->brokers[i], version, rng,
+                                                                     arena);
         }
     }
     if (version >= 2) {
@@ -1136,7 +1550,8 @@ static void fill_sp_kafka_metadata_response(struct sp_kafka_metadata_response *s
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_metadata_response_metadata_response_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_metadata_response_metadata_response_topic(&s->topics[i], version, rng,
+                                                                    arena);
         }
     }
     if ((version >= 8 && version <= 10)) {
@@ -1144,7 +1559,9 @@ static void fill_sp_kafka_metadata_response(struct sp_kafka_metadata_response *s
     }
 }
 
-static void fill_sp_kafka_offset_commit_request_offset_commit_request_partition(struct sp_kafka_offset_commit_request_offset_commit_request_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_commit_request_offset_commit_request_partition(
+    struct sp_kafka_offset_commit_request_offset_commit_request_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_commit_request_offset_commit_request_partition_init(s);
     (void)rng;
@@ -1167,7 +1584,9 @@ static void fill_sp_kafka_offset_commit_request_offset_commit_request_partition(
     }
 }
 
-static void fill_sp_kafka_offset_commit_request_offset_commit_request_topic(struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_commit_request_offset_commit_request_topic(
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_commit_request_offset_commit_request_topic_init(s);
     (void)rng;
@@ -1180,12 +1599,15 @@ static void fill_sp_kafka_offset_commit_request_offset_commit_request_topic(stru
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_offset_commit_request_offset_commit_request_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_offset_commit_request_offset_commit_request_partition(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_commit_request(struct sp_kafka_offset_commit_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_commit_request(struct sp_kafka_offset_commit_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena)
 {
     sp_kafka_offset_commit_request_init(s);
     (void)rng;
@@ -1210,12 +1632,15 @@ static void fill_sp_kafka_offset_commit_request(struct sp_kafka_offset_commit_re
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_commit_request_offset_commit_request_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_commit_request_offset_commit_request_topic(&s->topics[i], version,
+                                                                            rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_commit_response_offset_commit_response_partition(struct sp_kafka_offset_commit_response_offset_commit_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_commit_response_offset_commit_response_partition(
+    struct sp_kafka_offset_commit_response_offset_commit_response_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_commit_response_offset_commit_response_partition_init(s);
     (void)rng;
@@ -1229,7 +1654,9 @@ static void fill_sp_kafka_offset_commit_response_offset_commit_response_partitio
     }
 }
 
-static void fill_sp_kafka_offset_commit_response_offset_commit_response_topic(struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_commit_response_offset_commit_response_topic(
+    struct sp_kafka_offset_commit_response_offset_commit_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_commit_response_offset_commit_response_topic_init(s);
     (void)rng;
@@ -1242,12 +1669,15 @@ static void fill_sp_kafka_offset_commit_response_offset_commit_response_topic(st
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_offset_commit_response_offset_commit_response_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_offset_commit_response_offset_commit_response_partition(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_commit_response(struct sp_kafka_offset_commit_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_commit_response(struct sp_kafka_offset_commit_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena)
 {
     sp_kafka_offset_commit_response_init(s);
     (void)rng;
@@ -1260,12 +1690,15 @@ static void fill_sp_kafka_offset_commit_response(struct sp_kafka_offset_commit_r
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_commit_response_offset_commit_response_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_commit_response_offset_commit_response_topic(&s->topics[i],
+                                                                              version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topic(struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topic(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_request_offset_fetch_request_topic_init(s);
     (void)rng;
@@ -1276,14 +1709,17 @@ static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topic(struct
     }
     if (version <= 7) {
         s->partition_indexes_count = fill_count(rng, false);
-        s->partition_indexes = fill_alloc(arena, s->partition_indexes_count, sizeof(*s->partition_indexes));
+        s->partition_indexes =
+            fill_alloc(arena, s->partition_indexes_count, sizeof(*s->partition_indexes));
         for (int32_t i = 0; i < s->partition_indexes_count; i++) {
             s->partition_indexes[i] = (int32_t)sp_rand_next(rng);
         }
     }
 }
 
-static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topics(struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topics(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_topics *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_request_offset_fetch_request_topics_init(s);
     (void)rng;
@@ -1294,14 +1730,17 @@ static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_topics(struc
     }
     if (version >= 8) {
         s->partition_indexes_count = fill_count(rng, false);
-        s->partition_indexes = fill_alloc(arena, s->partition_indexes_count, sizeof(*s->partition_indexes));
+        s->partition_indexes =
+            fill_alloc(arena, s->partition_indexes_count, sizeof(*s->partition_indexes));
         for (int32_t i = 0; i < s->partition_indexes_count; i++) {
             s->partition_indexes[i] = (int32_t)sp_rand_next(rng);
         }
     }
 }
 
-static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_group(struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_group(
+    struct sp_kafka_offset_fetch_request_offset_fetch_request_group *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_request_offset_fetch_request_group_init(s);
     (void)rng;
@@ -1320,12 +1759,15 @@ static void fill_sp_kafka_offset_fetch_request_offset_fetch_request_group(struct
         s->topics_count = fill_count(rng, version >= 8);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_fetch_request_offset_fetch_request_topics(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_request_offset_fetch_request_topics(&s->topics[i], version,
+                                                                           rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_fetch_request(struct sp_kafka_offset_fetch_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_request(struct sp_kafka_offset_fetch_request *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_request_init(s);
     (void)rng;
@@ -1338,14 +1780,16 @@ static void fill_sp_kafka_offset_fetch_request(struct sp_kafka_offset_fetch_requ
         s->topics_count = fill_count(rng, (version >= 2 && version <= 7));
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_fetch_request_offset_fetch_request_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_request_offset_fetch_request_topic(&s->topics[i], version,
+                                                                          rng, arena);
         }
     }
     if (version >= 8) {
         s->groups_count = fill_count(rng, false);
         s->groups = fill_alloc(arena, s->groups_count, sizeof(*s->groups));
         for (int32_t i = 0; i < s->groups_count; i++) {
-            fill_sp_kafka_offset_fetch_request_offset_fetch_request_group(&s->groups[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_request_offset_fetch_request_group(&s->groups[i], version,
+                                                                          rng, arena);
         }
     }
     if (version >= 7) {
@@ -1353,7 +1797,9 @@ static void fill_sp_kafka_offset_fetch_request(struct sp_kafka_offset_fetch_requ
     }
 }
 
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partition(struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partition(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_response_offset_fetch_response_partition_init(s);
     (void)rng;
@@ -1376,7 +1822,9 @@ static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partition(
     }
 }
 
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topic(struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topic(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_response_offset_fetch_response_topic_init(s);
     (void)rng;
@@ -1389,12 +1837,15 @@ static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topic(stru
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_offset_fetch_response_offset_fetch_response_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_response_offset_fetch_response_partition(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partitions(struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partitions(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_partitions *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_response_offset_fetch_response_partitions_init(s);
     (void)rng;
@@ -1417,7 +1868,9 @@ static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_partitions
     }
 }
 
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topics(struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topics(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_topics *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_response_offset_fetch_response_topics_init(s);
     (void)rng;
@@ -1430,12 +1883,15 @@ static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_topics(str
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_offset_fetch_response_offset_fetch_response_partitions(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_response_offset_fetch_response_partitions(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(
+    struct sp_kafka_offset_fetch_response_offset_fetch_response_group *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_response_offset_fetch_response_group_init(s);
     (void)rng;
@@ -1448,7 +1904,8 @@ static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(stru
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_fetch_response_offset_fetch_response_topics(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_response_offset_fetch_response_topics(&s->topics[i], version,
+                                                                             rng, arena);
         }
     }
     if (version >= 8) {
@@ -1456,7 +1913,9 @@ static void fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(stru
     }
 }
 
-static void fill_sp_kafka_offset_fetch_response(struct sp_kafka_offset_fetch_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_fetch_response(struct sp_kafka_offset_fetch_response *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena)
 {
     sp_kafka_offset_fetch_response_init(s);
     (void)rng;
@@ -1469,7 +1928,8 @@ static void fill_sp_kafka_offset_fetch_response(struct sp_kafka_offset_fetch_res
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_fetch_response_offset_fetch_response_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_response_offset_fetch_response_topic(&s->topics[i], version,
+                                                                            rng, arena);
         }
     }
     if ((version >= 2 && version <= 7)) {
@@ -1479,12 +1939,15 @@ static void fill_sp_kafka_offset_fetch_response(struct sp_kafka_offset_fetch_res
         s->groups_count = fill_count(rng, false);
         s->groups = fill_alloc(arena, s->groups_count, sizeof(*s->groups));
         for (int32_t i = 0; i < s->groups_count; i++) {
-            fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(&s->groups[i], version, rng, arena);
+            fill_sp_kafka_offset_fetch_response_offset_fetch_response_group(&s->groups[i], version,
+                                                                            rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_find_coordinator_request(struct sp_kafka_find_coordinator_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_find_coordinator_request(struct sp_kafka_find_coordinator_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena)
 {
     sp_kafka_find_coordinator_request_init(s);
     (void)rng;
@@ -1498,14 +1961,17 @@ static void fill_sp_kafka_find_coordinator_request(struct sp_kafka_find_coordina
     }
     if (version >= 4) {
         s->coordinator_keys_count = fill_count(rng, false);
-        s->coordinator_keys = fill_alloc(arena, s->coordinator_keys_count, sizeof(*s->coordinator_keys));
+        s->coordinator_keys =
+            fill_alloc(arena, s->coordinator_keys_count, sizeof(*s->coordinator_keys));
         for (int32_t i = 0; i < s->coordinator_keys_count; i++) {
             s->coordinator_keys[i] = fill_string(rng, false);
         }
     }
 }
 
-static void fill_sp_kafka_find_coordinator_response_coordinator(struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_find_coordinator_response_coordinator(
+    struct sp_kafka_find_coordinator_response_coordinator *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_find_coordinator_response_coordinator_init(s);
     (void)rng;
@@ -1531,7 +1997,9 @@ static void fill_sp_kafka_find_coordinator_response_coordinator(struct sp_kafka_
     }
 }
 
-static void fill_sp_kafka_find_coordinator_response(struct sp_kafka_find_coordinator_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_find_coordinator_response(struct sp_kafka_find_coordinator_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_find_coordinator_response_init(s);
     (void)rng;
@@ -1559,12 +2027,15 @@ static void fill_sp_kafka_find_coordinator_response(struct sp_kafka_find_coordin
         s->coordinators_count = fill_count(rng, false);
         s->coordinators = fill_alloc(arena, s->coordinators_count, sizeof(*s->coordinators));
         for (int32_t i = 0; i < s->coordinators_count; i++) {
-            fill_sp_kafka_find_coordinator_response_coordinator(&s->coordinators[i], version, rng, arena);
+            fill_sp_kafka_find_coordinator_response_coordinator(&s->coordinators[i], version, rng,
+                                                                arena);
         }
     }
 }
 
-static void fill_sp_kafka_join_group_request_join_group_request_protocol(struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_join_group_request_join_group_request_protocol(
+    struct sp_kafka_join_group_request_join_group_request_protocol *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_join_group_request_join_group_request_protocol_init(s);
     (void)rng;
@@ -1578,7 +2049,8 @@ static void fill_sp_kafka_join_group_request_join_group_request_protocol(struct 
     }
 }
 
-static void fill_sp_kafka_join_group_request(struct sp_kafka_join_group_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_join_group_request(struct sp_kafka_join_group_request *s, int16_t version,
+                                             struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_join_group_request_init(s);
     (void)rng;
@@ -1606,7 +2078,8 @@ static void fill_sp_kafka_join_group_request(struct sp_kafka_join_group_request 
         s->protocols_count = fill_count(rng, false);
         s->protocols = fill_alloc(arena, s->protocols_count, sizeof(*s->protocols));
         for (int32_t i = 0; i < s->protocols_count; i++) {
-            fill_sp_kafka_join_group_request_join_group_request_protocol(&s->protocols[i], version, rng, arena);
+            fill_sp_kafka_join_group_request_join_group_request_protocol(&s->protocols[i], version,
+                                                                         rng, arena);
         }
     }
     if (version >= 8) {
@@ -1614,7 +2087,9 @@ static void fill_sp_kafka_join_group_request(struct sp_kafka_join_group_request 
     }
 }
 
-static void fill_sp_kafka_join_group_response_join_group_response_member(struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_join_group_response_join_group_response_member(
+    struct sp_kafka_join_group_response_join_group_response_member *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_join_group_response_join_group_response_member_init(s);
     (void)rng;
@@ -1631,7 +2106,9 @@ static void fill_sp_kafka_join_group_response_join_group_response_member(struct 
     }
 }
 
-static void fill_sp_kafka_join_group_response(struct sp_kafka_join_group_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_join_group_response(struct sp_kafka_join_group_response *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena)
 {
     sp_kafka_join_group_response_init(s);
     (void)rng;
@@ -1665,12 +2142,14 @@ static void fill_sp_kafka_join_group_response(struct sp_kafka_join_group_respons
         s->members_count = fill_count(rng, false);
         s->members = fill_alloc(arena, s->members_count, sizeof(*s->members));
         for (int32_t i = 0; i < s->members_count; i++) {
-            fill_sp_kafka_join_group_response_join_group_response_member(&s->members[i], version, rng, arena);
+            fill_sp_kafka_join_group_response_join_group_response_member(&s->members[i], version,
+                                                                         rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_heartbeat_request(struct sp_kafka_heartbeat_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_heartbeat_request(struct sp_kafka_heartbeat_request *s, int16_t version,
+                                            struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_heartbeat_request_init(s);
     (void)rng;
@@ -1690,7 +2169,8 @@ static void fill_sp_kafka_heartbeat_request(struct sp_kafka_heartbeat_request *s
     }
 }
 
-static void fill_sp_kafka_heartbeat_response(struct sp_kafka_heartbeat_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_heartbeat_response(struct sp_kafka_heartbeat_response *s, int16_t version,
+                                             struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_heartbeat_response_init(s);
     (void)rng;
@@ -1704,7 +2184,9 @@ static void fill_sp_kafka_heartbeat_response(struct sp_kafka_heartbeat_response 
     }
 }
 
-static void fill_sp_kafka_leave_group_request_member_identity(struct sp_kafka_leave_group_request_member_identity *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_leave_group_request_member_identity(
+    struct sp_kafka_leave_group_request_member_identity *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_leave_group_request_member_identity_init(s);
     (void)rng;
@@ -1721,7 +2203,9 @@ static void fill_sp_kafka_leave_group_request_member_identity(struct sp_kafka_le
     }
 }
 
-static void fill_sp_kafka_leave_group_request(struct sp_kafka_leave_group_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_leave_group_request(struct sp_kafka_leave_group_request *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena)
 {
     sp_kafka_leave_group_request_init(s);
     (void)rng;
@@ -1742,7 +2226,9 @@ static void fill_sp_kafka_leave_group_request(struct sp_kafka_leave_group_reques
     }
 }
 
-static void fill_sp_kafka_leave_group_response_member_response(struct sp_kafka_leave_group_response_member_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_leave_group_response_member_response(
+    struct sp_kafka_leave_group_response_member_response *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_leave_group_response_member_response_init(s);
     (void)rng;
@@ -1759,7 +2245,9 @@ static void fill_sp_kafka_leave_group_response_member_response(struct sp_kafka_l
     }
 }
 
-static void fill_sp_kafka_leave_group_response(struct sp_kafka_leave_group_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_leave_group_response(struct sp_kafka_leave_group_response *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena)
 {
     sp_kafka_leave_group_response_init(s);
     (void)rng;
@@ -1780,7 +2268,9 @@ static void fill_sp_kafka_leave_group_response(struct sp_kafka_leave_group_respo
     }
 }
 
-static void fill_sp_kafka_sync_group_request_sync_group_request_assignment(struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_sync_group_request_sync_group_request_assignment(
+    struct sp_kafka_sync_group_request_sync_group_request_assignment *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_sync_group_request_sync_group_request_assignment_init(s);
     (void)rng;
@@ -1794,7 +2284,8 @@ static void fill_sp_kafka_sync_group_request_sync_group_request_assignment(struc
     }
 }
 
-static void fill_sp_kafka_sync_group_request(struct sp_kafka_sync_group_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_sync_group_request(struct sp_kafka_sync_group_request *s, int16_t version,
+                                             struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_sync_group_request_init(s);
     (void)rng;
@@ -1822,12 +2313,15 @@ static void fill_sp_kafka_sync_group_request(struct sp_kafka_sync_group_request 
         s->assignments_count = fill_count(rng, false);
         s->assignments = fill_alloc(arena, s->assignments_count, sizeof(*s->assignments));
         for (int32_t i = 0; i < s->assignments_count; i++) {
-            fill_sp_kafka_sync_group_request_sync_group_request_assignment(&s->assignments[i], version, rng, arena);
+            fill_sp_kafka_sync_group_request_sync_group_request_assignment(&s->assignments[i],
+                                                                           version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_sync_group_response(struct sp_kafka_sync_group_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_sync_group_response(struct sp_kafka_sync_group_response *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena)
 {
     sp_kafka_sync_group_response_init(s);
     (void)rng;
@@ -1850,7 +2344,9 @@ static void fill_sp_kafka_sync_group_response(struct sp_kafka_sync_group_respons
     }
 }
 
-static void fill_sp_kafka_describe_groups_request(struct sp_kafka_describe_groups_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_groups_request(struct sp_kafka_describe_groups_request *s,
+                                                  int16_t version, struct sp_rand *rng,
+                                                  struct sp_karena *arena)
 {
     sp_kafka_describe_groups_request_init(s);
     (void)rng;
@@ -1868,7 +2364,9 @@ static void fill_sp_kafka_describe_groups_request(struct sp_kafka_describe_group
     }
 }
 
-static void fill_sp_kafka_describe_groups_response_described_group_member(struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_groups_response_described_group_member(
+    struct sp_kafka_describe_groups_response_described_group_member *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_describe_groups_response_described_group_member_init(s);
     (void)rng;
@@ -1894,7 +2392,9 @@ static void fill_sp_kafka_describe_groups_response_described_group_member(struct
     }
 }
 
-static void fill_sp_kafka_describe_groups_response_described_group(struct sp_kafka_describe_groups_response_described_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_groups_response_described_group(
+    struct sp_kafka_describe_groups_response_described_group *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_describe_groups_response_described_group_init(s);
     (void)rng;
@@ -1919,7 +2419,8 @@ static void fill_sp_kafka_describe_groups_response_described_group(struct sp_kaf
         s->members_count = fill_count(rng, false);
         s->members = fill_alloc(arena, s->members_count, sizeof(*s->members));
         for (int32_t i = 0; i < s->members_count; i++) {
-            fill_sp_kafka_describe_groups_response_described_group_member(&s->members[i], version, rng, arena);
+            fill_sp_kafka_describe_groups_response_described_group_member(&s->members[i], version,
+                                                                          rng, arena);
         }
     }
     if (version >= 3) {
@@ -1927,7 +2428,9 @@ static void fill_sp_kafka_describe_groups_response_described_group(struct sp_kaf
     }
 }
 
-static void fill_sp_kafka_describe_groups_response(struct sp_kafka_describe_groups_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_groups_response(struct sp_kafka_describe_groups_response *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena)
 {
     sp_kafka_describe_groups_response_init(s);
     (void)rng;
@@ -1940,12 +2443,15 @@ static void fill_sp_kafka_describe_groups_response(struct sp_kafka_describe_grou
         s->groups_count = fill_count(rng, false);
         s->groups = fill_alloc(arena, s->groups_count, sizeof(*s->groups));
         for (int32_t i = 0; i < s->groups_count; i++) {
-            fill_sp_kafka_describe_groups_response_described_group(&s->groups[i], version, rng, arena);
+            fill_sp_kafka_describe_groups_response_described_group(&s->groups[i], version, rng,
+                                                                   arena);
         }
     }
 }
 
-static void fill_sp_kafka_list_groups_request(struct sp_kafka_list_groups_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_groups_request(struct sp_kafka_list_groups_request *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena)
 {
     sp_kafka_list_groups_request_init(s);
     (void)rng;
@@ -1967,7 +2473,9 @@ static void fill_sp_kafka_list_groups_request(struct sp_kafka_list_groups_reques
     }
 }
 
-static void fill_sp_kafka_list_groups_response_listed_group(struct sp_kafka_list_groups_response_listed_group *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_groups_response_listed_group(
+    struct sp_kafka_list_groups_response_listed_group *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_list_groups_response_listed_group_init(s);
     (void)rng;
@@ -1987,7 +2495,9 @@ static void fill_sp_kafka_list_groups_response_listed_group(struct sp_kafka_list
     }
 }
 
-static void fill_sp_kafka_list_groups_response(struct sp_kafka_list_groups_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_list_groups_response(struct sp_kafka_list_groups_response *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena)
 {
     sp_kafka_list_groups_response_init(s);
     (void)rng;
@@ -2008,7 +2518,9 @@ static void fill_sp_kafka_list_groups_response(struct sp_kafka_list_groups_respo
     }
 }
 
-static void fill_sp_kafka_sasl_handshake_request(struct sp_kafka_sasl_handshake_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_sasl_handshake_request(struct sp_kafka_sasl_handshake_request *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena)
 {
     sp_kafka_sasl_handshake_request_init(s);
     (void)rng;
@@ -2019,7 +2531,9 @@ static void fill_sp_kafka_sasl_handshake_request(struct sp_kafka_sasl_handshake_
     }
 }
 
-static void fill_sp_kafka_sasl_handshake_response(struct sp_kafka_sasl_handshake_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_sasl_handshake_response(struct sp_kafka_sasl_handshake_response *s,
+                                                  int16_t version, struct sp_rand *rng,
+                                                  struct sp_karena *arena)
 {
     sp_kafka_sasl_handshake_response_init(s);
     (void)rng;
@@ -2037,7 +2551,9 @@ static void fill_sp_kafka_sasl_handshake_response(struct sp_kafka_sasl_handshake
     }
 }
 
-static void fill_sp_kafka_api_versions_request(struct sp_kafka_api_versions_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_api_versions_request(struct sp_kafka_api_versions_request *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena)
 {
     sp_kafka_api_versions_request_init(s);
     (void)rng;
@@ -2051,7 +2567,9 @@ static void fill_sp_kafka_api_versions_request(struct sp_kafka_api_versions_requ
     }
 }
 
-static void fill_sp_kafka_api_versions_response_api_version(struct sp_kafka_api_versions_response_api_version *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_api_versions_response_api_version(
+    struct sp_kafka_api_versions_response_api_version *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_api_versions_response_api_version_init(s);
     (void)rng;
@@ -2068,7 +2586,9 @@ static void fill_sp_kafka_api_versions_response_api_version(struct sp_kafka_api_
     }
 }
 
-static void fill_sp_kafka_api_versions_response_supported_feature_key(struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_api_versions_response_supported_feature_key(
+    struct sp_kafka_api_versions_response_supported_feature_key *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_api_versions_response_supported_feature_key_init(s);
     (void)rng;
@@ -2085,7 +2605,9 @@ static void fill_sp_kafka_api_versions_response_supported_feature_key(struct sp_
     }
 }
 
-static void fill_sp_kafka_api_versions_response_finalized_feature_key(struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_api_versions_response_finalized_feature_key(
+    struct sp_kafka_api_versions_response_finalized_feature_key *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_api_versions_response_finalized_feature_key_init(s);
     (void)rng;
@@ -2102,7 +2624,9 @@ static void fill_sp_kafka_api_versions_response_finalized_feature_key(struct sp_
     }
 }
 
-static void fill_sp_kafka_api_versions_response(struct sp_kafka_api_versions_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_api_versions_response(struct sp_kafka_api_versions_response *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena)
 {
     sp_kafka_api_versions_response_init(s);
     (void)rng;
@@ -2125,9 +2649,11 @@ static void fill_sp_kafka_api_versions_response(struct sp_kafka_api_versions_res
         if (sp_rand_below(rng, 2) == 0)
             goto skip_supported_features;
         s->supported_features_count = fill_count(rng, false);
-        s->supported_features = fill_alloc(arena, s->supported_features_count, sizeof(*s->supported_features));
+        s->supported_features =
+            fill_alloc(arena, s->supported_features_count, sizeof(*s->supported_features));
         for (int32_t i = 0; i < s->supported_features_count; i++) {
-            fill_sp_kafka_api_versions_response_supported_feature_key(&s->supported_features[i], version, rng, arena);
+            fill_sp_kafka_api_versions_response_supported_feature_key(&s->supported_features[i],
+                                                                      version, rng, arena);
         }
     skip_supported_features:;
     }
@@ -2141,9 +2667,11 @@ static void fill_sp_kafka_api_versions_response(struct sp_kafka_api_versions_res
         if (sp_rand_below(rng, 2) == 0)
             goto skip_finalized_features;
         s->finalized_features_count = fill_count(rng, false);
-        s->finalized_features = fill_alloc(arena, s->finalized_features_count, sizeof(*s->finalized_features));
+        s->finalized_features =
+            fill_alloc(arena, s->finalized_features_count, sizeof(*s->finalized_features));
         for (int32_t i = 0; i < s->finalized_features_count; i++) {
-            fill_sp_kafka_api_versions_response_finalized_feature_key(&s->finalized_features[i], version, rng, arena);
+            fill_sp_kafka_api_versions_response_finalized_feature_key(&s->finalized_features[i],
+                                                                      version, rng, arena);
         }
     skip_finalized_features:;
     }
@@ -2155,7 +2683,9 @@ static void fill_sp_kafka_api_versions_response(struct sp_kafka_api_versions_res
     }
 }
 
-static void fill_sp_kafka_create_topics_request_creatable_replica_assignment(struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_topics_request_creatable_replica_assignment(
+    struct sp_kafka_create_topics_request_creatable_replica_assignment *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_create_topics_request_creatable_replica_assignment_init(s);
     (void)rng;
@@ -2173,7 +2703,9 @@ static void fill_sp_kafka_create_topics_request_creatable_replica_assignment(str
     }
 }
 
-static void fill_sp_kafka_create_topics_request_creatable_topic_config(struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_topics_request_creatable_topic_config(
+    struct sp_kafka_create_topics_request_creatable_topic_config *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_create_topics_request_creatable_topic_config_init(s);
     (void)rng;
@@ -2187,7 +2719,9 @@ static void fill_sp_kafka_create_topics_request_creatable_topic_config(struct sp
     }
 }
 
-static void fill_sp_kafka_create_topics_request_creatable_topic(struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_topics_request_creatable_topic(
+    struct sp_kafka_create_topics_request_creatable_topic *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
 {
     sp_kafka_create_topics_request_creatable_topic_init(s);
     (void)rng;
@@ -2206,19 +2740,23 @@ static void fill_sp_kafka_create_topics_request_creatable_topic(struct sp_kafka_
         s->assignments_count = fill_count(rng, false);
         s->assignments = fill_alloc(arena, s->assignments_count, sizeof(*s->assignments));
         for (int32_t i = 0; i < s->assignments_count; i++) {
-            fill_sp_kafka_create_topics_request_creatable_replica_assignment(&s->assignments[i], version, rng, arena);
+            fill_sp_kafka_create_topics_request_creatable_replica_assignment(&s->assignments[i],
+                                                                             version, rng, arena);
         }
     }
     if (true) {
         s->configs_count = fill_count(rng, false);
         s->configs = fill_alloc(arena, s->configs_count, sizeof(*s->configs));
         for (int32_t i = 0; i < s->configs_count; i++) {
-            fill_sp_kafka_create_topics_request_creatable_topic_config(&s->configs[i], version, rng, arena);
+            fill_sp_kafka_create_topics_request_creatable_topic_config(&s->configs[i], version, rng,
+                                                                       arena);
         }
     }
 }
 
-static void fill_sp_kafka_create_topics_request(struct sp_kafka_create_topics_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_topics_request(struct sp_kafka_create_topics_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena)
 {
     sp_kafka_create_topics_request_init(s);
     (void)rng;
@@ -2239,7 +2777,9 @@ static void fill_sp_kafka_create_topics_request(struct sp_kafka_create_topics_re
     }
 }
 
-static void fill_sp_kafka_create_topics_response_creatable_topic_configs(struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_topics_response_creatable_topic_configs(
+    struct sp_kafka_create_topics_response_creatable_topic_configs *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_create_topics_response_creatable_topic_configs_init(s);
     (void)rng;
@@ -2262,7 +2802,9 @@ static void fill_sp_kafka_create_topics_response_creatable_topic_configs(struct 
     }
 }
 
-static void fill_sp_kafka_create_topics_response_creatable_topic_result(struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_topics_response_creatable_topic_result(
+    struct sp_kafka_create_topics_response_creatable_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_create_topics_response_creatable_topic_result_init(s);
     (void)rng;
@@ -2272,7 +2814,8 @@ static void fill_sp_kafka_create_topics_response_creatable_topic_result(struct s
         s->name = fill_string(rng, false);
     }
     if (version >= 7) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
     if (true) {
         s->error_code = (int16_t)sp_rand_next(rng);
@@ -2296,12 +2839,15 @@ static void fill_sp_kafka_create_topics_response_creatable_topic_result(struct s
         s->configs_count = fill_count(rng, version >= 5);
         s->configs = fill_alloc(arena, s->configs_count, sizeof(*s->configs));
         for (int32_t i = 0; i < s->configs_count; i++) {
-            fill_sp_kafka_create_topics_response_creatable_topic_configs(&s->configs[i], version, rng, arena);
+            fill_sp_kafka_create_topics_response_creatable_topic_configs(&s->configs[i], version,
+                                                                         rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_create_topics_response(struct sp_kafka_create_topics_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_topics_response(struct sp_kafka_create_topics_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena)
 {
     sp_kafka_create_topics_response_init(s);
     (void)rng;
@@ -2314,12 +2860,15 @@ static void fill_sp_kafka_create_topics_response(struct sp_kafka_create_topics_r
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_create_topics_response_creatable_topic_result(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_create_topics_response_creatable_topic_result(&s->topics[i], version, rng,
+                                                                        arena);
         }
     }
 }
 
-static void fill_sp_kafka_delete_topics_request_delete_topic_state(struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_topics_request_delete_topic_state(
+    struct sp_kafka_delete_topics_request_delete_topic_state *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_delete_topics_request_delete_topic_state_init(s);
     (void)rng;
@@ -2329,11 +2878,14 @@ static void fill_sp_kafka_delete_topics_request_delete_topic_state(struct sp_kaf
         s->name = fill_string(rng, version >= 6);
     }
     if (version >= 6) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
 }
 
-static void fill_sp_kafka_delete_topics_request(struct sp_kafka_delete_topics_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_topics_request(struct sp_kafka_delete_topics_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena)
 {
     sp_kafka_delete_topics_request_init(s);
     (void)rng;
@@ -2343,7 +2895,8 @@ static void fill_sp_kafka_delete_topics_request(struct sp_kafka_delete_topics_re
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_delete_topics_request_delete_topic_state(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_delete_topics_request_delete_topic_state(&s->topics[i], version, rng,
+                                                                   arena);
         }
     }
     if (version <= 5) {
@@ -2358,7 +2911,9 @@ static void fill_sp_kafka_delete_topics_request(struct sp_kafka_delete_topics_re
     }
 }
 
-static void fill_sp_kafka_delete_topics_response_deletable_topic_result(struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_topics_response_deletable_topic_result(
+    struct sp_kafka_delete_topics_response_deletable_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_delete_topics_response_deletable_topic_result_init(s);
     (void)rng;
@@ -2368,7 +2923,8 @@ static void fill_sp_kafka_delete_topics_response_deletable_topic_result(struct s
         s->name = fill_string(rng, version >= 6);
     }
     if (version >= 6) {
-        for (unsigned b = 0; b < 16; b++) s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
+        for (unsigned b = 0; b < 16; b++)
+            s->topic_id.bytes[b] = (uint8_t)sp_rand_next(rng);
     }
     if (true) {
         s->error_code = (int16_t)sp_rand_next(rng);
@@ -2378,7 +2934,9 @@ static void fill_sp_kafka_delete_topics_response_deletable_topic_result(struct s
     }
 }
 
-static void fill_sp_kafka_delete_topics_response(struct sp_kafka_delete_topics_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_topics_response(struct sp_kafka_delete_topics_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena)
 {
     sp_kafka_delete_topics_response_init(s);
     (void)rng;
@@ -2391,12 +2949,15 @@ static void fill_sp_kafka_delete_topics_response(struct sp_kafka_delete_topics_r
         s->responses_count = fill_count(rng, false);
         s->responses = fill_alloc(arena, s->responses_count, sizeof(*s->responses));
         for (int32_t i = 0; i < s->responses_count; i++) {
-            fill_sp_kafka_delete_topics_response_deletable_topic_result(&s->responses[i], version, rng, arena);
+            fill_sp_kafka_delete_topics_response_deletable_topic_result(&s->responses[i], version,
+                                                                        rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_delete_records_request_delete_records_partition(struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_records_request_delete_records_partition(
+    struct sp_kafka_delete_records_request_delete_records_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_delete_records_request_delete_records_partition_init(s);
     (void)rng;
@@ -2410,7 +2971,9 @@ static void fill_sp_kafka_delete_records_request_delete_records_partition(struct
     }
 }
 
-static void fill_sp_kafka_delete_records_request_delete_records_topic(struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_records_request_delete_records_topic(
+    struct sp_kafka_delete_records_request_delete_records_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_delete_records_request_delete_records_topic_init(s);
     (void)rng;
@@ -2423,12 +2986,15 @@ static void fill_sp_kafka_delete_records_request_delete_records_topic(struct sp_
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_delete_records_request_delete_records_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_delete_records_request_delete_records_partition(&s->partitions[i],
+                                                                          version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_delete_records_request(struct sp_kafka_delete_records_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_records_request(struct sp_kafka_delete_records_request *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena)
 {
     sp_kafka_delete_records_request_init(s);
     (void)rng;
@@ -2438,7 +3004,8 @@ static void fill_sp_kafka_delete_records_request(struct sp_kafka_delete_records_
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_delete_records_request_delete_records_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_delete_records_request_delete_records_topic(&s->topics[i], version, rng,
+                                                                      arena);
         }
     }
     if (true) {
@@ -2446,7 +3013,9 @@ static void fill_sp_kafka_delete_records_request(struct sp_kafka_delete_records_
     }
 }
 
-static void fill_sp_kafka_delete_records_response_delete_records_partition_result(struct sp_kafka_delete_records_response_delete_records_partition_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_records_response_delete_records_partition_result(
+    struct sp_kafka_delete_records_response_delete_records_partition_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_delete_records_response_delete_records_partition_result_init(s);
     (void)rng;
@@ -2463,7 +3032,9 @@ static void fill_sp_kafka_delete_records_response_delete_records_partition_resul
     }
 }
 
-static void fill_sp_kafka_delete_records_response_delete_records_topic_result(struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_records_response_delete_records_topic_result(
+    struct sp_kafka_delete_records_response_delete_records_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_delete_records_response_delete_records_topic_result_init(s);
     (void)rng;
@@ -2476,12 +3047,15 @@ static void fill_sp_kafka_delete_records_response_delete_records_topic_result(st
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_delete_records_response_delete_records_partition_result(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_delete_records_response_delete_records_partition_result(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_delete_records_response(struct sp_kafka_delete_records_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_delete_records_response(struct sp_kafka_delete_records_response *s,
+                                                  int16_t version, struct sp_rand *rng,
+                                                  struct sp_karena *arena)
 {
     sp_kafka_delete_records_response_init(s);
     (void)rng;
@@ -2494,12 +3068,15 @@ static void fill_sp_kafka_delete_records_response(struct sp_kafka_delete_records
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_delete_records_response_delete_records_topic_result(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_delete_records_response_delete_records_topic_result(&s->topics[i],
+                                                                              version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_init_producer_id_request(struct sp_kafka_init_producer_id_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_init_producer_id_request(struct sp_kafka_init_producer_id_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena)
 {
     sp_kafka_init_producer_id_request_init(s);
     (void)rng;
@@ -2519,7 +3096,9 @@ static void fill_sp_kafka_init_producer_id_request(struct sp_kafka_init_producer
     }
 }
 
-static void fill_sp_kafka_init_producer_id_response(struct sp_kafka_init_producer_id_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_init_producer_id_response(struct sp_kafka_init_producer_id_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_init_producer_id_response_init(s);
     (void)rng;
@@ -2539,7 +3118,9 @@ static void fill_sp_kafka_init_producer_id_response(struct sp_kafka_init_produce
     }
 }
 
-static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition_init(s);
     (void)rng;
@@ -2556,7 +3137,9 @@ static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_part
     }
 }
 
-static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic(struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic(
+    struct sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic_init(s);
     (void)rng;
@@ -2569,12 +3152,16 @@ static void fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topi
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_partition(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_for_leader_epoch_request(struct sp_kafka_offset_for_leader_epoch_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_offset_for_leader_epoch_request(struct sp_kafka_offset_for_leader_epoch_request *s,
+                                              int16_t version, struct sp_rand *rng,
+                                              struct sp_karena *arena)
 {
     sp_kafka_offset_for_leader_epoch_request_init(s);
     (void)rng;
@@ -2587,12 +3174,15 @@ static void fill_sp_kafka_offset_for_leader_epoch_request(struct sp_kafka_offset
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_for_leader_epoch_request_offset_for_leader_topic(
+                &s->topics[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_for_leader_epoch_response_epoch_end_offset(struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_for_leader_epoch_response_epoch_end_offset(
+    struct sp_kafka_offset_for_leader_epoch_response_epoch_end_offset *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_for_leader_epoch_response_epoch_end_offset_init(s);
     (void)rng;
@@ -2612,7 +3202,9 @@ static void fill_sp_kafka_offset_for_leader_epoch_response_epoch_end_offset(stru
     }
 }
 
-static void fill_sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result(struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result(
+    struct sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(s);
     (void)rng;
@@ -2625,12 +3217,16 @@ static void fill_sp_kafka_offset_for_leader_epoch_response_offset_for_leader_top
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_offset_for_leader_epoch_response_epoch_end_offset(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_offset_for_leader_epoch_response_epoch_end_offset(&s->partitions[i],
+                                                                            version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_offset_for_leader_epoch_response(struct sp_kafka_offset_for_leader_epoch_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_offset_for_leader_epoch_response(struct sp_kafka_offset_for_leader_epoch_response *s,
+                                               int16_t version, struct sp_rand *rng,
+                                               struct sp_karena *arena)
 {
     sp_kafka_offset_for_leader_epoch_response_init(s);
     (void)rng;
@@ -2643,12 +3239,15 @@ static void fill_sp_kafka_offset_for_leader_epoch_response(struct sp_kafka_offse
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result(
+                &s->topics[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(s);
     (void)rng;
@@ -2666,7 +3265,9 @@ static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_to
     }
 }
 
-static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction(struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction(
+    struct sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction_init(s);
     (void)rng;
@@ -2688,12 +3289,16 @@ static void fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_tr
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(
+                &s->topics[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_add_partitions_to_txn_request(struct sp_kafka_add_partitions_to_txn_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_add_partitions_to_txn_request(struct sp_kafka_add_partitions_to_txn_request *s,
+                                            int16_t version, struct sp_rand *rng,
+                                            struct sp_karena *arena)
 {
     sp_kafka_add_partitions_to_txn_request_init(s);
     (void)rng;
@@ -2703,7 +3308,8 @@ static void fill_sp_kafka_add_partitions_to_txn_request(struct sp_kafka_add_part
         s->transactions_count = fill_count(rng, false);
         s->transactions = fill_alloc(arena, s->transactions_count, sizeof(*s->transactions));
         for (int32_t i = 0; i < s->transactions_count; i++) {
-            fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction(&s->transactions[i], version, rng, arena);
+            fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction(
+                &s->transactions[i], version, rng, arena);
         }
     }
     if (version <= 3) {
@@ -2717,14 +3323,18 @@ static void fill_sp_kafka_add_partitions_to_txn_request(struct sp_kafka_add_part
     }
     if (version <= 3) {
         s->v3_and_below_topics_count = fill_count(rng, false);
-        s->v3_and_below_topics = fill_alloc(arena, s->v3_and_below_topics_count, sizeof(*s->v3_and_below_topics));
+        s->v3_and_below_topics =
+            fill_alloc(arena, s->v3_and_below_topics_count, sizeof(*s->v3_and_below_topics));
         for (int32_t i = 0; i < s->v3_and_below_topics_count; i++) {
-            fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(&s->v3_and_below_topics[i], version, rng, arena);
+            fill_sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic(
+                &s->v3_and_below_topics[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result_init(s);
     (void)rng;
@@ -2738,7 +3348,9 @@ static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_p
     }
 }
 
-static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(s);
     (void)rng;
@@ -2749,14 +3361,18 @@ static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_t
     }
     if (true) {
         s->results_by_partition_count = fill_count(rng, false);
-        s->results_by_partition = fill_alloc(arena, s->results_by_partition_count, sizeof(*s->results_by_partition));
+        s->results_by_partition =
+            fill_alloc(arena, s->results_by_partition_count, sizeof(*s->results_by_partition));
         for (int32_t i = 0; i < s->results_by_partition_count; i++) {
-            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result(&s->results_by_partition[i], version, rng, arena);
+            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_partition_result(
+                &s->results_by_partition[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result(struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result(
+    struct sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_init(s);
     (void)rng;
@@ -2769,12 +3385,16 @@ static void fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_r
         s->topic_results_count = fill_count(rng, false);
         s->topic_results = fill_alloc(arena, s->topic_results_count, sizeof(*s->topic_results));
         for (int32_t i = 0; i < s->topic_results_count; i++) {
-            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(&s->topic_results[i], version, rng, arena);
+            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(
+                &s->topic_results[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_add_partitions_to_txn_response(struct sp_kafka_add_partitions_to_txn_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_add_partitions_to_txn_response(struct sp_kafka_add_partitions_to_txn_response *s,
+                                             int16_t version, struct sp_rand *rng,
+                                             struct sp_karena *arena)
 {
     sp_kafka_add_partitions_to_txn_response_init(s);
     (void)rng;
@@ -2788,21 +3408,27 @@ static void fill_sp_kafka_add_partitions_to_txn_response(struct sp_kafka_add_par
     }
     if (version >= 4) {
         s->results_by_transaction_count = fill_count(rng, false);
-        s->results_by_transaction = fill_alloc(arena, s->results_by_transaction_count, sizeof(*s->results_by_transaction));
+        s->results_by_transaction =
+            fill_alloc(arena, s->results_by_transaction_count, sizeof(*s->results_by_transaction));
         for (int32_t i = 0; i < s->results_by_transaction_count; i++) {
-            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result(&s->results_by_transaction[i], version, rng, arena);
+            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_result(
+                &s->results_by_transaction[i], version, rng, arena);
         }
     }
     if (version <= 3) {
         s->results_by_topic_v3_and_below_count = fill_count(rng, false);
-        s->results_by_topic_v3_and_below = fill_alloc(arena, s->results_by_topic_v3_and_below_count, sizeof(*s->results_by_topic_v3_and_below));
+        s->results_by_topic_v3_and_below = fill_alloc(arena, s->results_by_topic_v3_and_below_count,
+                                                      sizeof(*s->results_by_topic_v3_and_below));
         for (int32_t i = 0; i < s->results_by_topic_v3_and_below_count; i++) {
-            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(&s->results_by_topic_v3_and_below[i], version, rng, arena);
+            fill_sp_kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result(
+                &s->results_by_topic_v3_and_below[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_add_offsets_to_txn_request(struct sp_kafka_add_offsets_to_txn_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_add_offsets_to_txn_request(struct sp_kafka_add_offsets_to_txn_request *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena)
 {
     sp_kafka_add_offsets_to_txn_request_init(s);
     (void)rng;
@@ -2822,7 +3448,10 @@ static void fill_sp_kafka_add_offsets_to_txn_request(struct sp_kafka_add_offsets
     }
 }
 
-static void fill_sp_kafka_add_offsets_to_txn_response(struct sp_kafka_add_offsets_to_txn_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void
+fill_sp_kafka_add_offsets_to_txn_response(struct sp_kafka_add_offsets_to_txn_response *s,
+                                          int16_t version, struct sp_rand *rng,
+                                          struct sp_karena *arena)
 {
     sp_kafka_add_offsets_to_txn_response_init(s);
     (void)rng;
@@ -2836,7 +3465,8 @@ static void fill_sp_kafka_add_offsets_to_txn_response(struct sp_kafka_add_offset
     }
 }
 
-static void fill_sp_kafka_end_txn_request(struct sp_kafka_end_txn_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_end_txn_request(struct sp_kafka_end_txn_request *s, int16_t version,
+                                          struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_end_txn_request_init(s);
     (void)rng;
@@ -2856,7 +3486,8 @@ static void fill_sp_kafka_end_txn_request(struct sp_kafka_end_txn_request *s, in
     }
 }
 
-static void fill_sp_kafka_end_txn_response(struct sp_kafka_end_txn_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_end_txn_response(struct sp_kafka_end_txn_response *s, int16_t version,
+                                           struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_end_txn_response_init(s);
     (void)rng;
@@ -2876,7 +3507,9 @@ static void fill_sp_kafka_end_txn_response(struct sp_kafka_end_txn_response *s, 
     }
 }
 
-static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker_topic(struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker_topic(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_write_txn_markers_request_writable_txn_marker_topic_init(s);
     (void)rng;
@@ -2887,14 +3520,17 @@ static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker_topic(st
     }
     if (true) {
         s->partition_indexes_count = fill_count(rng, false);
-        s->partition_indexes = fill_alloc(arena, s->partition_indexes_count, sizeof(*s->partition_indexes));
+        s->partition_indexes =
+            fill_alloc(arena, s->partition_indexes_count, sizeof(*s->partition_indexes));
         for (int32_t i = 0; i < s->partition_indexes_count; i++) {
             s->partition_indexes[i] = (int32_t)sp_rand_next(rng);
         }
     }
 }
 
-static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker(struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker(
+    struct sp_kafka_write_txn_markers_request_writable_txn_marker *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_write_txn_markers_request_writable_txn_marker_init(s);
     (void)rng;
@@ -2913,7 +3549,8 @@ static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker(struct s
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_write_txn_markers_request_writable_txn_marker_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_write_txn_markers_request_writable_txn_marker_topic(&s->topics[i],
+                                                                              version, rng, arena);
         }
     }
     if (true) {
@@ -2921,7 +3558,9 @@ static void fill_sp_kafka_write_txn_markers_request_writable_txn_marker(struct s
     }
 }
 
-static void fill_sp_kafka_write_txn_markers_request(struct sp_kafka_write_txn_markers_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_write_txn_markers_request(struct sp_kafka_write_txn_markers_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_write_txn_markers_request_init(s);
     (void)rng;
@@ -2931,12 +3570,15 @@ static void fill_sp_kafka_write_txn_markers_request(struct sp_kafka_write_txn_ma
         s->markers_count = fill_count(rng, false);
         s->markers = fill_alloc(arena, s->markers_count, sizeof(*s->markers));
         for (int32_t i = 0; i < s->markers_count; i++) {
-            fill_sp_kafka_write_txn_markers_request_writable_txn_marker(&s->markers[i], version, rng, arena);
+            fill_sp_kafka_write_txn_markers_request_writable_txn_marker(&s->markers[i], version,
+                                                                        rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result(struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(s);
     (void)rng;
@@ -2950,7 +3592,9 @@ static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_partiti
     }
 }
 
-static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result(struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result_init(s);
     (void)rng;
@@ -2963,12 +3607,15 @@ static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_topic_r
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_write_txn_markers_response_writable_txn_marker_partition_result(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_result(struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_result(
+    struct sp_kafka_write_txn_markers_response_writable_txn_marker_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_write_txn_markers_response_writable_txn_marker_result_init(s);
     (void)rng;
@@ -2981,12 +3628,15 @@ static void fill_sp_kafka_write_txn_markers_response_writable_txn_marker_result(
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_write_txn_markers_response_writable_txn_marker_topic_result(
+                &s->topics[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_write_txn_markers_response(struct sp_kafka_write_txn_markers_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_write_txn_markers_response(struct sp_kafka_write_txn_markers_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena)
 {
     sp_kafka_write_txn_markers_response_init(s);
     (void)rng;
@@ -2996,12 +3646,15 @@ static void fill_sp_kafka_write_txn_markers_response(struct sp_kafka_write_txn_m
         s->markers_count = fill_count(rng, false);
         s->markers = fill_alloc(arena, s->markers_count, sizeof(*s->markers));
         for (int32_t i = 0; i < s->markers_count; i++) {
-            fill_sp_kafka_write_txn_markers_response_writable_txn_marker_result(&s->markers[i], version, rng, arena);
+            fill_sp_kafka_write_txn_markers_response_writable_txn_marker_result(
+                &s->markers[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition(struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition(
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition_init(s);
     (void)rng;
@@ -3021,7 +3674,9 @@ static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_pa
     }
 }
 
-static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic(struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic(
+    struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_init(s);
     (void)rng;
@@ -3034,12 +3689,15 @@ static void fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_to
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_partition(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_txn_offset_commit_request(struct sp_kafka_txn_offset_commit_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_txn_offset_commit_request(struct sp_kafka_txn_offset_commit_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_txn_offset_commit_request_init(s);
     (void)rng;
@@ -3070,12 +3728,15 @@ static void fill_sp_kafka_txn_offset_commit_request(struct sp_kafka_txn_offset_c
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic(
+                &s->topics[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition(struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition(
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition_init(s);
     (void)rng;
@@ -3089,7 +3750,9 @@ static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_
     }
 }
 
-static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic(struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic(
+    struct sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic_init(s);
     (void)rng;
@@ -3102,12 +3765,15 @@ static void fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_
         s->partitions_count = fill_count(rng, false);
         s->partitions = fill_alloc(arena, s->partitions_count, sizeof(*s->partitions));
         for (int32_t i = 0; i < s->partitions_count; i++) {
-            fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition(&s->partitions[i], version, rng, arena);
+            fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_partition(
+                &s->partitions[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_txn_offset_commit_response(struct sp_kafka_txn_offset_commit_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_txn_offset_commit_response(struct sp_kafka_txn_offset_commit_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena)
 {
     sp_kafka_txn_offset_commit_response_init(s);
     (void)rng;
@@ -3120,12 +3786,15 @@ static void fill_sp_kafka_txn_offset_commit_response(struct sp_kafka_txn_offset_
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_txn_offset_commit_response_txn_offset_commit_response_topic(
+                &s->topics[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_describe_configs_request_describe_configs_resource(struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_configs_request_describe_configs_resource(
+    struct sp_kafka_describe_configs_request_describe_configs_resource *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_describe_configs_request_describe_configs_resource_init(s);
     (void)rng;
@@ -3139,14 +3808,17 @@ static void fill_sp_kafka_describe_configs_request_describe_configs_resource(str
     }
     if (true) {
         s->configuration_keys_count = fill_count(rng, true);
-        s->configuration_keys = fill_alloc(arena, s->configuration_keys_count, sizeof(*s->configuration_keys));
+        s->configuration_keys =
+            fill_alloc(arena, s->configuration_keys_count, sizeof(*s->configuration_keys));
         for (int32_t i = 0; i < s->configuration_keys_count; i++) {
             s->configuration_keys[i] = fill_string(rng, false);
         }
     }
 }
 
-static void fill_sp_kafka_describe_configs_request(struct sp_kafka_describe_configs_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_configs_request(struct sp_kafka_describe_configs_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena)
 {
     sp_kafka_describe_configs_request_init(s);
     (void)rng;
@@ -3156,7 +3828,8 @@ static void fill_sp_kafka_describe_configs_request(struct sp_kafka_describe_conf
         s->resources_count = fill_count(rng, false);
         s->resources = fill_alloc(arena, s->resources_count, sizeof(*s->resources));
         for (int32_t i = 0; i < s->resources_count; i++) {
-            fill_sp_kafka_describe_configs_request_describe_configs_resource(&s->resources[i], version, rng, arena);
+            fill_sp_kafka_describe_configs_request_describe_configs_resource(&s->resources[i],
+                                                                             version, rng, arena);
         }
     }
     if (version >= 1) {
@@ -3167,7 +3840,9 @@ static void fill_sp_kafka_describe_configs_request(struct sp_kafka_describe_conf
     }
 }
 
-static void fill_sp_kafka_describe_configs_response_describe_configs_synonym(struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_configs_response_describe_configs_synonym(
+    struct sp_kafka_describe_configs_response_describe_configs_synonym *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_describe_configs_response_describe_configs_synonym_init(s);
     (void)rng;
@@ -3184,7 +3859,9 @@ static void fill_sp_kafka_describe_configs_response_describe_configs_synonym(str
     }
 }
 
-static void fill_sp_kafka_describe_configs_response_describe_configs_resource_result(struct sp_kafka_describe_configs_response_describe_configs_resource_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_configs_response_describe_configs_resource_result(
+    struct sp_kafka_describe_configs_response_describe_configs_resource_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_describe_configs_response_describe_configs_resource_result_init(s);
     (void)rng;
@@ -3212,7 +3889,8 @@ static void fill_sp_kafka_describe_configs_response_describe_configs_resource_re
         s->synonyms_count = fill_count(rng, false);
         s->synonyms = fill_alloc(arena, s->synonyms_count, sizeof(*s->synonyms));
         for (int32_t i = 0; i < s->synonyms_count; i++) {
-            fill_sp_kafka_describe_configs_response_describe_configs_synonym(&s->synonyms[i], version, rng, arena);
+            fill_sp_kafka_describe_configs_response_describe_configs_synonym(&s->synonyms[i],
+                                                                             version, rng, arena);
         }
     }
     if (version >= 3) {
@@ -3223,7 +3901,9 @@ static void fill_sp_kafka_describe_configs_response_describe_configs_resource_re
     }
 }
 
-static void fill_sp_kafka_describe_configs_response_describe_configs_result(struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_configs_response_describe_configs_result(
+    struct sp_kafka_describe_configs_response_describe_configs_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_describe_configs_response_describe_configs_result_init(s);
     (void)rng;
@@ -3245,12 +3925,15 @@ static void fill_sp_kafka_describe_configs_response_describe_configs_result(stru
         s->configs_count = fill_count(rng, false);
         s->configs = fill_alloc(arena, s->configs_count, sizeof(*s->configs));
         for (int32_t i = 0; i < s->configs_count; i++) {
-            fill_sp_kafka_describe_configs_response_describe_configs_resource_result(&s->configs[i], version, rng, arena);
+            fill_sp_kafka_describe_configs_response_describe_configs_resource_result(
+                &s->configs[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_describe_configs_response(struct sp_kafka_describe_configs_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_configs_response(struct sp_kafka_describe_configs_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_describe_configs_response_init(s);
     (void)rng;
@@ -3263,12 +3946,15 @@ static void fill_sp_kafka_describe_configs_response(struct sp_kafka_describe_con
         s->results_count = fill_count(rng, false);
         s->results = fill_alloc(arena, s->results_count, sizeof(*s->results));
         for (int32_t i = 0; i < s->results_count; i++) {
-            fill_sp_kafka_describe_configs_response_describe_configs_result(&s->results[i], version, rng, arena);
+            fill_sp_kafka_describe_configs_response_describe_configs_result(&s->results[i], version,
+                                                                            rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_sasl_authenticate_request(struct sp_kafka_sasl_authenticate_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_sasl_authenticate_request(struct sp_kafka_sasl_authenticate_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_sasl_authenticate_request_init(s);
     (void)rng;
@@ -3279,7 +3965,9 @@ static void fill_sp_kafka_sasl_authenticate_request(struct sp_kafka_sasl_authent
     }
 }
 
-static void fill_sp_kafka_sasl_authenticate_response(struct sp_kafka_sasl_authenticate_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_sasl_authenticate_response(struct sp_kafka_sasl_authenticate_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena)
 {
     sp_kafka_sasl_authenticate_response_init(s);
     (void)rng;
@@ -3299,7 +3987,9 @@ static void fill_sp_kafka_sasl_authenticate_response(struct sp_kafka_sasl_authen
     }
 }
 
-static void fill_sp_kafka_create_partitions_request_create_partitions_assignment(struct sp_kafka_create_partitions_request_create_partitions_assignment *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_partitions_request_create_partitions_assignment(
+    struct sp_kafka_create_partitions_request_create_partitions_assignment *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_create_partitions_request_create_partitions_assignment_init(s);
     (void)rng;
@@ -3314,7 +4004,9 @@ static void fill_sp_kafka_create_partitions_request_create_partitions_assignment
     }
 }
 
-static void fill_sp_kafka_create_partitions_request_create_partitions_topic(struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_partitions_request_create_partitions_topic(
+    struct sp_kafka_create_partitions_request_create_partitions_topic *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_create_partitions_request_create_partitions_topic_init(s);
     (void)rng;
@@ -3330,12 +4022,15 @@ static void fill_sp_kafka_create_partitions_request_create_partitions_topic(stru
         s->assignments_count = fill_count(rng, true);
         s->assignments = fill_alloc(arena, s->assignments_count, sizeof(*s->assignments));
         for (int32_t i = 0; i < s->assignments_count; i++) {
-            fill_sp_kafka_create_partitions_request_create_partitions_assignment(&s->assignments[i], version, rng, arena);
+            fill_sp_kafka_create_partitions_request_create_partitions_assignment(
+                &s->assignments[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_create_partitions_request(struct sp_kafka_create_partitions_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_partitions_request(struct sp_kafka_create_partitions_request *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_create_partitions_request_init(s);
     (void)rng;
@@ -3345,7 +4040,8 @@ static void fill_sp_kafka_create_partitions_request(struct sp_kafka_create_parti
         s->topics_count = fill_count(rng, false);
         s->topics = fill_alloc(arena, s->topics_count, sizeof(*s->topics));
         for (int32_t i = 0; i < s->topics_count; i++) {
-            fill_sp_kafka_create_partitions_request_create_partitions_topic(&s->topics[i], version, rng, arena);
+            fill_sp_kafka_create_partitions_request_create_partitions_topic(&s->topics[i], version,
+                                                                            rng, arena);
         }
     }
     if (true) {
@@ -3356,7 +4052,9 @@ static void fill_sp_kafka_create_partitions_request(struct sp_kafka_create_parti
     }
 }
 
-static void fill_sp_kafka_create_partitions_response_create_partitions_topic_result(struct sp_kafka_create_partitions_response_create_partitions_topic_result *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_partitions_response_create_partitions_topic_result(
+    struct sp_kafka_create_partitions_response_create_partitions_topic_result *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_create_partitions_response_create_partitions_topic_result_init(s);
     (void)rng;
@@ -3373,7 +4071,9 @@ static void fill_sp_kafka_create_partitions_response_create_partitions_topic_res
     }
 }
 
-static void fill_sp_kafka_create_partitions_response(struct sp_kafka_create_partitions_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_create_partitions_response(struct sp_kafka_create_partitions_response *s,
+                                                     int16_t version, struct sp_rand *rng,
+                                                     struct sp_karena *arena)
 {
     sp_kafka_create_partitions_response_init(s);
     (void)rng;
@@ -3386,12 +4086,15 @@ static void fill_sp_kafka_create_partitions_response(struct sp_kafka_create_part
         s->results_count = fill_count(rng, false);
         s->results = fill_alloc(arena, s->results_count, sizeof(*s->results));
         for (int32_t i = 0; i < s->results_count; i++) {
-            fill_sp_kafka_create_partitions_response_create_partitions_topic_result(&s->results[i], version, rng, arena);
+            fill_sp_kafka_create_partitions_response_create_partitions_topic_result(
+                &s->results[i], version, rng, arena);
         }
     }
 }
 
-static void fill_sp_kafka_describe_cluster_request(struct sp_kafka_describe_cluster_request *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_cluster_request(struct sp_kafka_describe_cluster_request *s,
+                                                   int16_t version, struct sp_rand *rng,
+                                                   struct sp_karena *arena)
 {
     sp_kafka_describe_cluster_request_init(s);
     (void)rng;
@@ -3405,7 +4108,9 @@ static void fill_sp_kafka_describe_cluster_request(struct sp_kafka_describe_clus
     }
 }
 
-static void fill_sp_kafka_describe_cluster_response_describe_cluster_broker(struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_cluster_response_describe_cluster_broker(
+    struct sp_kafka_describe_cluster_response_describe_cluster_broker *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
 {
     sp_kafka_describe_cluster_response_describe_cluster_broker_init(s);
     (void)rng;
@@ -3425,7 +4130,9 @@ static void fill_sp_kafka_describe_cluster_response_describe_cluster_broker(stru
     }
 }
 
-static void fill_sp_kafka_describe_cluster_response(struct sp_kafka_describe_cluster_response *s, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_sp_kafka_describe_cluster_response(struct sp_kafka_describe_cluster_response *s,
+                                                    int16_t version, struct sp_rand *rng,
+                                                    struct sp_karena *arena)
 {
     sp_kafka_describe_cluster_response_init(s);
     (void)rng;
@@ -3453,7 +4160,8 @@ static void fill_sp_kafka_describe_cluster_response(struct sp_kafka_describe_clu
         s->brokers_count = fill_count(rng, false);
         s->brokers = fill_alloc(arena, s->brokers_count, sizeof(*s->brokers));
         for (int32_t i = 0; i < s->brokers_count; i++) {
-            fill_sp_kafka_describe_cluster_response_describe_cluster_broker(&s->brokers[i], version, rng, arena);
+            fill_sp_kafka_describe_cluster_response_describe_cluster_broker(&s->brokers[i], version,
+                                                                            rng, arena);
         }
     }
     if (true) {
@@ -3461,14 +4169,17 @@ static void fill_sp_kafka_describe_cluster_response(struct sp_kafka_describe_clu
     }
 }
 
-static void fill_any(const char *name, void *msg, int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_any(const char *name, void *msg, int16_t version, struct sp_rand *rng,
+                     struct sp_karena *arena);
 
-void sp_kafka_fill(const struct sp_kafka_msg_ops *ops, void *msg, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+void sp_kafka_fill(const struct sp_kafka_msg_ops *ops, void *msg, int16_t version,
+                   struct sp_rand *rng, struct sp_karena *arena)
 {
     fill_any(ops->name, msg, version, rng, arena);
 }
 
-static void fill_any(const char *name, void *msg, int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+static void fill_any(const char *name, void *msg, int16_t version, struct sp_rand *rng,
+                     struct sp_karena *arena)
 {
     if (strcmp(name, "RequestHeader") == 0) {
         fill_sp_kafka_request_header(msg, version, rng, arena);
