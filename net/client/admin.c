@@ -271,7 +271,7 @@ static int send_to_controller(struct admin_op *op, struct sp_kafka_conn *conn)
             if (it->done)
                 continue;
             sp_kafka_create_topics_request_creatable_topic_init(&topics[n]);
-            topics[n].name = (struct sp_kstr){it->name, (int32_t)strlen(it->name)};
+            topics[n].name = sp_kstr_of(it->name);
             topics[n].num_partitions = it->partitions;
             /* Before v4 the broker has no defaults: one replica. */
             topics[n].replication_factor =
@@ -292,7 +292,7 @@ static int send_to_controller(struct admin_op *op, struct sp_kafka_conn *conn)
         for (unsigned i = 0; i < op->count; i++) {
             if (op->items[i].done)
                 continue;
-            names[n] = (struct sp_kstr){op->items[i].name, (int32_t)strlen(op->items[i].name)};
+            names[n] = sp_kstr_of(op->items[i].name);
             sp_kafka_delete_topics_request_delete_topic_state_init(&states[n]);
             states[n].name = names[n];
             n++;
@@ -311,8 +311,7 @@ static int send_to_controller(struct admin_op *op, struct sp_kafka_conn *conn)
             if (op->items[i].done)
                 continue;
             sp_kafka_create_partitions_request_create_partitions_topic_init(&topics[n]);
-            topics[n].name =
-                (struct sp_kstr){op->items[i].name, (int32_t)strlen(op->items[i].name)};
+            topics[n].name = sp_kstr_of(op->items[i].name);
             topics[n].count = op->items[i].partitions;
             topics[n].assignments_count = -1; /* the broker places them */
             n++;
@@ -557,7 +556,7 @@ static void list_offsets_round(struct admin_op *op)
         }
         struct sp_kafka_list_offsets_request_list_offsets_topic topic;
         sp_kafka_list_offsets_request_list_offsets_topic_init(&topic);
-        topic.name = (struct sp_kstr){first->name, (int32_t)strlen(first->name)};
+        topic.name = sp_kstr_of(first->name);
         topic.partitions = parts;
         topic.partitions_count = n;
         struct sp_kafka_list_offsets_request body;
@@ -695,17 +694,18 @@ static void op_round(struct admin_op *op)
 
 /* ---- Starting ---- */
 
-static struct admin_op *op_new(struct sp_kafka_client *client, enum op_kind kind, unsigned capacity,
-                               int32_t timeout_ms, sp_kafka_admin_fn *fn, void *ctx)
+/* A new operation with room for `capacity` items: 0, -EINVAL, -ENOBUFS. */
+static int op_new(struct sp_kafka_client *client, enum op_kind kind, unsigned capacity,
+                  int32_t timeout_ms, sp_kafka_admin_fn *fn, void *ctx, struct admin_op **out)
 {
     if (fn == NULL || timeout_ms <= 0 || capacity == 0 || capacity > SP_KAFKA_ADMIN_ITEMS_MAX)
-        return NULL;
+        return -EINVAL;
     size_t items_bytes = sizeof(struct admin_op) + capacity * sizeof(struct sp_kafka_admin_item);
     items_bytes = (items_bytes + 15) & ~(size_t)15;
     size_t bytes = items_bytes + capacity * SCRATCH_BYTES;
     struct admin_op *op = sp_arena_alloc(&client->shard->arena, bytes);
     if (op == NULL)
-        return NULL;
+        return -ENOBUFS;
     memset(op, 0, bytes);
     op->client = client;
     op->kind = kind;
@@ -716,10 +716,12 @@ static struct admin_op *op_new(struct sp_kafka_client *client, enum op_kind kind
     op->capacity = capacity;
     op->scratch = (char *)op + items_bytes;
     sp_timer_init(&op->timer, op_retry_fired, op);
-    return op;
+    *out = op;
+    return 0;
 }
 
-static int item_name(struct sp_kafka_admin_item *it, const char *name, size_t max)
+/* Names an item and sets its other inputs to "none": 0, or -EINVAL for an empty or long name. */
+static int item_init(struct sp_kafka_admin_item *it, const char *name, size_t max)
 {
     size_t n = name != NULL ? strlen(name) : 0;
     if (n == 0 || n > max || n >= sizeof(it->name))
@@ -735,13 +737,15 @@ static int item_name(struct sp_kafka_admin_item *it, const char *name, size_t ma
     return 0;
 }
 
-/* Fills the items from names, then runs the first round. */
-static int op_start(struct admin_op *op, const char *const *names, unsigned count, size_t max)
+/*
+ * Names the op's `count` items: names[i], or names[0] for every one with
+ * `same` (a topic's partitions). A bad name frees the op: -EINVAL.
+ */
+static int op_name(struct admin_op *op, const char *const *names, unsigned count, bool same,
+                   size_t max)
 {
-    if (op == NULL)
-        return -EINVAL;
     for (unsigned i = 0; i < count; i++) {
-        if (item_name(&op->items[i], names[i], max) < 0) {
+        if (item_init(&op->items[i], names[same ? 0 : i], max) < 0) {
             op_free(op);
             return -EINVAL;
         }
@@ -756,22 +760,16 @@ static void op_begin(struct admin_op *op)
     sp_shard_timer_arm(op->client->shard, &op->timer, sp_now_ns());
 }
 
-static int check_count(unsigned count)
-{
-    return count == 0 || count > SP_KAFKA_ADMIN_ITEMS_MAX ? -EINVAL : 0;
-}
-
 int sp_kafka_admin_create_topics(struct sp_kafka_client *client,
                                  const struct sp_kafka_new_topic *topics, unsigned count,
                                  int32_t timeout_ms, sp_kafka_admin_fn *fn, void *ctx)
 {
-    if (check_count(count) < 0)
-        return -EINVAL;
-    struct admin_op *op = op_new(client, OP_CREATE_TOPICS, count, timeout_ms, fn, ctx);
-    if (op == NULL)
-        return fn == NULL || timeout_ms <= 0 ? -EINVAL : -ENOBUFS;
+    struct admin_op *op;
+    int ret = op_new(client, OP_CREATE_TOPICS, count, timeout_ms, fn, ctx, &op);
+    if (ret < 0)
+        return ret;
     for (unsigned i = 0; i < count; i++) {
-        if (item_name(&op->items[i], topics[i].name, SP_KAFKA_TOPIC_NAME_BYTES_MAX) < 0 ||
+        if (item_init(&op->items[i], topics[i].name, SP_KAFKA_TOPIC_NAME_BYTES_MAX) < 0 ||
             topics[i].partitions == 0 || topics[i].partitions > SP_KAFKA_PARTITIONS_MAX ||
             topics[i].replication_factor == 0) {
             op_free(op);
@@ -789,12 +787,10 @@ int sp_kafka_admin_delete_topics(struct sp_kafka_client *client, const char *con
                                  unsigned count, int32_t timeout_ms, sp_kafka_admin_fn *fn,
                                  void *ctx)
 {
-    if (check_count(count) < 0)
-        return -EINVAL;
-    struct admin_op *op = op_new(client, OP_DELETE_TOPICS, count, timeout_ms, fn, ctx);
-    if (op == NULL)
-        return fn == NULL || timeout_ms <= 0 ? -EINVAL : -ENOBUFS;
-    int ret = op_start(op, names, count, SP_KAFKA_TOPIC_NAME_BYTES_MAX);
+    struct admin_op *op;
+    int ret = op_new(client, OP_DELETE_TOPICS, count, timeout_ms, fn, ctx, &op);
+    if (ret == 0)
+        ret = op_name(op, names, count, false, SP_KAFKA_TOPIC_NAME_BYTES_MAX);
     if (ret == 0)
         op_begin(op);
     return ret;
@@ -806,10 +802,10 @@ int sp_kafka_admin_create_partitions(struct sp_kafka_client *client, const char 
 {
     if (total <= 0 || total > SP_KAFKA_PARTITIONS_MAX)
         return -EINVAL;
-    struct admin_op *op = op_new(client, OP_CREATE_PARTITIONS, 1, timeout_ms, fn, ctx);
-    if (op == NULL)
-        return fn == NULL || timeout_ms <= 0 ? -EINVAL : -ENOBUFS;
-    int ret = op_start(op, &topic, 1, SP_KAFKA_TOPIC_NAME_BYTES_MAX);
+    struct admin_op *op;
+    int ret = op_new(client, OP_CREATE_PARTITIONS, 1, timeout_ms, fn, ctx, &op);
+    if (ret == 0)
+        ret = op_name(op, &topic, 1, false, SP_KAFKA_TOPIC_NAME_BYTES_MAX);
     if (ret == 0) {
         op->items[0].partitions = total;
         op_begin(op);
@@ -820,24 +816,21 @@ int sp_kafka_admin_create_partitions(struct sp_kafka_client *client, const char 
 int sp_kafka_admin_list_groups(struct sp_kafka_client *client, int32_t timeout_ms,
                                sp_kafka_admin_fn *fn, void *ctx)
 {
-    struct admin_op *op =
-        op_new(client, OP_LIST_GROUPS, SP_KAFKA_ADMIN_ITEMS_MAX, timeout_ms, fn, ctx);
-    if (op == NULL)
-        return fn == NULL || timeout_ms <= 0 ? -EINVAL : -ENOBUFS;
-    op_begin(op);
-    return 0;
+    struct admin_op *op;
+    int ret = op_new(client, OP_LIST_GROUPS, SP_KAFKA_ADMIN_ITEMS_MAX, timeout_ms, fn, ctx, &op);
+    if (ret == 0)
+        op_begin(op);
+    return ret;
 }
 
 int sp_kafka_admin_describe_groups(struct sp_kafka_client *client, const char *const *groups,
                                    unsigned count, int32_t timeout_ms, sp_kafka_admin_fn *fn,
                                    void *ctx)
 {
-    if (check_count(count) < 0)
-        return -EINVAL;
-    struct admin_op *op = op_new(client, OP_DESCRIBE_GROUPS, count, timeout_ms, fn, ctx);
-    if (op == NULL)
-        return fn == NULL || timeout_ms <= 0 ? -EINVAL : -ENOBUFS;
-    int ret = op_start(op, groups, count, SP_KAFKA_ADMIN_GROUP_NAME_MAX - 1);
+    struct admin_op *op;
+    int ret = op_new(client, OP_DESCRIBE_GROUPS, count, timeout_ms, fn, ctx, &op);
+    if (ret == 0)
+        ret = op_name(op, groups, count, false, SP_KAFKA_ADMIN_GROUP_NAME_MAX - 1);
     if (ret == 0)
         op_begin(op);
     return ret;
@@ -848,20 +841,16 @@ int sp_kafka_admin_list_offsets(struct sp_kafka_client *client, const char *topi
                                 int8_t isolation_level, int32_t timeout_ms, sp_kafka_admin_fn *fn,
                                 void *ctx)
 {
-    if (check_count(count) < 0 || timestamp < SP_KAFKA_OFFSET_SPEC_EARLIEST ||
-        (isolation_level != 0 && isolation_level != 1))
+    if (timestamp < SP_KAFKA_OFFSET_SPEC_EARLIEST || (isolation_level != 0 && isolation_level != 1))
         return -EINVAL;
-    struct admin_op *op = op_new(client, OP_LIST_OFFSETS, count, timeout_ms, fn, ctx);
-    if (op == NULL)
-        return fn == NULL || timeout_ms <= 0 ? -EINVAL : -ENOBUFS;
-    for (unsigned i = 0; i < count; i++) {
-        if (item_name(&op->items[i], topic, SP_KAFKA_TOPIC_NAME_BYTES_MAX) < 0) {
-            op_free(op);
-            return -EINVAL;
-        }
+    struct admin_op *op;
+    int ret = op_new(client, OP_LIST_OFFSETS, count, timeout_ms, fn, ctx, &op);
+    if (ret == 0)
+        ret = op_name(op, &topic, count, true, SP_KAFKA_TOPIC_NAME_BYTES_MAX);
+    if (ret < 0)
+        return ret;
+    for (unsigned i = 0; i < count; i++)
         op->items[i].partition = partitions[i];
-    }
-    op->count = count;
     op->timestamp = timestamp;
     op->isolation_level = isolation_level;
     op_begin(op);

@@ -844,8 +844,7 @@ const struct sp_kafka_assignor *sp_kafka_assignor_find(struct sp_kstr name)
         return NULL;
     SP_ASSERT(name.len == 0 || name.ptr != NULL);
     for (size_t i = 0; i < SP_ARRAY_LEN(all); i++) {
-        if (sp_asg_kstr_cmp(name, (struct sp_kstr){all[i]->name, (int32_t)strlen(all[i]->name)}) ==
-            0)
+        if (sp_asg_kstr_cmp(name, sp_kstr_of(all[i]->name)) == 0)
             return all[i];
     }
     return NULL;

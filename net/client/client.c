@@ -330,8 +330,7 @@ static void metadata_send(struct sp_kafka_client *client)
     struct sp_kafka_metadata_request_metadata_request_topic topics[SP_KAFKA_CLIENT_TOPICS_MAX];
     for (unsigned i = 0; i < client->topic_count; i++) {
         sp_kafka_metadata_request_metadata_request_topic_init(&topics[i]);
-        topics[i].name =
-            (struct sp_kstr){client->topics[i].name, (int32_t)strlen(client->topics[i].name)};
+        topics[i].name = sp_kstr_of(client->topics[i].name);
     }
     struct sp_kafka_metadata_request req;
     sp_kafka_metadata_request_init(&req);

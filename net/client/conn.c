@@ -335,7 +335,7 @@ static int conn_queue(struct sp_kafka_conn *conn, int16_t api_key, int16_t versi
     h.request_api_key = api_key;
     h.request_api_version = version;
     h.correlation_id = conn->next_correlation_id;
-    h.client_id = (struct sp_kstr){conn->config.client_id, (int32_t)strlen(conn->config.client_id)};
+    h.client_id = sp_kstr_of(conn->config.client_id);
     size_t size = sp_kafka_request_frame_size(&h, body);
     if (size > conn->config.send_buffer_bytes)
         return -EMSGSIZE;

@@ -186,7 +186,7 @@ static void resolve_offsets(struct sp_kafka_consumer *c, int32_t leader, struct 
                 continue;
             lt = &lts[lt_count++];
             sp_kafka_list_offsets_request_list_offsets_topic_init(lt);
-            lt->name = (struct sp_kstr){p->topic->name, (int32_t)strlen(p->topic->name)};
+            lt->name = sp_kstr_of(p->topic->name);
             lt->partitions = &lps[req->count];
             lt->partitions_count = 0;
         }

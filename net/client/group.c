@@ -39,11 +39,6 @@ static uint64_t ms_ns(int64_t ms)
     return (uint64_t)(ms > 0 ? ms : 0) * SP_NSEC_PER_MSEC;
 }
 
-static struct sp_kstr kstr_of(const char *s)
-{
-    return (struct sp_kstr){s, (int32_t)strlen(s)};
-}
-
 /* The header keeps assignors as const void * (see the tag clash above). */
 static const struct sp_kafka_assignor *assignor_at(const struct sp_kafka_group *g, unsigned i)
 {
@@ -222,7 +217,7 @@ static void find_done(struct sp_kafka_client *client, int err, int16_t code, int
         if (client->brokers[i].in_use && client->brokers[i].node_id == node)
             addr = &client->brokers[i].conn;
     int ret =
-        addr == NULL ? -ENOENT : coord_open(g, node, kstr_of(addr->host), (int32_t)addr->port);
+        addr == NULL ? -ENOENT : coord_open(g, node, sp_kstr_of(addr->host), (int32_t)addr->port);
     if (ret < 0) {
         sp_warn("kafka group %s: coordinator %d: %s", g->config->group_id, node, strerror(-ret));
         retry_backoff(g);
@@ -353,7 +348,7 @@ static int commit_send(struct sp_kafka_group *g, const struct sp_kafka_group_par
             struct sp_kafka_offset_commit_request_offset_commit_request_topic *ct =
                 &cts[ct_count++];
             sp_kafka_offset_commit_request_offset_commit_request_topic_init(ct);
-            ct->name = kstr_of(topic->name);
+            ct->name = sp_kstr_of(topic->name);
             ct->partitions = &cps[first];
             ct->partitions_count = (int32_t)(cp_count - first);
         }
@@ -362,7 +357,7 @@ static int commit_send(struct sp_kafka_group *g, const struct sp_kafka_group_par
         return 1;
     struct sp_kafka_offset_commit_request req;
     sp_kafka_offset_commit_request_init(&req);
-    req.group_id = kstr_of(g->config->group_id);
+    req.group_id = sp_kstr_of(g->config->group_id);
     req.generation_id_or_member_epoch = g->generation_id;
     req.member_id = member_kstr(g);
     req.group_instance_id = SP_KSTR_NULL;
@@ -426,7 +421,7 @@ static struct sp_kbytes subscription_bytes(struct sp_kafka_group *g,
     struct sp_kafka_consumer_protocol_subscription s;
     sp_kafka_consumer_protocol_subscription_init(&s);
     for (unsigned t = 0; t < g->topic_count; t++)
-        names[t] = kstr_of(g->topics[t]->name);
+        names[t] = sp_kstr_of(g->topics[t]->name);
     s.topics = names;
     s.topics_count = (int32_t)g->topic_count;
     s.user_data = assignor->cooperative
@@ -484,6 +479,27 @@ static int members_copy(struct sp_kafka_group *g, const struct sp_kafka_join_gro
     return 0;
 }
 
+/*
+ * The start of every answer to a JoinGroup, SyncGroup or OffsetFetch sent
+ * in state `expected`: false when the handler has nothing more to do, the
+ * group having moved on or lost its coordinator (it looks for it again).
+ */
+static bool main_answer(struct sp_kafka_group *g, enum sp_kafka_group_state expected, int err)
+{
+    g->main_inflight = false;
+    if (g->state != expected) {
+        group_step(g);
+        return false;
+    }
+    if (err < 0) {
+        coord_lost(g, strerror(-err));
+        g->state = SP_KAFKA_GROUP_FINDING;
+        retry_backoff(g);
+        return false;
+    }
+    return true;
+}
+
 static void sync_send(struct sp_kafka_group *g,
                       struct sp_kafka_sync_group_request_sync_group_request_assignment *as,
                       int32_t count);
@@ -494,17 +510,8 @@ static void join_done(struct sp_kafka_conn *conn, int err, const void *body, int
     struct sp_kafka_group *g = ctx;
     (void)conn;
     (void)version;
-    g->main_inflight = false;
-    if (g->state != SP_KAFKA_GROUP_JOINING) {
-        group_step(g);
+    if (!main_answer(g, SP_KAFKA_GROUP_JOINING, err))
         return;
-    }
-    if (err < 0) {
-        coord_lost(g, strerror(-err));
-        g->state = SP_KAFKA_GROUP_FINDING;
-        retry_backoff(g);
-        return;
-    }
     const struct sp_kafka_join_group_response *r = body;
     int16_t code = r->error_code;
     if (code != 0)
@@ -592,7 +599,7 @@ static void join_send(struct sp_kafka_group *g)
     uint8_t user_data[SP_KAFKA_CONFIG_ASSIGNORS_MAX][SP_KAFKA_COOPERATIVE_USER_DATA_BYTES];
     for (unsigned i = 0; i < g->assignor_count; i++) {
         sp_kafka_join_group_request_join_group_request_protocol_init(&protocols[i]);
-        protocols[i].name = kstr_of(assignor_at(g, i)->name);
+        protocols[i].name = sp_kstr_of(assignor_at(g, i)->name);
         protocols[i].metadata = subscription_bytes(g, assignor_at(g, i), user_data[i]);
         if (protocols[i].metadata.len < 0) {
             sp_warn("kafka group %s: subscription does not fit", g->config->group_id);
@@ -602,7 +609,7 @@ static void join_send(struct sp_kafka_group *g)
     }
     struct sp_kafka_join_group_request req;
     sp_kafka_join_group_request_init(&req);
-    req.group_id = kstr_of(g->config->group_id);
+    req.group_id = sp_kstr_of(g->config->group_id);
     req.session_timeout_ms = g->config->session_timeout_ms;
     req.rebalance_timeout_ms = g->config->max_poll_interval_ms;
     req.member_id = member_kstr(g);
@@ -699,7 +706,7 @@ static int assign_and_sync(struct sp_kafka_group *g)
                 dup |= sp_kstr_eq(topics[k].name, info->name);
             if (!dup && topic_count < SP_KAFKA_CLIENT_TOPICS_MAX)
                 topics[topic_count++] =
-                    (struct sp_kafka_assignor_topic){kstr_of(info->name), info->partition_count};
+                    (struct sp_kafka_assignor_topic){sp_kstr_of(info->name), info->partition_count};
         }
     }
     if (missing) {
@@ -815,17 +822,8 @@ static void sync_done(struct sp_kafka_conn *conn, int err, const void *body, int
     struct sp_kafka_group *g = ctx;
     (void)conn;
     (void)version;
-    g->main_inflight = false;
-    if (g->state != SP_KAFKA_GROUP_SYNCING) {
-        group_step(g);
+    if (!main_answer(g, SP_KAFKA_GROUP_SYNCING, err))
         return;
-    }
-    if (err < 0) {
-        coord_lost(g, strerror(-err));
-        g->state = SP_KAFKA_GROUP_FINDING;
-        retry_backoff(g);
-        return;
-    }
     const struct sp_kafka_sync_group_response *r = body;
     int16_t code = r->error_code;
     if (code != 0) {
@@ -868,12 +866,12 @@ static void sync_send(struct sp_kafka_group *g,
     struct sp_kafka_conn *conn = coord_conn(g);
     struct sp_kafka_sync_group_request req;
     sp_kafka_sync_group_request_init(&req);
-    req.group_id = kstr_of(g->config->group_id);
+    req.group_id = sp_kstr_of(g->config->group_id);
     req.generation_id = g->generation_id;
     req.member_id = member_kstr(g);
     req.group_instance_id = SP_KSTR_NULL;
     req.protocol_type = SP_KSTR("consumer");
-    req.protocol_name = kstr_of(protocol_of(g)->name);
+    req.protocol_name = sp_kstr_of(protocol_of(g)->name);
     req.assignments = as;
     req.assignments_count = count;
     if (conn == NULL || sp_kafka_conn_send(conn, API_SYNC_GROUP, -1, &req, sync_done, g) < 0) {
@@ -930,17 +928,8 @@ static void fetch_offsets_done(struct sp_kafka_conn *conn, int err, const void *
 {
     struct sp_kafka_group *g = ctx;
     (void)conn;
-    g->main_inflight = false;
-    if (g->state != SP_KAFKA_GROUP_FETCHING) {
-        group_step(g);
+    if (!main_answer(g, SP_KAFKA_GROUP_FETCHING, err))
         return;
-    }
-    if (err < 0) {
-        coord_lost(g, strerror(-err));
-        g->state = SP_KAFKA_GROUP_FINDING;
-        retry_backoff(g);
-        return;
-    }
     const struct sp_kafka_offset_fetch_response *r = body;
     int16_t code = version >= 2 ? r->error_code : 0;
     if (version >= 8 && r->groups_count > 0)
@@ -1020,7 +1009,7 @@ static void fetch_offsets_send(struct sp_kafka_group *g)
         if (used == first)
             continue;
         sp_kafka_offset_fetch_request_offset_fetch_request_topic_init(&ts[t_count]);
-        ts[t_count].name = kstr_of(topic->name);
+        ts[t_count].name = sp_kstr_of(topic->name);
         ts[t_count].partition_indexes = &indexes[first];
         ts[t_count].partition_indexes_count = (int32_t)(used - first);
         sp_kafka_offset_fetch_request_offset_fetch_request_topics_init(&gts[t_count]);
@@ -1031,7 +1020,7 @@ static void fetch_offsets_send(struct sp_kafka_group *g)
     }
     struct sp_kafka_offset_fetch_request_offset_fetch_request_group grp;
     sp_kafka_offset_fetch_request_offset_fetch_request_group_init(&grp);
-    grp.group_id = kstr_of(g->config->group_id);
+    grp.group_id = sp_kstr_of(g->config->group_id);
     grp.member_id = SP_KSTR_NULL;
     grp.member_epoch = -1;
     grp.topics = gts;
@@ -1101,7 +1090,7 @@ static void heartbeat_fired(struct sp_timer *timer, void *ctx)
         return;
     struct sp_kafka_heartbeat_request req;
     sp_kafka_heartbeat_request_init(&req);
-    req.group_id = kstr_of(g->config->group_id);
+    req.group_id = sp_kstr_of(g->config->group_id);
     req.generation_id = g->generation_id;
     req.member_id = member_kstr(g);
     req.group_instance_id = SP_KSTR_NULL;
@@ -1130,8 +1119,8 @@ static void leave_done(struct sp_kafka_conn *conn, int err, const void *body, in
     (void)conn;
     (void)version;
     g->main_inflight = false;
-    sp_debug("kafka group %s: LeaveGroup answered: %s", g->config->group_id,
-             err < 0 ? strerror(-err) : "ok");
+    if (err < 0)
+        sp_debug("kafka group %s: LeaveGroup: %s", g->config->group_id, strerror(-err));
     if (err == 0) {
         const struct sp_kafka_leave_group_response *r = body;
         if (r->error_code != 0)
@@ -1170,7 +1159,7 @@ static void leave_now(struct sp_kafka_group *g, bool commit)
     me.reason = SP_KSTR_NULL;
     struct sp_kafka_leave_group_request req;
     sp_kafka_leave_group_request_init(&req);
-    req.group_id = kstr_of(g->config->group_id);
+    req.group_id = sp_kstr_of(g->config->group_id);
     if (sp_kafka_conn_version(conn, API_LEAVE_GROUP) >= 3) {
         req.members = &me;
         req.members_count = 1;

@@ -357,8 +357,7 @@ static void send_to(struct sp_kafka_producer *p, int32_t leader, struct sp_kafka
         }
         if (pd_count > first) {
             sp_kafka_produce_request_topic_produce_data_init(&tds[td_count]);
-            tds[td_count].name =
-                (struct sp_kstr){topic->info->name, (int32_t)strlen(topic->info->name)};
+            tds[td_count].name = sp_kstr_of(topic->info->name);
             tds[td_count].partition_data = &pds[first];
             tds[td_count].partition_data_count = (int32_t)(pd_count - first);
             td_count++;
@@ -890,8 +889,7 @@ static void txn_init_step(struct sp_kafka_producer *p)
         return;
     struct sp_kafka_init_producer_id_request req;
     sp_kafka_init_producer_id_request_init(&req);
-    req.transactional_id =
-        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
+    req.transactional_id = sp_kstr_of(p->config->transactional_id);
     req.transaction_timeout_ms = p->config->transaction_timeout_ms;
     if (sp_kafka_conn_send(conn, INIT_PRODUCER_ID_API_KEY, -1, &req, txn_pid_done, p) == 0)
         p->txn_step_inflight = true;
@@ -997,8 +995,7 @@ static void txn_add_partitions(struct sp_kafka_producer *p)
         if (part_count > first) {
             sp_kafka_add_partitions_to_txn_request_add_partitions_to_txn_topic_init(
                 &topics[topic_count]);
-            topics[topic_count].name =
-                (struct sp_kstr){topic->info->name, (int32_t)strlen(topic->info->name)};
+            topics[topic_count].name = sp_kstr_of(topic->info->name);
             topics[topic_count].partitions = &parts[first];
             topics[topic_count].partitions_count = (int32_t)(part_count - first);
             topic_count++;
@@ -1064,8 +1061,7 @@ static void txn_maybe_end(struct sp_kafka_producer *p)
     }
     struct sp_kafka_end_txn_request req;
     sp_kafka_end_txn_request_init(&req);
-    req.transactional_id =
-        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
+    req.transactional_id = sp_kstr_of(p->config->transactional_id);
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
     req.committed = p->txn_end_commit;
@@ -1163,14 +1159,13 @@ static void group_coordinator_found(struct sp_kafka_client *client, int err, int
     }
     struct sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic topic;
     sp_kafka_txn_offset_commit_request_txn_offset_commit_request_topic_init(&topic);
-    topic.name = (struct sp_kstr){o->topic, (int32_t)strlen(o->topic)};
+    topic.name = sp_kstr_of(o->topic);
     topic.partitions = parts;
     topic.partitions_count = (int32_t)o->count;
     struct sp_kafka_txn_offset_commit_request req;
     sp_kafka_txn_offset_commit_request_init(&req);
-    req.transactional_id =
-        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
-    req.group_id = (struct sp_kstr){o->group, (int32_t)strlen(o->group)};
+    req.transactional_id = sp_kstr_of(p->config->transactional_id);
+    req.group_id = sp_kstr_of(o->group);
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
     req.topics = &topic;
@@ -1233,11 +1228,10 @@ int sp_kafka_producer_txn_send_offsets(struct sp_kafka_producer *p, const char *
     memcpy(o->offsets, offsets, count * sizeof(*offsets));
     struct sp_kafka_add_offsets_to_txn_request req;
     sp_kafka_add_offsets_to_txn_request_init(&req);
-    req.transactional_id =
-        (struct sp_kstr){p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
+    req.transactional_id = sp_kstr_of(p->config->transactional_id);
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
-    req.group_id = (struct sp_kstr){o->group, (int32_t)strlen(o->group)};
+    req.group_id = sp_kstr_of(o->group);
     if (sp_kafka_conn_send(conn, 25, -1, &req, add_offsets_done, o) < 0) {
         sp_arena_free(&p->client->shard->arena, o);
         return -EAGAIN;

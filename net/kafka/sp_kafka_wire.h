@@ -491,6 +491,12 @@ static inline int sp_kr_sub_done(struct sp_kreader *r, struct sp_kreader *sub, i
     return 0;
 }
 
+/* A C string as a Kafka string (pointing at it, not copied). */
+static inline struct sp_kstr sp_kstr_of(const char *s)
+{
+    return (struct sp_kstr){s, (int32_t)strlen(s)};
+}
+
 static inline bool sp_kstr_eq(struct sp_kstr a, const char *b)
 {
     size_t n = strlen(b);

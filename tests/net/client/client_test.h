@@ -26,6 +26,30 @@ static inline void client_test_run(void (*on_start)(struct sp_shard *, void *), 
     sp_runtime_deinit(&rt);
 }
 
+static inline void client_test_closing(struct sp_timer *timer, void *ctx)
+{
+    struct sp_kafka_client *client = ctx;
+    struct sp_shard *shard = client->shard;
+    if (!sp_kafka_client_idle(client)) {
+        sp_shard_timer_arm(shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
+        return;
+    }
+    sp_kafka_client_deinit(client);
+    sp_runtime_stop(shard->runtime);
+}
+
+/*
+ * Ends a test's shard: closes `client` (its producers and consumers already
+ * deinitialised), then, with `timer` (not armed), waits until it is idle,
+ * deinitialises it and stops the runtime.
+ */
+static inline void client_test_finish(struct sp_kafka_client *client, struct sp_timer *timer)
+{
+    sp_kafka_client_close(client);
+    sp_timer_init(timer, client_test_closing, client);
+    sp_shard_timer_arm(client->shard, timer, sp_now_ns());
+}
+
 /* A validated config from NULL-terminated key, value pairs. */
 static inline void client_test_config(struct sp_kafka_config *config, const char *const *pairs)
 {

@@ -39,11 +39,6 @@ struct crafted_conn {
     int fd;
 };
 
-static inline struct sp_kstr crafted_kstr(const char *s)
-{
-    return (struct sp_kstr){s, (int32_t)strlen(s)};
-}
-
 static inline void crafted_send(int fd, int16_t api_key, int16_t version, int32_t correlation,
                                 const void *body)
 {
@@ -152,7 +147,7 @@ static inline void crafted_metadata(struct crafted_broker *b, int fd, int16_t ve
     struct sp_kafka_metadata_response_metadata_response_broker broker;
     sp_kafka_metadata_response_metadata_response_broker_init(&broker);
     broker.node_id = 1;
-    broker.host = crafted_kstr("127.0.0.1");
+    broker.host = sp_kstr_of("127.0.0.1");
     broker.port = b->port;
     struct sp_kafka_metadata_response_metadata_response_partition parts[16];
     SP_ASSERT(partitions <= 16);

@@ -57,7 +57,7 @@ static void answer_create_topics(struct fake_broker *b, int fd, int16_t version,
             res[n].error_code = 41; /* NOT_CONTROLLER */
         } else if (sp_kstr_eq(t->name, "t")) {
             res[n].error_code = 36; /* TOPIC_ALREADY_EXISTS */
-            res[n].error_message = crafted_kstr("Topic 't' already exists.");
+            res[n].error_message = sp_kstr_of("Topic 't' already exists.");
         } else if (t->num_partitions != 6 || t->replication_factor != -1) {
             res[n].error_code = 37; /* INVALID_PARTITIONS: not what the test asked */
         } else {
@@ -100,9 +100,8 @@ static void answer_create_partitions(int fd, int16_t version, int32_t corr,
     res.name = req->topics[0].name;
     if (req->topics[0].count <= 3) {
         res.error_code = 37; /* INVALID_PARTITIONS */
-        res.error_message =
-            crafted_kstr("Topic currently has 3 partitions, which is higher than or "
-                         "equal to the requested 3.");
+        res.error_message = sp_kstr_of("Topic currently has 3 partitions, which is higher than or "
+                                       "equal to the requested 3.");
     }
     struct sp_kafka_create_partitions_response r;
     sp_kafka_create_partitions_response_init(&r);
@@ -120,7 +119,7 @@ static void answer_find_coordinator(struct fake_broker *b, int fd, int16_t versi
     sp_kafka_find_coordinator_response_coordinator_init(&c);
     c.key = version >= 4 ? req->coordinator_keys[0] : req->key;
     c.node_id = 1;
-    c.host = crafted_kstr("127.0.0.1");
+    c.host = sp_kstr_of("127.0.0.1");
     c.port = b->server.port;
     if (version >= 4) {
         r.coordinators = &c;
@@ -137,13 +136,13 @@ static void answer_list_groups(int fd, int16_t version, int32_t corr)
 {
     struct sp_kafka_list_groups_response_listed_group g[2];
     sp_kafka_list_groups_response_listed_group_init(&g[0]);
-    g[0].group_id = crafted_kstr("orders");
-    g[0].protocol_type = crafted_kstr("consumer");
-    g[0].group_state = crafted_kstr("Stable");
+    g[0].group_id = sp_kstr_of("orders");
+    g[0].protocol_type = sp_kstr_of("consumer");
+    g[0].group_state = sp_kstr_of("Stable");
     sp_kafka_list_groups_response_listed_group_init(&g[1]);
-    g[1].group_id = crafted_kstr("audit");
-    g[1].protocol_type = crafted_kstr("consumer");
-    g[1].group_state = crafted_kstr("Empty");
+    g[1].group_id = sp_kstr_of("audit");
+    g[1].protocol_type = sp_kstr_of("consumer");
+    g[1].group_state = sp_kstr_of("Empty");
     struct sp_kafka_list_groups_response r;
     sp_kafka_list_groups_response_init(&r);
     r.groups = g;
@@ -158,9 +157,9 @@ static void answer_describe_groups(struct fake_broker *b, int fd, int16_t versio
     struct sp_kafka_describe_groups_response_described_group_member members[3];
     for (int i = 0; i < 3; i++) {
         sp_kafka_describe_groups_response_described_group_member_init(&members[i]);
-        members[i].member_id = crafted_kstr(i == 0 ? "m-0" : i == 1 ? "m-1" : "m-2");
-        members[i].client_id = crafted_kstr("spate");
-        members[i].client_host = crafted_kstr("/127.0.0.1");
+        members[i].member_id = sp_kstr_of(i == 0 ? "m-0" : i == 1 ? "m-1" : "m-2");
+        members[i].client_id = sp_kstr_of("spate");
+        members[i].client_host = sp_kstr_of("/127.0.0.1");
     }
     struct sp_kafka_describe_groups_response_described_group g[4];
     int32_t n = 0;
@@ -170,13 +169,13 @@ static void answer_describe_groups(struct fake_broker *b, int fd, int16_t versio
         if (first) {
             g[n].error_code = SP_KAFKA_ERR_NOT_COORDINATOR;
         } else if (sp_kstr_eq(req->groups[i], "orders")) {
-            g[n].group_state = crafted_kstr("Stable");
-            g[n].protocol_type = crafted_kstr("consumer");
-            g[n].protocol_data = crafted_kstr("cooperative-sticky");
+            g[n].group_state = sp_kstr_of("Stable");
+            g[n].protocol_type = sp_kstr_of("consumer");
+            g[n].protocol_data = sp_kstr_of("cooperative-sticky");
             g[n].members = members;
             g[n].members_count = 3;
         } else {
-            g[n].group_state = crafted_kstr("Dead");
+            g[n].group_state = sp_kstr_of("Dead");
             g[n].error_code = 69; /* GROUP_ID_NOT_FOUND */
         }
     }
@@ -306,17 +305,6 @@ struct admin_case {
 
 static void next_step(struct sp_timer *timer, void *ctx);
 
-static void closing(struct sp_timer *timer, void *ctx)
-{
-    struct admin_case *c = ctx;
-    if (!sp_kafka_client_idle(&c->client)) {
-        sp_shard_timer_arm(c->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
-        return;
-    }
-    sp_kafka_client_deinit(&c->client);
-    sp_runtime_stop(c->shard->runtime);
-}
-
 static void answered(struct sp_kafka_client *client, const struct sp_kafka_admin_result *r,
                      void *ctx)
 {
@@ -382,9 +370,7 @@ static void next_step(struct sp_timer *timer, void *ctx)
         break;
     }
     case STEPS:
-        sp_kafka_client_close(cl);
-        sp_timer_init(&c->timer, closing, c);
-        sp_shard_timer_arm(c->shard, &c->timer, sp_now_ns());
+        client_test_finish(cl, &c->timer);
         return;
     }
     assert_int_equal(ret, 0);

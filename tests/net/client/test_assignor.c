@@ -55,7 +55,7 @@ static uint8_t arena_mem[T_ARENA_BYTES] __attribute__((aligned(16)));
 
 static struct sp_kstr kstr(const char *s)
 {
-    return (struct sp_kstr){s, (int32_t)strlen(s)};
+    return sp_kstr_of(s);
 }
 
 static void tg_init(struct tgroup *g, int32_t topic_count, const int32_t *partitions)

@@ -20,30 +20,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "client_test.h"
+
 #include "mock_peer.h"
 #include "sp_kafka_conn.h"
 #include "sp_runtime.h"
-
-static struct sp_runtime_config rt_config(void (*on_start)(struct sp_shard *, void *), void *ctx)
-{
-    struct sp_runtime_config config;
-    sp_runtime_config_default(&config);
-    config.shard_count = 1;
-    config.pin = false;
-    config.memory_bytes = 1u << 20;
-    config.on_start = on_start;
-    config.ctx = ctx;
-    return config;
-}
-
-static void run(void (*on_start)(struct sp_shard *, void *), void *ctx)
-{
-    struct sp_runtime_config config = rt_config(on_start, ctx);
-    struct sp_runtime rt;
-    assert_int_equal(sp_runtime_init(&rt, &config), 0);
-    assert_int_equal(sp_runtime_run(&rt), 0);
-    sp_runtime_deinit(&rt);
-}
 
 /* ---- Against the mock cluster ---- */
 
@@ -127,7 +108,7 @@ static void test_mock_negotiates_and_answers_metadata(void **state)
     memset(&m, 0, sizeof(m));
     const char *args[] = {"--topic", "events:6", NULL};
     assert_int_equal(mock_peer_start(&m.mock, args), 0);
-    run(mock_start, &m);
+    client_test_run(mock_start, &m);
     mock_peer_stop(&m.mock);
     assert_int_equal(m.metadata_err, 0);
     assert_true(m.topic_found);
@@ -282,7 +263,7 @@ static void test_hostile_peer_drops_and_reconnects(void **state)
     h.script_len = 4;
     pthread_t server;
     assert_int_equal(pthread_create(&server, NULL, hostile_server, &h), 0);
-    run(hostile_start, &h);
+    client_test_run(hostile_start, &h);
     pthread_join(server, NULL);
     close(h.listen_fd);
     /* Three failures, each with its own reason, then a working connection. */

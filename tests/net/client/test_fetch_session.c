@@ -163,7 +163,7 @@ static void answer_fetch(struct session_broker *b, int fd, int16_t version, int3
         usleep(5000); /* max.wait.ms, shortened: nothing new */
     struct sp_kafka_fetch_response_fetchable_topic_response tr;
     sp_kafka_fetch_response_fetchable_topic_response_init(&tr);
-    tr.topic = crafted_kstr("t");
+    tr.topic = sp_kstr_of("t");
     tr.partitions = pds;
     tr.partitions_count = n;
     if (n > 0) {
@@ -230,17 +230,6 @@ static void on_record(struct sp_kafka_consumer *consumer, const char *topic, int
     c->records++;
 }
 
-static void closing(struct sp_timer *timer, void *ctx)
-{
-    struct session_case *c = ctx;
-    if (!sp_kafka_client_idle(&c->client)) {
-        sp_shard_timer_arm(c->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
-        return;
-    }
-    sp_kafka_client_deinit(&c->client);
-    sp_runtime_stop(c->shard->runtime);
-}
-
 static void check(struct sp_timer *timer, void *ctx)
 {
     struct session_case *c = ctx;
@@ -272,9 +261,7 @@ static void check(struct sp_timer *timer, void *ctx)
         c->incremental_fetches = c->consumer.incremental_fetches;
         c->resets = c->consumer.fetch_session_resets;
         sp_kafka_consumer_deinit(&c->consumer);
-        sp_kafka_client_close(&c->client);
-        sp_timer_init(&c->timer, closing, c);
-        sp_shard_timer_arm(c->shard, &c->timer, sp_now_ns());
+        client_test_finish(&c->client, &c->timer);
         return;
     }
     sp_shard_timer_arm(c->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);

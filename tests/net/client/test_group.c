@@ -27,6 +27,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "client_test.h"
+
 #include "mock_peer.h"
 #include "sp_kafka_group.h"
 #include "sp_log.h"
@@ -51,7 +53,7 @@ struct member {
     struct sp_kafka_consumer consumer;
     struct sp_kafka_group group;
     struct sp_timer tick;
-    bool leaving, closing, consumer_up, group_up;
+    bool leaving, closing;
     /* Read by the test thread. */
     _Atomic int owned;            /* partitions held now */
     _Atomic unsigned owned_mask;  /* bit p: partition p held */
@@ -182,23 +184,13 @@ static void on_left(struct sp_kafka_group *g, void *ctx)
 static void closing_poll(struct sp_timer *timer, void *ctx)
 {
     struct member *m = ctx;
-    if (m->group_up) {
-        if (!sp_kafka_group_idle(&m->group)) {
-            sp_shard_timer_arm(m->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
-            return;
-        }
-        sp_kafka_group_deinit(&m->group);
-        m->group_up = false;
-        sp_kafka_consumer_deinit(&m->consumer);
-        m->consumer_up = false;
-        sp_kafka_client_close(&m->client);
-    }
-    if (!sp_kafka_client_idle(&m->client)) {
+    if (!sp_kafka_group_idle(&m->group)) {
         sp_shard_timer_arm(m->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
         return;
     }
-    sp_kafka_client_deinit(&m->client);
-    sp_runtime_stop(m->shard->runtime);
+    sp_kafka_group_deinit(&m->group);
+    sp_kafka_consumer_deinit(&m->consumer);
+    client_test_finish(&m->client, timer);
 }
 
 static void tick(struct sp_timer *timer, void *ctx)
@@ -235,11 +227,9 @@ static void start(struct sp_shard *shard, void *ctx)
     m->shard = shard;
     SP_ASSERT(sp_kafka_client_init(&m->client, shard, &m->config, NULL, NULL) == 0);
     SP_ASSERT(sp_kafka_consumer_init(&m->consumer, &m->client, on_record, on_error, m) == 0);
-    m->consumer_up = true;
     const char *topics[] = {TOPIC};
     struct sp_kafka_group_callbacks cb = {on_assigned, on_revoked, on_lost, m};
     SP_ASSERT(sp_kafka_group_init(&m->group, &m->consumer, topics, 1, &cb) == 0);
-    m->group_up = true;
     sp_timer_init(&m->tick, tick, m);
     sp_shard_timer_arm(shard, &m->tick, sp_now_ns());
 }

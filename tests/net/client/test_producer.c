@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "client_test.h"
+
 #include "mock_peer.h"
 #include "sp_kafka_producer.h"
 #include "sp_log.h"
@@ -73,17 +75,6 @@ static void on_delivery(struct sp_kafka_producer *p, const struct sp_kafka_deliv
         s->wrong_partition++;
 }
 
-static void closing_poll(struct sp_timer *timer, void *ctx)
-{
-    struct scenario *s = ctx;
-    if (!sp_kafka_client_idle(&s->client)) {
-        sp_shard_timer_arm(s->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
-        return;
-    }
-    sp_kafka_client_deinit(&s->client);
-    sp_runtime_stop(s->shard->runtime);
-}
-
 static void tick(struct sp_timer *timer, void *ctx)
 {
     struct scenario *s = ctx;
@@ -105,9 +96,7 @@ static void tick(struct sp_timer *timer, void *ctx)
         return;
     }
     sp_kafka_producer_deinit(&s->producer);
-    sp_kafka_client_close(&s->client);
-    sp_timer_init(timer, closing_poll, s);
-    sp_shard_timer_arm(s->shard, timer, sp_now_ns());
+    client_test_finish(&s->client, timer);
 }
 
 static void start(struct sp_shard *shard, void *ctx)

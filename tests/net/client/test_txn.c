@@ -88,17 +88,6 @@ static bool produce_some(struct txn_case *c)
     return true;
 }
 
-static void closing(struct sp_timer *timer, void *ctx)
-{
-    struct txn_case *c = ctx;
-    if (!sp_kafka_client_idle(&c->client)) {
-        sp_shard_timer_arm(c->shard, timer, sp_now_ns() + SP_NSEC_PER_MSEC);
-        return;
-    }
-    sp_kafka_client_deinit(&c->client);
-    sp_runtime_stop(c->shard->runtime);
-}
-
 static void advance(struct sp_timer *timer, void *ctx)
 {
     struct txn_case *c = ctx;
@@ -141,9 +130,7 @@ static void advance(struct sp_timer *timer, void *ctx)
     case DONE:
         snprintf(c->fenced_reason, sizeof(c->fenced_reason), "%s", c->producer.txn_error);
         sp_kafka_producer_deinit(&c->producer);
-        sp_kafka_client_close(&c->client);
-        sp_timer_init(&c->timer, closing, c);
-        sp_shard_timer_arm(c->shard, &c->timer, sp_now_ns());
+        client_test_finish(&c->client, &c->timer);
         return;
     }
 }
