@@ -260,6 +260,8 @@ static void *shard_main(void *arg)
         sp_shard_run(shard);
     }
     pthread_barrier_wait(&rt->finished);
+    if (shard != NULL && !atomic_load(&rt->start_failed) && rt->config.on_finish != NULL)
+        rt->config.on_finish(shard, rt->config.ctx);
     if (shard != NULL) {
         if (shard->drain_timed_out)
             atomic_store(&rt->drain_timed_out, true);

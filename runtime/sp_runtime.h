@@ -43,6 +43,10 @@ struct sp_runtime_config {
     uint32_t metrics_max;      /* metric declarations the registry holds */
     /* Called on every shard's thread once all shards are up. */
     void (*on_start)(struct sp_shard *shard, void *ctx);
+    /* Called on every shard's thread after all shards have drained (no
+     * message, task or I/O is left anywhere), before the shard is torn
+     * down: where work returns the managed memory it still holds. */
+    void (*on_finish)(struct sp_shard *shard, void *ctx);
     void *ctx;
 };
 

@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Keyed process functions (Flink's KeyedProcessFunction): a user function
+ * sees each record with its key's value state, sets event-time and
+ * processing-time timers for the key, and emits rows; on_timer runs when a
+ * timer is due.
+ *
+ * Everything is keyed state in sp_tables: the value state (key -> bytes),
+ * and one table per timer domain whose namespace is the timer's time, with
+ * namespace order: a watermark fires event-time timers by taking the
+ * smallest time first, and every timer of that time in the order they were
+ * set. A timer is one entry, so setting it twice fires it once; it is
+ * deleted before its callback runs, so a callback may set it again.
+ * Processing-time timers are driven by one shard timer armed at the
+ * earliest of them.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sp_op.h"
+
+struct sp_pctx {
+    struct sp_inst *inst;
+    struct sp_table values;
+    struct sp_table event_timers;
+    struct sp_table proc_timers;
+    bool has_values, has_event, has_proc;
+    struct sp_timer proc_timer;
+    uint64_t proc_armed_ms; /* 0: not armed */
+    /* the current key */
+    uint64_t hash;
+    struct sp_str key;
+    uint8_t key_copy[256];
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void *sp_pctx_user(struct sp_pctx *c)
+{
+    return c->inst->node->u.process.fn.ctx;
+}
+
+struct sp_str sp_pctx_key(struct sp_pctx *c)
+{
+    return c->key;
+}
+
+struct sp_out *sp_pctx_out(struct sp_pctx *c)
+{
+    return &c->inst->out;
+}
+
+int64_t sp_pctx_watermark(struct sp_pctx *c)
+{
+    return c->inst->wm;
+}
+
+int64_t sp_pctx_now_ms(struct sp_pctx *c)
+{
+    (void)c;
+    return wall_ms();
+}
+
+static void state_full(struct sp_pctx *c, int err)
+{
+    sp_exec_fail(c->inst->xs, err,
+                 "process: keyed state does not fit the shard's managed memory (raise --memory)");
+}
+
+void *sp_pctx_state(struct sp_pctx *c)
+{
+    if (!c->has_values)
+        return NULL;
+    bool created;
+    int err = 0;
+    struct sp_table_entry *e =
+        sp_table_upsert(&c->values, c->hash, c->key.ptr, c->key.len, 0, &created, &err);
+    if (e == NULL) {
+        state_full(c, err);
+        return NULL;
+    }
+    return sp_table_value(&c->values, e);
+}
+
+void sp_pctx_state_clear(struct sp_pctx *c)
+{
+    if (!c->has_values)
+        return;
+    struct sp_table_entry *e = sp_table_find(&c->values, c->hash, c->key.ptr, c->key.len, 0);
+    if (e != NULL)
+        sp_table_delete(&c->values, e);
+}
+
+static void proc_arm(struct sp_pctx *c);
+
+static void timer_set(struct sp_pctx *c, struct sp_table *t, int64_t ts)
+{
+    bool created;
+    int err = 0;
+    if (sp_table_upsert(t, c->hash, c->key.ptr, c->key.len, ts, &created, &err) == NULL)
+        state_full(c, err);
+}
+
+void sp_pctx_timer_event(struct sp_pctx *c, int64_t ts)
+{
+    timer_set(c, &c->event_timers, ts);
+}
+
+void sp_pctx_timer_event_delete(struct sp_pctx *c, int64_t ts)
+{
+    struct sp_table_entry *e = sp_table_find(&c->event_timers, c->hash, c->key.ptr, c->key.len, ts);
+    if (e != NULL)
+        sp_table_delete(&c->event_timers, e);
+}
+
+void sp_pctx_timer_proc(struct sp_pctx *c, int64_t ts_ms)
+{
+    timer_set(c, &c->proc_timers, ts_ms);
+    proc_arm(c);
+}
+
+/* Makes `e`'s key current (copied: the entry is about to be deleted). */
+static bool key_from_entry(struct sp_pctx *c, struct sp_table *t, struct sp_table_entry *e)
+{
+    uint32_t len = e->key_len;
+    if (len > sizeof(c->key_copy)) {
+        sp_exec_fail(c->inst->xs, 0, "process: a key of %u bytes is longer than timers allow (%zu)",
+                     len, sizeof(c->key_copy));
+        return false;
+    }
+    memcpy(c->key_copy, sp_table_key(t, e), len);
+    c->key = sp_str_of((const char *)c->key_copy, len);
+    c->hash = e->hash;
+    return true;
+}
+
+static void fire_due(struct sp_pctx *c, struct sp_table *t, int64_t upto, bool event_time)
+{
+    const struct sp_process_fn *fn = &c->inst->node->u.process.fn;
+    int64_t ts;
+    while (sp_table_ns_min(t, &ts) && ts <= upto) {
+        struct sp_table_entry *e;
+        while ((e = sp_table_ns_first(t, ts)) != NULL) {
+            if (!key_from_entry(c, t, e))
+                return;
+            sp_table_delete(t, e);
+            if (fn->on_timer != NULL)
+                fn->on_timer(c, ts, event_time);
+        }
+    }
+}
+
+static void proc_fire(struct sp_timer *timer, void *ctx)
+{
+    struct sp_pctx *c = ctx;
+    (void)timer;
+    c->proc_armed_ms = 0;
+    fire_due(c, &c->proc_timers, wall_ms(), false);
+    sp_out_flush(&c->inst->out);
+    proc_arm(c);
+}
+
+static void proc_arm(struct sp_pctx *c)
+{
+    int64_t first;
+    if (!sp_table_ns_min(&c->proc_timers, &first))
+        return;
+    if (c->proc_armed_ms != 0 && (int64_t)c->proc_armed_ms <= first)
+        return;
+    int64_t delay_ms = first - wall_ms();
+    if (delay_ms < 0)
+        delay_ms = 0;
+    c->proc_armed_ms = (uint64_t)first;
+    sp_shard_timer_arm(c->inst->xs->shard, &c->proc_timer,
+                       sp_now_ns() + (uint64_t)delay_ms * SP_NSEC_PER_MSEC);
+}
+
+static int proc_open(struct sp_inst *inst)
+{
+    struct sp_pctx *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    inst->state = c;
+    c->inst = inst;
+    const struct sp_process_fn *fn = &inst->node->u.process.fn;
+    struct sp_table_config tc;
+    int rc;
+    if (fn->state_bytes > 0) {
+        sp_exec_table_config(inst->xs, "process.value", fn->state_bytes, false, &tc);
+        if ((rc = sp_table_init(&c->values, &tc)) < 0)
+            return rc;
+        c->has_values = true;
+    }
+    sp_exec_table_config(inst->xs, "process.event_timers", 0, true, &tc);
+    if ((rc = sp_table_init(&c->event_timers, &tc)) < 0)
+        return rc;
+    c->has_event = true;
+    sp_exec_table_config(inst->xs, "process.proc_timers", 0, true, &tc);
+    if ((rc = sp_table_init(&c->proc_timers, &tc)) < 0)
+        return rc;
+    c->has_proc = true;
+    sp_timer_init(&c->proc_timer, proc_fire, c);
+    return 0;
+}
+
+static void proc_close(struct sp_inst *inst)
+{
+    struct sp_pctx *c = inst->state;
+    if (c == NULL)
+        return;
+    if (c->has_values)
+        sp_table_deinit(&c->values);
+    if (c->has_event)
+        sp_table_deinit(&c->event_timers);
+    if (c->has_proc) {
+        sp_shard_timer_cancel(inst->xs->shard, &c->proc_timer);
+        sp_table_deinit(&c->proc_timers);
+    }
+    free(c);
+    inst->state = NULL;
+}
+
+static void proc_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
+{
+    (void)port;
+    struct sp_pctx *c = inst->state;
+    const struct sp_process_fn *fn = &inst->node->u.process.fn;
+    for (uint32_t i = 0; i < in->count; i++) {
+        const void *row = sp_batch_row(in, i);
+        c->hash = sp_key_of(&inst->node->key, row, &c->key);
+        fn->process(c, row, sp_batch_ts(in, i));
+        if (sp_exec_failed(inst->xs))
+            return;
+    }
+    sp_out_flush(&inst->out);
+}
+
+static void proc_watermark(struct sp_inst *inst, int64_t wm)
+{
+    struct sp_pctx *c = inst->state;
+    fire_due(c, &c->event_timers, wm, true);
+    sp_inst_forward_watermark(inst, wm);
+}
+
+static void proc_end(struct sp_inst *inst)
+{
+    struct sp_pctx *c = inst->state;
+    /* Processing-time timers do not outlive the stream (as in Flink). */
+    sp_shard_timer_cancel(inst->xs->shard, &c->proc_timer);
+    sp_inst_forward_end(inst);
+}
+
+const struct sp_op_vt sp_process_vt = {
+    .name = "process",
+    .open = proc_open,
+    .push = proc_push,
+    .watermark = proc_watermark,
+    .end = proc_end,
+    .close = proc_close,
+};

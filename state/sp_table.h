@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Keyed state table: the one hash table every stateful operator keeps its
+ * state in (window contents and aggregates, per-key values, timers). One per
+ * state per shard, inside the shard's managed memory, organised by key group.
+ *
+ * An entry is (key bytes, namespace, fixed-size value). The namespace is a
+ * 64-bit integer the operator gives meaning to: a window's end, a timer's
+ * timestamp, 0 for plain per-key state. Entries live in managed-memory
+ * segments, appended log-style, and every segment holds entries of one key
+ * group only, so a snapshot or a rescale can take whole key groups, and a
+ * checkpoint can copy only the segments written since the last one (each
+ * segment records the table version of its last write). Entries never move:
+ * a value pointer stays valid until its entry is deleted. A segment whose
+ * entries are all deleted goes back to the budget (window state dies
+ * wholesale, so windows free their memory as they fire).
+ *
+ * The index is open addressing with linear probing and backward-shift
+ * deletion; its slots also live in segments (a directory of them), and it
+ * doubles when three quarters full. A slot holds the entry's reference and
+ * the low 32 bits of its hash.
+ *
+ * With `ns_order` set, the table also keeps, per namespace, a doubly linked
+ * list of its entries and a min-heap of the namespaces present, so an
+ * operator can visit namespaces in increasing order (fire windows or timers
+ * up to a watermark) and every entry of one namespace in O(its size).
+ *
+ * Running out of the budget is -ENOBUFS (NULL from upsert): the caller
+ * decides (backpressure, fail the job; spilling comes with checkpoints).
+ * A table belongs to one shard and is used only on its thread.
+ */
+#ifndef SP_TABLE_H
+#define SP_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_common.h"
+#include "sp_mem.h"
+
+#define SP_TABLE_REF_NONE UINT32_MAX
+#define SP_TABLE_DEAD 0x80000000u
+#define SP_TABLE_KEY_MAX (SP_TABLE_DEAD - 1)
+
+/* An entry's header; the value follows (8-byte aligned), then the key. */
+struct sp_table_entry {
+    uint64_t hash;
+    int64_t ns;
+    uint32_t ns_prev; /* SP_TABLE_REF_NONE at the ends, or without ns_order */
+    uint32_t ns_next;
+    uint32_t key_len; /* SP_TABLE_DEAD set once deleted */
+    uint32_t bytes;   /* the whole entry, header included */
+};
+
+/* Growable array of fixed-size elements in managed-memory segments. */
+struct sp_segvec {
+    struct sp_budget *budget;
+    uint8_t **segs;
+    uint32_t seg_count;
+    uint32_t elem_shift; /* log2(element bytes) */
+    uint32_t per_seg_shift;
+    uint64_t len;
+};
+
+struct sp_table_seg {
+    uint8_t *base;
+    uint32_t key_group; /* every entry in it is of this group */
+    uint32_t used;      /* bytes appended */
+    uint32_t live;      /* entries not deleted */
+    uint32_t version;   /* table version of the last write */
+};
+
+struct sp_table_config {
+    const char *name;
+    uint32_t value_bytes;
+    uint32_t key_group_first; /* the shard's range [first, first + count) */
+    uint32_t key_group_count;
+    uint32_t key_groups_total; /* the job's key groups (hash -> group) */
+    bool ns_order;             /* keep namespace lists and their heap */
+    struct sp_budget *budget;  /* segments come from here */
+};
+
+struct sp_table {
+    struct sp_table_config config;
+    uint32_t value_off; /* sizeof(struct sp_table_entry) */
+    uint32_t key_off;   /* value_off + value bytes rounded to 8 */
+    uint32_t seg_shift;
+    uint32_t off_bits; /* bits of a ref that address 8-byte units in a segment */
+
+    /* Entry segments: slots in `segs`, reused through `seg_free`. */
+    struct sp_table_seg *segs;
+    uint32_t seg_count; /* slots ever used */
+    uint32_t seg_cap;
+    uint32_t *seg_free;
+    uint32_t seg_free_count;
+    uint32_t *open_seg; /* [key_group_count]: the group's segment being appended */
+
+    /* Index. */
+    struct sp_segvec slots;
+    uint64_t mask;
+    uint64_t count;
+    uint64_t grow_at;
+
+    uint32_t version;
+
+    /* ns_order: namespace -> {head, tail, count} (a table of its own) and a
+     * min-heap of the namespaces present (may hold stale ones). */
+    struct sp_table *dir;
+    struct sp_segvec heap;
+};
+
+/* Per-namespace list header kept in the directory. */
+struct sp_table_ns {
+    uint32_t head;
+    uint32_t tail;
+    uint64_t count;
+};
+
+/*
+ * Prepares an empty table. Returns 0, -EINVAL for a bad configuration,
+ * -ENOBUFS when the budget cannot hold the first index segment, -ENOMEM.
+ */
+SP_MUST_CHECK int sp_table_init(struct sp_table *t, const struct sp_table_config *config);
+
+/* Returns every segment to the budget. */
+void sp_table_deinit(struct sp_table *t);
+
+static inline uint64_t sp_table_count(const struct sp_table *t)
+{
+    return t->count;
+}
+
+/* Segments the table holds now (entries, index, namespace bookkeeping). */
+uint32_t sp_table_segments(const struct sp_table *t);
+
+static inline struct sp_table_entry *sp_table_entry_at(const struct sp_table *t, uint32_t ref)
+{
+    return (struct sp_table_entry *)(t->segs[ref >> t->off_bits].base +
+                                     ((size_t)(ref & ((1u << t->off_bits) - 1)) << 3));
+}
+
+static inline void *sp_table_value(const struct sp_table *t, struct sp_table_entry *e)
+{
+    return (uint8_t *)e + t->value_off;
+}
+
+static inline const void *sp_table_key(const struct sp_table *t, const struct sp_table_entry *e)
+{
+    return (const uint8_t *)e + t->key_off;
+}
+
+/*
+ * Finds (hash, key, ns). `hash` must be sp_key_hash(key) (the key group is
+ * derived from it). Returns the entry or NULL.
+ */
+struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
+                                     uint32_t key_len, int64_t ns);
+
+/*
+ * Finds (hash, key, ns) or inserts it with a zeroed value; `*created` says
+ * which. Returns the entry, or NULL with `*err` = -ENOBUFS (budget), -E2BIG
+ * (the entry does not fit one segment), -ENOMEM.
+ */
+struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const void *key,
+                                       uint32_t key_len, int64_t ns, bool *created, int *err);
+
+/* Deletes an entry found by find/upsert/iteration. */
+void sp_table_delete(struct sp_table *t, struct sp_table_entry *e);
+
+/* Hints the CPU to load the index slot of `hash` (batch lookups). */
+void sp_table_prefetch(const struct sp_table *t, uint64_t hash);
+
+/* ---- ns_order tables ---- */
+
+/* The smallest namespace with entries: true and `*ns`, or false when empty. */
+bool sp_table_ns_min(struct sp_table *t, int64_t *ns);
+
+/* First entry of namespace `ns` (insertion order), NULL when none. */
+struct sp_table_entry *sp_table_ns_first(struct sp_table *t, int64_t ns);
+
+/* Entries in namespace `ns`. */
+uint64_t sp_table_ns_count(struct sp_table *t, int64_t ns);
+
+/* The next entry in the same namespace, NULL at the end. */
+static inline struct sp_table_entry *sp_table_ns_next(struct sp_table *t,
+                                                      const struct sp_table_entry *e)
+{
+    return e->ns_next == SP_TABLE_REF_NONE ? NULL : sp_table_entry_at(t, e->ns_next);
+}
+
+/* ---- Whole-table iteration (snapshots, tests) ---- */
+
+/* Calls fn for every live entry, by segment; fn must not insert or delete. */
+void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, void *ctx),
+                      void *ctx);
+
+/* Starts a new version: segments written from now on carry it. */
+static inline void sp_table_set_version(struct sp_table *t, uint32_t version)
+{
+    t->version = version;
+}
+
+#endif /* SP_TABLE_H */

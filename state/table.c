@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Keyed state table over managed-memory segments; see sp_table.h. */
+#include "sp_table.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sp_keygroup.h"
+
+#define SLOT_EMPTY 0u
+#define LOAD_NUM 3u /* grow when count > capacity * 3 / 4 */
+#define LOAD_DEN 4u
+
+/* ---- Segmented arrays ---- */
+
+static void segvec_init(struct sp_segvec *v, struct sp_budget *budget, uint32_t elem_shift)
+{
+    memset(v, 0, sizeof(*v));
+    v->budget = budget;
+    v->elem_shift = elem_shift;
+    v->per_seg_shift = (uint32_t)__builtin_ctz(budget->pool->segment_bytes) - elem_shift;
+}
+
+static inline void *segvec_at(const struct sp_segvec *v, uint64_t i)
+{
+    return v->segs[i >> v->per_seg_shift] +
+           ((size_t)(i & ((1ull << v->per_seg_shift) - 1)) << v->elem_shift);
+}
+
+/* Makes room for `len` elements (zeroed when `zero`). 0 or -ENOBUFS/-ENOMEM. */
+static int segvec_resize(struct sp_segvec *v, uint64_t len, bool zero)
+{
+    uint64_t need = (len + (1ull << v->per_seg_shift) - 1) >> v->per_seg_shift;
+    if (need > UINT32_MAX)
+        return -ENOBUFS;
+    if (need > v->seg_count) {
+        uint8_t **segs = realloc(v->segs, need * sizeof(*segs));
+        if (segs == NULL)
+            return -ENOMEM;
+        v->segs = segs;
+        while (v->seg_count < need) {
+            void *seg;
+            if (sp_budget_reserve(v->budget, &seg) < 0)
+                return -ENOBUFS;
+            if (zero)
+                memset(seg, 0, v->budget->pool->segment_bytes);
+            v->segs[v->seg_count++] = seg;
+        }
+    }
+    v->len = len;
+    return 0;
+}
+
+static void segvec_free(struct sp_segvec *v)
+{
+    for (uint32_t i = 0; i < v->seg_count; i++)
+        sp_budget_release(v->budget, v->segs[i]);
+    free(v->segs);
+    v->segs = NULL;
+    v->seg_count = 0;
+    v->len = 0;
+}
+
+/* ---- Index ---- */
+
+static inline uint64_t *slot_at(const struct sp_table *t, uint64_t pos)
+{
+    return segvec_at(&t->slots, pos);
+}
+
+static inline uint64_t slot_make(uint64_t hash, uint32_t ref)
+{
+    return ((uint64_t)(uint32_t)hash << 32) | ((uint64_t)ref + 1);
+}
+
+static inline uint32_t slot_ref(uint64_t slot)
+{
+    return (uint32_t)slot - 1;
+}
+
+static int index_alloc(struct sp_table *t, struct sp_segvec *v, uint64_t capacity)
+{
+    segvec_init(v, t->config.budget, 3);
+    uint64_t per_seg = 1ull << v->per_seg_shift;
+    if (capacity < per_seg)
+        capacity = per_seg;
+    int rc = segvec_resize(v, capacity, true);
+    if (rc < 0)
+        segvec_free(v);
+    return rc;
+}
+
+static void index_set_capacity(struct sp_table *t, uint64_t capacity)
+{
+    t->mask = capacity - 1;
+    t->grow_at = capacity / LOAD_DEN * LOAD_NUM;
+}
+
+static int index_grow(struct sp_table *t)
+{
+    uint64_t capacity = (t->mask + 1) * 2;
+    if (capacity > (1ull << 31))
+        return -ENOBUFS;
+    struct sp_segvec fresh;
+    int rc = index_alloc(t, &fresh, capacity);
+    if (rc < 0)
+        return rc;
+    uint64_t mask = capacity - 1;
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        uint64_t s = *slot_at(t, i);
+        if (s == SLOT_EMPTY)
+            continue;
+        uint64_t pos = (s >> 32) & mask;
+        while (*(uint64_t *)segvec_at(&fresh, pos) != SLOT_EMPTY)
+            pos = (pos + 1) & mask;
+        *(uint64_t *)segvec_at(&fresh, pos) = s;
+    }
+    segvec_free(&t->slots);
+    t->slots = fresh;
+    index_set_capacity(t, capacity);
+    return 0;
+}
+
+/* ---- Entry segments ---- */
+
+static int seg_new(struct sp_table *t, uint32_t key_group, uint32_t *seg_out)
+{
+    uint32_t no;
+    if (t->seg_free_count > 0) {
+        no = t->seg_free[--t->seg_free_count];
+    } else {
+        if (t->seg_count == t->seg_cap) {
+            uint32_t cap = t->seg_cap ? t->seg_cap * 2 : 16;
+            if ((uint64_t)cap > (1ull << (32 - t->off_bits)) - 1)
+                cap = (uint32_t)((1ull << (32 - t->off_bits)) - 1);
+            if (cap <= t->seg_count)
+                return -ENOBUFS;
+            struct sp_table_seg *segs = realloc(t->segs, cap * sizeof(*segs));
+            if (segs == NULL)
+                return -ENOMEM;
+            t->segs = segs;
+            uint32_t *free_list = realloc(t->seg_free, cap * sizeof(*free_list));
+            if (free_list == NULL)
+                return -ENOMEM;
+            t->seg_free = free_list;
+            t->seg_cap = cap;
+        }
+        no = t->seg_count++;
+        t->segs[no].base = NULL;
+    }
+    void *base;
+    if (sp_budget_reserve(t->config.budget, &base) < 0) {
+        t->seg_free[t->seg_free_count++] = no;
+        return -ENOBUFS;
+    }
+    t->segs[no] = (struct sp_table_seg){
+        .base = base, .key_group = key_group, .used = 0, .live = 0, .version = t->version};
+    *seg_out = no;
+    return 0;
+}
+
+static void seg_release(struct sp_table *t, uint32_t no)
+{
+    sp_budget_release(t->config.budget, t->segs[no].base);
+    t->segs[no].base = NULL;
+    t->seg_free[t->seg_free_count++] = no;
+}
+
+/* ---- Namespace lists ---- */
+
+static int64_t *heap_at(struct sp_table *t, uint64_t i)
+{
+    return segvec_at(&t->heap, i);
+}
+
+static int heap_push(struct sp_table *t, int64_t ns)
+{
+    uint64_t i = t->heap.len;
+    int rc = segvec_resize(&t->heap, i + 1, false);
+    if (rc < 0)
+        return rc;
+    while (i > 0) {
+        uint64_t parent = (i - 1) / 2;
+        int64_t p = *heap_at(t, parent);
+        if (p <= ns)
+            break;
+        *heap_at(t, i) = p;
+        i = parent;
+    }
+    *heap_at(t, i) = ns;
+    return 0;
+}
+
+static void heap_pop(struct sp_table *t)
+{
+    uint64_t n = --t->heap.len;
+    if (n == 0)
+        return;
+    int64_t last = *heap_at(t, n);
+    uint64_t i = 0;
+    for (;;) {
+        uint64_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && *heap_at(t, c + 1) < *heap_at(t, c))
+            c++;
+        int64_t v = *heap_at(t, c);
+        if (last <= v)
+            break;
+        *heap_at(t, i) = v;
+        i = c;
+    }
+    *heap_at(t, i) = last;
+}
+
+static struct sp_table_ns *dir_find(struct sp_table *t, int64_t ns)
+{
+    struct sp_table_entry *d =
+        sp_table_find(t->dir, sp_key_hash(&ns, sizeof(ns)), &ns, sizeof(ns), 0);
+    return d ? sp_table_value(t->dir, d) : NULL;
+}
+
+/* ---- The table ---- */
+
+int sp_table_init(struct sp_table *t, const struct sp_table_config *config)
+{
+    memset(t, 0, sizeof(*t));
+    if (config->budget == NULL || config->key_group_count == 0 || config->key_groups_total == 0 ||
+        config->key_groups_total > SP_KEY_GROUPS_MAX ||
+        config->key_group_first + config->key_group_count > config->key_groups_total)
+        return -EINVAL;
+    t->config = *config;
+    uint32_t seg_bytes = config->budget->pool->segment_bytes;
+    t->seg_shift = (uint32_t)__builtin_ctz(seg_bytes);
+    t->off_bits = t->seg_shift - 3;
+    t->value_off = sizeof(struct sp_table_entry);
+    t->key_off = t->value_off + ((config->value_bytes + 7u) & ~7u);
+    if (t->key_off + 8 > seg_bytes)
+        return -EINVAL;
+    t->open_seg = malloc(config->key_group_count * sizeof(*t->open_seg));
+    if (t->open_seg == NULL)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < config->key_group_count; i++)
+        t->open_seg[i] = SP_TABLE_REF_NONE;
+    int rc = index_alloc(t, &t->slots, 0);
+    if (rc < 0)
+        goto fail;
+    index_set_capacity(t, t->slots.len);
+    if (config->ns_order) {
+        t->dir = malloc(sizeof(*t->dir));
+        if (t->dir == NULL) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        struct sp_table_config dc = {
+            .name = config->name,
+            .value_bytes = sizeof(struct sp_table_ns),
+            .key_group_first = 0,
+            .key_group_count = 1,
+            .key_groups_total = 1,
+            .ns_order = false,
+            .budget = config->budget,
+        };
+        rc = sp_table_init(t->dir, &dc);
+        if (rc < 0) {
+            free(t->dir);
+            t->dir = NULL;
+            goto fail;
+        }
+        segvec_init(&t->heap, config->budget, 3);
+    }
+    return 0;
+fail:
+    sp_table_deinit(t);
+    return rc;
+}
+
+void sp_table_deinit(struct sp_table *t)
+{
+    for (uint32_t i = 0; i < t->seg_count; i++) {
+        if (t->segs[i].base != NULL)
+            sp_budget_release(t->config.budget, t->segs[i].base);
+    }
+    free(t->segs);
+    free(t->seg_free);
+    free(t->open_seg);
+    if (t->slots.segs != NULL)
+        segvec_free(&t->slots);
+    if (t->dir != NULL) {
+        sp_table_deinit(t->dir);
+        free(t->dir);
+        segvec_free(&t->heap);
+    }
+    memset(t, 0, sizeof(*t));
+}
+
+uint32_t sp_table_segments(const struct sp_table *t)
+{
+    uint32_t n = t->seg_count - t->seg_free_count + t->slots.seg_count;
+    if (t->dir != NULL)
+        n += sp_table_segments(t->dir) + t->heap.seg_count;
+    return n;
+}
+
+static inline bool entry_matches(const struct sp_table *t, const struct sp_table_entry *e,
+                                 uint64_t hash, const void *key, uint32_t key_len, int64_t ns)
+{
+    return e->hash == hash && e->ns == ns && e->key_len == key_len &&
+           memcmp(sp_table_key(t, e), key, key_len) == 0;
+}
+
+struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
+                                     uint32_t key_len, int64_t ns)
+{
+    uint32_t tag = (uint32_t)hash;
+    for (uint64_t pos = hash & t->mask;; pos = (pos + 1) & t->mask) {
+        uint64_t s = *slot_at(t, pos);
+        if (s == SLOT_EMPTY)
+            return NULL;
+        if ((uint32_t)(s >> 32) == tag) {
+            struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
+            if (entry_matches(t, e, hash, key, key_len, ns))
+                return e;
+        }
+    }
+}
+
+void sp_table_prefetch(const struct sp_table *t, uint64_t hash)
+{
+    __builtin_prefetch(slot_at(t, hash & t->mask), 1);
+}
+
+/* Appends an entry to its key group's open segment. */
+static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uint32_t key_len,
+                                          uint32_t *ref_out, int *err)
+{
+    uint32_t group = sp_key_group(hash, t->config.key_groups_total);
+    SP_ASSERT(group >= t->config.key_group_first &&
+              group - t->config.key_group_first < t->config.key_group_count);
+    uint32_t g = group - t->config.key_group_first;
+    uint32_t bytes = (t->key_off + key_len + 7u) & ~7u;
+    uint32_t seg_bytes = 1u << t->seg_shift;
+    if (key_len > SP_TABLE_KEY_MAX || bytes > seg_bytes) {
+        *err = -E2BIG;
+        return NULL;
+    }
+    uint32_t no = t->open_seg[g];
+    if (no == SP_TABLE_REF_NONE || t->segs[no].used + bytes > seg_bytes) {
+        uint32_t fresh;
+        int rc = seg_new(t, group, &fresh);
+        if (rc < 0) {
+            *err = rc;
+            return NULL;
+        }
+        if (no != SP_TABLE_REF_NONE && t->segs[no].live == 0)
+            seg_release(t, no);
+        t->open_seg[g] = no = fresh;
+    }
+    struct sp_table_seg *seg = &t->segs[no];
+    uint32_t off = seg->used;
+    seg->used += bytes;
+    seg->live++;
+    seg->version = t->version;
+    *ref_out = (no << t->off_bits) | (off >> 3);
+    struct sp_table_entry *e = (struct sp_table_entry *)(seg->base + off);
+    e->bytes = bytes;
+    return e;
+}
+
+struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const void *key,
+                                       uint32_t key_len, int64_t ns, bool *created, int *err)
+{
+    uint32_t tag = (uint32_t)hash;
+    uint64_t pos = hash & t->mask;
+    for (;; pos = (pos + 1) & t->mask) {
+        uint64_t s = *slot_at(t, pos);
+        if (s == SLOT_EMPTY)
+            break;
+        if ((uint32_t)(s >> 32) == tag) {
+            struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
+            if (entry_matches(t, e, hash, key, key_len, ns)) {
+                *created = false;
+                t->segs[slot_ref(s) >> t->off_bits].version = t->version;
+                return e;
+            }
+        }
+    }
+    int rc;
+    if (t->count + 1 > t->grow_at) {
+        rc = index_grow(t);
+        if (rc < 0) {
+            *err = rc;
+            return NULL;
+        }
+        pos = hash & t->mask;
+        while (*slot_at(t, pos) != SLOT_EMPTY)
+            pos = (pos + 1) & t->mask;
+    }
+    struct sp_table_ns *list = NULL;
+    if (t->dir != NULL) {
+        bool fresh;
+        struct sp_table_entry *d =
+            sp_table_upsert(t->dir, sp_key_hash(&ns, sizeof(ns)), &ns, sizeof(ns), 0, &fresh, err);
+        if (d == NULL)
+            return NULL;
+        list = sp_table_value(t->dir, d);
+        if (fresh) {
+            list->head = list->tail = SP_TABLE_REF_NONE;
+            list->count = 0;
+            rc = heap_push(t, ns);
+            if (rc < 0) {
+                sp_table_delete(t->dir, d);
+                *err = rc;
+                return NULL;
+            }
+        }
+    }
+    uint32_t ref;
+    struct sp_table_entry *e = entry_alloc(t, hash, key_len, &ref, err);
+    if (e == NULL) {
+        if (list != NULL && list->count == 0)
+            sp_table_delete(
+                t->dir, sp_table_find(t->dir, sp_key_hash(&ns, sizeof(ns)), &ns, sizeof(ns), 0));
+        return NULL;
+    }
+    e->hash = hash;
+    e->ns = ns;
+    e->key_len = key_len;
+    e->ns_prev = e->ns_next = SP_TABLE_REF_NONE;
+    memset(sp_table_value(t, e), 0, t->key_off - t->value_off);
+    memcpy((uint8_t *)e + t->key_off, key, key_len);
+    if (list != NULL) {
+        e->ns_prev = list->tail;
+        if (list->tail != SP_TABLE_REF_NONE)
+            sp_table_entry_at(t, list->tail)->ns_next = ref;
+        else
+            list->head = ref;
+        list->tail = ref;
+        list->count++;
+    }
+    *slot_at(t, pos) = slot_make(hash, ref);
+    t->count++;
+    *created = true;
+    return e;
+}
+
+static uint32_t entry_ref(const struct sp_table *t, uint64_t hash, const struct sp_table_entry *e,
+                          uint64_t *pos_out)
+{
+    for (uint64_t pos = hash & t->mask;; pos = (pos + 1) & t->mask) {
+        uint64_t s = *slot_at(t, pos);
+        SP_ASSERT(s != SLOT_EMPTY);
+        if (sp_table_entry_at(t, slot_ref(s)) == e) {
+            *pos_out = pos;
+            return slot_ref(s);
+        }
+    }
+}
+
+void sp_table_delete(struct sp_table *t, struct sp_table_entry *e)
+{
+    SP_ASSERT((e->key_len & SP_TABLE_DEAD) == 0);
+    uint64_t pos;
+    uint32_t ref = entry_ref(t, e->hash, e, &pos);
+
+    /* Backward-shift deletion: pull later members of the probe run into the
+     * hole when their home position does not lie between hole and them. */
+    uint64_t hole = pos;
+    for (uint64_t j = (hole + 1) & t->mask;; j = (j + 1) & t->mask) {
+        uint64_t s = *slot_at(t, j);
+        if (s == SLOT_EMPTY)
+            break;
+        uint64_t home = (s >> 32) & t->mask;
+        bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+        if (movable) {
+            *slot_at(t, hole) = s;
+            hole = j;
+        }
+    }
+    *slot_at(t, hole) = SLOT_EMPTY;
+    t->count--;
+
+    if (t->dir != NULL) {
+        struct sp_table_entry *d =
+            sp_table_find(t->dir, sp_key_hash(&e->ns, sizeof(e->ns)), &e->ns, sizeof(e->ns), 0);
+        SP_ASSERT(d != NULL);
+        struct sp_table_ns *list = sp_table_value(t->dir, d);
+        if (e->ns_prev != SP_TABLE_REF_NONE)
+            sp_table_entry_at(t, e->ns_prev)->ns_next = e->ns_next;
+        else
+            list->head = e->ns_next;
+        if (e->ns_next != SP_TABLE_REF_NONE)
+            sp_table_entry_at(t, e->ns_next)->ns_prev = e->ns_prev;
+        else
+            list->tail = e->ns_prev;
+        if (--list->count == 0)
+            sp_table_delete(t->dir, d);
+    }
+
+    e->key_len |= SP_TABLE_DEAD;
+    uint32_t no = ref >> t->off_bits;
+    struct sp_table_seg *seg = &t->segs[no];
+    seg->version = t->version;
+    if (--seg->live == 0) {
+        uint32_t g = seg->key_group - t->config.key_group_first;
+        if (t->open_seg[g] == no)
+            seg->used = 0; /* empty: append from its start again */
+        else
+            seg_release(t, no);
+    }
+}
+
+bool sp_table_ns_min(struct sp_table *t, int64_t *ns)
+{
+    SP_ASSERT(t->dir != NULL);
+    while (t->heap.len > 0) {
+        int64_t top = *heap_at(t, 0);
+        struct sp_table_ns *list = dir_find(t, top);
+        if (list != NULL && list->count > 0) {
+            *ns = top;
+            return true;
+        }
+        heap_pop(t); /* stale: its namespace emptied since it was pushed */
+    }
+    return false;
+}
+
+struct sp_table_entry *sp_table_ns_first(struct sp_table *t, int64_t ns)
+{
+    SP_ASSERT(t->dir != NULL);
+    struct sp_table_ns *list = dir_find(t, ns);
+    if (list == NULL || list->head == SP_TABLE_REF_NONE)
+        return NULL;
+    return sp_table_entry_at(t, list->head);
+}
+
+uint64_t sp_table_ns_count(struct sp_table *t, int64_t ns)
+{
+    struct sp_table_ns *list = dir_find(t, ns);
+    return list ? list->count : 0;
+}
+
+void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, void *ctx),
+                      void *ctx)
+{
+    for (uint32_t no = 0; no < t->seg_count; no++) {
+        struct sp_table_seg *seg = &t->segs[no];
+        if (seg->base == NULL)
+            continue;
+        for (uint32_t off = 0; off < seg->used;) {
+            struct sp_table_entry *e = (struct sp_table_entry *)(seg->base + off);
+            off += e->bytes;
+            if ((e->key_len & SP_TABLE_DEAD) == 0)
+                fn(e, ctx);
+        }
+    }
+}
