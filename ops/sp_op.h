@@ -384,7 +384,30 @@ extern const struct sp_source_vt sp_generator_vt;
 int sp_agg_prepare(struct sp_job *job, struct sp_node *node, const struct sp_agg *agg,
                    const struct sp_schema *in);
 
-/* JSON lines for stdout and file sinks: appends one row as a JSON object. */
+/* JSON lines for stdout and file sinks: one row as a JSON object and a
+ * newline. Returns the length, or -1 when `cap` is too small. */
 int sp_row_to_json(const struct sp_schema *schema, const void *row, char *buf, size_t cap);
+
+/* ---- Serdes (serde.c) ---- */
+
+/*
+ * Parses one record (a Kafka value, a line without its newline) in `format`
+ * into `row` (zeroed by the caller), copying strings into the row's batch
+ * with sp_out_str(out, ...). JSON: an object, fields by name, missing ones
+ * left zero, unknown ones ignored, a wrong type an error (parsed with
+ * jansson). CSV: fields in schema order, RFC 4180 quoting. RAW and STRING:
+ * the bytes into the schema's "value" field (STRING checks UTF-8).
+ * Returns 0, or -EBADMSG with a one-line reason in `err`.
+ */
+int sp_serde_decode(enum sp_format format, const struct sp_schema *schema, const void *data,
+                    size_t len, void *row, struct sp_out *out, char *err, size_t err_bytes);
+
+/*
+ * Formats `row` in `format` without a trailing newline: JSON an object, CSV
+ * one line, RAW and STRING the "value" field's bytes. Returns the length, or
+ * -ENOSPC when `cap` is too small.
+ */
+int sp_serde_encode(enum sp_format format, const struct sp_schema *schema, const void *row,
+                    char *buf, size_t cap);
 
 #endif /* SP_OP_H */
