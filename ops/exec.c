@@ -203,24 +203,25 @@ static inline uint32_t rows_end(const struct sp_batch *b)
 }
 
 /*
- * The pending (last) row and its strings no longer fit with `need` more
- * bytes: deliver the rows before it and start over with it alone. False
- * when even an empty batch cannot hold it.
+ * The last row, complete, and `need` more bytes of its strings do not fit:
+ * deliver the rows before it and start the batch over with it alone (its
+ * strings already in the batch come along). Only for a complete row: the
+ * code that wrote it no longer holds its address. False when even an empty
+ * batch cannot hold it.
  */
-static bool out_move_pending(struct sp_out *out, uint32_t need)
+static bool out_move_last(struct sp_out *out, uint32_t need)
 {
     struct sp_batch *b = out->batch;
     struct sp_xshard *xs = out->inst->xs;
     uint32_t row_bytes = out->schema->row_bytes;
-    SP_ASSERT(out->pending && b->count > 0);
-    /* The row and its own strings, into the scratch. */
+    SP_ASSERT(b->count > 0);
     uint8_t *scratch = xs->scratch;
     uint32_t used = 8 + row_bytes;
     if (used > sizeof(xs->scratch))
         return false;
     memcpy(scratch, sp_batch_slot(b, b->count - 1), used);
     uint8_t *row = scratch + 8;
-    uint32_t str_bytes = 0;
+    uint32_t in_batch = 0;
     for (uint32_t i = 0; i < out->str_count; i++) {
         struct sp_str *s = (struct sp_str *)(row + out->str_fields[i]);
         if (s->len > 0 && in_heap(b, s->ptr)) {
@@ -229,15 +230,14 @@ static bool out_move_pending(struct sp_out *out, uint32_t need)
             memcpy(scratch + used, s->ptr, s->len);
             s->ptr = (const char *)scratch + used;
             used += s->len;
+            in_batch += s->len;
         }
-        str_bytes += s->len;
     }
-    if (SP_BATCH_HEADER + b->slot + str_bytes + need > b->end)
+    if (SP_BATCH_HEADER + b->slot + in_batch + need > b->end)
         return false;
     b->count--;
     out->pending = false;
     sp_out_flush(out);
-    /* Back in as the first row; its strings re-copied. */
     b->count = 1;
     memcpy(sp_batch_slot(b, 0), scratch, 8 + row_bytes);
     row = sp_batch_row(b, 0);
@@ -250,7 +250,6 @@ static bool out_move_pending(struct sp_out *out, uint32_t need)
             s->ptr = (const char *)b + b->heap;
         }
     }
-    out->pending = true;
     return true;
 }
 
@@ -270,42 +269,75 @@ void *sp_out_row(struct sp_out *out, int64_t ts)
     return slot + 8;
 }
 
+#define OUT_SPILL_BYTES (64u * 1024u)
+
+/*
+ * Into the batch's heap when there is room; otherwise into the spill area,
+ * and the row moves to a fresh batch once it is complete (out_adopt): the
+ * row being written never moves under its writer.
+ */
 struct sp_str sp_out_str(struct sp_out *out, const void *bytes, uint32_t len)
 {
     struct sp_batch *b = out->batch;
     if (len == 0)
         return sp_str_of("", 0);
-    if (rows_end(b) + len > b->heap) {
-        if (!out->pending || !out_move_pending(out, len)) {
-            sp_exec_fail(out->inst->xs, 0,
-                         "%s: a row with %u bytes of strings does not fit a batch of %u bytes "
-                         "(raise the batch size)",
-                         out->inst->node->name, len, b->end);
-            return sp_str_of("", 0);
-        }
+    if (rows_end(b) + len <= b->heap) {
+        b->heap -= len;
+        char *dst = (char *)b + b->heap;
+        memcpy(dst, bytes, len);
+        return sp_str_of(dst, len);
     }
-    b->heap -= len;
-    char *dst = (char *)b + b->heap;
+    if (out->spill == NULL)
+        out->spill = malloc(OUT_SPILL_BYTES);
+    if (out->spill == NULL || out->spill_used + len > OUT_SPILL_BYTES ||
+        SP_BATCH_HEADER + b->slot + out->spill_used + len > b->end) {
+        sp_exec_fail(out->inst->xs, 0,
+                     "%s: a row with more than %u bytes of strings does not fit a batch of %u "
+                     "bytes (raise the batch size)",
+                     out->inst->node->name, out->spill_used + len, b->end);
+        return sp_str_of("", 0);
+    }
+    char *dst = out->spill + out->spill_used;
+    out->spill_used += len;
     memcpy(dst, bytes, len);
     return sp_str_of(dst, len);
 }
 
-/* Copies the strings of the last row that point outside its batch into it. */
+/* Copies the strings of the last (now complete) row that point outside its
+ * batch into it, moving the row to a fresh batch when they do not fit. */
 static void out_adopt(struct sp_out *out)
 {
     if (out->str_count == 0)
         return;
     struct sp_batch *b = out->batch;
+    uint8_t *row = sp_batch_row(b, b->count - 1);
+    uint32_t need = 0;
     for (uint32_t i = 0; i < out->str_count; i++) {
-        uint8_t *row = sp_batch_row(b, b->count - 1);
+        const struct sp_str *s = (const struct sp_str *)(row + out->str_fields[i]);
+        if (s->len > 0 && !in_heap(b, s->ptr))
+            need += s->len;
+    }
+    if (need > 0 && rows_end(b) + need > b->heap) {
+        if (!out_move_last(out, need)) {
+            sp_exec_fail(out->inst->xs, 0,
+                         "%s: a row with %u bytes of strings does not fit a batch of %u bytes "
+                         "(raise the batch size)",
+                         out->inst->node->name, need, b->end);
+            b->count--; /* dropped with the failure */
+            out->spill_used = 0;
+            return;
+        }
+        row = sp_batch_row(b, b->count - 1);
+    }
+    for (uint32_t i = 0; need > 0 && i < out->str_count; i++) {
         struct sp_str *s = (struct sp_str *)(row + out->str_fields[i]);
         if (s->len == 0 || in_heap(b, s->ptr))
             continue;
-        struct sp_str copy = sp_out_str(out, s->ptr, s->len);
-        /* The row may have moved to the start of the batch. */
-        row = sp_batch_row(out->batch, out->batch->count - 1);
-        *(struct sp_str *)(row + out->str_fields[i]) = copy;
+        b->heap -= s->len;
+        memcpy((uint8_t *)b + b->heap, s->ptr, s->len);
+        s->ptr = (const char *)b + b->heap;
     }
+    out->spill_used = 0;
 }
 
 void sp_out_emit(struct sp_out *out, const void *row, int64_t ts)
@@ -355,16 +387,22 @@ void sp_inst_forward_end(struct sp_inst *inst)
 
 static void inst_recompute(struct sp_inst *inst)
 {
+    /* Ended inputs hold nothing back; idle ones neither, but when every
+     * input still open is idle, so is this instance (no watermark: an idle
+     * input may come back with data). */
     int64_t min = SP_WM_MAX;
-    bool all_idle = true;
+    unsigned open = 0, active = 0;
     for (unsigned p = 0; p < inst->port_count; p++) {
-        if (inst->port_idle[p] && !inst->port_end[p])
+        if (inst->port_end[p])
             continue;
-        all_idle = false;
+        open++;
+        if (inst->port_idle[p])
+            continue;
+        active++;
         if (inst->port_wm[p] < min)
             min = inst->port_wm[p];
     }
-    if (all_idle) {
+    if (open > 0 && active == 0) {
         if (!inst->idle) {
             inst->idle = true;
             inst->vt->idle(inst);
@@ -675,15 +713,18 @@ static void xchg_process(struct sp_xshard *xs, struct sp_inst *inst, struct sp_b
         return;
     }
     int64_t min = SP_WM_MAX;
-    bool all_idle = true;
+    unsigned open = 0, active = 0;
     for (unsigned s = 0; s < xs->exec->shard_count; s++) {
-        if (x->in_idle[s] && !x->in_end[s])
+        if (x->in_end[s])
             continue;
-        all_idle = false;
+        open++;
+        if (x->in_idle[s])
+            continue;
+        active++;
         if (x->in_wm[s] < min)
             min = x->in_wm[s];
     }
-    if (all_idle) {
+    if (open > 0 && active == 0) {
         if (!x->recv_idle) {
             x->recv_idle = true;
             forward_idle(inst);
@@ -874,15 +915,14 @@ static void src_watermark(struct sp_src *src, uint64_t now_ns)
     const struct sp_watermarks *wm = &src->node->u.source.wm;
     uint64_t idle_ns = (uint64_t)wm->idle_timeout_ms * SP_NSEC_PER_MSEC;
     int64_t min = SP_WM_MAX;
-    bool all_idle = src->partition_count > 0;
+    unsigned open = 0, active = 0;
     for (uint32_t i = 0; i < src->partition_count; i++) {
         struct sp_src_part *p = &src->parts[i];
         if (p->last_ns == 0)
             p->last_ns = now_ns;
-        if (p->ended) {
-            all_idle = false;
+        if (p->ended)
             continue;
-        }
+        open++;
         if (p->max_ts != SP_WM_MIN) {
             int64_t w = p->max_ts - wm->out_of_orderness_ms - 1;
             if (w > p->wm)
@@ -892,12 +932,12 @@ static void src_watermark(struct sp_src *src, uint64_t now_ns)
             p->idle = true;
         if (p->idle)
             continue;
-        all_idle = false;
+        active++;
         if (p->wm < min)
             min = p->wm;
     }
     struct sp_inst *inst = src->inst;
-    if (all_idle) {
+    if (open > 0 && active == 0) {
         if (!inst->idle) {
             inst->idle = true;
             forward_idle(inst);
@@ -1313,6 +1353,7 @@ static void exec_on_finish(struct sp_shard *shard, void *ctx)
             inst->vt->close(inst);
         if (inst->out.batch != NULL)
             sp_budget_release(&xs->batches, inst->out.batch);
+        free(inst->out.spill);
         free((void *)inst->vt);
         free(inst);
     }

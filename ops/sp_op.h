@@ -222,6 +222,8 @@ struct sp_out {
     uint32_t str_fields[SP_SCHEMA_FIELDS_MAX]; /* offsets of STR fields */
     uint32_t str_count;
     bool pending; /* the last row is still being written */
+    char *spill;  /* strings of the row being written that did not fit */
+    uint32_t spill_used;
 };
 
 struct sp_inst {

@@ -75,7 +75,8 @@ static inline void collector_init(struct collector *c)
     pthread_mutex_init(&c->lock, NULL);
 }
 
-static void collect_agg(void *ctx, unsigned shard, const void *row, int64_t ts)
+__attribute__((unused)) static void collect_agg(void *ctx, unsigned shard, const void *row,
+                                                int64_t ts)
 {
     struct collector *c = ctx;
     pthread_mutex_lock(&c->lock);

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Keyed process functions: per-key value state survives across records;
+ * event-time timers fire once per (key, time) however often they are set,
+ * in time order, only when the watermark passes them, and may be deleted;
+ * a timer set from on_timer fires too; processing-time timers fire once,
+ * not before their time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "job_test.h"
+
+/* What the function emits: the key, the timer's time, the key's count. */
+struct fired {
+    int64_t user;
+    int64_t at;
+    int64_t count;
+    int64_t watermark;
+    int64_t now_ms;
+};
+
+static const struct sp_field fired_fields[] = {
+    SP_FIELD(struct fired, user, SP_T_I64),   SP_FIELD(struct fired, at, SP_T_I64),
+    SP_FIELD(struct fired, count, SP_T_I64),  SP_FIELD(struct fired, watermark, SP_T_I64),
+    SP_FIELD(struct fired, now_ms, SP_T_I64),
+};
+static const struct sp_schema fired_schema = SP_SCHEMA(struct fired, fired_fields);
+
+struct seen {
+    pthread_mutex_t lock;
+    struct fired rows[1024];
+    unsigned count;
+};
+
+static struct seen seen;
+
+static void collect_fired(void *ctx, unsigned shard, const void *row, int64_t ts)
+{
+    (void)shard, (void)ts;
+    struct seen *s = ctx;
+    pthread_mutex_lock(&s->lock);
+    if (s->count < 1024)
+        memcpy(&s->rows[s->count++], row, sizeof(struct fired));
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Each record counts into its key's state and sets a timer at the next
+ * multiple of 10 after its time (twice, to show it fires once); a record
+ * with amount 99 deletes that timer again. */
+static void counting_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    int64_t *count = sp_pctx_state(c);
+    if (count == NULL)
+        return;
+    (*count)++;
+    int64_t at = (ts / 10 + 1) * 10;
+    if (e->amount == 99) {
+        sp_pctx_timer_event_delete(c, at);
+        return;
+    }
+    sp_pctx_timer_event(c, at);
+    sp_pctx_timer_event(c, at);
+}
+
+static void counting_timer(struct sp_pctx *c, int64_t ts, bool event_time)
+{
+    struct sp_str key = sp_pctx_key(c);
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    memcpy(&f->user, key.ptr, sizeof(f->user));
+    f->at = ts;
+    f->count = event_time ? *(int64_t *)sp_pctx_state(c) : -1;
+    f->watermark = sp_pctx_watermark(c);
+    /* A follow-up timer from the callback itself, once, far ahead. */
+    if (ts == 10)
+        sp_pctx_timer_event(c, 1000);
+}
+
+static void run_process(const struct ev *events, unsigned n, const struct sp_process_fn *fn,
+                        unsigned cores, double max_seconds, uint64_t rate)
+{
+    memset(&seen, 0, sizeof(seen));
+    pthread_mutex_init(&seen.lock, NULL);
+    struct replay r = {events, n};
+    struct sp_job *job = sp_job_new("process");
+    struct sp_stream *s;
+    if (rate == 0) {
+        s = replay_source(job, &r, 0);
+    } else {
+        struct sp_gen_config gc = {.count = n, .partitions = 1, .rate = (double)rate};
+        struct sp_watermarks wm = {.ts_field = "ts"};
+        s = sp_source_generator(job, &ev_schema, replay_gen, &r, &gc, &wm);
+    }
+    s = sp_process(sp_key_by(s, "user"), &fired_schema, fn);
+    sp_sink_call(s, collect_fired, &seen);
+    struct sp_run_config rc = test_run_config(cores);
+    rc.max_seconds = max_seconds;
+    if (sp_job_run(job, &rc, NULL) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+}
+
+static void test_event_timers_once_in_order(void **state)
+{
+    (void)state;
+    static const struct ev events[] = {
+        {1, 1, 0, 0},  {3, 1, 0, 0},   {2, 2, 0, 0}, /* timers (1,10) (2,10) */
+        {12, 1, 0, 0},                 /* watermark 11 (after this record is counted): both fire */
+        {15, 2, 0, 0}, {16, 2, 99, 0}, /* (2,20) set, then deleted */
+        {25, 1, 0, 0},                 /* (1,20) and (1,30) fire later */
+        {31, 3, 0, 0},                 /* watermark 30: (1,20) (1,30) */
+    };
+    static const struct sp_process_fn fn = {
+        .state_bytes = sizeof(int64_t), .process = counting_process, .on_timer = counting_timer};
+    run_process(events, 8, &fn, test_cores(2), 0, 0);
+    /* Per key, in time order, each (key, time) once; none before its time. */
+    struct {
+        int64_t user, at, count;
+    } want[] = {
+        {1, 10, 3}, {2, 10, 1}, {1, 20, 4}, {1, 30, 4}, {3, 40, 1}, {1, 1000, 4}, {2, 1000, 3},
+    };
+    assert_int_equal(seen.count, 7);
+    for (unsigned w = 0; w < 7; w++) {
+        unsigned hits = 0;
+        for (unsigned i = 0; i < seen.count; i++) {
+            if (seen.rows[i].user == want[w].user && seen.rows[i].at == want[w].at) {
+                hits++;
+                assert_int_equal(seen.rows[i].count, want[w].count);
+                assert_true(seen.rows[i].watermark >= seen.rows[i].at);
+            }
+        }
+        if (hits != 1)
+            fail_msg("timer (%lld, %lld) fired %u times", (long long)want[w].user,
+                     (long long)want[w].at, hits);
+    }
+    for (unsigned i = 1; i < seen.count; i++) {
+        for (unsigned j = 0; j < i; j++) {
+            if (seen.rows[j].user == seen.rows[i].user)
+                assert_true(seen.rows[j].at < seen.rows[i].at);
+        }
+    }
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void proc_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    (void)row, (void)ts;
+    int64_t *count = sp_pctx_state(c);
+    (*count)++;
+    /* The next 50 ms boundary: records close together share one timer. */
+    int64_t at = (sp_pctx_now_ms(c) / 50 + 1) * 50;
+    sp_pctx_timer_proc(c, at);
+}
+
+static void proc_timer(struct sp_pctx *c, int64_t ts, bool event_time)
+{
+    struct sp_str key = sp_pctx_key(c);
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    memcpy(&f->user, key.ptr, sizeof(f->user));
+    f->at = ts;
+    f->count = event_time ? -1 : *(int64_t *)sp_pctx_state(c);
+    f->now_ms = wall_ms();
+}
+
+static void test_processing_time_timers(void **state)
+{
+    (void)state;
+    static struct ev events[40];
+    for (unsigned i = 0; i < 40; i++)
+        events[i] = (struct ev){.ts = i, .user = i % 2};
+    static const struct sp_process_fn fn = {
+        .state_bytes = sizeof(int64_t), .process = proc_process, .on_timer = proc_timer};
+    /* 40 records at 100 per second, then the job runs on until stopped. */
+    run_process(events, 40, &fn, 1, 0.9, 100);
+    assert_true(seen.count >= 4);
+    for (unsigned i = 0; i < seen.count; i++) {
+        assert_true(seen.rows[i].count >= 0); /* processing time */
+        assert_true(seen.rows[i].now_ms >= seen.rows[i].at);
+        for (unsigned j = 0; j < i; j++)
+            assert_false(seen.rows[j].user == seen.rows[i].user &&
+                         seen.rows[j].at == seen.rows[i].at);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_event_timers_once_in_order),
+        cmocka_unit_test(test_processing_time_timers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
