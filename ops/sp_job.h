@@ -50,6 +50,10 @@ void sp_job_free(struct sp_job *job);
 /* The first error building or running the job, NULL when none. */
 const char *sp_job_error(const struct sp_job *job);
 
+/* Records an error (the first one wins): the job will not run. */
+void sp_job_set_error(struct sp_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* ---- Writing rows (map, flat_map, process functions, generators) ---- */
 
 /*
@@ -293,5 +297,51 @@ struct sp_job_stats {
  * stopped. Returns 0, or -1 with sp_job_error() saying why.
  */
 int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp_job_stats *stats);
+
+/* ---- Parameters and command-line runs ---- */
+
+#define SP_PARAMS_MAX 64
+
+/* key=value settings of a job (`spate run JOB --param k=v`). */
+struct sp_params {
+    unsigned count;
+    const char *keys[SP_PARAMS_MAX];
+    const char *values[SP_PARAMS_MAX];
+    char storage[4096];
+    unsigned used;
+};
+
+/* Adds "key=value" (copied). 0, or -EINVAL (no '=', empty key, too many). */
+int sp_params_add(struct sp_params *params, const char *key_value);
+
+/* The value of `key`, or `def`. */
+const char *sp_param(const struct sp_params *params, const char *key, const char *def);
+
+/* Integers and durations: the job records an error for a bad value. */
+int64_t sp_param_i64(struct sp_job *job, const struct sp_params *params, const char *key,
+                     int64_t def);
+double sp_param_f64(struct sp_job *job, const struct sp_params *params, const char *key,
+                    double def);
+
+/* Records an error on the job for any parameter not in `known` (NULL-ended). */
+void sp_params_check(struct sp_job *job, const struct sp_params *params,
+                     const char *const *known);
+
+typedef struct sp_job *sp_job_build_fn(const struct sp_params *params);
+
+/*
+ * Builds the job from `params` and runs it: a progress line on stderr each
+ * second when stderr is a terminal, a summary on stderr at the end. Returns
+ * the process exit status: 0, 1 when the job failed (the reason printed),
+ * 2 when it could not be built from the parameters.
+ */
+int sp_job_run_cli(sp_job_build_fn *build, const struct sp_params *params,
+                   const struct sp_run_config *config);
+
+/*
+ * main() for a job program: `prog [key=value | --param key=value]...
+ * [--cores N] [--memory BYTES]`, then sp_job_run_cli.
+ */
+int sp_job_main(sp_job_build_fn *build, int argc, char **argv);
 
 #endif /* SP_JOB_H */

@@ -373,8 +373,6 @@ struct sp_stream *sp_job_add_source(struct sp_job *job, const char *name,
                                     const struct sp_schema *schema, const struct sp_watermarks *wm);
 void sp_job_add_sink(struct sp_stream *in, const char *name, const struct sp_op_vt *vt,
                      void *config, void (*config_free)(void *config));
-/* Records the job's first error (building). */
-void sp_job_set_error(struct sp_job *job, const char *fmt, ...) SP_PRINTF(2, 3);
 struct sp_job *sp_stream_job(struct sp_stream *s);
 const struct sp_schema *sp_stream_schema(struct sp_stream *s);
 
