@@ -17,7 +17,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,98 +183,15 @@ struct sp_stream *sp_source_generator(struct sp_job *job, const struct sp_schema
 
 /* ---- JSON lines ---- */
 
-static int put(char *buf, size_t cap, size_t *at, const char *s, size_t n)
-{
-    if (*at + n > cap)
-        return -1;
-    memcpy(buf + *at, s, n);
-    *at += n;
-    return 0;
-}
-
-static int put_json_string(char *buf, size_t cap, size_t *at, const char *s, uint32_t len)
-{
-    if (put(buf, cap, at, "\"", 1) < 0)
-        return -1;
-    for (uint32_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[8];
-        const char *e = NULL;
-        size_t n = 0;
-        switch (c) {
-        case '"':
-            e = "\\\"", n = 2;
-            break;
-        case '\\':
-            e = "\\\\", n = 2;
-            break;
-        case '\n':
-            e = "\\n", n = 2;
-            break;
-        case '\r':
-            e = "\\r", n = 2;
-            break;
-        case '\t':
-            e = "\\t", n = 2;
-            break;
-        default:
-            if (c < 0x20) {
-                n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
-                e = esc;
-            }
-        }
-        if (e != NULL ? put(buf, cap, at, e, n) < 0 : put(buf, cap, at, (const char *)&c, 1) < 0)
-            return -1;
-    }
-    return put(buf, cap, at, "\"", 1);
-}
-
 int sp_row_to_json(const struct sp_schema *schema, const void *row, char *buf, size_t cap)
 {
-    size_t at = 0;
-    const uint8_t *r = row;
-    if (put(buf, cap, &at, "{", 1) < 0)
+    if (cap < 2)
         return -1;
-    for (uint32_t i = 0; i < schema->field_count; i++) {
-        const struct sp_field *f = &schema->fields[i];
-        if (i > 0 && put(buf, cap, &at, ",", 1) < 0)
-            return -1;
-        if (put_json_string(buf, cap, &at, f->name, (uint32_t)strlen(f->name)) < 0 ||
-            put(buf, cap, &at, ":", 1) < 0)
-            return -1;
-        char num[40];
-        int n = 0;
-        switch (f->type) {
-        case SP_T_I64: {
-            int64_t v;
-            memcpy(&v, r + f->offset, sizeof(v));
-            n = snprintf(num, sizeof(num), "%lld", (long long)v);
-            break;
-        }
-        case SP_T_F64: {
-            double v;
-            memcpy(&v, r + f->offset, sizeof(v));
-            n = isfinite(v) ? snprintf(num, sizeof(num), "%.17g", v)
-                            : snprintf(num, sizeof(num), "null");
-            break;
-        }
-        case SP_T_BOOL:
-            n = snprintf(num, sizeof(num), "%s", r[f->offset] ? "true" : "false");
-            break;
-        case SP_T_STR: {
-            struct sp_str s;
-            memcpy(&s, r + f->offset, sizeof(s));
-            if (put_json_string(buf, cap, &at, s.ptr, s.len) < 0)
-                return -1;
-            continue;
-        }
-        }
-        if (put(buf, cap, &at, num, (size_t)n) < 0)
-            return -1;
-    }
-    if (put(buf, cap, &at, "}\n", 2) < 0)
+    int n = sp_serde_encode(SP_FORMAT_JSON, schema, row, buf, cap - 1);
+    if (n < 0)
         return -1;
-    return (int)at;
+    buf[n] = '\n';
+    return n + 1;
 }
 
 /* ---- Sinks ---- */

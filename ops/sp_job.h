@@ -125,8 +125,22 @@ struct sp_kafka_source_config {
     const char *group;             /* NULL: manual assignment of every partition */
     bool from_beginning;           /* auto.offset.reset=earliest */
     const char *const *properties; /* NULL-terminated "key=value" client properties */
-    bool stop_at_end; /* bounded: end each partition at the offset that was last at start */
+    bool stop_at_end;    /* bounded: end each partition at the offset that was last at start */
+    bool skip_malformed; /* count and log records that do not parse (default: fail the job) */
 };
+
+/*
+ * The row of the RAW and STRING formats: a Kafka record as it is (for
+ * files, `value` is the line). Its schema is sp_record_schema.
+ */
+struct sp_record_row {
+    struct sp_str key;
+    struct sp_str value;
+    int64_t timestamp;
+    int64_t offset;
+    int64_t partition;
+};
+extern const struct sp_schema sp_record_schema;
 
 /* A topic's partitions spread over the shards; records parsed by `format`. */
 struct sp_stream *sp_source_kafka(struct sp_job *job, const struct sp_kafka_source_config *config,
@@ -324,8 +338,7 @@ double sp_param_f64(struct sp_job *job, const struct sp_params *params, const ch
                     double def);
 
 /* Records an error on the job for any parameter not in `known` (NULL-ended). */
-void sp_params_check(struct sp_job *job, const struct sp_params *params,
-                     const char *const *known);
+void sp_params_check(struct sp_job *job, const struct sp_params *params, const char *const *known);
 
 typedef struct sp_job *sp_job_build_fn(const struct sp_params *params);
 
