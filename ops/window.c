@@ -525,7 +525,14 @@ static void add_global(struct sp_inst *inst, struct win *s, const void *row, int
     }
 }
 
-#define PREFETCH_AHEAD 8
+/*
+ * Records are added in groups: first every key of the group is hashed and
+ * its index slot prefetched, then every slot read and its entry prefetched,
+ * then the records added. State is larger than the caches, and this way
+ * the misses of a whole group overlap instead of each record waiting for
+ * its own two.
+ */
+#define GROUP 32u
 
 static void win_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
 {
@@ -533,22 +540,22 @@ static void win_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
     struct win *s = inst->state;
     const struct sp_node *n = inst->node;
     enum sp_window_kind kind = n->u.window.window.kind;
-    uint64_t hashes[PREFETCH_AHEAD];
-    struct sp_str keys[PREFETCH_AHEAD];
+    uint64_t hashes[GROUP];
+    struct sp_str keys[GROUP];
     uint32_t count = in->count;
-    /* Hash a few rows ahead and prefetch their index slots. */
-    for (uint32_t i = 0; i < count && i < PREFETCH_AHEAD; i++) {
-        hashes[i] = sp_key_of(&n->key, sp_batch_row(in, i), &keys[i]);
-        sp_table_prefetch(&s->t, hashes[i]);
-    }
     for (uint32_t i = 0; i < count; i++) {
-        uint32_t k = i % PREFETCH_AHEAD;
+        uint32_t k = i % GROUP;
+        if (k == 0) {
+            uint32_t g = SP_MIN(GROUP, count - i);
+            for (uint32_t j = 0; j < g; j++) {
+                hashes[j] = sp_key_of(&n->key, sp_batch_row(in, i + j), &keys[j]);
+                sp_table_prefetch(&s->t, hashes[j]);
+            }
+            for (uint32_t j = 0; j < g; j++)
+                sp_table_prefetch_entry(&s->t, hashes[j]);
+        }
         uint64_t hash = hashes[k];
         struct sp_str key = keys[k];
-        if (i + PREFETCH_AHEAD < count) {
-            hashes[k] = sp_key_of(&n->key, sp_batch_row(in, i + PREFETCH_AHEAD), &keys[k]);
-            sp_table_prefetch(&s->t, hashes[k]);
-        }
         const void *row = sp_batch_row(in, i);
         int64_t ts = sp_batch_ts(in, i);
         if (kind == SP_WINDOW_SESSION)

@@ -168,8 +168,10 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
 /* Deletes an entry found by find/upsert/iteration. */
 void sp_table_delete(struct sp_table *t, struct sp_table_entry *e);
 
-/* Hints the CPU to load the index slot of `hash` (batch lookups). */
+/* Hints the CPU to load the index slot of `hash` (batch lookups)... */
 void sp_table_prefetch(const struct sp_table *t, uint64_t hash);
+/* ...and, a few records later, the entry that slot names. */
+void sp_table_prefetch_entry(const struct sp_table *t, uint64_t hash);
 
 /* ---- ns_order tables ---- */
 

@@ -306,8 +306,15 @@ uint32_t sp_table_segments(const struct sp_table *t)
 static inline bool entry_matches(const struct sp_table *t, const struct sp_table_entry *e,
                                  uint64_t hash, const void *key, uint32_t key_len, int64_t ns)
 {
-    return e->hash == hash && e->ns == ns && e->key_len == key_len &&
-           memcmp(sp_table_key(t, e), key, key_len) == 0;
+    if (e->hash != hash || e->ns != ns || e->key_len != key_len)
+        return false;
+    if (key_len == 8) { /* integer keys: one compare */
+        uint64_t a, b;
+        memcpy(&a, sp_table_key(t, e), 8);
+        memcpy(&b, key, 8);
+        return a == b;
+    }
+    return memcmp(sp_table_key(t, e), key, key_len) == 0;
 }
 
 struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
@@ -331,6 +338,16 @@ void sp_table_prefetch(const struct sp_table *t, uint64_t hash)
     __builtin_prefetch(slot_at(t, hash & t->mask), 1);
 }
 
+void sp_table_prefetch_entry(const struct sp_table *t, uint64_t hash)
+{
+    uint64_t s = *slot_at(t, hash & t->mask);
+    if (s != SLOT_EMPTY) {
+        const uint8_t *e = (const uint8_t *)sp_table_entry_at(t, slot_ref(s));
+        __builtin_prefetch(e, 1);
+        __builtin_prefetch(e + t->key_off, 1); /* the key may start the next line */
+    }
+}
+
 /* Appends an entry to its key group's open segment. */
 static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uint32_t key_len,
                                           uint32_t *ref_out, int *err)
@@ -340,6 +357,10 @@ static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uin
               group - t->config.key_group_first < t->config.key_group_count);
     uint32_t g = group - t->config.key_group_first;
     uint32_t bytes = (t->key_off + key_len + 7u) & ~7u;
+    /* An entry of a cache line or less never straddles two: one miss per
+     * lookup instead of two (segments are page-aligned). */
+    if (bytes <= 64)
+        bytes = bytes <= 32 ? 32 : 64;
     uint32_t seg_bytes = 1u << t->seg_shift;
     if (key_len > SP_TABLE_KEY_MAX || bytes > seg_bytes) {
         *err = -E2BIG;
