@@ -8,12 +8,14 @@
 #include "sp_bench.h"
 
 const struct sp_bench_case *const sp_bench_cases[] = {
-    sp_bench_ring_cases,
-    sp_bench_timer_cases,
-    sp_bench_mem_cases,
-    sp_bench_hash_cases,
-    sp_bench_record_cases,
-    sp_bench_kafka_cases,
+    sp_bench_ring_cases,     /* runtime */
+    sp_bench_timer_cases,    /* runtime */
+    sp_bench_mem_cases,      /* runtime */
+    sp_bench_hash_cases,     /* state */
+    sp_bench_record_cases,   /* net */
+    sp_bench_kafka_cases,    /* net */
+    sp_bench_table_cases,    /* state */
+    sp_bench_dataflow_cases, /* ops */
     NULL,
 };
 

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define SP_BENCH_ARGS_MAX 4
-#define SP_BENCH_COUNTERS_MAX 4
+#define SP_BENCH_COUNTERS_MAX 8
 
 struct sp_bench_counter {
     const char *name;
@@ -54,6 +54,8 @@ extern const struct sp_bench_case sp_bench_mem_cases[];
 extern const struct sp_bench_case sp_bench_hash_cases[];
 extern const struct sp_bench_case sp_bench_record_cases[];
 extern const struct sp_bench_case sp_bench_kafka_cases[];
+extern const struct sp_bench_case sp_bench_table_cases[];
+extern const struct sp_bench_case sp_bench_dataflow_cases[];
 
 /* Pins the calling thread to the `index`-th CPU it may run on; 0 or -errno. */
 int sp_bench_pin(unsigned index);

@@ -245,7 +245,8 @@ struct win {
     uint32_t acc_off; /* in the value */
     struct sp_inst *late;
     struct sp_xshard *xs;
-    void *tmp; /* one accumulator */
+    void *tmp;          /* one accumulator */
+    int64_t pane_start; /* the last record's last window start */
 };
 
 /* Session values: start and the key's next session end before the acc. */
@@ -268,6 +269,7 @@ static int win_open(struct sp_inst *inst)
                  : w->kind == SP_WINDOW_GLOBAL ? 8u
                                                : 0u;
     s->tmp = calloc(1, n->acc_bytes + 16);
+    s->pane_start = INT64_MAX; /* no pane yet: ts >= MAX never holds */
     if (s->tmp == NULL)
         return -ENOMEM;
     struct sp_table_config c;
@@ -318,13 +320,13 @@ static void state_full(struct sp_inst *inst, int err)
 static void emit_result(struct sp_inst *inst, struct win *s, struct sp_table_entry *e,
                         int64_t start, int64_t end, int64_t ts)
 {
-    struct sp_agg_row row;
-    memset(&row, 0, sizeof(row));
-    row.window_start = start;
-    row.window_end = end;
-    agg_result(inst->node, (uint8_t *)sp_table_value(&s->t, e) + s->acc_off, &row);
-    key_into(inst->node, &s->t, e, &row);
-    sp_out_emit(&inst->out, &row, ts);
+    /* Straight into the output batch; a string key is copied in when the
+     * row is complete (it points into the entry, which may go next). */
+    struct sp_agg_row *row = sp_out_row(&inst->out, ts);
+    row->window_start = start;
+    row->window_end = end;
+    agg_result(inst->node, (uint8_t *)sp_table_value(&s->t, e) + s->acc_off, row);
+    key_into(inst->node, &s->t, e, row);
 }
 
 static void late_record(struct sp_inst *inst, struct win *s, const void *row, int64_t ts)
@@ -367,7 +369,14 @@ static void add_fixed(struct sp_inst *inst, struct win *s, const void *row, int6
     const struct sp_window *w = &n->u.window.window;
     int64_t wm = inst->wm;
     int64_t slide = w->kind == SP_WINDOW_TUMBLING ? w->size_ms : w->slide_ms;
-    int64_t last_start = ts - floor_mod(ts - w->offset_ms, slide);
+    /* Consecutive records mostly share their last window: skip the division. */
+    int64_t last_start;
+    if (ts >= s->pane_start && ts < s->pane_start + slide) {
+        last_start = s->pane_start;
+    } else {
+        last_start = ts - floor_mod(ts - w->offset_ms, slide);
+        s->pane_start = last_start;
+    }
     bool added = false;
     for (int64_t start = last_start; start > ts - w->size_ms; start -= slide) {
         int64_t end = start + w->size_ms;
@@ -579,10 +588,24 @@ static int64_t window_start_of(const struct sp_window *w, int64_t end, const voi
     return end - w->size_ms;
 }
 
-/* Deletes an entry, unlinking a session from its key's list first. */
-static void win_delete(struct win *s, const struct sp_window *w, struct sp_table_entry *e)
+struct fire_ctx {
+    struct sp_inst *inst;
+    struct win *s;
+    const struct sp_window *w;
+    int64_t end;
+    bool emit;
+};
+
+/* One entry of a namespace being dropped: its result out, its session off
+ * its key's list. */
+static void fire_entry(struct sp_table_entry *e, void *ctx)
 {
-    if (w->kind == SP_WINDOW_SESSION) {
+    struct fire_ctx *f = ctx;
+    struct win *s = f->s;
+    if (f->emit)
+        emit_result(f->inst, s, e, window_start_of(f->w, f->end, sp_table_value(&s->t, e)), f->end,
+                    f->end - 1);
+    if (f->w->kind == SP_WINDOW_SESSION) {
         struct sp_str key = sp_str_of((const char *)sp_table_key(&s->t, e), e->key_len);
         struct sp_table_entry *h = sp_table_find(&s->heads, e->hash, key.ptr, key.len, 0);
         SP_ASSERT(h != NULL);
@@ -591,7 +614,18 @@ static void win_delete(struct win *s, const struct sp_window *w, struct sp_table
         if (*head == SESSION_NONE)
             sp_table_delete(&s->heads, h);
     }
-    sp_table_delete(&s->t, e);
+}
+
+/* A marker of a window that has not fired: fire it (the window stays). */
+static void fire_marker(struct sp_table_entry *m, void *ctx)
+{
+    struct fire_ctx *f = ctx;
+    struct win *s = f->s;
+    struct sp_str key = sp_str_of((const char *)sp_table_key(&s->fire, m), m->key_len);
+    struct sp_table_entry *e = sp_table_find(&s->t, m->hash, key.ptr, key.len, f->end);
+    if (e != NULL)
+        emit_result(f->inst, s, e, window_start_of(f->w, f->end, sp_table_value(&s->t, e)), f->end,
+                    f->end - 1);
 }
 
 static void win_watermark(struct sp_inst *inst, int64_t wm)
@@ -602,34 +636,25 @@ static void win_watermark(struct sp_inst *inst, int64_t wm)
         sp_inst_forward_watermark(inst, wm);
         return;
     }
+    struct fire_ctx f = {.inst = inst, .s = s, .w = w};
     int64_t end;
     if (s->has_fire) {
-        /* Fire what has not fired; purge later. */
+        /* Fire what has not fired; purge at end - 1 + lateness. */
         while (sp_table_ns_min(&s->fire, &end) && end - 1 <= wm) {
-            struct sp_table_entry *m;
-            while ((m = sp_table_ns_first(&s->fire, end)) != NULL) {
-                struct sp_str key = sp_str_of((const char *)sp_table_key(&s->fire, m), m->key_len);
-                struct sp_table_entry *e = sp_table_find(&s->t, m->hash, key.ptr, key.len, end);
-                if (e != NULL)
-                    emit_result(inst, s, e, window_start_of(w, end, sp_table_value(&s->t, e)), end,
-                                end - 1);
-                sp_table_delete(&s->fire, m);
-            }
+            f.end = end;
+            sp_table_ns_drop(&s->fire, end, fire_marker, &f);
         }
-        int64_t lateness = w->allowed_lateness_ms;
-        while (sp_table_ns_min(&s->t, &end) && (end - 1 + lateness <= wm || wm == SP_WM_MAX)) {
-            struct sp_table_entry *e;
-            while ((e = sp_table_ns_first(&s->t, end)) != NULL)
-                win_delete(s, w, e);
+        f.emit = false;
+        while (sp_table_ns_min(&s->t, &end) &&
+               (end - 1 + w->allowed_lateness_ms <= wm || wm == SP_WM_MAX)) {
+            f.end = end;
+            sp_table_ns_drop(&s->t, end, fire_entry, &f);
         }
     } else {
+        f.emit = true;
         while (sp_table_ns_min(&s->t, &end) && end - 1 <= wm) {
-            struct sp_table_entry *e;
-            while ((e = sp_table_ns_first(&s->t, end)) != NULL) {
-                emit_result(inst, s, e, window_start_of(w, end, sp_table_value(&s->t, e)), end,
-                            end - 1);
-                win_delete(s, w, e);
-            }
+            f.end = end;
+            sp_table_ns_drop(&s->t, end, fire_entry, &f);
         }
     }
     sp_inst_forward_watermark(inst, wm);
@@ -662,15 +687,25 @@ static void run_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
     (void)port;
     struct win *s = inst->state;
     const struct sp_node *n = inst->node;
+    uint64_t hashes[GROUP];
+    struct sp_str keys[GROUP];
     for (uint32_t i = 0; i < in->count; i++) {
+        uint32_t k = i % GROUP;
+        if (k == 0) {
+            uint32_t g = SP_MIN(GROUP, in->count - i);
+            for (uint32_t j = 0; j < g; j++) {
+                hashes[j] = sp_key_of(&n->key, sp_batch_row(in, i + j), &keys[j]);
+                sp_table_prefetch(&s->t, hashes[j]);
+            }
+            for (uint32_t j = 0; j < g; j++)
+                sp_table_prefetch_entry(&s->t, hashes[j]);
+        }
         const void *row = sp_batch_row(in, i);
         int64_t ts = sp_batch_ts(in, i);
-        struct sp_str key;
-        uint64_t hash = sp_key_of(&n->key, row, &key);
         bool created;
         int err = 0;
         struct sp_table_entry *e =
-            sp_table_upsert(&s->t, hash, key.ptr, key.len, 0, &created, &err);
+            sp_table_upsert(&s->t, hashes[k], keys[k].ptr, keys[k].len, 0, &created, &err);
         if (e == NULL) {
             state_full(inst, err);
             return;

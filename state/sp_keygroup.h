@@ -18,6 +18,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/* xxh3 inlined: keys are a few bytes, and a call into the shared library
+ * would cost as much as the hash. */
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
 #include <xxhash.h>
 
 #include "sp_common.h"

@@ -214,12 +214,131 @@ static void heap_pop(struct sp_table *t)
     *heap_at(t, i) = last;
 }
 
-static struct sp_table_ns *dir_find(struct sp_table *t, int64_t ns)
+/* The directory entry of namespace `ns`: the last one used is cached (its
+ * address is stable until it is deleted, which clears the cache). */
+static struct sp_table_entry *dir_entry(struct sp_table *t, int64_t ns)
 {
+    if (t->ns_cache != NULL && t->ns_cache_key == ns)
+        return t->ns_cache;
     struct sp_table_entry *d =
         sp_table_find(t->dir, sp_key_hash(&ns, sizeof(ns)), &ns, sizeof(ns), 0);
+    if (d != NULL) {
+        t->ns_cache = d;
+        t->ns_cache_key = ns;
+    }
+    return d;
+}
+
+static void dir_delete(struct sp_table *t, struct sp_table_entry *d)
+{
+    if (t->ns_cache == d)
+        t->ns_cache = NULL;
+    sp_table_delete(t->dir, d);
+}
+
+static struct sp_table_ns *dir_find(struct sp_table *t, int64_t ns)
+{
+    struct sp_table_entry *d = dir_entry(t, ns);
     return d ? sp_table_value(t->dir, d) : NULL;
 }
+
+static inline struct sp_table_ns_block *block_at(const struct sp_table *t, uint32_t i)
+{
+    return segvec_at(&t->blocks, i);
+}
+
+static int block_alloc(struct sp_table *t, uint32_t *out)
+{
+    uint32_t i = t->block_free;
+    if (i != SP_TABLE_REF_NONE) {
+        t->block_free = block_at(t, i)->next;
+    } else {
+        if (t->blocks.len >= SP_TABLE_REF_NONE - 1)
+            return -ENOBUFS;
+        int rc = segvec_resize(&t->blocks, t->blocks.len + 1, false);
+        if (rc < 0)
+            return rc;
+        i = (uint32_t)t->blocks.len - 1;
+    }
+    *out = i;
+    return 0;
+}
+
+static void block_release(struct sp_table *t, uint32_t i)
+{
+    block_at(t, i)->next = t->block_free;
+    t->block_free = i;
+}
+
+/* Appends entry `e` (reference `ref`) to a namespace's list. */
+static int list_append(struct sp_table *t, struct sp_table_ns *list, struct sp_table_entry *e,
+                       uint32_t ref)
+{
+    struct sp_table_ns_block *b = list->tail == SP_TABLE_REF_NONE ? NULL : block_at(t, list->tail);
+    if (b == NULL || b->used == SP_TABLE_NS_BLOCK_REFS) {
+        uint32_t fresh;
+        int rc = block_alloc(t, &fresh);
+        if (rc < 0)
+            return rc;
+        b = block_at(t, fresh);
+        *b = (struct sp_table_ns_block){
+            .next = SP_TABLE_REF_NONE, .prev = list->tail, .used = 0, .live = 0};
+        if (list->tail != SP_TABLE_REF_NONE)
+            block_at(t, list->tail)->next = fresh;
+        else
+            list->head = fresh;
+        list->tail = fresh;
+    }
+    e->ns_block = list->tail;
+    e->ns_slot = b->used;
+    b->refs[b->used++] = ref;
+    b->live++;
+    list->count++;
+    return 0;
+}
+
+/* Unlinks and frees a block of a namespace's list. */
+static void block_unlink(struct sp_table *t, struct sp_table_ns *list, uint32_t i)
+{
+    struct sp_table_ns_block *b = block_at(t, i);
+    if (b->prev != SP_TABLE_REF_NONE)
+        block_at(t, b->prev)->next = b->next;
+    else
+        list->head = b->next;
+    if (b->next != SP_TABLE_REF_NONE)
+        block_at(t, b->next)->prev = b->prev;
+    else
+        list->tail = b->prev;
+    block_release(t, i);
+}
+
+static void list_remove(struct sp_table *t, struct sp_table_ns *list,
+                        const struct sp_table_entry *e)
+{
+    struct sp_table_ns_block *b = block_at(t, e->ns_block);
+    SP_ASSERT(b->refs[e->ns_slot] != SP_TABLE_REF_NONE);
+    b->refs[e->ns_slot] = SP_TABLE_REF_NONE;
+    list->count--;
+    if (--b->live == 0)
+        block_unlink(t, list, e->ns_block);
+}
+
+/* The first live entry from block `i`, slot `slot` on. */
+static struct sp_table_entry *list_scan(struct sp_table *t, uint32_t i, uint32_t slot)
+{
+    while (i != SP_TABLE_REF_NONE) {
+        const struct sp_table_ns_block *b = block_at(t, i);
+        for (; slot < b->used; slot++) {
+            if (b->refs[slot] != SP_TABLE_REF_NONE)
+                return sp_table_entry_at(t, b->refs[slot]);
+        }
+        i = b->next;
+        slot = 0;
+    }
+    return NULL;
+}
+
+static void entry_kill(struct sp_table *t, struct sp_table_entry *e, uint32_t ref);
 
 /* ---- The table ---- */
 
@@ -269,6 +388,8 @@ int sp_table_init(struct sp_table *t, const struct sp_table_config *config)
             goto fail;
         }
         segvec_init(&t->heap, config->budget, 3);
+        segvec_init(&t->blocks, config->budget, 6);
+        t->block_free = SP_TABLE_REF_NONE;
     }
     return 0;
 fail:
@@ -291,6 +412,7 @@ void sp_table_deinit(struct sp_table *t)
         sp_table_deinit(t->dir);
         free(t->dir);
         segvec_free(&t->heap);
+        segvec_free(&t->blocks);
     }
     memset(t, 0, sizeof(*t));
 }
@@ -299,7 +421,7 @@ uint32_t sp_table_segments(const struct sp_table *t)
 {
     uint32_t n = t->seg_count - t->seg_free_count + t->slots.seg_count;
     if (t->dir != NULL)
-        n += sp_table_segments(t->dir) + t->heap.seg_count;
+        n += sp_table_segments(t->dir) + t->heap.seg_count + t->blocks.seg_count;
     return n;
 }
 
@@ -420,13 +542,14 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
     }
     struct sp_table_ns *list = NULL;
     if (t->dir != NULL) {
-        bool fresh;
-        struct sp_table_entry *d =
-            sp_table_upsert(t->dir, sp_key_hash(&ns, sizeof(ns)), &ns, sizeof(ns), 0, &fresh, err);
-        if (d == NULL)
-            return NULL;
-        list = sp_table_value(t->dir, d);
-        if (fresh) {
+        struct sp_table_entry *d = dir_entry(t, ns);
+        if (d == NULL) {
+            bool fresh;
+            d = sp_table_upsert(t->dir, sp_key_hash(&ns, sizeof(ns)), &ns, sizeof(ns), 0, &fresh,
+                                err);
+            if (d == NULL)
+                return NULL;
+            list = sp_table_value(t->dir, d);
             list->head = list->tail = SP_TABLE_REF_NONE;
             list->count = 0;
             rc = heap_push(t, ns);
@@ -435,30 +558,35 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
                 *err = rc;
                 return NULL;
             }
+            t->ns_cache = d;
+            t->ns_cache_key = ns;
         }
+        list = sp_table_value(t->dir, d);
     }
     uint32_t ref;
     struct sp_table_entry *e = entry_alloc(t, hash, key_len, &ref, err);
     if (e == NULL) {
         if (list != NULL && list->count == 0)
-            sp_table_delete(
-                t->dir, sp_table_find(t->dir, sp_key_hash(&ns, sizeof(ns)), &ns, sizeof(ns), 0));
+            dir_delete(t, dir_entry(t, ns));
         return NULL;
     }
     e->hash = hash;
     e->ns = ns;
     e->key_len = key_len;
-    e->ns_prev = e->ns_next = SP_TABLE_REF_NONE;
+    e->ns_block = SP_TABLE_REF_NONE;
+    e->ns_slot = 0;
     memset(sp_table_value(t, e), 0, t->key_off - t->value_off);
     memcpy((uint8_t *)e + t->key_off, key, key_len);
     if (list != NULL) {
-        e->ns_prev = list->tail;
-        if (list->tail != SP_TABLE_REF_NONE)
-            sp_table_entry_at(t, list->tail)->ns_next = ref;
-        else
-            list->head = ref;
-        list->tail = ref;
-        list->count++;
+        int rc_link = list_append(t, list, e, ref);
+        if (rc_link < 0) {
+            /* Undo the append: the entry is dead, its segment may empty. */
+            entry_kill(t, e, ref);
+            if (list->count == 0)
+                dir_delete(t, dir_entry(t, ns));
+            *err = rc_link;
+            return NULL;
+        }
     }
     *slot_at(t, pos) = slot_make(hash, ref);
     t->count++;
@@ -479,12 +607,16 @@ static uint32_t entry_ref(const struct sp_table *t, uint64_t hash, const struct 
     }
 }
 
-void sp_table_delete(struct sp_table *t, struct sp_table_entry *e)
+/* Takes entry `e` (reference `ref`) out of the index. */
+static void index_remove(struct sp_table *t, const struct sp_table_entry *e, uint32_t ref)
 {
-    SP_ASSERT((e->key_len & SP_TABLE_DEAD) == 0);
-    uint64_t pos;
-    uint32_t ref = entry_ref(t, e->hash, e, &pos);
-
+    uint64_t pos = e->hash & t->mask;
+    for (;; pos = (pos + 1) & t->mask) {
+        uint64_t s = *slot_at(t, pos);
+        SP_ASSERT(s != SLOT_EMPTY);
+        if (slot_ref(s) == ref)
+            break;
+    }
     /* Backward-shift deletion: pull later members of the probe run into the
      * hole when their home position does not lie between hole and them. */
     uint64_t hole = pos;
@@ -501,24 +633,11 @@ void sp_table_delete(struct sp_table *t, struct sp_table_entry *e)
     }
     *slot_at(t, hole) = SLOT_EMPTY;
     t->count--;
+}
 
-    if (t->dir != NULL) {
-        struct sp_table_entry *d =
-            sp_table_find(t->dir, sp_key_hash(&e->ns, sizeof(e->ns)), &e->ns, sizeof(e->ns), 0);
-        SP_ASSERT(d != NULL);
-        struct sp_table_ns *list = sp_table_value(t->dir, d);
-        if (e->ns_prev != SP_TABLE_REF_NONE)
-            sp_table_entry_at(t, e->ns_prev)->ns_next = e->ns_next;
-        else
-            list->head = e->ns_next;
-        if (e->ns_next != SP_TABLE_REF_NONE)
-            sp_table_entry_at(t, e->ns_next)->ns_prev = e->ns_prev;
-        else
-            list->tail = e->ns_prev;
-        if (--list->count == 0)
-            sp_table_delete(t->dir, d);
-    }
-
+/* Marks `e` dead and returns its segment when it was the last one alive. */
+static void entry_kill(struct sp_table *t, struct sp_table_entry *e, uint32_t ref)
+{
     e->key_len |= SP_TABLE_DEAD;
     uint32_t no = ref >> t->off_bits;
     struct sp_table_seg *seg = &t->segs[no];
@@ -530,6 +649,72 @@ void sp_table_delete(struct sp_table *t, struct sp_table_entry *e)
         else
             seg_release(t, no);
     }
+}
+
+void sp_table_delete(struct sp_table *t, struct sp_table_entry *e)
+{
+    SP_ASSERT((e->key_len & SP_TABLE_DEAD) == 0);
+    uint64_t pos;
+    uint32_t ref = entry_ref(t, e->hash, e, &pos);
+    index_remove(t, e, ref);
+    if (t->dir != NULL) {
+        struct sp_table_entry *d = dir_entry(t, e->ns);
+        SP_ASSERT(d != NULL);
+        struct sp_table_ns *list = sp_table_value(t->dir, d);
+        list_remove(t, list, e);
+        if (list->count == 0)
+            dir_delete(t, d);
+    }
+    entry_kill(t, e, ref);
+}
+
+/* Loads a block's entries (they are at random places). */
+static void prefetch_block_entries(const struct sp_table *t, uint32_t i)
+{
+    if (i == SP_TABLE_REF_NONE)
+        return;
+    const struct sp_table_ns_block *b = block_at(t, i);
+    for (uint32_t k = 0; k < b->used; k++) {
+        if (b->refs[k] != SP_TABLE_REF_NONE)
+            __builtin_prefetch(sp_table_entry_at(t, b->refs[k]), 1);
+    }
+}
+
+void sp_table_ns_drop(struct sp_table *t, int64_t ns,
+                      void (*fn)(struct sp_table_entry *e, void *ctx), void *ctx)
+{
+    SP_ASSERT(t->dir != NULL);
+    struct sp_table_entry *d = dir_entry(t, ns);
+    if (d == NULL)
+        return;
+    struct sp_table_ns *list = sp_table_value(t->dir, d);
+    /* A block at a time: its entries were loaded while the block before was
+     * being processed; now their index slots are loaded together. */
+    prefetch_block_entries(t, list->head);
+    for (uint32_t i = list->head; i != SP_TABLE_REF_NONE;) {
+        struct sp_table_ns_block *b = block_at(t, i);
+        uint32_t next = b->next;
+        for (uint32_t k = 0; k < b->used; k++) {
+            if (b->refs[k] != SP_TABLE_REF_NONE)
+                sp_table_prefetch(t, sp_table_entry_at(t, b->refs[k])->hash);
+        }
+        prefetch_block_entries(t, next);
+        for (uint32_t k = 0; k < b->used; k++) {
+            uint32_t ref = b->refs[k];
+            if (ref == SP_TABLE_REF_NONE)
+                continue;
+            struct sp_table_entry *e = sp_table_entry_at(t, ref);
+            if (fn != NULL)
+                fn(e, ctx);
+            index_remove(t, e, ref);
+            entry_kill(t, e, ref);
+        }
+        block_release(t, i);
+        i = next;
+    }
+    list->head = list->tail = SP_TABLE_REF_NONE;
+    list->count = 0;
+    dir_delete(t, d);
 }
 
 bool sp_table_ns_min(struct sp_table *t, int64_t *ns)
@@ -551,9 +736,9 @@ struct sp_table_entry *sp_table_ns_first(struct sp_table *t, int64_t ns)
 {
     SP_ASSERT(t->dir != NULL);
     struct sp_table_ns *list = dir_find(t, ns);
-    if (list == NULL || list->head == SP_TABLE_REF_NONE)
+    if (list == NULL)
         return NULL;
-    return sp_table_entry_at(t, list->head);
+    return list_scan(t, list->head, 0);
 }
 
 uint64_t sp_table_ns_count(struct sp_table *t, int64_t ns)
@@ -576,4 +761,10 @@ void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, v
                 fn(e, ctx);
         }
     }
+}
+
+struct sp_table_entry *sp_table_ns_next(struct sp_table *t, const struct sp_table_entry *e)
+{
+    SP_ASSERT(t->dir != NULL && e->ns_block != SP_TABLE_REF_NONE);
+    return list_scan(t, e->ns_block, e->ns_slot + 1);
 }

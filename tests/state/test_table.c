@@ -127,6 +127,15 @@ static void test_against_model(void **state)
     sp_table_deinit(&t);
 }
 
+static void count_seen(struct sp_table_entry *e, void *ctx)
+{
+    /* Keys 0, 1, 2, ... in order: their sum, and order checked by value. */
+    uint64_t *seen = ctx;
+    uint64_t k;
+    memcpy(&k, (const uint8_t *)e + sizeof(*e) + 8, sizeof(k));
+    *seen += k;
+}
+
 static void test_namespaces_in_order(void **state)
 {
     (void)state;
@@ -157,6 +166,19 @@ static void test_namespaces_in_order(void **state)
             assert_int_equal(*(uint64_t *)sp_table_value(&t, e), k);
         }
         assert_int_equal(k, 1000);
+        if (s == 1) {
+            /* All at once, each seen first, in insertion order. */
+            uint64_t seen = 0;
+            sp_table_ns_drop(&t, ns, count_seen, &seen);
+            assert_int_equal(seen, 1000 * 999 / 2);
+            assert_null(sp_table_ns_first(&t, ns));
+            assert_int_equal(sp_table_count(&t), 1000);
+            for (uint64_t key = 0; key < 1000; key++) {
+                assert_null(find(&t, key, ns));
+                assert_non_null(find(&t, key, 50));
+            }
+            continue;
+        }
         struct sp_table_entry *e;
         while ((e = sp_table_ns_first(&t, ns)) != NULL)
             sp_table_delete(&t, e);
