@@ -138,6 +138,17 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
             cli->pass[cli->pass_count++] = argv[i];
             continue;
         }
+        /* spate run JOB --param key=value ... */
+        if (cli->command != NULL && strcmp(cli->command, "run") == 0 &&
+            (strcmp(arg, "--param") == 0 || strncmp(arg, "--param=", 8) == 0)) {
+            const char *kv = arg[7] == '=' ? arg + 8 : (i + 1 < argc ? argv[++i] : NULL);
+            if (kv == NULL || strchr(kv, '=') == NULL || kv[0] == '=')
+                return reject(cli, "--param needs key=value");
+            if (cli->pass_count == SPATE_CLI_ARGS_MAX)
+                return reject(cli, "too many parameters");
+            cli->pass[cli->pass_count++] = (char *)kv;
+            continue;
+        }
         if (arg[0] == '-' && arg[1] != '\0') {
             int ret = parse_flag(cli, argc, argv, &i);
             if (ret < 0)
@@ -152,14 +163,16 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
         }
         if (cli->command == NULL)
             cli->command = arg;
-        else if (strcmp(cli->command, "bench") == 0 && cli->subcommand == NULL)
+        else if ((strcmp(cli->command, "bench") == 0 || strcmp(cli->command, "run") == 0) &&
+                 cli->subcommand == NULL)
             cli->subcommand = arg;
         else
             return reject(cli, "unexpected argument '%s'", arg);
     }
     bool bench_micro = cli->command != NULL && strcmp(cli->command, "bench") == 0 &&
                        cli->subcommand != NULL && strcmp(cli->subcommand, "micro") == 0;
-    bool own = cli->command != NULL && spate_cli_own_args(cli->command);
+    bool own = cli->command != NULL &&
+               (spate_cli_own_args(cli->command) || strcmp(cli->command, "run") == 0);
     if (cli->pass_count > 0 && !bench_micro && !own)
         return reject(cli, "'%s' is a flag of 'spate bench micro' only", cli->pass[0]);
     return 0;

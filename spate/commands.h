@@ -13,6 +13,9 @@ int spate_produce(const struct spate_cli *cli);
 int spate_consume(const struct spate_cli *cli);
 int spate_topic(const struct spate_cli *cli);
 
+/* spate run JOB [--param k=v]...: a built-in job (cmd_run.c). */
+int spate_run(const struct spate_cli *cli);
+
 /* spate bench micro: the Google Benchmark microbenchmarks. */
 int spate_bench_micro(const struct spate_cli *cli);
 

@@ -44,6 +44,10 @@ static const struct command commands[] = {
     {"version", "version              print the version", cmd_version},
     {"demo", "demo                 run the runtime workload on every core and print figures",
      spate_demo},
+    {"run",
+     "run JOB [--param key=value]...\n"
+     "                       run a built-in job (spate run, without a job, lists them)",
+     spate_run},
     {"bench",
      "bench micro [--benchmark_*]  operator and runtime microbenchmarks "
      "(Google Benchmark flags)",
@@ -70,7 +74,8 @@ static void usage(FILE *out)
     fprintf(out,
             "\nflags (before or after the command):\n"
             "  --cores N            shards, one pinned thread per core (default: all %u CPUs)\n"
-            "  --memory BYTES       managed memory per shard, K/M/G/T suffixes (default 64M)\n"
+            "  --memory BYTES       managed memory per shard, K/M/G/T suffixes (default 64M; run: "
+            "256M)\n"
             "  --poll               spin on the rings instead of sleeping (lowest latency)\n"
             "  --log-level LEVEL    error, warn, info (default), debug or trace\n"
             "  --seconds S          demo: length of each phase (default 2)\n"
