@@ -421,7 +421,8 @@ static void inst_recompute(struct sp_inst *inst)
         inst->vt->watermark(inst, inst->wm); /* announce it is back */
     }
     if (inst->node->kind == SP_NODE_SINK)
-        inst->xs->sink_wm = inst->wm;
+        atomic_store_explicit((_Atomic int64_t *)&inst->xs->sink_wm, inst->wm,
+                              memory_order_relaxed);
 }
 
 static void inst_input_watermark(struct sp_inst *inst, unsigned port, int64_t wm, bool idle)
@@ -1011,7 +1012,8 @@ static void src_task(struct sp_task *task, struct sp_shard *shard)
     stat_add(&xs->records_in, src->rows);
     for (uint32_t i = 0; i < src->partition_count; i++) {
         if (src->parts[i].max_ts > xs->max_ts)
-            xs->max_ts = src->parts[i].max_ts;
+            atomic_store_explicit((_Atomic int64_t *)&xs->max_ts, src->parts[i].max_ts,
+                                  memory_order_relaxed);
     }
     if (rc < 0) {
         sp_exec_fail(xs, rc, "source %s", src->node->name);
@@ -1310,6 +1312,7 @@ static void exec_on_start(struct sp_shard *shard, void *ctx)
     SP_ASSERT(xs != NULL);
     xs->exec = exec;
     xs->shard = shard;
+    xs->max_ts = xs->sink_wm = SP_WM_MIN;
     exec->xs[shard->id] = xs;
     int rc = xs_open(xs);
     if (rc < 0 && !exec->failed)
@@ -1388,10 +1391,23 @@ static void exec_on_finish(struct sp_shard *shard, void *ctx)
 
 /* ---- Progress ---- */
 
-static int64_t min_sink_wm(struct sp_exec *exec)
+/* Event-time lag: the newest timestamp any source read minus the oldest
+ * watermark any sink has seen; negative when there is none yet. */
+static double wm_lag_seconds(struct sp_exec *exec)
 {
-    (void)exec;
-    return 0;
+    int64_t newest = SP_WM_MIN, oldest = SP_WM_MAX;
+    for (unsigned s = 0; s < exec->shard_count; s++) {
+        struct sp_xshard *xs = exec->xs[s];
+        int64_t ts = atomic_load_explicit((_Atomic int64_t *)&xs->max_ts, memory_order_relaxed);
+        int64_t wm = atomic_load_explicit((_Atomic int64_t *)&xs->sink_wm, memory_order_relaxed);
+        if (ts > newest)
+            newest = ts;
+        if (wm < oldest)
+            oldest = wm;
+    }
+    if (newest == SP_WM_MIN || oldest == SP_WM_MIN || oldest == SP_WM_MAX || oldest > newest)
+        return -1;
+    return (double)(newest - oldest) / 1e3;
 }
 
 static void print_progress(struct sp_exec *exec, uint64_t now)
@@ -1407,12 +1423,19 @@ static void print_progress(struct sp_exec *exec, uint64_t now)
     if (dt <= 0)
         return;
     double bp_pct = 100.0 * (double)(bp - exec->last_bp) / 1e9 / dt / exec->shard_count;
+    double lag = wm_lag_seconds(exec);
+    char lag_text[32];
+    if (lag < 0)
+        snprintf(lag_text, sizeof(lag_text), "-");
+    else
+        snprintf(lag_text, sizeof(lag_text), "%.1fs", lag);
     fprintf(stderr,
-            "\r%s: %.0fs  in %.2fM/s  out %.2fM/s  total in %llu out %llu  backpressure %.0f%%  ",
+            "\r%s: %.0fs  in %.2fM/s  out %.2fM/s  (total in %llu, out %llu)  watermark lag %s  "
+            "backpressure %.0f%%  ",
             exec->job->name, (double)(now - exec->start_ns) / 1e9,
             (double)(in - exec->last_in) / dt / 1e6, (double)(out - exec->last_out) / dt / 1e6,
-            (unsigned long long)in, (unsigned long long)out, bp_pct > 100 ? 100.0 : bp_pct);
-    (void)min_sink_wm;
+            (unsigned long long)in, (unsigned long long)out, lag_text,
+            bp_pct > 100 ? 100.0 : bp_pct);
     exec->last_in = in;
     exec->last_out = out;
     exec->last_bp = bp;
