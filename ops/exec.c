@@ -59,6 +59,7 @@ struct sp_exec {
     _Atomic bool failed;
     _Atomic bool interrupted;
     unsigned done_shards; /* shard 0's */
+    _Atomic bool completed; /* every sink ended: the stop that follows is the end */
     uint64_t start_ns;
     uint64_t deadline_ns;
     /* shard 0's progress line */
@@ -1069,8 +1070,10 @@ static void on_shard_done(struct sp_shard *shard, void *arg)
 {
     struct sp_exec *exec = arg;
     SP_ASSERT(shard->id == 0);
-    if (++exec->done_shards == exec->shard_count)
+    if (++exec->done_shards == exec->shard_count) {
+        atomic_store(&exec->completed, true);
         sp_runtime_stop(&exec->rt);
+    }
 }
 
 static void xs_send_done(struct sp_xshard *xs)
@@ -1282,7 +1285,7 @@ static void xs_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
 {
     struct sp_xshard *xs = SP_CONTAINER_OF(hook, struct sp_xshard, stop_hook);
     (void)shard;
-    if (xs->exec->done_shards != xs->exec->shard_count && !xs->exec->failed)
+    if (!atomic_load(&xs->exec->completed) && !atomic_load(&xs->exec->failed))
         atomic_store(&xs->exec->interrupted, true);
     sp_shard_timer_cancel(xs->shard, &xs->tick);
     for (uint32_t i = 0; i < xs->exec->job->node_count; i++) {

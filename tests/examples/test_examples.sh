@@ -5,15 +5,16 @@
 # prefix, each example is compiled with `pkg-config --cflags --libs --static
 # spate` alone, run on the built-in generator, and its output checked; the
 # same jobs run as `spate run NAME` give the same results.
-# Usage: test_examples.sh BUILD_DIR SOURCE_DIR SPATE
+# Usage: test_examples.sh BUILD_DIR SOURCE_DIR SPATE CC SANITIZE PREFIX
 set -euo pipefail
-build=$1 src=$2 spate=$3
+build=$1 src=$2 spate=$3 compiler=$4 sanitize=$5 prefix=$6
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 meson install -C "$build" --no-rebuild --destdir "$tmp/root" >/dev/null
-prefix=$(meson introspect "$build" --buildoptions |
-    /usr/bin/python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')
+# A sanitized libspate needs the same compiler and runtime at link time.
+san=()
+[ "$sanitize" = none ] || san=(-fsanitize="$sanitize")
 pc=$(find "$tmp/root" -name spate.pc)
 [ -n "$pc" ] || { echo "spate.pc was not installed"; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc")
@@ -21,7 +22,8 @@ flags=$(pkg-config --define-variable=prefix="$tmp/root$prefix" --cflags --libs -
 
 for ex in user_window_count order_count; do
     # Only the example's own source and what pkg-config says.
-    cc -std=gnu11 -O2 -Wall -Werror -o "$tmp/$ex" "$src/examples/$ex/$ex.c" $flags
+    $compiler "${san[@]}" -std=gnu11 -O2 -Wall -Werror -o "$tmp/$ex" "$src/examples/$ex/$ex.c" \
+        $flags
 done
 
 # Clicks per user: every window once, counts add up to the events not late.
