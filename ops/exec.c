@@ -58,7 +58,7 @@ struct sp_exec {
     pthread_barrier_t opened;
     _Atomic bool failed;
     _Atomic bool interrupted;
-    unsigned done_shards; /* shard 0's */
+    unsigned done_shards;   /* shard 0's */
     _Atomic bool completed; /* every sink ended: the stop that follows is the end */
     uint64_t start_ns;
     uint64_t deadline_ns;
@@ -136,6 +136,14 @@ void sp_exec_table_config(struct sp_xshard *xs, const char *name, uint32_t value
 }
 
 /* ---- Block points ---- */
+
+void sp_inst_defer(struct sp_inst *inst)
+{
+    if (!inst->deferred) {
+        inst->deferred = true;
+        inst->xs->deferred |= 1ull << inst->node->id;
+    }
+}
 
 bool sp_inst_blocked(const struct sp_inst *inst)
 {
@@ -415,6 +423,12 @@ static void inst_recompute(struct sp_inst *inst)
     }
     bool was_idle = inst->idle;
     inst->idle = false;
+    if (inst->deferred) {
+        /* Still working on the last one: it will act on this one too. */
+        if (min > inst->wm)
+            inst->wm = min;
+        return;
+    }
     if (min > inst->wm) {
         inst->wm = min;
         inst->vt->watermark(inst, min);
@@ -454,7 +468,12 @@ static void inst_input_end(struct sp_inst *inst, unsigned port)
     }
     if (inst->wm < SP_WM_MAX) {
         inst->wm = SP_WM_MAX;
-        inst->vt->watermark(inst, SP_WM_MAX);
+        if (!inst->deferred)
+            inst->vt->watermark(inst, SP_WM_MAX);
+    }
+    if (inst->deferred) {
+        inst->end_deferred = true; /* after the watermark is done */
+        return;
     }
     inst->ended = true;
     inst->vt->end(inst);
@@ -760,7 +779,8 @@ static void xchg_process(struct sp_xshard *xs, struct sp_inst *inst, struct sp_b
 static void xchg_drain(struct sp_xshard *xs, struct sp_inst *inst)
 {
     struct xchg *x = inst->state;
-    while (x->queue != NULL && !sp_inst_blocked(inst) && !xs->exec->failed) {
+    while (x->queue != NULL && !sp_inst_blocked(inst) && (inst->chain & xs->deferred) == 0 &&
+           !xs->exec->failed) {
         struct sp_batch *b = x->queue;
         x->queue = b->next;
         if (x->queue == NULL)
@@ -783,7 +803,7 @@ static void xchg_recv(struct sp_shard *shard, void *arg)
         SP_ASSERT(rc == 0);
         return;
     }
-    if (x->queue != NULL || sp_inst_blocked(inst)) {
+    if (x->queue != NULL || sp_inst_blocked(inst) || (inst->chain & xs->deferred) != 0) {
         b->next = NULL;
         if (x->queue_tail)
             x->queue_tail->next = b;
@@ -996,7 +1016,7 @@ static void src_task(struct sp_task *task, struct sp_shard *shard)
     src->scheduled = false;
     if (src->ended || sp_shard_stopping(shard) || atomic_load(&xs->exec->failed))
         return;
-    if (sp_inst_blocked(src->inst)) {
+    if (sp_inst_blocked(src->inst) || (src->inst->chain & xs->deferred) != 0) {
         if (src->blocked_since_ns == 0)
             src->blocked_since_ns = sp_now_ns();
         stat_add(&xs->blocked_count, 1);
@@ -1091,6 +1111,21 @@ static void xs_resume_task(struct sp_task *task, struct sp_shard *shard)
     (void)shard;
     xs->resume_posted = false;
     struct sp_job *job = xs->exec->job;
+    /* Unfinished watermarks first, upstream to downstream: nothing new may
+     * reach an operator in the middle of one. */
+    for (uint32_t i = 0; i < job->node_count && xs->deferred != 0; i++) {
+        struct sp_inst *inst = xs->insts[i];
+        if (inst == NULL || !inst->deferred || sp_inst_blocked(inst))
+            continue;
+        inst->deferred = false;
+        xs->deferred &= ~(1ull << i);
+        inst->vt->watermark(inst, inst->wm);
+        if (!inst->deferred && inst->end_deferred) {
+            inst->end_deferred = false;
+            inst->ended = true;
+            inst->vt->end(inst);
+        }
+    }
     for (uint32_t i = 0; i < job->node_count; i++) {
         struct sp_inst *inst = xs->insts[i];
         if (inst == NULL)
@@ -1110,6 +1145,20 @@ static void xs_resume(struct sp_xshard *xs)
         return;
     xs->resume_posted = true;
     sp_shard_post(xs->shard, &xs->resume, xs_resume_task);
+}
+
+/* The instances downstream of `from` up to the next exchange or sink: new
+ * input for `inst` reaches them. */
+static uint64_t collect_chain(struct sp_inst *from)
+{
+    uint64_t mask = 0;
+    for (unsigned i = 0; i < from->down_count; i++) {
+        struct sp_inst *d = from->down[i];
+        mask |= 1ull << d->node->id;
+        if (d->node->kind != SP_NODE_KEY_BY && d->node->kind != SP_NODE_SINK)
+            mask |= collect_chain(d);
+    }
+    return mask;
 }
 
 /* Collects the block points reachable from `inst` without crossing one. */
@@ -1250,8 +1299,10 @@ static int xs_open(struct sp_xshard *xs)
             }
         }
     }
-    for (uint32_t i = 0; i < job->node_count; i++)
+    for (uint32_t i = 0; i < job->node_count; i++) {
         collect_blockers(xs, xs->insts[i], xs->insts[i]);
+        xs->insts[i]->chain = collect_chain(xs->insts[i]);
+    }
     for (uint32_t i = 0; i < job->node_count; i++) {
         const struct sp_node *n = job->nodes[i];
         if (n->kind != SP_NODE_SOURCE)

@@ -140,20 +140,25 @@ static bool key_from_entry(struct sp_pctx *c, struct sp_table *t, struct sp_tabl
     return true;
 }
 
-static void fire_due(struct sp_pctx *c, struct sp_table *t, int64_t upto, bool event_time)
+/* Fires the timers due up to `upto`; false when it stopped because
+ * downstream is blocked (the rest stay for later). */
+static bool fire_due(struct sp_pctx *c, struct sp_table *t, int64_t upto, bool event_time)
 {
     const struct sp_process_fn *fn = &c->inst->node->u.process.fn;
     int64_t ts;
     while (sp_table_ns_min(t, &ts) && ts <= upto) {
         struct sp_table_entry *e;
         while ((e = sp_table_ns_first(t, ts)) != NULL) {
+            if (sp_inst_blocked(c->inst) || sp_exec_failed(c->inst->xs))
+                return false;
             if (!key_from_entry(c, t, e))
-                return;
+                return false;
             sp_table_delete(t, e);
             if (fn->on_timer != NULL)
                 fn->on_timer(c, ts, event_time);
         }
     }
+    return true;
 }
 
 static void proc_fire(struct sp_timer *timer, void *ctx)
@@ -161,8 +166,14 @@ static void proc_fire(struct sp_timer *timer, void *ctx)
     struct sp_pctx *c = ctx;
     (void)timer;
     c->proc_armed_ms = 0;
-    fire_due(c, &c->proc_timers, wall_ms(), false);
+    bool done = fire_due(c, &c->proc_timers, wall_ms(), false);
     sp_out_flush(&c->inst->out);
+    if (!done) {
+        /* Downstream is full: try again in a millisecond. */
+        c->proc_armed_ms = (uint64_t)wall_ms();
+        sp_shard_timer_arm(c->inst->xs->shard, &c->proc_timer, sp_now_ns() + SP_NSEC_PER_MSEC);
+        return;
+    }
     proc_arm(c);
 }
 
@@ -244,7 +255,11 @@ static void proc_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
 static void proc_watermark(struct sp_inst *inst, int64_t wm)
 {
     struct sp_pctx *c = inst->state;
-    fire_due(c, &c->event_timers, wm, true);
+    if (!fire_due(c, &c->event_timers, wm, true)) {
+        sp_out_flush(&inst->out);
+        sp_inst_defer(inst);
+        return;
+    }
     sp_inst_forward_watermark(inst, wm);
 }
 

@@ -246,6 +246,9 @@ struct sp_inst {
     uint32_t *blockers[8];
     unsigned blocker_count;
     uint32_t sink_blocked; /* a sink's block point */
+    bool deferred;         /* stopped acting on `wm` because downstream is blocked */
+    uint64_t chain;        /* bit per node: instances downstream up to the block points */
+    bool end_deferred;     /* and its end waits for that */
     void *state;           /* the operator's own */
 };
 
@@ -302,6 +305,7 @@ struct sp_xshard {
     int64_t sink_wm;        /* a sink's watermark */
     struct sp_task resume;
     bool resume_posted;
+    uint64_t deferred;    /* bit per node: instances waiting to finish a watermark */
     struct sp_timer tick; /* idleness and progress */
     struct sp_stop_hook stop_hook;
     uint8_t scratch[4096];
@@ -321,6 +325,15 @@ void sp_inst_forward_watermark(struct sp_inst *inst, int64_t wm);
 void sp_inst_forward_end(struct sp_inst *inst);
 /* Whether something downstream of `inst` is blocked (backpressure). */
 bool sp_inst_blocked(const struct sp_inst *inst);
+
+/*
+ * For an operator whose watermark() emits a lot (windows firing, timers):
+ * it found itself blocked, stopped where it was, and has not forwarded the
+ * watermark. Once unblocked, the executor calls watermark(inst, inst->wm)
+ * again, before any new input reaches this shard's instances; the operator
+ * goes on from where it stopped.
+ */
+void sp_inst_defer(struct sp_inst *inst);
 
 bool sp_exec_failed(const struct sp_xshard *xs);
 void sp_exec_count_late(struct sp_xshard *xs, uint64_t rows);

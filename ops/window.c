@@ -628,6 +628,12 @@ static void fire_marker(struct sp_table_entry *m, void *ctx)
                     f->end - 1);
 }
 
+/* Firing stops between blocks of entries while downstream is blocked. */
+static bool fire_blocked(void *ctx)
+{
+    return sp_inst_blocked(((struct fire_ctx *)ctx)->inst);
+}
+
 static void win_watermark(struct sp_inst *inst, int64_t wm)
 {
     struct win *s = inst->state;
@@ -642,22 +648,30 @@ static void win_watermark(struct sp_inst *inst, int64_t wm)
         /* Fire what has not fired; purge at end - 1 + lateness. */
         while (sp_table_ns_min(&s->fire, &end) && end - 1 <= wm) {
             f.end = end;
-            sp_table_ns_drop(&s->fire, end, fire_marker, &f);
+            if (fire_blocked(&f) || !sp_table_ns_drop(&s->fire, end, fire_marker, fire_blocked, &f))
+                goto deferred;
         }
         f.emit = false;
         while (sp_table_ns_min(&s->t, &end) &&
                (end - 1 + w->allowed_lateness_ms <= wm || wm == SP_WM_MAX)) {
             f.end = end;
-            sp_table_ns_drop(&s->t, end, fire_entry, &f);
+            /* Purging emits nothing, so it never stops half way. */
+            sp_table_ns_drop(&s->t, end, fire_entry, NULL, &f);
         }
     } else {
         f.emit = true;
         while (sp_table_ns_min(&s->t, &end) && end - 1 <= wm) {
             f.end = end;
-            sp_table_ns_drop(&s->t, end, fire_entry, &f);
+            if (fire_blocked(&f) || !sp_table_ns_drop(&s->t, end, fire_entry, fire_blocked, &f))
+                goto deferred;
         }
     }
     sp_inst_forward_watermark(inst, wm);
+    return;
+deferred:
+    /* Downstream is full: the rest fires when it has room again. */
+    sp_out_flush(&inst->out);
+    sp_inst_defer(inst);
 }
 
 const struct sp_op_vt sp_window_vt = {

@@ -204,10 +204,13 @@ struct sp_table_entry *sp_table_ns_first(struct sp_table *t, int64_t ns);
 /*
  * Deletes every entry of namespace `ns`, calling `fn` (when not NULL) on
  * each first, in insertion order. Faster than deleting one by one. `fn`
- * must not insert into or delete from this table.
+ * must not insert into or delete from this table. When `stop` (not NULL)
+ * says so after a block of entries, it stops there and returns false: the
+ * rest of the namespace stays for a later call. True when all are gone.
  */
-void sp_table_ns_drop(struct sp_table *t, int64_t ns,
-                      void (*fn)(struct sp_table_entry *e, void *ctx), void *ctx);
+bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
+                      void (*fn)(struct sp_table_entry *e, void *ctx), bool (*stop)(void *ctx),
+                      void *ctx);
 
 /* Entries in namespace `ns`. */
 uint64_t sp_table_ns_count(struct sp_table *t, int64_t ns);

@@ -680,13 +680,14 @@ static void prefetch_block_entries(const struct sp_table *t, uint32_t i)
     }
 }
 
-void sp_table_ns_drop(struct sp_table *t, int64_t ns,
-                      void (*fn)(struct sp_table_entry *e, void *ctx), void *ctx)
+bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
+                      void (*fn)(struct sp_table_entry *e, void *ctx), bool (*stop)(void *ctx),
+                      void *ctx)
 {
     SP_ASSERT(t->dir != NULL);
     struct sp_table_entry *d = dir_entry(t, ns);
     if (d == NULL)
-        return;
+        return true;
     struct sp_table_ns *list = sp_table_value(t->dir, d);
     /* A block at a time: its entries were loaded while the block before was
      * being processed; now their index slots are loaded together. */
@@ -708,13 +709,20 @@ void sp_table_ns_drop(struct sp_table *t, int64_t ns,
                 fn(e, ctx);
             index_remove(t, e, ref);
             entry_kill(t, e, ref);
+            list->count--;
         }
         block_release(t, i);
         i = next;
+        if (i != SP_TABLE_REF_NONE && stop != NULL && stop(ctx)) {
+            list->head = i;
+            block_at(t, i)->prev = SP_TABLE_REF_NONE;
+            return false;
+        }
     }
     list->head = list->tail = SP_TABLE_REF_NONE;
-    list->count = 0;
+    SP_ASSERT(list->count == 0);
     dir_delete(t, d);
+    return true;
 }
 
 bool sp_table_ns_min(struct sp_table *t, int64_t *ns)

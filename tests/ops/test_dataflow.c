@@ -294,6 +294,47 @@ static void test_slow_sink_bounds_memory(void **state)
                  (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
 }
 
+/* A window firing 200k results at once, through a second exchange, into
+ * the slow sink: the firing stops whenever downstream is full and goes on
+ * when it has room, so batch memory stays within the same bound. */
+static int64_t one_window_gen(void *ctx, uint32_t partition, uint64_t index, void *row,
+                              struct sp_out *out)
+{
+    (void)ctx, (void)partition, (void)out;
+    struct ev *e = row;
+    e->ts = 5;
+    e->user = (int64_t)(index % 200000);
+    return e->ts;
+}
+
+static void test_window_firing_waits_for_slow_sink(void **state)
+{
+    (void)state;
+    slow_rows_total = 0;
+    struct sp_job *job = sp_job_new("burst");
+    struct sp_gen_config gc = {.count = 400000, .partitions = 2};
+    struct sp_watermarks wm = {.ts_field = "ts"};
+    struct sp_stream *s = sp_source_generator(job, &ev_schema, one_window_gen, NULL, &gc, &wm);
+    s = sp_window_aggregate(sp_key_by(s, "user"),
+                            &(struct sp_window){.kind = SP_WINDOW_TUMBLING, .size_ms = 10},
+                            &(struct sp_agg){.kind = SP_AGG_COUNT}, NULL);
+    sp_job_add_sink(sp_key_by(s, "user"), "slow", &slow_vt, NULL, NULL);
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    rc.credits = 4;
+    struct sp_job_stats stats;
+    if (sp_job_run(job, &rc, &stats) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+    assert_int_equal(stats.records_out, 200000);
+    assert_int_equal(slow_rows_total, 200000);
+    uint64_t seg = 32 * 1024;
+    unsigned n = test_cores(2);
+    uint64_t bound = n * (6 + 2 * n * (1 + 4 + 4096 / 1000 + 2)) * seg;
+    if (stats.buffer_bytes_max > bound)
+        fail_msg("batch memory peaked at %llu bytes, bound %llu",
+                 (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
+}
+
 /* ---- Idle partitions ---- */
 
 struct two_parts {
@@ -393,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_key_by_string_keys),
         cmocka_unit_test(test_map_filter_flat_map_union),
         cmocka_unit_test(test_slow_sink_bounds_memory),
+        cmocka_unit_test(test_window_firing_waits_for_slow_sink),
         cmocka_unit_test(test_idle_partition_does_not_hold_windows),
         cmocka_unit_test(test_without_idleness_the_quiet_partition_holds),
     };

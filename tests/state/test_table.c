@@ -136,6 +136,12 @@ static void count_seen(struct sp_table_entry *e, void *ctx)
     *seen += k;
 }
 
+static bool stop_now(void *ctx)
+{
+    (void)ctx;
+    return true;
+}
+
 static void test_namespaces_in_order(void **state)
 {
     (void)state;
@@ -169,7 +175,15 @@ static void test_namespaces_in_order(void **state)
         if (s == 1) {
             /* All at once, each seen first, in insertion order. */
             uint64_t seen = 0;
-            sp_table_ns_drop(&t, ns, count_seen, &seen);
+            /* Stopped after the first block, the rest stays... */
+            assert_false(sp_table_ns_drop(&t, ns, count_seen, stop_now, &seen));
+            assert_int_equal(sp_table_ns_count(&t, ns), 1000 - SP_TABLE_NS_BLOCK_REFS);
+            assert_int_equal(seen, SP_TABLE_NS_BLOCK_REFS * (SP_TABLE_NS_BLOCK_REFS - 1) / 2);
+            int64_t first;
+            assert_true(sp_table_ns_min(&t, &first));
+            assert_int_equal(first, ns);
+            /* ...for the next call. */
+            assert_true(sp_table_ns_drop(&t, ns, count_seen, NULL, &seen));
             assert_int_equal(seen, 1000 * 999 / 2);
             assert_null(sp_table_ns_first(&t, ns));
             assert_int_equal(sp_table_count(&t), 1000);
