@@ -149,11 +149,19 @@ static void gen_close(struct sp_src *src)
     src->state = NULL;
 }
 
+static void gen_stop(struct sp_src *src)
+{
+    struct gen_state *g = src->state;
+    if (g != NULL)
+        sp_shard_timer_cancel(src->xs->shard, &g->wake);
+}
+
 const struct sp_source_vt sp_generator_vt = {
     .name = "generator",
     .open = gen_open,
     .poll = gen_poll,
     .close = gen_close,
+    .stop = gen_stop,
 };
 
 struct sp_stream *sp_source_generator(struct sp_job *job, const struct sp_schema *schema,

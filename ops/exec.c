@@ -195,10 +195,22 @@ void sp_out_flush(struct sp_out *out)
         out->pending = false;
         b = out->batch;
     }
-    if (b == NULL || b->count == 0)
+    if (b == NULL)
         return;
+    if (b->count == 0) {
+        b->heap = b->end; /* strings of dropped rows may be left */
+        return;
+    }
     deliver(out->inst, b);
     sp_batch_reset(b, out->schema->row_bytes, b->end);
+}
+
+void sp_out_finish(struct sp_out *out)
+{
+    if (out->pending) {
+        out_adopt(out);
+        out->pending = false;
+    }
 }
 
 static inline bool in_heap(const struct sp_batch *b, const char *p)
@@ -226,7 +238,7 @@ static bool out_move_last(struct sp_out *out, uint32_t need)
     SP_ASSERT(b->count > 0);
     uint8_t *scratch = xs->scratch;
     uint32_t used = 8 + row_bytes;
-    if (used > sizeof(xs->scratch))
+    if (used > xs->scratch_bytes)
         return false;
     memcpy(scratch, sp_batch_slot(b, b->count - 1), used);
     uint8_t *row = scratch + 8;
@@ -234,7 +246,7 @@ static bool out_move_last(struct sp_out *out, uint32_t need)
     for (uint32_t i = 0; i < out->str_count; i++) {
         struct sp_str *s = (struct sp_str *)(row + out->str_fields[i]);
         if (s->len > 0 && in_heap(b, s->ptr)) {
-            if (used + s->len > sizeof(xs->scratch))
+            if (used + s->len > xs->scratch_bytes)
                 return false;
             memcpy(scratch + used, s->ptr, s->len);
             s->ptr = (const char *)scratch + used;
@@ -253,7 +265,7 @@ static bool out_move_last(struct sp_out *out, uint32_t need)
     for (uint32_t i = 0; i < out->str_count; i++) {
         struct sp_str *s = (struct sp_str *)(row + out->str_fields[i]);
         if (s->len > 0 && s->ptr >= (const char *)scratch &&
-            s->ptr < (const char *)scratch + sizeof(xs->scratch)) {
+            s->ptr < (const char *)scratch + xs->scratch_bytes) {
             b->heap -= s->len;
             memcpy((uint8_t *)b + b->heap, s->ptr, s->len);
             s->ptr = (const char *)b + b->heap;
@@ -329,7 +341,7 @@ static void out_adopt(struct sp_out *out)
         if (s->len > 0 && !in_heap(b, s->ptr))
             need += s->len;
     }
-    if (need > 0 && rows_end(b) + need > b->heap) {
+    if (need > 0 && (uint64_t)rows_end(b) + need > b->heap) {
         if (!out_move_last(out, need)) {
             sp_exec_fail(out->inst->xs, 0,
                          "%s: a row with %u bytes of strings does not fit a batch of %u bytes "
@@ -1162,7 +1174,7 @@ static uint64_t collect_chain(struct sp_inst *from)
 }
 
 /* Collects the block points reachable from `inst` without crossing one. */
-static void collect_blockers(struct sp_xshard *xs, struct sp_inst *inst, struct sp_inst *from)
+static bool collect_blockers(struct sp_xshard *xs, struct sp_inst *inst, struct sp_inst *from)
 {
     for (unsigned i = 0; i < from->down_count; i++) {
         struct sp_inst *d = from->down[i];
@@ -1175,12 +1187,16 @@ static void collect_blockers(struct sp_xshard *xs, struct sp_inst *inst, struct 
             bool have = false;
             for (unsigned j = 0; j < inst->blocker_count; j++)
                 have |= inst->blockers[j] == counter;
-            if (!have && inst->blocker_count < SP_ARRAY_LEN(inst->blockers))
+            if (!have) {
+                if (inst->blocker_count == SP_ARRAY_LEN(inst->blockers))
+                    return false;
                 inst->blockers[inst->blocker_count++] = counter;
-        } else {
-            collect_blockers(xs, inst, d);
+            }
+        } else if (!collect_blockers(xs, inst, d)) {
+            return false;
         }
     }
+    return true;
 }
 
 static const struct sp_op_vt *vt_of(const struct sp_node *n)
@@ -1244,6 +1260,10 @@ static int xs_open(struct sp_xshard *xs)
     sp_budget_init(&xs->batches, &shard->pool, "job.batches", segs / 4 + 1);
     sp_budget_init(&xs->exchange, &shard->pool, "job.exchange", segs / 4 + 1);
     sp_budget_init(&xs->state, &shard->pool, "job.state", segs);
+    xs->scratch_bytes = exec->batch_bytes;
+    xs->scratch = malloc(xs->scratch_bytes);
+    if (xs->scratch == NULL)
+        return -ENOMEM;
     xs->insts = calloc(job->node_count, sizeof(*xs->insts));
     xs->srcs = calloc(job->node_count, sizeof(*xs->srcs));
     if (xs->insts == NULL || xs->srcs == NULL)
@@ -1300,8 +1320,24 @@ static int xs_open(struct sp_xshard *xs)
         }
     }
     for (uint32_t i = 0; i < job->node_count; i++) {
-        collect_blockers(xs, xs->insts[i], xs->insts[i]);
+        if (!collect_blockers(xs, xs->insts[i], xs->insts[i])) {
+            sp_exec_fail(xs, 0, "%s feeds more than %zu exchanges and sinks directly",
+                         job->nodes[i]->name, SP_ARRAY_LEN(xs->insts[i]->blockers));
+            return -E2BIG;
+        }
         xs->insts[i]->chain = collect_chain(xs->insts[i]);
+    }
+    /* Every exchange can have all its credits in flight at once. */
+    uint32_t exchanges = 0;
+    for (uint32_t i = 0; i < job->node_count; i++)
+        exchanges += job->nodes[i]->kind == SP_NODE_KEY_BY;
+    uint64_t need = (uint64_t)exchanges * exec->shard_count * (exec->config.credits + 2);
+    if (need > xs->exchange.limit) {
+        sp_exec_fail(xs, 0,
+                     "%u exchanges over %u shards need %llu batches of exchange memory, the "
+                     "budget holds %u: raise --memory",
+                     exchanges, exec->shard_count, (unsigned long long)need, xs->exchange.limit);
+        return -ENOBUFS;
     }
     for (uint32_t i = 0; i < job->node_count; i++) {
         const struct sp_node *n = job->nodes[i];
@@ -1344,6 +1380,8 @@ static void xs_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
         if (src != NULL && src->node->u.source.vt->stop != NULL)
             src->node->u.source.vt->stop(src);
         struct sp_inst *inst = xs->insts ? xs->insts[i] : NULL;
+        if (inst != NULL && inst->vt != NULL && inst->vt->stop != NULL)
+            inst->vt->stop(inst);
         if (inst != NULL && inst->node->kind == SP_NODE_KEY_BY && inst->state != NULL) {
             /* Queued batches go home now. */
             struct xchg *x = inst->state;
@@ -1436,6 +1474,8 @@ static void exec_on_finish(struct sp_shard *shard, void *ctx)
         free(inst);
     }
     free(xs->insts);
+    free(xs->scratch);
+    xs->scratch = NULL;
     free(xs->srcs);
     xs->insts = NULL;
     xs->srcs = NULL;
@@ -1572,8 +1612,6 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
     struct sp_run_config *c = &exec->config;
     if (c->memory_bytes == 0)
         c->memory_bytes = 256u << 20;
-    if (c->key_groups == 0)
-        c->key_groups = 128;
     if (c->credits == 0)
         c->credits = 8;
 
@@ -1591,6 +1629,14 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
     rc.on_finish = exec_on_finish;
     rc.ctx = exec;
     exec->shard_count = rc.shard_count;
+    if (c->key_groups == 0) {
+        /* Flink's default max parallelism: 1.5 x the parallelism rounded up
+         * to a power of two, at least 128. */
+        unsigned want = rc.shard_count + rc.shard_count / 2, g = 128;
+        while (g < want && g < SP_KEY_GROUPS_MAX)
+            g *= 2;
+        c->key_groups = g;
+    }
 
     int ret = -1;
     uint32_t exchanges = 0;

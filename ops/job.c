@@ -240,8 +240,16 @@ struct sp_stream *sp_union(struct sp_stream *a, struct sp_stream *b)
 {
     struct sp_job *job = a->job;
     const struct sp_schema *sa = sp_stream_schema(a), *sb = sp_stream_schema(b);
-    if (sa != NULL && sb != NULL && sa != sb &&
-        (sa->row_bytes != sb->row_bytes || sa->field_count != sb->field_count)) {
+    bool same = sa == sb;
+    if (!same && sa != NULL && sb != NULL && sa->row_bytes == sb->row_bytes &&
+        sa->field_count == sb->field_count) {
+        same = true;
+        for (uint32_t i = 0; i < sa->field_count && same; i++)
+            same = sa->fields[i].type == sb->fields[i].type &&
+                   sa->fields[i].offset == sb->fields[i].offset &&
+                   strcmp(sa->fields[i].name, sb->fields[i].name) == 0;
+    }
+    if (sa != NULL && sb != NULL && !same) {
         sp_job_set_error(job, "union: both inputs need the same schema ('%s' and '%s' differ)",
                          sa->name ? sa->name : "?", sb->name ? sb->name : "?");
         return &job->dead;

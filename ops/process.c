@@ -31,7 +31,8 @@ struct sp_pctx {
     /* the current key */
     uint64_t hash;
     struct sp_str key;
-    uint8_t key_copy[256];
+    uint8_t *key_copy; /* a firing timer's key (its entry is deleted first) */
+    uint32_t key_cap;
 };
 
 static int64_t wall_ms(void)
@@ -129,10 +130,14 @@ void sp_pctx_timer_proc(struct sp_pctx *c, int64_t ts_ms)
 static bool key_from_entry(struct sp_pctx *c, struct sp_table *t, struct sp_table_entry *e)
 {
     uint32_t len = e->key_len;
-    if (len > sizeof(c->key_copy)) {
-        sp_exec_fail(c->inst->xs, 0, "process: a key of %u bytes is longer than timers allow (%zu)",
-                     len, sizeof(c->key_copy));
-        return false;
+    if (len > c->key_cap) {
+        uint8_t *grown = realloc(c->key_copy, len);
+        if (grown == NULL) {
+            sp_exec_fail(c->inst->xs, -ENOMEM, "process: a timer's key of %u bytes", len);
+            return false;
+        }
+        c->key_copy = grown;
+        c->key_cap = len;
     }
     memcpy(c->key_copy, sp_table_key(t, e), len);
     c->key = sp_str_of((const char *)c->key_copy, len);
@@ -156,6 +161,7 @@ static bool fire_due(struct sp_pctx *c, struct sp_table *t, int64_t upto, bool e
             sp_table_delete(t, e);
             if (fn->on_timer != NULL)
                 fn->on_timer(c, ts, event_time);
+            sp_out_finish(&c->inst->out); /* the key is about to change */
         }
     }
     return true;
@@ -179,6 +185,8 @@ static void proc_fire(struct sp_timer *timer, void *ctx)
 
 static void proc_arm(struct sp_pctx *c)
 {
+    if (sp_shard_stopping(c->inst->xs->shard))
+        return; /* the stop hook cancelled it; the drain wants no timers */
     int64_t first;
     if (!sp_table_ns_min(&c->proc_timers, &first))
         return;
@@ -233,6 +241,7 @@ static void proc_close(struct sp_inst *inst)
         sp_shard_timer_cancel(inst->xs->shard, &c->proc_timer);
         sp_table_deinit(&c->proc_timers);
     }
+    free(c->key_copy);
     free(c);
     inst->state = NULL;
 }
@@ -246,6 +255,7 @@ static void proc_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
         const void *row = sp_batch_row(in, i);
         c->hash = sp_key_of(&inst->node->key, row, &c->key);
         fn->process(c, row, sp_batch_ts(in, i));
+        sp_out_finish(&inst->out); /* rows may point at the key or the state */
         if (sp_exec_failed(inst->xs))
             return;
     }
@@ -268,7 +278,15 @@ static void proc_end(struct sp_inst *inst)
     struct sp_pctx *c = inst->state;
     /* Processing-time timers do not outlive the stream (as in Flink). */
     sp_shard_timer_cancel(inst->xs->shard, &c->proc_timer);
+    c->proc_armed_ms = 0;
     sp_inst_forward_end(inst);
+}
+
+static void proc_stop(struct sp_inst *inst)
+{
+    struct sp_pctx *c = inst->state;
+    if (c != NULL && c->has_proc)
+        sp_shard_timer_cancel(inst->xs->shard, &c->proc_timer);
 }
 
 const struct sp_op_vt sp_process_vt = {
@@ -278,4 +296,5 @@ const struct sp_op_vt sp_process_vt = {
     .watermark = proc_watermark,
     .end = proc_end,
     .close = proc_close,
+    .stop = proc_stop,
 };

@@ -65,11 +65,12 @@ int64_t sp_param_i64(struct sp_job *job, const struct sp_params *params, const c
         mult = 1000000, end++;
     else if (end != v && *end == 'G')
         mult = 1000000000, end++;
-    if (errno != 0 || end == v || *end != '\0' || (n != 0 && (n * mult) / mult != n)) {
+    long long value;
+    if (errno != 0 || end == v || *end != '\0' || __builtin_mul_overflow(n, mult, &value)) {
         sp_job_set_error(job, "parameter %s=%s: not an integer", key, v);
         return def;
     }
-    return n * mult;
+    return value;
 }
 
 double sp_param_f64(struct sp_job *job, const struct sp_params *params, const char *key, double def)

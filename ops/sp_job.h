@@ -244,8 +244,9 @@ struct sp_stream *sp_process(struct sp_stream *keyed, const struct sp_schema *ou
 void *sp_pctx_user(struct sp_pctx *c);
 /* The current key's bytes. */
 struct sp_str sp_pctx_key(struct sp_pctx *c);
-/* The current key's value state (state_bytes, zeroed on first use), or NULL
- * when the state budget is exhausted (the job then fails). */
+/* The current key's value state (state_bytes, zeroed on first use); NULL
+ * when the function declared no state (state_bytes 0), or when the state
+ * budget is exhausted (the job then fails). */
 void *sp_pctx_state(struct sp_pctx *c);
 void sp_pctx_state_clear(struct sp_pctx *c);
 /* Timers for the current key; one per (key, time): setting it twice fires once. */

@@ -120,6 +120,8 @@ struct sp_op_vt {
     /* Every input ended (after a final watermark of SP_WM_MAX). */
     void (*end)(struct sp_inst *inst);
     void (*close)(struct sp_inst *inst);
+    /* The job is stopping (signal, failure, end): cancel timers, stop I/O. */
+    void (*stop)(struct sp_inst *inst);
 };
 
 /* How keys are taken from rows. */
@@ -308,7 +310,8 @@ struct sp_xshard {
     uint64_t deferred;    /* bit per node: instances waiting to finish a watermark */
     struct sp_timer tick; /* idleness and progress */
     struct sp_stop_hook stop_hook;
-    uint8_t scratch[4096];
+    uint8_t *scratch; /* a batch's worth: moving a row with its strings */
+    uint32_t scratch_bytes;
 } SP_CACHELINE_ALIGNED;
 
 /* ---- Exec API for operators ---- */
@@ -320,6 +323,9 @@ void sp_exec_fail(struct sp_xshard *xs, int err, const char *fmt, ...) SP_PRINTF
 void sp_out_flush(struct sp_out *out);
 /* Copies a row with its strings. */
 void sp_out_emit(struct sp_out *out, const void *row, int64_t ts);
+/* Completes the row being written: strings it points at elsewhere are
+ * copied into the batch now (before that memory changes). */
+void sp_out_finish(struct sp_out *out);
 /* Default behaviours, for operators that extend them. */
 void sp_inst_forward_watermark(struct sp_inst *inst, int64_t wm);
 void sp_inst_forward_end(struct sp_inst *inst);

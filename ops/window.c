@@ -327,6 +327,7 @@ static void emit_result(struct sp_inst *inst, struct win *s, struct sp_table_ent
     row->window_end = end;
     agg_result(inst->node, (uint8_t *)sp_table_value(&s->t, e) + s->acc_off, row);
     key_into(inst->node, &s->t, e, row);
+    sp_out_finish(&inst->out); /* the key points into the entry: copy it now */
 }
 
 static void late_record(struct sp_inst *inst, struct win *s, const void *row, int64_t ts)
@@ -565,6 +566,8 @@ static void win_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
         }
         uint64_t hash = hashes[k];
         struct sp_str key = keys[k];
+        if (n->key.field < 0) /* a key function's bytes live until its next call */
+            sp_key_of(&n->key, sp_batch_row(in, i), &key);
         const void *row = sp_batch_row(in, i);
         int64_t ts = sp_batch_ts(in, i);
         if (kind == SP_WINDOW_SESSION)
@@ -716,10 +719,13 @@ static void run_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
         }
         const void *row = sp_batch_row(in, i);
         int64_t ts = sp_batch_ts(in, i);
+        struct sp_str key = keys[k];
+        if (n->key.field < 0) /* a key function's bytes live until its next call */
+            sp_key_of(&n->key, row, &key);
         bool created;
         int err = 0;
         struct sp_table_entry *e =
-            sp_table_upsert(&s->t, hashes[k], keys[k].ptr, keys[k].len, 0, &created, &err);
+            sp_table_upsert(&s->t, hashes[k], key.ptr, key.len, 0, &created, &err);
         if (e == NULL) {
             state_full(inst, err);
             return;

@@ -52,7 +52,7 @@ int sp_segment_pool_init(struct sp_segment_pool *pool, size_t total_bytes, uint3
      */
     size_t huge = 2u << 20;
     void *raw = mmap(NULL, pool->mapping_bytes + huge, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {
         free(pool->free_stack);
         memset(pool, 0, sizeof(*pool));
@@ -70,6 +70,13 @@ int sp_segment_pool_init(struct sp_segment_pool *pool, size_t total_bytes, uint3
 #define MADV_POPULATE_WRITE 23
 #endif
     if (madvise(base, pool->mapping_bytes, MADV_POPULATE_WRITE) != 0) {
+        if (errno != EINVAL) { /* out of memory: say so, do not get killed */
+            munmap(base, pool->mapping_bytes);
+            free(pool->free_stack);
+            memset(pool, 0, sizeof(*pool));
+            return -ENOMEM;
+        }
+        /* A kernel before 5.14: touch every page by hand. */
         long page = sysconf(_SC_PAGESIZE);
         for (size_t off = 0; off < pool->mapping_bytes; off += (size_t)page)
             ((volatile uint8_t *)base)[off] = 0;
