@@ -106,6 +106,11 @@ bool sp_exec_failed(const struct sp_xshard *xs)
     return atomic_load_explicit(&xs->exec->failed, memory_order_relaxed);
 }
 
+bool sp_exec_completed(const struct sp_xshard *xs)
+{
+    return atomic_load(&xs->exec->completed);
+}
+
 uint32_t sp_exec_key_groups(const struct sp_xshard *xs)
 {
     return xs->exec->config.key_groups;

@@ -27,7 +27,8 @@
  * the next record not yet emitted. In a group these positions are what is
  * committed: every auto.commit.interval.ms, whenever the buffer drained
  * (at most every 50 ms), when a partition is revoked, when the source ends
- * and when it stops. The group's own commits are turned off
+ * and when a job that completed stops (not a job stopped part way or
+ * failed: see sp_job.h). The group's own commits are turned off
  * (enable.auto.commit=false): it would commit the consumer's fetch offset,
  * which runs ahead of what was emitted by what is buffered. The commit is
  * sent here on the group's coordinator connection, because the group API
@@ -53,7 +54,8 @@
  *
  * Everything of a shard lives on that shard: opened in open(), shut in
  * stop() (called by the executor's stop hook: the consumer pauses; in a
- * group the positions are committed if they moved, else the member leaves
+ * group, after a completed run, the positions are committed if they moved,
+ * else (and after a stop part way) the member leaves
  * the group; one task later every connection closes, so that what stop()
  * sent is written first) and freed in close().
  */
@@ -1115,8 +1117,14 @@ static void ks_stop(struct sp_src *src)
         ks->paused = true;
         sp_kafka_consumer_pause(&ks->consumer, true);
     }
-    /* One write per connection gets out now: the commit if positions moved, else the leave. */
-    if (ks->group_up && !ks->leaving && !ks_commit_all(ks, false))
+    /*
+     * One write per connection gets out now: the commit if positions moved,
+     * else the leave. Only when the job ran to its end: a job stopped or
+     * failed part way has records in flight and windows not fired, and
+     * committing what the source handed on would skip them on restart.
+     */
+    bool completed = sp_exec_completed(src->xs) && !sp_exec_failed(src->xs);
+    if (ks->group_up && !ks->leaving && !(completed && ks_commit_all(ks, false)))
         ks_leave(ks);
     ks->stopping = true;
     sp_shard_post(shard, &ks->close_task, ks_close_task);

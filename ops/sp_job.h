@@ -119,6 +119,14 @@ enum sp_format {
 struct sp_stream *sp_source_file(struct sp_job *job, const char *path, enum sp_format format,
                                  const struct sp_schema *schema, const struct sp_watermarks *wm);
 
+/*
+ * With a group, the source commits the offsets of the records it has handed
+ * downstream, every auto.commit.interval.ms (5 s) and at the end of a run
+ * that completes; not when the job is stopped or fails. Records in flight
+ * or in windows not yet fired at a crash are not in the output and may be
+ * behind a periodic commit: until checkpoints give sources consistent
+ * restart positions, a restart after a crash is at most once for them.
+ */
 struct sp_kafka_source_config {
     const char *bootstrap; /* host:port[,host:port...] */
     const char *topic;

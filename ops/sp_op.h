@@ -342,6 +342,8 @@ bool sp_inst_blocked(const struct sp_inst *inst);
 void sp_inst_defer(struct sp_inst *inst);
 
 bool sp_exec_failed(const struct sp_xshard *xs);
+/* Every sink on every shard ended: the stop under way is the job's end. */
+bool sp_exec_completed(const struct sp_xshard *xs);
 void sp_exec_count_late(struct sp_xshard *xs, uint64_t rows);
 
 /* The key of a row: its bytes in `*key`, hash returned. */
