@@ -524,15 +524,116 @@ static void push_filter(struct sp_inst *inst, unsigned port, struct sp_batch *in
     sp_out_flush(&inst->out);
 }
 
-static void push_flat_map(struct sp_inst *inst, unsigned port, struct sp_batch *in)
+bool sp_inst_backlog(struct sp_inst *inst, const struct sp_batch *in, uint32_t from)
 {
-    (void)port;
+    struct sp_xshard *xs = inst->xs;
+    SP_ASSERT(from < in->count);
+    struct sp_batch *b = batch_alloc(xs, &xs->batches, 0);
+    if (b == NULL) {
+        sp_exec_fail(xs, 0, "%s: no batch memory left to hold back its input (raise --memory)",
+                     inst->node->name);
+        return false;
+    }
+    memcpy(b, in, in->end);
+    b->next = NULL;
+    b->node = from; /* where its rows start */
+    /* Strings that pointed into `in` point into the copy. */
+    const struct sp_schema *schema = xs->exec->job->nodes[inst->node->inputs[0]]->schema;
+    intptr_t delta = (intptr_t)b - (intptr_t)in;
+    for (uint32_t i = from; i < b->count; i++) {
+        uint8_t *row = sp_batch_row(b, i);
+        for (uint32_t f = 0; f < schema->field_count; f++) {
+            if (schema->fields[f].type != SP_T_STR)
+                continue;
+            struct sp_str *s = (struct sp_str *)(row + schema->fields[f].offset);
+            if (s->len > 0 && s->ptr >= (const char *)in && s->ptr < (const char *)in + in->end)
+                s->ptr += delta;
+        }
+    }
+    if (inst->backlog_tail != NULL) {
+        inst->backlog_tail->next = b;
+    } else {
+        inst->backlog = b;
+        inst->backlog_next = from;
+    }
+    inst->backlog_tail = b;
+    sp_out_flush(&inst->out);
+    sp_inst_defer(inst);
+    return true;
+}
+
+bool sp_inst_backlog_run(struct sp_inst *inst,
+                         uint32_t (*rows)(struct sp_inst *inst, const struct sp_batch *in,
+                                          uint32_t from))
+{
+    while (inst->backlog != NULL) {
+        struct sp_batch *b = inst->backlog;
+        uint32_t stopped = rows(inst, b, inst->backlog_next);
+        if (stopped < b->count) {
+            inst->backlog_next = stopped;
+            sp_out_flush(&inst->out);
+            sp_inst_defer(inst);
+            return false;
+        }
+        inst->backlog = b->next;
+        if (inst->backlog == NULL)
+            inst->backlog_tail = NULL;
+        else
+            inst->backlog_next = inst->backlog->node;
+        sp_budget_release(&inst->xs->batches, b);
+    }
+    return true;
+}
+
+void sp_inst_backlog_free(struct sp_inst *inst)
+{
+    while (inst->backlog != NULL) {
+        struct sp_batch *b = inst->backlog;
+        inst->backlog = b->next;
+        sp_budget_release(&inst->xs->batches, b);
+    }
+    inst->backlog_tail = NULL;
+}
+
+/* Rows of `in` from `from` on; returns the row it stopped before because
+ * downstream filled up (in->count when all are done). */
+static uint32_t flat_map_rows(struct sp_inst *inst, const struct sp_batch *in, uint32_t from)
+{
     sp_flat_map_fn *fn = inst->node->u.udf.fn.flat_map;
     void *ctx = inst->node->u.udf.ctx;
     struct sp_out *out = &inst->out;
-    for (uint32_t i = 0; i < in->count; i++)
+    for (uint32_t i = from; i < in->count; i++) {
         fn(ctx, sp_batch_row(in, i), sp_batch_ts(in, i), out);
-    sp_out_flush(out);
+        sp_out_finish(out);
+        if (i + 1 < in->count && sp_inst_blocked(inst))
+            return i + 1;
+    }
+    return in->count;
+}
+
+static void push_flat_map(struct sp_inst *inst, unsigned port, struct sp_batch *in)
+{
+    (void)port;
+    uint32_t from = 0;
+    if (inst->backlog == NULL) {
+        from = flat_map_rows(inst, in, 0);
+        sp_out_flush(&inst->out);
+    }
+    if (from < in->count)
+        (void)sp_inst_backlog(inst, in, from);
+}
+
+static void flat_map_watermark(struct sp_inst *inst, int64_t wm)
+{
+    if (!sp_inst_backlog_run(inst, flat_map_rows))
+        return; /* deferred again */
+    sp_out_flush(&inst->out);
+    sp_inst_forward_watermark(inst, wm);
+}
+
+static void flat_map_close(struct sp_inst *inst)
+{
+    sp_inst_backlog_free(inst);
 }
 
 static void push_through(struct sp_inst *inst, unsigned port, struct sp_batch *in)
@@ -548,7 +649,10 @@ static void push_ignore(struct sp_inst *inst, unsigned port, struct sp_batch *in
 
 static const struct sp_op_vt map_vt = {.name = "map", .push = push_map};
 static const struct sp_op_vt filter_vt = {.name = "filter", .push = push_filter};
-static const struct sp_op_vt flat_map_vt = {.name = "flat_map", .push = push_flat_map};
+static const struct sp_op_vt flat_map_vt = {.name = "flat_map",
+                                            .push = push_flat_map,
+                                            .watermark = flat_map_watermark,
+                                            .close = flat_map_close};
 static const struct sp_op_vt union_vt = {.name = "union", .push = push_through};
 static const struct sp_op_vt late_vt = {.name = "late", .push = push_ignore};
 static const struct sp_op_vt source_op_vt = {.name = "source", .push = push_ignore};

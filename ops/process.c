@@ -230,6 +230,7 @@ static int proc_open(struct sp_inst *inst)
 
 static void proc_close(struct sp_inst *inst)
 {
+    sp_inst_backlog_free(inst);
     struct sp_pctx *c = inst->state;
     if (c == NULL)
         return;
@@ -246,25 +247,42 @@ static void proc_close(struct sp_inst *inst)
     inst->state = NULL;
 }
 
-static void proc_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
+/* Rows of `in` from `from` on; returns the row it stopped before because
+ * downstream filled up (in->count when all are done). */
+static uint32_t proc_rows(struct sp_inst *inst, const struct sp_batch *in, uint32_t from)
 {
-    (void)port;
     struct sp_pctx *c = inst->state;
     const struct sp_process_fn *fn = &inst->node->u.process.fn;
-    for (uint32_t i = 0; i < in->count; i++) {
+    for (uint32_t i = from; i < in->count; i++) {
         const void *row = sp_batch_row(in, i);
         c->hash = sp_key_of(&inst->node->key, row, &c->key);
         fn->process(c, row, sp_batch_ts(in, i));
         sp_out_finish(&inst->out); /* rows may point at the key or the state */
         if (sp_exec_failed(inst->xs))
-            return;
+            return in->count;
+        if (i + 1 < in->count && sp_inst_blocked(inst))
+            return i + 1;
     }
-    sp_out_flush(&inst->out);
+    return in->count;
+}
+
+static void proc_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
+{
+    (void)port;
+    uint32_t from = 0;
+    if (inst->backlog == NULL) {
+        from = proc_rows(inst, in, 0);
+        sp_out_flush(&inst->out);
+    }
+    if (from < in->count)
+        (void)sp_inst_backlog(inst, in, from);
 }
 
 static void proc_watermark(struct sp_inst *inst, int64_t wm)
 {
     struct sp_pctx *c = inst->state;
+    if (!sp_inst_backlog_run(inst, proc_rows))
+        return; /* deferred again */
     if (!fire_due(c, &c->event_timers, wm, true)) {
         sp_out_flush(&inst->out);
         sp_inst_defer(inst);

@@ -250,8 +250,13 @@ struct sp_inst {
     uint32_t sink_blocked; /* a sink's block point */
     bool deferred;         /* stopped acting on `wm` because downstream is blocked */
     uint64_t chain;        /* bit per node: instances downstream up to the block points */
-    bool end_deferred;     /* and its end waits for that */
-    void *state;           /* the operator's own */
+    /* Input held back when downstream filled up: copies of input batches,
+     * in order; the head's rows from backlog_next on are still to do. */
+    struct sp_batch *backlog;
+    struct sp_batch *backlog_tail;
+    uint32_t backlog_next;
+    bool end_deferred; /* and its end waits for that */
+    void *state;       /* the operator's own */
 };
 
 struct sp_src {
@@ -340,6 +345,26 @@ bool sp_inst_blocked(const struct sp_inst *inst);
  * goes on from where it stopped.
  */
 void sp_inst_defer(struct sp_inst *inst);
+
+/*
+ * For an operator that may emit many rows per input row (flat_map, process
+ * functions): downstream filled up after row `from - 1` of `in`, or input
+ * arrived while earlier input is held back. Keeps rows `from..` of `in`
+ * (copied, strings included) after what is held back and defers the
+ * instance; when resumed (watermark() again) the operator works through
+ * the backlog first (sp_inst_backlog_run). At most one source poll's worth
+ * of batches can arrive before the source sees the deferral. Returns false
+ * when no memory is left for the copy (the job has failed).
+ */
+bool sp_inst_backlog(struct sp_inst *inst, const struct sp_batch *in, uint32_t from);
+
+/* Runs `rows(inst, batch, from)` over the backlog, which returns the row
+ * it stopped before (count when done). True when the backlog is empty. */
+bool sp_inst_backlog_run(struct sp_inst *inst,
+                         uint32_t (*rows)(struct sp_inst *inst, const struct sp_batch *in,
+                                          uint32_t from));
+/* Hands back whatever is held (close). */
+void sp_inst_backlog_free(struct sp_inst *inst);
 
 bool sp_exec_failed(const struct sp_xshard *xs);
 /* Every sink on every shard ended: the stop under way is the job's end. */

@@ -335,6 +335,45 @@ static void test_window_firing_waits_for_slow_sink(void **state)
                  (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
 }
 
+/* A flat_map emitting 50 rows per input row into an exchange and the slow
+ * sink: it stops mid-batch when downstream is full and keeps the rest of
+ * its input, so memory stays within the same bound. */
+static void fifty(void *ctx, const void *in, int64_t ts, struct sp_out *out)
+{
+    (void)ctx;
+    const struct ev *e = in;
+    for (int64_t k = 0; k < 50; k++) {
+        struct ev *o = sp_out_row(out, ts);
+        *o = *e;
+        o->user = e->user * 50 + k;
+    }
+}
+
+static void test_flat_map_burst_waits_for_slow_sink(void **state)
+{
+    (void)state;
+    slow_rows_total = 0;
+    struct sp_job *job = sp_job_new("flat-burst");
+    struct sp_gen_config gc = {.count = 20000, .partitions = 2};
+    struct sp_stream *s = sp_source_generator(job, &ev_schema, int_key_gen, NULL, &gc, NULL);
+    s = sp_flat_map(s, &ev_schema, fifty, NULL);
+    sp_job_add_sink(sp_key_by(s, "user"), "slow", &slow_vt, NULL, NULL);
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    rc.credits = 4;
+    struct sp_job_stats stats;
+    if (sp_job_run(job, &rc, &stats) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+    assert_int_equal(stats.records_out, 1000000);
+    assert_int_equal(slow_rows_total, 1000000);
+    uint64_t seg = 32 * 1024;
+    unsigned n = test_cores(2);
+    uint64_t bound = n * (6 + 2 * n * (1 + 4 + 4096 / 1000 + 2)) * seg;
+    if (stats.buffer_bytes_max > bound)
+        fail_msg("batch memory peaked at %llu bytes, bound %llu",
+                 (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
+}
+
 /* ---- Idle partitions ---- */
 
 struct two_parts {
@@ -435,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_map_filter_flat_map_union),
         cmocka_unit_test(test_slow_sink_bounds_memory),
         cmocka_unit_test(test_window_firing_waits_for_slow_sink),
+        cmocka_unit_test(test_flat_map_burst_waits_for_slow_sink),
         cmocka_unit_test(test_idle_partition_does_not_hold_windows),
         cmocka_unit_test(test_without_idleness_the_quiet_partition_holds),
     };
