@@ -801,7 +801,6 @@ static void push_key_by(struct sp_inst *inst, unsigned port, struct sp_batch *in
 static void xchg_control(struct sp_inst *inst, uint16_t flags, int64_t wm)
 {
     struct sp_xshard *xs = inst->xs;
-    struct xchg *x = inst->state;
     for (unsigned to = 0; to < xs->exec->shard_count; to++) {
         struct sp_batch *b = xchg_open(xs, inst, to);
         if (b == NULL)
@@ -811,7 +810,6 @@ static void xchg_control(struct sp_inst *inst, uint16_t flags, int64_t wm)
             b->watermark = wm;
         xchg_send(xs, inst, to);
     }
-    (void)x;
 }
 
 static void xchg_watermark(struct sp_inst *inst, int64_t wm)
@@ -1140,7 +1138,6 @@ static void src_task(struct sp_task *task, struct sp_shard *shard)
     if (sp_inst_blocked(src->inst) || (src->inst->chain & xs->deferred) != 0) {
         if (src->blocked_since_ns == 0)
             src->blocked_since_ns = sp_now_ns();
-        stat_add(&xs->blocked_count, 1);
         return; /* xs_resume() posts it again */
     }
     uint64_t now = sp_now_ns();

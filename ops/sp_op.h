@@ -307,9 +307,8 @@ struct sp_xshard {
     uint64_t records_out;
     uint64_t records_late;
     uint64_t backpressure_ns;
-    uint64_t blocked_count; /* times a source found itself blocked */
-    int64_t max_ts;         /* largest timestamp the sources read */
-    int64_t sink_wm;        /* a sink's watermark */
+    int64_t max_ts;  /* largest timestamp the sources read */
+    int64_t sink_wm; /* a sink's watermark */
     struct sp_task resume;
     bool resume_posted;
     uint64_t deferred;    /* bit per node: instances waiting to finish a watermark */

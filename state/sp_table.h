@@ -188,10 +188,32 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
 /* Deletes an entry found by find/upsert/iteration. */
 void sp_table_delete(struct sp_table *t, struct sp_table_entry *e);
 
+/* The index slot of `hash`'s home position (inline: the prefetches below
+ * run once or twice per record). */
+static inline const uint64_t *sp_table_home_slot(const struct sp_table *t, uint64_t hash)
+{
+    uint64_t pos = hash & t->mask;
+    const struct sp_segvec *v = &t->slots;
+    return (const uint64_t *)(v->segs[pos >> v->per_seg_shift] +
+                              ((size_t)(pos & ((1ull << v->per_seg_shift) - 1)) << 3));
+}
+
 /* Hints the CPU to load the index slot of `hash` (batch lookups)... */
-void sp_table_prefetch(const struct sp_table *t, uint64_t hash);
+static inline void sp_table_prefetch(const struct sp_table *t, uint64_t hash)
+{
+    __builtin_prefetch(sp_table_home_slot(t, hash), 1);
+}
+
 /* ...and, a few records later, the entry that slot names. */
-void sp_table_prefetch_entry(const struct sp_table *t, uint64_t hash);
+static inline void sp_table_prefetch_entry(const struct sp_table *t, uint64_t hash)
+{
+    uint64_t s = *sp_table_home_slot(t, hash);
+    if (s != 0) {
+        const uint8_t *e = (const uint8_t *)sp_table_entry_at(t, (uint32_t)s - 1);
+        __builtin_prefetch(e, 1);
+        __builtin_prefetch(e + t->key_off, 1); /* the key may start the next line */
+    }
+}
 
 /* ---- ns_order tables ---- */
 

@@ -455,21 +455,6 @@ struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const vo
     }
 }
 
-void sp_table_prefetch(const struct sp_table *t, uint64_t hash)
-{
-    __builtin_prefetch(slot_at(t, hash & t->mask), 1);
-}
-
-void sp_table_prefetch_entry(const struct sp_table *t, uint64_t hash)
-{
-    uint64_t s = *slot_at(t, hash & t->mask);
-    if (s != SLOT_EMPTY) {
-        const uint8_t *e = (const uint8_t *)sp_table_entry_at(t, slot_ref(s));
-        __builtin_prefetch(e, 1);
-        __builtin_prefetch(e + t->key_off, 1); /* the key may start the next line */
-    }
-}
-
 /* Appends an entry to its key group's open segment. */
 static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uint32_t key_len,
                                           uint32_t *ref_out, int *err)
