@@ -51,7 +51,21 @@ PY
     sort >"$tmp/uwc1.out"
 "$spate" run user-window-count --param events=200000 --param users=50 --param ms-per-event=5 \
     --cores 1 2>/dev/null | sort >"$tmp/run.out"
-cmp "$tmp/uwc1.out" "$tmp/run.out" || { echo "spate run and the example differ"; exit 1; }
+cmp "$tmp/uwc1.out" "$tmp/run.out" ||
+    { echo "spate run and the example differ"; exit 1; }
+# The file sink writes the same JSON lines, and late clicks to their own file.
+"$spate" run user-window-count --param events=200000 --param users=50 --param ms-per-event=5 \
+    --param sink=file:"$tmp/windows.jsonl" --param late-sink=file:"$tmp/late.jsonl" \
+    --cores 1 2>/dev/null
+sort "$tmp/windows.jsonl" | cmp - "$tmp/run.out" ||
+    { echo "the file sink's lines differ from stdout's"; exit 1; }
+late_lines=$(wc -l <"$tmp/late.jsonl")
+[ "$late_lines" -gt 0 ] && /usr/bin/python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    assert set(r) == {"user", "ts", "page"}, r' "$tmp/late.jsonl" ||
+    { echo "late clicks: $late_lines lines, not click rows"; exit 1; }
 
 # Order count: a changelog whose last value per customer is the count of
 # completed orders, and a wrong parameter is refused with exit status 2.
