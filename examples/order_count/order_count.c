@@ -90,10 +90,12 @@ struct sp_job *order_count_job(const struct sp_params *p)
     const char *brokers = sp_param(p, "brokers", "127.0.0.1:9092");
     struct sp_stream *orders;
     if (strcmp(source, "generator") == 0) {
-        gen_ctx.customers = (uint64_t)sp_param_i64(job, p, "customers", 1000);
-        if (gen_ctx.customers == 0)
-            gen_ctx.customers = 1;
-        struct sp_gen_config gc = {.count = (uint64_t)sp_param_i64(job, p, "events", 1000000)};
+        int64_t customers = sp_param_i64(job, p, "customers", 1000);
+        int64_t events = sp_param_i64(job, p, "events", 1000000);
+        if (customers <= 0 || events < 0)
+            sp_job_set_error(job, "customers must be > 0 and events >= 0");
+        gen_ctx.customers = (uint64_t)(customers > 0 ? customers : 1);
+        struct sp_gen_config gc = {.count = (uint64_t)(events > 0 ? events : 0)};
         orders = sp_source_generator(job, &order_schema, gen_order, &gen_ctx, &gc, NULL);
     } else if (strcmp(source, "kafka") == 0) {
         struct sp_kafka_source_config kc = {

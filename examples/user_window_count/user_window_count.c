@@ -106,13 +106,16 @@ struct sp_job *user_window_count_job(const struct sp_params *p)
     const char *brokers = sp_param(p, "brokers", "127.0.0.1:9092");
     struct sp_stream *clicks;
     if (strcmp(source, "generator") == 0) {
-        gen_ctx.users = (uint64_t)sp_param_i64(job, p, "users", 1000);
-        gen_ctx.late_every = (uint64_t)sp_param_i64(job, p, "late-every", 10000);
+        int64_t users = sp_param_i64(job, p, "users", 1000);
+        int64_t late_every = sp_param_i64(job, p, "late-every", 10000);
+        int64_t events = sp_param_i64(job, p, "events", 1000000);
         gen_ctx.ms_per_event = sp_param_i64(job, p, "ms-per-event", 1);
-        if (gen_ctx.users == 0 || gen_ctx.ms_per_event < 0)
-            sp_job_set_error(job, "users must be > 0 and ms-per-event >= 0");
+        if (users <= 0 || late_every < 0 || events < 0 || gen_ctx.ms_per_event < 0)
+            sp_job_set_error(job, "users must be > 0; events, late-every and ms-per-event >= 0");
+        gen_ctx.users = (uint64_t)(users > 0 ? users : 1);
+        gen_ctx.late_every = (uint64_t)(late_every > 0 ? late_every : 0);
         struct sp_gen_config gc = {
-            .count = (uint64_t)sp_param_i64(job, p, "events", 1000000),
+            .count = (uint64_t)(events > 0 ? events : 0),
             .rate = sp_param_f64(job, p, "rate", 0),
         };
         clicks = sp_source_generator(job, &click_schema, gen_click, &gen_ctx, &gc, &wm);

@@ -106,6 +106,7 @@ expect 2 "no job 'nope'" "$spate" run nope
 expect 2 "built-in jobs" "$spate" run
 expect 2 "--param needs key=value" "$spate" run order-count --param novalue
 expect 2 "parameter events=lots: not an integer" "$spate" run order-count --param events=lots
+expect 2 "ms-per-event >= 0" "$spate" run user-window-count --param events=-5
 expect 1 "cannot open /nonexistent/orders.jsonl" \
     "$spate" run order-count --param source=file --param file=/nonexistent/orders.jsonl
 printf '{"id":1,"customer":"a","status":"COMPLETED"}\n{"id":2,"customer":7}\n' >"$tmp/bad.jsonl"

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Nexmark event generator: people, auctions and bids of an online
+ * auction, as Apache Beam's Nexmark (org.apache.beam.sdk.nexmark.sources.
+ * generator) and nexmark-flink (com.github.nexmark.flink.generator), which
+ * copied it, make them. Queries, the runner and the checker are elsewhere.
+ *
+ * One row type for the three kinds. A source has one schema, and the
+ * reference itself is one stream of events (nexmark-flink's `datagen`
+ * table: event_type plus a person, an auction and a bid column): `kind`
+ * says which of the three the row is, the fields of the other two are zero.
+ * Field names are the reference's, in snake case, prefixed by the kind
+ * (Person.emailAddress is person_email_address) except for dateTime and
+ * extra, which every kind has (date_time, extra).
+ *
+ * Event n (the n-th of the stream, 0, 1, 2, ...) is a pure function of the
+ * configuration and n, so the stream is the same on any number of cores: the
+ * source is spate's generator (ops/basic.c), event n in partition n mod P.
+ * With out_of_order_group_size g > 1 position n carries event id
+ * (n / g) * g + (n * 953) % g, the reference's nextAdjustedEventNumber.
+ *
+ * Randomness: like Beam's Generator.nextEvent, each event draws from a
+ * java.util.Random seeded with its event id (xor a mix of `seed`, so seed 0
+ * is Beam's seeding), reproduced exactly (the 48-bit LCG, nextInt(bound),
+ * nextLong, nextDouble), and draws in the reference's order: the first 1M
+ * events of the default configuration equal, field for field (bid URLs
+ * aside), what the reference's generator functions print on a JVM. Two
+ * places could differ: Math.pow may differ from C's pow in the last ulp (a
+ * price off by one cent; none in those 1M events), and nexmark-flink builds
+ * its bid URLs from an unseeded Random per process; here they come from
+ * Randoms seeded by the channel number, the same on every run.
+ *
+ * Not copied: nexmark-flink's BidGenerator adds FIRST_PERSON_ID to the
+ * bidder twice (bidders 1000 ids past every person); the bidder here is
+ * Beam's, added once.
+ */
+#ifndef SP_NEXMARK_H
+#define SP_NEXMARK_H
+
+#include <stdint.h>
+
+#include "sp_job.h"
+
+enum sp_nexmark_kind {
+    SP_NEXMARK_PERSON = 0, /* nexmark-flink's event_type numbers */
+    SP_NEXMARK_AUCTION = 1,
+    SP_NEXMARK_BID = 2,
+};
+
+/* GeneratorConfig.FIRST_*_ID and AuctionGenerator.NUM_CATEGORIES. */
+#define SP_NEXMARK_FIRST_PERSON_ID 1000
+#define SP_NEXMARK_FIRST_AUCTION_ID 1000
+#define SP_NEXMARK_FIRST_CATEGORY_ID 10
+#define SP_NEXMARK_NUM_CATEGORIES 5
+/* PersonGenerator.PERSON_ID_LEAD, AuctionGenerator.AUCTION_ID_LEAD: how far
+ * past the last id that exists a random (not hot) choice may reach. */
+#define SP_NEXMARK_PERSON_ID_LEAD 10
+#define SP_NEXMARK_AUCTION_ID_LEAD 10
+/* The largest average sizes accepted (the extra field is built on the stack). */
+#define SP_NEXMARK_AVG_BYTES_MAX 6000
+
+/* One event: `kind` says which fields are set. */
+struct sp_nexmark_event {
+    int64_t kind;      /* enum sp_nexmark_kind */
+    int64_t event_id;  /* the reference's event id (n with no out-of-orderness) */
+    int64_t date_time; /* event time, ms since the epoch: the row's timestamp */
+    struct sp_str extra;
+    /* Person */
+    int64_t person_id;
+    struct sp_str person_name;
+    struct sp_str person_email_address;
+    struct sp_str person_credit_card;
+    struct sp_str person_city;
+    struct sp_str person_state;
+    /* Auction */
+    int64_t auction_id;
+    struct sp_str auction_item_name;
+    struct sp_str auction_description;
+    int64_t auction_initial_bid;
+    int64_t auction_reserve;
+    int64_t auction_expires;
+    int64_t auction_seller;
+    int64_t auction_category;
+    /* Bid */
+    int64_t bid_auction;
+    int64_t bid_bidder;
+    int64_t bid_price;
+    struct sp_str bid_channel;
+    struct sp_str bid_url;
+};
+
+extern const struct sp_schema sp_nexmark_schema;
+
+/*
+ * The reference's knobs (NexmarkConfiguration, GeneratorConfig). Start from
+ * sp_nexmark_config_default(), which sets the reference's defaults.
+ */
+struct sp_nexmark_config {
+    uint64_t events;                  /* 0: unbounded */
+    uint64_t seed;                    /* 0: Beam's seeding */
+    uint32_t partitions;              /* generator partitions; 0: one per core */
+    double emit_rate;                 /* wall-clock events/s over all partitions; 0: max speed */
+    double first_event_rate;          /* events/s of event time (10,000) */
+    int64_t base_time_ms;             /* date_time of event 0 (2020-01-01T00:00:00Z) */
+    uint32_t person_proportion;       /* 1 */
+    uint32_t auction_proportion;      /* 3 */
+    uint32_t bid_proportion;          /* 46 */
+    uint32_t num_active_people;       /* 1000 */
+    uint32_t num_in_flight_auctions;  /* 100 */
+    uint32_t hot_auction_ratio;       /* 2: 1 - 1/2 of bids on a hot auction */
+    uint32_t hot_sellers_ratio;       /* 4 */
+    uint32_t hot_bidders_ratio;       /* 4 */
+    uint32_t avg_person_bytes;        /* 200 */
+    uint32_t avg_auction_bytes;       /* 500 */
+    uint32_t avg_bid_bytes;           /* 100 */
+    uint32_t out_of_order_group_size; /* 1: in order */
+    int64_t out_of_orderness_ms;      /* the source's watermark bound (4000) */
+};
+
+void sp_nexmark_config_default(struct sp_nexmark_config *config);
+
+/*
+ * A source of `config->events` events: sp_nexmark_schema rows, timestamped
+ * with date_time, watermarks date_time - out_of_orderness_ms - 1 per
+ * partition (nexmark-flink's DDL: WATERMARK FOR dateTime AS dateTime -
+ * INTERVAL '4' SECOND). `config` is borrowed: it must stay valid and
+ * unchanged until the job is freed. A bad configuration is an error on the
+ * job (sp_job_error).
+ */
+struct sp_stream *sp_nexmark_source(struct sp_job *job, const struct sp_nexmark_config *config);
+
+/*
+ * Writes the event at stream position `index` into `row` (zeroed), strings
+ * through sp_out_str(out, ...); returns its date_time. The sp_gen_fn of the
+ * source, `ctx` the config.
+ */
+int64_t sp_nexmark_generate(void *ctx, uint32_t partition, uint64_t index, void *row,
+                            struct sp_out *out);
+
+/*
+ * An event's size as the reference counts it when it pads with the extra
+ * field (PersonGenerator, AuctionGenerator, BidGenerator: 8 bytes per number
+ * it counts, the length of every string it counts, plus extra): what
+ * averages avg_person_bytes, avg_auction_bytes and avg_bid_bytes.
+ */
+uint32_t sp_nexmark_size(const struct sp_nexmark_event *event);
+
+/* java.util.Random, exactly: a 48-bit LCG. */
+struct sp_jrandom {
+    uint64_t seed;
+};
+
+void sp_jrandom_init(struct sp_jrandom *r, int64_t seed);
+int32_t sp_jrandom_next_int(struct sp_jrandom *r);
+/* [0, bound), bound > 0. */
+int32_t sp_jrandom_next_int_bound(struct sp_jrandom *r, int32_t bound);
+int64_t sp_jrandom_next_long(struct sp_jrandom *r);
+double sp_jrandom_next_double(struct sp_jrandom *r);
+
+#endif /* SP_NEXMARK_H */
