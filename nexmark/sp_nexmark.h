@@ -3,7 +3,8 @@
  * The Nexmark event generator: people, auctions and bids of an online
  * auction, as Apache Beam's Nexmark (org.apache.beam.sdk.nexmark.sources.
  * generator) and nexmark-flink (com.github.nexmark.flink.generator), which
- * copied it, make them. Queries, the runner and the checker are elsewhere.
+ * copied it, make them, and the queries on them (q0, q1, q2 so far). The
+ * runner is `spate bench nexmark` (spate/cmd_nexmark.c).
  *
  * One row type for the three kinds. A source has one schema, and the
  * reference itself is one stream of events (nexmark-flink's `datagen`
@@ -37,6 +38,7 @@
 #ifndef SP_NEXMARK_H
 #define SP_NEXMARK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sp_job.h"
@@ -156,5 +158,64 @@ int32_t sp_jrandom_next_int(struct sp_jrandom *r);
 int32_t sp_jrandom_next_int_bound(struct sp_jrandom *r, int32_t bound);
 int64_t sp_jrandom_next_long(struct sp_jrandom *r);
 double sp_jrandom_next_double(struct sp_jrandom *r);
+
+/* ---- Queries (queries.c) ---- */
+
+/*
+ * The queries with the semantics of nexmark-flink's SQL, built on the job
+ * API from the source's event stream. Rows keep the event's timestamp.
+ *
+ * q0, pass-through: SELECT auction, bidder, price, dateTime, extra FROM bid.
+ */
+struct sp_nexmark_q0_row {
+    int64_t auction;
+    int64_t bidder;
+    int64_t price;
+    int64_t date_time;
+    struct sp_str extra;
+};
+extern const struct sp_schema sp_nexmark_q0_schema;
+
+/*
+ * q1, currency conversion: SELECT auction, bidder, 0.908 * price AS price,
+ * dateTime, extra FROM bid. The SQL's price is DECIMAL(23, 3), a fraction
+ * (0.908 of a price in cents): a double, 0.908 * (double)price, keeps it
+ * where integral cents would round it away, is within one ulp of the exact
+ * decimal (prices are far below 2^53 / 1000, so rounding to 3 decimals gives
+ * it back exactly), and is bit for bit what SQLite's REAL arithmetic (the
+ * checker's) computes.
+ */
+struct sp_nexmark_q1_row {
+    int64_t auction;
+    int64_t bidder;
+    double price;
+    int64_t date_time;
+    struct sp_str extra;
+};
+extern const struct sp_schema sp_nexmark_q1_schema;
+
+static inline double sp_nexmark_q1_price(int64_t price)
+{
+    return 0.908 * (double)price;
+}
+
+/* q2, selection: SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0. */
+struct sp_nexmark_q2_row {
+    int64_t auction;
+    int64_t price;
+};
+extern const struct sp_schema sp_nexmark_q2_schema;
+
+/* The query names, NULL-terminated: "q0", "q1", "q2". */
+extern const char *const sp_nexmark_query_names[];
+
+bool sp_nexmark_query_exists(const char *name);
+
+/*
+ * Builds query `name` on `events` (a sp_nexmark_source stream) and returns
+ * its output stream; an unknown name is an error on the job (sp_job_error)
+ * and returns `events`, a placeholder.
+ */
+struct sp_stream *sp_nexmark_query(struct sp_job *job, const char *name, struct sp_stream *events);
 
 #endif /* SP_NEXMARK_H */

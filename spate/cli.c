@@ -149,19 +149,33 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
             cli->pass[cli->pass_count++] = (char *)kv;
             continue;
         }
+        /* spate bench nexmark: its own flags and their values go to `pass`
+         * (the command parses them); the global flags stay global. */
+        bool nexmark = cli->subcommand != NULL && strcmp(cli->command, "bench") == 0 &&
+                       strcmp(cli->subcommand, "nexmark") == 0;
         if (arg[0] == '-' && arg[1] != '\0') {
             int ret = parse_flag(cli, argc, argv, &i);
             if (ret < 0)
                 return ret;
             if (ret > 0)
                 continue;
+            if (nexmark) {
+                if (cli->pass_count == SPATE_CLI_ARGS_MAX)
+                    return reject(cli, "too many arguments");
+                cli->pass[cli->pass_count++] = argv[i];
+                continue;
+            }
             if (strncmp(arg, "--benchmark_", 12) == 0 && cli->pass_count < SPATE_CLI_ARGS_MAX) {
                 cli->pass[cli->pass_count++] = argv[i];
                 continue;
             }
             return reject(cli, "unknown flag '%s'", arg);
         }
-        if (cli->command == NULL)
+        if (nexmark) {
+            if (cli->pass_count == SPATE_CLI_ARGS_MAX)
+                return reject(cli, "too many arguments");
+            cli->pass[cli->pass_count++] = argv[i];
+        } else if (cli->command == NULL)
             cli->command = arg;
         else if ((strcmp(cli->command, "bench") == 0 || strcmp(cli->command, "run") == 0) &&
                  cli->subcommand == NULL)
@@ -171,8 +185,10 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
     }
     bool bench_micro = cli->command != NULL && strcmp(cli->command, "bench") == 0 &&
                        cli->subcommand != NULL && strcmp(cli->subcommand, "micro") == 0;
-    bool own = cli->command != NULL &&
-               (spate_cli_own_args(cli->command) || strcmp(cli->command, "run") == 0);
+    bool bench_nexmark = cli->command != NULL && strcmp(cli->command, "bench") == 0 &&
+                         cli->subcommand != NULL && strcmp(cli->subcommand, "nexmark") == 0;
+    bool own = bench_nexmark || (cli->command != NULL && (spate_cli_own_args(cli->command) ||
+                                                          strcmp(cli->command, "run") == 0));
     if (cli->pass_count > 0 && !bench_micro && !own)
         return reject(cli, "'%s' is a flag of 'spate bench micro' only", cli->pass[0]);
     return 0;

@@ -24,7 +24,8 @@ struct spate_cli {
     size_t memory_bytes; /* 0 until given: the runtime default */
     int log_level;       /* -1 until given */
     double seconds;      /* demo: length of each phase; 0 until given */
-    int pass_count;      /* arguments passed on to the command (bench flags) */
+    int pass_count;      /* arguments passed on to the command (bench micro's --benchmark_*
+                          * flags, bench nexmark's flags and values, run's key=value) */
     char *pass[SPATE_CLI_ARGS_MAX];
     char reason[SPATE_CLI_REASON_BYTES];
 };

@@ -19,4 +19,7 @@ int spate_run(const struct spate_cli *cli);
 /* spate bench micro: the Google Benchmark microbenchmarks. */
 int spate_bench_micro(const struct spate_cli *cli);
 
+/* spate bench nexmark --query qN --events N ...: a Nexmark query (cmd_nexmark.c). */
+int spate_bench_nexmark(const struct spate_cli *cli);
+
 #endif /* SPATE_COMMANDS_H */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The `spate` program: one dispatcher over the subcommands. Each command is
- * a row of the table below; later capabilities (run, bench nexmark, topic,
- * produce, consume) add rows. Wrong input prints one line saying why and
- * exits 2; a command that fails at run time exits 1.
+ * a row of the table below (bench has two: micro and nexmark). Wrong input
+ * prints one line saying why and exits 2; a command that fails at run time
+ * exits 1.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,12 +26,13 @@ static int cmd_version(const struct spate_cli *cli)
 
 static int cmd_bench(const struct spate_cli *cli)
 {
-    if (cli->subcommand == NULL || strcmp(cli->subcommand, "micro") != 0) {
-        fprintf(stderr, "spate: bench: unknown benchmark '%s' (have: micro)\n",
-                cli->subcommand ? cli->subcommand : "");
-        return 2;
-    }
-    return spate_bench_micro(cli);
+    if (cli->subcommand != NULL && strcmp(cli->subcommand, "micro") == 0)
+        return spate_bench_micro(cli);
+    if (cli->subcommand != NULL && strcmp(cli->subcommand, "nexmark") == 0)
+        return spate_bench_nexmark(cli);
+    fprintf(stderr, "spate: bench: unknown benchmark '%s' (have: micro, nexmark)\n",
+            cli->subcommand ? cli->subcommand : "");
+    return 2;
 }
 
 struct command {
@@ -51,6 +52,12 @@ static const struct command commands[] = {
     {"bench",
      "bench micro [--benchmark_*]  operator and runtime microbenchmarks "
      "(Google Benchmark flags)",
+     cmd_bench},
+    {"bench",
+     "bench nexmark --query qN --events N [--rate R] [--seed S] [--json FILE]\n"
+     "                       a Nexmark query over generated events (q0, q1, q2) on --cores "
+     "cores:\n"
+     "                       events/s in total and per core, output rows, peak RSS",
      cmd_bench},
     {"produce",
      "produce -b HOST:PORT -t TOPIC [-k SEP] [-p N] [-z CODEC] [-X key=value]... "
