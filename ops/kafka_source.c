@@ -76,6 +76,7 @@
 #define KS_BUFFER_BYTES_DEFAULT (8u << 20)
 #define KS_TIMEOUT_MS_DEFAULT 30000
 #define KS_TICK_NS (10 * SP_NSEC_PER_MSEC)
+#define KS_FINAL_COMMIT_NS (10 * SP_NSEC_PER_SEC)
 #define KS_RUN_ROWS 64 /* rows of one partition before the next one's turn */
 #define KS_MALFORMED_LOG_NS (10 * SP_NSEC_PER_SEC)
 #define KS_MALFORMED_LOG_FIRST 3
@@ -146,14 +147,15 @@ struct ks {
     int64_t *ends;     /* [SP_KAFKA_PARTITIONS_MAX]: stop_at_end's end offsets */
     uint32_t cursor;
 
-    bool started;      /* the topic's metadata arrived; assignment under way */
-    bool ready;        /* manual: partitions assigned */
-    bool paused;       /* the consumer, for a full buffer */
-    bool finished;     /* poll returned SP_POLL_END */
-    bool stopping;     /* stop() ran */
-    bool leaving;      /* the group is being left (or was) */
-    bool commit_retry; /* a commit failed: commit again once stable */
-    bool commit_idle;  /* the buffer drained since the last commit */
+    bool started;               /* the topic's metadata arrived; assignment under way */
+    bool ready;                 /* manual: partitions assigned */
+    bool paused;                /* the consumer, for a full buffer */
+    bool finished;              /* every partition ended */
+    uint64_t final_deadline_ns; /* group: END waits this long for the last commit */
+    bool stopping;              /* stop() ran */
+    bool leaving;               /* the group is being left (or was) */
+    bool commit_retry;          /* a commit failed: commit again once stable */
+    bool commit_idle;           /* the buffer drained since the last commit */
     uint64_t commit_last_ns;
     uint64_t buffered_bytes;
     uint64_t buffered_bytes_max; /* high-water mark */
@@ -970,23 +972,45 @@ static void ks_finish(struct ks *ks)
         ks->paused = true;
         sp_kafka_consumer_pause(&ks->consumer, true);
     }
-    if (ks->group_up)
-        (void)ks_commit_all(ks, false);
+    if (ks->group_up) {
+        /* The run's last commit must land before the source reports its end
+         * (the job stops soon after): retried from the tick until acked. */
+        if (!ks_commit_all(ks, false))
+            ks->commit_retry = true;
+        ks->final_deadline_ns = sp_now_ns() + KS_FINAL_COMMIT_NS;
+    }
     sp_debug("kafka source '%s': every partition of this shard ended", ks->config->topic);
+}
+
+/* A finished source in a group: its last commit is acknowledged (or it
+ * waited long enough and says so). */
+static bool ks_final_committed(struct ks *ks)
+{
+    if (!ks->group_up || (ks->commits_inflight == 0 && !ks->commit_retry))
+        return true;
+    if (sp_now_ns() < ks->final_deadline_ns)
+        return false;
+    sp_warn("kafka source '%s': the last offset commit did not succeed in %llu s; the next run "
+            "may read some records again",
+            ks->config->topic, (unsigned long long)(KS_FINAL_COMMIT_NS / SP_NSEC_PER_SEC));
+    ks->commit_retry = false;
+    return true;
 }
 
 static int ks_poll(struct sp_src *src, uint32_t max_rows)
 {
     struct ks *ks = src->state;
-    if (ks == NULL || ks->stopping || ks->finished)
-        return ks != NULL && ks->finished ? SP_POLL_END : SP_POLL_WAIT;
+    if (ks != NULL && ks->finished && !ks->stopping)
+        return ks_final_committed(ks) ? SP_POLL_END : SP_POLL_WAIT;
+    if (ks == NULL || ks->stopping)
+        return SP_POLL_WAIT;
     int rc = ks_emit_rows(ks, max_rows);
     if (rc < 0)
         return rc;
     ks_maybe_resume(ks);
     if (ks->config->stop_at_end && ks_settled(ks) && ks_check_ends(ks)) {
         ks_finish(ks);
-        return SP_POLL_END;
+        return ks_final_committed(ks) ? SP_POLL_END : SP_POLL_WAIT;
     }
     for (uint32_t k = 0; k < ks->part_count; k++)
         if (ks->parts[k].queued > 0)
@@ -1040,6 +1064,8 @@ static void ks_tick(struct sp_timer *timer, void *ctx)
     }
     if (ks->config->stop_at_end && !ks->finished && ks_end_pending(ks))
         sp_src_wake(src);
+    if (ks->finished && src->waiting)
+        sp_src_wake(src); /* the last commit may have landed: report the end */
     if (!ks->finished || ks->group_up)
         sp_shard_timer_arm(src->xs->shard, timer, now + KS_TICK_NS);
 }
