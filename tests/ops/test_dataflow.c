@@ -266,6 +266,33 @@ static const struct sp_op_vt slow_vt = {
     .close = slow_close,
 };
 
+/*
+ * Runs `job` (its sink the slow one) with 4 credits and checks every row
+ * reached the sink and batch memory stayed within the credits: per shard,
+ * `per_shard` output batches, and per destination and exchange (`exchanges`
+ * of them) one open batch, `credits` in flight and the batches one source
+ * poll can fill before it sees the block.
+ */
+static struct sp_job_stats run_into_slow_sink(struct sp_job *job, uint64_t rows, unsigned per_shard,
+                                              unsigned exchanges)
+{
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    rc.credits = 4;
+    struct sp_job_stats stats;
+    if (sp_job_run(job, &rc, &stats) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+    assert_int_equal(stats.records_out, rows);
+    assert_int_equal(slow_rows_total, rows);
+    uint64_t seg = 32 * 1024;
+    unsigned n = test_cores(2);
+    uint64_t bound = n * (per_shard + exchanges * n * (1 + 4 + 4096 / 1000 + 2)) * seg;
+    if (stats.buffer_bytes_max > bound)
+        fail_msg("batch memory peaked at %llu bytes, bound %llu",
+                 (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
+    return stats;
+}
+
 static void test_slow_sink_bounds_memory(void **state)
 {
     (void)state;
@@ -274,24 +301,9 @@ static void test_slow_sink_bounds_memory(void **state)
     struct sp_gen_config gc = {.count = 300000, .partitions = 4};
     struct sp_stream *s = sp_source_generator(job, &ev_schema, int_key_gen, NULL, &gc, NULL);
     sp_job_add_sink(sp_key_by(s, "user"), "slow", &slow_vt, NULL, NULL);
-    struct sp_run_config rc = test_run_config(test_cores(2));
-    rc.credits = 4;
-    struct sp_job_stats stats;
-    assert_int_equal(sp_job_run(job, &rc, &stats), 0);
-    sp_job_free(job);
-    assert_int_equal(stats.records_out, 300000);
-    assert_int_equal(slow_rows_total, 300000);
-    /* The sources waited for the sink... */
+    struct sp_job_stats stats = run_into_slow_sink(job, 300000, 3, 1);
+    /* The sources waited for the sink. */
     assert_true(stats.backpressure_ns > 0);
-    /* ...and batch memory stayed within the credits: per shard, one output
-     * batch per operator, one open and `credits` in flight per destination,
-     * and the batches one source poll can fill before it sees the block. */
-    uint64_t seg = 32 * 1024;
-    unsigned n = test_cores(2);
-    uint64_t bound = n * (3 + n * (1 + 4 + 4096 / 1000 + 2)) * seg;
-    if (stats.buffer_bytes_max > bound)
-        fail_msg("batch memory peaked at %llu bytes, bound %llu",
-                 (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
 }
 
 /* A window firing 200k results at once, through a second exchange, into
@@ -319,20 +331,7 @@ static void test_window_firing_waits_for_slow_sink(void **state)
                             &(struct sp_window){.kind = SP_WINDOW_TUMBLING, .size_ms = 10},
                             &(struct sp_agg){.kind = SP_AGG_COUNT}, NULL);
     sp_job_add_sink(sp_key_by(s, "user"), "slow", &slow_vt, NULL, NULL);
-    struct sp_run_config rc = test_run_config(test_cores(2));
-    rc.credits = 4;
-    struct sp_job_stats stats;
-    if (sp_job_run(job, &rc, &stats) != 0)
-        fail_msg("%s", sp_job_error(job));
-    sp_job_free(job);
-    assert_int_equal(stats.records_out, 200000);
-    assert_int_equal(slow_rows_total, 200000);
-    uint64_t seg = 32 * 1024;
-    unsigned n = test_cores(2);
-    uint64_t bound = n * (6 + 2 * n * (1 + 4 + 4096 / 1000 + 2)) * seg;
-    if (stats.buffer_bytes_max > bound)
-        fail_msg("batch memory peaked at %llu bytes, bound %llu",
-                 (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
+    (void)run_into_slow_sink(job, 200000, 6, 2);
 }
 
 /* A flat_map emitting 50 rows per input row into an exchange and the slow
@@ -358,20 +357,7 @@ static void test_flat_map_burst_waits_for_slow_sink(void **state)
     struct sp_stream *s = sp_source_generator(job, &ev_schema, int_key_gen, NULL, &gc, NULL);
     s = sp_flat_map(s, &ev_schema, fifty, NULL);
     sp_job_add_sink(sp_key_by(s, "user"), "slow", &slow_vt, NULL, NULL);
-    struct sp_run_config rc = test_run_config(test_cores(2));
-    rc.credits = 4;
-    struct sp_job_stats stats;
-    if (sp_job_run(job, &rc, &stats) != 0)
-        fail_msg("%s", sp_job_error(job));
-    sp_job_free(job);
-    assert_int_equal(stats.records_out, 1000000);
-    assert_int_equal(slow_rows_total, 1000000);
-    uint64_t seg = 32 * 1024;
-    unsigned n = test_cores(2);
-    uint64_t bound = n * (6 + 2 * n * (1 + 4 + 4096 / 1000 + 2)) * seg;
-    if (stats.buffer_bytes_max > bound)
-        fail_msg("batch memory peaked at %llu bytes, bound %llu",
-                 (unsigned long long)stats.buffer_bytes_max, (unsigned long long)bound);
+    (void)run_into_slow_sink(job, 1000000, 6, 2);
 }
 
 /* ---- Idle partitions ---- */
