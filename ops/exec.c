@@ -111,11 +111,6 @@ bool sp_exec_completed(const struct sp_xshard *xs)
     return atomic_load(&xs->exec->completed);
 }
 
-uint32_t sp_exec_key_groups(const struct sp_xshard *xs)
-{
-    return xs->exec->config.key_groups;
-}
-
 struct sp_key_group_range sp_exec_key_range(const struct sp_xshard *xs)
 {
     struct sp_key_group_range r;

@@ -387,8 +387,7 @@ static inline uint64_t sp_key_of(const struct sp_keyspec *k, const void *row, st
     return sp_key_hash(key->ptr, key->len);
 }
 
-/* The run's key-group count and this shard's range. */
-uint32_t sp_exec_key_groups(const struct sp_xshard *xs);
+/* This shard's range of the run's key groups. */
 struct sp_key_group_range sp_exec_key_range(const struct sp_xshard *xs);
 /* A state table config for this shard (its budget, its key groups). */
 void sp_exec_table_config(struct sp_xshard *xs, const char *name, uint32_t value_bytes,
