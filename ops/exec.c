@@ -1059,7 +1059,85 @@ void sp_src_wake(struct sp_src *src)
     src_schedule(src);
 }
 
-/* The source instance's watermark from its partitions'; forwards changes. */
+/* Appends the shard's sources' watermark to its clock when it rose. */
+static void wm_clock_note(struct sp_xshard *xs, uint64_t now_ns)
+{
+    struct sp_wm_clock *clock = xs->wm_clock;
+    if (clock == NULL)
+        return;
+    int64_t min = SP_WM_MAX;
+    bool any = false;
+    for (uint32_t i = 0; i < xs->exec->job->node_count; i++) {
+        const struct sp_src *src = xs->srcs[i];
+        if (src == NULL)
+            continue;
+        if (src->partition_count == 0 || src->ended) {
+            any = true; /* holds nothing back */
+            continue;
+        }
+        if (src->inst->idle)
+            continue;
+        any = true;
+        if (src->inst->wm < min)
+            min = src->inst->wm;
+    }
+    uint64_t head = atomic_load_explicit(&clock->head, memory_order_relaxed);
+    if (!any || (head > 0 && atomic_load_explicit(&clock->e[(head - 1) % SP_WM_CLOCK_ENTRIES].wm,
+                                                  memory_order_relaxed) >= min))
+        return;
+    uint32_t at = (uint32_t)(head % SP_WM_CLOCK_ENTRIES);
+    atomic_store_explicit(&clock->e[at].wm, min, memory_order_relaxed);
+    atomic_store_explicit(&clock->e[at].ns, now_ns, memory_order_relaxed);
+    atomic_store_explicit(&clock->head, head + 1, memory_order_release);
+}
+
+/* The first time `clock` shows a watermark >= ts: 1 found, 0 not yet, -1 forgotten. */
+static int wm_clock_find(struct sp_wm_clock *clock, int64_t ts, uint64_t *ns)
+{
+    uint64_t head = atomic_load_explicit(&clock->head, memory_order_acquire);
+    if (head == 0 || atomic_load_explicit(&clock->e[(head - 1) % SP_WM_CLOCK_ENTRIES].wm,
+                                          memory_order_relaxed) < ts)
+        return 0;
+    /* The oldest entries may be overwritten while this reads: keep clear of them. */
+    uint64_t margin = SP_WM_CLOCK_ENTRIES / 8;
+    uint64_t lo = head > SP_WM_CLOCK_ENTRIES - margin ? head - (SP_WM_CLOCK_ENTRIES - margin) : 0;
+    uint64_t first = lo, hi = head - 1; /* the answer lies in [first, hi] */
+    while (first < hi) {
+        uint64_t mid = first + (hi - first) / 2;
+        if (atomic_load_explicit(&clock->e[mid % SP_WM_CLOCK_ENTRIES].wm, memory_order_relaxed) >=
+            ts)
+            hi = mid;
+        else
+            first = mid + 1;
+    }
+    if (first == lo && lo > 0)
+        return -1; /* it may have been reached before the oldest entry kept */
+    *ns = atomic_load_explicit(&clock->e[first % SP_WM_CLOCK_ENTRIES].ns, memory_order_relaxed);
+    return 1;
+}
+
+bool sp_job_watermark_time(struct sp_job *job, int64_t ts, uint64_t *ns)
+{
+    struct sp_exec *exec = atomic_load(&job->running);
+    if (exec == NULL)
+        return false;
+    uint64_t latest = 0;
+    for (unsigned s = 0; s < exec->shard_count; s++) {
+        struct sp_xshard *xs = exec->xs[s];
+        if (xs == NULL || xs->wm_clock == NULL)
+            return false;
+        uint64_t at;
+        if (wm_clock_find(xs->wm_clock, ts, &at) != 1)
+            return false;
+        if (at > latest)
+            latest = at;
+    }
+    *ns = latest;
+    return true;
+}
+
+/* The source instance's watermark from its partitions'; forwards changes
+ * (noted on the clock first: what they set off may ask for it). */
 static void src_watermark(struct sp_src *src, uint64_t now_ns)
 {
     const struct sp_watermarks *wm = &src->node->u.source.wm;
@@ -1090,6 +1168,7 @@ static void src_watermark(struct sp_src *src, uint64_t now_ns)
     if (open > 0 && active == 0) {
         if (!inst->idle) {
             inst->idle = true;
+            wm_clock_note(src->xs, now_ns);
             forward_idle(inst);
         }
         return;
@@ -1098,6 +1177,7 @@ static void src_watermark(struct sp_src *src, uint64_t now_ns)
         /* No partitions on this shard: idle, so it holds nothing back. */
         if (!inst->idle) {
             inst->idle = true;
+            wm_clock_note(src->xs, now_ns);
             forward_idle(inst);
         }
         return;
@@ -1107,6 +1187,7 @@ static void src_watermark(struct sp_src *src, uint64_t now_ns)
     if (min > inst->wm || (was_idle && min != SP_WM_MAX)) {
         if (min > inst->wm)
             inst->wm = min;
+        wm_clock_note(src->xs, now_ns);
         sp_inst_forward_watermark(inst, inst->wm);
     }
 }
@@ -1115,6 +1196,7 @@ static void src_finish(struct sp_src *src)
 {
     src->ended = true;
     struct sp_inst *inst = src->inst;
+    wm_clock_note(src->xs, sp_now_ns());
     if (inst->wm < SP_WM_MAX) {
         inst->wm = SP_WM_MAX;
         sp_inst_forward_watermark(inst, SP_WM_MAX);
@@ -1506,6 +1588,10 @@ static void exec_on_start(struct sp_shard *shard, void *ctx)
     xs->exec = exec;
     xs->shard = shard;
     xs->max_ts = xs->sink_wm = SP_WM_MIN;
+    if (exec->config.watermark_times) {
+        xs->wm_clock = calloc(1, sizeof(*xs->wm_clock));
+        SP_ASSERT(xs->wm_clock != NULL);
+    }
     exec->xs[shard->id] = xs;
     int rc = xs_open(xs);
     if (rc < 0 && !exec->failed)
@@ -1763,7 +1849,9 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
     exec->sender_empty = calloc((size_t)job->node_count * rc.shard_count, sizeof(bool));
     pthread_barrier_init(&exec->opened, NULL, rc.shard_count);
     exec->start_ns = exec->last_print_ns = sp_now_ns();
+    atomic_store(&job->running, exec);
     err = sp_runtime_run(&exec->rt);
+    atomic_store(&job->running, NULL);
     uint64_t end_ns = sp_now_ns();
     if (c->progress)
         fprintf(stderr, "\n");
@@ -1785,8 +1873,11 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
                 ((uint64_t)xs->batches.used_max + xs->exchange.used_max) * rc.segment_bytes;
         }
     }
-    for (unsigned s = 0; s < exec->shard_count; s++)
+    for (unsigned s = 0; s < exec->shard_count; s++) {
+        if (exec->xs[s] != NULL)
+            free(exec->xs[s]->wm_clock);
         free(exec->xs[s]);
+    }
     free(exec->xs);
     free(exec->sender_empty);
     pthread_barrier_destroy(&exec->opened);

@@ -6,13 +6,12 @@
  * timer is due.
  *
  * Everything is keyed state in sp_tables: the value state (key -> bytes),
- * and one table per timer domain whose namespace is the timer's time, with
- * namespace order: a watermark fires event-time timers by taking the
- * smallest time first, and every timer of that time in the order they were
- * set. A timer is one entry, so setting it twice fires it once; it is
- * deleted before its callback runs, so a callback may set it again.
- * Processing-time timers are driven by one shard timer armed at the
- * earliest of them.
+ * the list state (namespace -1 holds a key's length, namespaces 0..len-1
+ * its elements, so each is one lookup away), and one table per timer domain whose namespace is the
+ * timer's time, with namespace order: a watermark fires event-time timers by taking the smallest
+ * time first, and every timer of that time in the order they were set. A timer is one entry, so
+ * setting it twice fires it once; it is deleted before its callback runs, so a callback may set it
+ * again. Processing-time timers are driven by one shard timer armed at the earliest of them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +24,11 @@ struct sp_pctx {
     struct sp_table values;
     struct sp_table event_timers;
     struct sp_table proc_timers;
-    bool has_values, has_event, has_proc;
+    struct sp_table list;
+    bool has_values, has_event, has_proc, has_list;
     struct sp_timer proc_timer;
     uint64_t proc_armed_ms; /* 0: not armed */
+    bool proc_ended;        /* input ended: no new processing-time timers */
     /* the current key */
     uint64_t hash;
     struct sp_str key;
@@ -98,6 +99,108 @@ void sp_pctx_state_clear(struct sp_pctx *c)
         sp_table_delete(&c->values, e);
 }
 
+/* ---- List state ---- */
+
+#define LIST_HEAD_NS (-1)
+
+static uint32_t *list_head(struct sp_pctx *c, bool create)
+{
+    if (!c->has_list)
+        return NULL;
+    if (!create) {
+        struct sp_table_entry *e =
+            sp_table_find(&c->list, c->hash, c->key.ptr, c->key.len, LIST_HEAD_NS);
+        return e != NULL ? sp_table_value(&c->list, e) : NULL;
+    }
+    bool created;
+    int err = 0;
+    struct sp_table_entry *e =
+        sp_table_upsert(&c->list, c->hash, c->key.ptr, c->key.len, LIST_HEAD_NS, &created, &err);
+    if (e == NULL) {
+        state_full(c, err);
+        return NULL;
+    }
+    return sp_table_value(&c->list, e);
+}
+
+static struct sp_table_entry *list_entry(struct sp_pctx *c, uint32_t i)
+{
+    return sp_table_find(&c->list, c->hash, c->key.ptr, c->key.len, (int64_t)i);
+}
+
+uint32_t sp_pctx_list_len(struct sp_pctx *c)
+{
+    const uint32_t *len = list_head(c, false);
+    return len != NULL ? *len : 0;
+}
+
+void *sp_pctx_list_at(struct sp_pctx *c, uint32_t i)
+{
+    if (i >= sp_pctx_list_len(c))
+        return NULL;
+    struct sp_table_entry *e = list_entry(c, i);
+    return e != NULL ? sp_table_value(&c->list, e) : NULL;
+}
+
+void *sp_pctx_list_append(struct sp_pctx *c)
+{
+    uint32_t *len = list_head(c, true);
+    if (len == NULL)
+        return NULL;
+    bool created;
+    int err = 0;
+    struct sp_table_entry *e =
+        sp_table_upsert(&c->list, c->hash, c->key.ptr, c->key.len, (int64_t)*len, &created, &err);
+    if (e == NULL) {
+        state_full(c, err);
+        return NULL;
+    }
+    /* The upsert may have grown the index, but entries never move. */
+    (*len)++;
+    return sp_table_value(&c->list, e);
+}
+
+void sp_pctx_list_remove(struct sp_pctx *c, uint32_t i)
+{
+    uint32_t *len = list_head(c, false);
+    if (len == NULL || i >= *len)
+        return;
+    uint32_t last = *len - 1;
+    struct sp_table_entry *e_last = list_entry(c, last);
+    if (i != last) {
+        struct sp_table_entry *e = list_entry(c, i);
+        if (e != NULL && e_last != NULL)
+            memcpy(sp_table_value(&c->list, e), sp_table_value(&c->list, e_last),
+                   c->list.config.value_bytes);
+    }
+    if (e_last != NULL)
+        sp_table_delete(&c->list, e_last);
+    if (last == 0) {
+        sp_pctx_list_clear(c);
+        return;
+    }
+    *len = last;
+}
+
+void sp_pctx_list_clear(struct sp_pctx *c)
+{
+    if (!c->has_list)
+        return;
+    struct sp_table_entry *head =
+        sp_table_find(&c->list, c->hash, c->key.ptr, c->key.len, LIST_HEAD_NS);
+    if (head == NULL)
+        return;
+    uint32_t len = *(const uint32_t *)sp_table_value(&c->list, head);
+    for (uint32_t i = 0; i < len; i++) {
+        struct sp_table_entry *e = list_entry(c, i);
+        if (e != NULL)
+            sp_table_delete(&c->list, e);
+    }
+    sp_table_delete(&c->list, head);
+}
+
+/* ---- Timers ---- */
+
 static void proc_arm(struct sp_pctx *c);
 
 static void timer_set(struct sp_pctx *c, struct sp_table *t, int64_t ts)
@@ -122,6 +225,8 @@ void sp_pctx_timer_event_delete(struct sp_pctx *c, int64_t ts)
 
 void sp_pctx_timer_proc(struct sp_pctx *c, int64_t ts_ms)
 {
+    if (c->proc_ended)
+        return; /* would never fire (or, at the end, fire forever) */
     timer_set(c, &c->proc_timers, ts_ms);
     proc_arm(c);
 }
@@ -216,6 +321,13 @@ static int proc_open(struct sp_inst *inst)
             return rc;
         c->has_values = true;
     }
+    if (fn->list_bytes > 0) {
+        uint32_t bytes = fn->list_bytes < sizeof(uint32_t) ? sizeof(uint32_t) : fn->list_bytes;
+        sp_exec_table_config(inst->xs, "process.list", bytes, false, &tc);
+        if ((rc = sp_table_init(&c->list, &tc)) < 0)
+            return rc;
+        c->has_list = true;
+    }
     sp_exec_table_config(inst->xs, "process.event_timers", 0, true, &tc);
     if ((rc = sp_table_init(&c->event_timers, &tc)) < 0)
         return rc;
@@ -236,6 +348,8 @@ static void proc_close(struct sp_inst *inst)
         return;
     if (c->has_values)
         sp_table_deinit(&c->values);
+    if (c->has_list)
+        sp_table_deinit(&c->list);
     if (c->has_event)
         sp_table_deinit(&c->event_timers);
     if (c->has_proc) {
@@ -288,13 +402,25 @@ static void proc_watermark(struct sp_inst *inst, int64_t wm)
         sp_inst_defer(inst);
         return;
     }
+    /* The last watermark: every input ended. */
+    if (wm == SP_WM_MAX && inst->node->u.process.fn.proc_timers_at_end) {
+        sp_shard_timer_cancel(inst->xs->shard, &c->proc_timer);
+        c->proc_armed_ms = 0;
+        c->proc_ended = true;
+        if (!fire_due(c, &c->proc_timers, INT64_MAX, false)) {
+            sp_out_flush(&inst->out);
+            sp_inst_defer(inst);
+            return;
+        }
+    }
     sp_inst_forward_watermark(inst, wm);
 }
 
 static void proc_end(struct sp_inst *inst)
 {
     struct sp_pctx *c = inst->state;
-    /* Processing-time timers do not outlive the stream (as in Flink). */
+    /* Processing-time timers do not outlive the stream (as in Flink), unless
+     * proc_timers_at_end fired them with the last watermark. */
     sp_shard_timer_cancel(inst->xs->shard, &c->proc_timer);
     c->proc_armed_ms = 0;
     sp_inst_forward_end(inst);

@@ -241,9 +241,13 @@ struct sp_pctx;
 
 struct sp_process_fn {
     uint32_t state_bytes; /* a value state per key, zeroed when first used */
+    uint32_t list_bytes;  /* elements of a list state per key (Flink's ListState); 0: none */
     void (*process)(struct sp_pctx *c, const void *row, int64_t ts);
     void (*on_timer)(struct sp_pctx *c, int64_t ts, bool event_time);
     void *ctx;
+    /* At the end of a bounded input, fire the processing-time timers still
+     * pending (their windows close early) instead of dropping them. */
+    bool proc_timers_at_end;
 };
 
 struct sp_stream *sp_process(struct sp_stream *keyed, const struct sp_schema *out_schema,
@@ -257,6 +261,20 @@ struct sp_str sp_pctx_key(struct sp_pctx *c);
  * budget is exhausted (the job then fails). */
 void *sp_pctx_state(struct sp_pctx *c);
 void sp_pctx_state_clear(struct sp_pctx *c);
+/*
+ * The current key's list state: elements of list_bytes, in managed memory
+ * like every keyed state. Elements are numbered 0..len-1; removing one
+ * moves the last into its place (order is not kept across removals).
+ * Pointers stay valid until that element is removed or the list cleared.
+ * append returns a zeroed element, or NULL when the state budget is
+ * exhausted (the job then fails).
+ */
+uint32_t sp_pctx_list_len(struct sp_pctx *c);
+void *sp_pctx_list_at(struct sp_pctx *c, uint32_t i);
+void *sp_pctx_list_append(struct sp_pctx *c);
+void sp_pctx_list_remove(struct sp_pctx *c, uint32_t i);
+void sp_pctx_list_clear(struct sp_pctx *c);
+
 /* Timers for the current key; one per (key, time): setting it twice fires once. */
 void sp_pctx_timer_event(struct sp_pctx *c, int64_t ts);
 void sp_pctx_timer_proc(struct sp_pctx *c, int64_t ts_ms);
@@ -300,6 +318,9 @@ struct sp_run_config {
     bool progress;        /* a progress line on stderr each second */
     double max_seconds;   /* stop an unbounded job after this long; 0: run until stopped */
     bool handle_signals;  /* SIGINT/SIGTERM stop the job (default on) */
+    /* Keep, per shard, when its sources' watermark reached which value (the
+     * last 32768 rises, 512 KiB per shard), for sp_job_watermark_time(). */
+    bool watermark_times;
 };
 
 void sp_run_config_default(struct sp_run_config *config);
@@ -320,6 +341,18 @@ struct sp_job_stats {
  * stopped. Returns 0, or -1 with sp_job_error() saying why.
  */
 int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp_job_stats *stats);
+
+/*
+ * While the job runs with watermark_times (from a sink callback, say): the
+ * time (sp_now_ns's CLOCK_MONOTONIC nanoseconds) at which the watermark of
+ * every source on every shard had reached `ts`, so every operator's
+ * watermark could pass it: the start of a window result's latency when
+ * `ts` is its window's last millisecond. false when some source has not
+ * reached it yet, or reached it longer ago than the shard remembers.
+ * Idle sources (idle_timeout_ms) do not count; shards without source
+ * partitions neither.
+ */
+bool sp_job_watermark_time(struct sp_job *job, int64_t ts, uint64_t *ns);
 
 /* ---- Parameters and command-line runs ---- */
 

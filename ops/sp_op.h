@@ -205,8 +205,11 @@ struct sp_stream {
     uint32_t node; /* UINT32_MAX: the placeholder after a build error */
 };
 
+struct sp_exec;
+
 struct sp_job {
     char name[64];
+    struct sp_exec *_Atomic running; /* while sp_job_run runs it */
     char error[SP_JOB_ERROR_BYTES];
     bool failed;
     uint32_t node_count;
@@ -293,6 +296,20 @@ struct sp_xchan {
     uint32_t credits;
 };
 
+/*
+ * When a shard's sources' watermark (the minimum over its source instances)
+ * reached each value: a ring its shard appends to whenever it rises, that
+ * other shards read (sp_job_watermark_time), so every field is atomic.
+ */
+#define SP_WM_CLOCK_ENTRIES 32768u
+struct sp_wm_clock {
+    _Atomic uint64_t head; /* entries ever written */
+    struct {
+        _Atomic int64_t wm;
+        _Atomic uint64_t ns;
+    } e[SP_WM_CLOCK_ENTRIES];
+};
+
 struct sp_xshard {
     struct sp_exec *exec;
     struct sp_shard *shard;
@@ -307,8 +324,9 @@ struct sp_xshard {
     uint64_t records_out;
     uint64_t records_late;
     uint64_t backpressure_ns;
-    int64_t max_ts;  /* largest timestamp the sources read */
-    int64_t sink_wm; /* a sink's watermark */
+    int64_t max_ts;               /* largest timestamp the sources read */
+    int64_t sink_wm;              /* a sink's watermark */
+    struct sp_wm_clock *wm_clock; /* config.watermark_times: the sources' watermark over time */
     struct sp_task resume;
     bool resume_posted;
     uint64_t deferred;    /* bit per node: instances waiting to finish a watermark */

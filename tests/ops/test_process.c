@@ -4,7 +4,8 @@
  * event-time timers fire once per (key, time) however often they are set,
  * in time order, only when the watermark passes them, and may be deleted;
  * a timer set from on_timer fires too; processing-time timers fire once,
- * not before their time.
+ * not before their time, and at the end of the input only when asked; list
+ * state keeps each key's elements through appends, removals and clears.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -194,9 +195,161 @@ static void test_processing_time_timers(void **state)
     }
 }
 
+/* amount >= 0 appends it to the key's list, -1 removes element 0; every
+ * record sets a timer at the next multiple of 1000. */
+static void list_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    if (e->amount == -1) {
+        sp_pctx_list_remove(c, 0);
+    } else {
+        int64_t *v = sp_pctx_list_append(c);
+        if (v == NULL)
+            return;
+        *v += e->amount; /* zeroed: anything else shows in the sums */
+    }
+    sp_pctx_timer_event(c, (ts / 1000 + 1) * 1000);
+}
+
+/* Emits the list's length (count) and sum (watermark field), then clears it. */
+static void list_timer(struct sp_pctx *c, int64_t ts, bool event_time)
+{
+    (void)event_time;
+    struct sp_str key = sp_pctx_key(c);
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    memcpy(&f->user, key.ptr, sizeof(f->user));
+    f->at = ts;
+    uint32_t len = sp_pctx_list_len(c);
+    f->count = len;
+    for (uint32_t i = 0; i < len; i++)
+        f->watermark += *(const int64_t *)sp_pctx_list_at(c, i);
+    sp_pctx_list_clear(c);
+    /* No cmocka asserts on a shard: a wrong answer shows as count -1. */
+    if (sp_pctx_list_at(c, len) != NULL || sp_pctx_list_len(c) != 0)
+        f->count = -1;
+}
+
+static void test_list_state(void **state)
+{
+    (void)state;
+    static struct ev events[310];
+    unsigned n = 0;
+    events[n++] = (struct ev){.ts = 1, .user = 1, .amount = 5};
+    events[n++] = (struct ev){.ts = 2, .user = 1, .amount = 7};
+    events[n++] = (struct ev){.ts = 3, .user = 1, .amount = 9};
+    events[n++] = (struct ev){.ts = 4, .user = 1, .amount = -1}; /* 9 takes 5's place */
+    for (int64_t i = 1; i <= 300; i++)
+        events[n++] = (struct ev){.ts = 5, .user = 2, .amount = i};
+    /* Its watermark fires the timers at 1000; then a list again after the clear. */
+    events[n++] = (struct ev){.ts = 1600, .user = 3, .amount = -1}; /* removing from nothing */
+    events[n++] = (struct ev){.ts = 2500, .user = 1, .amount = 4};
+    static const struct sp_process_fn fn = {
+        .list_bytes = sizeof(int64_t), .process = list_process, .on_timer = list_timer};
+    run_process(events, n, &fn, test_cores(2), 0, 0);
+    struct {
+        int64_t user, at, len, sum;
+    } want[] = {{1, 1000, 2, 16}, {2, 1000, 300, 45150}, {3, 2000, 0, 0}, {1, 3000, 1, 4}};
+    assert_int_equal(seen.count, 4);
+    for (unsigned w = 0; w < 4; w++) {
+        unsigned hits = 0;
+        for (unsigned i = 0; i < seen.count; i++) {
+            if (seen.rows[i].user != want[w].user || seen.rows[i].at != want[w].at)
+                continue;
+            hits++;
+            assert_int_equal(seen.rows[i].count, want[w].len);
+            assert_int_equal(seen.rows[i].watermark, want[w].sum);
+        }
+        assert_int_equal(hits, 1);
+    }
+}
+
+/* A processing-time timer an hour ahead per key: fires only at the end. */
+static void late_proc_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    (void)row, (void)ts;
+    int64_t *count = sp_pctx_state(c);
+    (*count)++;
+    sp_pctx_timer_proc(c, (sp_pctx_now_ms(c) / 3600000 + 1) * 3600000);
+}
+
+static void test_processing_time_timers_at_end(void **state)
+{
+    (void)state;
+    static struct ev events[100];
+    for (unsigned i = 0; i < 100; i++)
+        events[i] = (struct ev){.ts = i, .user = i % 7};
+    struct sp_process_fn fn = {
+        .state_bytes = sizeof(int64_t), .process = late_proc_process, .on_timer = proc_timer};
+    run_process(events, 100, &fn, test_cores(2), 0, 0);
+    assert_int_equal(seen.count, 0); /* dropped with the stream, as in Flink */
+    fn.proc_timers_at_end = true;
+    run_process(events, 100, &fn, test_cores(2), 0, 0);
+    assert_int_equal(seen.count, 7);
+    int64_t total = 0;
+    for (unsigned i = 0; i < seen.count; i++) {
+        assert_true(seen.rows[i].at > seen.rows[i].now_ms); /* early, at the end */
+        total += seen.rows[i].count;
+    }
+    assert_int_equal(total, 100);
+}
+
+/* The sink asks when the watermark passed each fired timer's time. */
+struct wm_seen {
+    struct sp_job *job;
+    _Atomic unsigned rows, found, wrong;
+};
+
+static void wm_time_sink(void *ctx, unsigned shard, const void *row, int64_t ts)
+{
+    (void)shard, (void)ts;
+    struct wm_seen *w = ctx;
+    const struct fired *f = row;
+    uint64_t at = 0, now = sp_now_ns();
+    w->rows++;
+    if (sp_job_watermark_time(w->job, f->at, &at)) {
+        w->found++;
+        if (at > now || at == 0)
+            w->wrong++;
+    }
+    /* Timers before 1000 fire long before the end: 5000 is not reached then
+     * (the last event is at 1999; only the end's watermark passes it). */
+    if (f->at < 1000 && sp_job_watermark_time(w->job, 5000, &at))
+        w->wrong++;
+}
+
+static void test_watermark_time(void **state)
+{
+    (void)state;
+    static struct ev events[2000];
+    for (unsigned i = 0; i < 2000; i++)
+        events[i] = (struct ev){.ts = i, .user = i % 5};
+    static const struct sp_process_fn fn = {
+        .state_bytes = sizeof(int64_t), .process = counting_process, .on_timer = counting_timer};
+    struct replay r = {events, 2000};
+    struct sp_job *job = sp_job_new("wm-time");
+    struct sp_stream *s =
+        sp_process(sp_key_by(replay_source(job, &r, 0), "user"), &fired_schema, &fn);
+    struct wm_seen w = {.job = job};
+    sp_sink_call(s, wm_time_sink, &w);
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    rc.watermark_times = true;
+    if (sp_job_run(job, &rc, NULL) != 0)
+        fail_msg("%s", sp_job_error(job));
+    uint64_t at;
+    assert_false(sp_job_watermark_time(job, 0, &at)); /* not running */
+    sp_job_free(job);
+    /* A timer fires once the watermark passed its time: every row's start is known. */
+    assert_true(w.rows >= 200 * 5);
+    assert_int_equal(w.found, w.rows);
+    assert_int_equal(w.wrong, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_watermark_time),
+        cmocka_unit_test(test_list_state),
+        cmocka_unit_test(test_processing_time_timers_at_end),
         cmocka_unit_test(test_event_timers_once_in_order),
         cmocka_unit_test(test_processing_time_timers),
     };
