@@ -3,8 +3,8 @@
  * The Nexmark event generator: people, auctions and bids of an online
  * auction, as Apache Beam's Nexmark (org.apache.beam.sdk.nexmark.sources.
  * generator) and nexmark-flink (com.github.nexmark.flink.generator), which
- * copied it, make them, and the queries on them (q0, q1, q2 so far). The
- * runner is `spate bench nexmark` (spate/cmd_nexmark.c).
+ * copied it, make them, and the queries on them (q0 to q8, q11, q12; docs/
+ * nexmark.md). The runner is `spate bench nexmark` (spate/cmd_nexmark.c).
  *
  * One row type for the three kinds. A source has one schema, and the
  * reference itself is one stream of events (nexmark-flink's `datagen`
@@ -60,6 +60,11 @@ enum sp_nexmark_kind {
 #define SP_NEXMARK_AUCTION_ID_LEAD 10
 /* The largest average sizes accepted (the extra field is built on the stack). */
 #define SP_NEXMARK_AVG_BYTES_MAX 6000
+/* The longest person name, city and state the generator makes (its lists:
+ * "Deiter Bartels", "San Francisco"), which queries keep in fixed state. */
+#define SP_NEXMARK_NAME_MAX 31
+/* The longest extra field of an event averaging `avg` bytes (nextExtra). */
+#define SP_NEXMARK_EXTRA_MAX(avg) ((avg)*6 / 5 + 8)
 
 /* One event: `kind` says which fields are set. */
 struct sp_nexmark_event {
@@ -206,16 +211,128 @@ struct sp_nexmark_q2_row {
 };
 extern const struct sp_schema sp_nexmark_q2_schema;
 
-/* The query names, NULL-terminated: "q0", "q1", "q2". */
+/*
+ * q3, local item suggestion: SELECT P.name, P.city, P.state, A.id FROM
+ * auction A JOIN person P ON A.seller = P.id WHERE A.category = 10 AND
+ * P.state IN ('OR', 'ID', 'CA'). An unbounded join, keyed by person: the
+ * state keeps each qualifying person, and the category-10 auctions whose
+ * seller has not arrived yet (as Flink keeps both sides; the filters run
+ * before the join, so an auction of a seller elsewhere waits forever, as it
+ * does in Flink). A row is emitted when its second side arrives.
+ */
+struct sp_nexmark_q3_row {
+    struct sp_str name;
+    struct sp_str city;
+    struct sp_str state;
+    int64_t id;
+};
+extern const struct sp_schema sp_nexmark_q3_schema;
+
+/*
+ * q4, average price per category: the winning bid of each auction (the
+ * highest price among its bids between its date_time and its expires,
+ * inclusive), then AVG(final) per category, as an integer (Flink's AVG of a
+ * BIGINT truncates). Emitted as a changelog: a new average for the category
+ * each time one of its auctions closes (the watermark passes its expires),
+ * the last one per category being the SQL's answer. Closing at expiry is
+ * where this departs from Flink's SQL plan, which updates on every bid:
+ * the final values are the same, with one row per auction instead of one
+ * per better bid, and state freed when the auction closes. Bids waiting
+ * for their auction are dropped once the watermark passes them (an auction
+ * that could still match them would be late).
+ */
+struct sp_nexmark_q4_row {
+    int64_t category;
+    int64_t avg;
+};
+extern const struct sp_schema sp_nexmark_q4_schema;
+
+/*
+ * q5, hot items: bids counted per auction in hopping windows of 10 s every
+ * 2 s; per window, the auctions with the most bids (ties: all of them),
+ * emitted when the watermark passes the window's end.
+ */
+struct sp_nexmark_q5_row {
+    int64_t auction;
+    int64_t num;
+    int64_t starttime;
+    int64_t endtime;
+};
+extern const struct sp_schema sp_nexmark_q5_schema;
+
+/*
+ * q6, average selling price by seller: the winning bids of q4, and per
+ * seller the average (integer) of the prices of their last 10 closed
+ * auctions, ordered by close time (expires, then auction id): a changelog
+ * row per closed auction. nexmark-flink's SQL (which Flink cannot run:
+ * its OVER window cannot consume the winning bids' retractions) writes
+ * ROWS BETWEEN 10 PRECEDING AND CURRENT ROW, 11 rows; the query's own
+ * description, Beam's Query6 and this take the last 10.
+ */
+#define SP_NEXMARK_Q6_AUCTIONS 10
+struct sp_nexmark_q6_row {
+    int64_t seller;
+    int64_t avg_price;
+};
+extern const struct sp_schema sp_nexmark_q6_schema;
+
+/*
+ * q7, highest bid: the highest price per tumbling window of 10 s, and every
+ * bid with that price whose date_time is BETWEEN the window's end - 10 s
+ * AND its end (inclusive: a bid at exactly a window's end also matches the
+ * window before its own). q0's row; emitted when the watermark passes the
+ * window's end.
+ */
+extern const struct sp_schema sp_nexmark_q7_schema;
+
+/*
+ * q8, monitor new users: people who entered the system and created an
+ * auction in the same tumbling window of 10 s; one row per person and
+ * window, emitted when the watermark passes the window's end.
+ */
+struct sp_nexmark_q8_row {
+    int64_t id;
+    struct sp_str name;
+    int64_t starttime;
+};
+extern const struct sp_schema sp_nexmark_q8_schema;
+
+/*
+ * q11, user sessions: bids per bidder in session windows with a gap of
+ * 10 s (endtime: the last bid's date_time + 10 s), emitted when the
+ * watermark passes the session's end.
+ */
+struct sp_nexmark_q11_row {
+    int64_t bidder;
+    int64_t bid_count;
+    int64_t starttime;
+    int64_t endtime;
+};
+extern const struct sp_schema sp_nexmark_q11_schema;
+
+/*
+ * q12, processing-time windows: bids per bidder in tumbling windows of 10 s
+ * of wall-clock time (starttime, endtime: ms since the epoch), emitted when
+ * the window's end comes; at the end of a bounded run the open windows are
+ * emitted early rather than lost. q11's row.
+ */
+extern const struct sp_schema sp_nexmark_q12_schema;
+
+/* The query names, NULL-terminated: q0 to q8, q11, q12. */
 extern const char *const sp_nexmark_query_names[];
 
 bool sp_nexmark_query_exists(const char *name);
 
+/* The names, comma-separated ("q0, q1, ..."), for messages. */
+const char *sp_nexmark_query_list(void);
+
 /*
- * Builds query `name` on `events` (a sp_nexmark_source stream) and returns
- * its output stream; an unknown name is an error on the job (sp_job_error)
- * and returns `events`, a placeholder.
+ * Builds query `name` on `events` (a sp_nexmark_source stream of `config`,
+ * which the queries read bounds from: borrowed like the source's) and
+ * returns its output stream; an unknown name is an error on the job
+ * (sp_job_error) and returns `events`, a placeholder.
  */
-struct sp_stream *sp_nexmark_query(struct sp_job *job, const char *name, struct sp_stream *events);
+struct sp_stream *sp_nexmark_query(struct sp_job *job, const char *name, struct sp_stream *events,
+                                   const struct sp_nexmark_config *config);
 
 #endif /* SP_NEXMARK_H */

@@ -90,6 +90,14 @@ void *sp_pctx_state(struct sp_pctx *c)
     return sp_table_value(&c->values, e);
 }
 
+void *sp_pctx_state_find(struct sp_pctx *c)
+{
+    if (!c->has_values)
+        return NULL;
+    struct sp_table_entry *e = sp_table_find(&c->values, c->hash, c->key.ptr, c->key.len, 0);
+    return e != NULL ? sp_table_value(&c->values, e) : NULL;
+}
+
 void sp_pctx_state_clear(struct sp_pctx *c)
 {
     if (!c->has_values)

@@ -261,6 +261,9 @@ struct sp_str sp_pctx_key(struct sp_pctx *c);
  * budget is exhausted (the job then fails). */
 void *sp_pctx_state(struct sp_pctx *c);
 void sp_pctx_state_clear(struct sp_pctx *c);
+/* The current key's value state if it has one (NULL otherwise): a lookup
+ * that creates nothing (Flink's ValueState.value() returning null). */
+void *sp_pctx_state_find(struct sp_pctx *c);
 /*
  * The current key's list state: elements of list_bytes, in managed memory
  * like every keyed state. Elements are numbered 0..len-1; removing one

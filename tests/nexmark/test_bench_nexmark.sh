@@ -64,9 +64,45 @@ expect_2 "--events 'lots'" bench nexmark --query q0 --events lots
 expect_2 "--events '0'" bench nexmark --query q0 --events 0
 expect_2 "--rate '-1'" bench nexmark --query q0 --events 10 --rate -1
 expect_2 "--seed 'x'" bench nexmark --query q0 --events 10 --seed x
-expect_2 "--query is missing" bench nexmark --events 1000
+expect_2 "or --all is missing" bench nexmark --events 1000
+expect_2 "exclude each other" bench nexmark --all --query q1 --events 1000
+expect_2 "--dump takes one --query" bench nexmark --all --dump "$dir/d" --events 1000
+expect_2 "--out goes with --all" bench nexmark --query q1 --out "$dir" --events 1000
 expect_2 "--events is missing" bench nexmark --query q0
 expect_2 "unknown flag '--bogus'" bench nexmark --query q0 --events 10 --bogus
 expect_2 "--cores 0" bench nexmark --query q0 --events 10 --cores 0
 expect_2 "unknown benchmark 'nope'" bench nope
+# A windowed query measures its latency from the watermark passing the
+# window's end; its dump holds the events and the output with headers.
+"$spate" --cores 2 --memory 16M bench nexmark --query q5 --events 200000 --json "$dir/q5.json" \
+    --dump "$dir/dump" >"$dir/out" 2>"$dir/err" || fail "q5 run exited $?: $(cat "$dir/err")"
+grep -q "latency p50/p99 *[0-9.]* / [0-9.]* ms" "$dir/out" || fail "q5 latency: $(cat "$dir/out")"
+/usr/bin/python3 - "$dir/q5.json" "$dir/dump" <<'PY' || fail "q5 JSON or dump"
+import json, os, sys
+j = json.load(open(sys.argv[1]))
+assert j["latency_p50_ms"] is not None and 0 <= j["latency_p50_ms"] <= j["latency_p99_ms"], j
+assert j["latency_samples"] == j["output_rows"] > 0, j
+d = sys.argv[2]
+assert sorted(f for f in os.listdir(d)) == ["auction.csv", "bid.csv", "person.csv", "q5.csv"]
+rows = open(os.path.join(d, "q5.csv")).read().splitlines()
+assert rows[0] == "auction,num,starttime,endtime" and len(rows) == j["output_rows"] + 1, rows[:3]
+events = sum(len(open(os.path.join(d, t + ".csv")).read().splitlines()) - 1
+             for t in ("person", "auction", "bid"))
+assert events == 200000, events
+PY
+
+# --all: every query in a process of its own, a table and a chart in --out.
+"$spate" --cores 1 --memory 64M bench nexmark --all --events 20000 --out "$dir" \
+    --json "$dir/all.json" >"$dir/out" 2>"$dir/err" || fail "--all exited $?: $(cat "$dir/err")"
+for q in q0 q1 q2 q3 q4 q5 q6 q7 q8 q11 q12; do
+    grep -q "^| $q | " "$dir/nexmark-results.md" || fail "--all: no row for $q"
+done
+grep -q "memory limit" "$dir/nexmark-results.md" || fail "--all: no memory limit"
+grep -q "<svg" "$dir/nexmark-results.svg" || fail "--all: no chart"
+/usr/bin/python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))
+assert [j["query"] for j in a] == ["q0","q1","q2","q3","q4","q5","q6","q7","q8","q11","q12"], a
+assert all(j["events"] == 20000 for j in a), a
+' "$dir/all.json" || fail "--all JSON: $(cat "$dir/all.json")"
 echo "bench nexmark: ok"

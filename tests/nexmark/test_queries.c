@@ -202,7 +202,7 @@ static void check_query(const char *query, sp_sink_fn *collect, unsigned cores)
     struct rows got;
     rows_init(&got);
     struct sp_job *job = sp_job_new(query);
-    struct sp_stream *s = sp_nexmark_query(job, query, sp_nexmark_source(job, &config));
+    struct sp_stream *s = sp_nexmark_query(job, query, sp_nexmark_source(job, &config), &config);
     sp_sink_call(s, collect, &got);
     struct sp_run_config rc = test_run_config(cores);
     struct sp_job_stats stats;
@@ -274,7 +274,7 @@ static void test_unknown_query_is_a_job_error(void **state)
 {
     (void)state;
     struct sp_job *job = sp_job_new("bad");
-    struct sp_stream *s = sp_nexmark_query(job, "q99", sp_nexmark_source(job, &config));
+    struct sp_stream *s = sp_nexmark_query(job, "q99", sp_nexmark_source(job, &config), &config);
     sp_sink_blackhole(s);
     assert_non_null(sp_job_error(job));
     assert_non_null(strstr(sp_job_error(job), "q99"));
