@@ -34,7 +34,7 @@ void sp_jrandom_init(struct sp_jrandom *r, int64_t seed)
 }
 
 /* Random.next(bits): the top `bits` of the 48-bit state, as a signed int. */
-static int32_t jr_next(struct sp_jrandom *r, int bits)
+static inline __attribute__((always_inline)) int32_t jr_next(struct sp_jrandom *r, int bits)
 {
     assert(bits > 0 && bits <= 32);
     r->seed = (r->seed * JR_MULT + 0xB) & JR_MASK;
@@ -46,19 +46,28 @@ int32_t sp_jrandom_next_int(struct sp_jrandom *r)
     return jr_next(r, 32);
 }
 
-int32_t sp_jrandom_next_int_bound(struct sp_jrandom *r, int32_t bound)
+/* Random.nextInt(bound), inlined so that a constant bound's remainder is a
+ * multiplication, in 32-bit arithmetic as Java's (a 64-bit division costs
+ * several times more). */
+static inline __attribute__((always_inline)) int32_t jr_bound(struct sp_jrandom *r, int32_t bound)
 {
     assert(bound > 0);
     int32_t x = jr_next(r, 31);
-    int32_t m = bound - 1;
-    if ((bound & m) == 0)
+    uint32_t m = (uint32_t)bound - 1;
+    if (((uint32_t)bound & m) == 0)
         return (int32_t)(((int64_t)bound * x) >> 31);
-    /* Rejects the top partial range: Java's `u - r + m < 0` is int overflow. */
-    for (int64_t u = x;; u = jr_next(r, 31)) {
-        int64_t rem = u % bound;
-        if (u - rem + m <= INT32_MAX)
+    /* Rejects the top partial range: Java's `u - r + m < 0` is int overflow
+     * (u < 2^31 and m < 2^31: the sum fits 32 unsigned bits). */
+    for (uint32_t u = (uint32_t)x;; u = (uint32_t)jr_next(r, 31)) {
+        uint32_t rem = u % (uint32_t)bound;
+        if (u - rem + m <= (uint32_t)INT32_MAX)
             return (int32_t)rem;
     }
+}
+
+int32_t sp_jrandom_next_int_bound(struct sp_jrandom *r, int32_t bound)
+{
+    return jr_bound(r, bound);
 }
 
 int64_t sp_jrandom_next_long(struct sp_jrandom *r)
@@ -80,7 +89,7 @@ static int64_t next_long_below(struct sp_jrandom *r, int64_t n)
 {
     assert(n > 0);
     if (n < INT32_MAX)
-        return sp_jrandom_next_int_bound(r, (int32_t)n);
+        return jr_bound(r, (int32_t)n);
     int64_t v = sp_jrandom_next_long(r) % n; /* the reference's skewed fallback */
     return v < 0 ? -v : v;
 }
@@ -98,12 +107,12 @@ static int64_t java_round(double x)
 /* nextString(random, maxLength, special) into `buf`; returns the length after trim(). */
 static uint32_t next_string(struct sp_jrandom *r, int32_t max_length, char special, char *buf)
 {
-    int32_t len = MIN_STRING_LENGTH + sp_jrandom_next_int_bound(r, max_length - MIN_STRING_LENGTH);
+    int32_t len = MIN_STRING_LENGTH + jr_bound(r, max_length - MIN_STRING_LENGTH);
     for (int32_t i = 0; i < len; i++) {
-        if (sp_jrandom_next_int_bound(r, 13) == 0)
+        if (jr_bound(r, 13) == 0)
             buf[i] = special;
         else
-            buf[i] = (char)('a' + sp_jrandom_next_int_bound(r, 26));
+            buf[i] = (char)('a' + jr_bound(r, 26));
     }
     /* String.trim(): drop leading and trailing chars <= ' '. */
     int32_t start = 0, end = len;
@@ -117,17 +126,60 @@ static uint32_t next_string(struct sp_jrandom *r, int32_t max_length, char speci
 
 /* nextExactString: six letters per nextInt(); a negative int gives the
  * characters below 'a' that Java's signed remainder gives too. */
+/* The three letters of v in -17575..17575 (v % 26, v / 26 % 26, v / 676,
+ * as Java computes them for a negative v too), at triple_letters[v +
+ * 17575], padded to 4 bytes (137 KiB: it stays in L2). */
+#define TRIPLE 17576
+static char triple_letters[2 * TRIPLE - 1][4];
+
+static void triple_letters_build(void)
+{
+    for (int v = -(TRIPLE - 1); v <= TRIPLE - 1; v++) {
+        triple_letters[v + TRIPLE - 1][0] = (char)('a' + v % 26);
+        triple_letters[v + TRIPLE - 1][1] = (char)('a' + v / 26 % 26);
+        triple_letters[v + TRIPLE - 1][2] = (char)('a' + v / 676);
+    }
+}
+
+/* Writes 6 letters and may write 2 bytes past them (the caller's buffer has room). */
+static inline void six_letters(char *buf, int32_t rnd)
+{
+    memcpy(buf, triple_letters[rnd % TRIPLE + TRIPLE - 1], 4);
+    memcpy(buf + 3, triple_letters[rnd / TRIPLE % TRIPLE + TRIPLE - 1], 4);
+}
+
 static void next_exact_string(struct sp_jrandom *r, int32_t length, char *buf)
 {
-    int32_t rnd = 0, n = 0;
-    for (int32_t i = 0; i < length; i++) {
-        if (n == 0) {
-            rnd = sp_jrandom_next_int(r);
-            n = 6; /* log_26(2^31) */
+    /* Letter k of an int is (rnd / 26^k) % 26 (C's division truncates as
+     * Java's does, so the repeated rnd /= 26 composes into one division, and
+     * letters k..k+2 are those of (rnd / 26^k) % 17576): two independent
+     * divisions by constants and two table loads per int, not a chain of
+     * twelve. */
+    int32_t i = 0;
+    /* Four ints at a time, each state straight from the first by the LCG's
+     * jump-ahead (s_k = s_0 * M^k + c_k mod 2^48): four independent
+     * multiplications instead of a chain of four. */
+    uint64_t s0 = r->seed;
+    for (; i + 24 <= length; i += 24) {
+        uint64_t s1 = (s0 * JR_MULT + 0xB) & JR_MASK;
+        uint64_t s2 = (s0 * 0xbb20b4600a69ULL + 0x40942de6baULL) & JR_MASK;
+        uint64_t s3 = (s0 * 0xd498bd0ac4b5ULL + 0xaa8544e593dULL) & JR_MASK;
+        uint64_t s4 = (s0 * 0x32eb772c5f11ULL + 0x2d3873c4cd04ULL) & JR_MASK;
+        six_letters(buf + i, (int32_t)(uint32_t)(s1 >> 16));
+        six_letters(buf + i + 6, (int32_t)(uint32_t)(s2 >> 16));
+        six_letters(buf + i + 12, (int32_t)(uint32_t)(s3 >> 16));
+        six_letters(buf + i + 18, (int32_t)(uint32_t)(s4 >> 16));
+        s0 = s4;
+    }
+    r->seed = s0;
+    for (; i + 6 <= length; i += 6)
+        six_letters(buf + i, jr_next(r, 32));
+    if (i < length) {
+        int32_t rnd = jr_next(r, 32);
+        for (; i < length; i++) {
+            buf[i] = (char)('a' + rnd % 26);
+            rnd /= 26;
         }
-        buf[i] = (char)('a' + rnd % 26);
-        rnd /= 26;
-        n--;
     }
 }
 
@@ -135,15 +187,19 @@ static void next_exact_string(struct sp_jrandom *r, int32_t length, char *buf)
 static struct sp_str next_extra(struct sp_jrandom *r, int32_t current_size, int32_t avg_size,
                                 struct sp_out *out)
 {
-    char buf[SP_NEXMARK_AVG_BYTES_MAX * 6 / 5 + 8];
     if (current_size > avg_size)
         return sp_out_str(out, "", 0);
     int32_t want = avg_size - current_size;
     int32_t delta = (int32_t)java_round(want * 0.2);
-    int32_t size = want - delta + (delta == 0 ? 0 : sp_jrandom_next_int_bound(r, 2 * delta));
-    assert(size >= 0 && (size_t)size <= sizeof(buf));
+    int32_t size = want - delta + (delta == 0 ? 0 : jr_bound(r, 2 * delta));
+    /* Written in place, with room for six_letters' 2 bytes of overshoot. */
+    struct sp_str s;
+    char *buf = sp_out_str_alloc(out, (uint32_t)size + 2, &s);
+    if (buf == NULL)
+        return s;
     next_exact_string(r, size, buf);
-    return sp_out_str(out, buf, (uint32_t)size);
+    s.len = (uint32_t)size;
+    return s;
 }
 
 /* PriceGenerator.nextPrice: 10^(u*6) * 100, cents from 1 to 10^8. */
@@ -166,21 +222,42 @@ static int64_t timestamp_for_event(const struct sp_nexmark_config *c, int64_t n)
     return c->base_time_ms + (int64_t)((double)n * delay_us) / 1000;
 }
 
-/* lastBase0PersonId: the last person id (base 0) at `event_id`. */
-static int64_t last_base0_person_id(const struct sp_nexmark_config *c, int64_t event_id)
+/* An event id split by the proportions' total (computed once per event: a
+ * division by a number known only at run time is costly). */
+struct pos {
+    int64_t event_id;
+    int64_t epoch;
+    int64_t offset;
+};
+
+static struct pos pos_of(const struct sp_nexmark_config *c, int64_t event_id)
 {
-    int64_t epoch = event_id / total_proportion(c);
-    int64_t offset = event_id % total_proportion(c);
+    int64_t total = total_proportion(c);
+    struct pos p = {.event_id = event_id};
+    if ((uint64_t)event_id <= UINT32_MAX) {
+        p.epoch = (uint32_t)event_id / (uint32_t)total;
+    } else {
+        p.epoch = event_id / total;
+    }
+    p.offset = event_id - p.epoch * total;
+    return p;
+}
+
+/* lastBase0PersonId: the last person id (base 0) at the event. */
+static int64_t last_base0_person_id(const struct sp_nexmark_config *c, const struct pos *p)
+{
+    int64_t epoch = p->epoch;
+    int64_t offset = p->offset;
     if (offset >= c->person_proportion)
         offset = c->person_proportion - 1;
     return epoch * c->person_proportion + offset;
 }
 
-/* lastBase0AuctionId: the last auction id (base 0) at `event_id`. */
-static int64_t last_base0_auction_id(const struct sp_nexmark_config *c, int64_t event_id)
+/* lastBase0AuctionId: the last auction id (base 0) at the event. */
+static int64_t last_base0_auction_id(const struct sp_nexmark_config *c, const struct pos *p)
 {
-    int64_t epoch = event_id / total_proportion(c);
-    int64_t offset = event_id % total_proportion(c);
+    int64_t epoch = p->epoch;
+    int64_t offset = p->offset;
     if (offset < c->person_proportion) {
         epoch--;
         offset = c->auction_proportion - 1;
@@ -194,9 +271,9 @@ static int64_t last_base0_auction_id(const struct sp_nexmark_config *c, int64_t 
 
 /* nextBase0PersonId: one of the last num_active_people, or a few ahead. */
 static int64_t next_base0_person_id(const struct sp_nexmark_config *c, struct sp_jrandom *r,
-                                    int64_t event_id)
+                                    const struct pos *p)
 {
-    int64_t people = last_base0_person_id(c, event_id) + 1;
+    int64_t people = last_base0_person_id(c, p) + 1;
     int64_t active = people < c->num_active_people ? people : c->num_active_people;
     int64_t n = next_long_below(r, active + SP_NEXMARK_PERSON_ID_LEAD);
     return people - active + n;
@@ -204,9 +281,9 @@ static int64_t next_base0_person_id(const struct sp_nexmark_config *c, struct sp
 
 /* nextBase0AuctionId: one likely still in flight, or a few ahead. */
 static int64_t next_base0_auction_id(const struct sp_nexmark_config *c, struct sp_jrandom *r,
-                                     int64_t event_id)
+                                     const struct pos *p)
 {
-    int64_t max = last_base0_auction_id(c, event_id);
+    int64_t max = last_base0_auction_id(c, p);
     int64_t min = max - c->num_in_flight_auctions;
     if (min < 0)
         min = 0;
@@ -228,14 +305,14 @@ static const char *const last_names[] = {"Shultz", "Abrams", "Spencer", "White",
 
 static const char *pick(struct sp_jrandom *r, const char *const *list, int32_t n)
 {
-    return list[sp_jrandom_next_int_bound(r, n)];
+    return list[jr_bound(r, n)];
 }
 
-static void next_person(const struct sp_nexmark_config *c, struct sp_jrandom *r, int64_t event_id,
-                        struct sp_nexmark_event *e, struct sp_out *out)
+static void next_person(const struct sp_nexmark_config *c, struct sp_jrandom *r,
+                        const struct pos *p, struct sp_nexmark_event *e, struct sp_out *out)
 {
     char buf[64];
-    e->person_id = last_base0_person_id(c, event_id) + SP_NEXMARK_FIRST_PERSON_ID;
+    e->person_id = last_base0_person_id(c, p) + SP_NEXMARK_FIRST_PERSON_ID;
     const char *first = pick(r, first_names, COUNT(first_names));
     const char *last = pick(r, last_names, COUNT(last_names));
     int len = snprintf(buf, sizeof(buf), "%s %s", first, last);
@@ -248,7 +325,7 @@ static void next_person(const struct sp_nexmark_config *c, struct sp_jrandom *r,
     n = 0;
     for (int i = 0; i < 4; i++)
         n += (uint32_t)snprintf(buf + n, sizeof(buf) - n, i > 0 ? " %04d" : "%04d",
-                                sp_jrandom_next_int_bound(r, 10000));
+                                jr_bound(r, 10000));
     e->person_credit_card = sp_out_str(out, buf, n);
     const char *city = pick(r, us_cities, COUNT(us_cities));
     const char *state = pick(r, us_states, COUNT(us_states));
@@ -274,22 +351,21 @@ static int64_t next_auction_length_ms(const struct sp_nexmark_config *c, struct 
     return 1 + next_long_below(r, horizon_ms * 2 > 1 ? horizon_ms * 2 : 1);
 }
 
-static void next_auction(const struct sp_nexmark_config *c, struct sp_jrandom *r, int64_t event_id,
-                         int64_t event_number, int64_t timestamp, struct sp_nexmark_event *e,
+static void next_auction(const struct sp_nexmark_config *c, struct sp_jrandom *r,
+                         const struct pos *p, int64_t timestamp, struct sp_nexmark_event *e,
                          struct sp_out *out)
 {
     char buf[128];
-    e->auction_id = last_base0_auction_id(c, event_id) + SP_NEXMARK_FIRST_AUCTION_ID;
+    e->auction_id = last_base0_auction_id(c, p) + SP_NEXMARK_FIRST_AUCTION_ID;
     int64_t seller;
-    if (sp_jrandom_next_int_bound(r, (int32_t)c->hot_sellers_ratio) > 0)
-        seller = last_base0_person_id(c, event_id) / HOT_SELLER_RATIO * HOT_SELLER_RATIO;
+    if (jr_bound(r, (int32_t)c->hot_sellers_ratio) > 0)
+        seller = last_base0_person_id(c, p) / HOT_SELLER_RATIO * HOT_SELLER_RATIO;
     else
-        seller = next_base0_person_id(c, r, event_id);
+        seller = next_base0_person_id(c, r, p);
     e->auction_seller = seller + SP_NEXMARK_FIRST_PERSON_ID;
-    e->auction_category =
-        SP_NEXMARK_FIRST_CATEGORY_ID + sp_jrandom_next_int_bound(r, SP_NEXMARK_NUM_CATEGORIES);
+    e->auction_category = SP_NEXMARK_FIRST_CATEGORY_ID + jr_bound(r, SP_NEXMARK_NUM_CATEGORIES);
     e->auction_initial_bid = next_price(r);
-    e->auction_expires = timestamp + next_auction_length_ms(c, r, event_number, timestamp);
+    e->auction_expires = timestamp + next_auction_length_ms(c, r, p->event_id, timestamp);
     uint32_t n = next_string(r, 20, ' ', buf);
     e->auction_item_name = sp_out_str(out, buf, n);
     n = next_string(r, 100, ' ', buf);
@@ -344,9 +420,10 @@ static uint32_t reverse32(uint32_t x)
 }
 
 /* The channel table; nexmark-flink's URLs come from an unseeded Random, these
- * from a Random seeded by the channel number. */
+ * from a Random seeded by the channel number. And the letter pairs. */
 static void channels_build(void)
 {
+    triple_letters_build();
     struct sp_jrandom r;
     for (int i = 0; i < HOT_CHANNELS; i++) {
         struct channel *ch = &hot_channels[i];
@@ -359,7 +436,7 @@ static void channels_build(void)
         sp_jrandom_init(&r, i);
         ch->name_len = (uint8_t)snprintf(ch->name, sizeof(ch->name), "channel-%d", (int)i);
         uint32_t n = base_url(&r, ch->url);
-        if (sp_jrandom_next_int_bound(&r, 10) > 0) {
+        if (jr_bound(&r, 10) > 0) {
             /* Math.abs(Integer.reverse(channelNumber)); abs(MIN_VALUE) stays negative. */
             int64_t id = (int32_t)reverse32((uint32_t)i);
             if (id < 0 && id != INT32_MIN)
@@ -371,27 +448,27 @@ static void channels_build(void)
     }
 }
 
-static void next_bid(const struct sp_nexmark_config *c, struct sp_jrandom *r, int64_t event_id,
+static void next_bid(const struct sp_nexmark_config *c, struct sp_jrandom *r, const struct pos *p,
                      struct sp_nexmark_event *e, struct sp_out *out)
 {
     int64_t auction;
-    if (sp_jrandom_next_int_bound(r, (int32_t)c->hot_auction_ratio) > 0)
-        auction = last_base0_auction_id(c, event_id) / HOT_AUCTION_RATIO * HOT_AUCTION_RATIO;
+    if (jr_bound(r, (int32_t)c->hot_auction_ratio) > 0)
+        auction = last_base0_auction_id(c, p) / HOT_AUCTION_RATIO * HOT_AUCTION_RATIO;
     else
-        auction = next_base0_auction_id(c, r, event_id);
+        auction = next_base0_auction_id(c, r, p);
     e->bid_auction = auction + SP_NEXMARK_FIRST_AUCTION_ID;
     int64_t bidder;
-    if (sp_jrandom_next_int_bound(r, (int32_t)c->hot_bidders_ratio) > 0)
-        bidder = last_base0_person_id(c, event_id) / HOT_BIDDER_RATIO * HOT_BIDDER_RATIO + 1;
+    if (jr_bound(r, (int32_t)c->hot_bidders_ratio) > 0)
+        bidder = last_base0_person_id(c, p) / HOT_BIDDER_RATIO * HOT_BIDDER_RATIO + 1;
     else
-        bidder = next_base0_person_id(c, r, event_id);
+        bidder = next_base0_person_id(c, r, p);
     e->bid_bidder = bidder + SP_NEXMARK_FIRST_PERSON_ID;
     e->bid_price = next_price(r);
     const struct channel *ch;
-    if (sp_jrandom_next_int_bound(r, HOT_CHANNELS_RATIO) > 0)
-        ch = &hot_channels[sp_jrandom_next_int_bound(r, HOT_CHANNELS)];
+    if (jr_bound(r, HOT_CHANNELS_RATIO) > 0)
+        ch = &hot_channels[jr_bound(r, HOT_CHANNELS)];
     else
-        ch = &channels[sp_jrandom_next_int_bound(r, CHANNELS_NUMBER)];
+        ch = &channels[jr_bound(r, CHANNELS_NUMBER)];
     e->bid_channel = sp_out_str(out, ch->name, ch->name_len);
     e->bid_url = sp_out_str(out, ch->url, ch->url_len);
     e->extra = next_extra(r, 8 + 8 + 8 + 8, (int32_t)c->avg_bid_bytes, out);
@@ -409,22 +486,23 @@ int64_t sp_nexmark_generate(void *ctx, uint32_t partition, uint64_t index, void 
     pthread_once(&channels_once, channels_build);
     /* nextAdjustedEventNumber: a permutation within groups of g (first id 0). */
     uint64_t g = c->out_of_order_group_size;
-    int64_t event_id = (int64_t)(index / g * g + index * 953 % g);
+    int64_t event_id = g == 1 ? (int64_t)index : (int64_t)(index / g * g + index * 953 % g);
     int64_t ts = timestamp_for_event(c, event_id);
     struct sp_jrandom r;
     sp_jrandom_init(&r, event_id ^ (int64_t)(c->seed * 0x9E3779B97F4A7C15ULL));
-    int64_t rem = event_id % total_proportion(c);
+    struct pos p = pos_of(c, event_id);
+    int64_t rem = p.offset;
     e->event_id = event_id;
     e->date_time = ts;
     if (rem < c->person_proportion) {
         e->kind = SP_NEXMARK_PERSON;
-        next_person(c, &r, event_id, e, out);
+        next_person(c, &r, &p, e, out);
     } else if (rem < (int64_t)c->person_proportion + c->auction_proportion) {
         e->kind = SP_NEXMARK_AUCTION;
-        next_auction(c, &r, event_id, event_id, ts, e, out);
+        next_auction(c, &r, &p, ts, e, out);
     } else {
         e->kind = SP_NEXMARK_BID;
-        next_bid(c, &r, event_id, e, out);
+        next_bid(c, &r, &p, e, out);
     }
     return ts;
 }

@@ -300,16 +300,18 @@ void *sp_out_row(struct sp_out *out, int64_t ts)
  * and the row moves to a fresh batch once it is complete (out_adopt): the
  * row being written never moves under its writer.
  */
-struct sp_str sp_out_str(struct sp_out *out, const void *bytes, uint32_t len)
+char *sp_out_str_alloc(struct sp_out *out, uint32_t len, struct sp_str *s)
 {
     struct sp_batch *b = out->batch;
+    static char empty[1];
+    *s = sp_str_of("", 0);
     if (len == 0)
-        return sp_str_of("", 0);
+        return empty;
     if (rows_end(b) + len <= b->heap) {
         b->heap -= len;
         char *dst = (char *)b + b->heap;
-        memcpy(dst, bytes, len);
-        return sp_str_of(dst, len);
+        *s = sp_str_of(dst, len);
+        return dst;
     }
     if (out->spill == NULL)
         out->spill = malloc(OUT_SPILL_BYTES);
@@ -319,12 +321,21 @@ struct sp_str sp_out_str(struct sp_out *out, const void *bytes, uint32_t len)
                      "%s: a row with more than %u bytes of strings does not fit a batch of %u "
                      "bytes (raise the batch size)",
                      out->inst->node->name, out->spill_used + len, b->end);
-        return sp_str_of("", 0);
+        return NULL;
     }
     char *dst = out->spill + out->spill_used;
     out->spill_used += len;
-    memcpy(dst, bytes, len);
-    return sp_str_of(dst, len);
+    *s = sp_str_of(dst, len);
+    return dst;
+}
+
+struct sp_str sp_out_str(struct sp_out *out, const void *bytes, uint32_t len)
+{
+    struct sp_str s;
+    char *dst = sp_out_str_alloc(out, len, &s);
+    if (dst != NULL && len > 0)
+        memcpy(dst, bytes, len);
+    return s;
 }
 
 /* Copies the strings of the last (now complete) row that point outside its

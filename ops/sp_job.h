@@ -65,6 +65,13 @@ void *sp_out_row(struct sp_out *out, int64_t ts);
 /* Copies `len` bytes into the batch of the row being written. */
 struct sp_str sp_out_str(struct sp_out *out, const void *bytes, uint32_t len);
 
+/*
+ * Room for a string of `len` bytes in the batch of the row being written,
+ * to fill in place before the next call on `out` (no copy): `*s` refers to
+ * it. NULL (and `*s` empty) when it cannot fit: the job then fails.
+ */
+char *sp_out_str_alloc(struct sp_out *out, uint32_t len, struct sp_str *s);
+
 /* ---- Event time ---- */
 
 /*
