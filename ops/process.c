@@ -332,15 +332,18 @@ static int proc_open(struct sp_inst *inst)
     if (fn->list_bytes > 0) {
         uint32_t bytes = fn->list_bytes < sizeof(uint32_t) ? sizeof(uint32_t) : fn->list_bytes;
         sp_exec_table_config(inst->xs, "process.list", bytes, false, &tc);
+        tc.ns_in_hash = true; /* a key's elements spread over the index */
         if ((rc = sp_table_init(&c->list, &tc)) < 0)
             return rc;
         c->has_list = true;
     }
     sp_exec_table_config(inst->xs, "process.event_timers", 0, true, &tc);
+    tc.ns_in_hash = true; /* a key may have many timers */
     if ((rc = sp_table_init(&c->event_timers, &tc)) < 0)
         return rc;
     c->has_event = true;
     sp_exec_table_config(inst->xs, "process.proc_timers", 0, true, &tc);
+    tc.ns_in_hash = true;
     if ((rc = sp_table_init(&c->proc_timers, &tc)) < 0)
         return rc;
     c->has_proc = true;

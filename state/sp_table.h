@@ -78,7 +78,11 @@ struct sp_table_config {
     uint32_t key_group_count;
     uint32_t key_groups_total; /* the job's key groups (hash -> group) */
     bool ns_order;             /* keep namespace lists and their heap */
-    struct sp_budget *budget;  /* segments come from here */
+    /* Place entries by key and namespace, not by key alone: for many
+     * namespaces per key (timers, list elements), which would otherwise
+     * share one probe run. The prefetch helpers below then do not apply. */
+    bool ns_in_hash;
+    struct sp_budget *budget; /* segments come from here */
 };
 
 struct sp_table {
@@ -189,7 +193,7 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
 void sp_table_delete(struct sp_table *t, struct sp_table_entry *e);
 
 /* The index slot of `hash`'s home position (inline: the prefetches below
- * run once or twice per record). */
+ * run once or twice per record). Tables without ns_in_hash only. */
 static inline const uint64_t *sp_table_home_slot(const struct sp_table *t, uint64_t hash)
 {
     uint64_t pos = hash & t->mask;

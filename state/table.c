@@ -439,11 +439,24 @@ static inline bool entry_matches(const struct sp_table *t, const struct sp_table
     return memcmp(sp_table_key(t, e), key, key_len) == 0;
 }
 
+/* Where (hash, ns) lives in the index: the key's hash, mixed with the
+ * namespace when the table asks (ns 0 is the key's own place either way). */
+static inline uint64_t pos_hash(const struct sp_table *t, uint64_t hash, int64_t ns)
+{
+    if (!t->config.ns_in_hash || ns == 0)
+        return hash;
+    uint64_t z = (uint64_t)ns + 0x9E3779B97F4A7C15ULL; /* splitmix64's finalizer */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return hash ^ z ^ (z >> 31);
+}
+
 struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
                                      uint32_t key_len, int64_t ns)
 {
-    uint32_t tag = (uint32_t)hash;
-    for (uint64_t pos = hash & t->mask;; pos = (pos + 1) & t->mask) {
+    uint64_t ph = pos_hash(t, hash, ns);
+    uint32_t tag = (uint32_t)ph;
+    for (uint64_t pos = ph & t->mask;; pos = (pos + 1) & t->mask) {
         uint64_t s = *slot_at(t, pos);
         if (s == SLOT_EMPTY)
             return NULL;
@@ -499,8 +512,9 @@ static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uin
 struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const void *key,
                                        uint32_t key_len, int64_t ns, bool *created, int *err)
 {
-    uint32_t tag = (uint32_t)hash;
-    uint64_t pos = hash & t->mask;
+    uint64_t ph = pos_hash(t, hash, ns);
+    uint32_t tag = (uint32_t)ph;
+    uint64_t pos = ph & t->mask;
     for (;; pos = (pos + 1) & t->mask) {
         uint64_t s = *slot_at(t, pos);
         if (s == SLOT_EMPTY)
@@ -521,7 +535,7 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
             *err = rc;
             return NULL;
         }
-        pos = hash & t->mask;
+        pos = ph & t->mask;
         while (*slot_at(t, pos) != SLOT_EMPTY)
             pos = (pos + 1) & t->mask;
     }
@@ -573,16 +587,16 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
             return NULL;
         }
     }
-    *slot_at(t, pos) = slot_make(hash, ref);
+    *slot_at(t, pos) = slot_make(ph, ref);
     t->count++;
     *created = true;
     return e;
 }
 
-static uint32_t entry_ref(const struct sp_table *t, uint64_t hash, const struct sp_table_entry *e,
+static uint32_t entry_ref(const struct sp_table *t, const struct sp_table_entry *e,
                           uint64_t *pos_out)
 {
-    for (uint64_t pos = hash & t->mask;; pos = (pos + 1) & t->mask) {
+    for (uint64_t pos = pos_hash(t, e->hash, e->ns) & t->mask;; pos = (pos + 1) & t->mask) {
         uint64_t s = *slot_at(t, pos);
         SP_ASSERT(s != SLOT_EMPTY);
         if (sp_table_entry_at(t, slot_ref(s)) == e) {
@@ -595,7 +609,7 @@ static uint32_t entry_ref(const struct sp_table *t, uint64_t hash, const struct 
 /* Takes entry `e` (reference `ref`) out of the index. */
 static void index_remove(struct sp_table *t, const struct sp_table_entry *e, uint32_t ref)
 {
-    uint64_t pos = e->hash & t->mask;
+    uint64_t pos = pos_hash(t, e->hash, e->ns) & t->mask;
     for (;; pos = (pos + 1) & t->mask) {
         uint64_t s = *slot_at(t, pos);
         SP_ASSERT(s != SLOT_EMPTY);
@@ -640,7 +654,7 @@ void sp_table_delete(struct sp_table *t, struct sp_table_entry *e)
 {
     SP_ASSERT((e->key_len & SP_TABLE_DEAD) == 0);
     uint64_t pos;
-    uint32_t ref = entry_ref(t, e->hash, e, &pos);
+    uint32_t ref = entry_ref(t, e, &pos);
     index_remove(t, e, ref);
     if (t->dir != NULL) {
         struct sp_table_entry *d = dir_entry(t, e->ns);
@@ -681,8 +695,10 @@ bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
         struct sp_table_ns_block *b = block_at(t, i);
         uint32_t next = b->next;
         for (uint32_t k = 0; k < b->used; k++) {
-            if (b->refs[k] != SP_TABLE_REF_NONE)
-                sp_table_prefetch(t, sp_table_entry_at(t, b->refs[k])->hash);
+            if (b->refs[k] != SP_TABLE_REF_NONE) {
+                const struct sp_table_entry *e = sp_table_entry_at(t, b->refs[k]);
+                sp_table_prefetch(t, pos_hash(t, e->hash, e->ns));
+            }
         }
         prefetch_block_entries(t, next);
         for (uint32_t k = 0; k < b->used; k++) {

@@ -6,7 +6,9 @@
  * increasing order with all their entries; segments going back to the budget
  * as entries die; a full budget is -ENOBUFS and leaves the table usable;
  * entries of one key group share segments; keys of different lengths and
- * namespaces never collide.
+ * namespaces never collide; a table placing entries by key and namespace
+ * (ns_in_hash: thousands of timers or list elements per key) against the
+ * model too, namespace visits and drops included.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -42,7 +44,8 @@ static int teardown(void **state)
     return 0;
 }
 
-static void table_init(struct sp_table *t, uint32_t value_bytes, bool ns_order)
+static void table_init_hashed(struct sp_table *t, uint32_t value_bytes, bool ns_order,
+                              bool ns_in_hash)
 {
     struct sp_table_config c = {
         .name = "t",
@@ -51,9 +54,15 @@ static void table_init(struct sp_table *t, uint32_t value_bytes, bool ns_order)
         .key_group_count = 16,
         .key_groups_total = 16,
         .ns_order = ns_order,
+        .ns_in_hash = ns_in_hash,
         .budget = &budget,
     };
     assert_int_equal(sp_table_init(t, &c), 0);
+}
+
+static void table_init(struct sp_table *t, uint32_t value_bytes, bool ns_order)
+{
+    table_init_hashed(t, value_bytes, ns_order, false);
 }
 
 static struct sp_table_entry *upsert(struct sp_table *t, uint64_t key, int64_t ns, bool *created)
@@ -124,6 +133,64 @@ static void test_against_model(void **state)
         else
             assert_int_equal(*(uint64_t *)sp_table_value(&t, e), model[key]);
     }
+    sp_table_deinit(&t);
+}
+
+#define NS_KEYS 8u
+#define NS_PER_KEY 2000u
+
+static void test_many_namespaces_per_key(void **state)
+{
+    (void)state;
+    struct sp_table t;
+    table_init_hashed(&t, sizeof(uint64_t), true, true);
+    static uint64_t model[NS_KEYS][NS_PER_KEY + 1]; /* [key][ns]: 0 absent, else value */
+    memset(model, 0, sizeof(model));
+    struct sp_rand rng;
+    sp_rand_seed(&rng, 7);
+    uint64_t live = 0;
+    for (unsigned op = 0; op < 100000; op++) {
+        uint64_t key = sp_rand_next(&rng) % NS_KEYS;
+        int64_t ns = (int64_t)(sp_rand_next(&rng) % NS_PER_KEY) + 1;
+        unsigned what = (unsigned)(sp_rand_next(&rng) % 3);
+        struct sp_table_entry *e = find(&t, key, ns);
+        if (model[key][ns] == 0)
+            assert_null(e);
+        else
+            assert_int_equal(*(uint64_t *)sp_table_value(&t, e), model[key][ns]);
+        if (what < 2) {
+            bool created;
+            e = upsert(&t, key, ns, &created);
+            live += created;
+            *(uint64_t *)sp_table_value(&t, e) = model[key][ns] = op + 1;
+        } else if (e != NULL) {
+            sp_table_delete(&t, e);
+            model[key][ns] = 0;
+            live--;
+        }
+        assert_int_equal(sp_table_count(&t), live);
+    }
+    /* Namespaces in increasing order, each with exactly the model's keys. */
+    int64_t ns;
+    int64_t last = 0;
+    while (sp_table_ns_min(&t, &ns)) {
+        assert_true(ns > last);
+        last = ns;
+        unsigned want = 0, got = 0;
+        for (uint64_t key = 0; key < NS_KEYS; key++)
+            want += model[key][ns] != 0;
+        struct sp_table_entry *e;
+        while ((e = sp_table_ns_first(&t, ns)) != NULL) {
+            uint64_t key;
+            memcpy(&key, sp_table_key(&t, e), sizeof(key));
+            assert_int_equal(*(uint64_t *)sp_table_value(&t, e), model[key][ns]);
+            model[key][ns] = 0;
+            sp_table_delete(&t, e);
+            got++;
+        }
+        assert_int_equal(got, want);
+    }
+    assert_int_equal(sp_table_count(&t), 0);
     sp_table_deinit(&t);
 }
 
@@ -348,6 +415,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_model),
+        cmocka_unit_test(test_many_namespaces_per_key),
         cmocka_unit_test(test_namespaces_in_order),
         cmocka_unit_test(test_delete_from_middle_of_namespace),
         cmocka_unit_test(test_segments_return),
