@@ -46,6 +46,42 @@ int32_t sp_jrandom_next_int(struct sp_jrandom *r)
     return jr_next(r, 32);
 }
 
+/*
+ * Division by a number known only at run time (a bound, the proportions'
+ * total) without the divide instruction: Lemire's direct remainder, with
+ * the reciprocal cached per thread (each shard its own; the same few
+ * divisors come back event after event). 32-bit dividends, divisors >= 2.
+ */
+struct fastdiv {
+    uint32_t d;
+    uint64_t m; /* 2^64 / d, rounded up */
+};
+
+static __thread struct fastdiv fastdiv_cache[4];
+
+__extension__ typedef unsigned __int128 u128;
+
+static inline const struct fastdiv *fastdiv_of(uint32_t d)
+{
+    struct fastdiv *f = &fastdiv_cache[d & 3];
+    if (f->d != d) {
+        f->d = d;
+        f->m = UINT64_MAX / d + 1;
+    }
+    return f;
+}
+
+static inline uint32_t fastdiv_quot(const struct fastdiv *f, uint32_t a)
+{
+    return (uint32_t)(((u128)f->m * a) >> 64);
+}
+
+static inline uint32_t fastdiv_rem(const struct fastdiv *f, uint32_t a)
+{
+    uint64_t low = f->m * a;
+    return (uint32_t)(((u128)low * f->d) >> 64);
+}
+
 /* Random.nextInt(bound), inlined so that a constant bound's remainder is a
  * multiplication, in 32-bit arithmetic as Java's (a 64-bit division costs
  * several times more). */
@@ -58,8 +94,16 @@ static inline __attribute__((always_inline)) int32_t jr_bound(struct sp_jrandom 
         return (int32_t)(((int64_t)bound * x) >> 31);
     /* Rejects the top partial range: Java's `u - r + m < 0` is int overflow
      * (u < 2^31 and m < 2^31: the sum fits 32 unsigned bits). */
+    if (__builtin_constant_p(bound)) {
+        for (uint32_t u = (uint32_t)x;; u = (uint32_t)jr_next(r, 31)) {
+            uint32_t rem = u % (uint32_t)bound;
+            if (u - rem + m <= (uint32_t)INT32_MAX)
+                return (int32_t)rem;
+        }
+    }
+    const struct fastdiv *f = fastdiv_of((uint32_t)bound);
     for (uint32_t u = (uint32_t)x;; u = (uint32_t)jr_next(r, 31)) {
-        uint32_t rem = u % (uint32_t)bound;
+        uint32_t rem = fastdiv_rem(f, u);
         if (u - rem + m <= (uint32_t)INT32_MAX)
             return (int32_t)rem;
     }
@@ -205,7 +249,15 @@ static struct sp_str next_extra(struct sp_jrandom *r, int32_t current_size, int3
 /* PriceGenerator.nextPrice: 10^(u*6) * 100, cents from 1 to 10^8. */
 static int64_t next_price(struct sp_jrandom *r)
 {
-    return java_round(pow(10.0, sp_jrandom_next_double(r) * 6.0) * 100.0);
+    /* exp(x ln 10) is within a few 1e-16 (relative) of pow(10, x), so its
+     * cents round the same way unless they lie within 1e-6 of a half, where
+     * pow decides (one price in ~10^6): pow's results, at exp's cost. */
+    double x = sp_jrandom_next_double(r) * 6.0;
+    double cents = exp(x * 2.302585092994045684) * 100.0;
+    double frac = cents - floor(cents);
+    if (fabs(frac - 0.5) < 1e-6)
+        cents = pow(10.0, x) * 100.0;
+    return java_round(cents);
 }
 
 /* ---- Ids (GeneratorConfig, PersonGenerator, AuctionGenerator) ---- */
@@ -234,8 +286,8 @@ static struct pos pos_of(const struct sp_nexmark_config *c, int64_t event_id)
 {
     int64_t total = total_proportion(c);
     struct pos p = {.event_id = event_id};
-    if ((uint64_t)event_id <= UINT32_MAX) {
-        p.epoch = (uint32_t)event_id / (uint32_t)total;
+    if ((uint64_t)event_id <= UINT32_MAX && total >= 2) {
+        p.epoch = fastdiv_quot(fastdiv_of((uint32_t)total), (uint32_t)event_id);
     } else {
         p.epoch = event_id / total;
     }
