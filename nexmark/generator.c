@@ -249,13 +249,15 @@ static struct sp_str next_extra(struct sp_jrandom *r, int32_t current_size, int3
 /* PriceGenerator.nextPrice: 10^(u*6) * 100, cents from 1 to 10^8. */
 static int64_t next_price(struct sp_jrandom *r)
 {
-    /* exp(x ln 10) is within a few 1e-16 (relative) of pow(10, x), so its
-     * cents round the same way unless they lie within 1e-6 of a half, where
-     * pow decides (one price in ~10^6): pow's results, at exp's cost. */
+    /* exp(x ln 10) is within ~4e-15 (relative; mostly the rounding of
+     * x ln 10 <= 13.9) of pow(10, x): at most 4e-7 of a cent on prices up
+     * to 10^8 cents. So its cents round the same way unless they lie within
+     * 1e-5 of a half, where pow decides (a price in ~50,000): pow's results
+     * at exp's cost. */
     double x = sp_jrandom_next_double(r) * 6.0;
     double cents = exp(x * 2.302585092994045684) * 100.0;
     double frac = cents - floor(cents);
-    if (fabs(frac - 0.5) < 1e-6)
+    if (fabs(frac - 0.5) < 1e-5)
         cents = pow(10.0, x) * 100.0;
     return java_round(cents);
 }
