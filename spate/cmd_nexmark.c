@@ -83,6 +83,29 @@ static int parse_u64(const char *text, uint64_t *out)
     return 0;
 }
 
+/* A count with an optional K, M or G (thousands, millions, billions). */
+static int parse_count(const char *text, uint64_t *out)
+{
+    char buf[32];
+    size_t len = text != NULL ? strlen(text) : 0;
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, text, len + 1);
+    uint64_t scale = 1;
+    char last = buf[len - 1];
+    if (last == 'K' || last == 'k' || last == 'M' || last == 'm' || last == 'G' || last == 'g') {
+        scale = last == 'K' || last == 'k'   ? 1000
+                : last == 'M' || last == 'm' ? 1000000
+                                             : 1000000000;
+        buf[len - 1] = '\0';
+    }
+    uint64_t v;
+    if (parse_u64(buf, &v) < 0 || v > UINT64_MAX / scale)
+        return -1;
+    *out = v * scale;
+    return 0;
+}
+
 /* 0, or 2 with the reason printed. */
 static int parse_args(const struct spate_cli *cli, struct nexmark_args *a)
 {
@@ -114,8 +137,10 @@ static int parse_args(const struct spate_cli *cli, struct nexmark_args *a)
                 return usage_error("unknown query '%s' (have: %s)", value, sp_nexmark_query_list());
             a->query = value;
         } else if (strcmp(name, "--events") == 0) {
-            if (parse_u64(value, &a->events) < 0 || a->events == 0)
-                return usage_error("--events '%s': must be a positive whole number", value);
+            if (parse_count(value, &a->events) < 0 || a->events == 0)
+                return usage_error("--events '%s': must be a positive whole number (K, M, G: "
+                                   "thousands, millions, billions)",
+                                   value);
         } else if (strcmp(name, "--seed") == 0) {
             if (parse_u64(value, &a->seed) < 0)
                 return usage_error("--seed '%s': must be a whole number from 0", value);
@@ -585,8 +610,8 @@ static void print_result(const char *query, unsigned cores, const struct result 
     char h1[32], h2[32];
     double secs = res->seconds > 0 ? res->seconds : 1e-9;
     double eps = (double)res->events / secs;
-    printf("nexmark %s: %" PRIu64 " events on %u cores%s\n", query, res->events, cores,
-           res->interrupted ? " (stopped before the end)" : "");
+    printf("nexmark %s: %" PRIu64 " events on %u core%s%s\n", query, res->events, cores,
+           cores == 1 ? "" : "s", res->interrupted ? " (stopped before the end)" : "");
     printf("  seconds           %.3f\n", res->seconds);
     printf("  events/s          %s (%s per core)\n", human(eps, h1, sizeof(h1)),
            human(eps / cores, h2, sizeof(h2)));

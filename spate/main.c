@@ -54,10 +54,15 @@ static const struct command commands[] = {
      "(Google Benchmark flags)",
      cmd_bench},
     {"bench",
-     "bench nexmark --query qN --events N [--rate R] [--seed S] [--json FILE]\n"
-     "                       a Nexmark query over generated events (q0, q1, q2) on --cores "
-     "cores:\n"
-     "                       events/s in total and per core, output rows, peak RSS",
+     "bench nexmark (--query qN | --all) --events N[K|M|G] [--rate R] [--seed S]\n"
+     "                       [--json FILE] [--dump DIR] [--out DIR]\n"
+     "                       Nexmark queries (q0-q8, q11, q12) over generated events on "
+     "--cores\n"
+     "                       cores: events/s in total and per core, output rows, latency "
+     "p50/p99,\n"
+     "                       peak RSS; --dump: events and output as CSV "
+     "(scripts/nexmark_check);\n"
+     "                       --all: every query, a table and a chart into --out (docs)",
      cmd_bench},
     {"produce",
      "produce -b HOST:PORT -t TOPIC [-k SEP] [-p N] [-z CODEC] [-X key=value]... "

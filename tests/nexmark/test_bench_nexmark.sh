@@ -62,6 +62,7 @@ expect_2() {
 expect_2 "unknown query 'q99'" bench nexmark --query q99 --events 1000
 expect_2 "--events 'lots'" bench nexmark --query q0 --events lots
 expect_2 "--events '0'" bench nexmark --query q0 --events 0
+expect_2 "--events '10X'" bench nexmark --query q0 --events 10X
 expect_2 "--rate '-1'" bench nexmark --query q0 --events 10 --rate -1
 expect_2 "--seed 'x'" bench nexmark --query q0 --events 10 --seed x
 expect_2 "or --all is missing" bench nexmark --events 1000
@@ -92,7 +93,7 @@ assert events == 200000, events
 PY
 
 # --all: every query in a process of its own, a table and a chart in --out.
-"$spate" --cores 1 --memory 64M bench nexmark --all --events 20000 --out "$dir" \
+"$spate" --cores 1 --memory 64M bench nexmark --all --events 20K --out "$dir" \
     --json "$dir/all.json" >"$dir/out" 2>"$dir/err" || fail "--all exited $?: $(cat "$dir/err")"
 for q in q0 q1 q2 q3 q4 q5 q6 q7 q8 q11 q12; do
     grep -q "^| $q | " "$dir/nexmark-results.md" || fail "--all: no row for $q"
