@@ -2,9 +2,12 @@
 /*
  * The Nexmark queries on the job API, with the semantics of nexmark-flink's
  * SQL (see sp_nexmark.h for each one's output row). Every query reads the
- * one event stream of the source; those on bids first keep the bids
- * (sp_filter on kind), then project them into a small row of their own
- * (sp_map), so nothing downstream carries the 264-byte event row.
+ * one event stream of the source; each first keeps the kinds it needs
+ * (sp_filter on kind), then projects them into a small row of its own
+ * (sp_map), so nothing downstream carries the 264-byte event row. The
+ * stateful ones are keyed process functions with value and list state and
+ * timers (q3, q4, q6, q7, q8, q12) or windows (q5, q11); docs/nexmark.md
+ * describes each.
  */
 #include <stddef.h>
 #include <string.h>
