@@ -7,11 +7,15 @@
  *
  * Everything is keyed state in sp_tables: the value state (key -> bytes),
  * the list state (namespace -1 holds a key's length, namespaces 0..len-1
- * its elements, so each is one lookup away), and one table per timer domain whose namespace is the
- * timer's time, with namespace order: a watermark fires event-time timers by taking the smallest
- * time first, and every timer of that time in the order they were set. A timer is one entry, so
- * setting it twice fires it once; it is deleted before its callback runs, so a callback may set it
- * again. Processing-time timers are driven by one shard timer armed at the earliest of them.
+ * its elements, so each is one lookup away), and one table per timer domain
+ * whose namespace is the timer's time, with namespace order: a watermark
+ * fires event-time timers by taking the smallest time first, and every
+ * timer of that time in the order they were set. A timer is one entry, so
+ * setting it twice fires it once; it is deleted before its callback runs,
+ * so a callback may set it again. Processing-time timers are driven by one
+ * shard timer armed at the earliest of them. The list and timer tables
+ * place entries by key and namespace (ns_in_hash): a key may have
+ * thousands.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -509,19 +509,27 @@ static int dump_open(struct run *r, const char *dir)
     return 0;
 }
 
-/* Closes the parts and joins them; -1 with the reason printed. */
+/* Closes the parts and joins them (or, the run failed, removes them); -1
+ * with the reason printed. */
 static int dump_close(struct run *r, const char *dir, bool join)
 {
     int rc = 0;
+    char part[4096];
     for (unsigned s = 0; s < r->cores; s++) {
-        FILE *files[4] = {r->shards[s].rows, r->shards[s].events[0], r->shards[s].events[1],
-                          r->shards[s].events[2]};
+        FILE **slots[4] = {&r->shards[s].rows, &r->shards[s].events[0], &r->shards[s].events[1],
+                           &r->shards[s].events[2]};
+        const char *names[4] = {r->query, event_tables[0], event_tables[1], event_tables[2]};
         for (int i = 0; i < 4; i++) {
-            if (files[i] != NULL && fclose(files[i]) != 0)
+            if (*slots[i] != NULL && fclose(*slots[i]) != 0)
                 rc = -1;
+            *slots[i] = NULL;
+            if (!join && part_path(part, sizeof(part), dir, names[i], s) == 0)
+                unlink(part);
         }
     }
-    if (rc == 0 && join) {
+    if (!join)
+        return 0;
+    if (rc == 0) {
         rc |= dump_join(dir, r->query, csv_header(r->query), r->cores);
         for (int i = 0; i < 3; i++)
             rc |= dump_join(dir, event_tables[i], event_headers[i], r->cores);
@@ -566,6 +574,7 @@ static int run_query(const struct spate_cli *cli, const struct nexmark_args *a, 
         goto out;
     }
     if (a->dump != NULL && dump_open(&r, a->dump) < 0) {
+        dump_close(&r, a->dump, false);
         ret = 2;
         goto out;
     }
@@ -583,7 +592,7 @@ static int run_query(const struct spate_cli *cli, const struct nexmark_args *a, 
         fprintf(stderr, "spate: bench nexmark: %s failed: %s\n", a->query,
                 sp_job_error(job) ? sp_job_error(job) : "unknown error");
     if (a->dump != NULL && dump_close(&r, a->dump, run_rc == 0) < 0)
-        run_rc = -1;
+        run_rc = -1; /* the reason is printed */
     if (run_rc < 0) {
         ret = 1;
         goto out;
@@ -949,11 +958,24 @@ static int all_queries(const struct spate_cli *cli, const struct nexmark_args *a
     size_t n = sizeof(references) / sizeof(references[0]);
     struct all_row rows[sizeof(references) / sizeof(references[0])];
     memset(rows, 0, sizeof(rows));
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) < 0) {
+        fprintf(stderr, "spate: bench nexmark: --out '%s': not a directory this user can write\n",
+                dir);
+        return 2;
+    }
+    FILE *json = NULL;
+    if (a->json != NULL && (json = fopen(a->json, "w")) == NULL) {
+        fprintf(stderr, "spate: bench nexmark: cannot write '%s': %s\n", a->json, strerror(errno));
+        return 2;
+    }
     char tmp[] = "/tmp/spate-nexmark-XXXXXX";
     int fd = mkstemp(tmp);
     if (fd < 0) {
         fprintf(stderr, "spate: bench nexmark: cannot make a temporary file: %s\n",
                 strerror(errno));
+        if (json != NULL)
+            fclose(json);
         return 1;
     }
     close(fd);
@@ -962,7 +984,7 @@ static int all_queries(const struct spate_cli *cli, const struct nexmark_args *a
            "ms | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     int failed = 0;
-    FILE *json = a->json != NULL ? fopen(a->json, "w") : NULL;
+    unsigned written = 0; /* objects in the JSON array */
     if (json != NULL)
         fprintf(json, "[\n");
     for (size_t i = 0; i < n; i++) {
@@ -987,7 +1009,7 @@ static int all_queries(const struct spate_cli *cli, const struct nexmark_args *a
                 size_t got = fread(text, 1, sizeof(text) - 1, t);
                 fclose(t);
                 text[strcspn(text, "\n")] = '\0';
-                fprintf(json, "%s%s\n", got > 0 ? text : "null", i + 1 < n ? "," : "");
+                fprintf(json, "%s%s\n", written++ > 0 ? "," : "", got > 0 ? text : "null");
             }
         }
     }

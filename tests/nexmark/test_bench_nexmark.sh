@@ -69,6 +69,8 @@ expect_2 "or --all is missing" bench nexmark --events 1000
 expect_2 "exclude each other" bench nexmark --all --query q1 --events 1000
 expect_2 "--dump takes one --query" bench nexmark --all --dump "$dir/d" --events 1000
 expect_2 "--out goes with --all" bench nexmark --query q1 --out "$dir" --events 1000
+expect_2 "not a directory this user can write" bench nexmark --all --out "$dir/none" --events 1K
+expect_2 "cannot create '/proc/spate-none'" bench nexmark --query q1 --dump /proc/spate-none --events 1K
 expect_2 "--events is missing" bench nexmark --query q0
 expect_2 "unknown flag '--bogus'" bench nexmark --query q0 --events 10 --bogus
 expect_2 "--cores 0" bench nexmark --query q0 --events 10 --cores 0
