@@ -152,7 +152,7 @@ static void test_wrong_flags_exit_2_with_a_reason(void **state)
     expect_usage_error("unexpected argument 'extra'", (const char *[]){"version", "extra", NULL});
     expect_usage_error("unknown benchmark", (const char *[]){"bench", NULL});
     expect_usage_error("unknown benchmark 'nope'", (const char *[]){"bench", "nope", NULL});
-    expect_usage_error("--query is missing", (const char *[]){"bench", "nexmark", NULL});
+    expect_usage_error("or --all is missing", (const char *[]){"bench", "nexmark", NULL});
     expect_usage_error("bench micro", (const char *[]){"--benchmark_filter=x", "version", NULL});
     expect_usage_error("--seconds '0'", (const char *[]){"demo", "--seconds", "0", NULL});
 }
