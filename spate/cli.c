@@ -149,10 +149,12 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
             cli->pass[cli->pass_count++] = (char *)kv;
             continue;
         }
-        /* spate bench nexmark: its own flags and their values go to `pass`
-         * (the command parses them); the global flags stay global. */
-        bool nexmark = cli->subcommand != NULL && strcmp(cli->command, "bench") == 0 &&
-                       strcmp(cli->subcommand, "nexmark") == 0;
+        /* spate bench nexmark and spate broker: their own flags and values
+         * go to `pass` (the command parses them); the global flags stay
+         * global. */
+        bool nexmark = (cli->subcommand != NULL && strcmp(cli->command, "bench") == 0 &&
+                        strcmp(cli->subcommand, "nexmark") == 0) ||
+                       (cli->command != NULL && strcmp(cli->command, "broker") == 0);
         if (arg[0] == '-' && arg[1] != '\0') {
             int ret = parse_flag(cli, argc, argv, &i);
             if (ret < 0)
@@ -188,7 +190,8 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
     bool bench_nexmark = cli->command != NULL && strcmp(cli->command, "bench") == 0 &&
                          cli->subcommand != NULL && strcmp(cli->subcommand, "nexmark") == 0;
     bool own = bench_nexmark || (cli->command != NULL && (spate_cli_own_args(cli->command) ||
-                                                          strcmp(cli->command, "run") == 0));
+                                                          strcmp(cli->command, "run") == 0 ||
+                                                          strcmp(cli->command, "broker") == 0));
     if (cli->pass_count > 0 && !bench_micro && !own)
         return reject(cli, "'%s' is a flag of 'spate bench micro' only", cli->pass[0]);
     return 0;

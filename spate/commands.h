@@ -13,6 +13,9 @@ int spate_produce(const struct spate_cli *cli);
 int spate_consume(const struct spate_cli *cli);
 int spate_topic(const struct spate_cli *cli);
 
+/* spate broker [--listen HOST:PORT] [--data DIR] ...: the Kafka-compatible endpoint. */
+int spate_broker(const struct spate_cli *cli);
+
 /* spate run JOB [--param k=v]...: a built-in job (cmd_run.c). */
 int spate_run(const struct spate_cli *cli);
 

@@ -64,6 +64,13 @@ static const struct command commands[] = {
      "(scripts/nexmark_check);\n"
      "                       --all: every query, a table and a chart into --out (docs)",
      cmd_bench},
+    {"broker",
+     "broker [--listen HOST:PORT] [--data DIR] [--partitions N] [--auto-create on|off]\n"
+     "                       [--flush every|os|MS] [--segment-bytes N] [--advertise HOST] "
+     "[--port-file F]\n"
+     "                       serve the Kafka protocol (127.0.0.1:9092, data in ./spate-data) "
+     "until stopped",
+     spate_broker},
     {"produce",
      "produce -b HOST:PORT -t TOPIC [-k SEP] [-p N] [-z CODEC] [-X key=value]... "
      "[-F FILE]\n"

@@ -1,0 +1,952 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The broker's machinery: the topic registry, accepting connections on
+ * every shard, reading frames, answering in order, and partition operations
+ * that run on the partition's owner shard (see sp_broker.h). The API
+ * handlers are in apis.c.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker_int.h"
+#include "sp_log.h"
+
+void sp_broker_config_default(struct sp_broker_config *c)
+{
+    *c = (struct sp_broker_config){
+        .host = "127.0.0.1",
+        .port = 9092,
+        .node_id = 0,
+        .auto_create_topics = true,
+        .default_partitions = 1,
+        .max_request_bytes = SP_KAFKA_FRAME_BYTES_MAX_DEFAULT,
+        .max_connections = 4096,
+        .max_inflight = 64,
+    };
+    sp_plog_config_default(&c->log, NULL);
+}
+
+/* ---- Topic registry ---- */
+
+const struct topic_set *topics_now(struct sp_broker *b)
+{
+    return atomic_load_explicit(&b->topics, memory_order_acquire);
+}
+
+static int name_cmp(const char *a, const char *b, size_t blen)
+{
+    int c = strncmp(a, b, blen);
+    if (c != 0)
+        return c;
+    return a[blen] == '\0' ? 0 : 1;
+}
+
+const struct topic *topic_find(const struct topic_set *set, const char *name, size_t len)
+{
+    uint32_t lo = 0, hi = set->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = name_cmp(set->topics[mid].name, name, len);
+        if (c == 0)
+            return &set->topics[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Kafka's rule: 1-249 of [a-zA-Z0-9._-], not "." or "..". */
+static bool topic_name_ok(const char *name, size_t len)
+{
+    if (len == 0 || len > TOPIC_NAME_MAX)
+        return false;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Writes the registry: `topics` in the data directory, replaced atomically. */
+static int topics_persist(struct sp_broker *b, const struct topic_set *set)
+{
+    char path[4096], tmp[4096];
+    snprintf(path, sizeof(path), "%s/topics", b->data_dir);
+    snprintf(tmp, sizeof(tmp), "%s/topics.tmp", b->data_dir);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -errno;
+    for (uint32_t i = 0; i < set->count; i++) {
+        fprintf(f, "%s %" PRId32 " ", set->topics[i].name, set->topics[i].partitions);
+        for (int k = 0; k < 16; k++)
+            fprintf(f, "%02x", set->topics[i].id[k]);
+        fputc('\n', f);
+    }
+    int rc = 0;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        rc = -errno;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc == 0) {
+        int dfd = open(b->data_dir, O_RDONLY | O_DIRECTORY);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+    return rc;
+}
+
+static int topic_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct topic *)a)->name, ((const struct topic *)b)->name);
+}
+
+/* A new snapshot: `old`'s topics plus `add` (NULL: none). */
+static struct topic_set *topics_with(const struct topic_set *old, const struct topic *add)
+{
+    struct topic_set *set = calloc(1, sizeof(*set));
+    uint32_t n = (old != NULL ? old->count : 0) + (add != NULL);
+    if (set == NULL || (set->topics = calloc(n ? n : 1, sizeof(struct topic))) == NULL) {
+        free(set);
+        return NULL;
+    }
+    for (uint32_t i = 0; old != NULL && i < old->count; i++)
+        set->topics[set->count++] = old->topics[i]; /* names shared: freed with the broker */
+    if (add != NULL)
+        set->topics[set->count++] = *add;
+    qsort(set->topics, set->count, sizeof(struct topic), topic_cmp);
+    return set;
+}
+
+int16_t topic_create(struct sp_broker *b, const char *name, size_t len, int32_t partitions,
+                     const struct topic **out)
+{
+    if (!topic_name_ok(name, len))
+        return KERR_INVALID_TOPIC;
+    if (partitions == -1)
+        partitions = b->config.default_partitions;
+    if (partitions <= 0 || partitions > 100000)
+        return KERR_INVALID_PARTITIONS;
+    pthread_mutex_lock(&b->topics_lock);
+    struct topic_set *old = atomic_load_explicit(&b->topics, memory_order_acquire);
+    const struct topic *exists = topic_find(old, name, len);
+    if (exists != NULL) {
+        pthread_mutex_unlock(&b->topics_lock);
+        if (out != NULL)
+            *out = exists;
+        return KERR_TOPIC_ALREADY_EXISTS;
+    }
+    struct topic t = {.name = strndup(name, len), .partitions = partitions};
+    if (t.name == NULL || getrandom(t.id, sizeof(t.id), 0) != (ssize_t)sizeof(t.id)) {
+        pthread_mutex_unlock(&b->topics_lock);
+        free(t.name);
+        return KERR_UNKNOWN_SERVER_ERROR;
+    }
+    struct topic_set *set = topics_with(old, &t);
+    int rc = set != NULL ? topics_persist(b, set) : -ENOMEM;
+    if (rc < 0) {
+        pthread_mutex_unlock(&b->topics_lock);
+        sp_error("broker: cannot record topic '%s': %s", t.name, strerror(-rc));
+        if (set != NULL) {
+            free(set->topics);
+            free(set);
+        }
+        free(t.name);
+        return KERR_KAFKA_STORAGE_ERROR;
+    }
+    set->older = old;
+    atomic_store_explicit(&b->topics, set, memory_order_release);
+    pthread_mutex_unlock(&b->topics_lock);
+    sp_info("broker: created topic '%s' with %" PRId32 " partitions", t.name, partitions);
+    if (out != NULL)
+        *out = topic_find(set, name, len);
+    return KERR_NONE;
+}
+
+/* Reads the `topics` file: 0, or -errno / -EBADMSG. */
+static int topics_load(struct sp_broker *b)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/topics", b->data_dir);
+    struct topic_set *set = topics_with(NULL, NULL);
+    if (set == NULL)
+        return -ENOMEM;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        atomic_store(&b->topics, set);
+        return errno == ENOENT ? 0 : -errno;
+    }
+    char line[512];
+    int rc = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char name[TOPIC_NAME_MAX + 2], hex[40];
+        int32_t parts;
+        if (sscanf(line, "%250s %" SCNd32 " %39s", name, &parts, hex) != 3 ||
+            !topic_name_ok(name, strlen(name)) || parts <= 0 || strlen(hex) != 32) {
+            rc = -EBADMSG;
+            break;
+        }
+        struct topic t = {.name = strdup(name), .partitions = parts};
+        for (int k = 0; k < 16; k++) {
+            unsigned v;
+            if (sscanf(hex + 2 * k, "%2x", &v) != 1)
+                rc = -EBADMSG;
+            t.id[k] = (uint8_t)v;
+        }
+        struct topic_set *next = t.name != NULL ? topics_with(set, &t) : NULL;
+        if (next == NULL) {
+            free(t.name);
+            rc = rc < 0 ? rc : -ENOMEM;
+            break;
+        }
+        free(set->topics);
+        free(set);
+        set = next;
+    }
+    fclose(f);
+    atomic_store(&b->topics, set);
+    return rc;
+}
+
+unsigned partition_owner(const struct sp_broker *b, const char *topic, int32_t partition)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = topic; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return (h + (uint32_t)partition) % b->shards;
+}
+
+/* ---- Broker ---- */
+
+static int parse_port_host(struct sp_broker *b, char *why, size_t why_size)
+{
+    uint16_t port = 0;
+    int fd = sp_tcp_listen(b->host, b->config.port, 1024, &port);
+    if (fd < 0) {
+        snprintf(why, why_size, "cannot listen on %s:%u: %s", b->host, b->config.port,
+                 strerror(-fd));
+        return fd;
+    }
+    b->listen_fd = fd;
+    b->port = port;
+    return 0;
+}
+
+int sp_broker_create(const struct sp_broker_config *config, unsigned shards, struct sp_broker **out,
+                     char *why, size_t why_size)
+{
+    if (config->data_dir == NULL || shards == 0) {
+        snprintf(why, why_size, "a data directory is needed");
+        return -EINVAL;
+    }
+    if (config->default_partitions <= 0 || config->max_request_bytes < 64 ||
+        config->max_inflight == 0 || config->max_connections == 0) {
+        snprintf(why, why_size,
+                 "default partitions, request size, in-flight requests and "
+                 "connections must be positive");
+        return -EINVAL;
+    }
+    struct sp_broker *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    b->config = *config;
+    b->shards = shards;
+    b->listen_fd = -1;
+    b->host = strdup(config->host != NULL ? config->host : "127.0.0.1");
+    b->advertised_host =
+        strdup(config->advertised_host != NULL ? config->advertised_host : b->host);
+    b->data_dir = strdup(config->data_dir);
+    b->per_shard = calloc(shards, sizeof(*b->per_shard));
+    pthread_mutex_init(&b->topics_lock, NULL);
+    int rc = -ENOMEM;
+    if (b->host == NULL || b->advertised_host == NULL || b->data_dir == NULL ||
+        b->per_shard == NULL) {
+        snprintf(why, why_size, "out of memory");
+        goto fail;
+    }
+    if (mkdir(b->data_dir, 0755) < 0 && errno != EEXIST) {
+        rc = -errno;
+        snprintf(why, why_size, "cannot create '%s': %s", b->data_dir, strerror(errno));
+        goto fail;
+    }
+    rc = topics_load(b);
+    if (rc < 0) {
+        snprintf(why, why_size, "cannot read '%s/topics': %s", b->data_dir,
+                 rc == -EBADMSG ? "not a topics file" : strerror(-rc));
+        goto fail;
+    }
+    rc = parse_port_host(b, why, why_size);
+    if (rc < 0)
+        goto fail;
+    *out = b;
+    return 0;
+fail:
+    sp_broker_free(b);
+    return rc;
+}
+
+uint16_t sp_broker_port(const struct sp_broker *b)
+{
+    return b->port;
+}
+
+void sp_broker_free(struct sp_broker *b)
+{
+    if (b == NULL)
+        return;
+    if (b->listen_fd >= 0)
+        close(b->listen_fd);
+    struct topic_set *set = atomic_load(&b->topics);
+    if (set != NULL) {
+        /* Names are shared by every snapshot: the newest holds them all. */
+        for (uint32_t i = 0; i < set->count; i++)
+            free(set->topics[i].name);
+    }
+    while (set != NULL) {
+        struct topic_set *older = set->older;
+        free(set->topics);
+        free(set);
+        set = older;
+    }
+    pthread_mutex_destroy(&b->topics_lock);
+    free(b->per_shard);
+    free(b->host);
+    free(b->advertised_host);
+    free(b->data_dir);
+    free(b);
+}
+
+struct bshard *bshard_of(struct sp_broker *b, struct sp_shard *shard)
+{
+    return b->per_shard[shard->id];
+}
+
+/* ---- Partitions on their owner ---- */
+
+static struct part *part_get(struct bshard *bs, const char *topic, int32_t partition, int *err)
+{
+    for (struct part *p = bs->parts; p != NULL; p = p->next) {
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    }
+    struct part *p = calloc(1, sizeof(*p));
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/%s-%" PRId32, bs->b->data_dir, topic, partition);
+    if (p == NULL || (p->topic = strdup(topic)) == NULL) {
+        free(p);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    struct sp_plog_config c = bs->b->config.log;
+    c.dir = dir;
+    int rc = sp_plog_open(bs->shard, &c, &p->log);
+    if (rc < 0) {
+        sp_error("broker: cannot open the log of %s-%" PRId32 ": %s", topic, partition,
+                 strerror(-rc));
+        free(p->topic);
+        free(p);
+        *err = rc;
+        return NULL;
+    }
+    p->partition = partition;
+    p->next = bs->parts;
+    bs->parts = p;
+    return p;
+}
+
+static void pop_reply(struct pop *p);
+
+static void pop_retry_reply(struct sp_timer *t, void *ctx)
+{
+    (void)t;
+    pop_reply(ctx);
+}
+
+/* Back on the request's shard. The handler's done hook takes the result
+ * and, once nothing is pending, finishes the request, which may free it and
+ * its connection: nothing here touches either after the hook. */
+static void pop_arrived(struct sp_shard *shard, void *arg)
+{
+    (void)shard;
+    struct pop *p = arg;
+    p->req->pending--;
+    p->done(p);
+}
+
+/* Sends the result home (or runs it here when home is here). */
+static void pop_reply(struct pop *p)
+{
+    struct sp_broker *b = p->req->conn->bs->b;
+    struct sp_shard *here = b->per_shard[p->owner]->shard;
+    if (p->origin == p->owner) {
+        pop_arrived(here, p);
+        return;
+    }
+    if (sp_shard_send(here, p->origin, pop_arrived, p) < 0) {
+        /* The ring is full: backpressure; try again in a moment. */
+        sp_timer_init(&p->retry, pop_retry_reply, p);
+        sp_shard_timer_arm(here, &p->retry, sp_now_ns() + 100000);
+    }
+}
+
+static int16_t kafka_error_of(int err)
+{
+    switch (err) {
+    case -ERANGE:
+        return KERR_OFFSET_OUT_OF_RANGE;
+    case -EMSGSIZE:
+        return KERR_MESSAGE_TOO_LARGE;
+    case -EBADMSG:
+        return KERR_CORRUPT_MESSAGE;
+    default:
+        return KERR_KAFKA_STORAGE_ERROR;
+    }
+}
+
+static void pop_run(struct sp_shard *shard, void *arg);
+
+static void pop_retry_run(struct sp_timer *t, void *ctx)
+{
+    (void)t;
+    struct pop *p = ctx;
+    pop_run(p->req->conn->bs->b->per_shard[p->owner]->shard, p);
+}
+
+static void fill_offsets(struct pop *p, struct sp_plog *log)
+{
+    p->high_watermark = sp_plog_stable_end(log);
+    p->log_start = sp_plog_start_offset(log);
+}
+
+static void append_done(void *ctx, int err, int64_t base_offset)
+{
+    struct pop *p = ctx;
+    p->error = err < 0 ? kafka_error_of(err) : KERR_NONE;
+    p->base_offset = base_offset;
+    pop_reply(p);
+}
+
+static void read_done(void *ctx, int err, const uint8_t *data, uint32_t len)
+{
+    struct pop *p = ctx;
+    if (err < 0) {
+        p->error = kafka_error_of(err);
+    } else if (len > 0) {
+        p->records = malloc(len);
+        if (p->records == NULL) {
+            p->error = KERR_UNKNOWN_SERVER_ERROR;
+        } else {
+            memcpy(p->records, data, len);
+            p->records_len = len;
+        }
+    }
+    pop_reply(p);
+}
+
+static void list_done(void *ctx, int err, int64_t offset)
+{
+    struct pop *p = ctx;
+    p->error = err < 0 ? kafka_error_of(err) : KERR_NONE;
+    p->result_offset = offset;
+    pop_reply(p);
+}
+
+/* On the owner shard. */
+static void pop_run(struct sp_shard *shard, void *arg)
+{
+    struct pop *p = arg;
+    struct bshard *bs = bshard_of(p->req->conn->bs->b, shard);
+    int err = 0;
+    struct part *pt = part_get(bs, p->topic, p->partition, &err);
+    if (pt == NULL) {
+        p->error = KERR_KAFKA_STORAGE_ERROR;
+        pop_reply(p);
+        return;
+    }
+    fill_offsets(p, pt->log);
+    int rc = 0;
+    switch (p->kind) {
+    case POP_APPEND:
+        rc = sp_plog_append(pt->log, p->data, p->len, append_done, p);
+        break;
+    case POP_READ:
+        if (p->offset == p->high_watermark) {
+            pop_reply(p); /* nothing new */
+            return;
+        }
+        rc = sp_plog_read(pt->log, p->offset, p->max_bytes, read_done, p);
+        break;
+    case POP_LIST:
+        if (p->offset == -1) { /* latest */
+            p->result_offset = p->high_watermark;
+            pop_reply(p);
+            return;
+        }
+        if (p->offset == -2) { /* earliest */
+            p->result_offset = p->log_start;
+            pop_reply(p);
+            return;
+        }
+        rc = sp_plog_offset_for_time(pt->log, p->offset, list_done, p);
+        break;
+    }
+    if (rc == -EAGAIN) {
+        sp_timer_init(&p->retry, pop_retry_run, p);
+        sp_shard_timer_arm(shard, &p->retry, sp_now_ns() + 1000000);
+    } else if (rc < 0) {
+        p->error = kafka_error_of(rc);
+        pop_reply(p);
+    }
+}
+
+static void pop_send_retry(struct sp_timer *t, void *ctx)
+{
+    (void)t;
+    struct pop *p = ctx;
+    struct sp_shard *here = p->req->conn->bs->shard;
+    if (sp_shard_send(here, p->owner, pop_run, p) < 0)
+        sp_shard_timer_arm(here, &p->retry, sp_now_ns() + 100000);
+}
+
+void pop_start(struct pop *p)
+{
+    struct bshard *bs = p->req->conn->bs;
+    p->origin = bs->shard->id;
+    p->owner = partition_owner(bs->b, p->topic, p->partition);
+    p->req->pending++;
+    if (p->owner == p->origin) {
+        pop_run(bs->shard, p);
+        return;
+    }
+    if (sp_shard_send(bs->shard, p->owner, pop_run, p) < 0) {
+        /* The ring is full: backpressure; send it again in a moment. */
+        sp_timer_init(&p->retry, pop_send_retry, p);
+        sp_shard_timer_arm(bs->shard, &p->retry, sp_now_ns() + 100000);
+    }
+}
+
+/* ---- Requests ---- */
+
+void *req_alloc(struct req *r, size_t bytes)
+{
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (p != NULL && !req_adopt(r, p)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+bool req_adopt(struct req *r, void *p)
+{
+    if (r->alloc_count == r->alloc_cap) {
+        uint32_t cap = r->alloc_cap ? r->alloc_cap * 2 : 8;
+        void **grown = realloc(r->allocs, cap * sizeof(*grown));
+        if (grown == NULL)
+            return false;
+        r->allocs = grown;
+        r->alloc_cap = cap;
+    }
+    r->allocs[r->alloc_count++] = p;
+    return true;
+}
+
+char *req_strdup(struct req *r, struct sp_kstr s)
+{
+    size_t len = s.len > 0 ? (size_t)s.len : 0;
+    char *p = req_alloc(r, len + 1);
+    if (p != NULL && len > 0)
+        memcpy(p, s.ptr, len);
+    return p;
+}
+
+static void req_free(struct req *r)
+{
+    for (uint32_t i = 0; i < r->alloc_count; i++)
+        free(r->allocs[i]);
+    free(r->allocs);
+    free(r->frame);
+    free(r->arena_mem);
+    free(r->out);
+    free(r);
+}
+
+static void conn_pump(struct conn *c);
+static void conn_maybe_free(struct conn *c);
+
+void req_finish(struct req *r)
+{
+    struct conn *c = r->conn;
+    if (!r->no_response && r->resp != NULL) {
+        size_t n = sp_kafka_response_frame_size(r->key, r->version, r->resp);
+        r->out = malloc(n);
+        struct sp_kwriter w;
+        if (r->out != NULL) {
+            sp_kwriter_init(&w, r->out, n);
+            int rc = sp_kafka_response_encode(&w, r->key, r->version, r->f.header.correlation_id,
+                                              r->resp);
+            if (rc < 0) {
+                sp_error("broker: cannot encode the %s v%d response for %s: %s",
+                         r->f.api ? r->f.api->name : "?", r->version, c->peer, strerror(-rc));
+                free(r->out);
+                r->out = NULL;
+            } else {
+                r->out_len = n;
+            }
+        }
+        if (r->out == NULL)
+            c->closing = true;
+    }
+    r->done = true;
+    conn_pump(c);
+}
+
+/* ---- Connections ---- */
+
+static void conn_recv(struct conn *c);
+
+static void conn_close(struct conn *c, const char *why)
+{
+    if (!c->closing && why != NULL)
+        sp_warn("broker: closing %s: %s", c->peer, why);
+    c->closing = true;
+    /* A cancel refused (a full queue) leaves the receive to end by itself. */
+    if (c->recv_posted && sp_io_cancel(c->bs->shard, &c->recv_op) < 0)
+        sp_debug("broker: cannot cancel the receive of %s yet", c->peer);
+    conn_maybe_free(c);
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+    if (!c->closing || c->recv_posted || c->send_posted || c->parsing)
+        return;
+    /* Requests whose partition operations are still out stay until back
+     * (their handlers see the connection closing and finish at once). */
+    for (struct req *r = c->head; r != NULL; r = r->next) {
+        if (r->pending > 0)
+            return;
+    }
+    while (c->head != NULL) {
+        struct req *r = c->head;
+        c->head = r->next;
+        sp_shard_timer_cancel(c->bs->shard, &r->timer);
+        req_free(r);
+    }
+    if (c->prev_conn != NULL)
+        c->prev_conn->next_conn = c->next_conn;
+    else
+        c->bs->conns = c->next_conn;
+    if (c->next_conn != NULL)
+        c->next_conn->prev_conn = c->prev_conn;
+    close(c->fd);
+    atomic_fetch_sub(&c->bs->b->connections, 1);
+    free(c->in);
+    free(c);
+}
+
+static void send_done(struct sp_io_op *op, int res, void *ctx)
+{
+    (void)op;
+    struct conn *c = ctx;
+    c->send_posted = false;
+    if (res <= 0) {
+        conn_close(c, res == 0 ? "send returned 0" : strerror(-res));
+        return;
+    }
+    c->head->out_sent += (size_t)res;
+    conn_pump(c);
+}
+
+/* Sends the answers that are ready, in order; reads on when there is room. */
+static void conn_pump(struct conn *c)
+{
+    while (!c->closing && !c->send_posted && c->head != NULL && c->head->done) {
+        struct req *r = c->head;
+        if (r->out_sent < r->out_len) {
+            if (sp_io_send(c->bs->shard, &c->send_op, c->fd, r->out + r->out_sent,
+                           (uint32_t)SP_MIN(r->out_len - r->out_sent, (size_t)1 << 30), send_done,
+                           c) < 0) {
+                conn_close(c, "the submission queue is full");
+                return;
+            }
+            c->send_posted = true;
+            return;
+        }
+        c->head = r->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        c->reqs--;
+        req_free(r);
+    }
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (!c->recv_posted && !c->parsing && c->reqs < c->bs->b->config.max_inflight)
+        conn_recv(c);
+}
+
+/* A whole frame's payload: decode it and start it. */
+static void conn_request(struct conn *c, const uint8_t *payload, size_t len)
+{
+    struct req *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->frame = malloc(len ? len : 1)) == NULL) {
+        free(r);
+        conn_close(c, "out of memory");
+        return;
+    }
+    memcpy(r->frame, payload, len);
+    r->frame_len = len;
+    r->conn = c; /* r->timer: zeroed is idle (armed only by a waiting fetch) */
+    /* Arrays take at most ~22 arena bytes per frame byte; records are spans. */
+    size_t arena = len * 4 + 65536;
+    int rc;
+    const char *field = NULL;
+    for (int attempt = 0;; attempt++) {
+        free(r->arena_mem);
+        r->arena_mem = malloc(arena);
+        if (r->arena_mem == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        sp_karena_init(&r->arena, r->arena_mem, arena);
+        rc = sp_kafka_request_decode(r->frame, len, &r->arena, &r->f, &field);
+        if (rc != -ENOBUFS || attempt > 0)
+            break;
+        arena = len * 22 + 65536;
+    }
+    r->key = r->f.header.request_api_key;
+    r->version = r->f.header.request_api_version;
+    if (c->tail != NULL)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->reqs++;
+    if (rc == -ENOTSUP || (rc == 0 && !api_served(r->key, r->version))) {
+        if (r->key == SP_KAFKA_API_VERSIONS_KEY) {
+            api_versions_unsupported(r);
+            return;
+        }
+        char why[128];
+        snprintf(why, sizeof(why), "API %d version %d is not served", r->key, r->version);
+        r->done = true;
+        conn_close(c, why);
+        return;
+    }
+    if (rc < 0) {
+        char why[160];
+        snprintf(why, sizeof(why), "malformed request (API %d v%d): %s%s%s", r->key, r->version,
+                 strerror(-rc), field ? " at " : "", field ? field : "");
+        r->done = true;
+        conn_close(c, why);
+        return;
+    }
+    api_handle(c->bs, r);
+}
+
+static void recv_done(struct sp_io_op *op, int res, void *ctx)
+{
+    (void)op;
+    struct conn *c = ctx;
+    c->recv_posted = false;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (res <= 0) {
+        conn_close(c, res == 0 || res == -ECONNRESET ? NULL : strerror(-res));
+        return;
+    }
+    c->in_len += (size_t)res;
+    size_t at = 0;
+    /* Requests answered at once may pump the connection: no receive may be
+     * posted into the buffer until its frames are consumed. */
+    c->parsing = true;
+    while (!c->closing) {
+        size_t frame = 0;
+        int rc = sp_kafka_frame_check(c->in + at, c->in_len - at,
+                                      (size_t)c->bs->b->config.max_request_bytes + 4, &frame);
+        if (rc < 0) {
+            conn_close(c, "a frame larger than max_request_bytes, or a negative size");
+            break;
+        }
+        if (rc == 0)
+            break;
+        conn_request(c, c->in + at + 4, frame - 4);
+        at += frame;
+    }
+    c->parsing = false;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    memmove(c->in, c->in + at, c->in_len - at);
+    c->in_len -= at;
+    conn_pump(c);
+}
+
+static void conn_recv(struct conn *c)
+{
+    if (c->in_len == c->in_cap) {
+        size_t cap = c->in_cap * 2;
+        size_t limit = (size_t)c->bs->b->config.max_request_bytes + 8;
+        if (cap > limit)
+            cap = limit;
+        uint8_t *grown = cap > c->in_cap ? realloc(c->in, cap) : NULL;
+        if (grown == NULL) {
+            conn_close(c, "receive buffer");
+            return;
+        }
+        c->in = grown;
+        c->in_cap = cap;
+    }
+    size_t room = c->in_cap - c->in_len;
+    if (sp_io_recv(c->bs->shard, &c->recv_op, c->fd, c->in + c->in_len,
+                   (uint32_t)SP_MIN(room, (size_t)1 << 30), recv_done, c) < 0) {
+        conn_close(c, "the submission queue is full");
+        return;
+    }
+    c->recv_posted = true;
+}
+
+static void accept_post(struct bshard *bs);
+
+static void accept_done(struct sp_io_op *op, int res, void *ctx)
+{
+    (void)op;
+    struct bshard *bs = ctx;
+    bs->accepting = false;
+    if (bs->stopping || res == -ECANCELED)
+        return;
+    if (res < 0) {
+        sp_warn("broker: accept: %s", strerror(-res));
+        accept_post(bs);
+        return;
+    }
+    struct sp_broker *b = bs->b;
+    if (atomic_fetch_add(&b->connections, 1) >= b->config.max_connections) {
+        atomic_fetch_sub(&b->connections, 1);
+        sp_warn("broker: refusing a connection: %u connections already", b->config.max_connections);
+        close(res);
+        accept_post(bs);
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->in = malloc(65536)) == NULL) {
+        free(c);
+        close(res);
+        atomic_fetch_sub(&b->connections, 1);
+        accept_post(bs);
+        return;
+    }
+    c->in_cap = 65536;
+    c->fd = res;
+    c->bs = bs;
+    struct sockaddr_storage addr;
+    socklen_t alen = sizeof(addr);
+    snprintf(c->peer, sizeof(c->peer), "a client");
+    if (getpeername(res, (struct sockaddr *)&addr, &alen) == 0 && addr.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
+        uint32_t ip = ntohl(in->sin_addr.s_addr);
+        snprintf(c->peer, sizeof(c->peer), "%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255,
+                 (ip >> 8) & 255, ip & 255, ntohs(in->sin_port));
+    }
+    c->next_conn = bs->conns;
+    if (bs->conns != NULL)
+        bs->conns->prev_conn = c;
+    bs->conns = c;
+    conn_recv(c);
+    accept_post(bs);
+}
+
+static void accept_post(struct bshard *bs)
+{
+    if (bs->stopping || bs->accepting)
+        return;
+    if (sp_io_accept(bs->shard, &bs->accept_op, bs->b->listen_fd, accept_done, bs) < 0) {
+        sp_warn("broker: cannot post an accept; retrying on the next connection");
+        return;
+    }
+    bs->accepting = true;
+}
+
+static void broker_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
+{
+    (void)shard;
+    struct bshard *bs = SP_CONTAINER_OF(hook, struct bshard, stop_hook);
+    bs->stopping = true;
+    if (bs->accepting && sp_io_cancel(bs->shard, &bs->accept_op) < 0)
+        sp_debug("broker: cannot cancel the accept yet");
+    for (struct conn *c = bs->conns, *next; c != NULL; c = next) {
+        next = c->next_conn;
+        conn_close(c, NULL);
+    }
+}
+
+void sp_broker_shard_start(struct sp_broker *b, struct sp_shard *shard)
+{
+    struct bshard *bs = calloc(1, sizeof(*bs));
+    SP_ASSERT(bs != NULL);
+    bs->b = b;
+    bs->shard = shard;
+    b->per_shard[shard->id] = bs;
+    sp_shard_on_stop(shard, &bs->stop_hook, broker_stop);
+    /* Recover the logs this shard owns now, before serving. */
+    const struct topic_set *set = topics_now(b);
+    for (uint32_t i = 0; i < set->count; i++) {
+        for (int32_t p = 0; p < set->topics[i].partitions; p++) {
+            if (partition_owner(b, set->topics[i].name, p) != shard->id)
+                continue;
+            int err = 0;
+            (void)part_get(bs, set->topics[i].name, p, &err);
+        }
+    }
+    accept_post(bs);
+}
+
+void sp_broker_shard_finish(struct sp_broker *b, struct sp_shard *shard)
+{
+    struct bshard *bs = b->per_shard[shard->id];
+    if (bs == NULL)
+        return;
+    while (bs->conns != NULL) {
+        struct conn *c = bs->conns;
+        bs->conns = c->next_conn;
+        while (c->head != NULL) {
+            struct req *r = c->head;
+            c->head = r->next;
+            req_free(r);
+        }
+        close(c->fd);
+        atomic_fetch_sub(&b->connections, 1);
+        free(c->in);
+        free(c);
+    }
+    while (bs->parts != NULL) {
+        struct part *p = bs->parts;
+        bs->parts = p->next;
+        sp_plog_close(p->log);
+        free(p->topic);
+        free(p);
+    }
+    free(bs);
+    b->per_shard[shard->id] = NULL;
+}

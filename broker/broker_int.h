@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Inside the broker: the topic registry, per-shard state, connections,
+ * requests and partition operations (broker.c), and the API handlers
+ * (apis.c).
+ */
+#ifndef SP_BROKER_INT_H
+#define SP_BROKER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "sp_broker.h"
+#include "sp_io.h"
+#include "sp_kafka_frame.h"
+#include "sp_plog.h"
+#include "sp_timer.h"
+
+/* Kafka's error codes used here. */
+enum {
+    KERR_NONE = 0,
+    KERR_OFFSET_OUT_OF_RANGE = 1,
+    KERR_CORRUPT_MESSAGE = 2,
+    KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
+    KERR_REQUEST_TIMED_OUT = 7,
+    KERR_MESSAGE_TOO_LARGE = 10,
+    KERR_INVALID_TOPIC = 17,
+    KERR_TOPIC_ALREADY_EXISTS = 36,
+    KERR_INVALID_PARTITIONS = 37,
+    KERR_INVALID_REPLICATION_FACTOR = 38,
+    KERR_INVALID_REQUEST = 42,
+    KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
+    KERR_KAFKA_STORAGE_ERROR = 56,
+    KERR_UNKNOWN_SERVER_ERROR = -1,
+};
+
+#define TOPIC_NAME_MAX 249
+
+struct topic {
+    char *name;
+    int32_t partitions;
+    uint8_t id[16];
+};
+
+/* Immutable once published. */
+struct topic_set {
+    uint32_t count;
+    struct topic *topics; /* sorted by name */
+    struct topic_set *older;
+};
+
+struct bshard;
+
+struct sp_broker {
+    struct sp_broker_config config;
+    char *host, *advertised_host, *data_dir;
+    int listen_fd;
+    uint16_t port;
+    unsigned shards;
+    pthread_mutex_t topics_lock; /* writers of the registry */
+    struct topic_set *_Atomic topics;
+    _Atomic uint32_t connections;
+    struct bshard **per_shard; /* [shards], each set by its shard */
+};
+
+/* A partition this shard owns. */
+struct part {
+    char *topic;
+    int32_t partition;
+    struct sp_plog *log;
+    struct part *next;
+};
+
+struct conn;
+
+struct bshard {
+    struct sp_broker *b;
+    struct sp_shard *shard;
+    struct sp_io_op accept_op;
+    bool accepting;
+    bool stopping;
+    struct part *parts;
+    struct conn *conns;
+    struct sp_stop_hook stop_hook;
+};
+
+/* A request, from its frame to its response. */
+struct req {
+    struct conn *conn;
+    struct req *next;
+    uint8_t *frame; /* the payload after the size prefix (owned) */
+    size_t frame_len;
+    void *arena_mem;
+    struct sp_karena arena;
+    struct sp_kafka_request_frame f;
+    int16_t key, version;
+    void *resp;    /* the response body, in `allocs` */
+    void **allocs; /* response memory, freed with the request */
+    uint32_t alloc_count, alloc_cap;
+    uint32_t pending; /* partition operations not yet answered */
+    bool done;        /* the response is encoded (or there is none) */
+    bool no_response; /* Produce with acks 0 */
+    uint8_t *out;     /* the encoded response frame */
+    size_t out_len, out_sent;
+    void *api;             /* the handler's own state */
+    struct sp_timer timer; /* fetch's long poll */
+};
+
+struct conn {
+    struct bshard *bs;
+    struct conn *next_conn, *prev_conn;
+    int fd;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    struct sp_io_op recv_op, send_op;
+    bool recv_posted, send_posted, closing;
+    bool parsing;            /* recv_done is walking the frames in `in` */
+    struct req *head, *tail; /* in arrival order */
+    uint32_t reqs;
+    char peer[64];
+};
+
+/* What a partition operation does, on the partition's owner shard. */
+enum pop_kind { POP_APPEND, POP_READ, POP_LIST };
+
+struct pop {
+    enum pop_kind kind;
+    struct req *req;
+    unsigned origin, owner;
+    const char *topic; /* the request's own bytes, NUL-terminated copy */
+    int32_t partition;
+    /* in */
+    const uint8_t *data; /* APPEND */
+    uint32_t len;
+    int64_t offset; /* READ: fetch offset; LIST: timestamp */
+    uint32_t max_bytes;
+    /* out */
+    int16_t error;
+    int64_t base_offset, high_watermark, log_start, result_offset;
+    uint8_t *records; /* READ: malloc'd copy, handed to the request */
+    uint32_t records_len;
+    struct sp_timer retry;
+    void (*done)(struct pop *p); /* on the origin shard */
+    void *slot;                  /* where the handler wants the result */
+};
+
+/* ---- broker.c, for the handlers ---- */
+
+struct bshard *bshard_of(struct sp_broker *b, struct sp_shard *shard);
+const struct topic_set *topics_now(struct sp_broker *b);
+const struct topic *topic_find(const struct topic_set *set, const char *name, size_t len);
+/* Creates a topic; a Kafka error code. */
+int16_t topic_create(struct sp_broker *b, const char *name, size_t len, int32_t partitions,
+                     const struct topic **out);
+unsigned partition_owner(const struct sp_broker *b, const char *topic, int32_t partition);
+
+/* Response memory, zeroed, freed with the request; NULL when out of memory. */
+void *req_alloc(struct req *r, size_t bytes);
+/* Frees malloc'd `p` with the request; false (p not taken) when out of memory. */
+bool req_adopt(struct req *r, void *p);
+/* A NUL-terminated copy of a wire string, freed with the request. */
+char *req_strdup(struct req *r, struct sp_kstr s);
+/* Encodes r->resp and sends what is ready. */
+void req_finish(struct req *r);
+/* Sends a partition operation to its owner; p->done runs back on this shard. */
+void pop_start(struct pop *p);
+
+/* ---- apis.c ---- */
+
+/* The versions served, for ApiVersions and for dispatch: false when not. */
+bool api_served(int16_t key, int16_t version);
+/* Starts handling a decoded request; it ends with req_finish. */
+void api_handle(struct bshard *bs, struct req *r);
+/* The ApiVersions v0 answer with error 35 for an unsupported version. */
+void api_versions_unsupported(struct req *r);
+
+#endif /* SP_BROKER_INT_H */
