@@ -16,10 +16,6 @@
 
 /* ---- Versions served ---- */
 
-struct served {
-    int16_t key, min, max;
-};
-
 /*
  * Produce reaches down to 0, as librdkafka wants to see before it
  * compresses; versions below 3 carry legacy message sets, answered with
@@ -27,16 +23,33 @@ struct served {
  * from 4 (v2 batches, isolation level) to 12 (topic names: 13 moves to
  * topic ids).
  */
-static const struct served served[] = {
-    {0, 0, 9},  /* Produce */
-    {1, 4, 12}, /* Fetch */
-    {2, 1, 7},  /* ListOffsets */
-    {3, 0, 12}, /* Metadata */
-    {18, 0, 3}, /* ApiVersions */
-    {19, 0, 7}, /* CreateTopics */
+static void produce(struct req *r);
+static void fetch(struct req *r);
+static void list_offsets(struct req *r);
+static void metadata(struct req *r);
+static void api_versions(struct req *r);
+static void create_topics(struct req *r);
+
+const struct api_entry core_apis[] = {
+    {0, 0, 9, produce},   {1, 4, 12, fetch},        {2, 1, 7, list_offsets},
+    {3, 0, 12, metadata}, {18, 0, 3, api_versions}, {19, 0, 7, create_topics},
+    {-1, 0, 0, NULL},
 };
 
-#define SERVED_COUNT (sizeof(served) / sizeof(served[0]))
+/* Every table of handlers (broker_int.h). */
+static const struct api_entry *const tables[] = {core_apis, group_apis, admin_apis};
+
+/* The entry for `key`, NULL when none. */
+static const struct api_entry *entry_of(int16_t key)
+{
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+        for (const struct api_entry *e = tables[t]; e->handle != NULL; e++) {
+            if (e->key == key)
+                return e;
+        }
+    }
+    return NULL;
+}
 
 static const struct sp_kafka_api *codec_api(int16_t key)
 {
@@ -50,17 +63,13 @@ static const struct sp_kafka_api *codec_api(int16_t key)
 /* The range served for `key`, within what the codec knows; false if none. */
 static bool served_range(int16_t key, int16_t *min, int16_t *max)
 {
-    for (unsigned i = 0; i < SERVED_COUNT; i++) {
-        if (served[i].key != key)
-            continue;
-        const struct sp_kafka_api *api = codec_api(key);
-        if (api == NULL)
-            return false;
-        *min = SP_MAX(served[i].min, api->version_min);
-        *max = SP_MIN(served[i].max, api->version_max);
-        return *min <= *max;
-    }
-    return false;
+    const struct api_entry *e = entry_of(key);
+    const struct sp_kafka_api *api = codec_api(key);
+    if (e == NULL || api == NULL)
+        return false;
+    *min = SP_MAX(e->min, api->version_min);
+    *max = SP_MIN(e->max, api->version_max);
+    return *min <= *max;
 }
 
 bool api_served(int16_t key, int16_t version)
@@ -80,18 +89,18 @@ static void *api_versions_body(struct req *r, int16_t error)
 {
     struct sp_kafka_api_versions_response *resp = req_alloc(r, sizeof(*resp));
     struct sp_kafka_api_versions_response_api_version *keys =
-        req_alloc(r, SERVED_COUNT * sizeof(*keys));
+        req_alloc(r, (SP_KAFKA_API_KEY_MAX + 1) * sizeof(*keys));
     if (resp == NULL || keys == NULL)
         return NULL;
     sp_kafka_api_versions_response_init(resp);
     resp->error_code = error;
     int32_t n = 0;
-    for (unsigned i = 0; i < SERVED_COUNT; i++) {
+    for (int16_t key = 0; key <= SP_KAFKA_API_KEY_MAX; key++) {
         int16_t min, max;
-        if (!served_range(served[i].key, &min, &max))
+        if (!served_range(key, &min, &max))
             continue;
         keys[n++] = (struct sp_kafka_api_versions_response_api_version){
-            .api_key = served[i].key, .min_version = min, .max_version = max};
+            .api_key = key, .min_version = min, .max_version = max};
     }
     resp->api_keys = keys;
     resp->api_keys_count = n;
@@ -643,28 +652,7 @@ static void list_offsets(struct req *r)
 void api_handle(struct bshard *bs, struct req *r)
 {
     (void)bs;
-    switch (r->key) {
-    case 0:
-        produce(r);
-        break;
-    case 1:
-        fetch(r);
-        break;
-    case 2:
-        list_offsets(r);
-        break;
-    case 3:
-        metadata(r);
-        break;
-    case 18:
-        api_versions(r);
-        break;
-    case 19:
-        create_topics(r);
-        break;
-    default:
-        r->done = true;
-        req_finish(r);
-        break;
-    }
+    const struct api_entry *e = entry_of(r->key);
+    SP_ASSERT(e != NULL); /* api_served() said so */
+    e->handle(r);
 }

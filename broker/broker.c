@@ -371,8 +371,6 @@ static struct part *part_get(struct bshard *bs, const char *topic, int32_t parti
     return p;
 }
 
-static void pop_reply(struct pop *p);
-
 static void pop_retry_reply(struct sp_timer *t, void *ctx)
 {
     (void)t;
@@ -391,7 +389,7 @@ static void pop_arrived(struct sp_shard *shard, void *arg)
 }
 
 /* Sends the result home (or runs it here when home is here). */
-static void pop_reply(struct pop *p)
+void pop_reply(struct pop *p)
 {
     struct sp_broker *b = p->req->conn->bs->b;
     struct sp_shard *here = b->per_shard[p->owner]->shard;
@@ -473,6 +471,10 @@ static void pop_run(struct sp_shard *shard, void *arg)
 {
     struct pop *p = arg;
     struct bshard *bs = bshard_of(p->req->conn->bs->b, shard);
+    if (p->kind == POP_CALL) {
+        p->call(p);
+        return;
+    }
     int err = 0;
     struct part *pt = part_get(bs, p->topic, p->partition, &err);
     if (pt == NULL) {
@@ -492,6 +494,8 @@ static void pop_run(struct sp_shard *shard, void *arg)
             return;
         }
         rc = sp_plog_read(pt->log, p->offset, p->max_bytes, read_done, p);
+        break;
+    case POP_CALL:
         break;
     case POP_LIST:
         if (p->offset == -1) { /* latest */
@@ -525,11 +529,31 @@ static void pop_send_retry(struct sp_timer *t, void *ctx)
         sp_shard_timer_arm(here, &p->retry, sp_now_ns() + 100000);
 }
 
+static void pop_go(struct pop *p);
+
 void pop_start(struct pop *p)
+{
+    p->owner = partition_owner(p->req->conn->bs->b, p->topic, p->partition);
+    pop_go(p);
+}
+
+void pop_call(struct pop *p, unsigned owner)
+{
+    p->kind = POP_CALL;
+    p->owner = owner;
+    pop_go(p);
+}
+
+struct bshard *bshard_here(struct sp_broker *b)
+{
+    struct sp_shard *shard = sp_shard_current();
+    return shard != NULL ? b->per_shard[shard->id] : NULL;
+}
+
+static void pop_go(struct pop *p)
 {
     struct bshard *bs = p->req->conn->bs;
     p->origin = bs->shard->id;
-    p->owner = partition_owner(bs->b, p->topic, p->partition);
     p->req->pending++;
     if (p->owner == p->origin) {
         pop_run(bs->shard, p);
@@ -919,6 +943,7 @@ void sp_broker_shard_start(struct sp_broker *b, struct sp_shard *shard)
             (void)part_get(bs, set->topics[i].name, p, &err);
         }
     }
+    group_shard_start(bs);
     accept_post(bs);
 }
 
@@ -940,6 +965,7 @@ void sp_broker_shard_finish(struct sp_broker *b, struct sp_shard *shard)
         free(c->in);
         free(c);
     }
+    group_shard_finish(bs);
     while (bs->parts != NULL) {
         struct part *p = bs->parts;
         bs->parts = p->next;

@@ -82,6 +82,7 @@ struct bshard {
     struct part *parts;
     struct conn *conns;
     struct sp_stop_hook stop_hook;
+    void *groups; /* group.c's state on this shard */
 };
 
 /* A request, from its frame to its response. */
@@ -121,7 +122,7 @@ struct conn {
 };
 
 /* What a partition operation does, on the partition's owner shard. */
-enum pop_kind { POP_APPEND, POP_READ, POP_LIST };
+enum pop_kind { POP_APPEND, POP_READ, POP_LIST, POP_CALL };
 
 struct pop {
     enum pop_kind kind;
@@ -140,6 +141,7 @@ struct pop {
     uint8_t *records; /* READ: malloc'd copy, handed to the request */
     uint32_t records_len;
     struct sp_timer retry;
+    void (*call)(struct pop *p); /* POP_CALL: runs on `owner`, ends with pop_reply() */
     void (*done)(struct pop *p); /* on the origin shard */
     void *slot;                  /* where the handler wants the result */
 };
@@ -164,6 +166,29 @@ char *req_strdup(struct req *r, struct sp_kstr s);
 void req_finish(struct req *r);
 /* Sends a partition operation to its owner; p->done runs back on this shard. */
 void pop_start(struct pop *p);
+/* POP_CALL: runs p->call on shard `owner` (which calls pop_reply() when done,
+ * there or later), then p->done back on this shard. */
+void pop_call(struct pop *p, unsigned owner);
+/* On the owner: sends the result home (p->done runs there). */
+void pop_reply(struct pop *p);
+/* The shard state of the calling shard. */
+struct bshard *bshard_here(struct sp_broker *b);
+
+/* ---- API tables ---- */
+
+/* A handler and the versions it serves (within what the codec knows). */
+struct api_entry {
+    int16_t key, min, max;
+    void (*handle)(struct req *r); /* NULL ends a table */
+};
+
+extern const struct api_entry core_apis[];  /* apis.c: produce, fetch, metadata, ... */
+extern const struct api_entry group_apis[]; /* group.c: the group coordinator */
+extern const struct api_entry admin_apis[]; /* admin.c: topic and cluster administration */
+
+/* group.c: on each shard at start (after its logs are open) and at finish. */
+void group_shard_start(struct bshard *bs);
+void group_shard_finish(struct bshard *bs);
 
 /* ---- apis.c ---- */
 
