@@ -6,6 +6,7 @@
  * handlers are in apis.c.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -180,6 +181,87 @@ int16_t topic_create(struct sp_broker *b, const char *name, size_t len, int32_t 
     return KERR_NONE;
 }
 
+/* Publishes `set` (built from the current snapshot `old`) under the lock:
+ * persisted first; KERR_KAFKA_STORAGE_ERROR (and `set` freed) when it cannot. */
+static int16_t topics_publish(struct sp_broker *b, struct topic_set *old, struct topic_set *set,
+                              const char *what, const char *name)
+{
+    int rc = set != NULL ? topics_persist(b, set) : -ENOMEM;
+    if (rc < 0) {
+        sp_error("broker: cannot record %s of topic '%s': %s", what, name, strerror(-rc));
+        if (set != NULL) {
+            free(set->topics);
+            free(set);
+        }
+        return KERR_KAFKA_STORAGE_ERROR;
+    }
+    set->older = old;
+    atomic_store_explicit(&b->topics, set, memory_order_release);
+    return KERR_NONE;
+}
+
+int16_t topic_delete(struct sp_broker *b, const char *name, size_t len, struct topic *out)
+{
+    if (name == NULL || len == 0 || len > TOPIC_NAME_MAX)
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    pthread_mutex_lock(&b->topics_lock);
+    struct topic_set *old = atomic_load_explicit(&b->topics, memory_order_acquire);
+    const struct topic *gone = topic_find(old, name, len);
+    if (gone == NULL) {
+        pthread_mutex_unlock(&b->topics_lock);
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    struct topic_set *set = calloc(1, sizeof(*set));
+    if (set != NULL && (set->topics = calloc(old->count, sizeof(struct topic))) == NULL) {
+        free(set);
+        set = NULL;
+    }
+    for (uint32_t i = 0; set != NULL && i < old->count; i++) {
+        if (&old->topics[i] != gone)
+            set->topics[set->count++] = old->topics[i]; /* still sorted */
+    }
+    int16_t err = topics_publish(b, old, set, "the deletion", gone->name);
+    pthread_mutex_unlock(&b->topics_lock);
+    if (err == KERR_NONE) {
+        /* The name stays valid: `old` keeps it until the broker is freed. */
+        if (out != NULL)
+            *out = *gone;
+        sp_info("broker: deleted topic '%s'", gone->name);
+    }
+    return err;
+}
+
+int16_t topic_add_partitions(struct sp_broker *b, const char *name, size_t len, int32_t count,
+                             bool validate_only, int32_t *was)
+{
+    if (name == NULL || len == 0 || len > TOPIC_NAME_MAX)
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    pthread_mutex_lock(&b->topics_lock);
+    struct topic_set *old = atomic_load_explicit(&b->topics, memory_order_acquire);
+    const struct topic *t = topic_find(old, name, len);
+    int16_t err = KERR_NONE;
+    if (t == NULL)
+        err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    else if (was != NULL)
+        *was = t->partitions;
+    if (err == KERR_NONE && (count <= t->partitions || count > 100000))
+        err = KERR_INVALID_PARTITIONS;
+    if (err != KERR_NONE || validate_only) {
+        pthread_mutex_unlock(&b->topics_lock);
+        return err;
+    }
+    struct topic_set *set = topics_with(old, NULL);
+    if (set != NULL) {
+        struct topic *mine = (struct topic *)topic_find(set, name, len);
+        mine->partitions = count;
+    }
+    err = topics_publish(b, old, set, "the partitions", t->name);
+    pthread_mutex_unlock(&b->topics_lock);
+    if (err == KERR_NONE)
+        sp_info("broker: topic '%s' now has %" PRId32 " partitions", t->name, count);
+    return err;
+}
+
 /* Reads the `topics` file: 0, or -errno / -EBADMSG. */
 static int topics_load(struct sp_broker *b)
 {
@@ -314,11 +396,27 @@ void sp_broker_free(struct sp_broker *b)
     if (b->listen_fd >= 0)
         close(b->listen_fd);
     struct topic_set *set = atomic_load(&b->topics);
-    if (set != NULL) {
-        /* Names are shared by every snapshot: the newest holds them all. */
-        for (uint32_t i = 0; i < set->count; i++)
-            free(set->topics[i].name);
+    /* Names are shared by the snapshots from the one that added a topic to
+     * the one before its deletion (never added again: a new topic has its
+     * own copy): each is freed by the newest snapshot that holds it, oldest
+     * snapshot first (a look-up reads only names not freed yet). */
+    size_t chain = 0;
+    for (struct topic_set *s = set; s != NULL; s = s->older)
+        chain++;
+    struct topic_set **order = calloc(chain ? chain : 1, sizeof(*order));
+    size_t at = chain;
+    for (struct topic_set *s = set; s != NULL && order != NULL; s = s->older)
+        order[--at] = s; /* oldest first */
+    for (size_t k = 0; k < chain && order != NULL; k++) {
+        const struct topic_set *newer = k + 1 < chain ? order[k + 1] : NULL;
+        for (uint32_t i = 0; i < order[k]->count; i++) {
+            char *name = order[k]->topics[i].name;
+            const struct topic *kept = newer != NULL ? topic_find(newer, name, strlen(name)) : NULL;
+            if (kept == NULL || kept->name != name)
+                free(name);
+        }
     }
+    free(order);
     while (set != NULL) {
         struct topic_set *older = set->older;
         free(set->topics);
@@ -340,13 +438,28 @@ struct bshard *bshard_of(struct sp_broker *b, struct sp_shard *shard)
 
 /* ---- Partitions on their owner ---- */
 
+/* A partition log as part_get opens it: what was started on it through
+ * pop_run, so that deleting it waits for those to complete. */
+struct part_own {
+    struct part part; /* first: a struct part * is a struct part_own * */
+    uint64_t appends, reads;
+};
+
 static struct part *part_get(struct bshard *bs, const char *topic, int32_t partition, int *err)
 {
     for (struct part *p = bs->parts; p != NULL; p = p->next) {
         if (p->partition == partition && strcmp(p->topic, topic) == 0)
             return p;
     }
-    struct part *p = calloc(1, sizeof(*p));
+    /* Only partitions of the registry get a log (not one of a topic deleted
+     * while a request for it was on its way). */
+    const struct topic *t = topic_find(topics_now(bs->b), topic, strlen(topic));
+    if (t == NULL || partition < 0 || partition >= t->partitions) {
+        *err = -ENOENT;
+        return NULL;
+    }
+    struct part_own *own = calloc(1, sizeof(*own));
+    struct part *p = own != NULL ? &own->part : NULL;
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/%s-%" PRId32, bs->b->data_dir, topic, partition);
     if (p == NULL || (p->topic = strdup(topic)) == NULL) {
@@ -369,6 +482,101 @@ static struct part *part_get(struct bshard *bs, const char *topic, int32_t parti
     p->next = bs->parts;
     bs->parts = p;
     return p;
+}
+
+struct sp_plog *part_log_here(struct sp_broker *b, const char *topic, int32_t partition, int *err)
+{
+    struct bshard *bs = bshard_here(b);
+    int e = 0;
+    struct part *p = NULL;
+    if (bs == NULL)
+        e = -EINVAL;
+    else if (partition_owner(b, topic, partition) != bs->shard->id)
+        e = -EXDEV;
+    else
+        p = part_get(bs, topic, partition, &e);
+    if (err != NULL)
+        *err = e;
+    return p != NULL ? p->log : NULL;
+}
+
+/* Removes the files of a partition's directory, then the directory. */
+static int part_dir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT && rc == 0)
+            rc = -errno;
+    }
+    closedir(d);
+    if (rmdir(dir) < 0 && errno != ENOENT && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+static void part_drop_step(struct pop *p, struct part *pt);
+
+static void part_drop_retry(struct sp_timer *t, void *ctx)
+{
+    (void)t;
+    struct pop *p = ctx;
+    part_drop_step(p, p->slot);
+}
+
+/* Closes the log once what pop_run started on it has completed, then
+ * removes the directory and answers. */
+static void part_drop_step(struct pop *p, struct part *pt)
+{
+    struct sp_broker *b = p->req->conn->bs->b;
+    struct sp_shard *here = b->per_shard[p->owner]->shard;
+    if (pt != NULL) {
+        struct part_own *own = (struct part_own *)pt;
+        struct sp_plog_stats st;
+        sp_plog_stats(pt->log, &st);
+        if (st.append_count + st.append_failed_count < own->appends || st.read_count < own->reads) {
+            p->slot = pt;
+            sp_timer_init(&p->retry, part_drop_retry, p);
+            sp_shard_timer_arm(here, &p->retry, sp_now_ns() + 1000000);
+            return;
+        }
+        sp_plog_close(pt->log);
+        free(pt->topic);
+        free(pt);
+    }
+    p->slot = NULL;
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/%s-%" PRId32, b->data_dir, p->topic, p->partition);
+    int rc = part_dir_remove(dir);
+    if (rc < 0) {
+        sp_error("broker: cannot remove '%s': %s", dir, strerror(-rc));
+        p->error = KERR_KAFKA_STORAGE_ERROR;
+    } else {
+        p->error = KERR_NONE;
+    }
+    pop_reply(p);
+}
+
+void part_drop_call(struct pop *p)
+{
+    struct bshard *bs = bshard_here(p->req->conn->bs->b);
+    struct part *pt = NULL;
+    /* Out of the list first: nothing new starts on it (part_get does not
+     * open it again: its topic is gone from the registry). */
+    for (struct part **at = &bs->parts; *at != NULL; at = &(*at)->next) {
+        if ((*at)->partition == p->partition && strcmp((*at)->topic, p->topic) == 0) {
+            pt = *at;
+            *at = pt->next;
+            pt->next = NULL;
+            break;
+        }
+    }
+    part_drop_step(p, pt);
 }
 
 static void pop_retry_reply(struct sp_timer *t, void *ctx)
@@ -478,7 +686,7 @@ static void pop_run(struct sp_shard *shard, void *arg)
     int err = 0;
     struct part *pt = part_get(bs, p->topic, p->partition, &err);
     if (pt == NULL) {
-        p->error = KERR_KAFKA_STORAGE_ERROR;
+        p->error = err == -ENOENT ? KERR_UNKNOWN_TOPIC_OR_PARTITION : KERR_KAFKA_STORAGE_ERROR;
         pop_reply(p);
         return;
     }
@@ -511,6 +719,10 @@ static void pop_run(struct sp_shard *shard, void *arg)
         rc = sp_plog_offset_for_time(pt->log, p->offset, list_done, p);
         break;
     }
+    if (rc == 0 && p->kind == POP_APPEND)
+        ((struct part_own *)pt)->appends++;
+    else if (rc == 0)
+        ((struct part_own *)pt)->reads++; /* a read or a time look-up started */
     if (rc == -EAGAIN) {
         sp_timer_init(&p->retry, pop_retry_run, p);
         sp_shard_timer_arm(shard, &p->retry, sp_now_ns() + 1000000);

@@ -155,6 +155,22 @@ const struct topic *topic_find(const struct topic_set *set, const char *name, si
 int16_t topic_create(struct sp_broker *b, const char *name, size_t len, int32_t partitions,
                      const struct topic **out);
 unsigned partition_owner(const struct sp_broker *b, const char *topic, int32_t partition);
+/* Deletes a topic from the registry (persisted; *out: what it was, its name
+ * valid until the broker is freed); a Kafka error code. Its logs stay until
+ * part_drop_call removes them. */
+int16_t topic_delete(struct sp_broker *b, const char *name, size_t len, struct topic *out);
+/* Raises a topic's partition count to `count` (nothing changed with
+ * validate_only); *was: the count before (when the topic exists). A Kafka
+ * error code: INVALID_PARTITIONS when `count` is not larger. */
+int16_t topic_add_partitions(struct sp_broker *b, const char *name, size_t len, int32_t count,
+                             bool validate_only, int32_t *was);
+/* On the partition's owner shard: its log, opened if needed; NULL with *err
+ * -ENOENT (not in the registry), -EXDEV (not owned here) or the open's error. */
+struct sp_plog *part_log_here(struct sp_broker *b, const char *topic, int32_t partition, int *err);
+/* A POP_CALL for a deleted topic's partition (p->topic, p->partition), run on
+ * its owner: closes the log once what was started on it completed, removes
+ * its directory, then pop_reply() with p->error. Uses p->slot. */
+void part_drop_call(struct pop *p);
 
 /* Response memory, zeroed, freed with the request; NULL when out of memory. */
 void *req_alloc(struct req *r, size_t bytes);
