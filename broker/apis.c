@@ -37,7 +37,7 @@ const struct api_entry core_apis[] = {
 };
 
 /* Every table of handlers (broker_int.h). */
-static const struct api_entry *const tables[] = {core_apis, group_apis, admin_apis};
+static const struct api_entry *const tables[] = {core_apis, group_apis, admin_apis, producer_apis};
 
 /* The entry for `key`, NULL when none. */
 static const struct api_entry *entry_of(int16_t key)

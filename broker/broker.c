@@ -374,6 +374,12 @@ int sp_broker_create(const struct sp_broker_config *config, unsigned shards, str
                  rc == -EBADMSG ? "not a topics file" : strerror(-rc));
         goto fail;
     }
+    rc = producer_ids_load(b);
+    if (rc < 0) {
+        snprintf(why, why_size, "cannot read '%s/producer-ids': %s", b->data_dir,
+                 rc == -EBADMSG ? "not a producer id file" : strerror(-rc));
+        goto fail;
+    }
     rc = parse_port_host(b, why, why_size);
     if (rc < 0)
         goto fail;
@@ -546,6 +552,7 @@ static void part_drop_step(struct pop *p, struct part *pt)
             return;
         }
         sp_plog_close(pt->log);
+        producers_free(pt);
         free(pt->topic);
         free(pt);
     }
@@ -644,6 +651,8 @@ static void fill_offsets(struct pop *p, struct sp_plog *log)
 static void append_done(void *ctx, int err, int64_t base_offset)
 {
     struct pop *p = ctx;
+    if (p->part != NULL)
+        producers_done(p->part, p, err, base_offset);
     p->error = err < 0 ? kafka_error_of(err) : KERR_NONE;
     p->base_offset = base_offset;
     pop_reply(p);
@@ -693,9 +702,21 @@ static void pop_run(struct sp_shard *shard, void *arg)
     fill_offsets(p, pt->log);
     int rc = 0;
     switch (p->kind) {
-    case POP_APPEND:
+    case POP_APPEND: {
+        int64_t dup = -1;
+        int16_t kerr = producers_check(pt, p, &dup);
+        if (kerr != KERR_NONE || dup >= 0) {
+            p->error = kerr;
+            p->base_offset = dup; /* a retry of batches written already: their offset */
+            pop_reply(p);
+            return;
+        }
+        p->part = p->pid >= 0 ? pt : NULL;
         rc = sp_plog_append(pt->log, p->data, p->len, append_done, p);
+        if (rc < 0 && p->part != NULL)
+            producers_done(pt, p, rc, -1);
         break;
+    }
     case POP_READ:
         if (p->offset == p->high_watermark) {
             pop_reply(p); /* nothing new */
@@ -1182,6 +1203,7 @@ void sp_broker_shard_finish(struct sp_broker *b, struct sp_shard *shard)
         struct part *p = bs->parts;
         bs->parts = p->next;
         sp_plog_close(p->log);
+        producers_free(p);
         free(p->topic);
         free(p);
     }

@@ -60,7 +60,8 @@ struct sp_broker {
     pthread_mutex_t topics_lock; /* writers of the registry */
     struct topic_set *_Atomic topics;
     _Atomic uint32_t connections;
-    struct bshard **per_shard; /* [shards], each set by its shard */
+    struct bshard **per_shard;       /* [shards], each set by its shard */
+    int64_t pid_next, pid_block_end; /* producer ids (under topics_lock) */
 };
 
 /* A partition this shard owns. */
@@ -68,6 +69,7 @@ struct part {
     char *topic;
     int32_t partition;
     struct sp_plog *log;
+    struct producers *producers; /* idempotent producers' sequences (producers.c) */
     struct part *next;
 };
 
@@ -141,6 +143,11 @@ struct pop {
     uint8_t *records; /* READ: malloc'd copy, handed to the request */
     uint32_t records_len;
     struct sp_timer retry;
+    /* APPEND of an idempotent producer's batches (producers.c) */
+    struct part *part;
+    int64_t pid;
+    int16_t epoch;
+    int32_t seq_first, seq_last, seq_prev;
     void (*call)(struct pop *p); /* POP_CALL: runs on `owner`, ends with pop_reply() */
     void (*done)(struct pop *p); /* on the origin shard */
     void *slot;                  /* where the handler wants the result */
@@ -198,9 +205,22 @@ struct api_entry {
     void (*handle)(struct req *r); /* NULL ends a table */
 };
 
-extern const struct api_entry core_apis[];  /* apis.c: produce, fetch, metadata, ... */
-extern const struct api_entry group_apis[]; /* group.c: the group coordinator */
-extern const struct api_entry admin_apis[]; /* admin.c: topic and cluster administration */
+extern const struct api_entry core_apis[];     /* apis.c: produce, fetch, metadata, ... */
+extern const struct api_entry group_apis[];    /* group.c: the group coordinator */
+extern const struct api_entry admin_apis[];    /* admin.c: topic and cluster administration */
+extern const struct api_entry producer_apis[]; /* producers.c: InitProducerId */
+
+/* ---- producers.c ---- */
+
+struct producers;
+/* Reads the producer id file: 0 or -errno / -EBADMSG. */
+int producer_ids_load(struct sp_broker *b);
+/* On the owner, before an append: a Kafka error code; *dup_offset >= 0 when
+ * the batches were written already (answer with that offset). */
+int16_t producers_check(struct part *pt, struct pop *p, int64_t *dup_offset);
+/* When that append completed (err < 0: it failed). */
+void producers_done(struct part *pt, struct pop *p, int err, int64_t base_offset);
+void producers_free(struct part *pt);
 
 /* group.c: on each shard at start (after its logs are open) and at finish. */
 void group_shard_start(struct bshard *bs);

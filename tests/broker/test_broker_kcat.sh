@@ -5,7 +5,8 @@
 # all back; restart and read it again from disk; acks=all with --flush every
 # survives SIGKILL; and bad input (garbage, a frame claiming 2 GiB, a
 # truncated frame, an unknown API, a silent connection) closes only the
-# offending connection while a kcat consumer keeps being served.
+# offending connection while a kcat consumer keeps being served;
+# idempotent producers (hand-built frames, kcat, spate's own client).
 # Usage: test_broker_kcat.sh SPATE
 set -euo pipefail
 spate=$1
@@ -124,6 +125,15 @@ seq 101 200 | kcat -b "$broker" -P -t live || fail "produce after the bad input"
 wait "$consumer" || fail "the consumer failed: $(cat "$dir/live.err")"
 [ "$(wc -l <"$dir/live")" -eq 200 ] || fail "the consumer got $(wc -l <"$dir/live") of 200"
 kill -0 "$pid" || fail "the broker died on bad input"
+
+# Idempotent producers at the wire level (hand-built frames): a retried
+# batch is written once; gaps and old epochs are refused.
+/usr/bin/python3 "$(dirname "$0")/idempotence.py" "$port" || fail "idempotence"
+# ... and through real clients: librdkafka's and spate's own (idempotent by default).
+seq 1 5000 | kcat -b "$broker" -P -t idem-kcat -X enable.idempotence=true || fail "kcat idempotent"
+[ "$(count idem-kcat)" -eq 5000 ] || fail "idempotent kcat records"
+seq 1 5000 | "$spate" produce -b "$broker" -t idem-spate >/dev/null 2>&1 || fail "spate produce"
+[ "$(count idem-spate)" -eq 5000 ] || fail "spate producer records"
 
 # acks=all with flush on every batch: SIGKILL loses nothing acknowledged.
 stop
