@@ -73,7 +73,7 @@ static struct gen_ctx gen_ctx;
 
 static const char *const known[] = {"source",    "events",    "users", "ms-per-event", "late-every",
                                     "rate",      "brokers",   "topic", "file",         "sink",
-                                    "late-sink", "out-topic", NULL};
+                                    "late-sink", "out-topic", "mode",  "to-end",       NULL};
 
 static void sink_to(struct sp_job *job, struct sp_stream *s, const char *what, const char *brokers,
                     const char *topic)
@@ -120,10 +120,14 @@ struct sp_job *user_window_count_job(const struct sp_params *p)
         };
         clicks = sp_source_generator(job, &click_schema, gen_click, &gen_ctx, &gc, &wm);
     } else if (strcmp(source, "kafka") == 0) {
+        const char *to_end = sp_param(p, "to-end", "false");
+        if (strcmp(to_end, "true") != 0 && strcmp(to_end, "false") != 0)
+            sp_job_set_error(job, "to-end=%s: true or false", to_end);
         struct sp_kafka_source_config kc = {
             .bootstrap = brokers,
             .topic = sp_param(p, "topic", "clicks"),
             .from_beginning = true,
+            .stop_at_end = strcmp(to_end, "true") == 0,
         };
         clicks = sp_source_kafka(job, &kc, SP_FORMAT_JSON, &click_schema, &wm);
     } else if (strcmp(source, "file") == 0) {
@@ -133,6 +137,17 @@ struct sp_job *user_window_count_job(const struct sp_params *p)
         sp_job_set_error(job, "source=%s: use generator, kafka or file", source);
         return job;
     }
+    const char *mode = sp_param(p, "mode", "window");
+    if (strcmp(mode, "produce") == 0) {
+        /* The clicks themselves into `topic`, keyed by user: what a
+         * windowed run with source=kafka reads. */
+        struct sp_kafka_sink_config kc = {
+            .bootstrap = brokers, .topic = sp_param(p, "topic", "clicks"), .key_field = "user"};
+        sp_sink_kafka(clicks, &kc, SP_FORMAT_JSON);
+        return job;
+    }
+    if (strcmp(mode, "window") != 0)
+        sp_job_set_error(job, "mode=%s: window or produce", mode);
     struct sp_stream *late;
     struct sp_stream *counts =
         sp_window_aggregate(sp_key_by(clicks, "user"),

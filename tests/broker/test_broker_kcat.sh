@@ -6,7 +6,8 @@
 # survives SIGKILL; and bad input (garbage, a frame claiming 2 GiB, a
 # truncated frame, an unknown API, a silent connection) closes only the
 # offending connection while a kcat consumer keeps being served;
-# idempotent producers (hand-built frames, kcat, spate's own client).
+# idempotent producers (hand-built frames, kcat, spate's own client); the
+# demo's pipeline of jobs over the endpoint.
 # Usage: test_broker_kcat.sh SPATE
 set -euo pipefail
 spate=$1
@@ -147,5 +148,20 @@ start --partitions 2 --flush every
 n=$(count durable)
 [ "$n" -eq 3000 ] || fail "after SIGKILL: $n of 3000 acknowledged records"
 [ "$(cut -d' ' -f3 "$dir/read" | sort -n | uniq | wc -l)" -eq 3000 ] || fail "records repeated"
+
+# The demo's pipeline: a job produces clicks into a topic over the Kafka
+# protocol, a windowed job reads it to its end and writes counts to another
+# topic; every click is counted once or reported late.
+"$spate" topic create -b "$broker" -t clicks -p 2 >/dev/null 2>&1 || fail "topic clicks"
+"$spate" topic create -b "$broker" -t clicks-per-user -p 2 >/dev/null 2>&1 || fail "topic out"
+"$spate" --cores 1 run user-window-count --param mode=produce --param events=50K \
+    --param brokers="$broker" >/dev/null 2>"$dir/job" || fail "produce job: $(cat "$dir/job")"
+"$spate" --cores 2 run user-window-count --param source=kafka --param to-end=true \
+    --param brokers="$broker" --param sink=kafka 2>"$dir/job" || fail "window job: $(cat "$dir/job")"
+late=$(sed -n 's/.* \([0-9]*\) late;.*/\1/p' "$dir/job")
+[ -n "$late" ] || fail "no summary: $(cat "$dir/job")"
+counted=$(timeout 30 kcat -b "$broker" -C -t clicks-per-user -o beginning -e -q |
+    /usr/bin/python3 -c 'import sys, json; print(sum(json.loads(l)["clicks"] for l in sys.stdin))')
+[ $((counted + late)) -eq 50000 ] || fail "windows counted $counted clicks and $late late of 50000"
 stop
 echo "broker with kcat: ok"
