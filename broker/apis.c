@@ -551,7 +551,11 @@ static void fetch(struct req *r)
                 o->error_code = KERR_UNKNOWN_SERVER_ERROR;
                 continue;
             }
-            uint32_t max = (uint32_t)SP_MIN((int64_t)SP_MAX(fp->partition_max_bytes, 1), budget);
+            /* The request's max_bytes shared out in request order; past it,
+             * a partition still returns its first batch (as Kafka does). */
+            uint32_t max = (uint32_t)SP_MAX(
+                SP_MIN((int64_t)SP_MAX(fp->partition_max_bytes, 1), budget), (int64_t)1);
+            budget -= max;
             *p = (struct pop){.kind = POP_READ,
                               .req = r,
                               .topic = t->name,

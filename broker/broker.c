@@ -703,17 +703,20 @@ static void pop_run(struct sp_shard *shard, void *arg)
     int rc = 0;
     switch (p->kind) {
     case POP_APPEND: {
-        int64_t dup = -1;
-        int16_t kerr = producers_check(pt, p, &dup);
-        if (kerr != KERR_NONE || dup >= 0) {
-            p->error = kerr;
-            p->base_offset = dup; /* a retry of batches written already: their offset */
-            pop_reply(p);
-            return;
+        if (!p->checked) { /* once: an append retried after -EAGAIN keeps its place */
+            int64_t dup = -1;
+            int16_t kerr = producers_check(pt, p, &dup);
+            if (kerr != KERR_NONE || dup >= 0) {
+                p->error = kerr;
+                p->base_offset = dup; /* a retry of batches written already: their offset */
+                pop_reply(p);
+                return;
+            }
+            p->checked = true;
+            p->part = p->pid >= 0 ? pt : NULL;
         }
-        p->part = p->pid >= 0 ? pt : NULL;
         rc = sp_plog_append(pt->log, p->data, p->len, append_done, p);
-        if (rc < 0 && p->part != NULL)
+        if (rc < 0 && rc != -EAGAIN && p->part != NULL)
             producers_done(pt, p, rc, -1);
         break;
     }
@@ -870,6 +873,11 @@ void req_finish(struct req *r)
         }
         if (r->out == NULL)
             c->closing = true;
+    } else if (!r->no_response) {
+        /* No answer could be built (out of memory): the client must not
+         * wait for it, nor pair later answers with this request. */
+        sp_error("broker: no %s answer for %s: closing", r->f.api ? r->f.api->name : "?", c->peer);
+        c->closing = true;
     }
     r->done = true;
     conn_pump(c);
@@ -878,6 +886,44 @@ void req_finish(struct req *r)
 /* ---- Connections ---- */
 
 static void conn_recv(struct conn *c);
+static void conn_request(struct conn *c, const uint8_t *payload, size_t len);
+static void conn_close(struct conn *c, const char *why);
+
+/*
+ * Turns the whole frames of the receive buffer into requests while the
+ * connection has room for more (max_inflight: what a client sends ahead
+ * waits in the buffer, and the socket, until answers go out). True when it
+ * stopped for want of bytes, false at the limit or on closing.
+ */
+static bool conn_parse(struct conn *c)
+{
+    size_t at = 0;
+    bool need_bytes = false;
+    /* Requests answered at once may pump the connection: no receive may be
+     * posted into the buffer until its frames are consumed. */
+    c->parsing = true;
+    while (!c->closing && c->reqs < c->bs->b->config.max_inflight) {
+        size_t frame = 0;
+        int rc = sp_kafka_frame_check(c->in + at, c->in_len - at,
+                                      (size_t)c->bs->b->config.max_request_bytes + 4, &frame);
+        if (rc < 0) {
+            conn_close(c, "a frame larger than max_request_bytes, or a negative size");
+            break;
+        }
+        if (rc == 0) {
+            need_bytes = true;
+            break;
+        }
+        conn_request(c, c->in + at + 4, frame - 4);
+        at += frame;
+    }
+    c->parsing = false;
+    if (!c->closing) {
+        memmove(c->in, c->in + at, c->in_len - at);
+        c->in_len -= at;
+    }
+    return need_bytes;
+}
 
 static void conn_close(struct conn *c, const char *why)
 {
@@ -956,8 +1002,20 @@ static void conn_pump(struct conn *c)
         conn_maybe_free(c);
         return;
     }
-    if (!c->recv_posted && !c->parsing && c->reqs < c->bs->b->config.max_inflight)
-        conn_recv(c);
+    uint32_t max = c->bs->b->config.max_inflight;
+    if (c->recv_posted || c->parsing || c->reqs >= max)
+        return;
+    if (c->in_len > 0) {
+        /* Frames that waited for room first. */
+        bool need_bytes = conn_parse(c);
+        if (c->closing) {
+            conn_maybe_free(c);
+            return;
+        }
+        if (!need_bytes || c->recv_posted || c->reqs >= max)
+            return;
+    }
+    conn_recv(c);
 }
 
 /* A whole frame's payload: decode it and start it. */
@@ -1033,30 +1091,11 @@ static void recv_done(struct sp_io_op *op, int res, void *ctx)
         return;
     }
     c->in_len += (size_t)res;
-    size_t at = 0;
-    /* Requests answered at once may pump the connection: no receive may be
-     * posted into the buffer until its frames are consumed. */
-    c->parsing = true;
-    while (!c->closing) {
-        size_t frame = 0;
-        int rc = sp_kafka_frame_check(c->in + at, c->in_len - at,
-                                      (size_t)c->bs->b->config.max_request_bytes + 4, &frame);
-        if (rc < 0) {
-            conn_close(c, "a frame larger than max_request_bytes, or a negative size");
-            break;
-        }
-        if (rc == 0)
-            break;
-        conn_request(c, c->in + at + 4, frame - 4);
-        at += frame;
-    }
-    c->parsing = false;
+    (void)conn_parse(c);
     if (c->closing) {
         conn_maybe_free(c);
         return;
     }
-    memmove(c->in, c->in + at, c->in_len - at);
-    c->in_len -= at;
     conn_pump(c);
 }
 

@@ -145,6 +145,7 @@ struct pop {
     struct sp_timer retry;
     /* APPEND of an idempotent producer's batches (producers.c) */
     struct part *part;
+    bool checked; /* its sequences were checked and reserved */
     int64_t pid;
     int16_t epoch;
     int32_t seq_first, seq_last, seq_prev;

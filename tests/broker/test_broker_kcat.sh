@@ -120,6 +120,19 @@ while len(data) < size:
 corr, err = struct.unpack(">ih", data[:6])
 assert corr == 9 and err == 35, (corr, err)
 s.close()
+# 2000 requests sent ahead in one go: read ahead only up to the in-flight
+# limit, the rest waits; every one is answered, in order.
+s = conn()
+frames = b""
+for i in range(2000):
+    body = struct.pack(">hhih", 18, 0, 1000 + i, -1)
+    frames += struct.pack(">i", len(body)) + body
+s.sendall(frames)
+for i in range(2000):
+    size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+    data = s.recv(size, socket.MSG_WAITALL)
+    assert struct.unpack(">i", data[:4])[0] == 1000 + i, i
+s.close()
 silent.close()
 PY
 seq 101 200 | kcat -b "$broker" -P -t live || fail "produce after the bad input"
