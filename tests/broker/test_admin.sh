@@ -29,24 +29,7 @@ fail() {
     exit 1
 }
 
-start() { # extra broker flags...
-    rm -f "$dir/port"
-    "$spate" --cores 2 broker --listen 127.0.0.1:0 --data "$dir/data" --port-file "$dir/port" \
-        "$@" >>"$dir/log" 2>&1 &
-    pid=$!
-    for _ in $(seq 200); do
-        [ -s "$dir/port" ] && break
-        sleep 0.05
-    done
-    [ -s "$dir/port" ] || fail "the broker did not start"
-    broker=127.0.0.1:$(cat "$dir/port")
-}
-
-stop() {
-    kill -TERM "$pid"
-    wait "$pid" || fail "the broker exited $? on SIGTERM"
-    pid=
-}
+. "$(dirname "$0")/broker_lib.sh"
 
 adm() { timeout 60 "$py" "$client" "$broker" "$@"; }
 

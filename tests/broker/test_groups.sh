@@ -35,24 +35,7 @@ fail() {
     exit 1
 }
 
-start() {
-    rm -f "$dir/port"
-    "$spate" --cores 2 broker --listen 127.0.0.1:0 --data "$dir/data" --port-file "$dir/port" \
-        --partitions 4 >>"$dir/log" 2>&1 &
-    pid=$!
-    for _ in $(seq 200); do
-        [ -s "$dir/port" ] && break
-        sleep 0.05
-    done
-    [ -s "$dir/port" ] || fail "the broker did not start"
-    broker=127.0.0.1:$(cat "$dir/port")
-}
-
-stop() {
-    kill -TERM "$pid"
-    wait "$pid" || fail "the broker exited $? on SIGTERM"
-    pid=
-}
+. "$(dirname "$0")/broker_lib.sh"
 
 # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds.
 wait_for() {
@@ -117,7 +100,7 @@ kcat_member() { # name: a balanced consumer of topic kt, group kg
     members+=($!)
 }
 
-start
+start --partitions 4
 kcat -b "$broker" -L >/dev/null 2>&1 || fail "kcat -L"
 
 # ---- kcat: two members split the partitions, records exactly once ----
@@ -145,7 +128,7 @@ cmp -s "$dir/got" "$dir/want" || fail "the resumed member did not read just the 
 
 # After a broker restart the committed offsets are still there.
 stop
-start
+start --partitions 4
 produce kt 1501 1700
 kcat_member k4
 wait_for 120 "the member after a restart reading 200 records" at_least 200 "$dir/k4.out"
