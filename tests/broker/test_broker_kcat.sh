@@ -26,25 +26,7 @@ fail() {
     exit 1
 }
 
-start() { # extra broker flags...
-    rm -f "$dir/port"
-    "$spate" --cores 2 broker --listen 127.0.0.1:0 --data "$dir/data" --port-file "$dir/port" \
-        "$@" >>"$dir/log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-        [ -s "$dir/port" ] && break
-        sleep 0.05
-    done
-    [ -s "$dir/port" ] || fail "the broker did not start"
-    port=$(cat "$dir/port")
-    broker=127.0.0.1:$port
-}
-
-stop() {
-    kill -TERM "$pid"
-    wait "$pid" || fail "the broker exited $? on SIGTERM"
-    pid=
-}
+. "$(dirname "$0")/broker_lib.sh"
 
 count() { # topic -> records read from the beginning to the end
     timeout 30 kcat -b "$broker" -C -t "$1" -o beginning -e -q -f '%p %k %s\n' 2>/dev/null |
@@ -128,9 +110,16 @@ for i in range(2000):
     body = struct.pack(">hhih", 18, 0, 1000 + i, -1)
     frames += struct.pack(">i", len(body)) + body
 s.sendall(frames)
+def recv_exact(n):  # MSG_WAITALL may stop short on a socket with a timeout
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "closed"
+        out += chunk
+    return out
 for i in range(2000):
-    size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-    data = s.recv(size, socket.MSG_WAITALL)
+    size = struct.unpack(">i", recv_exact(4))[0]
+    data = recv_exact(size)
     assert struct.unpack(">i", data[:4])[0] == 1000 + i, i
 s.close()
 silent.close()
