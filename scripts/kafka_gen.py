@@ -45,7 +45,7 @@ APIS = [
     "DeleteTopics", "DeleteRecords", "InitProducerId", "OffsetForLeaderEpoch",
     "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn", "WriteTxnMarkers",
     "TxnOffsetCommit", "DescribeConfigs", "SaslAuthenticate", "CreatePartitions",
-    "DescribeCluster",
+    "DescribeCluster", "AlterConfigs", "IncrementalAlterConfigs",
 ]
 
 # Data schemas carried inside messages: the consumer group protocol's

@@ -95,10 +95,27 @@ struct sp_kreader {
     const char *error_field; /* set by the first failure */
 };
 
+/*
+ * A bytes field a writer left out of its buffer (sp_kwriter_gaps): its
+ * length prefix is written, its `len` bytes at `ptr` belong at buffer
+ * offset `at` and are to be sent from where they are (a fetch's records).
+ */
+struct sp_kgap {
+    size_t at;
+    const uint8_t *ptr;
+    size_t len;
+};
+
 struct sp_kwriter {
     uint8_t *p;
     uint8_t *end;
     const char *error_field;
+    /* Gaps (NULL: every field is copied in): bytes fields of at least
+     * gap_min_bytes are recorded here instead, while there is room. */
+    uint8_t *start;
+    struct sp_kgap *gaps;
+    uint32_t gap_count, gap_max;
+    size_t gap_min_bytes;
 };
 
 static inline void sp_kreader_init(struct sp_kreader *r, const void *buf, size_t len,
@@ -120,6 +137,25 @@ static inline void sp_kwriter_init(struct sp_kwriter *w, void *buf, size_t len)
     w->p = buf;
     w->end = (uint8_t *)buf + len;
     w->error_field = NULL;
+    w->start = buf;
+    w->gaps = NULL;
+    w->gap_count = w->gap_max = 0;
+    w->gap_min_bytes = 0;
+}
+
+/*
+ * Makes the writer leave bytes fields of at least `min_bytes` out of its
+ * buffer, recording them in gaps[0..max) instead (for a vectored send
+ * without copying them). The encoded size is then what the size functions
+ * say minus the gaps' lengths.
+ */
+static inline void sp_kwriter_gaps(struct sp_kwriter *w, struct sp_kgap *gaps, uint32_t max,
+                                   size_t min_bytes)
+{
+    w->gaps = gaps;
+    w->gap_max = max;
+    w->gap_count = 0;
+    w->gap_min_bytes = min_bytes;
 }
 
 /* Evaluates a call returning 0/-errno and returns its error. */
@@ -439,6 +475,12 @@ static inline int sp_kw_bytes(struct sp_kwriter *w, bool compact, bool nullable,
                               const char *field)
 {
     SP_KTRY(sp_kw_length(w, compact, true, nullable, v.len, field));
+    if (SP_UNLIKELY(w->gaps != NULL) && v.len > 0 && (size_t)v.len >= w->gap_min_bytes &&
+        w->gap_count < w->gap_max) {
+        w->gaps[w->gap_count++] =
+            (struct sp_kgap){.at = (size_t)(w->p - w->start), .ptr = v.ptr, .len = (size_t)v.len};
+        return 0;
+    }
     return v.len > 0 ? sp_kw_raw(w, v.ptr, (size_t)v.len, field) : 0;
 }
 

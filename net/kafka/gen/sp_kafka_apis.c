@@ -1149,6 +1149,46 @@ static size_t describe_configs_response_size_any(const void *msg, int16_t versio
     return sp_kafka_describe_configs_response_size(msg, version);
 }
 
+static void alter_configs_request_init_any(void *msg)
+{
+    sp_kafka_alter_configs_request_init(msg);
+}
+
+static int alter_configs_request_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+{
+    return sp_kafka_alter_configs_request_decode(r, version, msg);
+}
+
+static int alter_configs_request_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+{
+    return sp_kafka_alter_configs_request_encode(w, version, msg);
+}
+
+static size_t alter_configs_request_size_any(const void *msg, int16_t version)
+{
+    return sp_kafka_alter_configs_request_size(msg, version);
+}
+
+static void alter_configs_response_init_any(void *msg)
+{
+    sp_kafka_alter_configs_response_init(msg);
+}
+
+static int alter_configs_response_decode_any(struct sp_kreader *r, int16_t version, void *msg)
+{
+    return sp_kafka_alter_configs_response_decode(r, version, msg);
+}
+
+static int alter_configs_response_encode_any(struct sp_kwriter *w, int16_t version, const void *msg)
+{
+    return sp_kafka_alter_configs_response_encode(w, version, msg);
+}
+
+static size_t alter_configs_response_size_any(const void *msg, int16_t version)
+{
+    return sp_kafka_alter_configs_response_size(msg, version);
+}
+
 static void sasl_authenticate_request_init_any(void *msg)
 {
     sp_kafka_sasl_authenticate_request_init(msg);
@@ -1231,6 +1271,50 @@ static int create_partitions_response_encode_any(struct sp_kwriter *w, int16_t v
 static size_t create_partitions_response_size_any(const void *msg, int16_t version)
 {
     return sp_kafka_create_partitions_response_size(msg, version);
+}
+
+static void incremental_alter_configs_request_init_any(void *msg)
+{
+    sp_kafka_incremental_alter_configs_request_init(msg);
+}
+
+static int incremental_alter_configs_request_decode_any(struct sp_kreader *r, int16_t version,
+                                                        void *msg)
+{
+    return sp_kafka_incremental_alter_configs_request_decode(r, version, msg);
+}
+
+static int incremental_alter_configs_request_encode_any(struct sp_kwriter *w, int16_t version,
+                                                        const void *msg)
+{
+    return sp_kafka_incremental_alter_configs_request_encode(w, version, msg);
+}
+
+static size_t incremental_alter_configs_request_size_any(const void *msg, int16_t version)
+{
+    return sp_kafka_incremental_alter_configs_request_size(msg, version);
+}
+
+static void incremental_alter_configs_response_init_any(void *msg)
+{
+    sp_kafka_incremental_alter_configs_response_init(msg);
+}
+
+static int incremental_alter_configs_response_decode_any(struct sp_kreader *r, int16_t version,
+                                                         void *msg)
+{
+    return sp_kafka_incremental_alter_configs_response_decode(r, version, msg);
+}
+
+static int incremental_alter_configs_response_encode_any(struct sp_kwriter *w, int16_t version,
+                                                         const void *msg)
+{
+    return sp_kafka_incremental_alter_configs_response_encode(w, version, msg);
+}
+
+static size_t incremental_alter_configs_response_size_any(const void *msg, int16_t version)
+{
+    return sp_kafka_incremental_alter_configs_response_size(msg, version);
 }
 
 static void describe_cluster_request_init_any(void *msg)
@@ -1527,6 +1611,16 @@ const struct sp_kafka_api sp_kafka_apis[] = {
      {"DescribeConfigsResponse", sizeof(struct sp_kafka_describe_configs_response), 4,
       describe_configs_response_init_any, describe_configs_response_decode_any,
       describe_configs_response_encode_any, describe_configs_response_size_any}},
+    {33,
+     "AlterConfigs",
+     0,
+     2,
+     {"AlterConfigsRequest", sizeof(struct sp_kafka_alter_configs_request), 2,
+      alter_configs_request_init_any, alter_configs_request_decode_any,
+      alter_configs_request_encode_any, alter_configs_request_size_any},
+     {"AlterConfigsResponse", sizeof(struct sp_kafka_alter_configs_response), 2,
+      alter_configs_response_init_any, alter_configs_response_decode_any,
+      alter_configs_response_encode_any, alter_configs_response_size_any}},
     {36,
      "SaslAuthenticate",
      0,
@@ -1547,6 +1641,16 @@ const struct sp_kafka_api sp_kafka_apis[] = {
      {"CreatePartitionsResponse", sizeof(struct sp_kafka_create_partitions_response), 2,
       create_partitions_response_init_any, create_partitions_response_decode_any,
       create_partitions_response_encode_any, create_partitions_response_size_any}},
+    {44,
+     "IncrementalAlterConfigs",
+     0,
+     1,
+     {"IncrementalAlterConfigsRequest", sizeof(struct sp_kafka_incremental_alter_configs_request),
+      1, incremental_alter_configs_request_init_any, incremental_alter_configs_request_decode_any,
+      incremental_alter_configs_request_encode_any, incremental_alter_configs_request_size_any},
+     {"IncrementalAlterConfigsResponse", sizeof(struct sp_kafka_incremental_alter_configs_response),
+      1, incremental_alter_configs_response_init_any, incremental_alter_configs_response_decode_any,
+      incremental_alter_configs_response_encode_any, incremental_alter_configs_response_size_any}},
     {60,
      "DescribeCluster",
      0,
@@ -1559,7 +1663,7 @@ const struct sp_kafka_api sp_kafka_apis[] = {
       describe_cluster_response_encode_any, describe_cluster_response_size_any}},
 };
 
-const unsigned sp_kafka_api_count = 29;
+const unsigned sp_kafka_api_count = 31;
 
 const struct sp_kafka_msg_ops sp_kafka_request_header_ops = {"RequestHeader",
                                                              sizeof(struct sp_kafka_request_header),

@@ -488,6 +488,21 @@ static void fill_sp_kafka_describe_configs_response_describe_configs_result(
 static void fill_sp_kafka_describe_configs_response(struct sp_kafka_describe_configs_response *s,
                                                     int16_t version, struct sp_rand *rng,
                                                     struct sp_karena *arena);
+static void fill_sp_kafka_alter_configs_request_alterable_config(
+    struct sp_kafka_alter_configs_request_alterable_config *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_alter_configs_request_alter_configs_resource(
+    struct sp_kafka_alter_configs_request_alter_configs_resource *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_alter_configs_request(struct sp_kafka_alter_configs_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena);
+static void fill_sp_kafka_alter_configs_response_alter_configs_resource_response(
+    struct sp_kafka_alter_configs_response_alter_configs_resource_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_alter_configs_response(struct sp_kafka_alter_configs_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena);
 static void fill_sp_kafka_sasl_authenticate_request(struct sp_kafka_sasl_authenticate_request *s,
                                                     int16_t version, struct sp_rand *rng,
                                                     struct sp_karena *arena);
@@ -509,6 +524,21 @@ static void fill_sp_kafka_create_partitions_response_create_partitions_topic_res
 static void fill_sp_kafka_create_partitions_response(struct sp_kafka_create_partitions_response *s,
                                                      int16_t version, struct sp_rand *rng,
                                                      struct sp_karena *arena);
+static void fill_sp_kafka_incremental_alter_configs_request_alterable_config(
+    struct sp_kafka_incremental_alter_configs_request_alterable_config *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_incremental_alter_configs_request_alter_configs_resource(
+    struct sp_kafka_incremental_alter_configs_request_alter_configs_resource *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_incremental_alter_configs_request(
+    struct sp_kafka_incremental_alter_configs_request *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
+static void fill_sp_kafka_incremental_alter_configs_response_alter_configs_resource_response(
+    struct sp_kafka_incremental_alter_configs_response_alter_configs_resource_response *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena);
+static void fill_sp_kafka_incremental_alter_configs_response(
+    struct sp_kafka_incremental_alter_configs_response *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena);
 static void fill_sp_kafka_describe_cluster_request(struct sp_kafka_describe_cluster_request *s,
                                                    int16_t version, struct sp_rand *rng,
                                                    struct sp_karena *arena);
@@ -3952,6 +3982,110 @@ static void fill_sp_kafka_describe_configs_response(struct sp_kafka_describe_con
     }
 }
 
+static void fill_sp_kafka_alter_configs_request_alterable_config(
+    struct sp_kafka_alter_configs_request_alterable_config *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
+{
+    sp_kafka_alter_configs_request_alterable_config_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->name = fill_string(rng, false);
+    }
+    if (true) {
+        s->value = fill_string(rng, true);
+    }
+}
+
+static void fill_sp_kafka_alter_configs_request_alter_configs_resource(
+    struct sp_kafka_alter_configs_request_alter_configs_resource *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_alter_configs_request_alter_configs_resource_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->resource_type = (int8_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->resource_name = fill_string(rng, false);
+    }
+    if (true) {
+        s->configs_count = fill_count(rng, false);
+        s->configs = fill_alloc(arena, s->configs_count, sizeof(*s->configs));
+        for (int32_t i = 0; i < s->configs_count; i++) {
+            fill_sp_kafka_alter_configs_request_alterable_config(&s->configs[i], version, rng,
+                                                                 arena);
+        }
+    }
+}
+
+static void fill_sp_kafka_alter_configs_request(struct sp_kafka_alter_configs_request *s,
+                                                int16_t version, struct sp_rand *rng,
+                                                struct sp_karena *arena)
+{
+    sp_kafka_alter_configs_request_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->resources_count = fill_count(rng, false);
+        s->resources = fill_alloc(arena, s->resources_count, sizeof(*s->resources));
+        for (int32_t i = 0; i < s->resources_count; i++) {
+            fill_sp_kafka_alter_configs_request_alter_configs_resource(&s->resources[i], version,
+                                                                       rng, arena);
+        }
+    }
+    if (true) {
+        s->validate_only = sp_rand_below(rng, 2) == 1;
+    }
+}
+
+static void fill_sp_kafka_alter_configs_response_alter_configs_resource_response(
+    struct sp_kafka_alter_configs_response_alter_configs_resource_response *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_alter_configs_response_alter_configs_resource_response_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->error_code = (int16_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->error_message = fill_string(rng, true);
+    }
+    if (true) {
+        s->resource_type = (int8_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->resource_name = fill_string(rng, false);
+    }
+}
+
+static void fill_sp_kafka_alter_configs_response(struct sp_kafka_alter_configs_response *s,
+                                                 int16_t version, struct sp_rand *rng,
+                                                 struct sp_karena *arena)
+{
+    sp_kafka_alter_configs_response_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->throttle_time_ms = (int32_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->responses_count = fill_count(rng, false);
+        s->responses = fill_alloc(arena, s->responses_count, sizeof(*s->responses));
+        for (int32_t i = 0; i < s->responses_count; i++) {
+            fill_sp_kafka_alter_configs_response_alter_configs_resource_response(
+                &s->responses[i], version, rng, arena);
+        }
+    }
+}
+
 static void fill_sp_kafka_sasl_authenticate_request(struct sp_kafka_sasl_authenticate_request *s,
                                                     int16_t version, struct sp_rand *rng,
                                                     struct sp_karena *arena)
@@ -4088,6 +4222,113 @@ static void fill_sp_kafka_create_partitions_response(struct sp_kafka_create_part
         for (int32_t i = 0; i < s->results_count; i++) {
             fill_sp_kafka_create_partitions_response_create_partitions_topic_result(
                 &s->results[i], version, rng, arena);
+        }
+    }
+}
+
+static void fill_sp_kafka_incremental_alter_configs_request_alterable_config(
+    struct sp_kafka_incremental_alter_configs_request_alterable_config *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_incremental_alter_configs_request_alterable_config_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->name = fill_string(rng, false);
+    }
+    if (true) {
+        s->config_operation = (int8_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->value = fill_string(rng, true);
+    }
+}
+
+static void fill_sp_kafka_incremental_alter_configs_request_alter_configs_resource(
+    struct sp_kafka_incremental_alter_configs_request_alter_configs_resource *s, int16_t version,
+    struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_incremental_alter_configs_request_alter_configs_resource_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->resource_type = (int8_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->resource_name = fill_string(rng, false);
+    }
+    if (true) {
+        s->configs_count = fill_count(rng, false);
+        s->configs = fill_alloc(arena, s->configs_count, sizeof(*s->configs));
+        for (int32_t i = 0; i < s->configs_count; i++) {
+            fill_sp_kafka_incremental_alter_configs_request_alterable_config(&s->configs[i],
+                                                                             version, rng, arena);
+        }
+    }
+}
+
+static void fill_sp_kafka_incremental_alter_configs_request(
+    struct sp_kafka_incremental_alter_configs_request *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
+{
+    sp_kafka_incremental_alter_configs_request_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->resources_count = fill_count(rng, false);
+        s->resources = fill_alloc(arena, s->resources_count, sizeof(*s->resources));
+        for (int32_t i = 0; i < s->resources_count; i++) {
+            fill_sp_kafka_incremental_alter_configs_request_alter_configs_resource(
+                &s->resources[i], version, rng, arena);
+        }
+    }
+    if (true) {
+        s->validate_only = sp_rand_below(rng, 2) == 1;
+    }
+}
+
+static void fill_sp_kafka_incremental_alter_configs_response_alter_configs_resource_response(
+    struct sp_kafka_incremental_alter_configs_response_alter_configs_resource_response *s,
+    int16_t version, struct sp_rand *rng, struct sp_karena *arena)
+{
+    sp_kafka_incremental_alter_configs_response_alter_configs_resource_response_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->error_code = (int16_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->error_message = fill_string(rng, true);
+    }
+    if (true) {
+        s->resource_type = (int8_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->resource_name = fill_string(rng, false);
+    }
+}
+
+static void fill_sp_kafka_incremental_alter_configs_response(
+    struct sp_kafka_incremental_alter_configs_response *s, int16_t version, struct sp_rand *rng,
+    struct sp_karena *arena)
+{
+    sp_kafka_incremental_alter_configs_response_init(s);
+    (void)rng;
+    (void)arena;
+    (void)version;
+    if (true) {
+        s->throttle_time_ms = (int32_t)sp_rand_next(rng);
+    }
+    if (true) {
+        s->responses_count = fill_count(rng, false);
+        s->responses = fill_alloc(arena, s->responses_count, sizeof(*s->responses));
+        for (int32_t i = 0; i < s->responses_count; i++) {
+            fill_sp_kafka_incremental_alter_configs_response_alter_configs_resource_response(
+                &s->responses[i], version, rng, arena);
         }
     }
 }
@@ -4405,6 +4646,14 @@ static void fill_any(const char *name, void *msg, int16_t version, struct sp_ran
         fill_sp_kafka_describe_configs_response(msg, version, rng, arena);
         return;
     }
+    if (strcmp(name, "AlterConfigsRequest") == 0) {
+        fill_sp_kafka_alter_configs_request(msg, version, rng, arena);
+        return;
+    }
+    if (strcmp(name, "AlterConfigsResponse") == 0) {
+        fill_sp_kafka_alter_configs_response(msg, version, rng, arena);
+        return;
+    }
     if (strcmp(name, "SaslAuthenticateRequest") == 0) {
         fill_sp_kafka_sasl_authenticate_request(msg, version, rng, arena);
         return;
@@ -4419,6 +4668,14 @@ static void fill_any(const char *name, void *msg, int16_t version, struct sp_ran
     }
     if (strcmp(name, "CreatePartitionsResponse") == 0) {
         fill_sp_kafka_create_partitions_response(msg, version, rng, arena);
+        return;
+    }
+    if (strcmp(name, "IncrementalAlterConfigsRequest") == 0) {
+        fill_sp_kafka_incremental_alter_configs_request(msg, version, rng, arena);
+        return;
+    }
+    if (strcmp(name, "IncrementalAlterConfigsResponse") == 0) {
+        fill_sp_kafka_incremental_alter_configs_response(msg, version, rng, arena);
         return;
     }
     if (strcmp(name, "DescribeClusterRequest") == 0) {
