@@ -124,6 +124,17 @@ int sp_io_send(struct sp_shard *shard, struct sp_io_op *op, int fd, const void *
     return 0;
 }
 
+int sp_io_send_async(struct sp_shard *shard, struct sp_io_op *op, int fd, const void *buf,
+                     uint32_t len, sp_io_fn *fn, void *ctx)
+{
+    struct io_uring_sqe *sqe = io_sqe(shard, op, fn, ctx);
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_ASYNC;
+    return 0;
+}
+
 int sp_io_recv(struct sp_shard *shard, struct sp_io_op *op, int fd, void *buf, uint32_t len,
                sp_io_fn *fn, void *ctx)
 {

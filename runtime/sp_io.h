@@ -73,6 +73,14 @@ SP_MUST_CHECK int sp_io_connect(struct sp_shard *shard, struct sp_io_op *op, int
 SP_MUST_CHECK int sp_io_send(struct sp_shard *shard, struct sp_io_op *op, int fd, const void *buf,
                              uint32_t len, sp_io_fn *fn, void *ctx);
 
+/*
+ * sp_io_send for a buffer that may fault (a mapping of a file whose pages
+ * may have to be read from disk): the send runs in io_uring's worker
+ * threads, blocking there, never in this shard's thread.
+ */
+SP_MUST_CHECK int sp_io_send_async(struct sp_shard *shard, struct sp_io_op *op, int fd,
+                                   const void *buf, uint32_t len, sp_io_fn *fn, void *ctx);
+
 /* recv(2); res is the byte count, 0 when the peer closed. */
 SP_MUST_CHECK int sp_io_recv(struct sp_shard *shard, struct sp_io_op *op, int fd, void *buf,
                              uint32_t len, sp_io_fn *fn, void *ctx);
