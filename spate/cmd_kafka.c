@@ -310,10 +310,15 @@ static void end_check_fired(struct sp_timer *timer, void *ctx)
         return;
     const struct sp_kafka_consumer *c = &job->consumer;
     bool caught_up = c->part_count > 0 && (!job->group_up || sp_kafka_group_stable(&job->group));
-    for (unsigned i = 0; i < c->part_count && caught_up; i++)
-        caught_up =
-            c->parts[i].stopped || (c->parts[i].high_watermark >= 0 && c->parts[i].offset >= 0 &&
-                                    c->parts[i].offset >= c->parts[i].high_watermark);
+    /* read_committed ends at the last stable offset, as kcat's -e does:
+     * past it are an open transaction's records, not readable yet. */
+    bool committed = job->config.isolation_level == SP_KAFKA_READ_COMMITTED;
+    for (unsigned i = 0; i < c->part_count && caught_up; i++) {
+        const struct sp_kafka_cpart *p = &c->parts[i];
+        int64_t end =
+            committed && p->last_stable_offset >= 0 ? p->last_stable_offset : p->high_watermark;
+        caught_up = p->stopped || (end >= 0 && p->offset >= 0 && p->offset >= end);
+    }
     if (caught_up) {
         finish(job, 0);
         return;
@@ -331,7 +336,17 @@ static void deadline_fired(struct sp_timer *timer, void *ctx)
              err < 0 ? strerror(-err) : "no answer from the broker");
         return;
     }
-    if (!job->started)
+    if (job->started)
+        return;
+    /* A topic the broker keeps answering with a (retriable) error, such
+     * as UNKNOWN_TOPIC_OR_PARTITION for a consumer, which does not create
+     * topics: name the error rather than a silence. */
+    int err = 0;
+    const struct sp_kafka_topic_info *t =
+        sp_kafka_client_topic(&job->client, job->topic, strlen(job->topic), &err);
+    if (t != NULL && !t->known && t->error != 0)
+        fail(job, "topic '%s': %s", job->topic, sp_kafka_error_name(t->error));
+    else
         fail(job, "topic '%s': no metadata from the broker", job->topic);
 }
 

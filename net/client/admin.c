@@ -4,10 +4,13 @@
  * and a round: every round sends what is still unanswered where it belongs
  * (the controller, each broker, each coordinator, each leader), and when
  * the round's requests have all come back either every item is done or a
- * retry is armed for after retry.backoff.ms, until the deadline.
+ * retry is armed for after retry.backoff.ms, until the deadline. Operations
+ * whose items come from the answer (list groups, describe configs and
+ * cluster) are done when a round asks for no retry.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sp_kafka_admin.h"
@@ -19,6 +22,9 @@
 #define API_CREATE_TOPICS 19
 #define API_DELETE_TOPICS 20
 #define API_CREATE_PARTITIONS 37
+#define API_DELETE_RECORDS 21
+#define API_DESCRIBE_CONFIGS 32
+#define API_DESCRIBE_CLUSTER 60
 /* As in consumer.c: v4+ only adds leader epochs, which the mock mis-encodes. */
 #define LIST_OFFSETS_VERSION_MAX 3
 
@@ -31,6 +37,9 @@ enum op_kind {
     OP_LIST_GROUPS,
     OP_DESCRIBE_GROUPS,
     OP_LIST_OFFSETS,
+    OP_DELETE_RECORDS,
+    OP_DESCRIBE_CONFIGS,
+    OP_DESCRIBE_CLUSTER,
 };
 
 static const struct {
@@ -43,6 +52,9 @@ static const struct {
     [OP_LIST_GROUPS] = {"ListGroups", API_LIST_GROUPS},
     [OP_DESCRIBE_GROUPS] = {"DescribeGroups", API_DESCRIBE_GROUPS},
     [OP_LIST_OFFSETS] = {"ListOffsets", API_LIST_OFFSETS},
+    [OP_DELETE_RECORDS] = {"DeleteRecords", API_DELETE_RECORDS},
+    [OP_DESCRIBE_CONFIGS] = {"DescribeConfigs", API_DESCRIBE_CONFIGS},
+    [OP_DESCRIBE_CLUSTER] = {"DescribeCluster", API_DESCRIBE_CLUSTER},
 };
 
 struct admin_op {
@@ -55,6 +67,7 @@ struct admin_op {
     int32_t timeout_ms;
     int64_t timestamp; /* list offsets */
     int8_t isolation_level;
+    int8_t resource_type;  /* describe configs */
     unsigned pending;      /* requests and lookups of this round in flight */
     bool retry;            /* something this round asks for another */
     bool finished;         /* fn has run: the op waits for pending to drain */
@@ -68,11 +81,13 @@ struct admin_op {
 
 /* Room per item for the request elements a round encodes from. */
 #define SCRATCH_BYTES                                                                              \
-    SP_MAX(SP_MAX(sizeof(struct sp_kafka_create_topics_request_creatable_topic),                   \
-                  sizeof(struct sp_kstr) +                                                         \
-                      sizeof(struct sp_kafka_delete_topics_request_delete_topic_state)),           \
-           SP_MAX(sizeof(struct sp_kafka_create_partitions_request_create_partitions_topic),       \
-                  sizeof(struct sp_kafka_list_offsets_request_list_offsets_partition)))
+    SP_MAX(                                                                                        \
+        SP_MAX(sizeof(struct sp_kafka_create_topics_request_creatable_topic),                      \
+               sizeof(struct sp_kstr) +                                                            \
+                   sizeof(struct sp_kafka_delete_topics_request_delete_topic_state)),              \
+        SP_MAX(SP_MAX(sizeof(struct sp_kafka_create_partitions_request_create_partitions_topic),   \
+                      sizeof(struct sp_kafka_list_offsets_request_list_offsets_partition)),        \
+               sizeof(struct sp_kafka_delete_records_request_delete_records_partition)))
 
 /* One request of a round: which op, and for describe / list offsets where. */
 struct admin_req {
@@ -82,6 +97,7 @@ struct admin_req {
 };
 
 static void op_round(struct admin_op *op);
+static int item_init(struct sp_kafka_admin_item *it, const char *name, size_t max);
 
 static void copy_kstr(char *dst, size_t size, struct sp_kstr s)
 {
@@ -146,7 +162,8 @@ static void op_round_end(struct admin_op *op)
     bool all = true;
     for (unsigned i = 0; i < op->count && all; i++)
         all = op->items[i].done;
-    if (op->kind == OP_LIST_GROUPS)
+    if (op->kind == OP_LIST_GROUPS || op->kind == OP_DESCRIBE_CONFIGS ||
+        op->kind == OP_DESCRIBE_CLUSTER)
         all = !op->retry;
     if (all) {
         op_finish(op, 0, NULL);
@@ -165,9 +182,11 @@ static void item_answer(struct admin_op *op, struct sp_kafka_admin_item *it, int
                         struct sp_kstr message)
 {
     copy_kstr(it->message, sizeof(it->message), message);
-    /* A topic that does not exist is a final answer to a topic change. */
+    /* A topic that does not exist is a final answer to a topic change or
+     * a config description. */
     bool final = code == SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION &&
-                 (op->kind == OP_DELETE_TOPICS || op->kind == OP_CREATE_PARTITIONS);
+                 (op->kind == OP_DELETE_TOPICS || op->kind == OP_CREATE_PARTITIONS ||
+                  op->kind == OP_DESCRIBE_CONFIGS);
     if (code != 0 && !final && (code == ERR_NOT_CONTROLLER || sp_kafka_error_retriable(code))) {
         it->error = code; /* reported if the deadline passes */
         op->retry = true;
@@ -481,7 +500,77 @@ static void offsets_listed(struct sp_kafka_conn *conn, int err, const void *body
     op_round_end(op);
 }
 
-static void list_offsets_round(struct admin_op *op)
+static void records_deleted(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+                            void *ctx)
+{
+    struct admin_req *req = ctx;
+    struct admin_op *op = req->op;
+    (void)conn;
+    (void)version;
+    op->pending--;
+    if (!op->finished && !req_failed(op, err)) {
+        const struct sp_kafka_delete_records_response *r = body;
+        for (int32_t t = 0; t < r->topics_count; t++) {
+            const struct sp_kafka_delete_records_response_delete_records_topic_result *rt =
+                &r->topics[t];
+            for (int32_t i = 0; i < rt->partitions_count; i++) {
+                const struct sp_kafka_delete_records_response_delete_records_partition_result *rp =
+                    &rt->partitions[i];
+                for (unsigned j = 0; j < op->count; j++) {
+                    struct sp_kafka_admin_item *it = &op->items[j];
+                    if (it->done || it->partition != rp->partition_index ||
+                        !sp_kstr_eq(rt->name, it->name))
+                        continue;
+                    if (rp->error_code == 0)
+                        it->offset = rp->low_watermark;
+                    item_answer(op, it, rp->error_code, SP_KSTR_NULL);
+                }
+            }
+        }
+        for (unsigned j = 0; j < op->count; j++)
+            if (!op->items[j].done && op->items[j].coordinator == req->node)
+                op->retry = true; /* the leader did not mention it */
+    }
+    sp_arena_free(&op->client->shard->arena, req);
+    op_round_end(op);
+}
+
+/* Sends delete records' items for `leader` (marked with coordinator == leader) to it. */
+static int send_delete_records(struct admin_op *op, struct sp_kafka_conn *conn, int32_t leader,
+                               unsigned first)
+{
+    struct sp_kafka_delete_records_request_delete_records_partition *parts = op->scratch;
+    int32_t n = 0;
+    for (unsigned j = first; j < op->count; j++) {
+        const struct sp_kafka_admin_item *it = &op->items[j];
+        if (it->done || it->coordinator != leader)
+            continue;
+        sp_kafka_delete_records_request_delete_records_partition_init(&parts[n]);
+        parts[n].partition_index = it->partition;
+        parts[n].offset = it->offset;
+        n++;
+    }
+    struct sp_kafka_delete_records_request_delete_records_topic topic;
+    sp_kafka_delete_records_request_delete_records_topic_init(&topic);
+    topic.name = sp_kstr_of(op->items[first].name);
+    topic.partitions = parts;
+    topic.partitions_count = n;
+    struct sp_kafka_delete_records_request body;
+    sp_kafka_delete_records_request_init(&body);
+    body.topics = &topic;
+    body.topics_count = 1;
+    body.timeout_ms = op->timeout_ms;
+    struct admin_req *req = req_new(op, leader, 0);
+    int ret = req == NULL
+                  ? -ENOBUFS
+                  : sp_kafka_conn_send(conn, API_DELETE_RECORDS, -1, &body, records_deleted, req);
+    if (ret < 0 && req != NULL)
+        sp_arena_free(&op->client->shard->arena, req);
+    return ret;
+}
+
+/* List offsets and delete records: one request per partition leader. */
+static void leaders_round(struct admin_op *op)
 {
     struct sp_kafka_client *client = op->client;
     struct sp_kafka_topic_info *t = NULL;
@@ -528,6 +617,28 @@ static void list_offsets_round(struct admin_op *op)
             op->retry = true;
             if (leader < 0)
                 sp_kafka_client_refresh(client);
+            continue;
+        }
+        if (op->kind == OP_DELETE_RECORDS) {
+            if (sp_kafka_conn_version(conn, API_DELETE_RECORDS) < 0) {
+                char message[SP_KAFKA_ADMIN_MESSAGE_MAX];
+                snprintf(message, sizeof(message),
+                         "the broker at %.64s:%u does not support DeleteRecords (API 21)",
+                         conn->host, conn->port);
+                op_finish(op, -ENOTSUP, message);
+                return;
+            }
+            for (unsigned j = i; j < op->count; j++) {
+                struct sp_kafka_admin_item *it = &op->items[j];
+                if (!it->done && it->coordinator == -2 &&
+                    t->partitions[it->partition].leader == leader)
+                    it->coordinator = leader;
+            }
+            int ret = send_delete_records(op, conn, leader, i);
+            if (ret == 0)
+                op->pending++;
+            else
+                req_failed(op, ret);
             continue;
         }
         int16_t version =
@@ -577,6 +688,143 @@ static void list_offsets_round(struct admin_op *op)
             sp_arena_free(&client->shard->arena, req);
         req_failed(op, ret);
     }
+}
+
+/* ---- Configs and the cluster, at any broker ---- */
+
+static void configs_described(struct sp_kafka_conn *conn, int err, const void *body,
+                              int16_t version, void *ctx)
+{
+    struct admin_op *op = ctx;
+    (void)conn;
+    (void)version;
+    op->pending--;
+    if (!op->finished && !req_failed(op, err)) {
+        const struct sp_kafka_describe_configs_response *r = body;
+        struct sp_kafka_admin_item *res = &op->items[0];
+        if (r->results_count < 1) {
+            op->retry = true;
+        } else if (r->results[0].error_code != 0) {
+            op->count = 1;
+            item_answer(op, res, r->results[0].error_code, r->results[0].error_message);
+            op->retry = !res->done;
+        } else {
+            const struct sp_kafka_describe_configs_response_describe_configs_result *rr =
+                &r->results[0];
+            unsigned n = 0;
+            for (int32_t i = 0; i < rr->configs_count && n < op->capacity; i++, n++) {
+                const struct sp_kafka_describe_configs_response_describe_configs_resource_result
+                    *c = &rr->configs[i];
+                struct sp_kafka_admin_item *it = &op->items[n];
+                memset(it, 0, sizeof(*it));
+                copy_kstr(it->name, sizeof(it->name), c->name);
+                copy_kstr(it->message, sizeof(it->message), c->value);
+                it->config_source = c->config_source;
+                it->read_only = c->read_only;
+                /* v0 has is_default; later versions say it with the source (5). */
+                it->is_default = version == 0 ? c->is_default : c->config_source == 5;
+                it->sensitive = c->is_sensitive;
+                it->partition = it->partitions = it->coordinator = it->leader_epoch = -1;
+                it->offset = it->timestamp = -1;
+                it->done = true;
+            }
+            op->count = n;
+        }
+    }
+    op_round_end(op);
+}
+
+static void cluster_described(struct sp_kafka_conn *conn, int err, const void *body,
+                              int16_t version, void *ctx)
+{
+    struct admin_op *op = ctx;
+    (void)conn;
+    (void)version;
+    op->pending--;
+    if (!op->finished && !req_failed(op, err)) {
+        const struct sp_kafka_describe_cluster_response *r = body;
+        if (r->error_code != 0) {
+            struct sp_kafka_admin_item *it = &op->items[0];
+            op->count = 1;
+            int named = item_init(it, "cluster", sizeof(it->name) - 1);
+            SP_ASSERT(named == 0);
+            item_answer(op, it, r->error_code, r->error_message);
+            op->retry = !it->done;
+        } else {
+            unsigned n = 0;
+            for (int32_t i = 0; i < r->brokers_count && n < op->capacity; i++, n++) {
+                const struct sp_kafka_describe_cluster_response_describe_cluster_broker *b =
+                    &r->brokers[i];
+                struct sp_kafka_admin_item *it = &op->items[n];
+                memset(it, 0, sizeof(*it));
+                copy_kstr(it->name, sizeof(it->name), b->host);
+                copy_kstr(it->state, sizeof(it->state), b->rack);
+                copy_kstr(it->protocol, sizeof(it->protocol), r->cluster_id);
+                it->coordinator = b->broker_id;
+                it->port = b->port;
+                it->controller = b->broker_id == r->controller_id;
+                it->partition = it->partitions = it->leader_epoch = -1;
+                it->offset = it->timestamp = -1;
+                it->done = true;
+            }
+            op->count = n;
+        }
+    }
+    op_round_end(op);
+}
+
+/*
+ * Sends describe configs or cluster to any broker (a broker's configs: to
+ * that broker). 0 when sent or to retry (op->retry set); -ENOTSUP after
+ * finishing the op; another -errno for a failed send.
+ */
+static int any_broker_round(struct admin_op *op)
+{
+    struct sp_kafka_client *client = op->client;
+    struct sp_kafka_conn *conn = NULL;
+    if (op->kind == OP_DESCRIBE_CONFIGS && op->resource_type == SP_KAFKA_CONFIG_RESOURCE_BROKER) {
+        conn = sp_kafka_client_broker(client, (int32_t)strtol(op->items[0].name, NULL, 10));
+        if (conn != NULL && !sp_kafka_conn_ready(conn))
+            conn = NULL;
+        if (conn == NULL && !client->metadata_ever)
+            sp_kafka_client_refresh(client);
+    } else {
+        conn = sp_kafka_client_any(client);
+    }
+    if (conn == NULL) {
+        op->last_err = client->bootstrap_error != 0 ? client->bootstrap_error : -ENOTCONN;
+        op->retry = true;
+        return 0;
+    }
+    int16_t api = op_api[op->kind].api_key;
+    if (sp_kafka_conn_version(conn, api) < 0) {
+        char message[SP_KAFKA_ADMIN_MESSAGE_MAX];
+        snprintf(message, sizeof(message), "the broker at %.64s:%u does not support %s (API %d)",
+                 conn->host, conn->port, op_api[op->kind].name, api);
+        op_finish(op, -ENOTSUP, message); /* the round's hold keeps op */
+        return -ENOTSUP;
+    }
+    int ret;
+    if (op->kind == OP_DESCRIBE_CONFIGS) {
+        struct sp_kafka_describe_configs_request_describe_configs_resource res;
+        sp_kafka_describe_configs_request_describe_configs_resource_init(&res);
+        res.resource_type = op->resource_type;
+        res.resource_name = sp_kstr_of(op->items[0].name);
+        res.configuration_keys = NULL;
+        res.configuration_keys_count = -1; /* every config */
+        struct sp_kafka_describe_configs_request body;
+        sp_kafka_describe_configs_request_init(&body);
+        body.resources = &res;
+        body.resources_count = 1;
+        ret = sp_kafka_conn_send(conn, API_DESCRIBE_CONFIGS, -1, &body, configs_described, op);
+    } else {
+        struct sp_kafka_describe_cluster_request body;
+        sp_kafka_describe_cluster_request_init(&body);
+        ret = sp_kafka_conn_send(conn, API_DESCRIBE_CLUSTER, -1, &body, cluster_described, op);
+    }
+    if (ret == 0)
+        op->pending++;
+    return ret;
 }
 
 /* ---- Rounds ---- */
@@ -678,8 +926,22 @@ static void op_round(struct admin_op *op)
             }
         }
         break;
+    case OP_DESCRIBE_CONFIGS:
+    case OP_DESCRIBE_CLUSTER: {
+        int ret = any_broker_round(op);
+        if (op->finished) {
+            op->pending--;
+            if (op->pending == 0)
+                op_free(op);
+            return;
+        }
+        if (ret < 0)
+            req_failed(op, ret);
+        break;
+    }
     case OP_LIST_OFFSETS:
-        list_offsets_round(op);
+    case OP_DELETE_RECORDS:
+        leaders_round(op);
         if (op->finished) {
             op->pending--;
             if (op->pending == 0)
@@ -831,6 +1093,57 @@ int sp_kafka_admin_describe_groups(struct sp_kafka_client *client, const char *c
     int ret = op_new(client, OP_DESCRIBE_GROUPS, count, timeout_ms, fn, ctx, &op);
     if (ret == 0)
         ret = op_name(op, groups, count, false, SP_KAFKA_ADMIN_GROUP_NAME_MAX - 1);
+    if (ret == 0)
+        op_begin(op);
+    return ret;
+}
+
+int sp_kafka_admin_delete_records(struct sp_kafka_client *client, const char *topic,
+                                  const int32_t *partitions, const int64_t *offsets, unsigned count,
+                                  int32_t timeout_ms, sp_kafka_admin_fn *fn, void *ctx)
+{
+    for (unsigned i = 0; i < count && i <= SP_KAFKA_ADMIN_ITEMS_MAX; i++)
+        if (offsets[i] < SP_KAFKA_DELETE_RECORDS_ALL)
+            return -EINVAL;
+    struct admin_op *op;
+    int ret = op_new(client, OP_DELETE_RECORDS, count, timeout_ms, fn, ctx, &op);
+    if (ret == 0)
+        ret = op_name(op, &topic, count, true, SP_KAFKA_TOPIC_NAME_BYTES_MAX);
+    if (ret < 0)
+        return ret;
+    for (unsigned i = 0; i < count; i++) {
+        op->items[i].partition = partitions[i];
+        op->items[i].offset = offsets[i];
+    }
+    op_begin(op);
+    return 0;
+}
+
+int sp_kafka_admin_describe_configs(struct sp_kafka_client *client, int8_t resource_type,
+                                    const char *name, int32_t timeout_ms, sp_kafka_admin_fn *fn,
+                                    void *ctx)
+{
+    if (resource_type != SP_KAFKA_CONFIG_RESOURCE_TOPIC &&
+        resource_type != SP_KAFKA_CONFIG_RESOURCE_BROKER)
+        return -EINVAL;
+    struct admin_op *op;
+    int ret =
+        op_new(client, OP_DESCRIBE_CONFIGS, SP_KAFKA_ADMIN_CONFIGS_MAX, timeout_ms, fn, ctx, &op);
+    if (ret == 0)
+        ret = op_name(op, &name, 1, false, SP_KAFKA_TOPIC_NAME_BYTES_MAX);
+    if (ret < 0)
+        return ret;
+    op->resource_type = resource_type;
+    op_begin(op);
+    return 0;
+}
+
+int sp_kafka_admin_describe_cluster(struct sp_kafka_client *client, int32_t timeout_ms,
+                                    sp_kafka_admin_fn *fn, void *ctx)
+{
+    struct admin_op *op;
+    int ret =
+        op_new(client, OP_DESCRIBE_CLUSTER, SP_KAFKA_CLIENT_BROKERS_MAX, timeout_ms, fn, ctx, &op);
     if (ret == 0)
         op_begin(op);
     return ret;

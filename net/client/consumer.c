@@ -46,8 +46,11 @@ static int assign_one(struct sp_kafka_consumer *c, struct sp_kafka_topic_info *t
             return -ENOSPC;
         p = &c->parts[c->part_count++];
     }
-    *p = (struct sp_kafka_cpart){
-        .topic = t, .partition = partition, .offset = offset, .high_watermark = -1};
+    *p = (struct sp_kafka_cpart){.topic = t,
+                                 .partition = partition,
+                                 .offset = offset,
+                                 .high_watermark = -1,
+                                 .last_stable_offset = -1};
     return 0;
 }
 
@@ -390,6 +393,7 @@ static void fetch_done(struct sp_kafka_conn *conn, int err, const void *body, in
                         break;
                     }
                     p->high_watermark = pd->high_watermark;
+                    p->last_stable_offset = version >= 4 ? pd->last_stable_offset : -1;
                     if (pd->records.len > 0) {
                         c->bytes += (uint64_t)pd->records.len;
                         deliver_batches(c, p, req->offsets[i], pd);

@@ -52,6 +52,9 @@ struct sp_kafka_cpart {
     int32_t partition;
     int64_t offset;         /* next to fetch; < 0 while it must be resolved */
     int64_t high_watermark; /* from the last fetch, -1 before */
+    /* From the last fetch (v4+), -1 before or from older brokers: the end
+     * of what read_committed can read while a transaction is open. */
+    int64_t last_stable_offset;
     bool stopped;
     bool resolving;
     uint32_t mark; /* building a session Fetch: already in the session */
