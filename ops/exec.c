@@ -62,6 +62,7 @@ struct sp_exec {
     _Atomic bool completed; /* every sink ended: the stop that follows is the end */
     uint64_t start_ns;
     uint64_t deadline_ns;
+    _Atomic uint64_t end_ns; /* when it completed (linger: the runtime runs on); 0 before */
     /* shard 0's progress line */
     uint64_t last_in, last_out, last_bp, last_print_ns;
 };
@@ -1297,8 +1298,12 @@ static void on_shard_done(struct sp_shard *shard, void *arg)
     struct sp_exec *exec = arg;
     SP_ASSERT(shard->id == 0);
     if (++exec->done_shards == exec->shard_count) {
+        atomic_store(&exec->end_ns, sp_now_ns());
         atomic_store(&exec->completed, true);
-        sp_runtime_stop(&exec->rt);
+        if (exec->config.on_complete != NULL)
+            exec->config.on_complete(exec->config.hook_ctx);
+        if (!exec->config.linger)
+            sp_runtime_stop(&exec->rt);
     }
 }
 
@@ -1594,6 +1599,8 @@ static void xs_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
 static void exec_on_start(struct sp_shard *shard, void *ctx)
 {
     struct sp_exec *exec = ctx;
+    if (exec->config.on_shard_start != NULL)
+        exec->config.on_shard_start(shard, exec->config.hook_ctx);
     struct sp_xshard *xs = calloc(1, sizeof(*xs));
     SP_ASSERT(xs != NULL);
     xs->exec = exec;
@@ -1642,12 +1649,9 @@ static void exec_on_start(struct sp_shard *shard, void *ctx)
         xs_send_done(xs);
 }
 
-static void exec_on_finish(struct sp_shard *shard, void *ctx)
+/* Closes and frees a shard's sources and operator instances. */
+static void exec_close(struct sp_exec *exec, struct sp_xshard *xs)
 {
-    struct sp_exec *exec = ctx;
-    struct sp_xshard *xs = exec->xs[shard->id];
-    if (xs == NULL)
-        return;
     struct sp_job *job = exec->job;
     for (uint32_t i = 0; xs->srcs && i < job->node_count; i++) {
         struct sp_src *src = xs->srcs[i];
@@ -1679,6 +1683,16 @@ static void exec_on_finish(struct sp_shard *shard, void *ctx)
     xs->srcs = NULL;
     SP_ASSERT(xs->state.used == 0);
     SP_ASSERT(xs->exchange.used == 0);
+}
+
+static void exec_on_finish(struct sp_shard *shard, void *ctx)
+{
+    struct sp_exec *exec = ctx;
+    struct sp_xshard *xs = exec->xs[shard->id];
+    if (xs != NULL)
+        exec_close(exec, xs);
+    if (exec->config.on_shard_finish != NULL)
+        exec->config.on_shard_finish(shard, exec->config.hook_ctx);
 }
 
 /* ---- Progress ---- */
@@ -1746,10 +1760,12 @@ static void xs_tick(struct sp_timer *timer, void *ctx)
             src_watermark(src, now);
     }
     if (xs->shard->id == 0) {
-        if (exec->config.progress && now - exec->last_print_ns >= SP_NSEC_PER_SEC)
+        bool completed = atomic_load(&exec->completed);
+        if (exec->config.progress && !completed && now - exec->last_print_ns >= SP_NSEC_PER_SEC)
             print_progress(exec, now);
         if (exec->deadline_ns != 0 && now >= exec->deadline_ns) {
-            atomic_store(&exec->interrupted, true);
+            if (!completed)
+                atomic_store(&exec->interrupted, true);
             sp_runtime_stop(&exec->rt);
             return;
         }
@@ -1863,7 +1879,9 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
     atomic_store(&job->running, exec);
     err = sp_runtime_run(&exec->rt);
     atomic_store(&job->running, NULL);
-    uint64_t end_ns = sp_now_ns();
+    uint64_t end_ns = atomic_load(&exec->end_ns);
+    if (end_ns == 0 || !c->linger)
+        end_ns = sp_now_ns();
     if (c->progress)
         fprintf(stderr, "\n");
     if (err < 0 && !job->failed)

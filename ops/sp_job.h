@@ -38,6 +38,8 @@
 
 #include "sp_schema.h"
 
+struct sp_shard;
+
 struct sp_job;
 struct sp_stream;
 struct sp_out;
@@ -331,6 +333,23 @@ struct sp_run_config {
     /* Keep, per shard, when its sources' watermark reached which value (the
      * last 32768 rises, 512 KiB per shard), for sp_job_watermark_time(). */
     bool watermark_times;
+    /* Work that shares the job's runtime (spate run --embedded-broker runs a
+     * Kafka endpoint in it). on_shard_start runs on each shard's thread
+     * before the job opens there, on_shard_finish after the job closed
+     * there and every shard drained (the runtime's on_start and on_finish);
+     * a stop hook it registers runs after the job's own (hooks run last
+     * registered first). on_complete runs once, on shard 0, when the job
+     * completed (every sink ended); not when it fails or is stopped. Each
+     * gets hook_ctx; NULL hooks are skipped. */
+    void (*on_shard_start)(struct sp_shard *shard, void *ctx);
+    void (*on_shard_finish)(struct sp_shard *shard, void *ctx);
+    void (*on_complete)(void *ctx);
+    void *hook_ctx;
+    /* A completed job leaves the runtime running, for that work, until a
+     * signal (with handle_signals) or max_seconds stops it; the stats are
+     * the job's (its time ends when it completed) and the run counts as
+     * finished, not interrupted. */
+    bool linger;
 };
 
 void sp_run_config_default(struct sp_run_config *config);
