@@ -24,20 +24,19 @@
  * topic ids).
  */
 static void produce(struct req *r);
-static void fetch(struct req *r);
 static void list_offsets(struct req *r);
 static void metadata(struct req *r);
 static void api_versions(struct req *r);
 static void create_topics(struct req *r);
 
 const struct api_entry core_apis[] = {
-    {0, 0, 9, produce},   {1, 4, 12, fetch},        {2, 1, 7, list_offsets},
-    {3, 0, 12, metadata}, {18, 0, 3, api_versions}, {19, 0, 7, create_topics},
-    {-1, 0, 0, NULL},
+    {0, 0, 9, produce},       {2, 1, 7, list_offsets},   {3, 0, 12, metadata},
+    {18, 0, 3, api_versions}, {19, 0, 7, create_topics}, {-1, 0, 0, NULL},
 };
 
 /* Every table of handlers (broker_int.h). */
-static const struct api_entry *const tables[] = {core_apis, group_apis, admin_apis, producer_apis};
+static const struct api_entry *const tables[] = {core_apis, group_apis, admin_apis, producer_apis,
+                                                 txn_apis,  sasl_apis,  fetch_apis};
 
 /* The entry for `key`, NULL when none. */
 static const struct api_entry *entry_of(int16_t key)
@@ -159,6 +158,43 @@ static bool metadata_topic(struct req *r, const struct topic *t,
     return true;
 }
 
+/* A topic the request named, and where it was first named. */
+struct named {
+    struct sp_kstr name;
+    int32_t index;
+};
+
+static int named_cmp(const void *pa, const void *pb)
+{
+    const struct named *a = pa, *b = pb;
+    int32_t la = SP_MAX(a->name.len, 0), lb = SP_MAX(b->name.len, 0);
+    int c = memcmp(a->name.ptr != NULL ? a->name.ptr : "", b->name.ptr != NULL ? b->name.ptr : "",
+                   (size_t)SP_MIN(la, lb));
+    if (c == 0)
+        c = (la > lb) - (la < lb);
+    if (c == 0)
+        c = (a->name.len < 0) - (b->name.len < 0);
+    return c != 0 ? c : (a->index > b->index) - (a->index < b->index);
+}
+
+/* An answer for a topic that is not described: its error, no partitions. */
+static void metadata_error(struct req *r, struct sp_kstr name, int16_t error,
+                           struct sp_kafka_metadata_response_metadata_response_topic *out)
+{
+    sp_kafka_metadata_response_metadata_response_topic_init(out);
+    out->error_code = error;
+    out->name = name.len >= 0 ? kstr(req_strdup(r, name)) : SP_KSTR_NULL;
+    out->partitions_count = 0;
+    out->topic_authorized_operations = INT32_MIN;
+}
+
+/*
+ * Metadata. A topic named more than once is answered once (at its first
+ * place); missing topics it may create are created together (one registry
+ * snapshot); an answer describes at most metadata_partitions_max
+ * partitions, and topics past that get POLICY_VIOLATION with no
+ * partitions, so that no request makes an unbounded answer.
+ */
 static void metadata(struct req *r)
 {
     struct sp_broker *b = r->conn->bs->b;
@@ -183,32 +219,75 @@ static void metadata(struct req *r)
     bool all = q->topics_count < 0 || (r->version == 0 && q->topics_count == 0);
     bool create = b->config.auto_create_topics && (r->version < 4 || q->allow_auto_topic_creation);
     const struct topic_set *set = topics_now(b);
-    int32_t n = all ? (int32_t)set->count : q->topics_count;
+    int32_t asked = all ? 0 : SP_MAX(q->topics_count, 0);
+    /* The names asked for, once each, in the order first asked. */
+    struct named *names = req_alloc(r, (size_t)(asked > 0 ? asked : 1) * sizeof(*names));
+    struct sp_kstr *missing = req_alloc(r, (size_t)(asked > 0 ? asked : 1) * sizeof(*missing));
+    int16_t *errs = req_alloc(r, (size_t)(asked > 0 ? asked : 1) * sizeof(*errs));
+    int32_t *missing_at = req_alloc(r, (size_t)(asked > 0 ? asked : 1) * sizeof(*missing_at));
+    int16_t *created = req_alloc(r, (size_t)(asked > 0 ? asked : 1) * sizeof(*created));
+    if (names == NULL || missing == NULL || errs == NULL || missing_at == NULL || created == NULL)
+        goto out;
+    for (int32_t i = 0; i < asked; i++)
+        names[i] = (struct named){q->topics[i].name, i};
+    if (asked > 1)
+        qsort(names, (size_t)asked, sizeof(*names), named_cmp);
+    int32_t distinct = 0;
+    for (int32_t i = 0; i < asked; i++) {
+        if (distinct > 0 && names[distinct - 1].name.len == names[i].name.len &&
+            (names[i].name.len <= 0 || memcmp(names[distinct - 1].name.ptr, names[i].name.ptr,
+                                              (size_t)names[i].name.len) == 0))
+            continue; /* sorted by index within equal names: the first is kept */
+        names[distinct++] = names[i];
+    }
+    for (int32_t i = 0; i < distinct; i++) { /* back to the order asked, by insertion */
+        struct named x = names[i];
+        int32_t k = i;
+        for (; k > 0 && names[k - 1].index > x.index; k--)
+            names[k] = names[k - 1];
+        names[k] = x;
+    }
+    /* Missing ones created together. */
+    int32_t nmissing = 0;
+    for (int32_t i = 0; create && i < distinct; i++) {
+        struct sp_kstr name = names[i].name;
+        if (name.len > 0 && topic_find(set, name.ptr, (size_t)name.len) == NULL) {
+            missing_at[nmissing] = i;
+            missing[nmissing++] = name;
+        }
+    }
+    if (nmissing > 0) {
+        topics_create_batch(b, missing, nmissing, errs);
+        set = topics_now(b);
+    }
+    for (int32_t k = 0; k < nmissing; k++) /* created[i]: how names[i]'s creation went */
+        created[missing_at[k]] = errs[k];
+    int32_t n = all ? (int32_t)set->count : distinct;
     struct sp_kafka_metadata_response_metadata_response_topic *topics =
         req_alloc(r, (size_t)(n > 0 ? n : 1) * sizeof(*topics));
     if (topics == NULL)
         goto out;
+    uint64_t budget = b->config.metadata_partitions_max;
     for (int32_t i = 0; i < n; i++) {
         const struct topic *t = NULL;
-        if (all) {
+        struct sp_kstr name = all ? kstr(set->topics[i].name) : names[i].name;
+        if (all)
             t = &set->topics[i];
-        } else {
-            struct sp_kstr name = q->topics[i].name;
-            if (name.len >= 0) {
-                t = topic_find(topics_now(b), name.ptr, (size_t)name.len);
-                if (t == NULL && create)
-                    (void)topic_create(b, name.ptr, (size_t)name.len, -1, &t);
-            }
-            if (t == NULL) {
-                sp_kafka_metadata_response_metadata_response_topic_init(&topics[i]);
-                topics[i].error_code =
-                    name.len > 0 ? KERR_UNKNOWN_TOPIC_OR_PARTITION : KERR_INVALID_TOPIC;
-                topics[i].name = name.len >= 0 ? kstr(req_strdup(r, name)) : SP_KSTR_NULL;
-                topics[i].partitions_count = 0;
-                topics[i].topic_authorized_operations = INT32_MIN;
-                continue;
-            }
+        else if (name.len >= 0)
+            t = topic_find(set, name.ptr, (size_t)name.len);
+        if (t == NULL) {
+            /* Not created: past the caps (INVALID_PARTITIONS, POLICY_VIOLATION), or missing. */
+            int16_t why = !all && created[i] != KERR_NONE && created[i] != KERR_TOPIC_ALREADY_EXISTS
+                              ? created[i]
+                              : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            metadata_error(r, name, name.len > 0 ? why : KERR_INVALID_TOPIC, &topics[i]);
+            continue;
         }
+        if ((uint64_t)t->partitions > budget) {
+            metadata_error(r, name, KERR_POLICY_VIOLATION, &topics[i]);
+            continue;
+        }
+        budget -= (uint64_t)t->partitions;
         if (!metadata_topic(r, t, &topics[i]))
             goto out;
     }
@@ -220,6 +299,32 @@ out:
 }
 
 /* ---- CreateTopics ---- */
+
+/* A new topic's configs: INVALID_CONFIG (with msg) for an unknown name, a bad
+ * value or a null one. */
+static int16_t topic_configs_of(const struct sp_kafka_create_topics_request_creatable_topic *t,
+                                struct topic_config *out, char *msg, size_t msg_size)
+{
+    memset(out, 0, sizeof(*out));
+    for (int32_t i = 0; i < t->configs_count; i++) {
+        struct sp_kstr name = t->configs[i].name, value = t->configs[i].value;
+        int key = name.len > 0 ? tcfg_key(name.ptr, (size_t)name.len) : -1;
+        if (key < 0) {
+            snprintf(msg, msg_size, "unknown or unsupported topic config '%.*s'",
+                     (int)SP_MIN(SP_MAX(name.len, 0), 64), name.ptr != NULL ? name.ptr : "");
+            return KERR_INVALID_CONFIG;
+        }
+        if (value.len < 0) { /* null: the broker's value */
+            out->set &= ~(1u << key);
+            continue;
+        }
+        int16_t err = tcfg_parse(key, value.ptr, (size_t)value.len, &out->v[key], msg, msg_size);
+        if (err != KERR_NONE)
+            return err;
+        out->set |= 1u << key;
+    }
+    return KERR_NONE;
+}
 
 static void create_topics(struct req *r)
 {
@@ -245,16 +350,15 @@ static void create_topics(struct req *r)
         o->configs_count = 0;
         char msg[160] = "";
         int16_t err = KERR_NONE;
+        struct topic_config config;
         if (t->replication_factor != -1 && t->replication_factor != 1) {
             err = KERR_INVALID_REPLICATION_FACTOR;
             snprintf(msg, sizeof(msg), "a single-node broker keeps one replica");
         } else if (t->assignments_count > 0) {
             err = KERR_INVALID_REQUEST;
             snprintf(msg, sizeof(msg), "manual replica assignment is not supported");
-        } else if (t->configs_count > 0) {
-            err = 40; /* INVALID_CONFIG */
-            snprintf(msg, sizeof(msg), "topic configs are not supported yet ('%.*s')",
-                     (int)SP_MIN(t->configs[0].name.len, 64), t->configs[0].name.ptr);
+        } else if ((err = topic_configs_of(t, &config, msg, sizeof(msg))) != KERR_NONE) {
+            /* msg says which config and why */
         } else if (t->name.len <= 0) {
             err = KERR_INVALID_TOPIC;
         } else if (q->validate_only) {
@@ -263,9 +367,18 @@ static void create_topics(struct req *r)
             err = exists != NULL ? KERR_TOPIC_ALREADY_EXISTS : KERR_NONE;
         } else {
             const struct topic *made = NULL;
-            err = topic_create(b, t->name.ptr, (size_t)t->name.len, t->num_partitions, &made);
+            err = topic_create_with(b, t->name.ptr, (size_t)t->name.len, t->num_partitions, &config,
+                                    &made);
             if (err == KERR_NONE && made != NULL)
                 memcpy(o->topic_id.bytes, made->id, 16);
+            if (err == KERR_POLICY_VIOLATION ||
+                (err == KERR_INVALID_PARTITIONS &&
+                 (t->num_partitions == -1 ||
+                  (t->num_partitions > 0 && t->num_partitions <= 100000))))
+                snprintf(msg, sizeof(msg),
+                         "the broker holds at most %" PRIu32 " topics and %" PRIu32
+                         " partitions in all",
+                         b->config.max_topics, b->config.max_partitions);
         }
         o->error_code = err;
         if (msg[0] != '\0')
@@ -398,183 +511,65 @@ static void produce(struct req *r)
         req_finish(r);
 }
 
-/* ---- Fetch ---- */
+/* ---- ListOffsets ---- */
 
-#define FETCH_POLL_NS 5000000ull /* how often a waiting fetch looks again */
+/*
+ * ListOffsets runs on the partition's owner as a POP_CALL: -1 (latest) and
+ * -2 (earliest) from the log's offsets, a timestamp (or -3, the largest
+ * timestamp) with a look-up of the first record at or past it. The answer
+ * is p->result_offset and, for look-ups, the record's timestamp in
+ * p->base_offset (-1 and -1 when no record matches, as Kafka answers).
+ */
+static void list_call(struct pop *p);
 
-struct fetch {
-    uint64_t deadline_ns;
-    struct pop **pops;
-    uint32_t pop_count;
-    uint64_t bytes;
-};
-
-static void fetch_start_reads(struct req *r);
-
-static void fetch_finish(struct req *r)
+static void list_time_done(void *ctx, int err, int64_t offset, int64_t timestamp)
 {
-    struct fetch *f = r->api;
-    for (uint32_t i = 0; i < f->pop_count; i++) {
-        struct pop *p = f->pops[i];
-        struct sp_kafka_fetch_response_partition_data *o = p->slot;
-        o->error_code = p->error;
-        o->high_watermark = p->high_watermark;
-        o->last_stable_offset = p->high_watermark;
-        o->log_start_offset = p->log_start;
-        o->records = (struct sp_kbytes){p->records, (int32_t)p->records_len};
-        /* Freed with the request, after the response is encoded. */
-        if (p->records != NULL && !req_adopt(r, p->records)) {
-            free(p->records);
-            o->records = (struct sp_kbytes){NULL, 0};
-            o->error_code = KERR_UNKNOWN_SERVER_ERROR;
-        }
-        p->records = NULL;
-    }
-    req_finish(r);
+    struct pop *p = ctx;
+    p->error = err < 0 ? KERR_KAFKA_STORAGE_ERROR : KERR_NONE;
+    p->result_offset = err < 0 ? -1 : offset;
+    p->base_offset = err < 0 ? -1 : timestamp;
+    pop_reply(p);
 }
 
-static void fetch_again(struct sp_timer *t, void *ctx)
+static void list_retry(struct sp_timer *t, void *ctx)
 {
     (void)t;
-    struct req *r = ctx;
-    fetch_start_reads(r);
+    list_call(ctx);
 }
 
-/* Every read of this round is back: answer, or wait for more data. */
-static void fetch_check(struct req *r)
+static void list_call(struct pop *p)
 {
-    struct fetch *f = r->api;
-    const struct sp_kafka_fetch_request *q = r->f.body;
-    bool errors = false;
-    f->bytes = 0;
-    for (uint32_t i = 0; i < f->pop_count; i++) {
-        errors |= f->pops[i]->error != KERR_NONE;
-        f->bytes += f->pops[i]->records_len;
-    }
-    uint64_t now = sp_now_ns();
-    if (!r->conn->closing && !errors && f->bytes < (uint64_t)SP_MAX(q->min_bytes, 1) &&
-        now < f->deadline_ns) {
-        /* Not enough yet: look again shortly, until the wait is over. */
-        for (uint32_t i = 0; i < f->pop_count; i++) {
-            free(f->pops[i]->records);
-            f->pops[i]->records = NULL;
-            f->pops[i]->records_len = 0;
-        }
-        sp_timer_init(&r->timer, fetch_again, r);
-        sp_shard_timer_arm(r->conn->bs->shard, &r->timer,
-                           SP_MIN(now + FETCH_POLL_NS, f->deadline_ns));
+    struct sp_broker *b = p->req->conn->bs->b;
+    int err = 0;
+    struct part *pt = part_here(b, p->topic, p->partition, &err);
+    struct sp_plog *log = pt != NULL ? pt->log : NULL;
+    p->base_offset = -1;
+    p->result_offset = -1;
+    p->error = KERR_NONE;
+    if (log == NULL) {
+        p->error = err == -ENOENT ? KERR_UNKNOWN_TOPIC_OR_PARTITION : KERR_KAFKA_STORAGE_ERROR;
+        pop_reply(p);
         return;
     }
-    fetch_finish(r);
-}
-
-static void fetch_pop_done(struct pop *p)
-{
-    if (p->req->pending == 0)
-        fetch_check(p->req);
-}
-
-static void fetch_start_reads(struct req *r)
-{
-    struct fetch *f = r->api;
-    r->pending++;
-    for (uint32_t i = 0; i < f->pop_count; i++) {
-        struct pop *p = f->pops[i];
-        p->error = KERR_NONE;
-        pop_start(p);
-    }
-    if (--r->pending == 0) /* every read answered at once */
-        fetch_check(r);
-}
-
-static void fetch(struct req *r)
-{
-    const struct sp_kafka_fetch_request *q = r->f.body;
-    struct sp_broker *b = r->conn->bs->b;
-    struct sp_kafka_fetch_response *resp = req_alloc(r, sizeof(*resp));
-    struct fetch *f = req_alloc(r, sizeof(*f));
-    int32_t nt = q->topics_count > 0 ? q->topics_count : 0;
-    struct sp_kafka_fetch_response_fetchable_topic_response *topics =
-        req_alloc(r, (size_t)(nt ? nt : 1) * sizeof(*topics));
-    uint32_t total = 0;
-    for (int32_t i = 0; i < nt; i++)
-        total += (uint32_t)SP_MAX(q->topics[i].partitions_count, 0);
-    if (resp == NULL || f == NULL || topics == NULL ||
-        (f->pops = req_alloc(r, (total ? total : 1) * sizeof(*f->pops))) == NULL) {
-        req_finish(r);
+    if (p->offset == -1 || p->offset == -2) { /* latest (stable for read_committed), earliest */
+        int64_t hw = sp_plog_stable_end(log);
+        p->result_offset = p->offset == -2     ? sp_plog_start_offset(log)
+                           : p->isolation == 1 ? producers_lso(pt, hw)
+                                               : hw;
+        pop_reply(p);
         return;
     }
-    sp_kafka_fetch_response_init(resp);
-    resp->error_code = KERR_NONE;
-    resp->session_id = 0; /* sessionless: every fetch is a full one */
-    resp->responses = topics;
-    resp->responses_count = nt;
-    resp->node_endpoints_count = 0;
-    r->resp = resp;
-    r->api = f;
-    f->deadline_ns = sp_now_ns() + (uint64_t)SP_MAX(q->max_wait_ms, 0) * 1000000ull;
-    const struct topic_set *set = topics_now(b);
-    int64_t budget = q->max_bytes > 0 ? q->max_bytes : INT32_MAX;
-    for (int32_t i = 0; i < nt; i++) {
-        const struct sp_kafka_fetch_request_fetch_topic *ft = &q->topics[i];
-        int32_t np = SP_MAX(ft->partitions_count, 0);
-        struct sp_kafka_fetch_response_partition_data *parts =
-            req_alloc(r, (size_t)(np ? np : 1) * sizeof(*parts));
-        char *name = req_strdup(r, ft->topic);
-        if (parts == NULL || name == NULL) {
-            req_finish(r);
-            return;
-        }
-        topics[i].topic = kstr(name);
-        topics[i].topic_id = ft->topic_id;
-        topics[i].partitions = parts;
-        topics[i].partitions_count = np;
-        const struct topic *t =
-            ft->topic.len > 0 ? topic_find(set, ft->topic.ptr, (size_t)ft->topic.len) : NULL;
-        for (int32_t k = 0; k < np; k++) {
-            const struct sp_kafka_fetch_request_fetch_partition *fp = &ft->partitions[k];
-            struct sp_kafka_fetch_response_partition_data *o = &parts[k];
-            sp_kafka_fetch_response_partition_data_init(o);
-            o->partition_index = fp->partition;
-            o->high_watermark = -1;
-            o->last_stable_offset = -1;
-            o->log_start_offset = -1;
-            o->aborted_transactions_count = -1;
-            o->preferred_read_replica = -1;
-            o->records = (struct sp_kbytes){NULL, 0};
-            if (t == NULL || fp->partition < 0 || fp->partition >= t->partitions) {
-                o->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
-                continue;
-            }
-            struct pop *p = req_alloc(r, sizeof(*p));
-            if (p == NULL) {
-                o->error_code = KERR_UNKNOWN_SERVER_ERROR;
-                continue;
-            }
-            /* The request's max_bytes shared out in request order; past it,
-             * a partition still returns its first batch (as Kafka does). */
-            uint32_t max = (uint32_t)SP_MAX(
-                SP_MIN((int64_t)SP_MAX(fp->partition_max_bytes, 1), budget), (int64_t)1);
-            budget -= max;
-            *p = (struct pop){.kind = POP_READ,
-                              .req = r,
-                              .topic = t->name,
-                              .partition = fp->partition,
-                              .offset = fp->fetch_offset,
-                              .max_bytes = max,
-                              .done = fetch_pop_done,
-                              .slot = o};
-            f->pops[f->pop_count++] = p;
-        }
+    int rc = sp_plog_lookup_time(log, p->offset, list_time_done, p);
+    if (rc == 0) {
+        part_read_started(b, log);
+    } else if (rc == -EAGAIN) { /* look-ups in flight at their limit: again in a moment */
+        sp_timer_init(&p->retry, list_retry, p);
+        sp_shard_timer_arm(sp_shard_current(), &p->retry, sp_now_ns() + 1000000);
+    } else {
+        p->error = KERR_INVALID_REQUEST;
+        pop_reply(p);
     }
-    if (f->pop_count == 0) {
-        req_finish(r);
-        return;
-    }
-    fetch_start_reads(r);
 }
-
-/* ---- ListOffsets ---- */
 
 static void list_pop_done(struct pop *p)
 {
@@ -582,7 +577,7 @@ static void list_pop_done(struct pop *p)
     struct sp_kafka_list_offsets_response_list_offsets_partition_response *o = p->slot;
     o->error_code = p->error;
     o->offset = p->error == KERR_NONE ? p->result_offset : -1;
-    o->timestamp = -1;
+    o->timestamp = p->error == KERR_NONE ? p->base_offset : -1;
     if (r->pending == 0)
         req_finish(r);
 }
@@ -632,19 +627,25 @@ static void list_offsets(struct req *r)
                 o->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
+            if (lp->timestamp < -2 && !(lp->timestamp == -3 && r->version >= 7)) {
+                o->error_code = lp->timestamp == -3 ? 35 /* UNSUPPORTED_VERSION */
+                                                    : KERR_INVALID_REQUEST;
+                continue;
+            }
             struct pop *p = req_alloc(r, sizeof(*p));
             if (p == NULL) {
                 o->error_code = KERR_UNKNOWN_SERVER_ERROR;
                 continue;
             }
-            *p = (struct pop){.kind = POP_LIST,
-                              .req = r,
+            *p = (struct pop){.req = r,
                               .topic = t->name,
                               .partition = lp->partition_index,
                               .offset = lp->timestamp,
+                              .isolation = r->version >= 2 && q->isolation_level == 1 ? 1 : 0,
+                              .call = list_call,
                               .done = list_pop_done,
                               .slot = o};
-            pop_start(p);
+            pop_call(p, partition_owner(b, t->name, lp->partition_index));
         }
     }
     if (--r->pending == 0)

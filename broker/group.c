@@ -203,26 +203,6 @@ static struct coord *coord_of(struct pop *p)
 
 /* ---- Forwarding to shard 0 ---- */
 
-static void call_done(struct pop *p)
-{
-    if (p->req->pending == 0)
-        req_finish(p->req);
-}
-
-/* Sends the request to shard 0 with its response body `resp`. */
-static void forward(struct req *r, void *resp, void (*call)(struct pop *))
-{
-    struct pop *p = req_alloc(r, sizeof(*p));
-    if (p == NULL || resp == NULL) {
-        r->resp = NULL;
-        req_finish(r);
-        return;
-    }
-    *p = (struct pop){.req = r, .call = call, .done = call_done, .slot = resp};
-    r->resp = resp;
-    pop_call(p, 0);
-}
-
 /* ---- Groups and members (shard 0) ---- */
 
 static struct group *group_find(struct coord *c, struct sp_kstr id)
@@ -437,10 +417,11 @@ static void group_went_empty(struct group *g)
     if (g->state != G_EMPTY)
         g->generation++;
     g->state = G_EMPTY;
+    /* As Kafka: the protocol type ("consumer") stays, the assignor and
+     * leader of the last generation go. */
     free(g->leader);
     free(g->protocol);
-    free(g->protocol_type);
-    g->leader = g->protocol = g->protocol_type = NULL;
+    g->leader = g->protocol = NULL;
 }
 
 /* Ends the rebalance: members that did not rejoin leave; a new generation. */
@@ -506,43 +487,6 @@ static void members_left(struct group *g)
 
 /* ---- Durable offsets ---- */
 
-static void hex_put(FILE *f, const char *s, size_t len)
-{
-    if (len == 0) {
-        fputc('-', f);
-        return;
-    }
-    for (size_t i = 0; i < len; i++)
-        fprintf(f, "%02x", (unsigned char)s[i]);
-}
-
-/* Decodes hex (or "-" for empty) into a malloc'd string; NULL if bad. */
-static char *hex_get(const char *s)
-{
-    if (strcmp(s, "-") == 0)
-        return strdup("");
-    size_t n = strlen(s);
-    if (n % 2 != 0)
-        return NULL;
-    char *d = malloc(n / 2 + 1);
-    if (d == NULL)
-        return NULL;
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1 || memchr(s + 2 * i, '\0', 2) != NULL) {
-            free(d);
-            return NULL;
-        }
-        d[i] = (char)v;
-    }
-    d[n / 2] = '\0';
-    if (strlen(d) != n / 2) { /* an embedded NUL */
-        free(d);
-        return NULL;
-    }
-    return d;
-}
-
 static uint64_t fnv1a(const char *s, uint64_t h)
 {
     for (; *s != '\0'; s++)
@@ -576,6 +520,22 @@ static char *group_path(struct coord *c, const char *id, const char *suffix)
     return path;
 }
 
+static int offsets_write(FILE *f, void *ctx)
+{
+    const struct group *g = ctx;
+    fputs("group ", f);
+    hex_put(f, g->id);
+    fputc('\n', f);
+    for (uint32_t i = 0; i < g->noffs; i++) {
+        const struct goff *o = &g->offs[i];
+        hex_put(f, o->topic);
+        fprintf(f, " %" PRId32 " %" PRId64 " %" PRId32 " ", o->partition, o->offset, o->epoch);
+        hex_put(f, o->meta);
+        fputc('\n', f);
+    }
+    return 0;
+}
+
 /* Rewrites the group's offsets file atomically; 0 or -errno. */
 static int offsets_persist(struct coord *c, struct group *g)
 {
@@ -583,45 +543,8 @@ static int offsets_persist(struct coord *c, struct group *g)
         return -ENOENT;
     char *path = group_path(c, g->id, ".offsets");
     char *tmp = group_path(c, g->id, ".tmp");
-    int rc = 0;
-    FILE *f = NULL;
-    if (path == NULL || tmp == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    f = fopen(tmp, "w");
-    if (f == NULL) {
-        rc = -errno;
-        goto out;
-    }
-    fputs("group ", f);
-    hex_put(f, g->id, strlen(g->id));
-    fputc('\n', f);
-    for (uint32_t i = 0; i < g->noffs; i++) {
-        const struct goff *o = &g->offs[i];
-        hex_put(f, o->topic, strlen(o->topic));
-        fprintf(f, " %" PRId32 " %" PRId64 " %" PRId32 " ", o->partition, o->offset, o->epoch);
-        hex_put(f, o->meta, strlen(o->meta));
-        fputc('\n', f);
-    }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = -errno;
-    if (fclose(f) != 0 && rc == 0)
-        rc = -errno;
-    f = NULL;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc == 0) {
-        int dfd = open(c->dir, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            if (fsync(dfd) != 0)
-                rc = -errno;
-            close(dfd);
-        }
-    } else {
-        unlink(tmp);
-    }
-out:
+    int rc =
+        path != NULL && tmp != NULL ? file_replace(c->dir, path, tmp, offsets_write, g) : -ENOMEM;
     free(path);
     free(tmp);
     return rc;
@@ -1033,7 +956,7 @@ static void join_group(struct req *r)
         o->member_id = SP_KSTR("");
         o->members_count = 0;
     }
-    forward(r, o, join_call);
+    req_forward(r, o, join_call);
 }
 
 /* ---- SyncGroup ---- */
@@ -1109,7 +1032,7 @@ static void sync_group(struct req *r)
     struct sp_kafka_sync_group_response *o = req_alloc(r, sizeof(*o));
     if (o != NULL)
         sp_kafka_sync_group_response_init(o);
-    forward(r, o, sync_call);
+    req_forward(r, o, sync_call);
 }
 
 /* ---- Heartbeat ---- */
@@ -1142,7 +1065,7 @@ static void heartbeat(struct req *r)
     struct sp_kafka_heartbeat_response *o = req_alloc(r, sizeof(*o));
     if (o != NULL)
         sp_kafka_heartbeat_response_init(o);
-    forward(r, o, heartbeat_call);
+    req_forward(r, o, heartbeat_call);
 }
 
 /* ---- LeaveGroup ---- */
@@ -1218,7 +1141,7 @@ static void leave_group(struct req *r)
     struct sp_kafka_leave_group_response *o = req_alloc(r, sizeof(*o));
     if (o != NULL)
         sp_kafka_leave_group_response_init(o);
-    forward(r, o, leave_call);
+    req_forward(r, o, leave_call);
 }
 
 /* ---- OffsetCommit ---- */
@@ -1349,7 +1272,33 @@ static void offset_commit(struct req *r)
     struct sp_kafka_offset_commit_response *o = req_alloc(r, sizeof(*o));
     if (o != NULL)
         sp_kafka_offset_commit_response_init(o);
-    forward(r, o, commit_call);
+    req_forward(r, o, commit_call);
+}
+
+int group_txn_commit(struct bshard *bs, const char *group, const struct txn_offset *offs,
+                     uint32_t count)
+{
+    struct coord *c = bs->groups;
+    SP_ASSERT(c != NULL); /* shard 0 */
+    struct sp_kstr id = {group, (int32_t)strlen(group)};
+    struct group *g = group_find(c, id);
+    if (g == NULL && (g = group_create(c, id)) == NULL)
+        return -ENOMEM;
+    bool dirty = false;
+    for (uint32_t i = 0; i < count; i++) {
+        if (strcmp(offs[i].group, group) != 0)
+            continue;
+        char *topic = strdup(offs[i].topic), *meta = strdup(offs[i].meta);
+        if (topic == NULL || meta == NULL) {
+            free(topic);
+            free(meta);
+            return -ENOMEM;
+        }
+        if (!offset_set(g, topic, offs[i].partition, offs[i].offset, offs[i].leader_epoch, meta))
+            return -ENOMEM;
+        dirty = true;
+    }
+    return dirty ? offsets_persist(c, g) : 0;
 }
 
 /* ---- OffsetFetch (v0..7: one group) ---- */
@@ -1582,7 +1531,7 @@ static void offset_fetch(struct req *r)
         o->topics_count = 0;
         o->groups_count = 0;
     }
-    forward(r, o, r->version >= 8 ? offset_fetch8_call : offset_fetch_call);
+    req_forward(r, o, r->version >= 8 ? offset_fetch8_call : offset_fetch_call);
 }
 
 /* ---- DescribeGroups ---- */
@@ -1659,7 +1608,7 @@ static void describe_groups(struct req *r)
     struct sp_kafka_describe_groups_response *o = req_alloc(r, sizeof(*o));
     if (o != NULL)
         sp_kafka_describe_groups_response_init(o);
-    forward(r, o, describe_call);
+    req_forward(r, o, describe_call);
 }
 
 /* ---- ListGroups ---- */
@@ -1722,7 +1671,7 @@ static void list_groups(struct req *r)
     struct sp_kafka_list_groups_response *o = req_alloc(r, sizeof(*o));
     if (o != NULL)
         sp_kafka_list_groups_response_init(o);
-    forward(r, o, list_call);
+    req_forward(r, o, list_call);
 }
 
 /* ---- The table ---- */

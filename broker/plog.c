@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The partition log (sp_plog.h): segments, the append pipeline, reads and
- * time look-ups on the ring, recovery, DeleteRecords and retention.
+ * time look-ups on the ring, recovery, DeleteRecords, retention, and the
+ * log cleaner (compaction) with the timer that runs retention and it.
  *
  * Appends are copied into one ring buffer of append_buffer_bytes and queued
  * as descriptors (SP_PLOG_APPENDS_MAX of them). Offsets and the segment an
@@ -26,6 +27,16 @@
  *
  * Segments are reference counted by the reads that use them: deleting one
  * unlinks its files at once and frees it when its last read completes.
+ * The cleaner replaces a closed segment's struct with a new one on the
+ * rewritten file; the old struct, still holding its descriptor on the old
+ * file, lives on among the zombies while reads use it.
+ *
+ * The cleaner works with plain system calls on the shard (like retention):
+ * a pass reads the closed segments twice (keys, then the rewrite), a batch
+ * at a time, and holds the key map (24 bytes a key, at most
+ * cleaner_keys_max keys) and one batch's buffers. It never touches the last
+ * segment, the only one the writer writes, and skips a pass while a roll is
+ * in flight (the roll's index writes use roll_buf, which it reuses).
  */
 #include "sp_plog.h"
 
@@ -38,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sp_crc32c.h"
@@ -150,7 +162,7 @@ struct desc {
     void *ctx;
 };
 
-enum read_mode { READ_BATCHES, READ_TIME };
+enum read_mode { READ_BATCHES, READ_SLICE, READ_TIME };
 
 struct plog_read {
     struct sp_plog *log;
@@ -170,7 +182,12 @@ struct plog_read {
     uint32_t want; /* bytes wanted at buf_file_pos */
     int64_t stable_end;
     sp_plog_read_fn *read_fn;
+    sp_plog_slice_fn *slice_fn;
+    int slice_fd; /* READ_SLICE: a duplicate of the segment's, for the caller */
     sp_plog_append_fn *time_fn;
+    sp_plog_time_fn *record_fn; /* READ_TIME by record (sp_plog_lookup_time) */
+    bool found;                 /* record_fn: a record was found */
+    int64_t found_offset, found_ts;
     void *ctx;
 };
 
@@ -219,7 +236,20 @@ struct sp_plog {
     struct sp_timer flush_timer;
     bool timer_armed;
 
+    /* The cleaner (retention and compaction on a timer) and record parsing. */
+    struct sp_timer cleaner_timer;
+    bool cleaner_armed;
+    bool stopped;                  /* the shard is stopping: the cleaner's timer stays off */
+    struct sp_stop_hook stop_hook; /* on the shard's list from open until close or the stop */
+    int64_t clean_end;             /* offsets below this were cleaned by the last pass */
+    struct sp_plog_clean_stats clean_stats;
+    struct sp_record_codec codec; /* decompress and compress, made on first use */
+    bool codec_ready;
+    uint8_t *dec; /* decompressed records */
+    size_t dec_cap;
+
     struct plog_read reads[SP_PLOG_READS_MAX];
+    struct plog_read *delivering; /* the read whose fn runs (sp_plog_read_take) */
     uint32_t reads_in_flight;
     uint32_t queued_bytes;
     struct sp_plog_stats stats;
@@ -260,7 +290,7 @@ static bool grow(void **arr, uint32_t *cap, uint32_t count, size_t entry_bytes)
 static void seg_add_batch(struct seg *seg, const struct batch_info *b, uint64_t pos,
                           uint32_t interval)
 {
-    SP_ASSERT(b->base_offset == seg->next_offset);
+    SP_ASSERT(b->base_offset >= seg->next_offset); /* equal but in cleaned segments */
     SP_ASSERT(pos == seg->size_bytes);
     if (b->max_timestamp > seg->max_timestamp) {
         seg->max_timestamp = b->max_timestamp;
@@ -450,7 +480,7 @@ static int seg_scan(struct seg *seg, uint64_t file_bytes, uint32_t interval, boo
             break;
         }
         struct batch_info b;
-        if (r < HDR_BYTES || !batch_header(buf, &b) || b.base_offset != seg->next_offset ||
+        if (r < HDR_BYTES || !batch_header(buf, &b) || b.base_offset < seg->next_offset ||
             pos + b.size > file_bytes)
             break;
         if (check_crc) {
@@ -606,6 +636,12 @@ static int list_segments(struct sp_plog *log, int64_t **out, uint32_t *count)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
+        /* Leftovers of a cleaning or an index write that a crash cut short. */
+        if ((len > 8 && strcmp(e->d_name + len - 8, ".cleaned") == 0) ||
+            (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0)) {
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
         if (len != 24 || strcmp(e->d_name + 20, ".log") != 0)
             continue;
         int64_t base = 0;
@@ -818,6 +854,10 @@ void sp_plog_config_default(struct sp_plog_config *c, const char *dir)
     c->retention_ms = -1;
     c->retention_bytes = -1;
     c->append_buffer_bytes = SP_PLOG_APPEND_BUFFER_BYTES_DEFAULT;
+    c->cleanup = SP_PLOG_CLEANUP_DELETE;
+    c->delete_retention_ms = SP_PLOG_DELETE_RETENTION_MS_DEFAULT;
+    c->min_cleanable_dirty_ratio = SP_PLOG_DIRTY_RATIO_DEFAULT;
+    c->cleaner_keys_max = SP_PLOG_CLEANER_KEYS_MAX_DEFAULT;
 }
 
 static bool config_valid(const struct sp_plog_config *c)
@@ -825,11 +865,26 @@ static bool config_valid(const struct sp_plog_config *c)
     return c->dir != NULL && c->segment_bytes > 0 && c->segment_bytes <= INT32_MAX &&
            c->index_interval_bytes > 0 && c->append_buffer_bytes > 0 &&
            (c->flush != SP_PLOG_FLUSH_INTERVAL || c->flush_interval_ms > 0) &&
-           c->flush <= SP_PLOG_FLUSH_OS;
+           c->flush <= SP_PLOG_FLUSH_OS && c->cleanup != 0 &&
+           (c->cleanup & ~(SP_PLOG_CLEANUP_DELETE | SP_PLOG_CLEANUP_COMPACT)) == 0 &&
+           c->delete_retention_ms >= 0 && c->min_compaction_lag_ms >= 0 &&
+           c->min_cleanable_dirty_ratio >= 0 && c->min_cleanable_dirty_ratio <= 1 &&
+           c->cleaner_keys_max > 0;
 }
 
 static void flush_timer_fire(struct sp_timer *timer, void *ctx);
+static void cleaner_timer_fire(struct sp_timer *timer, void *ctx);
 static struct desc *desc_at(struct sp_plog *log, uint32_t i);
+
+/* The shard stops: the cleaner's timer must not hold up its drain. */
+static void plog_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
+{
+    struct sp_plog *log = SP_CONTAINER_OF(hook, struct sp_plog, stop_hook);
+    log->stopped = true;
+    if (log->cleaner_armed)
+        sp_shard_timer_cancel(shard, &log->cleaner_timer);
+    log->cleaner_armed = false;
+}
 
 int sp_plog_open(struct sp_shard *shard, const struct sp_plog_config *c, struct sp_plog **out)
 {
@@ -865,6 +920,15 @@ int sp_plog_open(struct sp_shard *shard, const struct sp_plog_config *c, struct 
                            sp_now_ns() + c->flush_interval_ms * SP_NSEC_PER_MSEC);
         log->timer_armed = true;
     }
+    log->clean_end = log->start_offset;
+    sp_timer_init(&log->cleaner_timer, cleaner_timer_fire, log);
+    sp_shard_on_stop(shard, &log->stop_hook, plog_stop);
+    log->stopped = sp_shard_stopping(shard); /* opened while stopping: the hook will not run */
+    if (c->cleaner_interval_ms > 0 && !log->stopped) {
+        sp_shard_timer_arm(shard, &log->cleaner_timer,
+                           sp_now_ns() + c->cleaner_interval_ms * SP_NSEC_PER_MSEC);
+        log->cleaner_armed = true;
+    }
     *out = log;
     return 0;
 }
@@ -879,6 +943,9 @@ static void plog_free(struct sp_plog *log)
     free(log->descs);
     free(log->buf);
     free(log->roll_buf);
+    free(log->dec);
+    if (log->codec_ready)
+        sp_record_codec_deinit(&log->codec);
     free(log);
 }
 
@@ -898,6 +965,16 @@ void sp_plog_close(struct sp_plog *log)
         SP_ASSERT(desc_at(log, i)->internal);
     if (log->timer_armed)
         sp_shard_timer_cancel(log->shard, &log->flush_timer);
+    if (log->cleaner_armed)
+        sp_shard_timer_cancel(log->shard, &log->cleaner_timer);
+    log->cleaner_armed = false;
+    /* Off the shard's stop hooks (the runtime has no call for it; the list is its own). */
+    for (struct sp_stop_hook **h = &log->shard->stop_hooks; *h != NULL; h = &(*h)->next) {
+        if (*h == &log->stop_hook) {
+            *h = log->stop_hook.next;
+            break;
+        }
+    }
     if (log->seg_count > 0 && tail_seg(log)->index_fd >= 0 && !log->in_callbacks)
         (void)seg_write_indexes_sync(log, tail_seg(log));
     if (log->state != W_IDLE || log->kick_pending) {
@@ -1033,6 +1110,8 @@ static int64_t batches_offsets(const uint8_t *p, uint32_t len)
     return n;
 }
 
+static int batches_check(struct sp_plog *log, const uint8_t *p, uint32_t len);
+
 int sp_plog_append(struct sp_plog *log, const uint8_t *batches, uint32_t len, sp_plog_append_fn *fn,
                    void *ctx)
 {
@@ -1042,6 +1121,9 @@ int sp_plog_append(struct sp_plog *log, const uint8_t *batches, uint32_t len, sp
         return -EMSGSIZE;
     if (!batches_whole(batches, len))
         return -EBADMSG;
+    int checked = batches_check(log, batches, len);
+    if (checked < 0)
+        return checked;
     if (log->desc_count == SP_PLOG_APPENDS_MAX)
         return -EAGAIN;
     int64_t at = buf_place(log, len);
@@ -1433,6 +1515,8 @@ static struct plog_read *read_get(struct sp_plog *log)
             r->log = log;
             r->seg = NULL;
             r->buf_len = 0;
+            r->record_fn = NULL;
+            r->found = false;
             log->reads_in_flight++;
             return r;
         }
@@ -1453,8 +1537,16 @@ static void read_put(struct plog_read *r)
 /* Delivers a read's or a look-up's result and frees it. */
 static void read_finish(struct plog_read *r, int err, uint32_t off, uint32_t len, int64_t offset)
 {
-    if (r->mode == READ_BATCHES)
+    if (r->mode == READ_SLICE) {
+        bool ok = err == 0 && len > 0;
+        r->slice_fn(r->ctx, err, ok ? r->slice_fd : -1, ok ? r->buf_file_pos : 0, ok ? len : 0);
+    } else if (r->mode == READ_BATCHES) {
+        r->log->delivering = r;
         r->read_fn(r->ctx, err, err == 0 && len > 0 ? r->buf + off : NULL, err == 0 ? len : 0);
+        r->log->delivering = NULL;
+    } else if (r->record_fn != NULL)
+        r->record_fn(r->ctx, err, err == 0 && r->found ? r->found_offset : -1,
+                     err == 0 && r->found ? r->found_ts : -1);
     else
         r->time_fn(r->ctx, err, err == 0 ? SP_MAX(offset, r->log->start_offset) : -1);
     read_put(r);
@@ -1549,6 +1641,8 @@ static bool read_next_seg(struct plog_read *r)
     return true;
 }
 
+static int batch_find_time(struct plog_read *r, const uint8_t *p, uint32_t size);
+
 /* Walks batch headers in the buffer from r->pos; reads more when it runs out. */
 static void read_step(struct plog_read *r)
 {
@@ -1575,8 +1669,30 @@ static void read_step(struct plog_read *r)
             return;
         }
         if (r->mode == READ_TIME && b.max_timestamp >= r->target &&
-            b.last_offset >= r->log->start_offset) {
+            b.last_offset >= r->log->start_offset && r->record_fn == NULL) {
             read_finish(r, 0, 0, 0, b.base_offset);
+            return;
+        }
+        if (r->mode == READ_TIME && b.max_timestamp >= r->target &&
+            b.last_offset >= r->log->start_offset) {
+            /* By record: the whole batch, then its records. */
+            if (!read_have(r, r->pos, b.size)) {
+                read_fill(r, r->pos, b.size);
+                return;
+            }
+            int rc = batch_find_time(r, p, b.size);
+            if (rc != 0) {
+                read_finish(r, rc < 0 ? rc : 0, 0, 0, -1);
+                return;
+            }
+        }
+        if (r->mode == READ_SLICE && b.last_offset >= r->target) {
+            /* The bytes from this batch on, up to max_bytes (at least the
+             * batch): the last batch may be cut short, as Kafka's are. */
+            uint64_t len = SP_MIN(r->limit - r->pos, SP_MAX((uint64_t)r->max_bytes, b.size));
+            r->slice_fd = fcntl(r->seg->log_fd, F_DUPFD_CLOEXEC, 0);
+            r->buf_file_pos = r->pos;
+            read_finish(r, r->slice_fd < 0 ? -errno : 0, 0, (uint32_t)len, -1);
             return;
         }
         if (r->mode == READ_BATCHES && b.last_offset >= r->target) {
@@ -1610,20 +1726,32 @@ static void read_begin(struct plog_read *r, struct seg *seg, uint64_t pos)
     sp_shard_post(r->log->shard, &r->task, read_start_task);
 }
 
-int sp_plog_read(struct sp_plog *log, int64_t offset, uint32_t max_bytes, sp_plog_read_fn *fn,
-                 void *ctx)
+void *sp_plog_read_take(struct sp_plog *log, const uint8_t *data)
 {
-    SP_ASSERT(fn != NULL);
+    struct plog_read *r = log->delivering;
+    SP_ASSERT(r != NULL && data != NULL);
+    SP_ASSERT(data >= r->buf && data < r->buf + r->buf_cap);
+    void *buf = r->buf;
+    r->buf = NULL; /* the next read of this slot allocates another */
+    r->buf_cap = 0;
+    r->buf_len = 0;
+    return buf;
+}
+
+static int read_start(struct sp_plog *log, enum read_mode mode, int64_t offset, uint32_t max_bytes,
+                      sp_plog_read_fn *fn, sp_plog_slice_fn *slice_fn, void *ctx)
+{
     SP_ASSERT(sp_shard_current() == log->shard);
     if (offset < log->start_offset || offset > log->end_offset)
         return -ERANGE;
     struct plog_read *r = read_get(log);
     if (!r)
         return -EAGAIN;
-    r->mode = READ_BATCHES;
+    r->mode = mode;
     r->target = offset;
     r->max_bytes = max_bytes;
     r->read_fn = fn;
+    r->slice_fn = slice_fn;
     r->ctx = ctx;
     r->stable_end = log->stable_end;
     if (offset >= log->stable_end) {
@@ -1638,16 +1766,26 @@ int sp_plog_read(struct sp_plog *log, int64_t offset, uint32_t max_bytes, sp_plo
     return 0;
 }
 
-int sp_plog_offset_for_time(struct sp_plog *log, int64_t ts, sp_plog_append_fn *fn, void *ctx)
+int sp_plog_read(struct sp_plog *log, int64_t offset, uint32_t max_bytes, sp_plog_read_fn *fn,
+                 void *ctx)
 {
     SP_ASSERT(fn != NULL);
-    SP_ASSERT(sp_shard_current() == log->shard);
-    struct plog_read *r = read_get(log);
-    if (!r)
-        return -EAGAIN;
+    return read_start(log, READ_BATCHES, offset, max_bytes, fn, NULL, ctx);
+}
+
+int sp_plog_read_slice(struct sp_plog *log, int64_t offset, uint32_t max_bytes,
+                       sp_plog_slice_fn *fn, void *ctx)
+{
+    SP_ASSERT(fn != NULL);
+    return read_start(log, READ_SLICE, offset, max_bytes, NULL, fn, ctx);
+}
+
+/* A look-up by time (r's callback set): from the first segment whose newest
+ * timestamp reaches ts, through its time index. */
+static void read_time_begin(struct sp_plog *log, struct plog_read *r, int64_t ts, void *ctx)
+{
     r->mode = READ_TIME;
     r->target = ts;
-    r->time_fn = fn;
     r->ctx = ctx;
     r->max_bytes = 0;
     r->stable_end = log->stable_end;
@@ -1656,9 +1794,41 @@ int sp_plog_offset_for_time(struct sp_plog *log, int64_t ts, sp_plog_append_fn *
         i++;
     if (i == log->seg_count || log->segs[i]->size_bytes == 0) {
         sp_shard_post(log->shard, &r->task, read_empty_task);
-        return 0;
+        return;
     }
     read_begin(r, log->segs[i], seg_lookup_time(log->segs[i], ts));
+}
+
+int sp_plog_lookup_time(struct sp_plog *log, int64_t ts, sp_plog_time_fn *fn, void *ctx)
+{
+    SP_ASSERT(fn != NULL);
+    SP_ASSERT(sp_shard_current() == log->shard);
+    if (ts < 0 && ts != SP_PLOG_TIME_MAX_TIMESTAMP)
+        return -EINVAL;
+    if (ts == SP_PLOG_TIME_MAX_TIMESTAMP) {
+        ts = -1; /* no timestamps at all: nothing to find */
+        for (uint32_t i = 0; i < log->seg_count; i++)
+            ts = SP_MAX(ts, log->segs[i]->max_timestamp);
+        if (ts < 0)
+            ts = INT64_MAX;
+    }
+    struct plog_read *r = read_get(log);
+    if (!r)
+        return -EAGAIN;
+    r->record_fn = fn;
+    read_time_begin(log, r, ts, ctx);
+    return 0;
+}
+
+int sp_plog_offset_for_time(struct sp_plog *log, int64_t ts, sp_plog_append_fn *fn, void *ctx)
+{
+    SP_ASSERT(fn != NULL);
+    SP_ASSERT(sp_shard_current() == log->shard);
+    struct plog_read *r = read_get(log);
+    if (!r)
+        return -EAGAIN;
+    r->time_fn = fn;
+    read_time_begin(log, r, ts, ctx);
     return 0;
 }
 
@@ -1721,4 +1891,624 @@ int sp_plog_retain(struct sp_plog *log, int64_t now_ms)
         }
     }
     return deleted;
+}
+
+/* ---- Records inside batches ---- */
+
+/* Decompressed records of one batch may take at most this much memory. */
+#define DEC_BYTES_MAX (256u << 20)
+
+/*
+ * Parses the whole batch at p (size bytes, CRC checked) and opens an
+ * iterator over its records, decompressing them into log->dec (grown as
+ * needed, up to DEC_BYTES_MAX). 0, -ENOMEM, or -EIO when the bytes are not
+ * a good batch.
+ */
+static int batch_iter(struct sp_plog *log, const uint8_t *p, uint32_t size,
+                      struct sp_record_batch *batch, struct sp_record_iter *it)
+{
+    if (sp_record_batch_parse(p, size, batch) < 0 || batch->size != size)
+        return -EIO;
+    if (sp_record_batch_codec(batch) == SP_RECORD_CODEC_NONE)
+        return sp_record_iter_open(it, batch, NULL, NULL, 0) < 0 ? -EIO : 0;
+    if (!log->codec_ready) {
+        if (sp_record_codec_init(&log->codec,
+                                 SP_RECORD_CODEC_DECOMPRESS | SP_RECORD_CODEC_COMPRESS) < 0)
+            return -ENOMEM;
+        log->codec_ready = true;
+    }
+    for (;;) {
+        if (log->dec_cap == 0) {
+            size_t want = SP_MAX((size_t)size * 4, (size_t)64 * 1024);
+            log->dec = malloc(want);
+            if (!log->dec)
+                return -ENOMEM;
+            log->dec_cap = want;
+        }
+        int rc = sp_record_iter_open(it, batch, &log->codec, log->dec, log->dec_cap);
+        if (rc == 0)
+            return 0;
+        if (rc != -EMSGSIZE || log->dec_cap >= DEC_BYTES_MAX)
+            return rc == -ENOMEM ? rc : -EIO;
+        uint8_t *q = realloc(log->dec, log->dec_cap * 2);
+        if (!q)
+            return -ENOMEM;
+        log->dec = q;
+        log->dec_cap *= 2;
+    }
+}
+
+static bool batch_is_control_or_txn(const uint8_t *p)
+{
+    uint16_t attr = (uint16_t)(p[HDR_ATTRIBUTES] << 8 | p[HDR_ATTRIBUTES + 1]);
+    return (attr & (SP_RECORD_ATTR_CONTROL | SP_RECORD_ATTR_TRANSACTIONAL)) != 0;
+}
+
+/*
+ * The checks an append gets from the log's configs: each batch at most
+ * max_message_bytes (-EMSGSIZE), and in a compacted log every record of a
+ * data batch has a key (-EBADMSG, Kafka's CORRUPT_MESSAGE). 0 when good.
+ */
+static int batches_check(struct sp_plog *log, const uint8_t *p, uint32_t len)
+{
+    bool compact = (log->config.cleanup & SP_PLOG_CLEANUP_COMPACT) != 0;
+    if (log->config.max_message_bytes == 0 && !compact)
+        return 0;
+    uint32_t pos = 0;
+    while (pos < len) { /* whole batches: batches_whole() said so */
+        uint32_t size = be32(p + pos + HDR_BATCH_LENGTH) + SP_RECORD_LOG_OVERHEAD_BYTES;
+        if (log->config.max_message_bytes > 0 && size > log->config.max_message_bytes)
+            return -EMSGSIZE;
+        if (compact && !batch_is_control_or_txn(p + pos)) {
+            struct sp_record_batch batch;
+            struct sp_record_iter it;
+            struct sp_record rec;
+            if (batch_iter(log, p + pos, size, &batch, &it) < 0)
+                return -EBADMSG;
+            int rc;
+            while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
+                if (rec.key == NULL)
+                    return -EBADMSG;
+            }
+            if (rc < 0)
+                return -EBADMSG;
+        }
+        pos += size;
+    }
+    return 0;
+}
+
+/*
+ * A look-up by record: the first record of the whole batch at p whose
+ * timestamp is >= the target, at or after the log start and below the
+ * stable end. 1 (r->found set), 0 when none is in this batch, -errno.
+ */
+static int batch_find_time(struct plog_read *r, const uint8_t *p, uint32_t size)
+{
+    struct sp_record_batch batch;
+    struct sp_record_iter it;
+    struct sp_record rec;
+    int rc = batch_iter(r->log, p, size, &batch, &it);
+    if (rc < 0)
+        return rc;
+    while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
+        if (rec.offset >= r->stable_end)
+            return 0;
+        if (rec.timestamp >= r->target && rec.offset >= r->log->start_offset) {
+            r->found = true;
+            r->found_offset = rec.offset;
+            r->found_ts = rec.timestamp;
+            return 1;
+        }
+    }
+    return rc < 0 ? -EIO : 0;
+}
+
+/* ---- Config changes and the cleaner's timer ---- */
+
+int sp_plog_set_config(struct sp_plog *log, const struct sp_plog_config *c)
+{
+    SP_ASSERT(sp_shard_current() == log->shard);
+    struct sp_plog_config next = log->config;
+    next.segment_bytes = c->segment_bytes;
+    next.retention_ms = c->retention_ms;
+    next.retention_bytes = c->retention_bytes;
+    next.max_message_bytes = c->max_message_bytes;
+    next.cleanup = c->cleanup;
+    next.delete_retention_ms = c->delete_retention_ms;
+    next.min_compaction_lag_ms = c->min_compaction_lag_ms;
+    next.min_cleanable_dirty_ratio = c->min_cleanable_dirty_ratio;
+    next.cleaner_keys_max = c->cleaner_keys_max;
+    next.cleaner_interval_ms = c->cleaner_interval_ms;
+    if (!config_valid(&next))
+        return -EINVAL;
+    bool rearm = next.cleaner_interval_ms != log->config.cleaner_interval_ms;
+    log->config = next;
+    if (rearm && log->cleaner_armed) {
+        sp_shard_timer_cancel(log->shard, &log->cleaner_timer);
+        log->cleaner_armed = false;
+    }
+    if (rearm && next.cleaner_interval_ms > 0 && !log->stopped) {
+        sp_shard_timer_arm(log->shard, &log->cleaner_timer,
+                           sp_now_ns() + next.cleaner_interval_ms * SP_NSEC_PER_MSEC);
+        log->cleaner_armed = true;
+    }
+    return 0;
+}
+
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Retention (cleanup.policy delete) and cleaning (compact), then again later. */
+static void cleaner_timer_fire(struct sp_timer *timer, void *ctx)
+{
+    struct sp_plog *log = ctx;
+    (void)timer;
+    log->cleaner_armed = false;
+    int64_t now_ms = wall_now_ms();
+    if (log->config.cleanup & SP_PLOG_CLEANUP_DELETE)
+        (void)sp_plog_retain(log, now_ms);
+    if (log->config.cleanup & SP_PLOG_CLEANUP_COMPACT) {
+        int rc = sp_plog_clean(log, now_ms); /* a failed pass is tried again next time */
+        (void)rc;
+    }
+    if (log->config.cleaner_interval_ms > 0 && !log->stopped) {
+        sp_shard_timer_arm(log->shard, &log->cleaner_timer,
+                           sp_now_ns() + log->config.cleaner_interval_ms * SP_NSEC_PER_MSEC);
+        log->cleaner_armed = true;
+    }
+}
+
+/* ---- Compaction ---- */
+
+/*
+ * The offset map of a cleaning pass: key -> offset of its latest record.
+ * Keys are known by two independent 64-bit hashes (128 bits, as Kafka's
+ * cleaner knows them by an MD5), so the map holds no key bytes; open
+ * addressing, at most half full.
+ */
+struct keymap_entry {
+    uint64_t h1, h2;
+    int64_t offset; /* -1: an empty slot */
+};
+
+struct keymap {
+    struct keymap_entry *e;
+    uint32_t cap; /* a power of two */
+    uint32_t count, max;
+};
+
+static void key_hash(const uint8_t *k, int32_t len, uint64_t *h1, uint64_t *h2)
+{
+    uint64_t a = 14695981039346656037ull, b = 0x9E3779B97F4A7C15ull ^ (uint64_t)len;
+    for (int32_t i = 0; i < len; i++) {
+        a = (a ^ k[i]) * 1099511628211ull;
+        b = (b + k[i]) * 0xBF58476D1CE4E5B9ull;
+        b ^= b >> 29;
+    }
+    b ^= b >> 32;
+    b *= 0x94D049BB133111EBull;
+    b ^= b >> 31;
+    *h1 = a;
+    *h2 = b;
+}
+
+static struct keymap_entry *keymap_slot(const struct keymap *m, uint64_t h1, uint64_t h2)
+{
+    uint32_t i = (uint32_t)(h1 ^ (h1 >> 32)) & (m->cap - 1);
+    for (uint32_t n = 0; n < m->cap; n++, i = (i + 1) & (m->cap - 1)) {
+        struct keymap_entry *e = &m->e[i];
+        if (e->offset < 0 || (e->h1 == h1 && e->h2 == h2))
+            return e;
+    }
+    SP_ASSERT(false); /* at most half full: there is always an empty slot */
+    return NULL;
+}
+
+static int keymap_grow(struct keymap *m, uint32_t cap)
+{
+    struct keymap_entry *e = malloc((size_t)cap * sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < cap; i++)
+        e[i].offset = -1;
+    struct keymap old = *m;
+    m->e = e;
+    m->cap = cap;
+    for (uint32_t i = 0; i < old.cap; i++)
+        if (old.e[i].offset >= 0)
+            *keymap_slot(m, old.e[i].h1, old.e[i].h2) = old.e[i];
+    free(old.e);
+    return 0;
+}
+
+/* Records `offset` as the latest of key (h1, h2). 0, -ENOBUFS (over max keys), -ENOMEM. */
+static int keymap_put(struct keymap *m, uint64_t h1, uint64_t h2, int64_t offset)
+{
+    struct keymap_entry *e = keymap_slot(m, h1, h2);
+    if (e->offset >= 0) {
+        e->offset = SP_MAX(e->offset, offset);
+        return 0;
+    }
+    if (m->count == m->max)
+        return -ENOBUFS;
+    if ((m->count + 1) * 2 > m->cap) {
+        if (m->cap >= (1u << 30))
+            return -ENOBUFS;
+        int rc = keymap_grow(m, m->cap * 2);
+        if (rc < 0)
+            return rc;
+        e = keymap_slot(m, h1, h2);
+    }
+    *e = (struct keymap_entry){h1, h2, offset};
+    m->count++;
+    return 0;
+}
+
+static int64_t keymap_get(const struct keymap *m, uint64_t h1, uint64_t h2)
+{
+    return keymap_slot(m, h1, h2)->offset;
+}
+
+/* A cleaning pass's buffers: one batch read, and one rebuilt. */
+struct cleaner {
+    struct sp_plog *log;
+    struct keymap map;
+    int64_t now_ms;
+    uint8_t *in, *out, *scratch;
+    size_t in_cap, out_cap, scratch_cap;
+    struct sp_record_header *hdrs;
+    uint32_t hdrs_cap;
+};
+
+static bool ensure(uint8_t **p, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return true;
+    uint8_t *q = realloc(*p, want);
+    if (!q)
+        return false;
+    *p = q;
+    *cap = want;
+    return true;
+}
+
+/* Reads the batch at `pos` of the segment file fd (bytes below `limit`) into cl->in. */
+static int cleaner_read_batch(struct cleaner *cl, int fd, uint64_t pos, uint64_t limit,
+                              struct batch_info *b)
+{
+    if (limit - pos < HDR_BYTES || !ensure(&cl->in, &cl->in_cap, HDR_BYTES))
+        return limit - pos < HDR_BYTES ? -EIO : -ENOMEM;
+    ssize_t r = pread_full(fd, cl->in, HDR_BYTES, pos);
+    if (r < 0)
+        return (int)r;
+    if (r < HDR_BYTES || !batch_header(cl->in, b) || b->size > limit - pos)
+        return -EIO;
+    if (!ensure(&cl->in, &cl->in_cap, b->size))
+        return -ENOMEM;
+    r = pread_full(fd, cl->in, b->size, pos);
+    if (r < 0)
+        return (int)r;
+    return (size_t)r == b->size ? 0 : -EIO;
+}
+
+/* Adds the keys of one segment's data batches to the map. */
+static int cleaner_map_segment(struct cleaner *cl, const struct seg *seg)
+{
+    for (uint64_t pos = 0; pos < seg->size_bytes;) {
+        struct batch_info b;
+        int rc = cleaner_read_batch(cl, seg->log_fd, pos, seg->size_bytes, &b);
+        if (rc < 0)
+            return rc;
+        pos += b.size;
+        if (batch_is_control_or_txn(cl->in))
+            continue;
+        struct sp_record_batch batch;
+        struct sp_record_iter it;
+        struct sp_record rec;
+        if ((rc = batch_iter(cl->log, cl->in, b.size, &batch, &it)) < 0)
+            return rc;
+        while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
+            if (rec.key == NULL)
+                continue; /* written before the topic was compacted: kept */
+            uint64_t h1, h2;
+            key_hash(rec.key, rec.key_len, &h1, &h2);
+            if ((rc = keymap_put(&cl->map, h1, h2, rec.offset)) < 0)
+                return rc;
+        }
+        if (rc < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+/* Whether a record survives: the latest of its key, and not an expired tombstone. */
+static bool cleaner_keep(const struct cleaner *cl, const struct sp_record *rec)
+{
+    if (rec->key == NULL)
+        return true;
+    uint64_t h1, h2;
+    key_hash(rec->key, rec->key_len, &h1, &h2);
+    if (keymap_get(&cl->map, h1, h2) != rec->offset)
+        return false;
+    return rec->value != NULL || rec->timestamp >= cl->now_ms - cl->log->config.delete_retention_ms;
+}
+
+/*
+ * The batch in cl->in (b->size bytes) as the cleaner leaves it: *out_p and
+ * *out_len (0: dropped), either cl->in unchanged or a rebuilt batch in
+ * cl->out with the same base offset, last offset delta, producer fields
+ * and codec. *removed counts the records left out.
+ */
+static int cleaner_filter_batch(struct cleaner *cl, const struct batch_info *b,
+                                const uint8_t **out_p, uint32_t *out_len, uint64_t *removed)
+{
+    *out_p = cl->in;
+    *out_len = b->size;
+    if (batch_is_control_or_txn(cl->in))
+        return 0;
+    struct sp_record_batch batch;
+    struct sp_record_iter it;
+    struct sp_record rec;
+    int rc = batch_iter(cl->log, cl->in, b->size, &batch, &it);
+    if (rc < 0)
+        return rc;
+    int32_t kept = 0, total = 0;
+    while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
+        total++;
+        kept += cleaner_keep(cl, &rec);
+    }
+    if (rc < 0)
+        return -EIO;
+    if (kept == total)
+        return 0;
+    *removed += (uint64_t)(total - kept);
+    if (kept == 0) {
+        *out_len = 0;
+        return 0;
+    }
+    /* Rebuild: the records decompressed again (log->dec is reused by the iterator). */
+    enum sp_record_codec_id codec = sp_record_batch_codec(&batch);
+    size_t records_bytes = codec == SP_RECORD_CODEC_NONE ? batch.records_len : 0;
+    if (codec != SP_RECORD_CODEC_NONE) {
+        /* Delta varints may grow when the base timestamp changes: room for that. */
+        records_bytes = cl->log->dec_cap;
+    }
+    size_t room = records_bytes + (size_t)total * 16 + HDR_BYTES;
+    if (!ensure(&cl->scratch, &cl->scratch_cap, room) ||
+        !ensure(&cl->out, &cl->out_cap, HDR_BYTES + sp_record_compress_bound(codec, room)))
+        return -ENOMEM;
+    struct sp_record_builder_config bc = SP_RECORD_BUILDER_CONFIG_INIT;
+    bc.base_offset = batch.base_offset;
+    bc.partition_leader_epoch = batch.partition_leader_epoch;
+    bc.producer_id = batch.producer_id;
+    bc.producer_epoch = batch.producer_epoch;
+    bc.base_sequence = batch.base_sequence;
+    bc.log_append_time_ms = sp_record_batch_log_append_time(&batch) ? batch.max_timestamp : -1;
+    bc.codec = codec;
+    bc.scratch = cl->scratch;
+    bc.scratch_bytes = cl->scratch_cap;
+    struct sp_record_builder bld;
+    if ((rc = sp_record_builder_init(&bld, cl->out, cl->out_cap, &bc)) < 0)
+        return rc == -ENOBUFS ? -ENOMEM : -EIO;
+    if ((rc = batch_iter(cl->log, cl->in, b->size, &batch, &it)) < 0)
+        return rc;
+    while ((rc = sp_record_iter_next(&it, &rec)) == 1) {
+        if (!cleaner_keep(cl, &rec))
+            continue;
+        if (rec.header_count > cl->hdrs_cap) {
+            struct sp_record_header *h = realloc(cl->hdrs, rec.header_count * sizeof(*h));
+            if (!h)
+                return -ENOMEM;
+            cl->hdrs = h;
+            cl->hdrs_cap = rec.header_count;
+        }
+        struct sp_record_header_iter hit;
+        sp_record_header_iter_init(&hit, &rec);
+        for (uint32_t h = 0; h < rec.header_count; h++) {
+            if (sp_record_header_next(&hit, &cl->hdrs[h]) != 1)
+                return -EIO;
+        }
+        struct sp_record_input in = {
+            .offset_delta = (int32_t)(rec.offset - batch.base_offset),
+            .timestamp = rec.timestamp,
+            .key = rec.key,
+            .value = rec.value,
+            .key_len = rec.key_len,
+            .value_len = rec.value_len,
+            .headers = cl->hdrs,
+            .header_count = rec.header_count,
+        };
+        if (sp_record_builder_append(&bld, &in) < 0)
+            return -EIO;
+    }
+    if (rc < 0)
+        return -EIO;
+    size_t size = 0;
+    if ((rc = sp_record_builder_finish(&bld, cl->log->codec_ready ? &cl->log->codec : NULL,
+                                       &size)) < 0)
+        return rc == -ENOMEM ? rc : -EIO;
+    /* Kafka keeps the batch's last offset delta, so the producer's sequence range stays. */
+    put_be32(cl->out + HDR_LAST_OFFSET_DELTA, (uint32_t)batch.last_offset_delta);
+    put_be32(cl->out + HDR_CRC, sp_crc32c(0, cl->out + HDR_ATTRIBUTES, size - HDR_ATTRIBUTES));
+    *out_p = cl->out;
+    *out_len = (uint32_t)size;
+    return 0;
+}
+
+/* Writes an index file through a temporary file renamed over it. */
+static int index_file_write(const char *path, const uint8_t *p, size_t n)
+{
+    char tmp[PATH_MAX];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int ret = write_all_sync(fd, p, n);
+    if (ret == 0 && fsync(fd) < 0)
+        ret = -errno;
+    close(fd);
+    if (ret == 0 && rename(tmp, path) < 0)
+        ret = -errno;
+    if (ret < 0)
+        unlink(tmp);
+    return ret;
+}
+
+static void dir_fsync(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+}
+
+/*
+ * Rewrites segment i as the map says (see sp_plog_clean). 1 when it was
+ * replaced, 0 when nothing in it changed, -errno (the old file stays).
+ */
+static int cleaner_rewrite(struct cleaner *cl, uint32_t i)
+{
+    struct sp_plog *log = cl->log;
+    struct seg *old = log->segs[i];
+    char path[PATH_MAX], cleaned[PATH_MAX], idx_path[PATH_MAX], time_path[PATH_MAX];
+    int ret = seg_path(log, old->base_offset, ".log", path, sizeof(path));
+    if (ret == 0)
+        ret = seg_path(log, old->base_offset, ".log.cleaned", cleaned, sizeof(cleaned));
+    if (ret == 0)
+        ret = seg_path(log, old->base_offset, ".index", idx_path, sizeof(idx_path));
+    if (ret == 0)
+        ret = seg_path(log, old->base_offset, ".timeindex", time_path, sizeof(time_path));
+    if (ret < 0)
+        return ret;
+    struct seg *seg = seg_new(old->base_offset);
+    if (!seg)
+        return -ENOMEM;
+    seg->log_fd = open(cleaned, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (seg->log_fd < 0) {
+        ret = -errno;
+        seg_free(seg);
+        return ret;
+    }
+    uint64_t removed = 0;
+    for (uint64_t pos = 0; pos < old->size_bytes && ret == 0;) {
+        struct batch_info b = {0};
+        ret = cleaner_read_batch(cl, old->log_fd, pos, old->size_bytes, &b);
+        const uint8_t *p = NULL;
+        uint32_t len = 0;
+        if (ret == 0)
+            ret = cleaner_filter_batch(cl, &b, &p, &len, &removed);
+        pos += b.size;
+        if (ret < 0 || len == 0)
+            continue;
+        struct batch_info nb;
+        if (!batch_header(p, &nb))
+            ret = -EIO;
+        for (uint32_t done = 0; ret == 0 && done < len;) {
+            ssize_t w = pwrite(seg->log_fd, p + done, len - done, (off_t)(seg->size_bytes + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                ret = w < 0 ? -errno : -ENOSPC;
+            else
+                done += (uint32_t)w;
+        }
+        if (ret == 0)
+            seg_add_batch(seg, &nb, seg->size_bytes, log->config.index_interval_bytes);
+    }
+    if (ret == 0 && removed == 0)
+        ret = 1; /* nothing to remove: keep the old file */
+    if (ret == 0 && fsync(seg->log_fd) < 0)
+        ret = -errno;
+    if (ret != 0) {
+        unlink(cleaned);
+        seg_free(seg);
+        return ret < 0 ? ret : 0;
+    }
+    /* Old indexes go first: a crash after the rename then rebuilds them. */
+    unlink(idx_path);
+    unlink(time_path);
+    if (rename(cleaned, path) < 0) {
+        ret = -errno;
+        unlink(cleaned);
+        seg_free(seg);
+        return ret; /* the old segment stays; its indexes are rebuilt when it reopens */
+    }
+    dir_fsync(log->dir);
+    seg->next_offset = old->next_offset; /* the segment still ends where the next begins */
+    seg_seal_time_index(seg);
+    size_t idx_bytes, time_bytes;
+    if (seg_index_bytes(log, seg, &idx_bytes, &time_bytes) == 0 &&
+        index_file_write(idx_path, log->roll_buf, idx_bytes) == 0)
+        (void)index_file_write(time_path, log->roll_buf + idx_bytes, time_bytes);
+    /* (An index not written is rebuilt by recovery, from the new data.) */
+    log->clean_stats.records_removed += removed;
+    log->clean_stats.bytes_before += old->size_bytes;
+    log->clean_stats.bytes_after += seg->size_bytes;
+    log->segs[i] = seg;
+    if (old->refs == 0) {
+        seg_free(old);
+    } else { /* reads in flight keep the old file open; freed with the last */
+        old->deleted = true;
+        old->next_zombie = log->zombies;
+        log->zombies = old;
+    }
+    return 1;
+}
+
+int sp_plog_clean(struct sp_plog *log, int64_t now_ms)
+{
+    SP_ASSERT(sp_shard_current() == log->shard);
+    SP_ASSERT(log->seg_count > 0);
+    if (!(log->config.cleanup & SP_PLOG_CLEANUP_COMPACT))
+        return 0;
+    /* A roll in flight writes the index bytes of log->roll_buf, which a rewrite reuses. */
+    if (log->state == W_ROLL1 || log->state == W_ROLL2)
+        return 0;
+    /* The closed segments, up to the first within the compaction lag. */
+    uint32_t n = 0;
+    int64_t lag = log->config.min_compaction_lag_ms;
+    while (n + 1 < log->seg_count && !(lag > 0 && log->segs[n]->max_timestamp > now_ms - lag))
+        n++;
+    uint64_t total = 0, dirty = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        total += log->segs[i]->size_bytes;
+        if (log->segs[i]->next_offset > log->clean_end)
+            dirty += log->segs[i]->size_bytes;
+    }
+    if (n == 0 || dirty == 0 ||
+        (double)dirty < log->config.min_cleanable_dirty_ratio * (double)total)
+        return 0;
+    struct cleaner cl = {.log = log, .now_ms = now_ms};
+    cl.map.max = log->config.cleaner_keys_max;
+    int ret = keymap_grow(&cl.map, 1024);
+    for (uint32_t i = 0; i < n && ret == 0; i++)
+        ret = cleaner_map_segment(&cl, log->segs[i]);
+    int rewritten = 0;
+    for (uint32_t i = 0; i < n && ret >= 0; i++) {
+        ret = cleaner_rewrite(&cl, i);
+        rewritten += ret > 0;
+    }
+    free(cl.map.e);
+    free(cl.in);
+    free(cl.out);
+    free(cl.scratch);
+    free(cl.hdrs);
+    if (ret < 0)
+        return ret;
+    log->clean_end = log->segs[n - 1]->next_offset;
+    if (rewritten > 0)
+        log->clean_stats.pass_count++;
+    return rewritten;
+}
+
+void sp_plog_clean_stats(const struct sp_plog *log, struct sp_plog_clean_stats *out)
+{
+    *out = log->clean_stats;
 }

@@ -1,19 +1,28 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Idempotent producers: producer ids (InitProducerId), and per partition,
- * on its owner shard, each producer's epoch and the sequence numbers of its
- * last five batches, as Kafka keeps them, so a retried batch is answered
- * with the offset it already has instead of being written twice, and a gap
- * or a stale epoch is refused.
+ * Producers: producer ids (InitProducerId), and per partition, on its owner
+ * shard, what each producer left there: its epoch and the sequence numbers
+ * of its last five batches, as Kafka keeps them, so a retried batch is
+ * answered with the offset it already has instead of being written twice,
+ * and a gap or a stale epoch is refused; the first offset of its open
+ * transaction, which holds the partition's last stable offset back until
+ * the transaction's marker; and the aborted transactions (producer, first
+ * offset, marker offset) that read_committed fetches return.
  *
  * Producer ids come in blocks: the end of the current block is written to
  * the data directory (`producer-ids`, replaced atomically) before an id of
  * it is handed out, so ids are never reused across restarts.
  *
- * Known limit: the per-partition state lives in memory; after a broker
- * restart a producer is unknown, and its next batch is accepted whatever
- * its sequence (a retry that straddles the restart may be written twice).
+ * The per-partition state is rebuilt when the log opens: from the snapshot
+ * `producer-state` a clean close writes (the state and the end offset it
+ * describes, with a CRC) and the batch headers of the log after that
+ * offset, or of the whole log when there is no usable snapshot (after a
+ * crash). Each producer is remembered up to PRODUCERS_MAX per partition (the
+ * one idle longest, without an open transaction, is forgotten first), the
+ * aborted transactions up to ABORTED_MAX (the oldest first; those wholly
+ * before the log start go).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,6 +32,8 @@
 #include <unistd.h>
 
 #include "broker_int.h"
+#include "sp_crc32c.h"
+#include "sp_kafka_frame.h"
 #include "sp_log.h"
 #include "sp_record.h"
 
@@ -30,22 +41,17 @@
 
 /* ---- Producer ids ---- */
 
+static int pid_write(FILE *f, void *ctx)
+{
+    return fprintf(f, "%" PRId64 "\n", *(const int64_t *)ctx) < 0 ? -EIO : 0;
+}
+
 static int pid_persist(struct sp_broker *b, int64_t block_end)
 {
     char path[4096], tmp[4096];
     snprintf(path, sizeof(path), "%s/producer-ids", b->data_dir);
     snprintf(tmp, sizeof(tmp), "%s/producer-ids.tmp", b->data_dir);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        return -errno;
-    int rc = fprintf(f, "%" PRId64 "\n", block_end) < 0 ? -EIO : 0;
-    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        rc = -errno;
-    if (fclose(f) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    return rc;
+    return file_replace(b->data_dir, path, tmp, pid_write, &block_end);
 }
 
 int producer_ids_load(struct sp_broker *b)
@@ -68,8 +74,7 @@ int producer_ids_load(struct sp_broker *b)
     return 0;
 }
 
-/* A fresh producer id, or -1 when the block cannot be recorded. */
-static int64_t pid_new(struct sp_broker *b)
+int64_t producer_id_new(struct sp_broker *b)
 {
     pthread_mutex_lock(&b->topics_lock);
     if (b->pid_next == b->pid_block_end) {
@@ -87,10 +92,15 @@ static int64_t pid_new(struct sp_broker *b)
 }
 
 /* InitProducerId: a new id at epoch 0, or (KIP-360) the same id with its
- * epoch bumped when the producer names it. Transactions are not served yet. */
+ * epoch bumped when the producer names it. With a transactional id, the
+ * transaction coordinator answers (txn.c). */
 static void init_producer_id(struct req *r)
 {
     const struct sp_kafka_init_producer_id_request *q = r->f.body;
+    if (q->transactional_id.len >= 0) {
+        txn_init_producer_id(r);
+        return;
+    }
     struct sp_kafka_init_producer_id_response *resp = req_alloc(r, sizeof(*resp));
     if (resp == NULL) {
         req_finish(r);
@@ -98,20 +108,16 @@ static void init_producer_id(struct req *r)
     }
     sp_kafka_init_producer_id_response_init(resp);
     r->resp = resp;
-    if (q->transactional_id.len >= 0) {
-        resp->error_code = 53; /* TRANSACTIONAL_ID_AUTHORIZATION_FAILED: not served yet */
-        resp->producer_id = -1;
-        resp->producer_epoch = -1;
-    } else if (q->producer_id >= 0 && q->producer_epoch >= 0) {
+    if (q->producer_id >= 0 && q->producer_epoch >= 0) {
         if (q->producer_epoch >= INT16_MAX - 1) {
-            resp->producer_id = pid_new(r->conn->bs->b);
+            resp->producer_id = producer_id_new(r->conn->bs->b);
             resp->producer_epoch = 0;
         } else {
             resp->producer_id = q->producer_id;
             resp->producer_epoch = (int16_t)(q->producer_epoch + 1);
         }
     } else {
-        resp->producer_id = pid_new(r->conn->bs->b);
+        resp->producer_id = producer_id_new(r->conn->bs->b);
         resp->producer_epoch = 0;
     }
     if (resp->producer_id < 0 && resp->error_code == 0)
@@ -124,9 +130,14 @@ const struct api_entry producer_apis[] = {
     {-1, 0, 0, NULL},
 };
 
-/* ---- Sequence state per partition ---- */
+/* ---- Producer state per partition ---- */
 
 #define RECENT 5
+/* Producers remembered per partition; past it the one idle longest (with no
+ * open transaction) is forgotten. */
+#define PRODUCERS_MAX 10000u
+/* Aborted transactions remembered per partition (the oldest go first). */
+#define ABORTED_MAX 100000u
 
 struct recent_batch {
     int32_t first, last;
@@ -139,12 +150,43 @@ struct producer_state {
     int32_t last_seq; /* of the last batch accepted (in flight included) */
     uint32_t recent_count, recent_next;
     struct recent_batch recent[RECENT];
+    int64_t txn_first; /* first offset of its open transaction here; -1 none */
+    uint64_t used_ns;  /* last batch or marker */
+};
+
+struct aborted {
+    int64_t pid, first, last; /* last: the abort marker's offset */
 };
 
 struct producers {
     struct producer_state *v;
     uint32_t count, cap;
+    uint32_t open_txns; /* states with txn_first >= 0 */
+    struct aborted *ab; /* by `last`, ascending: markers are appended in order */
+    uint32_t ab_count, ab_cap;
 };
+
+static struct producers *producers_of(struct part *pt)
+{
+    if (pt->producers == NULL)
+        pt->producers = calloc(1, sizeof(*pt->producers));
+    return pt->producers;
+}
+
+/* Forgets the producer idle longest without an open transaction; false if none. */
+static bool evict_one(struct producers *ps)
+{
+    uint32_t victim = UINT32_MAX;
+    for (uint32_t i = 0; i < ps->count; i++) {
+        if (ps->v[i].txn_first < 0 &&
+            (victim == UINT32_MAX || ps->v[i].used_ns < ps->v[victim].used_ns))
+            victim = i;
+    }
+    if (victim == UINT32_MAX)
+        return false;
+    ps->v[victim] = ps->v[--ps->count];
+    return true;
+}
 
 static struct producer_state *state_of(struct part *pt, int64_t pid, bool create)
 {
@@ -155,11 +197,10 @@ static struct producer_state *state_of(struct part *pt, int64_t pid, bool create
     }
     if (!create)
         return NULL;
-    if (ps == NULL) {
-        ps = pt->producers = calloc(1, sizeof(*ps));
-        if (ps == NULL)
-            return NULL;
-    }
+    if ((ps = producers_of(pt)) == NULL)
+        return NULL;
+    if (ps->count >= PRODUCERS_MAX && !evict_one(ps))
+        return NULL;
     if (ps->count == ps->cap) {
         uint32_t cap = ps->cap ? ps->cap * 2 : 8;
         struct producer_state *grown = realloc(ps->v, cap * sizeof(*grown));
@@ -173,14 +214,17 @@ static struct producer_state *state_of(struct part *pt, int64_t pid, bool create
     s->pid = pid;
     s->epoch = -1;
     s->last_seq = -1;
+    s->txn_first = -1;
     return s;
 }
 
 void producers_free(struct part *pt)
 {
     struct producers *ps = pt->producers;
-    if (ps != NULL)
+    if (ps != NULL) {
         free(ps->v);
+        free(ps->ab);
+    }
     free(ps);
     pt->producers = NULL;
 }
@@ -199,20 +243,26 @@ int16_t producers_check(struct part *pt, struct pop *p, int64_t *dup_offset)
     if (sp_record_set_next(&set, &first) != 1)
         return KERR_CORRUPT_MESSAGE;
     int32_t last = seq_add(first.base_sequence, first.last_offset_delta);
+    bool txn = sp_record_batch_is_transactional(&first);
+    if (sp_record_batch_is_control(&first))
+        return 87; /* INVALID_RECORD: control batches are the broker's own */
     while (sp_record_set_next(&set, &batch) == 1) {
-        if (batch.producer_id != first.producer_id || batch.producer_epoch != first.producer_epoch)
+        if (batch.producer_id != first.producer_id ||
+            batch.producer_epoch != first.producer_epoch ||
+            sp_record_batch_is_transactional(&batch) != txn || sp_record_batch_is_control(&batch))
             return 87; /* INVALID_RECORD: one producer per request's partition data */
         last = seq_add(batch.base_sequence, batch.last_offset_delta);
     }
     p->pid = first.producer_id;
     if (first.producer_id < 0)
-        return KERR_NONE; /* not idempotent */
+        return txn ? 87 : KERR_NONE; /* not idempotent (a transaction needs an id) */
     p->epoch = first.producer_epoch;
     p->seq_first = first.base_sequence;
     p->seq_last = last;
     struct producer_state *s = state_of(pt, first.producer_id, true);
     if (s == NULL)
         return KERR_UNKNOWN_SERVER_ERROR;
+    s->used_ns = sp_now_ns();
     if (s->epoch >= 0 && first.producer_epoch < s->epoch)
         return 47; /* INVALID_PRODUCER_EPOCH */
     if (s->epoch >= 0 && first.producer_epoch == s->epoch) {
@@ -242,6 +292,21 @@ int16_t producers_check(struct part *pt, struct pop *p, int64_t *dup_offset)
     return KERR_NONE;
 }
 
+void producers_appended(struct part *pt, struct pop *p, int64_t base)
+{
+    struct sp_record_batch first;
+    if (p->pid < 0 || sp_record_batch_parse(p->data, p->len, &first) < 0 ||
+        !sp_record_batch_is_transactional(&first))
+        return;
+    struct producer_state *s = state_of(pt, p->pid, false);
+    if (s == NULL || s->txn_first >= 0)
+        return;
+    /* The first batch of its transaction here: the partition's stable end
+     * cannot pass this offset until the transaction's marker. */
+    s->txn_first = base;
+    pt->producers->open_txns++;
+}
+
 void producers_done(struct part *pt, struct pop *p, int err, int64_t base_offset)
 {
     if (p->pid < 0)
@@ -249,6 +314,11 @@ void producers_done(struct part *pt, struct pop *p, int err, int64_t base_offset
     struct producer_state *s = state_of(pt, p->pid, false);
     if (s == NULL || s->epoch != p->epoch)
         return;
+    if (err != 0 && s->txn_first >= 0 && s->txn_first >= sp_plog_end_offset(pt->log)) {
+        /* The transaction's first batch was not written after all. */
+        s->txn_first = -1;
+        pt->producers->open_txns--;
+    }
     for (uint32_t i = 0; i < s->recent_count; i++) {
         struct recent_batch *rb = &s->recent[i];
         if (rb->first != p->seq_first || rb->last != p->seq_last || rb->offset >= 0)
@@ -273,5 +343,403 @@ void producers_done(struct part *pt, struct pop *p, int err, int64_t base_offset
         s->recent_next = n % RECENT;
         s->last_seq = p->seq_prev;
         return;
+    }
+}
+
+static void marker_apply(struct part *pt, int64_t pid, int16_t epoch, bool commit, int64_t offset)
+{
+    struct producer_state *s = state_of(pt, pid, true);
+    if (s == NULL)
+        return; /* out of memory: the stable end stays where it is */
+    s->used_ns = sp_now_ns();
+    if (epoch > s->epoch) {
+        /* A newer epoch (the coordinator fenced the producer): its
+         * sequence starts again, older epochs are refused from now on. */
+        s->epoch = epoch;
+        s->recent_count = s->recent_next = 0;
+        s->last_seq = -1;
+    }
+    struct producers *ps = pt->producers;
+    int64_t first = s->txn_first;
+    if (first < 0)
+        return; /* nothing of it here: the marker alone */
+    s->txn_first = -1;
+    ps->open_txns--;
+    if (commit)
+        return;
+    /* Forget the aborted transactions wholly before the log start. */
+    int64_t start = sp_plog_start_offset(pt->log);
+    uint32_t drop = 0;
+    while (drop < ps->ab_count && ps->ab[drop].last < start)
+        drop++;
+    if (drop == 0 && ps->ab_count >= ABORTED_MAX)
+        drop = 1;
+    if (drop > 0) {
+        memmove(ps->ab, ps->ab + drop, (ps->ab_count - drop) * sizeof(*ps->ab));
+        ps->ab_count -= drop;
+    }
+    if (ps->ab_count == ps->ab_cap) {
+        uint32_t cap = ps->ab_cap ? ps->ab_cap * 2 : 16;
+        struct aborted *grown = realloc(ps->ab, cap * sizeof(*grown));
+        if (grown == NULL) {
+            sp_error("broker: %s-%" PRId32 ": out of memory for an aborted transaction", pt->topic,
+                     pt->partition);
+            return;
+        }
+        ps->ab = grown;
+        ps->ab_cap = cap;
+    }
+    ps->ab[ps->ab_count++] = (struct aborted){.pid = pid, .first = first, .last = offset};
+}
+
+void producers_marker(struct part *pt, const struct pop *p, int64_t offset)
+{
+    marker_apply(pt, p->pid, p->epoch, p->commit, offset);
+}
+
+int64_t producers_lso(const struct part *pt, int64_t high_watermark)
+{
+    const struct producers *ps = pt->producers;
+    int64_t lso = high_watermark;
+    if (ps == NULL || ps->open_txns == 0)
+        return lso;
+    for (uint32_t i = 0; i < ps->count; i++) {
+        if (ps->v[i].txn_first >= 0 && ps->v[i].txn_first < lso)
+            lso = ps->v[i].txn_first;
+    }
+    return lso;
+}
+
+int producers_aborted(const struct part *pt, int64_t from, int64_t to,
+                      struct sp_kafka_fetch_response_aborted_transaction **out, int32_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    const struct producers *ps = pt->producers;
+    if (ps == NULL || ps->ab_count == 0)
+        return 0;
+    /* The first whose marker is at or after `from` (sorted by marker). */
+    uint32_t lo = 0, hi = ps->ab_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ps->ab[mid].last < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = lo; i < ps->ab_count; i++)
+        n += ps->ab[i].first < to;
+    if (n == 0)
+        return 0;
+    struct sp_kafka_fetch_response_aborted_transaction *v = malloc(n * sizeof(*v));
+    if (v == NULL)
+        return -ENOMEM;
+    n = 0;
+    for (uint32_t i = lo; i < ps->ab_count; i++) {
+        if (ps->ab[i].first < to)
+            v[n++] = (struct sp_kafka_fetch_response_aborted_transaction){
+                .producer_id = ps->ab[i].pid, .first_offset = ps->ab[i].first};
+    }
+    *out = v;
+    *count = (int32_t)n;
+    return 0;
+}
+
+/* ---- Recovery: the state from the log itself ---- */
+
+/* A batch found in the log: what producers_check and producers_done would
+ * have recorded for it. */
+static void batch_apply(struct part *pt, int64_t pid, int16_t epoch, int32_t first_seq,
+                        int32_t last_delta, int64_t base, bool txn)
+{
+    struct producer_state *s = state_of(pt, pid, true);
+    if (s == NULL)
+        return;
+    if (epoch != s->epoch) {
+        s->epoch = epoch;
+        s->recent_count = s->recent_next = 0;
+    }
+    if (first_seq >= 0) {
+        int32_t last = seq_add(first_seq, last_delta);
+        s->last_seq = last;
+        s->recent[s->recent_next] =
+            (struct recent_batch){.first = first_seq, .last = last, .offset = base};
+        s->recent_next = (s->recent_next + 1) % RECENT;
+        if (s->recent_count < RECENT)
+            s->recent_count++;
+    }
+    if (txn && s->txn_first < 0) {
+        s->txn_first = base;
+        pt->producers->open_txns++;
+    }
+}
+
+static int64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+static int32_t be32(const uint8_t *p)
+{
+    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+}
+
+static int16_t be16(const uint8_t *p)
+{
+    return (int16_t)((uint16_t)p[0] << 8 | p[1]);
+}
+
+/* A control record's type (SP_RECORD_CONTROL_*) from the bytes of its
+ * batch's first record; -1 when they are not a control record. */
+static int control_type(const uint8_t *rec, size_t len)
+{
+    int32_t v32;
+    int64_t v64;
+    size_t at = 0;
+    int n;
+    if ((n = sp_record_varint_decode(rec, len, &v32)) <= 0) /* length */
+        return -1;
+    at += (size_t)n + 1; /* attributes */
+    if (at >= len || (n = sp_record_varlong_decode(rec + at, len - at, &v64)) <= 0)
+        return -1;
+    at += (size_t)n;
+    if ((n = sp_record_varint_decode(rec + at, len - at, &v32)) <= 0) /* offset delta */
+        return -1;
+    at += (size_t)n;
+    if ((n = sp_record_varint_decode(rec + at, len - at, &v32)) <= 0 || v32 < 4)
+        return -1;
+    at += (size_t)n;
+    if (at + 4 > len)
+        return -1;
+    return be16(rec + at + 2);
+}
+
+static int base_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define SEGMENTS_SCAN_MAX 1000000u
+
+/* The base offsets of the partition's segment files, sorted (malloc'd). */
+static int segment_bases(const char *dir, int64_t **out, uint32_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -errno;
+    int64_t *v = NULL;
+    uint32_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len != 24 || strcmp(e->d_name + 20, ".log") != 0 ||
+            strspn(e->d_name, "0123456789") != 20)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *g = cap <= SEGMENTS_SCAN_MAX ? realloc(v, cap * sizeof(*g)) : NULL;
+            if (g == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            v = g;
+        }
+        v[n++] = strtoll(e->d_name, NULL, 10);
+    }
+    closedir(d);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    qsort(v, n, sizeof(*v), base_cmp);
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+/*
+ * Reads the batch headers of the log in `dir` from offset `from` up to
+ * `end` and applies what they say (idempotent producers' sequences, open
+ * transactions, markers). Plain preads of 61-byte headers (and of a
+ * control batch's first record): a few microseconds a batch, at open only.
+ */
+static int scan_log(struct part *pt, const char *dir, int64_t from, int64_t end)
+{
+    int64_t *bases;
+    uint32_t count;
+    int rc = segment_bases(dir, &bases, &count);
+    if (rc < 0)
+        return rc;
+    char path[4200];
+    for (uint32_t i = 0; i < count && rc == 0; i++) {
+        if (i + 1 < count && bases[i + 1] <= from)
+            continue; /* wholly before `from` */
+        snprintf(path, sizeof(path), "%s/%020" PRId64 ".log", dir, bases[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = -errno;
+            break;
+        }
+        uint8_t h[SP_RECORD_BATCH_HEADER_BYTES + 64];
+        for (off_t pos = 0;;) {
+            ssize_t got = pread(fd, h, sizeof(h), pos);
+            if (got < SP_RECORD_BATCH_HEADER_BYTES)
+                break; /* the end of the segment (recovery truncated any torn tail) */
+            int64_t base = be64(h);
+            int32_t blen = be32(h + 8);
+            if (h[16] != SP_RECORD_MAGIC_V2 || blen < SP_RECORD_BATCH_HEADER_BYTES - 12 ||
+                base >= end)
+                break;
+            int16_t attrs = be16(h + 21);
+            int32_t last_delta = be32(h + 23);
+            int64_t pid = be64(h + 43);
+            if (pid >= 0 && base + last_delta >= from) {
+                int16_t epoch = be16(h + 51);
+                if (attrs & SP_RECORD_ATTR_CONTROL) {
+                    int type = control_type(h + SP_RECORD_BATCH_HEADER_BYTES,
+                                            (size_t)got - SP_RECORD_BATCH_HEADER_BYTES);
+                    if (type == SP_RECORD_CONTROL_ABORT || type == SP_RECORD_CONTROL_COMMIT)
+                        marker_apply(pt, pid, epoch, type == SP_RECORD_CONTROL_COMMIT, base);
+                } else {
+                    batch_apply(pt, pid, epoch, be32(h + 53), last_delta, base,
+                                (attrs & SP_RECORD_ATTR_TRANSACTIONAL) != 0);
+                }
+            }
+            pos += 12 + (off_t)blen;
+        }
+        close(fd);
+    }
+    free(bases);
+    return rc;
+}
+
+/*
+ * The snapshot `producer-state` in the partition's directory, written at a
+ * clean close: a header (magic, version, the sizes of the records, the end
+ * offset it describes, the counts), the producer states and the aborted
+ * transactions as they are in memory, and a CRC-32C of all that. Not
+ * fsync'd: a snapshot that is missing, torn or from another build only
+ * means a longer scan.
+ */
+#define SNAP_MAGIC 0x53505053u /* "SPPS" */
+#define SNAP_VERSION 1u
+
+struct snap_header {
+    uint32_t magic, version, state_bytes, aborted_bytes;
+    int64_t end_offset;
+    uint32_t producers, aborted;
+};
+
+static void snap_path(char *buf, size_t size, const char *dir, const char *suffix)
+{
+    snprintf(buf, size, "%s/producer-state%s", dir, suffix);
+}
+
+void producers_save(struct part *pt, const char *dir)
+{
+    const struct producers *ps = pt->producers;
+    struct snap_header h = {.magic = SNAP_MAGIC,
+                            .version = SNAP_VERSION,
+                            .state_bytes = sizeof(struct producer_state),
+                            .aborted_bytes = sizeof(struct aborted),
+                            .end_offset = sp_plog_end_offset(pt->log),
+                            .producers = ps != NULL ? ps->count : 0,
+                            .aborted = ps != NULL ? ps->ab_count : 0};
+    char path[4200], tmp[4200];
+    snap_path(path, sizeof(path), dir, "");
+    snap_path(tmp, sizeof(tmp), dir, ".tmp");
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        sp_warn("broker: cannot write %s: %s", tmp, strerror(errno));
+        return;
+    }
+    uint32_t crc = sp_crc32c(0, &h, sizeof(h));
+    bool ok = fwrite(&h, sizeof(h), 1, f) == 1;
+    if (ps != NULL && h.producers > 0) {
+        crc = sp_crc32c(crc, ps->v, h.producers * sizeof(*ps->v));
+        ok &= fwrite(ps->v, sizeof(*ps->v), h.producers, f) == h.producers;
+    }
+    if (ps != NULL && h.aborted > 0) {
+        crc = sp_crc32c(crc, ps->ab, h.aborted * sizeof(*ps->ab));
+        ok &= fwrite(ps->ab, sizeof(*ps->ab), h.aborted, f) == h.aborted;
+    }
+    ok &= fwrite(&crc, sizeof(crc), 1, f) == 1;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        sp_warn("broker: cannot write %s", path);
+        unlink(tmp);
+    }
+}
+
+/* Loads the snapshot; the offset it describes, or -1 when there is none
+ * usable (then nothing was loaded). */
+static int64_t snap_load(struct part *pt, const char *dir, int64_t end)
+{
+    char path[4200];
+    snap_path(path, sizeof(path), dir, "");
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    struct snap_header h;
+    struct producer_state *v = NULL;
+    struct aborted *ab = NULL;
+    uint32_t crc_file;
+    int64_t at = -1;
+    if (fread(&h, sizeof(h), 1, f) != 1 || h.magic != SNAP_MAGIC || h.version != SNAP_VERSION ||
+        h.state_bytes != sizeof(*v) || h.aborted_bytes != sizeof(*ab) || h.end_offset > end ||
+        h.end_offset < 0 || h.producers > PRODUCERS_MAX || h.aborted > ABORTED_MAX)
+        goto out;
+    v = malloc((h.producers ? h.producers : 1) * sizeof(*v));
+    ab = malloc((h.aborted ? h.aborted : 1) * sizeof(*ab));
+    if (v == NULL || ab == NULL || fread(v, sizeof(*v), h.producers, f) != h.producers ||
+        fread(ab, sizeof(*ab), h.aborted, f) != h.aborted || fread(&crc_file, 4, 1, f) != 1)
+        goto out;
+    uint32_t crc = sp_crc32c(0, &h, sizeof(h));
+    crc = sp_crc32c(crc, v, h.producers * sizeof(*v));
+    crc = sp_crc32c(crc, ab, h.aborted * sizeof(*ab));
+    if (crc != crc_file)
+        goto out;
+    struct producers *ps = producers_of(pt);
+    if (ps == NULL)
+        goto out;
+    free(ps->v);
+    free(ps->ab);
+    ps->v = v;
+    ps->count = ps->cap = h.producers;
+    ps->ab = ab;
+    ps->ab_count = ps->ab_cap = h.aborted;
+    ps->open_txns = 0;
+    for (uint32_t i = 0; i < h.producers; i++)
+        ps->open_txns += v[i].txn_first >= 0;
+    v = NULL;
+    ab = NULL;
+    at = h.end_offset;
+out:
+    free(v);
+    free(ab);
+    fclose(f);
+    return at;
+}
+
+void producers_recover(struct part *pt, const char *dir)
+{
+    int64_t start = sp_plog_start_offset(pt->log), end = sp_plog_end_offset(pt->log);
+    int64_t from = snap_load(pt, dir, end);
+    if (from < 0 || from < start) {
+        producers_free(pt); /* a snapshot older than the log start: scan it all */
+        from = start;
+    }
+    if (from < end) {
+        int rc = scan_log(pt, dir, from, end);
+        if (rc < 0)
+            sp_warn("broker: %s: cannot rebuild producer state: %s", dir, strerror(-rc));
     }
 }

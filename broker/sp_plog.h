@@ -10,8 +10,9 @@
  * replaced atomically (write, fsync, rename).
  *
  * It is not a broker: it neither validates batches (the caller has checked
- * magic, CRC and lengths), nor knows about replication, transactions or
- * compaction.
+ * magic, CRC and lengths; a compacted log refuses records without a key),
+ * nor knows about replication or transactions. Compaction (sp_plog_clean)
+ * keeps offsets but leaves gaps between the batches of cleaned segments.
  *
  * Threads: a log belongs to the shard that opened it; every call is made on
  * that shard and every callback runs there. There are no locks.
@@ -25,8 +26,9 @@
  *
  * Invariants:
  *  - start_offset <= stable_end <= end_offset;
- *  - offsets are consecutive: batch i of the log starts at batch i-1's last
- *    offset + 1, within a segment and across segments;
+ *  - offsets increase: batch i of the log starts after batch i-1's last
+ *    offset, at its last offset + 1 except in segments the cleaner rewrote
+ *    (which may have gaps); a segment ends where the next one begins;
  *  - readers see only the stable part: bytes whose write completed (and, with
  *    SP_PLOG_FLUSH_EVERY, whose fsync did); a torn or failed write is
  *    truncated away before anything after it becomes stable;
@@ -60,7 +62,23 @@ struct sp_plog_config {
     int64_t retention_ms;         /* delete segments whose newest timestamp is older; -1 none */
     int64_t retention_bytes;      /* delete oldest segments while the log is larger; -1 none */
     uint32_t append_buffer_bytes; /* most bytes of appends queued or in flight */
+    /* Topic configs (Kafka's names in comments); see "Compaction" below. */
+    unsigned cleanup;                 /* cleanup.policy: SP_PLOG_CLEANUP_* bits */
+    uint32_t max_message_bytes;       /* max.message.bytes: a larger batch is refused; 0 none */
+    int64_t delete_retention_ms;      /* delete.retention.ms: tombstones kept at least this */
+    int64_t min_compaction_lag_ms;    /* min.compaction.lag.ms: newer segments are not cleaned */
+    double min_cleanable_dirty_ratio; /* min.cleanable.dirty.ratio: 0 to 1 */
+    uint64_t cleaner_interval_ms;     /* retention and cleaning on a shard timer; 0: only on call */
+    uint32_t cleaner_keys_max;        /* most distinct keys one cleaning pass may hold */
 };
+
+/* cleanup.policy bits: delete (retention) and compact (the cleaner), or both. */
+#define SP_PLOG_CLEANUP_DELETE 0x1u
+#define SP_PLOG_CLEANUP_COMPACT 0x2u
+/* Kafka's cleaner defaults: a day of tombstones, half the log dirty; 2^20 keys a pass. */
+#define SP_PLOG_DELETE_RETENTION_MS_DEFAULT 86400000
+#define SP_PLOG_DIRTY_RATIO_DEFAULT 0.5
+#define SP_PLOG_CLEANER_KEYS_MAX_DEFAULT (1u << 20)
 
 /* Kafka's defaults: 1 GiB segments, an index entry every 4 KiB, 8 MiB of appends in flight. */
 #define SP_PLOG_SEGMENT_BYTES_DEFAULT (1ull << 30)
@@ -148,8 +166,10 @@ typedef void sp_plog_append_fn(void *ctx, int err, int64_t offset);
  * Returns 0 (fn will run, never before this returns); -EAGAIN when the
  * append buffer (append_buffer_bytes) or the queue (SP_PLOG_APPENDS_MAX) is
  * full: retry after some appends completed; -EMSGSIZE when `len` exceeds
- * append_buffer_bytes or INT32_MAX; -EBADMSG when the bytes are not whole v2
- * batches (a length that overruns, magic not 2, fewer than 61 bytes). fn
+ * append_buffer_bytes or INT32_MAX, or a batch exceeds max_message_bytes;
+ * -EBADMSG when the bytes are not whole v2 batches (a length that overruns,
+ * magic not 2, fewer than 61 bytes) or, in a log with cleanup compact, a
+ * data batch has a record without a key (or records that do not parse). fn
  * does not run for any of those.
  */
 SP_MUST_CHECK int sp_plog_append(struct sp_plog *log, const uint8_t *batches, uint32_t len,
@@ -187,6 +207,32 @@ SP_MUST_CHECK int sp_plog_read(struct sp_plog *log, int64_t offset, uint32_t max
                                sp_plog_read_fn *fn, void *ctx);
 
 /*
+ * Called with the result of sp_plog_read_slice: err 0 and `len` bytes of
+ * the file `fd` from `pos` (fd is a duplicate the callee owns and must
+ * close; -1 and len 0 when there is nothing to read yet), or -errno.
+ */
+typedef void sp_plog_slice_fn(void *ctx, int err, int fd, uint64_t pos, uint32_t len);
+
+/*
+ * sp_plog_read without reading: where the bytes are, for a caller that
+ * sends them from the file itself (a mapping, sendfile). The range starts at
+ * the batch containing `offset` and holds at most max_bytes (at least that
+ * batch), within one segment and the stable end; its last batch may be cut
+ * short (Kafka's Fetch allows it: clients drop a partial trailing batch).
+ * Only the batch headers before the first are read (through the offset
+ * index). Returns as sp_plog_read does.
+ */
+SP_MUST_CHECK int sp_plog_read_slice(struct sp_plog *log, int64_t offset, uint32_t max_bytes,
+                                     sp_plog_slice_fn *fn, void *ctx);
+
+/*
+ * Inside a read's fn, with its `data`: hands the caller the malloc'd buffer
+ * `data` points into (free it with free()), so the bytes need no copy; the
+ * log reads into a new buffer next time. Returns the buffer's start.
+ */
+void *sp_plog_read_take(struct sp_plog *log, const uint8_t *data);
+
+/*
  * ListOffsets by time: fn(ctx, 0, o) with o the base offset of the first
  * batch (at or after the log start) whose maxTimestamp >= ts, or the stable
  * end when there is none; fn(ctx, -errno, -1) on a read error. Finds the
@@ -198,6 +244,29 @@ SP_MUST_CHECK int sp_plog_read(struct sp_plog *log, int64_t offset, uint32_t max
  */
 SP_MUST_CHECK int sp_plog_offset_for_time(struct sp_plog *log, int64_t ts, sp_plog_append_fn *fn,
                                           void *ctx);
+
+/*
+ * Called with the result of a record look-up by time: err 0 with the offset
+ * and timestamp of the record found, or -1 and -1 when there is none; or
+ * -errno (then -1, -1).
+ */
+typedef void sp_plog_time_fn(void *ctx, int err, int64_t offset, int64_t timestamp);
+
+/* The target timestamp that asks for the record with the largest timestamp. */
+#define SP_PLOG_TIME_MAX_TIMESTAMP (-3)
+
+/*
+ * ListOffsets by time, as Kafka answers it: the first record (at or after
+ * the log start, below the stable end) whose timestamp is >= ts, with that
+ * timestamp; with ts SP_PLOG_TIME_MAX_TIMESTAMP, the first record that has
+ * the log's largest timestamp. Compressed batches are decompressed to find
+ * the record. Asynchronous like sp_plog_offset_for_time. Returns 0, -EAGAIN
+ * (SP_PLOG_READS_MAX in flight) or -EINVAL (ts < 0 and not -3); fn never
+ * runs before this returns, and may call any sp_plog function but
+ * sp_plog_close.
+ */
+SP_MUST_CHECK int sp_plog_lookup_time(struct sp_plog *log, int64_t ts, sp_plog_time_fn *fn,
+                                      void *ctx);
 
 /*
  * DeleteRecords: moves the log start to `offset` (persisted first, in the
@@ -218,5 +287,52 @@ SP_MUST_CHECK int sp_plog_delete_before(struct sp_plog *log, int64_t offset);
  * segments deleted (0 when retention is off).
  */
 int sp_plog_retain(struct sp_plog *log, int64_t now_ms);
+
+/*
+ * Changes the settings a topic config may change on an open log: segment
+ * bytes (from the next roll), retention, max message bytes, cleanup policy
+ * and the cleaner's settings. The directory, flush policy, index interval
+ * and append buffer stay as opened. Returns 0 or -EINVAL (bad values; then
+ * nothing changed).
+ */
+SP_MUST_CHECK int sp_plog_set_config(struct sp_plog *log, const struct sp_plog_config *c);
+
+/*
+ * Compaction (cleanup.policy compact), Kafka's log cleaner for one log:
+ * when the closed segments (never the last one, nor one whose roll is in
+ * flight, nor any from the first whose newest timestamp is within
+ * min_compaction_lag_ms of now) hold at least min_cleanable_dirty_ratio of
+ * bytes not cleaned yet, rewrites each of them keeping, per key, only the
+ * record with the latest offset among those segments. Records keep their
+ * offsets (a batch keeps its base offset and last offset delta; its CRC is
+ * recomputed; a compressed batch is recompressed with its codec); a batch
+ * left empty is dropped, so offsets may have gaps. A tombstone (null value)
+ * that is the latest for its key is dropped once its timestamp is older
+ * than now_ms - delete_retention_ms. Control and transactional batches are
+ * kept untouched (a limit: aborted records are not removed either).
+ *
+ * Each segment is replaced atomically: `<base>.log.cleaned` is written and
+ * fsync'd, the old index files are removed, the file is renamed over the
+ * segment, the directory fsync'd, and the new indexes written (temporary
+ * file, rename). A crash at any point leaves either the old segment or the
+ * new one (recovery removes `.cleaned` leftovers and rebuilds missing
+ * indexes). Reads in flight keep reading the old file. Synchronous system
+ * calls on the log's shard.
+ *
+ * Returns the number of segments rewritten (0 when there was nothing to
+ * do); -ENOBUFS when the segments hold more than cleaner_keys_max distinct
+ * keys (nothing changed); -ENOMEM; -EIO when a segment's bytes are not good
+ * batches; the -errno of a system call (the segment being rewritten keeps
+ * its old file).
+ */
+SP_MUST_CHECK int sp_plog_clean(struct sp_plog *log, int64_t now_ms);
+
+/* Cleaner counters, since open. */
+struct sp_plog_clean_stats {
+    uint64_t pass_count;                /* passes that rewrote something */
+    uint64_t records_removed;           /* records (tombstones included) removed */
+    uint64_t bytes_before, bytes_after; /* of the segments rewritten */
+};
+void sp_plog_clean_stats(const struct sp_plog *log, struct sp_plog_clean_stats *out);
 
 #endif /* SP_PLOG_H */

@@ -119,6 +119,44 @@ static int parse_flag(struct spate_cli *cli, int argc, char **argv, int *i)
     return 0;
 }
 
+/* A flag of `spate run` for its embedded Kafka endpoint: 1 if consumed, 0
+ * if not one, or -EINVAL. */
+static int parse_run_flag(struct spate_cli *cli, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+    size_t len;
+    if (flag_is(arg, "--embedded-broker", &len)) {
+        cli->embedded_broker = "127.0.0.1:9092";
+        if (arg[len] == '=')
+            cli->embedded_broker = arg + len + 1;
+        else if (*i + 1 < argc && argv[*i + 1][0] != '-' && strchr(argv[*i + 1], ':') != NULL)
+            cli->embedded_broker = argv[++*i];
+        if (*cli->embedded_broker == '\0')
+            return reject(cli, "--embedded-broker: HOST:PORT, or nothing for 127.0.0.1:9092");
+        return 1;
+    }
+    if (strcmp(arg, "--keep-serving") == 0) {
+        cli->keep_serving = true;
+        return 1;
+    }
+    const char **value = NULL;
+    if (flag_is(arg, "--broker-data", &len)) {
+        value = &cli->broker_data;
+    } else if (flag_is(arg, "--broker-port-file", &len)) {
+        value = &cli->broker_port_file;
+    } else if (flag_is(arg, "--broker-topic", &len)) {
+        if (cli->broker_topic_count == SPATE_CLI_TOPICS_MAX)
+            return reject(cli, "--broker-topic: at most %u", SPATE_CLI_TOPICS_MAX);
+        value = &cli->broker_topics[cli->broker_topic_count++];
+    }
+    if (value == NULL)
+        return 0;
+    *value = flag_value(argc, argv, i, arg, len);
+    if (*value == NULL || **value == '\0')
+        return reject(cli, "%.*s needs a value", (int)len, arg);
+    return 1;
+}
+
 bool spate_cli_own_args(const char *command)
 {
     return strcmp(command, "produce") == 0 || strcmp(command, "consume") == 0 ||
@@ -148,6 +186,16 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
                 return reject(cli, "too many parameters");
             cli->pass[cli->pass_count++] = (char *)kv;
             continue;
+        }
+        /* spate run JOB --embedded-broker [HOST:PORT] and its flags: the
+         * address is optional, taken from the next word only when that
+         * has a ':' (a job name has none). */
+        if (cli->command != NULL && strcmp(cli->command, "run") == 0) {
+            int ret = parse_run_flag(cli, argc, argv, &i);
+            if (ret < 0)
+                return ret;
+            if (ret > 0)
+                continue;
         }
         /* spate bench nexmark and spate broker: their own flags and values
          * go to `pass` (the command parses them); the global flags stay
@@ -194,6 +242,11 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
                                                           strcmp(cli->command, "broker") == 0));
     if (cli->pass_count > 0 && !bench_micro && !own)
         return reject(cli, "'%s' is a flag of 'spate bench micro' only", cli->pass[0]);
+    if (cli->embedded_broker == NULL &&
+        (cli->broker_data != NULL || cli->broker_port_file != NULL || cli->broker_topic_count > 0 ||
+         cli->keep_serving))
+        return reject(cli, "--broker-data, --broker-port-file, --broker-topic and --keep-serving "
+                           "go with --embedded-broker");
     return 0;
 }
 

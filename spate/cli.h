@@ -14,6 +14,7 @@
 
 #define SPATE_CLI_REASON_BYTES 256
 #define SPATE_CLI_ARGS_MAX 64
+#define SPATE_CLI_TOPICS_MAX 16
 
 struct spate_cli {
     const char *command;    /* NULL: none given */
@@ -27,6 +28,16 @@ struct spate_cli {
     int pass_count;      /* arguments passed on to the command (bench micro's --benchmark_*
                           * flags, bench nexmark's flags and values, run's key=value) */
     char *pass[SPATE_CLI_ARGS_MAX];
+    /* spate run JOB --embedded-broker [HOST:PORT] [--broker-data DIR]
+     * [--broker-port-file FILE] [--broker-topic NAME[:PARTITIONS]]...
+     * [--keep-serving]: NULL, 0 and false until given (embedded_broker
+     * "127.0.0.1:9092" when given without an address). */
+    const char *embedded_broker;
+    const char *broker_data;
+    const char *broker_port_file;
+    const char *broker_topics[SPATE_CLI_TOPICS_MAX];
+    unsigned broker_topic_count;
+    bool keep_serving;
     char reason[SPATE_CLI_REASON_BYTES];
 };
 

@@ -2,11 +2,22 @@
 /*
  * spate broker [--listen HOST:PORT] [--data DIR] [--partitions N]
  * [--auto-create on|off] [--flush every|os|MS] [--segment-bytes N]
- * [--max-request-bytes N] [--advertise HOST] [--port-file FILE]:
+ * [--max-request-bytes N] [--advertise HOST] [--port-file FILE]
+ * [--tls-cert FILE --tls-key FILE] [--sasl plain|scram-sha-256 --users FILE]
+ * [--idle-timeout-ms MS] [--log-cleaner-interval-ms MS] [--max-topics N]
+ * [--max-partitions N] [--metadata-partitions-max N]:
  * spate's Kafka-compatible endpoint alone (broker/sp_broker.h), on every
  * core given with the global --cores, until SIGINT or SIGTERM. Binds
  * 127.0.0.1:9092 unless told otherwise; --listen with port 0 picks a free
  * port, which --port-file writes once listening (for scripts and tests).
+ * --tls-cert/--tls-key make the listener TLS (PEM files), --sasl with a
+ * users file (`user:password` lines) asks every connection to
+ * authenticate: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL in Kafka's
+ * words. --idle-timeout-ms closes idle connections (600000; 0: never).
+ * --log-cleaner-interval-ms: how often each partition applies retention
+ * and, for compacted topics, runs the log cleaner (15000; 0: never).
+ * --max-topics and --max-partitions cap the registry (10000, 100000 in
+ * all); --metadata-partitions-max bounds one Metadata answer (100000).
  * Exit 2 for wrong input, 1 when it cannot start.
  */
 #include <errno.h>
@@ -81,9 +92,24 @@ int spate_broker(const struct spate_cli *cli)
     static char host[256];
     for (int i = 0; i < cli->pass_count; i++) {
         const char *arg = cli->pass[i];
-        static const char *const names[] = {"--listen",      "--data",      "--partitions",
-                                            "--auto-create", "--flush",     "--segment-bytes",
-                                            "--advertise",   "--port-file", "--max-request-bytes"};
+        static const char *const names[] = {"--listen",
+                                            "--data",
+                                            "--partitions",
+                                            "--auto-create",
+                                            "--flush",
+                                            "--segment-bytes",
+                                            "--advertise",
+                                            "--port-file",
+                                            "--max-request-bytes",
+                                            "--tls-cert",
+                                            "--tls-key",
+                                            "--sasl",
+                                            "--users",
+                                            "--idle-timeout-ms",
+                                            "--log-cleaner-interval-ms",
+                                            "--max-topics",
+                                            "--max-partitions",
+                                            "--metadata-partitions-max"};
         const char *name = NULL, *value = NULL;
         for (unsigned n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
             size_t len = strlen(names[n]);
@@ -139,10 +165,46 @@ int spate_broker(const struct spate_cli *cli)
             config.max_request_bytes = (uint32_t)n;
         } else if (strcmp(name, "--advertise") == 0) {
             config.advertised_host = value;
+        } else if (strcmp(name, "--tls-cert") == 0) {
+            config.tls_cert_file = value;
+        } else if (strcmp(name, "--tls-key") == 0) {
+            config.tls_key_file = value;
+        } else if (strcmp(name, "--sasl") == 0) {
+            if (strcmp(value, "plain") == 0)
+                config.sasl = SP_BROKER_SASL_PLAIN;
+            else if (strcmp(value, "scram-sha-256") == 0)
+                config.sasl = SP_BROKER_SASL_SCRAM_SHA_256;
+            else
+                return usage("--sasl '%s': plain or scram-sha-256", value);
+        } else if (strcmp(name, "--users") == 0) {
+            config.users_file = value;
+        } else if (strcmp(name, "--idle-timeout-ms") == 0) {
+            if (parse_u64(value, &n) < 0 || n > UINT32_MAX)
+                return usage("--idle-timeout-ms '%s': 0 (never) to 4294967295", value);
+            config.idle_timeout_ms = (uint32_t)n;
+        } else if (strcmp(name, "--log-cleaner-interval-ms") == 0) {
+            if (parse_u64(value, &n) < 0 || n > 86400000)
+                return usage("--log-cleaner-interval-ms '%s': 0 (off) to 86400000", value);
+            config.log.cleaner_interval_ms = n;
+        } else if (strcmp(name, "--max-topics") == 0 || strcmp(name, "--max-partitions") == 0 ||
+                   strcmp(name, "--metadata-partitions-max") == 0) {
+            if (parse_u64(value, &n) < 0 || n == 0 || n > 10000000)
+                return usage("%s '%s': 1 to 10000000", name, value);
+            if (strcmp(name, "--max-topics") == 0)
+                config.max_topics = (uint32_t)n;
+            else if (strcmp(name, "--max-partitions") == 0)
+                config.max_partitions = (uint32_t)n;
+            else
+                config.metadata_partitions_max = (uint32_t)n;
         } else {
             port_file = value;
         }
     }
+
+    if ((config.tls_cert_file == NULL) != (config.tls_key_file == NULL))
+        return usage("--tls-cert and --tls-key go together");
+    if ((config.sasl == SP_BROKER_SASL_NONE) != (config.users_file == NULL))
+        return usage("--sasl and --users go together");
 
     struct sp_runtime_config rc;
     sp_runtime_config_default(&rc);
@@ -167,9 +229,11 @@ int spate_broker(const struct spate_cli *cli)
         sp_broker_free(run.broker);
         return 1;
     }
-    fprintf(stderr, "spate broker: listening on %s:%u, data in %s, %u shard%s\n", config.host,
-            sp_broker_port(run.broker), config.data_dir, rc.shard_count,
-            rc.shard_count == 1 ? "" : "s");
+    static const char *const modes[] = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"};
+    fprintf(stderr, "spate broker: listening on %s:%u (%s), data in %s, %u shard%s\n", config.host,
+            sp_broker_port(run.broker),
+            modes[(config.tls_cert_file != NULL) + 2 * (config.sasl != SP_BROKER_SASL_NONE)],
+            config.data_dir, rc.shard_count, rc.shard_count == 1 ? "" : "s");
     if (port_file != NULL) {
         FILE *f = fopen(port_file, "w");
         if (f == NULL || fprintf(f, "%u\n", sp_broker_port(run.broker)) < 0 || fclose(f) != 0) {

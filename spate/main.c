@@ -17,6 +17,19 @@
 #define SPATE_VERSION "unknown"
 #endif
 
+#ifndef SP_MALLOC_ONLY
+/*
+ * jemalloc's options, read when it starts. oversize_threshold:0 keeps
+ * large allocations (a broker's fetch of tens of MiB, its log reads) in the
+ * ordinary arenas, whose freed pages are reused for dirty_decay_ms (10 s)
+ * before they go back to the kernel; jemalloc 5.3's default (8 MiB) gives
+ * them a dedicated arena that returns them at once, so each such buffer
+ * came back as fresh pages, zeroed on first touch: half the broker's time
+ * in large fetches (scripts/bench_broker, docs/benchmarks.md).
+ */
+const char *malloc_conf = "oversize_threshold:0";
+#endif
+
 static int cmd_version(const struct spate_cli *cli)
 {
     (void)cli;
@@ -68,8 +81,13 @@ static const struct command commands[] = {
      "broker [--listen HOST:PORT] [--data DIR] [--partitions N] [--auto-create on|off]\n"
      "                       [--flush every|os|MS] [--segment-bytes N] [--advertise HOST] "
      "[--port-file F]\n"
+     "                       [--tls-cert FILE --tls-key FILE] [--sasl plain|scram-sha-256 "
+     "--users FILE]\n"
+     "                       [--idle-timeout-ms MS]\n"
      "                       serve the Kafka protocol (127.0.0.1:9092, data in ./spate-data) "
-     "until stopped",
+     "until stopped;\n"
+     "                       TLS and SASL (users: user:password lines) make it SSL, "
+     "SASL_PLAINTEXT or SASL_SSL",
      spate_broker},
     {"produce",
      "produce -b HOST:PORT -t TOPIC [-k SEP] [-p N] [-z CODEC] [-X key=value]... "

@@ -132,6 +132,10 @@ kill -0 "$pid" || fail "the broker died on bad input"
 # Idempotent producers at the wire level (hand-built frames): a retried
 # batch is written once; gaps and old epochs are refused.
 /usr/bin/python3 "$(dirname "$0")/idempotence.py" "$port" || fail "idempotence"
+# Fetch sessions at the wire level (hand-built Fetch v7 frames).
+"$spate" topic create -b "$broker" -t fetch-session -p 2 >/dev/null || fail "create fetch-session"
+seq 1 100 | kcat -b "$broker" -P -t fetch-session -p 0 || fail "produce fetch-session"
+/usr/bin/python3 "$(dirname "$0")/fetch_session.py" "$port" fetch-session || fail "fetch sessions"
 # ... and through real clients: librdkafka's and spate's own (idempotent by default).
 seq 1 5000 | kcat -b "$broker" -P -t idem-kcat -X enable.idempotence=true || fail "kcat idempotent"
 [ "$(count idem-kcat)" -eq 5000 ] || fail "idempotent kcat records"

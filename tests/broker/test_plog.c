@@ -6,8 +6,11 @@
  * segment boundary, at the end (empty) and past it (-ERANGE); reopening;
  * a torn and a corrupted tail cut off by recovery; flush policies;
  * backpressure; a full disk (a 1 MiB tmpfs) reported as -ENOSPC with the
- * log still consistent; look-ups by time; DeleteRecords; retention by bytes
- * and by time.
+ * log still consistent; look-ups by time (by batch, and by record with
+ * compressed batches and the largest timestamp); DeleteRecords; retention by
+ * bytes and by time; compaction (latest per key at its offset, tombstones,
+ * compressed batches, a null key refused, a read in flight across the
+ * rewrite, reopening, a crash's leftovers).
  *
  * Everything the log does runs on the shard; checks there only record the
  * first failure (file line and condition), and the test asserts on it after
@@ -1365,6 +1368,452 @@ static void test_retention(void **state)
     scen_free(s);
 }
 
+/* ---- Compaction and look-ups by record ---- */
+
+/* A record the test appended: what a reader should see, if it survives. */
+struct crec {
+    int64_t offset;
+    int64_t ts;
+    char key[8];
+    char value[24]; /* "" with tomb: a null value */
+    bool tomb;
+};
+
+#define CRECS_MAX 512u
+static struct crec appended[CRECS_MAX], seen[CRECS_MAX];
+static uint32_t appended_count, seen_count;
+
+/*
+ * Builds a batch of `n` records with keys keys[0..n) (NULL: a null key),
+ * values "<key>-<round>" (round < 0: tombstones), all at timestamp ts, with
+ * `codec`. Returns its size.
+ */
+static uint32_t build_keyed(uint8_t *buf, size_t cap, const char *const *keys, unsigned n,
+                            int round, int64_t ts, enum sp_record_codec_id codec)
+{
+    static uint8_t scratch[65536];
+    struct sp_record_builder_config c = SP_RECORD_BUILDER_CONFIG_INIT;
+    c.codec = codec;
+    c.scratch = scratch;
+    c.scratch_bytes = sizeof(scratch);
+    struct sp_record_builder b;
+    struct sp_record_codec cc;
+    if (sp_record_codec_init(&cc, SP_RECORD_CODEC_COMPRESS) != 0 ||
+        sp_record_builder_init(&b, buf, cap, &c) != 0)
+        abort();
+    for (unsigned i = 0; i < n; i++) {
+        char value[24];
+        int vlen = snprintf(value, sizeof(value), "%s-%d", keys[i] ? keys[i] : "null", round);
+        struct sp_record_input r = {
+            .offset_delta = (int32_t)i,
+            .timestamp = ts,
+            .key = keys[i],
+            .key_len = keys[i] ? (int32_t)strlen(keys[i]) : -1,
+            .value = round < 0 ? NULL : value,
+            .value_len = round < 0 ? -1 : vlen,
+        };
+        if (sp_record_builder_append(&b, &r) != 0)
+            abort();
+    }
+    size_t size = 0;
+    if (sp_record_builder_finish(&b, &cc, &size) != 0)
+        abort();
+    sp_record_codec_deinit(&cc);
+    return (uint32_t)size;
+}
+
+/* Records the batch's records (at `base`) as appended. */
+static void note_appended(const uint8_t *batch, uint32_t len, int64_t base)
+{
+    struct sp_record_batch b;
+    struct sp_record_iter it;
+    struct sp_record r;
+    struct sp_record_codec cc;
+    static uint8_t dec[65536];
+    if (sp_record_codec_init(&cc, SP_RECORD_CODEC_DECOMPRESS) != 0 ||
+        sp_record_batch_parse(batch, len, &b) != 0 ||
+        sp_record_iter_open(&it, &b, &cc, dec, sizeof(dec)) != 0)
+        abort();
+    while (sp_record_iter_next(&it, &r) == 1 && appended_count < CRECS_MAX) {
+        struct crec *c = &appended[appended_count++];
+        memset(c, 0, sizeof(*c));
+        c->offset = base + (r.offset - b.base_offset);
+        c->ts = r.timestamp;
+        memcpy(c->key, r.key, (size_t)SP_MIN(r.key_len, 7));
+        c->tomb = r.value == NULL;
+        if (r.value)
+            memcpy(c->value, r.value, (size_t)SP_MIN(r.value_len, 23));
+    }
+    sp_record_codec_deinit(&cc);
+}
+
+/* A read's records into seen[] (offsets as the log holds them). */
+static void collect_cb(void *ctx, int err, const uint8_t *data, uint32_t len)
+{
+    struct slot *sl = ctx;
+    struct scen *s = sl->s;
+    sl->done = true;
+    sl->err = err;
+    sl->read_len = len;
+    CHECK_CB(s, err == 0);
+    struct sp_record_set set;
+    struct sp_record_batch b;
+    struct sp_record_codec cc;
+    static uint8_t dec[65536];
+    CHECK_CB(s, sp_record_codec_init(&cc, SP_RECORD_CODEC_DECOMPRESS) == 0);
+    sp_record_set_init(&set, data, len);
+    int rc;
+    while ((rc = sp_record_set_next(&set, &b)) == 1) {
+        struct sp_record_iter it;
+        struct sp_record r;
+        CHECK_CB(s, sp_record_iter_open(&it, &b, &cc, dec, sizeof(dec)) == 0);
+        while (sp_record_iter_next(&it, &r) == 1 && seen_count < CRECS_MAX) {
+            struct crec *c = &seen[seen_count++];
+            memset(c, 0, sizeof(*c));
+            c->offset = r.offset;
+            c->ts = r.timestamp;
+            memcpy(c->key, r.key, (size_t)SP_MIN(r.key_len, 7));
+            c->tomb = r.value == NULL;
+            if (r.value)
+                memcpy(c->value, r.value, (size_t)SP_MIN(r.value_len, 23));
+        }
+        sl->offset = sp_record_batch_last_offset(&b) + 1;
+    }
+    CHECK_CB(s, rc == 0);
+    sp_record_codec_deinit(&cc);
+    scen_resume(s);
+}
+
+/* One step of reading the whole log into seen[], a read at a time. */
+static int collect(struct scen *s, int step)
+{
+    struct slot *sl = &s->slots[0];
+    if (s->cursor == -1) { /* start */
+        seen_count = 0;
+        s->cursor = sp_plog_start_offset(s->log);
+    } else {
+        s->cursor = sl->offset;
+    }
+    if (s->cursor >= sp_plog_stable_end(s->log))
+        return NEXT;
+    sl->s = s;
+    sl->done = false;
+    sl->offset = s->cursor;
+    CHECK(s, sp_plog_read(s->log, s->cursor, 700, collect_cb, sl) == 0);
+    s->pending++;
+    s->step = step;
+    return WAIT;
+}
+
+/* Whether seen[] is what the cleaner should have left of appended[]: per key
+ * only the latest record below `cleaned_end`, expired tombstones gone. */
+static bool compacted_as_expected(int64_t cleaned_end, int64_t horizon_ms, char *why, size_t n)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < appended_count; i++) {
+        const struct crec *a = &appended[i];
+        bool keep = true;
+        if (a->offset < cleaned_end) {
+            for (uint32_t j = i + 1; j < appended_count && keep; j++)
+                if (appended[j].offset < cleaned_end && strcmp(appended[j].key, a->key) == 0)
+                    keep = false;
+            if (keep && a->tomb && a->ts < horizon_ms)
+                keep = false;
+        }
+        if (!keep)
+            continue;
+        if (k >= seen_count || seen[k].offset != a->offset || strcmp(seen[k].key, a->key) != 0 ||
+            strcmp(seen[k].value, a->value) != 0 || seen[k].tomb != a->tomb ||
+            seen[k].ts != a->ts) {
+            snprintf(why, n, "record %u: expected offset %" PRId64 " key %s, saw %" PRId64 " %s", k,
+                     a->offset, a->key, k < seen_count ? seen[k].offset : -1,
+                     k < seen_count ? seen[k].key : "-");
+            return false;
+        }
+        k++;
+    }
+    if (k != seen_count) {
+        snprintf(why, n, "%u records left, %u seen", k, seen_count);
+        return false;
+    }
+    return true;
+}
+
+static void keyed_cb(void *ctx, int err, int64_t offset)
+{
+    struct slot *sl = ctx;
+    sl->done = true;
+    sl->err = err;
+    sl->offset = offset;
+    CHECK_CB(sl->s, err == 0);
+    for (uint32_t pos = 0; err == 0 && pos < sl->len;) { /* every batch of the append */
+        struct sp_record_batch b;
+        CHECK_CB(sl->s, sp_record_batch_parse(sl->bytes + pos, sl->len - pos, &b) == 0);
+        note_appended(sl->bytes + pos, (uint32_t)b.size, offset);
+        offset += b.last_offset_delta + 1;
+        pos += (uint32_t)b.size;
+    }
+    scen_resume(sl->s);
+}
+
+#define COMPACT_NOW_MS 10000000
+
+static int scen_compact(struct scen *s, int step)
+{
+    static const char *const keys[] = {"a", "b", "c", "d", "e", "f"};
+    switch (step) {
+    case 0: {
+        CHECK(s, open_log(s) == 0);
+        appended_count = 0;
+        /* A record without a key is refused in a compacted log. */
+        const char *const nokey[] = {"a", NULL};
+        uint32_t len = build_keyed(s->slots[0].bytes, APPEND_BYTES_MAX, nokey, 2, 0, 1000,
+                                   SP_RECORD_CODEC_NONE);
+        CHECK(s,
+              sp_plog_append(s->log, s->slots[0].bytes, len, keyed_cb, &s->slots[0]) == -EBADMSG);
+        /* max.message.bytes, changed on the open log: a larger batch is refused. */
+        const char *const one[] = {"a"};
+        len =
+            build_keyed(s->slots[0].bytes, APPEND_BYTES_MAX, one, 1, 0, 1000, SP_RECORD_CODEC_NONE);
+        struct sp_plog_config c = s->config;
+        c.max_message_bytes = len - 1;
+        CHECK(s, sp_plog_set_config(s->log, &c) == 0);
+        CHECK(s,
+              sp_plog_append(s->log, s->slots[0].bytes, len, keyed_cb, &s->slots[0]) == -EMSGSIZE);
+        c.cleanup = 0;
+        CHECK(s, sp_plog_set_config(s->log, &c) == -EINVAL); /* no policy at all */
+        CHECK(s, sp_plog_set_config(s->log, &s->config) == 0);
+        return NEXT;
+    }
+    case 1: {
+        /* 12 rounds, one append at a time (their offsets in order): each round
+         * writes every key in two batches (one gzip, one plain); round 5 makes
+         * "d" a tombstone (old: expires), round 11 makes "e" one (recent). */
+        if (s->v[0] == 12)
+            return NEXT;
+        int round = (int)s->v[0];
+        unsigned half = (unsigned)s->v[1];
+        struct slot *sl = &s->slots[0];
+        sl->s = s;
+        int64_t ts = round == 11 ? COMPACT_NOW_MS : 1000 + round;
+        const char *const *ks = keys + (half ? 3 : 0);
+        bool tomb = (round == 5 && half) || (round == 11 && half);
+        if (tomb) { /* the tombstone alone in its batch, then the others */
+            const char *one[1] = {round == 5 ? "d" : "e"};
+            sl->len =
+                build_keyed(sl->bytes, APPEND_BYTES_MAX, one, 1, -1, ts, SP_RECORD_CODEC_NONE);
+            const char *rest[2] = {round == 5 ? "e" : "f", "f"};
+            sl->len += build_keyed(sl->bytes + sl->len, APPEND_BYTES_MAX - sl->len, rest,
+                                   round == 5 ? 2 : 1, round, ts, SP_RECORD_CODEC_NONE);
+        } else {
+            /* After its tombstone, "d" is not written again: the tombstone is its latest. */
+            bool no_d = half && round > 5;
+            /* After round 0, "c" is not written again: round 0's gzip batch is cut to it. */
+            bool no_c = !half && round > 0;
+            sl->len = build_keyed(sl->bytes, APPEND_BYTES_MAX, ks + no_d, no_d || no_c ? 2 : 3,
+                                  round, ts, half ? SP_RECORD_CODEC_NONE : SP_RECORD_CODEC_GZIP);
+        }
+        CHECK(s, sp_plog_append(s->log, sl->bytes, sl->len, keyed_cb, sl) == 0);
+        s->pending++;
+        s->v[1] = !half;
+        if (half)
+            s->v[0]++;
+        s->step = step;
+        return WAIT;
+    }
+    case 2:
+        CHECK(s, sp_plog_segment_count(s->log) >= 4);
+        s->cursor = -1;
+        return NEXT;
+    case 3:
+        return collect(s, step);
+    case 4: {
+        char why[200];
+        CHECK(s, seen_count == appended_count); /* nothing cleaned yet */
+        CHECK(s, compacted_as_expected(0, 0, why, sizeof(why)));
+        /* A read in flight across the rewrite still sees the old bytes. */
+        struct slot *sl = &s->slots[1];
+        sl->s = s;
+        sl->offset = 0;
+        s->v[4] = seen_count;
+        seen_count = 0;
+        CHECK(s, sp_plog_read(s->log, 0, 100000, collect_cb, sl) == 0);
+        s->pending++;
+        uint32_t segs = sp_plog_segment_count(s->log);
+        /* The dirty ratio holds it back while too little is dirty... */
+        int cleaned = sp_plog_clean(s->log, COMPACT_NOW_MS);
+        CHECK(s, cleaned >= 1);
+        CHECK(s, sp_plog_segment_count(s->log) == segs);
+        /* ...and once clean, a second pass finds nothing dirty. */
+        CHECK(s, sp_plog_clean(s->log, COMPACT_NOW_MS) == 0);
+        struct sp_plog_clean_stats st;
+        sp_plog_clean_stats(s->log, &st);
+        CHECK(s, st.records_removed > 0);
+        CHECK(s, st.bytes_after < st.bytes_before);
+        return WAIT;
+    }
+    case 5: {
+        /* The read begun before the rewrite: the first segment's old batches. */
+        CHECK(s, seen_count > 0);
+        for (uint32_t i = 0; i < seen_count; i++)
+            CHECK(s, seen[i].offset == appended[i].offset);
+        s->cursor = -1;
+        return NEXT;
+    }
+    case 6:
+        return collect(s, step);
+    case 7: {
+        char why[200];
+        /* The segments below the last one's base were cleaned. */
+        int64_t bases[64];
+        unsigned n = list_segments(s->dir, bases, NULL, 64);
+        CHECK(s, n >= 2);
+        s->v[6] = bases[n - 1];
+        bool ok = compacted_as_expected(bases[n - 1], COMPACT_NOW_MS - 1000, why, sizeof(why));
+        if (!ok)
+            scen_fail(s, __LINE__, why);
+        CHECK(s, ok);
+        s->v[7] = seen_count;
+        /* A crash's leftovers: a half-written .cleaned, an index temporary, a lost index. */
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%020" PRId64 ".log.cleaned", s->dir, bases[0]);
+        FILE *f = fopen(path, "w");
+        CHECK(s, f != NULL);
+        fputs("torn", f);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/%020" PRId64 ".index.tmp", s->dir, bases[1]);
+        f = fopen(path, "w");
+        CHECK(s, f != NULL);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/%020" PRId64 ".index", s->dir, bases[0]);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/%020" PRId64 ".timeindex", s->dir, bases[0]);
+        unlink(path);
+        sp_plog_close(s->log);
+        CHECK(s, open_log(s) == 0);
+        CHECK(s, !file_exists(s->dir, bases[0], ".log.cleaned"));
+        CHECK(s, !file_exists(s->dir, bases[1], ".index.tmp"));
+        s->cursor = -1;
+        return NEXT;
+    }
+    case 8:
+        return collect(s, step);
+    case 9: {
+        char why[200];
+        CHECK(s, seen_count == s->v[7]);
+        bool ok = compacted_as_expected(s->v[6], COMPACT_NOW_MS - 1000, why, sizeof(why));
+        if (!ok)
+            scen_fail(s, __LINE__, why);
+        CHECK(s, ok);
+        return DONE;
+    }
+    default:
+        return DONE;
+    }
+}
+
+static void test_compaction(void **state)
+{
+    (void)state;
+    struct scen *s = scen_new("compact");
+    s->config.segment_bytes = 400;
+    s->config.index_interval_bytes = 100;
+    s->config.cleanup = SP_PLOG_CLEANUP_COMPACT;
+    s->config.min_cleanable_dirty_ratio = 0.1;
+    s->config.delete_retention_ms = 1000;
+    scen_exec(s, scen_compact);
+    scen_free(s);
+}
+
+static void record_time_cb(void *ctx, int err, int64_t offset, int64_t timestamp)
+{
+    struct slot *sl = ctx;
+    sl->done = true;
+    sl->err = err;
+    sl->offset = offset;
+    sl->read_offset = timestamp;
+    scen_resume(sl->s);
+}
+
+static int issue_lookup(struct scen *s, unsigned i, int64_t ts)
+{
+    struct slot *sl = &s->slots[i];
+    sl->s = s;
+    sl->done = false;
+    int ret = sp_plog_lookup_time(s->log, ts, record_time_cb, sl);
+    if (ret == 0)
+        s->pending++;
+    return ret;
+}
+
+/* Record timestamps: batch 0 holds 100, 300, 200 (gzip); batch 1 holds 350, 351. */
+static int scen_lookup(struct scen *s, int step)
+{
+    static const int64_t asks[] = {50, 150, 250, 300, 320, 351, 352, SP_PLOG_TIME_MAX_TIMESTAMP};
+    static const int64_t want_off[] = {0, 1, 1, 1, 3, 4, -1, 4};
+    static const int64_t want_ts[] = {100, 300, 300, 300, 350, 351, -1, 351};
+    switch (step) {
+    case 0: {
+        CHECK(s, open_log(s) == 0);
+        CHECK(s, issue_lookup(s, 0, SP_PLOG_TIME_MAX_TIMESTAMP) == 0); /* empty log */
+        CHECK(s, sp_plog_lookup_time(s->log, -5, record_time_cb, &s->slots[1]) == -EINVAL);
+        return WAIT;
+    }
+    case 1: {
+        CHECK(s, s->slots[0].err == 0 && s->slots[0].offset == -1);
+        CHECK(s, s->slots[0].read_offset == -1);
+        struct slot *sl = &s->slots[0];
+        static uint8_t scratch[4096];
+        struct sp_record_builder_config c = SP_RECORD_BUILDER_CONFIG_INIT;
+        c.codec = SP_RECORD_CODEC_GZIP;
+        c.scratch = scratch;
+        c.scratch_bytes = sizeof(scratch);
+        struct sp_record_builder b;
+        struct sp_record_codec cc;
+        CHECK(s, sp_record_codec_init(&cc, SP_RECORD_CODEC_COMPRESS) == 0);
+        CHECK(s, sp_record_builder_init(&b, sl->bytes, APPEND_BYTES_MAX, &c) == 0);
+        static const int64_t ts0[] = {100, 300, 200};
+        for (int i = 0; i < 3; i++) {
+            struct sp_record_input r = {.offset_delta = i,
+                                        .timestamp = ts0[i],
+                                        .key = "k",
+                                        .key_len = 1,
+                                        .value = "v",
+                                        .value_len = 1};
+            CHECK(s, sp_record_builder_append(&b, &r) == 0);
+        }
+        size_t size = 0;
+        CHECK(s, sp_record_builder_finish(&b, &cc, &size) == 0);
+        sp_record_codec_deinit(&cc);
+        sl->len = (uint32_t)size;
+        sl->len += build_batch(sl->bytes + sl->len, APPEND_BYTES_MAX - sl->len, 2, 350, 10);
+        CHECK(s, issue_append(s, 0) == 0);
+        return WAIT;
+    }
+    case 2:
+        for (unsigned i = 0; i < sizeof(asks) / sizeof(asks[0]); i++)
+            CHECK(s, issue_lookup(s, i, asks[i]) == 0);
+        return WAIT;
+    case 3:
+        for (unsigned i = 0; i < sizeof(asks) / sizeof(asks[0]); i++) {
+            CHECK(s, s->slots[i].err == 0);
+            CHECK(s, s->slots[i].offset == want_off[i]);
+            CHECK(s, s->slots[i].read_offset == want_ts[i]);
+        }
+        return DONE;
+    default:
+        return DONE;
+    }
+}
+
+static void test_lookup_time(void **state)
+{
+    (void)state;
+    struct scen *s = scen_new("lookup");
+    scen_exec(s, scen_lookup);
+    scen_free(s);
+}
+
 int main(void)
 {
     rt_test_require_uring();
@@ -1377,6 +1826,8 @@ int main(void)
         cmocka_unit_test(test_offset_for_time),
         cmocka_unit_test(test_delete_before),
         cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_compaction),
+        cmocka_unit_test(test_lookup_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,12 +7,20 @@
  * instrumented) crashes, so scripts/test points the TSan build at the
  * gcc build's mock. Tests exit 77 (skip) when it was not
  * built (no librdkafka-dev).
+ *
+ * SPATE_PEER=spate says that SPATE_MOCK_BROKER is
+ * tests/kafka-peers/spate_peer.sh: spate's own Kafka endpoint behind the
+ * mock's interface, one real node that honours no fault injection. Cases
+ * that need the mock's steering (push-errors, broker-down, several
+ * brokers) call mock_peer_needs_mock() first, and skip there; cases that
+ * only a real broker can prove call mock_peer_needs_spate().
  */
 #ifndef SP_TEST_MOCK_PEER_H
 #define SP_TEST_MOCK_PEER_H
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,22 +39,47 @@ struct mock_peer {
 
 extern char **environ;
 
+/* Whether the peer is spate's own endpoint (SPATE_PEER=spate). */
+static inline bool mock_peer_is_spate(void)
+{
+    const char *peer = getenv("SPATE_PEER");
+    return peer != NULL && strcmp(peer, "spate") == 0;
+}
+
+/* Skips the calling cmocka test when the peer is not librdkafka's mock. */
+#define mock_peer_needs_mock()                                                                     \
+    do {                                                                                           \
+        if (mock_peer_is_spate()) {                                                                \
+            fprintf(stderr, "needs the mock's fault injection: skipped against spate broker\n");   \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Skips the calling cmocka test unless the peer is spate's own endpoint. */
+#define mock_peer_needs_spate()                                                                    \
+    do {                                                                                           \
+        if (!mock_peer_is_spate()) {                                                               \
+            fprintf(stderr, "needs a real broker: runs against spate broker only\n");              \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /* Starts the mock with `argv_extra` (NULL-terminated); 0 or -errno. */
 static inline int mock_peer_start(struct mock_peer *m, const char *const *argv_extra)
 {
-#ifndef MOCK_BROKER
-    (void)m;
-    (void)argv_extra;
-    fprintf(stderr, "no mock broker built: skipping\n");
-    exit(77);
-#else
     memset(m, 0, sizeof(*m));
+    const char *path = getenv("SPATE_MOCK_BROKER");
+    if (path == NULL || path[0] == '\0') {
+#ifdef MOCK_BROKER
+        path = MOCK_BROKER;
+#else
+        fprintf(stderr, "no mock broker built: skipping\n");
+        exit(77);
+#endif
+    }
     int in[2], out[2];
     if (pipe(in) != 0 || pipe(out) != 0)
         return -errno;
-    const char *path = getenv("SPATE_MOCK_BROKER");
-    if (path == NULL || path[0] == '\0')
-        path = MOCK_BROKER;
     const char *argv[32] = {path};
     unsigned argc = 1;
     for (; argv_extra != NULL && argv_extra[argc - 1] != NULL && argc < 31; argc++)
@@ -77,7 +110,6 @@ static inline int mock_peer_start(struct mock_peer *m, const char *const *argv_e
     m->host[colon - m->bootstrap] = '\0';
     m->port = (unsigned short)atoi(colon + 1);
     return 0;
-#endif
 }
 
 /* Sends one control line (tests/kafka-peers/mock_broker.c); 0 when it answers "ok". */

@@ -11,6 +11,12 @@
  * NOT_COORDINATOR to the first DescribeGroups, which the client must retry.
  * A second broker advertises none of the admin APIs: calls fail at once
  * with a message naming the missing API.
+ *
+ * Against spate's own endpoint (SPATE_PEER=spate: `spate broker` behind
+ * tests/kafka-peers/spate_peer.sh) the same calls run on a real broker:
+ * topic "t" of 3 partitions holding 3, 5 and 0 records, and group "orders"
+ * that a `spate consume -g` left Empty with its commits. The crafted cases
+ * skip there (client_admin runs them); the real one skips without it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +34,7 @@
 
 #include "client_test.h"
 #include "crafted_broker.h"
+#include "mock_peer.h"
 #include "sp_kafka_admin.h"
 #include "sp_log.h"
 
@@ -281,6 +288,13 @@ enum step {
     OFFSETS_EARLIEST,
     OFFSETS_LATEST,
     OFFSETS_TIME,
+    /* Against spate broker only (the crafted broker lacks these APIs). */
+    DELETE_RECORDS,
+    OFFSETS_AFTER_DELETE,
+    CLUSTER,
+    CONFIGS_TOPIC,
+    CONFIGS_BROKER,
+    CONFIGS_NO_TOPIC,
     STEPS,
 };
 
@@ -289,10 +303,13 @@ struct saved {
     char message[SP_KAFKA_ADMIN_MESSAGE_MAX];
     unsigned count;
     struct sp_kafka_admin_item items[4];
+    /* Describe configs: cleanup.policy's item, if there was one. */
+    bool has_policy;
+    struct sp_kafka_admin_item policy;
 };
 
 struct admin_case {
-    struct fake_broker *broker;
+    struct fake_broker *broker; /* NULL against spate broker */
     struct sp_kafka_config config;
     struct sp_shard *shard;
     struct sp_kafka_client client;
@@ -316,6 +333,12 @@ static void answered(struct sp_kafka_client *client, const struct sp_kafka_admin
     s->count = r->count;
     for (unsigned i = 0; i < r->count && i < SP_ARRAY_LEN(s->items); i++)
         s->items[i] = r->items[i];
+    for (unsigned i = 0; i < r->count; i++) {
+        if (strcmp(r->items[i].name, "cleanup.policy") == 0) {
+            s->has_policy = true;
+            s->policy = r->items[i];
+        }
+    }
     c->waiting = false;
     c->step = c->step == c->last ? STEPS : c->step + 1;
     sp_shard_timer_arm(c->shard, &c->timer, sp_now_ns());
@@ -341,7 +364,8 @@ static void next_step(struct sp_timer *timer, void *ctx)
         break;
     }
     case DELETE: {
-        const char *names[2] = {"t", "nope"};
+        /* spate broker: keep "t" for the steps after. */
+        const char *names[2] = {c->broker != NULL ? "t" : "other", "nope"};
         ret = sp_kafka_admin_delete_topics(cl, names, 2, timeout, answered, c);
         break;
     }
@@ -365,10 +389,39 @@ static void next_step(struct sp_timer *timer, void *ctx)
         int64_t ts = c->step == OFFSETS_EARLIEST ? SP_KAFKA_OFFSET_SPEC_EARLIEST
                      : c->step == OFFSETS_LATEST ? SP_KAFKA_OFFSET_SPEC_LATEST
                                                  : 1700000000000;
-        atomic_store(&c->broker->expect_timestamp, ts);
+        if (c->broker != NULL)
+            atomic_store(&c->broker->expect_timestamp, ts);
         ret = sp_kafka_admin_list_offsets(cl, "t", parts, 3, ts, 0, timeout, answered, c);
         break;
     }
+    case DELETE_RECORDS: {
+        /* Partition 0 up to offset 2, partition 1 all of it. */
+        const int64_t to[2] = {2, SP_KAFKA_DELETE_RECORDS_ALL};
+        ret = sp_kafka_admin_delete_records(cl, "t", parts, to, 2, timeout, answered, c);
+        break;
+    }
+    case OFFSETS_AFTER_DELETE:
+        ret = sp_kafka_admin_list_offsets(cl, "t", parts, 3, SP_KAFKA_OFFSET_SPEC_EARLIEST, 0,
+                                          timeout, answered, c);
+        break;
+    case CLUSTER:
+        ret = sp_kafka_admin_describe_cluster(cl, timeout, answered, c);
+        break;
+    case CONFIGS_TOPIC:
+        ret = sp_kafka_admin_describe_configs(cl, SP_KAFKA_CONFIG_RESOURCE_TOPIC, "t", timeout,
+                                              answered, c);
+        break;
+    case CONFIGS_BROKER: {
+        char node[16];
+        snprintf(node, sizeof(node), "%d", (int)c->results[CLUSTER].items[0].coordinator);
+        ret = sp_kafka_admin_describe_configs(cl, SP_KAFKA_CONFIG_RESOURCE_BROKER, node, timeout,
+                                              answered, c);
+        break;
+    }
+    case CONFIGS_NO_TOPIC:
+        ret = sp_kafka_admin_describe_configs(cl, SP_KAFKA_CONFIG_RESOURCE_TOPIC, "nope", timeout,
+                                              answered, c);
+        break;
     case STEPS:
         client_test_finish(cl, &c->timer);
         return;
@@ -403,6 +456,8 @@ static void run_case(struct admin_case *c, struct fake_broker *b, enum step firs
 static void test_admin_calls_on_crafted_responses(void **state)
 {
     (void)state;
+    if (mock_peer_is_spate())
+        skip(); /* the crafted broker's case: client_admin runs it */
     static struct fake_broker b;
     static struct admin_case c;
     memset(&b, 0, sizeof(b));
@@ -463,6 +518,8 @@ static void test_admin_calls_on_crafted_responses(void **state)
 static void test_missing_admin_api_is_named(void **state)
 {
     (void)state;
+    if (mock_peer_is_spate())
+        skip();
     static struct fake_broker b;
     static struct admin_case c;
     memset(&b, 0, sizeof(b));
@@ -475,6 +532,18 @@ static void test_missing_admin_api_is_named(void **state)
              "the broker at 127.0.0.1:%u does not support CreateTopics (API 19)", b.server.port);
     assert_string_equal(c.results[CREATE].message, want);
     assert_int_equal(atomic_load(&b.create_topics_calls), 0);
+
+    /* The same for the calls asked of any broker, on a broker of its own:
+     * the first one's connection threads may still be reading theirs. */
+    static struct fake_broker b2;
+    memset(&b2, 0, sizeof(b2));
+    memset(&c, 0, sizeof(c));
+    run_case(&c, &b2, CLUSTER, CLUSTER);
+    assert_int_equal(c.results[CLUSTER].err, -ENOTSUP);
+    snprintf(want, sizeof(want),
+             "the broker at 127.0.0.1:%u does not support DescribeCluster (API 60)",
+             b2.server.port);
+    assert_string_equal(c.results[CLUSTER].message, want);
 }
 
 static void test_bad_arguments_are_refused(void **state)
@@ -492,6 +561,152 @@ static void test_bad_arguments_are_refused(void **state)
                      -EINVAL);
     assert_int_equal(sp_kafka_admin_list_offsets(&client, "t", &p, 1, -1, 2, 1000, answered, NULL),
                      -EINVAL);
+    const int64_t before = -2;
+    assert_int_equal(
+        sp_kafka_admin_delete_records(&client, "t", &p, &before, 1, 1000, answered, NULL), -EINVAL);
+    assert_int_equal(sp_kafka_admin_describe_configs(&client, 3, "t", 1000, answered, NULL),
+                     -EINVAL);
+}
+
+/* Runs a shell command formatted as printf does; fails the test unless it exits 0. */
+static void shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void shell(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(cmd));
+    if (system(cmd) != 0)
+        fail_msg("failed: %s", cmd);
+}
+
+static void test_admin_calls_against_spate_broker(void **state)
+{
+    (void)state;
+    mock_peer_needs_spate();
+    static struct mock_peer peer;
+    static struct admin_case c;
+    memset(&c, 0, sizeof(c));
+    const char *args[] = {"--topic", "t:3", NULL};
+    assert_int_equal(mock_peer_start(&peer, args), 0);
+    const char *spate = getenv("SPATE_BIN");
+    assert_non_null(spate);
+    /* 3 records on partition 0, 5 on 1, none on 2; group "orders" reads
+     * them, commits and leaves (Empty). */
+    shell("printf 'a\\nb\\nc\\n' | timeout 30 %s --cores 1 produce -b %s -t t -p 0 2>/dev/null",
+          spate, peer.bootstrap);
+    shell("seq 5 | timeout 30 %s --cores 1 produce -b %s -t t -p 1 2>/dev/null", spate,
+          peer.bootstrap);
+    shell("timeout 60 %s --cores 1 consume -b %s -t t -g orders --from-beginning --count 8 "
+          ">/dev/null 2>&1",
+          spate, peer.bootstrap);
+
+    c.step = CREATE;
+    c.last = CONFIGS_NO_TOPIC;
+    const char *const props[] = {"bootstrap.servers", peer.bootstrap, "retry.backoff.ms", "10",
+                                 NULL};
+    client_test_config(&c.config, props);
+    client_test_run(start, &c);
+    char host[sizeof(peer.host)];
+    snprintf(host, sizeof(host), "%s", peer.host);
+    unsigned short port = peer.port;
+    mock_peer_stop(&peer);
+    const struct saved *r = c.results;
+    for (unsigned i = 0; i < CONFIGS_TOPIC; i++)
+        for (unsigned k = 0; k < r[i].count && k < SP_ARRAY_LEN(r[i].items); k++)
+            if (r[i].items[k].message[0] != '\0')
+                fprintf(stderr, "step %u item %u: %d %s\n", i, k, r[i].items[k].error,
+                        r[i].items[k].message);
+
+    assert_int_equal(r[CREATE].err, 0);
+    assert_int_equal(r[CREATE].count, 1);
+    assert_int_equal(r[CREATE].items[0].error, 0);
+    assert_int_equal(r[CREATE].items[0].partitions, 6);
+    assert_int_equal(r[CREATE_ONE_BAD].err, 0);
+    assert_int_equal(r[CREATE_ONE_BAD].items[0].error, 36); /* TOPIC_ALREADY_EXISTS */
+    assert_int_equal(r[CREATE_ONE_BAD].items[1].error, 0);
+
+    assert_int_equal(r[DELETE].err, 0);
+    assert_int_equal(r[DELETE].items[0].error, 0);
+    assert_int_equal(r[DELETE].items[1].error, SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+
+    assert_int_equal(r[PARTITIONS_BAD].err, 0);
+    assert_int_equal(r[PARTITIONS_BAD].items[0].error, 37); /* INVALID_PARTITIONS */
+    assert_int_equal(r[PARTITIONS].err, 0);
+    assert_int_equal(r[PARTITIONS].items[0].error, 0);
+
+    assert_int_equal(r[LIST_GROUPS].err, 0);
+    bool listed = false;
+    for (unsigned i = 0; i < r[LIST_GROUPS].count && i < SP_ARRAY_LEN(r[LIST_GROUPS].items); i++)
+        if (strcmp(r[LIST_GROUPS].items[i].name, "orders") == 0) {
+            listed = true;
+            /* Kafka keeps an Empty group's protocol type ("consumer");
+             * spate broker clears it when the group goes Empty (reported). */
+            const char *type = r[LIST_GROUPS].items[i].protocol_type;
+            if (strcmp(type, "consumer") != 0 && strcmp(type, "") != 0)
+                fail_msg("group orders: protocol type '%s'", type);
+        }
+    assert_true(listed);
+
+    assert_int_equal(r[DESCRIBE].err, 0);
+    assert_int_equal(r[DESCRIBE].items[0].error, 0);
+    assert_string_equal(r[DESCRIBE].items[0].state, "Empty");
+    assert_int_equal(r[DESCRIBE].items[0].members, 0);
+    /* An unknown group: Dead (Kafka before KIP-1043) or GROUP_ID_NOT_FOUND. */
+    if (r[DESCRIBE].items[1].error != 69)
+        assert_string_equal(r[DESCRIBE].items[1].state, "Dead");
+
+    static const int64_t latest[3] = {3, 5, 0};
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(r[OFFSETS_EARLIEST].items[p].error, 0);
+        assert_int_equal(r[OFFSETS_EARLIEST].items[p].partition, p);
+        assert_int_equal(r[OFFSETS_EARLIEST].items[p].offset, 0);
+        assert_int_equal(r[OFFSETS_LATEST].items[p].offset, latest[p]);
+        /* By time: the first record at or after 2023-11-14, none on the empty one. */
+        assert_int_equal(r[OFFSETS_TIME].items[p].offset, p == 2 ? -1 : 0);
+        if (p != 2)
+            assert_true(r[OFFSETS_TIME].items[p].timestamp >= 1700000000000);
+    }
+
+    /* DeleteRecords: the new log starts, and ListOffsets agrees. */
+    assert_int_equal(r[DELETE_RECORDS].err, 0);
+    assert_int_equal(r[DELETE_RECORDS].count, 2);
+    assert_int_equal(r[DELETE_RECORDS].items[0].error, 0);
+    assert_int_equal(r[DELETE_RECORDS].items[0].offset, 2);
+    assert_int_equal(r[DELETE_RECORDS].items[1].error, 0);
+    assert_int_equal(r[DELETE_RECORDS].items[1].offset, 5);
+    assert_int_equal(r[OFFSETS_AFTER_DELETE].items[0].offset, 2);
+    assert_int_equal(r[OFFSETS_AFTER_DELETE].items[1].offset, 5);
+    assert_int_equal(r[OFFSETS_AFTER_DELETE].items[2].offset, 0);
+
+    /* DescribeCluster: one node, the controller, where we connected. */
+    assert_int_equal(r[CLUSTER].err, 0);
+    assert_int_equal(r[CLUSTER].count, 1);
+    assert_int_equal(r[CLUSTER].items[0].error, 0);
+    assert_string_equal(r[CLUSTER].items[0].name, host);
+    assert_int_equal(r[CLUSTER].items[0].port, port);
+    assert_true(r[CLUSTER].items[0].controller);
+    assert_true(r[CLUSTER].items[0].protocol[0] != '\0'); /* the cluster id */
+
+    /* DescribeConfigs: the topic's and the broker's, cleanup.policy a default "delete". */
+    assert_int_equal(r[CONFIGS_TOPIC].err, 0);
+    assert_true(r[CONFIGS_TOPIC].count >= 2);
+    assert_true(r[CONFIGS_TOPIC].has_policy);
+    assert_string_equal(r[CONFIGS_TOPIC].policy.message, "delete");
+    assert_int_equal(r[CONFIGS_TOPIC].policy.error, 0);
+    assert_int_equal(r[CONFIGS_TOPIC].policy.config_source, 5); /* DEFAULT_CONFIG */
+    assert_true(r[CONFIGS_TOPIC].policy.is_default);
+    assert_int_equal(r[CONFIGS_BROKER].err, 0);
+    assert_true(r[CONFIGS_BROKER].count >= 1);
+    for (unsigned i = 0; i < r[CONFIGS_BROKER].count && i < SP_ARRAY_LEN(r->items); i++)
+        assert_int_equal(r[CONFIGS_BROKER].items[i].error, 0);
+    /* A topic that is not there: one item with the error, at once. */
+    assert_int_equal(r[CONFIGS_NO_TOPIC].err, 0);
+    assert_int_equal(r[CONFIGS_NO_TOPIC].count, 1);
+    assert_string_equal(r[CONFIGS_NO_TOPIC].items[0].name, "nope");
+    assert_int_equal(r[CONFIGS_NO_TOPIC].items[0].error, SP_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
 }
 
 int main(void)
@@ -502,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_admin_calls_on_crafted_responses),
         cmocka_unit_test(test_missing_admin_api_is_named),
         cmocka_unit_test(test_bad_arguments_are_refused),
+        cmocka_unit_test(test_admin_calls_against_spate_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,10 @@
 # with every codec; topic list works; topic create against a broker without
 # CreateTopics fails with one line naming the API; an unreachable bootstrap
 # server fails with one line, not a hang. Exits 77 without kcat.
+# With SPATE_PEER=spate, MOCK_BROKER is tests/kafka-peers/spate_peer.sh
+# (`spate broker` behind the mock's interface) and the same runs against
+# spate's own endpoint, where topic create and delete must succeed: the
+# topic appears in topic list with its partitions, and goes.
 # Usage: test_cli_kafka.sh SPATE MOCK_BROKER
 set -euo pipefail
 spate=$1 mock=$2
@@ -60,12 +64,59 @@ echo "consumer group: 700 records, then exactly the 120 produced after the commi
 
 timeout 30 "$spate" topic list -b "$bs" | grep -q '^cli.zstd	3 partitions$' ||
     { echo "topic list misses cli.zstd"; exit 1; }
-if out=$(timeout 30 "$spate" topic create -b "$bs" -t fresh -p 2 2>&1); then
-    echo "topic create succeeded against a broker without CreateTopics?"; exit 1
+if [ "${SPATE_PEER:-}" = spate ]; then
+    out=$(timeout 30 "$spate" topic create -b "$bs" -t fresh -p 2 2>&1) ||
+        { echo "topic create failed against spate broker: $out"; exit 1; }
+    timeout 30 "$spate" topic list -b "$bs" | grep -q '^fresh	2 partitions$' ||
+        { echo "topic list misses the topic just created"; exit 1; }
+    if out=$(timeout 30 "$spate" topic create -b "$bs" -t fresh -p 2 2>&1); then
+        echo "topic create of an existing topic succeeded?"; exit 1
+    fi
+    [ "$(echo "$out" | grep -c '^spate: ')" = 1 ] && echo "$out" | grep -q 'TOPIC_ALREADY_EXISTS' ||
+        { echo "topic create twice: unclear failure: $out"; exit 1; }
+    out=$(timeout 30 "$spate" topic delete -b "$bs" -t fresh 2>&1) ||
+        { echo "topic delete failed against spate broker: $out"; exit 1; }
+    if timeout 30 "$spate" topic list -b "$bs" | grep -q '^fresh	'; then
+        echo "topic list still shows the deleted topic"; exit 1
+    fi
+    echo "topic create, list, create again (TOPIC_ALREADY_EXISTS), delete: as asked"
+    # read_committed -e ends at the last stable offset while a transaction
+    # is open (confluent-kafka holds one open on cli.txn), as kcat's does.
+    if /usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null; then
+        printf 'c1\nc2\n' | timeout 30 "$spate" produce -b "$bs" -t cli.txn 2>/dev/null
+        timeout 60 /usr/bin/python3 -c '
+import confluent_kafka as ck, os, sys, time
+bs, ready, done = sys.argv[1:4]
+p = ck.Producer({"bootstrap.servers": bs, "transactional.id": "cli-open"})
+p.init_transactions(30)
+p.begin_transaction()
+p.produce("cli.txn", b"in-open-txn")
+p.flush(30)
+open(ready, "w").close()
+for _ in range(300):
+    if os.path.exists(done):
+        break
+    time.sleep(0.1)
+p.abort_transaction(30)' "$bs" "$work/txn.ready" "$work/txn.done" &
+        txn_pid=$!
+        for _ in $(seq 300); do [ -e "$work/txn.ready" ] && break; sleep 0.1; done
+        [ -e "$work/txn.ready" ] || { echo "the open transaction did not start"; exit 1; }
+        out=$(timeout 20 "$spate" consume -b "$bs" -t cli.txn --from-beginning -e \
+            -X isolation.level=read_committed 2>&1) ||
+            { echo "consume -e read_committed did not end with a transaction open: $out"; exit 1; }
+        [ "$out" = "$(printf 'c1\nc2')" ] || { echo "read_committed read: $out"; exit 1; }
+        touch "$work/txn.done"
+        wait "$txn_pid" || { echo "the open transaction's producer failed"; exit 1; }
+        echo "consume -e read_committed: ends at the last stable offset of an open transaction"
+    fi
+else
+    if out=$(timeout 30 "$spate" topic create -b "$bs" -t fresh -p 2 2>&1); then
+        echo "topic create succeeded against a broker without CreateTopics?"; exit 1
+    fi
+    [ "$(echo "$out" | grep -c '^spate: ')" = 1 ] && echo "$out" | grep -q 'CreateTopics (API 19)' ||
+        { echo "topic create: unclear failure: $out"; exit 1; }
+    echo "topic create without CreateTopics: $out"
 fi
-[ "$(echo "$out" | grep -c '^spate: ')" = 1 ] && echo "$out" | grep -q 'CreateTopics (API 19)' ||
-    { echo "topic create: unclear failure: $out"; exit 1; }
-echo "topic create without CreateTopics: $out"
 
 dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start=$(date +%s)

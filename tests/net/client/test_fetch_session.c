@@ -12,6 +12,14 @@
  * are read, 5 more arrive on partition 1 alone; then the consumer keeps
  * only partition 2, sought back two records, and the broker must see
  * partitions 0 and 1 forgotten and partition 2's last two records read again.
+ *
+ * Then the same consumer against spate's own endpoint (SPATE_PEER=spate:
+ * `spate broker` behind tests/kafka-peers/spate_peer.sh), whose sessions
+ * are real: the records come from a producer on the consumer's client,
+ * and the consumer must read each exactly once in one session of
+ * incremental fetches (no reset), then, narrowed to partition 2 and
+ * sought back, its last two records again. The crafted case skips there
+ * (it runs in client_fetch_session); the real one skips without the peer.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,7 +35,9 @@
 
 #include "client_test.h"
 #include "crafted_broker.h"
+#include "mock_peer.h"
 #include "sp_kafka_consumer.h"
+#include "sp_kafka_producer.h"
 #include "sp_log.h"
 
 #define PARTITIONS 3
@@ -283,6 +293,8 @@ static void start(struct sp_shard *shard, void *ctx)
 static void test_incremental_fetches_in_a_session(void **state)
 {
     (void)state;
+    if (mock_peer_is_spate())
+        skip(); /* the crafted broker's case: client_fetch_session runs it */
     static struct session_broker b;
     static struct session_case c;
     memset(&b, 0, sizeof(b));
@@ -319,12 +331,154 @@ static void test_incremental_fetches_in_a_session(void **state)
     assert_int_equal(c.resets, 1);
 }
 
+/* ---- Against spate broker ---- */
+
+struct real_case {
+    struct mock_peer peer;
+    struct sp_kafka_config config;
+    struct sp_shard *shard;
+    struct sp_kafka_client client;
+    struct sp_kafka_consumer consumer;
+    struct sp_kafka_producer producer;
+    struct sp_timer timer;
+    int seen[PARTITIONS][FIRST_RECORDS + MORE_RECORDS];
+    unsigned records;
+    unsigned bad_values;
+    unsigned produced; /* of TOTAL: FIRST_RECORDS per partition, then MORE_RECORDS on 1 */
+    unsigned delivered;
+    unsigned failed;
+    bool narrowed;
+    uint64_t deadline_ns;
+    uint64_t settle_ns; /* 0 until the last record: then a grace for duplicates */
+    uint64_t incremental_at_narrow;
+    uint64_t incremental_fetches;
+    uint64_t resets;
+};
+
+static void real_record(struct sp_kafka_consumer *consumer, const char *topic, int32_t partition,
+                        const struct sp_record *rec, void *ctx)
+{
+    struct real_case *c = ctx;
+    (void)consumer;
+    (void)topic;
+    char want[32];
+    int n = snprintf(want, sizeof(want), "p%d-o%lld", partition, (long long)rec->offset);
+    if (rec->value_len != n || memcmp(rec->value, want, (size_t)n) != 0)
+        c->bad_values++;
+    if (partition >= 0 && partition < PARTITIONS && rec->offset >= 0 &&
+        rec->offset < FIRST_RECORDS + MORE_RECORDS)
+        c->seen[partition][rec->offset]++;
+    c->records++;
+}
+
+static void real_delivered(struct sp_kafka_producer *p, const struct sp_kafka_delivery *d,
+                           void *ctx)
+{
+    struct real_case *c = ctx;
+    (void)p;
+    if (d->err == 0)
+        c->delivered++;
+    else
+        c->failed++;
+}
+
+/* Produces records up to `limit` in order: record i is p(i / 5)'s offset i % 5, then p1's. */
+static void real_produce(struct real_case *c, unsigned limit)
+{
+    while (c->produced < limit) {
+        unsigned i = c->produced;
+        int32_t partition = i < PARTITIONS * FIRST_RECORDS ? (int32_t)(i / FIRST_RECORDS) : 1;
+        int64_t offset =
+            i < PARTITIONS * FIRST_RECORDS ? i % FIRST_RECORDS : FIRST_RECORDS + i % FIRST_RECORDS;
+        char value[32];
+        int n = snprintf(value, sizeof(value), "p%d-o%lld", partition, (long long)offset);
+        int ret = sp_kafka_produce(&c->producer, "t", 1, partition, NULL, -1, value, n, NULL, 0, -1,
+                                   NULL);
+        if (ret == -EAGAIN || ret == -ENOBUFS)
+            return; /* metadata or memory: the next check */
+        assert_int_equal(ret, 0);
+        c->produced++;
+    }
+}
+
+static void real_check(struct sp_timer *timer, void *ctx)
+{
+    struct real_case *c = ctx;
+    uint64_t now = sp_now_ns();
+    real_produce(c, PARTITIONS * FIRST_RECORDS);
+    /* All of the first records read: more arrive on partition 1 alone. */
+    if (c->records >= PARTITIONS * FIRST_RECORDS)
+        real_produce(c, TOTAL);
+    if (c->records >= TOTAL && !c->narrowed && c->consumer.incremental_fetches >= 3) {
+        /* Keep partition 2 only, and read its last two records again. */
+        sp_kafka_consumer_unassign(&c->consumer);
+        assert_int_equal(sp_kafka_consumer_assign(&c->consumer, "t", 2, FIRST_RECORDS), 0);
+        assert_int_equal(sp_kafka_consumer_seek(&c->consumer, "t", 2, FIRST_RECORDS - 2), 0);
+        c->narrowed = true;
+        c->incremental_at_narrow = c->consumer.incremental_fetches;
+    }
+    if (c->narrowed && c->records >= TOTAL + 2 &&
+        c->consumer.incremental_fetches > c->incremental_at_narrow + 1 && c->settle_ns == 0)
+        c->settle_ns = now + 200 * SP_NSEC_PER_MSEC;
+    if ((c->settle_ns != 0 && now >= c->settle_ns) || now > c->deadline_ns) {
+        c->incremental_fetches = c->consumer.incremental_fetches;
+        c->resets = c->consumer.fetch_session_resets;
+        sp_kafka_producer_deinit(&c->producer); /* the last one in: out first */
+        sp_kafka_consumer_deinit(&c->consumer);
+        client_test_finish(&c->client, &c->timer);
+        return;
+    }
+    sp_shard_timer_arm(c->shard, timer, now + SP_NSEC_PER_MSEC);
+}
+
+static void real_start(struct sp_shard *shard, void *ctx)
+{
+    struct real_case *c = ctx;
+    c->shard = shard;
+    assert_int_equal(sp_kafka_client_init(&c->client, shard, &c->config, NULL, NULL), 0);
+    assert_int_equal(sp_kafka_consumer_init(&c->consumer, &c->client, real_record, NULL, c), 0);
+    assert_int_equal(sp_kafka_producer_init(&c->producer, &c->client, real_delivered, c), 0);
+    for (int32_t p = 0; p < PARTITIONS; p++)
+        assert_int_equal(sp_kafka_consumer_assign(&c->consumer, "t", p, 0), 0);
+    c->deadline_ns = sp_now_ns() + 30 * SP_NSEC_PER_SEC;
+    sp_timer_init(&c->timer, real_check, c);
+    sp_shard_timer_arm(shard, &c->timer, sp_now_ns() + SP_NSEC_PER_MSEC);
+}
+
+static void test_incremental_fetches_against_spate_broker(void **state)
+{
+    (void)state;
+    mock_peer_needs_spate();
+    static struct real_case c;
+    memset(&c, 0, sizeof(c));
+    const char *args[] = {"--topic", "t:3", NULL};
+    assert_int_equal(mock_peer_start(&c.peer, args), 0);
+    const char *const props[] = {
+        "bootstrap.servers", c.peer.bootstrap, "fetch.max.wait.ms", "100", "linger.ms", "1", NULL};
+    client_test_config(&c.config, props);
+    client_test_run(real_start, &c);
+    mock_peer_stop(&c.peer);
+
+    assert_int_equal(c.failed, 0);
+    assert_int_equal(c.delivered, TOTAL);
+    assert_int_equal(c.bad_values, 0);
+    assert_true(c.narrowed);
+    assert_int_equal(c.records, TOTAL + 2);
+    for (int p = 0; p < PARTITIONS; p++)
+        for (int o = 0; o < (p == 1 ? FIRST_RECORDS + MORE_RECORDS : FIRST_RECORDS); o++)
+            assert_int_equal(c.seen[p][o], p == 2 && o >= FIRST_RECORDS - 2 ? 2 : 1);
+    /* One session throughout: incremental fetches, before and after the narrowing. */
+    assert_true(c.incremental_fetches >= 5);
+    assert_int_equal(c.resets, 0);
+}
+
 int main(void)
 {
     if (getenv("SPATE_TEST_DEBUG") != NULL)
         sp_log_set_level(SP_LOG_DEBUG);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_incremental_fetches_in_a_session),
+        cmocka_unit_test(test_incremental_fetches_against_spate_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
