@@ -1210,6 +1210,8 @@ char *req_strdup(struct req *r, struct sp_kstr s)
 
 static void req_free(struct req *r)
 {
+    if (r->api_free != NULL)
+        r->api_free(r);
     for (uint32_t i = 0; i < r->alloc_count; i++)
         free(r->allocs[i]);
     free(r->allocs);

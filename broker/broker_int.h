@@ -165,7 +165,11 @@ struct req {
      * (fetch.c), unmapped with the request. */
     struct req_map *maps;
     uint32_t map_count, map_cap;
-    void *api;             /* the handler's own state */
+    void *api; /* the handler's own state */
+    /* Called when the request is freed, answered or not (a connection
+     * closing under a waiting fetch): lets the handler let go of what it
+     * holds outside the request's memory. */
+    void (*api_free)(struct req *r);
     struct sp_timer timer; /* fetch's long poll */
 };
 

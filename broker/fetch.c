@@ -226,6 +226,18 @@ struct fetch {
 };
 
 static void fetch_start_reads(struct req *r);
+static void fetch_session_release(struct req *r);
+static void pop_records_free(struct pop *p);
+
+/* The request goes, answered or not (its connection closed while it
+ * waited): its session is free again, its reads' buffers and mappings go. */
+static void fetch_free(struct req *r)
+{
+    struct fetch *f = r->api;
+    fetch_session_release(r);
+    for (uint32_t i = 0; f->pops != NULL && i < f->pop_count; i++)
+        pop_records_free(f->pops[i]);
+}
 
 /* Drops what a read brought (a round that waits for more, a partition left
  * out of an incremental answer). */
@@ -494,6 +506,7 @@ static void fetch(struct req *r)
     resp->node_endpoints_count = 0;
     r->resp = resp;
     r->api = f;
+    r->api_free = fetch_free;
     f->deadline_ns = sp_now_ns() + (uint64_t)SP_MAX(q->max_wait_ms, 0) * 1000000ull;
 
     /* The session, if any (Fetch v7 and up). */

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 PORT = int(sys.argv[1])
 TOPIC = sys.argv[2].encode()
@@ -121,4 +122,29 @@ err, _, out = fetch(s, sid, 6, [])
 if err != 70:
     fail("a closed session answered error %d, want 70" % err)
 print("errors 71 and 70; the session closed with epoch -1")
+
+# Clients that open a session and go away in the middle of a long poll
+# (consumers closing) must not keep their sessions' slots: more of them
+# than the two shards of the test hold (1000 each), then a new session
+# still opens.
+err, _, out = fetch(s, 0, -1, [(1, 0)])
+end1 = out[1][1]  # partition 1's high watermark: a fetch from there waits
+for i in range(2100):
+    c = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    s = c  # fetch() sends on the global s
+    corr += 1
+    body = struct.pack(">iiiibii", -1, 5000, 1 << 20, 1 << 20, 0, 0, 0)
+    body += struct.pack(">ih", 1, len(TOPIC)) + TOPIC + struct.pack(">i", 1)
+    body += struct.pack(">iqqi", 1, end1, -1, 1 << 20)
+    body += struct.pack(">i", 0)
+    cid = b"fetch-session-test"
+    head = struct.pack(">hhih", 1, 7, corr, len(cid)) + cid
+    c.sendall(struct.pack(">i", len(head) + len(body)) + head + body)
+    time.sleep(0.003)
+    c.close()
+s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+err, sid, out = fetch(s, 0, 0, [(0, 0)])
+if err != 0 or sid == 0:
+    fail("after 2100 abandoned sessions a new one did not open: error %d, session %d" % (err, sid))
+print("2100 sessions abandoned mid-poll: a new one still opens")
 print("ok")
