@@ -636,6 +636,7 @@ struct bshard *bshard_of(struct sp_broker *b, struct sp_shard *shard)
 struct part_own {
     struct part part; /* first: a struct part * is a struct part_own * */
     uint64_t appends, reads;
+    uint32_t flushes; /* markers' flushes in flight */
     /* Appends and markers that met a full append buffer, in arrival order:
      * later ones queue behind them, so none overtakes another. */
     struct pop *wait_head, *wait_tail;
@@ -754,7 +755,7 @@ static void part_drop_step(struct pop *p, struct part *pt)
         struct sp_plog_stats st;
         sp_plog_stats(pt->log, &st);
         if (st.append_count + st.append_failed_count < own->appends || st.read_count < own->reads ||
-            own->wait_head != NULL) {
+            own->wait_head != NULL || own->flushes > 0) {
             p->slot = pt;
             sp_timer_init(&p->retry, part_drop_retry, p);
             sp_shard_timer_arm(here, &p->retry, sp_now_ns() + 1000000);
@@ -865,12 +866,33 @@ static void fill_offsets(struct pop *p, struct sp_plog *log)
     p->log_start = sp_plog_start_offset(log);
 }
 
+static void marker_flushed(void *ctx, int err, int64_t offset)
+{
+    (void)offset;
+    struct pop *p = ctx;
+    ((struct part_own *)p->part)->flushes--;
+    if (err < 0)
+        p->error = kafka_error_of(err); /* the coordinator writes the marker again */
+    pop_reply(p);
+}
+
 static void append_done(void *ctx, int err, int64_t base_offset)
 {
     struct pop *p = ctx;
-    if (p->kind == POP_MARKER && err == 0)
+    if (p->kind == POP_MARKER && err == 0) {
         producers_marker(p->part, p, base_offset);
-    else if (p->part != NULL && p->kind == POP_APPEND)
+        /* The coordinator records the transaction's end once every marker
+         * is durable, whatever the flush policy: a marker lost in a crash
+         * would leave the partition's stable offset stuck. */
+        p->error = KERR_NONE;
+        p->base_offset = base_offset;
+        int rc = sp_plog_flush(p->part->log, marker_flushed, p);
+        if (rc == 0) {
+            ((struct part_own *)p->part)->flushes++;
+            return;
+        }
+        err = rc;
+    } else if (p->part != NULL && p->kind == POP_APPEND)
         producers_done(p->part, p, err, base_offset);
     p->error = err < 0 ? kafka_error_of(err) : KERR_NONE;
     p->base_offset = base_offset;

@@ -805,11 +805,25 @@ static int recover(struct sp_plog *log)
      * An empty last segment may come from a crash in the middle of a roll,
      * before the segment it follows was fsync'd: drop it, so that one is
      * scanned as the last. (Once the new segment holds a byte, the roll had
-     * completed.) It holds nothing, so nothing is lost.
+     * completed.) It holds nothing, so nothing is lost. But when the one
+     * before turns out intact, its end may still lie before the dropped
+     * base: compaction drops batches, even all of a segment's, and those
+     * offsets were handed out; the end offset then stays at the dropped
+     * base (a gap, as the cleaner leaves them), never handing an offset out
+     * twice. (A torn tail is a crash's loss: the end goes back to the last
+     * whole batch, as Kafka's recovery does.) Only the last one is dropped:
+     * an empty segment before it was emptied by the cleaner.
      */
-    while (ret == 0 && n > 1 && seg_file_empty(log, bases[n - 1])) {
+    int64_t end_floor = -1;
+    uint64_t tail_file_bytes = 0;
+    if (ret == 0 && n > 1 && seg_file_empty(log, bases[n - 1])) {
+        end_floor = bases[n - 1];
         seg_unlink(log, bases[n - 1]);
         n--;
+        char path[PATH_MAX];
+        struct stat st;
+        if (seg_path(log, bases[n - 1], ".log", path, sizeof(path)) == 0 && stat(path, &st) == 0)
+            tail_file_bytes = (uint64_t)st.st_size;
     }
     for (uint32_t i = 0; ret == 0 && i < n; i++) {
         struct seg *seg = seg_new(bases[i]);
@@ -834,6 +848,8 @@ static int recover(struct sp_plog *log)
     if (ret < 0)
         return ret;
     struct seg *tail = tail_seg(log);
+    if (tail->next_offset < end_floor && tail->size_bytes == tail_file_bytes)
+        tail->next_offset = end_floor; /* intact, and compacted short of the roll: a gap */
     log->end_offset = log->stable_end = tail->next_offset;
     log->tail_bytes = tail->size_bytes;
     log->tail_base = tail->base_offset;
@@ -1876,8 +1892,10 @@ int sp_plog_retain(struct sp_plog *log, int64_t now_ms)
     SP_ASSERT(sp_shard_current() == log->shard);
     int deleted = 0;
     int64_t ms = log->config.retention_ms;
-    while (ms >= 0 && log->seg_count > 1 && log->segs[0]->max_timestamp >= 0 &&
-           log->segs[0]->max_timestamp < now_ms - ms) {
+    /* An empty segment (the cleaner emptied it) holds nothing to keep. */
+    while (ms >= 0 && log->seg_count > 1 &&
+           (log->segs[0]->size_bytes == 0 ||
+            (log->segs[0]->max_timestamp >= 0 && log->segs[0]->max_timestamp < now_ms - ms))) {
         delete_first(log);
         deleted++;
     }

@@ -256,6 +256,8 @@ int16_t producers_check(struct part *pt, struct pop *p, int64_t *dup_offset)
     p->pid = first.producer_id;
     if (first.producer_id < 0)
         return txn ? 87 : KERR_NONE; /* not idempotent (a transaction needs an id) */
+    if (first.base_sequence < 0)
+        return 87; /* INVALID_RECORD: an idempotent producer's batches carry sequences */
     p->epoch = first.producer_epoch;
     p->seq_first = first.base_sequence;
     p->seq_last = last;
@@ -643,8 +645,35 @@ static void snap_path(char *buf, size_t size, const char *dir, const char *suffi
     snprintf(buf, size, "%s/producer-state%s", dir, suffix);
 }
 
+/* Forgets the batches still waiting to be written (the log is closing):
+ * each producer's sequence goes back to its last batch written. */
+static void drop_unwritten(struct producers *ps)
+{
+    for (uint32_t i = 0; ps != NULL && i < ps->count; i++) {
+        struct producer_state *s = &ps->v[i];
+        struct recent_batch keep[RECENT];
+        uint32_t n = 0;
+        int32_t first_unwritten = -1;
+        for (uint32_t k = 0; k < s->recent_count; k++) {
+            const struct recent_batch *e =
+                &s->recent[(s->recent_next + RECENT - s->recent_count + k) % RECENT];
+            if (e->offset >= 0)
+                keep[n++] = *e;
+            else if (first_unwritten < 0)
+                first_unwritten = e->first;
+        }
+        if (first_unwritten < 0)
+            continue;
+        memcpy(s->recent, keep, n * sizeof(keep[0]));
+        s->recent_count = n;
+        s->recent_next = n % RECENT;
+        s->last_seq = n > 0 ? keep[n - 1].last : seq_add(first_unwritten, INT32_MAX);
+    }
+}
+
 void producers_save(struct part *pt, const char *dir)
 {
+    drop_unwritten(pt->producers);
     const struct producers *ps = pt->producers;
     struct snap_header h = {.magic = SNAP_MAGIC,
                             .version = SNAP_VERSION,

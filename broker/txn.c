@@ -122,6 +122,7 @@ struct tcoord {
 };
 
 static void txn_advance(struct tcoord *c, struct txn *t);
+static void marker_retry(struct sp_timer *timer, void *ctx);
 
 /* ---- Small helpers ---- */
 
@@ -433,9 +434,20 @@ static void txn_finish(struct tcoord *c, struct txn *t)
     bool commit = t->state == T_PREPARE_COMMIT;
     for (uint32_t i = 0; commit && i < t->ngroups; i++) {
         int rc = group_txn_commit(c->bs, t->groups[i], t->offs, t->noffs);
-        if (rc < 0)
-            sp_error("broker: transaction %s: cannot store the offsets of group %s: %s", t->id,
-                     t->groups[i], strerror(-rc));
+        if (rc < 0) {
+            /* The offsets belong to the commit: stay prepared and try again
+             * (markers and all: a repeated marker is harmless). */
+            sp_error("broker: transaction %s: cannot store the offsets of group %s: %s; retrying",
+                     t->id, t->groups[i], strerror(-rc));
+            if (!c->stopping) {
+                sp_timer_init(&t->retry, marker_retry, t);
+                sp_shard_timer_arm(c->bs->shard, &t->retry,
+                                   sp_now_ns() + TXN_MARKER_RETRY_MS * 1000000ull);
+            } else {
+                txn_answer_wait(t, TERR_COORDINATOR_NOT_AVAILABLE);
+            }
+            return;
+        }
     }
     txn_clear(t);
     t->state = commit ? T_COMPLETE_COMMIT : T_COMPLETE_ABORT;
@@ -547,11 +559,16 @@ static int16_t txn_end(struct tcoord *c, struct txn *t, bool commit)
 /* Aborts an open transaction with the epoch bumped (fencing its producer). */
 static void txn_fence_abort(struct tcoord *c, struct txn *t)
 {
+    int16_t epoch = t->epoch, last_epoch = t->last_epoch;
     if (t->epoch < INT16_MAX - 1) {
         t->last_epoch = t->epoch;
         t->epoch++;
     }
-    (void)txn_end(c, t, false);
+    if (txn_end(c, t, false) != KERR_NONE) {
+        /* Not recorded: nothing changed (the next try bumps from here). */
+        t->epoch = epoch;
+        t->last_epoch = last_epoch;
+    }
 }
 
 /* ---- Requests (each runs on shard 0) ---- */

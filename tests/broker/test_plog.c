@@ -772,6 +772,28 @@ static int scen_recovered(struct scen *s, int step)
     }
 }
 
+/* Reopens: the log ends at v[3] (past the last batch: a gap) and an append goes there. */
+static int scen_goes_on(struct scen *s, int step)
+{
+    switch (step) {
+    case 0:
+        CHECK(s, open_log(s) == 0);
+        CHECK(s, sp_plog_end_offset(s->log) == s->v[3]);
+        CHECK(s, sp_plog_stable_end(s->log) == s->v[3]);
+        fill_slot(s, 0, 1, 3, 6000, 100);
+        CHECK(s, issue_append(s, 0) == 0);
+        return WAIT;
+    case 1:
+        CHECK(s, s->slots[0].err == 0);
+        CHECK(s, s->slots[0].offset == s->v[3]);
+        sp_plog_close(s->log);
+        s->log = NULL;
+        return DONE;
+    default:
+        return DONE;
+    }
+}
+
 /* The last segment's path and size. */
 static void last_segment(struct scen *s, char *path, size_t path_bytes, int64_t *base,
                          uint64_t *size)
@@ -859,6 +881,26 @@ static void test_torn_tail(void **state)
     model_truncate(cut->base);
     scen_exec(s, scen_recovered);
     assert_false(file_exists(s->dir, bases[n - 1], ".log")); /* the empty one went */
+
+    /*
+     * The same, but the segment before is intact and ends short of the
+     * empty one's base, as when the cleaner dropped its last batches: those
+     * offsets were handed out, so the log goes on from the base (a gap),
+     * never handing them out again.
+     */
+    n = list_segments(s->dir, bases, NULL, 256);
+    assert_true(n >= 2);
+    last_segment(s, path, sizeof(path), &base, &size);
+    assert_int_equal(truncate(path, 0), 0);
+    struct mbatch *dropped = model_holding(base - 1);
+    assert_non_null(dropped);
+    snprintf(path, sizeof(path), "%s/%020" PRId64 ".log", s->dir, bases[n - 2]);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size - (off_t)dropped->size), 0); /* a whole batch */
+    s->v[3] = base;
+    model_truncate(dropped->base);
+    model[model_count - 1].last = base - 1; /* the model's view of the gap: no reads follow */
+    scen_exec(s, scen_goes_on);
     scen_free(s);
 }
 
