@@ -160,7 +160,7 @@ static int parse_run_flag(struct spate_cli *cli, int argc, char **argv, int *i)
 bool spate_cli_own_args(const char *command)
 {
     return strcmp(command, "produce") == 0 || strcmp(command, "consume") == 0 ||
-           strcmp(command, "topic") == 0;
+           strcmp(command, "topic") == 0 || strcmp(command, "checkpoint") == 0;
 }
 
 int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)

@@ -25,4 +25,7 @@ int spate_bench_micro(const struct spate_cli *cli);
 /* spate bench nexmark --query qN --events N ...: a Nexmark query (cmd_nexmark.c). */
 int spate_bench_nexmark(const struct spate_cli *cli);
 
+/* spate checkpoint list|inspect URL [ID]: a checkpoint store's contents (cmd_checkpoint.c). */
+int spate_checkpoint(const struct spate_cli *cli);
+
 #endif /* SPATE_COMMANDS_H */

@@ -101,6 +101,8 @@ static const struct command commands[] = {
      "consumer group, from its committed offsets)",
      spate_consume},
     {"topic", "topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]", spate_topic},
+    {"checkpoint", "checkpoint list|inspect URL [ID]  stored checkpoints, sizes, verification",
+     spate_checkpoint},
 };
 
 static void usage(FILE *out)

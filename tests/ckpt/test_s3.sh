@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# spate's S3 client (ckpt/s3.c) against s3rver, a real S3-compatible server
+# from the npm registry: the pinned version in tests/ckpt/s3rver/
+# (package.json and package-lock.json) is installed with `npm ci` into
+# WORKDIR/s3rver (the build directory under meson), only when the lock file
+# changed. s3rver is started on 127.0.0.1 on a free port with a fresh data
+# directory and the bucket made (its defaults: key and secret S3RVER), then
+# TEST_S3 runs against it, stopping and restarting it through the two
+# commands it is given (the same data directory and port). Skips (77)
+# without node and npm (scripts/deps test installs them) or when the npm
+# registry cannot be reached on a first install.
+# Usage: test_s3.sh TEST_S3 WORKDIR
+set -euo pipefail
+test_s3=$1
+mkdir -p "$2"
+work=$(cd "$2" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "node or npm missing (scripts/deps test installs them): skipping"
+    exit 77
+fi
+
+# s3rver, pinned: npm ci when the lock file changed or nothing is there.
+js=$work/s3rver
+mkdir -p "$js"
+if ! cmp -s "$here/s3rver/package-lock.json" "$js/package-lock.json" ||
+    [ ! -f "$js/node_modules/s3rver/package.json" ]; then
+    cp "$here/s3rver/package.json" "$here/s3rver/package-lock.json" "$js/"
+    if ! (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1); then
+        cat "$js/npm.log" >&2
+        rm -f "$js/package-lock.json" # try again next time
+        if grep -qE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$js/npm.log"; then
+            echo "the npm registry cannot be reached: skipping"
+            exit 77
+        fi
+        echo "FAIL: npm ci" >&2
+        exit 1
+    fi
+fi
+
+dir=$(mktemp -d)
+cleanup() {
+    [ -f "$dir/pid" ] && kill -9 "$(cat "$dir/pid")" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+mkdir "$dir/data"
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+bucket=spate-ckpt
+
+# start.sh and stop.sh: used here and by the test program (its STOP and
+# START commands). start.sh waits until s3rver answers, at most 30 s.
+# s3rver's LIST continuation tokens are DES-encrypted, which Node's
+# OpenSSL 3 has only in its legacy provider.
+cat >"$dir/start.sh" <<EOS
+#!/usr/bin/env bash
+set -eu
+node --openssl-legacy-provider "$js/node_modules/s3rver/bin/s3rver.js" --directory "$dir/data" --address 127.0.0.1 \\
+    --port $port --configure-bucket $bucket >>"$dir/s3rver.log" 2>&1 </dev/null &
+echo \$! >"$dir/pid"
+for _ in \$(seq 300); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then exit 0; fi
+    kill -0 \$(cat "$dir/pid") 2>/dev/null || { echo "s3rver exited" >&2; tail -20 "$dir/s3rver.log" >&2; exit 1; }
+    sleep 0.1
+done
+echo "s3rver did not start in 30 s" >&2
+exit 1
+EOS
+cat >"$dir/stop.sh" <<EOS
+#!/usr/bin/env bash
+set -eu
+pid=\$(cat "$dir/pid")
+kill "\$pid"
+for _ in \$(seq 100); do kill -0 "\$pid" 2>/dev/null || { rm -f "$dir/pid"; exit 0; }; sleep 0.1; done
+kill -9 "\$pid"; rm -f "$dir/pid"
+EOS
+chmod +x "$dir/start.sh" "$dir/stop.sh"
+
+"$dir/start.sh"
+echo "s3rver $(node -p "require('$js/node_modules/s3rver/package.json').version") on 127.0.0.1:$port, node $(node --version)"
+rc=0
+timeout 300 "$test_s3" "http://127.0.0.1:$port" "$bucket" "$dir/stop.sh" "$dir/start.sh" || rc=$?
+if [ "$rc" -ne 0 ]; then
+    echo "--- s3rver log" >&2
+    tail -30 "$dir/s3rver.log" >&2
+fi
+exit "$rc"
