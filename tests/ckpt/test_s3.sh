@@ -16,28 +16,8 @@ test_s3=$1
 mkdir -p "$2"
 work=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "node or npm missing (scripts/deps test installs them): skipping"
-    exit 77
-fi
-
-# s3rver, pinned: npm ci when the lock file changed or nothing is there.
-js=$work/s3rver
-mkdir -p "$js"
-if ! cmp -s "$here/s3rver/package-lock.json" "$js/package-lock.json" ||
-    [ ! -f "$js/node_modules/s3rver/package.json" ]; then
-    cp "$here/s3rver/package.json" "$here/s3rver/package-lock.json" "$js/"
-    if ! (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1); then
-        cat "$js/npm.log" >&2
-        rm -f "$js/package-lock.json" # try again next time
-        if grep -qE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$js/npm.log"; then
-            echo "the npm registry cannot be reached: skipping"
-            exit 77
-        fi
-        echo "FAIL: npm ci" >&2
-        exit 1
-    fi
-fi
+. "$here/../npm_pinned.sh"
+npm_pinned s3rver "$here/s3rver" "$work"
 
 dir=$(mktemp -d)
 cleanup() {
