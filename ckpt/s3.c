@@ -60,6 +60,7 @@ struct s3_req {
     size_t send_len;
     char send_sha256[S3_SHA256_HEX_BYTES]; /* once per request, not per attempt */
     int head;
+    const char *range;    /* "FIRST-LAST" bytes for a ranged GET, NULL for none */
     struct s3_body *body; /* 2xx body; NULL to drop it */
     char error_body[S3_ERROR_BODY_BYTES_MAX];
     size_t error_len;
@@ -334,6 +335,7 @@ static int s3_setup(struct sp_s3 *s3, struct s3_req *req)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, req);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s3_header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, req);
+    curl_easy_setopt(c, CURLOPT_RANGE, req->range); /* NULL clears the last one's */
     if (req->head) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(req->method, "PUT") == 0 || strcmp(req->method, "POST") == 0) {
@@ -649,6 +651,30 @@ int sp_s3_get(struct sp_s3 *s3, const char *key, void *buf, size_t cap, size_t *
     struct s3_body body = {.data = buf, .cap = cap, .max = cap};
     int rc = s3_get_into(s3, key, &body);
     *len = rc == 0 ? body.len : 0;
+    return rc;
+}
+
+int sp_s3_get_range(struct sp_s3 *s3, const char *key, uint64_t offset, void *buf, size_t cap,
+                    size_t *len)
+{
+    SP_ASSERT(s3->curl != NULL);
+    SP_ASSERT(buf != NULL && cap > 0);
+    *len = 0;
+    char url[S3_URL_BYTES_MAX], range[64];
+    int rc = s3_url(s3, url, sizeof(url), key, NULL);
+    if (rc < 0)
+        return rc;
+    snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, offset, offset + cap - 1);
+    struct s3_body body = {.data = buf, .cap = cap, .max = cap};
+    struct s3_req req = {
+        .op = "GET", .key = key, .method = "GET", .url = url, .body = &body, .range = range};
+    rc = s3_perform(s3, &req);
+    if (rc < 0 && req.status == 416) { /* the range starts at or past the end */
+        s3->error[0] = '\0';
+        return 0;
+    }
+    if (rc == 0)
+        *len = body.len;
     return rc;
 }
 

@@ -80,6 +80,15 @@ struct sp_ckpt_backend {
 SP_MUST_CHECK int sp_ckpt_backend_file_open(const char *path, int create,
                                             struct sp_ckpt_backend **out);
 
+/*
+ * Opens the S3 backend for `s3://bucket/prefix` (backend_s3.c: endpoint,
+ * region and credentials from SPATE_S3_ENDPOINT, AWS_REGION,
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Returns 0 with *out set, or
+ * -EINVAL (a malformed URL or setting), -EACCES (no credentials), -ENOMEM.
+ * Nothing is asked of the server until the first call.
+ */
+SP_MUST_CHECK int sp_ckpt_backend_s3_open(const char *url, struct sp_ckpt_backend **out);
+
 /* True when the file backend `b` writes through io_uring (for tests and inspect). */
 int sp_ckpt_backend_file_uses_uring(const struct sp_ckpt_backend *b);
 

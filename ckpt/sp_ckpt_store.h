@@ -147,7 +147,8 @@ void sp_ckpt_store_config_default(struct sp_ckpt_store_config *config);
 
 /*
  * Opens a store from a URL: `file:///absolute/path` (the file backend) or
- * `s3://bucket/prefix` (-EPROTONOSUPPORT until the S3 backend is linked).
+ * `s3://bucket/prefix` (endpoint, region and credentials from the environment:
+ * SPATE_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
  * Returns 0 with *out set, or -EINVAL (malformed URL or config),
  * -EPROTONOSUPPORT (unknown scheme), -ENOMEM, or the backend's open error
  * (-ENOENT for a missing directory when !create).

@@ -145,6 +145,14 @@ SP_MUST_CHECK int sp_s3_get(struct sp_s3 *s3, const char *key, void *buf, size_t
 SP_MUST_CHECK int sp_s3_get_alloc(struct sp_s3 *s3, const char *key, void **data, size_t *len);
 
 /*
+ * Reads bytes [offset, offset + cap) of KEY into BUF (a ranged GET); *len is
+ * what came (less at the object's end; 0 when offset is at or past it).
+ * Returns as sp_s3_get().
+ */
+SP_MUST_CHECK int sp_s3_get_range(struct sp_s3 *s3, const char *key, uint64_t offset, void *buf,
+                                  size_t cap, size_t *len);
+
+/*
  * Asks whether KEY exists, and its size (SIZE may be NULL). Returns 0,
  * -ENOENT when it does not exist (no message body: the reason is the
  * status), or the errors of sp_s3_put().

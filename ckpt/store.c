@@ -106,7 +106,7 @@ int sp_ckpt_store_open(const char *url, const struct sp_ckpt_store_config *confi
             return -EINVAL; /* file://host/path: only the local host */
         err = sp_ckpt_backend_file_open(url + 7, config->create, &backend);
     } else if (strncmp(url, "s3://", 5) == 0) {
-        return -EPROTONOSUPPORT; /* the S3 client plugs in through open_backend */
+        err = sp_ckpt_backend_s3_open(url, &backend);
     } else {
         return strstr(url, "://") ? -EPROTONOSUPPORT : -EINVAL;
     }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "sp_ckpt_backend.h"
 #include "sp_ckpt_store.h"
 
 static char dir[256];
@@ -452,10 +453,32 @@ static void test_urls(void **state)
 
 /* ---- A store for the CLI test ---- */
 
+/* damage() for a store in S3: the segment read, one byte set, put back. */
+static void damage_s3(const char *name)
+{
+    struct sp_ckpt_backend *b = NULL;
+    assert_int_equal(sp_ckpt_backend_s3_open(url, &b), 0);
+    uint64_t size = 0;
+    assert_int_equal(b->ops->stat(b, name, &size), 0);
+    assert_true(size > 100);
+    uint8_t *bytes = malloc(size);
+    assert_non_null(bytes);
+    assert_int_equal(b->ops->get(b, name, 0, bytes, size), (int64_t)size);
+    bytes[100] = 0xff;
+    assert_int_equal(b->ops->put(b, name, bytes, size), 0);
+    free(bytes);
+    b->ops->close(b);
+}
+
+/* PATH: a directory (the store in PATH/store) or an s3:// URL. */
 static int leave_store(const char *path)
 {
+    bool s3 = strncmp(path, "s3://", 5) == 0;
     snprintf(dir, sizeof(dir), "%s", path);
-    snprintf(url, sizeof(url), "file://%s/store", dir);
+    if (s3)
+        snprintf(url, sizeof(url), "%s", path);
+    else
+        snprintf(url, sizeof(url), "file://%s/store", dir);
     struct sp_ckpt_store *s = open_store();
     struct sp_ckpt_manifest m;
     manifest(&m);
@@ -465,7 +488,10 @@ static int leave_store(const char *path)
         write_incremental(s, id, (uint32_t)(id % 3), &m);
     }
     assert_int_equal(sp_ckpt_store_read_manifest(s, 4, &m), 0);
-    damage(own_segment(&m), 0);
+    if (s3)
+        damage_s3(own_segment(&m));
+    else
+        damage(own_segment(&m), 0);
     sp_ckpt_manifest_deinit(&m);
     sp_ckpt_store_close(s);
     printf("%s\n", url);

@@ -10,11 +10,13 @@
 # commands it is given (the same data directory and port). Skips (77)
 # without node and npm (scripts/deps test installs them) or when the npm
 # registry cannot be reached on a first install.
-# Usage: test_s3.sh TEST_S3 WORKDIR
+# Usage: test_s3.sh TEST_S3 WORKDIR [SPATE CKPT_WRITER]   (the last two: the store over S3)
 set -euo pipefail
 test_s3=$1
 mkdir -p "$2"
 work=$(cd "$2" && pwd)
+spate=${3:-}
+ckpt_writer=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../npm_pinned.sh"
 npm_pinned s3rver "$here/s3rver" "$work"
@@ -61,6 +63,32 @@ chmod +x "$dir/start.sh" "$dir/stop.sh"
 echo "s3rver $(node -p "require('$js/node_modules/s3rver/package.json').version") on 127.0.0.1:$port, node $(node --version)"
 rc=0
 timeout 300 "$test_s3" "http://127.0.0.1:$port" "$bucket" "$dir/stop.sh" "$dir/start.sh" || rc=$?
+
+# The checkpoint store over S3: checkpoints 1-4 written through the S3
+# backend (4's own segment then damaged), listed and inspected by spate.
+if [ "$rc" -eq 0 ] && [ -n "$spate" ]; then
+    export SPATE_S3_ENDPOINT="http://127.0.0.1:$port" AWS_REGION=us-east-1
+    export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+    url=s3://$bucket/store
+    check() { # want_status what command...
+        local want=$1 what=$2
+        shift 2
+        local got=0
+        "$@" >"$dir/out" 2>&1 || got=$?
+        cat "$dir/out"
+        [ "$got" -eq "$want" ] || { echo "FAIL: $what exited $got, expected $want" >&2; rc=1; }
+    }
+    check 0 "the store writer over S3" "$ckpt_writer" "$url"
+    check 0 "checkpoint list" "$spate" checkpoint list "$url"
+    [ "$(grep -cE '^[1-4] +[0-9]{4}-' "$dir/out")" -eq 4 ] ||
+        { echo "FAIL: list over S3 does not show four checkpoints" >&2; rc=1; }
+    grep -q '^4 .*BAD' "$dir/out" || { echo "FAIL: checkpoint 4 not reported bad" >&2; rc=1; }
+    check 0 "checkpoint inspect" "$spate" checkpoint inspect "$url"
+    grep -qiE 'checkpoint 3|^id +3|: 3$' "$dir/out" ||
+        { echo "FAIL: inspect over S3 does not choose checkpoint 3" >&2; rc=1; }
+    check 1 "checkpoint inspect 4" "$spate" checkpoint inspect "$url" 4
+    [ "$rc" -eq 0 ] && echo "checkpoint store over S3: 4 checkpoints, the damaged one found, 3 chosen"
+fi
 if [ "$rc" -ne 0 ]; then
     echo "--- s3rver log" >&2
     tail -30 "$dir/s3rver.log" >&2
