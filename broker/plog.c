@@ -2054,20 +2054,13 @@ int sp_plog_set_config(struct sp_plog *log, const struct sp_plog_config *c)
     return 0;
 }
 
-static int64_t wall_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Retention (cleanup.policy delete) and cleaning (compact), then again later. */
 static void cleaner_timer_fire(struct sp_timer *timer, void *ctx)
 {
     struct sp_plog *log = ctx;
     (void)timer;
     log->cleaner_armed = false;
-    int64_t now_ms = wall_now_ms();
+    int64_t now_ms = sp_wall_ms();
     if (log->config.cleanup & SP_PLOG_CLEANUP_DELETE)
         (void)sp_plog_retain(log, now_ms);
     if (log->config.cleanup & SP_PLOG_CLEANUP_COMPACT) {

@@ -303,13 +303,6 @@ int sp_ckpt_store_set_position(struct sp_ckpt_store *store, const void *key, uin
     return sp_ckpt_manifest_add_position(&store->pending, key, key_bytes, value, value_bytes);
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int sp_ckpt_store_publish(struct sp_ckpt_store *store, int64_t time_ms)
 {
     SP_ASSERT(store != NULL);
@@ -317,7 +310,7 @@ int sp_ckpt_store_publish(struct sp_ckpt_store *store, int64_t time_ms)
     if (store->pending_error < 0)
         return store->pending_error;
     struct sp_ckpt_manifest *m = &store->pending;
-    m->time_ms = time_ms != 0 ? time_ms : wall_ms();
+    m->time_ms = time_ms != 0 ? time_ms : sp_wall_ms();
     size_t bytes = sp_ckpt_manifest_encoded_bytes(m);
     if (bytes > SP_CKPT_MANIFEST_BYTES_MAX)
         return -E2BIG;

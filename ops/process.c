@@ -40,13 +40,6 @@ struct sp_pctx {
     uint32_t key_cap;
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void *sp_pctx_user(struct sp_pctx *c)
 {
     return c->inst->node->u.process.fn.ctx;
@@ -70,7 +63,7 @@ int64_t sp_pctx_watermark(struct sp_pctx *c)
 int64_t sp_pctx_now_ms(struct sp_pctx *c)
 {
     (void)c;
-    return wall_ms();
+    return sp_wall_ms();
 }
 
 static void state_full(struct sp_pctx *c, int err)
@@ -289,11 +282,11 @@ static void proc_fire(struct sp_timer *timer, void *ctx)
     struct sp_pctx *c = ctx;
     (void)timer;
     c->proc_armed_ms = 0;
-    bool done = fire_due(c, &c->proc_timers, wall_ms(), false);
+    bool done = fire_due(c, &c->proc_timers, sp_wall_ms(), false);
     sp_out_flush(&c->inst->out);
     if (!done) {
         /* Downstream is full: try again in a millisecond. */
-        c->proc_armed_ms = (uint64_t)wall_ms();
+        c->proc_armed_ms = (uint64_t)sp_wall_ms();
         sp_shard_timer_arm(c->inst->xs->shard, &c->proc_timer, sp_now_ns() + SP_NSEC_PER_MSEC);
         return;
     }
@@ -309,7 +302,7 @@ static void proc_arm(struct sp_pctx *c)
         return;
     if (c->proc_armed_ms != 0 && (int64_t)c->proc_armed_ms <= first)
         return;
-    int64_t delay_ms = first - wall_ms();
+    int64_t delay_ms = first - sp_wall_ms();
     if (delay_ms < 0)
         delay_ms = 0;
     c->proc_armed_ms = (uint64_t)first;

@@ -83,6 +83,18 @@ static inline uint64_t sp_now_ns(void)
     return (uint64_t)ts.tv_sec * SP_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Wall-clock time in milliseconds since the epoch: for timestamps that leave
+ * the process (record timestamps, markers, manifests, retention by age),
+ * never for measuring intervals (sp_now_ns).
+ */
+static inline int64_t sp_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static inline int sp_is_pow2(uint64_t x)
 {
     return x != 0 && (x & (x - 1)) == 0;

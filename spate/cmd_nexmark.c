@@ -195,13 +195,6 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- What each query emits: latency kind, CSV ---- */
 
 enum latency_kind {
@@ -390,7 +383,7 @@ static void on_result(void *ctx, unsigned shard, const void *row, int64_t ts)
             o->unmeasured++;
         }
     } else if (r->latency == LATENCY_PROC) {
-        int64_t now = wall_ms(), end = ((const struct sp_nexmark_q11_row *)row)->endtime;
+        int64_t now = sp_wall_ms(), end = ((const struct sp_nexmark_q11_row *)row)->endtime;
         if (now >= end)
             latency_add(o, (uint64_t)(now - end) * 1000000u);
         else

@@ -691,11 +691,8 @@ int sp_kafka_produce(struct sp_kafka_producer *p, const char *topic_name, size_t
         record_bytes += (size_t)headers[i].key_len + (size_t)SP_MAX(headers[i].value_len, 0) + 10;
     if (record_bytes + SP_RECORD_BATCH_HEADER_BYTES > (size_t)p->config->max_request_size)
         return -EMSGSIZE;
-    if (timestamp_ms < 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        timestamp_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
+    if (timestamp_ms < 0)
+        timestamp_ms = sp_wall_ms();
 
     struct sp_record_input in = {
         .timestamp = timestamp_ms,
