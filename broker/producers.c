@@ -477,47 +477,20 @@ static void batch_apply(struct part *pt, int64_t pid, int16_t epoch, int32_t fir
     }
 }
 
-static int64_t be64(const uint8_t *p)
+/* A control batch's type (SP_RECORD_CONTROL_*) from its bytes as read
+ * (`len` of them); -1 when they do not hold the whole batch, or it is not a
+ * well-formed control batch (CRC, record, key). */
+static int control_type(const uint8_t *bytes, size_t len)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return (int64_t)v;
-}
-
-static int32_t be32(const uint8_t *p)
-{
-    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-}
-
-static int16_t be16(const uint8_t *p)
-{
-    return (int16_t)((uint16_t)p[0] << 8 | p[1]);
-}
-
-/* A control record's type (SP_RECORD_CONTROL_*) from the bytes of its
- * batch's first record; -1 when they are not a control record. */
-static int control_type(const uint8_t *rec, size_t len)
-{
-    int32_t v32;
-    int64_t v64;
-    size_t at = 0;
-    int n;
-    if ((n = sp_record_varint_decode(rec, len, &v32)) <= 0) /* length */
+    struct sp_record_batch batch;
+    struct sp_record_iter it;
+    struct sp_record rec;
+    struct sp_record_control ctl;
+    if (sp_record_batch_parse(bytes, len, &batch) != 0 ||
+        sp_record_iter_init(&it, &batch, batch.records, batch.records_len) != 0 ||
+        sp_record_iter_next(&it, &rec) != 1 || sp_record_control_parse(&rec, &ctl) != 0)
         return -1;
-    at += (size_t)n + 1; /* attributes */
-    if (at >= len || (n = sp_record_varlong_decode(rec + at, len - at, &v64)) <= 0)
-        return -1;
-    at += (size_t)n;
-    if ((n = sp_record_varint_decode(rec + at, len - at, &v32)) <= 0) /* offset delta */
-        return -1;
-    at += (size_t)n;
-    if ((n = sp_record_varint_decode(rec + at, len - at, &v32)) <= 0 || v32 < 4)
-        return -1;
-    at += (size_t)n;
-    if (at + 4 > len)
-        return -1;
-    return be16(rec + at + 2);
+    return ctl.type;
 }
 
 static int base_cmp(const void *a, const void *b)
@@ -595,23 +568,22 @@ static int scan_log(struct part *pt, const char *dir, int64_t from, int64_t end)
             ssize_t got = pread(fd, h, sizeof(h), pos);
             if (got < SP_RECORD_BATCH_HEADER_BYTES)
                 break; /* the end of the segment (recovery truncated any torn tail) */
-            int64_t base = be64(h);
-            int32_t blen = be32(h + 8);
+            int64_t base = (int64_t)sp_kload64(h);
+            int32_t blen = (int32_t)sp_kload32(h + 8);
             if (h[16] != SP_RECORD_MAGIC_V2 || blen < SP_RECORD_BATCH_HEADER_BYTES - 12 ||
                 base >= end)
                 break;
-            int16_t attrs = be16(h + 21);
-            int32_t last_delta = be32(h + 23);
-            int64_t pid = be64(h + 43);
+            int16_t attrs = (int16_t)sp_kload16(h + 21);
+            int32_t last_delta = (int32_t)sp_kload32(h + 23);
+            int64_t pid = (int64_t)sp_kload64(h + 43);
             if (pid >= 0 && base + last_delta >= from) {
-                int16_t epoch = be16(h + 51);
+                int16_t epoch = (int16_t)sp_kload16(h + 51);
                 if (attrs & SP_RECORD_ATTR_CONTROL) {
-                    int type = control_type(h + SP_RECORD_BATCH_HEADER_BYTES,
-                                            (size_t)got - SP_RECORD_BATCH_HEADER_BYTES);
+                    int type = control_type(h, (size_t)got);
                     if (type == SP_RECORD_CONTROL_ABORT || type == SP_RECORD_CONTROL_COMMIT)
                         marker_apply(pt, pid, epoch, type == SP_RECORD_CONTROL_COMMIT, base);
                 } else {
-                    batch_apply(pt, pid, epoch, be32(h + 53), last_delta, base,
+                    batch_apply(pt, pid, epoch, (int32_t)sp_kload32(h + 53), last_delta, base,
                                 (attrs & SP_RECORD_ATTR_TRANSACTIONAL) != 0);
                 }
             }
