@@ -853,13 +853,6 @@ static void pop_retry_run(struct sp_timer *t, void *ctx)
     pop_run(p->home->b->per_shard[p->owner]->shard, p);
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void fill_offsets(struct pop *p, struct sp_plog *log)
 {
     p->high_watermark = sp_plog_stable_end(log);
@@ -999,7 +992,7 @@ static int append_try(struct part *pt, struct pop *p)
     if (p->kind == POP_MARKER) {
         /* A control batch ending p->pid's transaction on this partition. */
         struct sp_record_marker m = {.offset = 0,
-                                     .timestamp = wall_ms(),
+                                     .timestamp = sp_wall_ms(),
                                      .producer_id = p->pid,
                                      .producer_epoch = p->epoch,
                                      .partition_leader_epoch = 0,
@@ -1228,6 +1221,19 @@ char *req_strdup(struct req *r, struct sp_kstr s)
     if (p != NULL && len > 0)
         memcpy(p, s.ptr, len);
     return p;
+}
+
+char *kstr_dup(struct sp_kstr s)
+{
+    if (s.len < 0)
+        return NULL;
+    char *d = malloc((size_t)s.len + 1);
+    if (d == NULL)
+        return NULL;
+    if (s.len > 0)
+        memcpy(d, s.ptr, (size_t)s.len);
+    d[s.len] = '\0';
+    return d;
 }
 
 static void req_free(struct req *r)

@@ -291,6 +291,9 @@ void *req_alloc(struct req *r, size_t bytes);
 bool req_adopt(struct req *r, void *p);
 /* A NUL-terminated copy of a wire string, freed with the request. */
 char *req_strdup(struct req *r, struct sp_kstr s);
+/* A malloc'd NUL-terminated copy of a wire string (NULL for null, or when
+ * out of memory). */
+char *kstr_dup(struct sp_kstr s);
 /* Encodes r->resp and sends what is ready. */
 void req_finish(struct req *r);
 

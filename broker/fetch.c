@@ -189,11 +189,9 @@ static bool session_set(struct fsession *s, struct sp_kstr topic, int32_t partit
             s->parts = g;
             s->cap = cap;
         }
-        char *name = malloc((size_t)topic.len + 1);
+        char *name = kstr_dup(topic);
         if (name == NULL)
             return false;
-        memcpy(name, topic.ptr, (size_t)topic.len);
-        name[topic.len] = '\0';
         sp = &s->parts[s->count++];
         *sp = (struct spart){
             .topic = name, .partition = partition, .hw = -2, .lso = -2, .log_start = -2};

@@ -166,20 +166,6 @@ static struct sp_kbytes rbytes(struct req *r, const uint8_t *p, int32_t len)
     return (struct sp_kbytes){d, len};
 }
 
-/* A malloc'd NUL-terminated copy of a wire string (NULL for null). */
-static char *xdup(struct sp_kstr s)
-{
-    if (s.len < 0)
-        return NULL;
-    char *d = malloc((size_t)s.len + 1);
-    if (d == NULL)
-        return NULL;
-    if (s.len > 0)
-        memcpy(d, s.ptr, (size_t)s.len);
-    d[s.len] = '\0';
-    return d;
-}
-
 static bool kstr_eq(struct sp_kstr a, const char *b)
 {
     if (a.len < 0 || b == NULL)
@@ -219,7 +205,7 @@ static struct group *group_create(struct coord *c, struct sp_kstr id)
     if (c->group_count >= GROUPS_MAX)
         return NULL;
     struct group *g = calloc(1, sizeof(*g));
-    if (g == NULL || (g->id = xdup(id)) == NULL) {
+    if (g == NULL || (g->id = kstr_dup(id)) == NULL) {
         free(g);
         return NULL;
     }
@@ -755,7 +741,7 @@ static bool member_update(struct member *m, struct req *r, int32_t session_ms, i
             const struct sp_kafka_join_group_request_join_group_request_protocol *pr =
                 &q->protocols[i];
             int32_t len = pr->metadata.len > 0 ? pr->metadata.len : 0;
-            ps[i].name = xdup(pr->name.len >= 0 ? pr->name : SP_KSTR(""));
+            ps[i].name = kstr_dup(pr->name.len >= 0 ? pr->name : SP_KSTR(""));
             ps[i].meta = malloc((size_t)(len ? len : 1));
             ps[i].len = len;
             if (ps[i].name == NULL || ps[i].meta == NULL) {
@@ -774,13 +760,14 @@ static bool member_update(struct member *m, struct req *r, int32_t session_ms, i
         m->nprotos = n;
     }
     if (m->protocol_type == NULL)
-        m->protocol_type = xdup(q->protocol_type);
+        m->protocol_type = kstr_dup(q->protocol_type);
     if (m->client_id == NULL)
-        m->client_id = xdup(r->f.header.client_id.len >= 0 ? r->f.header.client_id : SP_KSTR(""));
+        m->client_id =
+            kstr_dup(r->f.header.client_id.len >= 0 ? r->f.header.client_id : SP_KSTR(""));
     if (m->client_host == NULL)
         m->client_host = strdup(r->conn->peer);
     if (m->instance_id == NULL && q->group_instance_id.len >= 0)
-        m->instance_id = xdup(q->group_instance_id);
+        m->instance_id = kstr_dup(q->group_instance_id);
     return m->protocol_type != NULL && m->client_id != NULL && m->client_host != NULL;
 }
 
@@ -1232,7 +1219,7 @@ static void commit_call(struct pop *p)
             }
             char *tn = strdup(topic->name);
             char *meta =
-                xdup(pp->committed_metadata.len >= 0 ? pp->committed_metadata : SP_KSTR(""));
+                kstr_dup(pp->committed_metadata.len >= 0 ? pp->committed_metadata : SP_KSTR(""));
             if (meta != NULL && strlen(meta) != (size_t)SP_MAX(pp->committed_metadata.len, 0)) {
                 free(tn);
                 free(meta);

@@ -132,23 +132,6 @@ static struct tcoord *tcoord_here(struct pop *p)
     return bs != NULL ? bs->txns : NULL;
 }
 
-static bool kstr_is(struct sp_kstr a, const char *b)
-{
-    return a.len >= 0 && strlen(b) == (size_t)a.len && memcmp(a.ptr, b, (size_t)a.len) == 0;
-}
-
-static char *kdup(struct sp_kstr s)
-{
-    if (s.len < 0)
-        return NULL;
-    char *d = malloc((size_t)s.len + 1);
-    if (d != NULL) {
-        memcpy(d, s.ptr, (size_t)s.len);
-        d[s.len] = '\0';
-    }
-    return d;
-}
-
 static void txn_clear(struct txn *t)
 {
     for (uint32_t i = 0; i < t->nparts; i++)
@@ -177,7 +160,7 @@ static void txn_free(struct txn *t)
 static struct txn *txn_find(struct tcoord *c, struct sp_kstr id)
 {
     for (struct txn *t = c->txns; t != NULL; t = t->next) {
-        if (kstr_is(id, t->id))
+        if (sp_kstr_eq(id, t->id))
             return t;
     }
     return NULL;
@@ -618,7 +601,7 @@ static void init_call(struct pop *p)
     } else if (q->transaction_timeout_ms <= 0 || q->transaction_timeout_ms > max_ms) {
         o->error_code = TERR_INVALID_TRANSACTION_TIMEOUT;
     } else if ((t = txn_find(c, q->transactional_id)) == NULL &&
-               (t = txn_new(c, kdup(q->transactional_id))) == NULL) {
+               (t = txn_new(c, kstr_dup(q->transactional_id))) == NULL) {
         o->error_code = TERR_COORDINATOR_NOT_AVAILABLE; /* no room for another id */
     } else if (t->state == T_PREPARE_COMMIT || t->state == T_PREPARE_ABORT) {
         o->error_code = TERR_CONCURRENT_TRANSACTIONS; /* the client retries */
@@ -784,7 +767,7 @@ static void add_offsets_call(struct pop *p)
                                        memchr(q->group_id.ptr, '\0', (size_t)q->group_id.len))) {
         o->error_code = 24; /* INVALID_GROUP_ID */
     } else if (o->error_code == KERR_NONE) {
-        char *g = kdup(q->group_id);
+        char *g = kstr_dup(q->group_id);
         uint32_t was = t->ngroups;
         enum tstate state = t->state;
         uint64_t started = t->started_ns;
@@ -828,7 +811,7 @@ static void txn_offset_commit_call(struct pop *p)
     o->topics_count = nt;
     struct txn *t = NULL;
     int16_t err = txn_check(c, q->transactional_id, q->producer_id, q->producer_epoch, &t);
-    char *group = err == KERR_NONE ? kdup(q->group_id) : NULL;
+    char *group = err == KERR_NONE ? kstr_dup(q->group_id) : NULL;
     if (err == KERR_NONE && t->state != T_ONGOING)
         err = TERR_INVALID_TXN_STATE;
     else if (err == KERR_NONE && group == NULL)
@@ -885,8 +868,8 @@ static void txn_offset_commit_call(struct pop *p)
                 .partition = pp->partition_index,
                 .offset = pp->committed_offset,
                 .leader_epoch = r->version >= 2 ? pp->committed_leader_epoch : -1,
-                .meta =
-                    kdup(pp->committed_metadata.len >= 0 ? pp->committed_metadata : SP_KSTR(""))};
+                .meta = kstr_dup(pp->committed_metadata.len >= 0 ? pp->committed_metadata
+                                                                 : SP_KSTR(""))};
             if (to.group == NULL || to.topic == NULL || to.meta == NULL) {
                 free(to.group);
                 free(to.topic);
