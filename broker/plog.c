@@ -1782,6 +1782,34 @@ static int read_start(struct sp_plog *log, enum read_mode mode, int64_t offset, 
     return 0;
 }
 
+int sp_plog_scan(struct sp_plog *log, int64_t from, sp_plog_scan_fn *fn, void *ctx)
+{
+    SP_ASSERT(sp_shard_current() == log->shard);
+    uint8_t h[SP_PLOG_SCAN_BYTES];
+    for (uint32_t i = 0; i < log->seg_count; i++) {
+        const struct seg *seg = log->segs[i];
+        if (i + 1 < log->seg_count && log->segs[i + 1]->base_offset <= from)
+            continue; /* wholly before `from` */
+        uint64_t pos = seg->base_offset < from ? seg_lookup(seg, from) : 0;
+        while (pos + HDR_BYTES <= seg->size_bytes) {
+            size_t want = (size_t)SP_MIN((uint64_t)sizeof(h), seg->size_bytes - pos);
+            ssize_t got = pread(seg->log_fd, h, want, (off_t)pos);
+            struct batch_info b;
+            if (got < (ssize_t)HDR_BYTES)
+                return got < 0 ? -errno : -EIO;
+            if (!batch_header(h, &b) || b.size > seg->size_bytes - pos)
+                return -EIO; /* recovery left only whole batches: not what this code wrote */
+            if (b.last_offset >= from) {
+                int rc = fn(ctx, h, (size_t)SP_MIN((uint64_t)got, (uint64_t)b.size));
+                if (rc != 0)
+                    return rc;
+            }
+            pos += b.size;
+        }
+    }
+    return 0;
+}
+
 int sp_plog_read(struct sp_plog *log, int64_t offset, uint32_t max_bytes, sp_plog_read_fn *fn,
                  void *ctx)
 {

@@ -22,7 +22,6 @@
  * aborted transactions up to ABORTED_MAX (the oldest first; those wholly
  * before the log start go).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -493,106 +492,27 @@ static int control_type(const uint8_t *bytes, size_t len)
     return ctl.type;
 }
 
-static int base_cmp(const void *a, const void *b)
+/* sp_plog_scan's callback: what a batch found in the log says of its
+ * producer (idempotent sequences, open transactions, markers). */
+static int scan_batch(void *ctx, const uint8_t *h, size_t len)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-#define SEGMENTS_SCAN_MAX 1000000u
-
-/* The base offsets of the partition's segment files, sorted (malloc'd). */
-static int segment_bases(const char *dir, int64_t **out, uint32_t *count)
-{
-    *out = NULL;
-    *count = 0;
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return -errno;
-    int64_t *v = NULL;
-    uint32_t n = 0, cap = 0;
-    int rc = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len != 24 || strcmp(e->d_name + 20, ".log") != 0 ||
-            strspn(e->d_name, "0123456789") != 20)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            int64_t *g = cap <= SEGMENTS_SCAN_MAX ? realloc(v, cap * sizeof(*g)) : NULL;
-            if (g == NULL) {
-                rc = -ENOMEM;
-                break;
-            }
-            v = g;
-        }
-        v[n++] = strtoll(e->d_name, NULL, 10);
+    struct part *pt = ctx;
+    int64_t base = (int64_t)sp_kload64(h);
+    int16_t attrs = (int16_t)sp_kload16(h + 21);
+    int32_t last_delta = (int32_t)sp_kload32(h + 23);
+    int64_t pid = (int64_t)sp_kload64(h + 43);
+    if (pid < 0)
+        return 0;
+    int16_t epoch = (int16_t)sp_kload16(h + 51);
+    if (attrs & SP_RECORD_ATTR_CONTROL) {
+        int type = control_type(h, len);
+        if (type == SP_RECORD_CONTROL_ABORT || type == SP_RECORD_CONTROL_COMMIT)
+            marker_apply(pt, pid, epoch, type == SP_RECORD_CONTROL_COMMIT, base);
+    } else {
+        batch_apply(pt, pid, epoch, (int32_t)sp_kload32(h + 53), last_delta, base,
+                    (attrs & SP_RECORD_ATTR_TRANSACTIONAL) != 0);
     }
-    closedir(d);
-    if (rc < 0) {
-        free(v);
-        return rc;
-    }
-    qsort(v, n, sizeof(*v), base_cmp);
-    *out = v;
-    *count = n;
     return 0;
-}
-
-/*
- * Reads the batch headers of the log in `dir` from offset `from` up to
- * `end` and applies what they say (idempotent producers' sequences, open
- * transactions, markers). Plain preads of 61-byte headers (and of a
- * control batch's first record): a few microseconds a batch, at open only.
- */
-static int scan_log(struct part *pt, const char *dir, int64_t from, int64_t end)
-{
-    int64_t *bases;
-    uint32_t count;
-    int rc = segment_bases(dir, &bases, &count);
-    if (rc < 0)
-        return rc;
-    char path[4200];
-    for (uint32_t i = 0; i < count && rc == 0; i++) {
-        if (i + 1 < count && bases[i + 1] <= from)
-            continue; /* wholly before `from` */
-        snprintf(path, sizeof(path), "%s/%020" PRId64 ".log", dir, bases[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            rc = -errno;
-            break;
-        }
-        uint8_t h[SP_RECORD_BATCH_HEADER_BYTES + 64];
-        for (off_t pos = 0;;) {
-            ssize_t got = pread(fd, h, sizeof(h), pos);
-            if (got < SP_RECORD_BATCH_HEADER_BYTES)
-                break; /* the end of the segment (recovery truncated any torn tail) */
-            int64_t base = (int64_t)sp_kload64(h);
-            int32_t blen = (int32_t)sp_kload32(h + 8);
-            if (h[16] != SP_RECORD_MAGIC_V2 || blen < SP_RECORD_BATCH_HEADER_BYTES - 12 ||
-                base >= end)
-                break;
-            int16_t attrs = (int16_t)sp_kload16(h + 21);
-            int32_t last_delta = (int32_t)sp_kload32(h + 23);
-            int64_t pid = (int64_t)sp_kload64(h + 43);
-            if (pid >= 0 && base + last_delta >= from) {
-                int16_t epoch = (int16_t)sp_kload16(h + 51);
-                if (attrs & SP_RECORD_ATTR_CONTROL) {
-                    int type = control_type(h, (size_t)got);
-                    if (type == SP_RECORD_CONTROL_ABORT || type == SP_RECORD_CONTROL_COMMIT)
-                        marker_apply(pt, pid, epoch, type == SP_RECORD_CONTROL_COMMIT, base);
-                } else {
-                    batch_apply(pt, pid, epoch, (int32_t)sp_kload32(h + 53), last_delta, base,
-                                (attrs & SP_RECORD_ATTR_TRANSACTIONAL) != 0);
-                }
-            }
-            pos += 12 + (off_t)blen;
-        }
-        close(fd);
-    }
-    free(bases);
-    return rc;
 }
 
 /*
@@ -739,7 +659,7 @@ void producers_recover(struct part *pt, const char *dir)
         from = start;
     }
     if (from < end) {
-        int rc = scan_log(pt, dir, from, end);
+        int rc = sp_plog_scan(pt->log, from, scan_batch, pt);
         if (rc < 0)
             sp_warn("broker: %s: cannot rebuild producer state: %s", dir, strerror(-rc));
     }

@@ -214,6 +214,24 @@ SP_MUST_CHECK int sp_plog_read(struct sp_plog *log, int64_t offset, uint32_t max
 typedef void sp_plog_slice_fn(void *ctx, int err, int fd, uint64_t pos, uint32_t len);
 
 /*
+ * Called by sp_plog_scan with the start of each batch: its first `len`
+ * bytes (the whole batch when it is at most SP_PLOG_SCAN_BYTES, else the
+ * start: the v2 header at least). Nonzero stops the scan and is returned.
+ */
+typedef int sp_plog_scan_fn(void *ctx, const uint8_t *batch, size_t len);
+#define SP_PLOG_SCAN_BYTES 128u
+
+/*
+ * Walks the stable batches from the one holding `from` to the end, in
+ * offset order, with synchronous preads of their starts (the offset index
+ * finds the first): for rebuilding state from the log when it opens (a
+ * broker's producer state), not for serving. Returns 0, fn's nonzero
+ * return, or -errno (-EIO when a segment holds something else than whole
+ * batches).
+ */
+SP_MUST_CHECK int sp_plog_scan(struct sp_plog *log, int64_t from, sp_plog_scan_fn *fn, void *ctx);
+
+/*
  * sp_plog_read without reading: where the bytes are, for a caller that
  * sends them from the file itself (a mapping, sendfile). The range starts at
  * the batch containing `offset` and holds at most max_bytes (at least that
