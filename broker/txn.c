@@ -63,6 +63,7 @@ enum {
     TERR_INVALID_PRODUCER_ID_MAPPING = 49,
     TERR_INVALID_TRANSACTION_TIMEOUT = 50,
     TERR_CONCURRENT_TRANSACTIONS = 51,
+    TERR_COORDINATOR_LOAD_IN_PROGRESS = 14,
     TERR_COORDINATOR_NOT_AVAILABLE = 15,
     TERR_OPERATION_NOT_ATTEMPTED = 55,
 };
@@ -117,7 +118,8 @@ struct tcoord {
     struct sp_timer tick;
     struct sp_stop_hook stop_hook;
     bool stopping;
-    bool recovered; /* Prepare states found at start were resumed */
+    bool recovered; /* Prepare states found at start were resumed; until
+                     * then requests are answered LOAD_IN_PROGRESS */
     char *path, *tmp;
 };
 
@@ -564,6 +566,8 @@ static int16_t txn_check(struct tcoord *c, struct sp_kstr id, int64_t pid, int16
     *out = NULL;
     if (c == NULL || c->stopping)
         return TERR_COORDINATOR_NOT_AVAILABLE;
+    if (!c->recovered)
+        return TERR_COORDINATOR_LOAD_IN_PROGRESS; /* the client retries */
     struct txn *t = txn_find(c, id);
     if (t == NULL || t->pid != pid)
         return TERR_INVALID_PRODUCER_ID_MAPPING;
@@ -595,6 +599,10 @@ static void init_call(struct pop *p)
     struct txn *t = NULL;
     if (c == NULL || c->stopping) {
         o->error_code = TERR_COORDINATOR_NOT_AVAILABLE;
+    } else if (!c->recovered) {
+        /* What the last run left prepared is completed first: nothing may
+         * start another completion of the same transaction before that. */
+        o->error_code = TERR_COORDINATOR_LOAD_IN_PROGRESS;
     } else if (q->transactional_id.len <= 0 || q->transactional_id.len > TXN_ID_MAX ||
                memchr(q->transactional_id.ptr, '\0', (size_t)q->transactional_id.len) != NULL) {
         o->error_code = KERR_INVALID_REQUEST;
@@ -993,7 +1001,9 @@ static void tick(struct sp_timer *timer, void *ctx)
             txn_fence_abort(c, t);
         }
     }
-    sp_shard_timer_arm(c->bs->shard, &c->tick, now + TXN_TICK_MS * 1000000ull);
+    /* Until every shard is up, look again soon: requests wait for it. */
+    uint64_t next_ms = c->recovered ? TXN_TICK_MS : 1;
+    sp_shard_timer_arm(c->bs->shard, &c->tick, now + next_ms * 1000000ull);
 }
 
 /* The runtime stops: answer whoever waits; a restart completes the rest. */
@@ -1034,7 +1044,7 @@ void txn_shard_start(struct bshard *bs)
     bs->txns = c;
     sp_shard_on_stop(bs->shard, &c->stop_hook, tcoord_stop);
     sp_timer_init(&c->tick, tick, c);
-    sp_shard_timer_arm(bs->shard, &c->tick, sp_now_ns() + TXN_TICK_MS * 1000000ull);
+    sp_shard_timer_arm(bs->shard, &c->tick, sp_now_ns());
 }
 
 void txn_shard_finish(struct bshard *bs)
