@@ -1945,6 +1945,7 @@ void sp_broker_shard_start(struct sp_broker *b, struct sp_shard *shard)
     }
     group_shard_start(bs);
     txn_shard_start(bs);
+    atomic_fetch_add_explicit(&b->shards_started, 1, memory_order_release);
     accept_post(bs);
 }
 

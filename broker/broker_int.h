@@ -99,6 +99,7 @@ struct sp_broker {
     struct topic_set *_Atomic topics;
     _Atomic uint32_t connections;
     struct bshard **per_shard;       /* [shards], each set by its shard */
+    _Atomic unsigned shards_started; /* counted (release) once each set its own */
     int64_t pid_next, pid_block_end; /* producer ids (under topics_lock) */
     uint64_t page_bytes;             /* the system's page size (mmap offsets) */
     struct tls_ctx *tls;             /* NULL: plaintext listener (tls.c) */

@@ -966,13 +966,10 @@ const struct api_entry txn_apis[] = {
 
 /* ---- Timeouts, start, stop ---- */
 
-static bool all_shards_up(const struct sp_broker *b)
+/* Every shard has started (and published its per_shard entry: acquire). */
+static bool all_shards_up(struct sp_broker *b)
 {
-    for (unsigned i = 0; i < b->shards; i++) {
-        if (b->per_shard[i] == NULL)
-            return false;
-    }
-    return true;
+    return atomic_load_explicit(&b->shards_started, memory_order_acquire) == b->shards;
 }
 
 static void tick(struct sp_timer *timer, void *ctx)
