@@ -15,6 +15,7 @@ const struct sp_bench_case *const sp_bench_cases[] = {
     sp_bench_record_cases,   /* net */
     sp_bench_kafka_cases,    /* net */
     sp_bench_table_cases,    /* state */
+    sp_bench_snapshot_cases, /* state */
     sp_bench_dataflow_cases, /* ops */
     NULL,
 };

@@ -55,6 +55,7 @@ extern const struct sp_bench_case sp_bench_hash_cases[];
 extern const struct sp_bench_case sp_bench_record_cases[];
 extern const struct sp_bench_case sp_bench_kafka_cases[];
 extern const struct sp_bench_case sp_bench_table_cases[];
+extern const struct sp_bench_case sp_bench_snapshot_cases[];
 extern const struct sp_bench_case sp_bench_dataflow_cases[];
 
 /* Pins the calling thread to the `index`-th CPU it may run on; 0 or -errno. */

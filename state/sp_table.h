@@ -51,7 +51,10 @@ struct sp_table_entry {
     uint32_t ns_slot;  /* and where in it */
     uint32_t key_len;  /* SP_TABLE_DEAD set once deleted */
     uint32_t bytes;    /* the whole entry, header included */
+    uint32_t version;  /* table version of its last possible write (snapshots) */
+    uint32_t created;  /* table version it was inserted in (tombstones) */
 };
+_Static_assert(sizeof(struct sp_table_entry) == 40, "entry header: 40 bytes, value 8-aligned");
 
 /* Growable array of fixed-size elements in managed-memory segments. */
 struct sp_segvec {
@@ -69,6 +72,7 @@ struct sp_table_seg {
     uint32_t used;      /* bytes appended */
     uint32_t live;      /* entries not deleted */
     uint32_t version;   /* table version of the last write */
+    uint32_t snap_seq;  /* the snapshot that copied it aside or need not walk it */
 };
 
 struct sp_table_config {
@@ -83,6 +87,43 @@ struct sp_table_config {
      * share one probe run. The prefetch helpers below then do not apply. */
     bool ns_in_hash;
     struct sp_budget *budget; /* segments come from here */
+    /* Snapshots: bytes held aside by copy-on-write plus tombstones (0: the
+     * default, SP_TABLE_SNAPSHOT_HELD_BYTES_DEFAULT). */
+    uint64_t snapshot_held_bytes_max;
+};
+
+#define SP_TABLE_SNAPSHOT_HELD_BYTES_DEFAULT (1ull << 30)
+
+/* A growable malloc'd byte buffer (snapshot side buffers). */
+struct sp_table_buf {
+    uint8_t *data;
+    size_t len;
+    size_t head; /* bytes already consumed from the front */
+    size_t cap;
+};
+
+/* The snapshot being streamed, and what deltas need kept (see below). */
+struct sp_table_snap {
+    bool active; /* begun, not yet fully read or cancelled: copy-on-write on */
+    bool ever;   /* a snapshot was begun once: keep tombstones and versions */
+    bool full;
+    bool crc_closed;
+    int err;            /* the snapshot failed (held bytes over the limit, -ENOMEM) */
+    uint32_t phase;     /* header, tombstones, entries, end, done */
+    uint32_t v;         /* its version */
+    uint32_t since;     /* delta: versions (since, v] */
+    uint32_t seq;       /* segments with this snap_seq are not walked */
+    uint32_t walk_seg;  /* the walker: segments below walk_seg are done, */
+    uint32_t walk_off;  /* walk_seg itself up to walk_off */
+    uint32_t walk_end;  /* segment slots in use at begin */
+    uint32_t crc;       /* CRC-32C of the bytes streamed so far */
+    uint32_t tomb_lost; /* a tombstone of this version could not be kept */
+    uint64_t entry_count;
+    uint64_t tomb_count;
+    size_t tomb_cursor;       /* next tombstone to stream */
+    struct sp_table_buf cow;  /* records copied aside, streamed next */
+    struct sp_table_buf pend; /* a record that did not fit the caller's buffer */
+    struct sp_table_buf tomb; /* tombstone log: {tag, length, record} */
 };
 
 struct sp_table {
@@ -107,6 +148,7 @@ struct sp_table {
     uint64_t grow_at;
 
     uint32_t version;
+    struct sp_table_snap snap;
 
     /* ns_order: namespace -> {head, tail, count} (a table of its own) and a
      * min-heap of the namespaces present (may hold stale ones). */
@@ -176,7 +218,8 @@ static inline const void *sp_table_key(const struct sp_table *t, const struct sp
 
 /*
  * Finds (hash, key, ns). `hash` must be sp_key_hash(key) (the key group is
- * derived from it). Returns the entry or NULL.
+ * derived from it). Returns the entry or NULL. The caller may write through
+ * it, so for snapshots this counts as a write (sp_table_get does not).
  */
 struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
                                      uint32_t key_len, int64_t ns);
@@ -246,14 +289,94 @@ struct sp_table_entry *sp_table_ns_next(struct sp_table *t, const struct sp_tabl
 
 /* ---- Whole-table iteration (snapshots, tests) ---- */
 
-/* Calls fn for every live entry, by segment; fn must not insert or delete. */
+/* Calls fn for every live entry, by segment; fn must not insert or delete,
+ * nor write: this is no write for snapshots (see sp_table_get). */
 void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, void *ctx),
                       void *ctx);
 
-/* Starts a new version: segments written from now on carry it. */
+/* Starts a new version: segments written from now on carry it. Versions
+ * never go back; once snapshots are taken only sp_table_snapshot_begin
+ * opens new ones. */
 static inline void sp_table_set_version(struct sp_table *t, uint32_t version)
 {
     t->version = version;
 }
+
+/* ---- Snapshots: what a checkpoint copies, asynchronously ----
+ *
+ * A snapshot is the table as it was at one instant (sp_table_snapshot_begin,
+ * O(1): it closes the current version and opens the next), streamed out
+ * afterwards in pieces (sp_table_snapshot_read) while the operator keeps
+ * reading and writing the table. Copy-on-write keeps it exact: the first
+ * time anything that may change an entry (find, upsert, delete, ns_drop,
+ * ns_first/ns_next, whose callers may write through the pointer) touches a
+ * segment the snapshot has not streamed yet, the segment's part of the
+ * snapshot is copied aside first. Every entry records the version of its
+ * last possible write; sp_table_get() reads without counting as one.
+ *
+ * Full snapshots hold every live entry. Incremental ones hold the entries
+ * written in versions (since, v] and a tombstone (hash, key, namespace) for
+ * every entry deleted in those versions that existed before them: applied
+ * in order onto the snapshot of version `since`, they give version v's
+ * table. The caller keeps which snapshot completed (a checkpoint that fails
+ * just means the next delta starts from the same `since`) and tells the
+ * table with sp_table_snapshot_complete(), which frees tombstones up to it.
+ *
+ * The stream's format (documented in docs/architecture.md): a header (magic,
+ * format version, full/delta, since, v, value bytes, key groups total), then
+ * records (tombstones before entries), then an end record with the counts,
+ * so a truncated stream is refused. Each record carries its key hash, so a
+ * restore can keep only its own key groups (restoring onto another shard
+ * count).
+ */
+
+/* Starts a snapshot: full, or the delta since version `since` (0: full is
+ * required). O(1): no walk, no allocation. Returns the snapshot's version v
+ * (> since), or -EBUSY while another is being streamed (or failed and was
+ * not cancelled), -EINVAL for a delta without a base (since 0, or not older
+ * than the table's version), -ENOBUFS for a delta from before a version
+ * whose tombstones could not all be kept (over snapshot_held_bytes_max: take
+ * a full one), -EOVERFLOW when versions ran out. Entry pointers the caller
+ * got before begin must not be written through after it: find them again. */
+SP_MUST_CHECK int64_t sp_table_snapshot_begin(struct sp_table *t, bool full, uint32_t since);
+
+/* Copies the next bytes of the stream into buf (at most cap; any cap works,
+ * a few hundred KiB make few calls; records may straddle calls, the stream
+ * is their concatenation): the count, 0 once everything was streamed (the
+ * snapshot is over after the call that gave its last byte), -ENOBUFS when
+ * copy-on-write went over snapshot_held_bytes_max, or -ENOMEM. After an
+ * error the snapshot is lost: cancel it. 0 as well when none is active. */
+SP_MUST_CHECK int64_t sp_table_snapshot_read(struct sp_table *t, void *buf, size_t cap);
+
+/* Abandons the snapshot being streamed (a checkpoint that failed): what it
+ * held aside is freed; tombstones stay for the next delta from the same
+ * base. Nothing happens when none is active. */
+void sp_table_snapshot_cancel(struct sp_table *t);
+
+/* Snapshot `v` is part of a completed checkpoint: deltas start from it now;
+ * tombstones of versions up to v are freed (those an active delta still
+ * needs, after its `since`, stay). */
+void sp_table_snapshot_complete(struct sp_table *t, uint32_t v);
+
+/* Bytes held aside by copy-on-write and tombstones (metrics, tests). */
+uint64_t sp_table_snapshot_held_bytes(const struct sp_table *t);
+
+/*
+ * Applies one stream (full or delta) onto the table: tombstones delete,
+ * entries are upserted with their value; records of key groups outside the
+ * table's range are skipped. Apply a full stream to an empty table, then its
+ * deltas in order. The whole stream is checked (header, records, end record
+ * with counts and CRC-32C) before anything is applied. Returns 0, -EBADMSG
+ * (malformed, truncated, another value size, an entry too large for this
+ * table's segments), -ENOBUFS (the budget is full), -ENOMEM; after the
+ * last three the table holds part of the stream. Restored entries carry the
+ * table's current version.
+ */
+SP_MUST_CHECK int sp_table_restore(struct sp_table *t, const void *stream, size_t len);
+
+/* Finds an entry without counting as a write (no copy-on-write, no version
+ * stamp): for reads only; the entry must not be written through. */
+const struct sp_table_entry *sp_table_get(struct sp_table *t, uint64_t hash, const void *key,
+                                          uint32_t key_len, int64_t ns);
 
 #endif /* SP_TABLE_H */

@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Keyed state table over managed-memory segments; see sp_table.h. */
+/*
+ * Keyed state table over managed-memory segments; see sp_table.h. The
+ * snapshot stream and its copy-on-write live in snapshot.c: here, every path
+ * that hands out an entry the caller may write through stamps it with the
+ * current version and, while a snapshot is active, lets snapshot.c copy the
+ * entry's segment aside first (sp_table_note_write in table_int.h).
+ */
 #include "sp_table.h"
 
 #include <errno.h>
@@ -7,6 +13,7 @@
 #include <string.h>
 
 #include "sp_keygroup.h"
+#include "table_int.h"
 
 #define SLOT_EMPTY 0u
 #define LOAD_NUM 3u /* grow when count > capacity * 3 / 4 */
@@ -154,8 +161,14 @@ static int seg_new(struct sp_table *t, uint32_t key_group, uint32_t *seg_out)
         t->seg_free[t->seg_free_count++] = no;
         return -ENOBUFS;
     }
-    t->segs[no] = (struct sp_table_seg){
-        .base = base, .key_group = key_group, .used = 0, .live = 0, .version = t->version};
+    /* A fresh segment holds no entry of the snapshot being streamed (if
+     * any): its snap_seq tells the walker to skip it. */
+    t->segs[no] = (struct sp_table_seg){.base = base,
+                                        .key_group = key_group,
+                                        .used = 0,
+                                        .live = 0,
+                                        .version = t->version,
+                                        .snap_seq = t->snap.seq};
     *seg_out = no;
     return 0;
 }
@@ -323,14 +336,19 @@ static void list_remove(struct sp_table *t, struct sp_table_ns *list,
         block_unlink(t, list, e->ns_block);
 }
 
-/* The first live entry from block `i`, slot `slot` on. */
+/* The first live entry from block `i`, slot `slot` on (the caller may
+ * write through it: it counts as a write). */
 static struct sp_table_entry *list_scan(struct sp_table *t, uint32_t i, uint32_t slot)
 {
     while (i != SP_TABLE_REF_NONE) {
         const struct sp_table_ns_block *b = block_at(t, i);
         for (; slot < b->used; slot++) {
-            if (b->refs[slot] != SP_TABLE_REF_NONE)
-                return sp_table_entry_at(t, b->refs[slot]);
+            uint32_t ref = b->refs[slot];
+            if (ref != SP_TABLE_REF_NONE) {
+                struct sp_table_entry *e = sp_table_entry_at(t, ref);
+                sp_table_note_write(t, e, ref >> t->off_bits);
+                return e;
+            }
         }
         i = b->next;
         slot = 0;
@@ -350,6 +368,9 @@ int sp_table_init(struct sp_table *t, const struct sp_table_config *config)
         config->key_group_first + config->key_group_count > config->key_groups_total)
         return -EINVAL;
     t->config = *config;
+    if (t->config.snapshot_held_bytes_max == 0)
+        t->config.snapshot_held_bytes_max = SP_TABLE_SNAPSHOT_HELD_BYTES_DEFAULT;
+    t->version = 1; /* snapshot versions start at 1: a delta's `since` 0 means none */
     uint32_t seg_bytes = config->budget->pool->segment_bytes;
     t->seg_shift = (uint32_t)__builtin_ctz(seg_bytes);
     t->off_bits = t->seg_shift - 3;
@@ -399,6 +420,7 @@ fail:
 
 void sp_table_deinit(struct sp_table *t)
 {
+    sp_table_snap_deinit(t);
     for (uint32_t i = 0; i < t->seg_count; i++) {
         if (t->segs[i].base != NULL)
             sp_budget_release(t->config.budget, t->segs[i].base);
@@ -462,6 +484,25 @@ struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const vo
             return NULL;
         if ((uint32_t)(s >> 32) == tag) {
             struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
+            if (entry_matches(t, e, hash, key, key_len, ns)) {
+                sp_table_note_write(t, e, slot_ref(s) >> t->off_bits);
+                return e;
+            }
+        }
+    }
+}
+
+const struct sp_table_entry *sp_table_get(struct sp_table *t, uint64_t hash, const void *key,
+                                          uint32_t key_len, int64_t ns)
+{
+    uint64_t ph = pos_hash(t, hash, ns);
+    uint32_t tag = (uint32_t)ph;
+    for (uint64_t pos = ph & t->mask;; pos = (pos + 1) & t->mask) {
+        uint64_t s = *slot_at(t, pos);
+        if (s == SLOT_EMPTY)
+            return NULL;
+        if ((uint32_t)(s >> 32) == tag) {
+            const struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
             if (entry_matches(t, e, hash, key, key_len, ns))
                 return e;
         }
@@ -523,7 +564,7 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
             struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
             if (entry_matches(t, e, hash, key, key_len, ns)) {
                 *created = false;
-                t->segs[slot_ref(s) >> t->off_bits].version = t->version;
+                sp_table_note_write(t, e, slot_ref(s) >> t->off_bits);
                 return e;
             }
         }
@@ -574,6 +615,8 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
     e->key_len = key_len;
     e->ns_block = SP_TABLE_REF_NONE;
     e->ns_slot = 0;
+    e->version = t->version;
+    e->created = t->version;
     memset(sp_table_value(t, e), 0, t->key_off - t->value_off);
     memcpy((uint8_t *)e + t->key_off, key, key_len);
     if (list != NULL) {
@@ -643,9 +686,13 @@ static void entry_kill(struct sp_table *t, struct sp_table_entry *e, uint32_t re
     seg->version = t->version;
     if (--seg->live == 0) {
         uint32_t g = seg->key_group - t->config.key_group_first;
-        if (t->open_seg[g] == no)
-            seg->used = 0; /* empty: append from its start again */
-        else
+        if (t->open_seg[g] == no) {
+            /* Empty: append from its start again. A snapshot walking it
+             * must not go on at its old offset: it holds nothing of it. */
+            if (SP_UNLIKELY(t->snap.active))
+                sp_table_snap_touch(t, no);
+            seg->used = 0;
+        } else
             seg_release(t, no);
     }
 }
@@ -655,6 +702,8 @@ void sp_table_delete(struct sp_table *t, struct sp_table_entry *e)
     SP_ASSERT((e->key_len & SP_TABLE_DEAD) == 0);
     uint64_t pos;
     uint32_t ref = entry_ref(t, e, &pos);
+    if (SP_UNLIKELY(t->snap.ever))
+        sp_table_snap_delete(t, e, ref >> t->off_bits);
     index_remove(t, e, ref);
     if (t->dir != NULL) {
         struct sp_table_entry *d = dir_entry(t, e->ns);
@@ -706,6 +755,8 @@ bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
             if (ref == SP_TABLE_REF_NONE)
                 continue;
             struct sp_table_entry *e = sp_table_entry_at(t, ref);
+            if (SP_UNLIKELY(t->snap.ever))
+                sp_table_snap_delete(t, e, ref >> t->off_bits);
             if (fn != NULL)
                 fn(e, ctx);
             index_remove(t, e, ref);

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to state/: what the table (table.c) and its snapshots
+ * (snapshot.c) call of each other. The hot paths of table.c only test
+ * t->snap.ever / t->snap.active and call in here when a snapshot concerns
+ * them; nothing here is for operators.
+ */
+#ifndef SP_TABLE_INT_H
+#define SP_TABLE_INT_H
+
+#include "sp_table.h"
+
+/* Segment `no` is about to be written (an entry in it found, updated or
+ * deleted) while a snapshot is active: copies its part of the snapshot
+ * aside first unless the walker passed it or it was copied already. */
+void sp_table_snap_touch(struct sp_table *t, uint32_t no);
+
+/* Entry `e` (in segment `no`) is about to be deleted and t->snap.ever:
+ * copy-on-write, then a tombstone when a base snapshot may hold it. */
+void sp_table_snap_delete(struct sp_table *t, const struct sp_table_entry *e, uint32_t no);
+
+/* Frees the snapshot's buffers (sp_table_deinit). */
+void sp_table_snap_deinit(struct sp_table *t);
+
+/*
+ * Entry `e` of segment `no` may be written through the pointer the caller
+ * gets: it is stamped with the current version, and so is its segment (a
+ * delta skips segments not written since its base). An entry that already
+ * carries the current version was written since the last begin, or created
+ * since: it is no part of an active snapshot (whose entries are of older
+ * versions), so there is nothing to copy and nothing to stamp. That is the
+ * only branch of the hot path; it is taken once per entry per snapshot.
+ */
+static inline void sp_table_note_write(struct sp_table *t, struct sp_table_entry *e, uint32_t no)
+{
+    if (SP_UNLIKELY(e->version != t->version)) {
+        if (t->snap.active)
+            sp_table_snap_touch(t, no);
+        t->segs[no].version = t->version;
+        e->version = t->version;
+    }
+}
+
+#endif /* SP_TABLE_INT_H */
