@@ -21,6 +21,7 @@
 #define RECORD_OVERHEAD_BYTES_MIN 7
 #define PRODUCE_API_KEY 0
 #define INIT_PRODUCER_ID_API_KEY 22
+#define ERR_INVALID_TXN_STATE 48 /* Kafka's INVALID_TXN_STATE */
 
 struct sp_kafka_pbatch {
     struct sp_kafka_pbatch *next;
@@ -67,7 +68,7 @@ enum txn_state {
 
 static bool transactional(const struct sp_kafka_producer *p)
 {
-    return p->config->transactional_id[0] != '\0';
+    return p->txn_id[0] != '\0';
 }
 
 static struct sp_arena *arena_of(struct sp_kafka_producer *p)
@@ -670,8 +671,8 @@ int sp_kafka_produce(struct sp_kafka_producer *p, const char *topic_name, size_t
 {
     if (p->fatal || p->closing)
         return -EPIPE;
-    if (transactional(p) && p->txn_state != TXN_IN)
-        return -EPROTO; /* produce inside txn_begin .. txn_end only */
+    if (transactional(p) && (p->txn_state != TXN_IN || p->txn_resumed))
+        return -EPROTO; /* produce inside txn_begin .. txn_end only, not into a resumed one */
     int err = 0;
     struct sp_kafka_ptopic *topic = ptopic_get(p, topic_name, topic_len, &err);
     if (topic == NULL)
@@ -772,6 +773,7 @@ int sp_kafka_producer_init(struct sp_kafka_producer *p, struct sp_kafka_client *
     p->chained_ctx = client->ctx;
     client->on_change = client_changed;
     client->ctx = p;
+    snprintf(p->txn_id, sizeof(p->txn_id), "%s", p->config->transactional_id);
     p->txn_state = transactional(p) ? TXN_UNINIT : TXN_NONE;
     p->txn_coordinator = -1;
     return 0;
@@ -798,13 +800,23 @@ static bool txn_fatal_code(int16_t code)
 
 static void txn_fail(struct sp_kafka_producer *p, int16_t code, const char *what)
 {
+    bool fenced =
+        code == SP_KAFKA_ERR_PRODUCER_FENCED || code == SP_KAFKA_ERR_INVALID_PRODUCER_EPOCH;
+    const char *why = "";
+    if (p->txn_resumed && fenced)
+        why = " (another producer with this transactional.id took over, or the coordinator "
+              "aborted it at its transaction.timeout.ms)";
+    else if (fenced)
+        why = " (another producer with this transactional.id took over)";
+    else if (p->txn_resumed && code == 49 /* INVALID_PRODUCER_ID_MAPPING */)
+        why = " (the coordinator no longer knows this transactional.id and producer id)";
+    else if (code == ERR_INVALID_TXN_STATE)
+        why = " (the transaction ended the other way)";
     p->txn_state = TXN_FATAL;
     p->fatal = true;
     p->fatal_error = -EPROTO;
-    snprintf(p->txn_error, sizeof(p->txn_error), "%s: %s%s", what, sp_kafka_error_name(code),
-             code == SP_KAFKA_ERR_PRODUCER_FENCED || code == SP_KAFKA_ERR_INVALID_PRODUCER_EPOCH
-                 ? " (another producer with this transactional.id took over)"
-                 : "");
+    p->txn_error_code = code;
+    snprintf(p->txn_error, sizeof(p->txn_error), "%s: %s%s", what, sp_kafka_error_name(code), why);
     sp_warn("kafka producer: %s", p->txn_error);
     txn_report(p, -EPROTO);
 }
@@ -867,6 +879,7 @@ static void txn_coordinator_found(struct sp_kafka_client *client, int err, int16
     p->txn_coordinator = node;
     txn_init_step(p);
     producer_drain(p);
+    txn_maybe_end(p); /* a resumed transaction's EndTxn waits for the coordinator only */
 }
 
 /* Drives txn_init: coordinator, then InitProducerId; called on every client change. */
@@ -875,9 +888,8 @@ static void txn_init_step(struct sp_kafka_producer *p)
     if (p->txn_state != TXN_INITING || p->txn_step_inflight)
         return;
     if (p->txn_coordinator < 0) {
-        if (sp_kafka_client_find_coordinator(p->client, SP_KAFKA_COORDINATOR_TRANSACTION,
-                                             p->config->transactional_id, txn_coordinator_found,
-                                             p) == 0)
+        if (sp_kafka_client_find_coordinator(p->client, SP_KAFKA_COORDINATOR_TRANSACTION, p->txn_id,
+                                             txn_coordinator_found, p) == 0)
             p->txn_step_inflight = true;
         return;
     }
@@ -886,7 +898,7 @@ static void txn_init_step(struct sp_kafka_producer *p)
         return;
     struct sp_kafka_init_producer_id_request req;
     sp_kafka_init_producer_id_request_init(&req);
-    req.transactional_id = sp_kstr_of(p->config->transactional_id);
+    req.transactional_id = sp_kstr_of(p->txn_id);
     req.transaction_timeout_ms = p->config->transaction_timeout_ms;
     if (sp_kafka_conn_send(conn, INIT_PRODUCER_ID_API_KEY, -1, &req, txn_pid_done, p) == 0)
         p->txn_step_inflight = true;
@@ -902,6 +914,36 @@ int sp_kafka_producer_txn_init(struct sp_kafka_producer *p, sp_kafka_txn_fn *fn,
     p->txn_fn = fn;
     p->txn_ctx = ctx;
     txn_init_step(p);
+    return 0;
+}
+
+int sp_kafka_producer_txn_id_set(struct sp_kafka_producer *p, const char *id)
+{
+    size_t len = id != NULL ? strlen(id) : 0;
+    if (len == 0 || len >= sizeof(p->txn_id) || !idempotent(p))
+        return -EINVAL;
+    if ((p->txn_state != TXN_NONE && p->txn_state != TXN_UNINIT) || p->txn_fn != NULL ||
+        p->records_queued > 0)
+        return -EBUSY;
+    memcpy(p->txn_id, id, len + 1);
+    p->txn_state = TXN_UNINIT;
+    p->txn_coordinator = -1; /* another id may have another coordinator */
+    return 0;
+}
+
+int sp_kafka_producer_txn_resume(struct sp_kafka_producer *p, int64_t producer_id,
+                                 int16_t producer_epoch)
+{
+    if (!transactional(p) || producer_id < 0 || producer_epoch < 0)
+        return -EINVAL;
+    if (p->txn_state != TXN_UNINIT || p->txn_fn != NULL || sp_kafka_producer_outstanding(p) > 0)
+        return -EBUSY;
+    SP_ASSERT(!p->txn_resumed);
+    SP_ASSERT(p->txn_state == TXN_UNINIT);
+    p->producer_id = producer_id;
+    p->producer_epoch = producer_epoch;
+    p->txn_resumed = true;
+    p->txn_state = TXN_IN;
     return 0;
 }
 
@@ -967,9 +1009,8 @@ static void txn_add_partitions(struct sp_kafka_producer *p)
     struct sp_kafka_conn *conn = txn_conn(p);
     if (conn == NULL) {
         if (p->txn_coordinator < 0 && !p->txn_step_inflight &&
-            sp_kafka_client_find_coordinator(p->client, SP_KAFKA_COORDINATOR_TRANSACTION,
-                                             p->config->transactional_id, txn_coordinator_found,
-                                             p) == 0)
+            sp_kafka_client_find_coordinator(p->client, SP_KAFKA_COORDINATOR_TRANSACTION, p->txn_id,
+                                             txn_coordinator_found, p) == 0)
             p->txn_step_inflight = true;
         return;
     }
@@ -983,8 +1024,6 @@ static void txn_add_partitions(struct sp_kafka_producer *p)
         for (int32_t i = 0; i < topic->part_count && part_count < SP_ARRAY_LEN(parts); i++) {
             struct sp_kafka_ppart *part = &topic->parts[i];
             if (part->txn_added || part->txn_adding || part->ready_head == NULL)
-                continue;
-            if (p->config->transactional_id[0] == '\0')
                 continue;
             part->txn_adding = true;
             parts[part_count++] = part->partition;
@@ -1000,7 +1039,7 @@ static void txn_add_partitions(struct sp_kafka_producer *p)
     }
     if (topic_count == 0)
         return;
-    struct sp_kstr id = {p->config->transactional_id, (int32_t)strlen(p->config->transactional_id)};
+    struct sp_kstr id = sp_kstr_of(p->txn_id);
     struct sp_kafka_add_partitions_to_txn_request req;
     sp_kafka_add_partitions_to_txn_request_init(&req);
     req.v3_and_below_transactional_id = id;
@@ -1025,7 +1064,9 @@ static void end_txn_done(struct sp_kafka_conn *conn, int err, const void *body, 
     if (err == 0) {
         const struct sp_kafka_end_txn_response *r = body;
         if (r->error_code != 0) {
-            if (txn_fatal_code(r->error_code)) {
+            /* INVALID_TXN_STATE: the transaction is not open and did not end
+             * the way asked; sending again cannot change that. */
+            if (txn_fatal_code(r->error_code) || r->error_code == ERR_INVALID_TXN_STATE) {
                 txn_fail(p, r->error_code, "EndTxn");
                 return;
             }
@@ -1043,6 +1084,14 @@ static void end_txn_done(struct sp_kafka_conn *conn, int err, const void *body, 
         for (int32_t i = 0; i < p->topics[t].part_count; i++)
             p->topics[t].parts[i].txn_added = false;
     p->txn_state = TXN_READY;
+    if (p->txn_resumed) {
+        /* The earlier producer's sequence numbers are not ours: a new
+         * producer id and epoch (txn_init) before producing. */
+        p->txn_resumed = false;
+        p->txn_state = TXN_UNINIT;
+        p->producer_id = -1;
+        p->producer_epoch = -1;
+    }
     txn_report(p, 0);
 }
 
@@ -1058,7 +1107,7 @@ static void txn_maybe_end(struct sp_kafka_producer *p)
     }
     struct sp_kafka_end_txn_request req;
     sp_kafka_end_txn_request_init(&req);
-    req.transactional_id = sp_kstr_of(p->config->transactional_id);
+    req.transactional_id = sp_kstr_of(p->txn_id);
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
     req.committed = p->txn_end_commit;
@@ -1161,7 +1210,7 @@ static void group_coordinator_found(struct sp_kafka_client *client, int err, int
     topic.partitions_count = (int32_t)o->count;
     struct sp_kafka_txn_offset_commit_request req;
     sp_kafka_txn_offset_commit_request_init(&req);
-    req.transactional_id = sp_kstr_of(p->config->transactional_id);
+    req.transactional_id = sp_kstr_of(p->txn_id);
     req.group_id = sp_kstr_of(o->group);
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
@@ -1207,6 +1256,8 @@ int sp_kafka_producer_txn_send_offsets(struct sp_kafka_producer *p, const char *
 {
     if (p->txn_state != TXN_IN || p->txn_fn != NULL)
         return p->txn_state == TXN_FATAL ? -EPIPE : -EBUSY;
+    if (p->txn_resumed)
+        return -EPROTO;
     if (count == 0 || count > SP_KAFKA_PRODUCER_REQUEST_PARTITIONS_MAX ||
         strlen(group_id) >= SP_KAFKA_CONFIG_ID_MAX || strlen(topic) > SP_KAFKA_TOPIC_NAME_BYTES_MAX)
         return -EINVAL;
@@ -1225,7 +1276,7 @@ int sp_kafka_producer_txn_send_offsets(struct sp_kafka_producer *p, const char *
     memcpy(o->offsets, offsets, count * sizeof(*offsets));
     struct sp_kafka_add_offsets_to_txn_request req;
     sp_kafka_add_offsets_to_txn_request_init(&req);
-    req.transactional_id = sp_kstr_of(p->config->transactional_id);
+    req.transactional_id = sp_kstr_of(p->txn_id);
     req.producer_id = p->producer_id;
     req.producer_epoch = p->producer_epoch;
     req.group_id = sp_kstr_of(o->group);

@@ -109,8 +109,11 @@ struct sp_kafka_producer {
     bool txn_step_inflight;  /* FindCoordinator or InitProducerId in flight */
     sp_kafka_txn_fn *txn_fn; /* the operation in progress reports here */
     void *txn_ctx;
-    bool txn_end_commit; /* what EndTxn will say */
-    char txn_error[160]; /* why the producer is fenced or failed */
+    bool txn_end_commit;                 /* what EndTxn will say */
+    bool txn_resumed;                    /* the transaction is an earlier producer's (txn_resume) */
+    int16_t txn_error_code;              /* the broker's error behind txn_error, 0 if none */
+    char txn_error[160];                 /* why the producer is fenced or failed */
+    char txn_id[SP_KAFKA_CONFIG_ID_MAX]; /* transactional.id, or txn_id_set's; "" = none */
 
     struct sp_timer linger_timer;
     struct sp_rand rand;
@@ -160,6 +163,48 @@ SP_MUST_CHECK int sp_kafka_produce(struct sp_kafka_producer *producer, const cha
  */
 SP_MUST_CHECK int sp_kafka_producer_txn_init(struct sp_kafka_producer *producer,
                                              sp_kafka_txn_fn *fn, void *ctx);
+
+/*
+ * Gives this producer its own transactional id instead of the config's
+ * transactional.id (several transactional producers on one client: the
+ * config's id is then a default). Before txn_init or txn_resume, with
+ * nothing produced yet. 0; -EINVAL for an empty or too long id
+ * (SP_KAFKA_CONFIG_ID_MAX), or when the config is not idempotent (a
+ * transactional producer is); -EBUSY once started.
+ */
+SP_MUST_CHECK int sp_kafka_producer_txn_id_set(struct sp_kafka_producer *producer,
+                                               const char *transactional_id);
+
+/*
+ * Takes over a transaction that an earlier producer of this transactional
+ * id left open or prepared (a process that crashed between its records'
+ * acknowledgement and its commit): the producer gets `producer_id` and
+ * `producer_epoch` as they were, without InitProducerId (which would abort
+ * that transaction), and is in that transaction; the only thing to do next
+ * is sp_kafka_producer_txn_end, which finds the coordinator and sends
+ * EndTxn (this is Flink's resumeTransaction). Producing into a resumed
+ * transaction is refused (-EPROTO from sp_kafka_produce: its sequence
+ * numbers belong to the earlier producer).
+ *
+ * txn_end(commit) reports 0 when the coordinator committed it, or when it
+ * was already committed with this producer id and epoch (a commit that
+ * happened before a crash: Kafka answers a repeated commit with success);
+ * aborting one that is already aborted succeeds the same way. It reports
+ * -EPROTO, with the producer fatal and txn_error/txn_error_code saying
+ * why, when the transaction cannot be ended so: INVALID_PRODUCER_EPOCH or
+ * PRODUCER_FENCED (a newer producer initialised this id, or the
+ * coordinator aborted the transaction at its transaction.timeout.ms and
+ * bumped the epoch), INVALID_PRODUCER_ID_MAPPING (the coordinator does not
+ * know this id and producer id: expired), INVALID_TXN_STATE (it ended the
+ * other way). After a successful end the producer has no producer id
+ * again: sp_kafka_producer_txn_init before producing.
+ *
+ * Call on a transactional producer that was never initialised (or is back
+ * there after a resumed end). 0; -EINVAL (not transactional, pid < 0 or
+ * epoch < 0); -EBUSY (initialised, or an operation in progress).
+ */
+SP_MUST_CHECK int sp_kafka_producer_txn_resume(struct sp_kafka_producer *producer,
+                                               int64_t producer_id, int16_t producer_epoch);
 
 /* Starts a transaction: records produced from now on belong to it. 0 or -EBUSY. */
 SP_MUST_CHECK int sp_kafka_producer_txn_begin(struct sp_kafka_producer *producer);
