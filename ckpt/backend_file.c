@@ -370,6 +370,7 @@ static const struct sp_ckpt_backend_ops file_ops = {
 
 /* ---- Opening ---- */
 
+/* A directory, made with its missing parents (mkdir -p) when `create`. */
 static int ensure_dir(const char *path, int create)
 {
     struct stat st;
@@ -377,6 +378,17 @@ static int ensure_dir(const char *path, int create)
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
     if (errno != ENOENT || !create)
         return -errno;
+    char parent[PATH_MAX];
+    int n = snprintf(parent, sizeof(parent), "%s", path);
+    if (n < 0 || (size_t)n >= sizeof(parent))
+        return -ENAMETOOLONG;
+    char *slash = strrchr(parent, '/');
+    if (slash != NULL && slash != parent) {
+        *slash = '\0';
+        int err = ensure_dir(parent, create);
+        if (err < 0)
+            return err;
+    }
     if (mkdir(path, 0755) < 0 && errno != EEXIST)
         return -errno;
     return 0;

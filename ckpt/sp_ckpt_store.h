@@ -275,6 +275,15 @@ SP_MUST_CHECK int sp_ckpt_store_verify_segment(struct sp_ckpt_store *store,
                                                uint64_t *bytes_read);
 
 /*
+ * Reads one whole segment into `buf` (s->size_bytes of room) and checks its
+ * size and checksum: what a restore uses, reading each byte once. Returns
+ * 0, -ENOENT (missing), -EBADMSG (truncated, longer or corrupted) or
+ * another backend error.
+ */
+SP_MUST_CHECK int sp_ckpt_store_read_segment(struct sp_ckpt_store *store,
+                                             const struct sp_ckpt_segment *s, void *buf);
+
+/*
  * Finds the newest checkpoint whose manifest and segments all verify and
  * leaves its manifest in `m`: what a restore uses. Checkpoints that fail
  * are skipped (and logged). Returns 0, -ENOENT when none verifies, or a

@@ -406,6 +406,33 @@ int sp_ckpt_store_verify_segment(struct sp_ckpt_store *store, const struct sp_ck
     return sum == s->checksum ? 0 : -EBADMSG;
 }
 
+int sp_ckpt_store_read_segment(struct sp_ckpt_store *store, const struct sp_ckpt_segment *s,
+                               void *buf)
+{
+    SP_ASSERT(store != NULL);
+    SP_ASSERT(s != NULL);
+    uint8_t *out = buf;
+    uint64_t at = 0;
+    while (at < s->size_bytes) {
+        int64_t n =
+            store->backend->ops->get(store->backend, s->name, at, out + at, s->size_bytes - at);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return -EBADMSG; /* shorter than listed */
+        at += (uint64_t)n;
+    }
+    /* One byte more would say it is longer than listed. */
+    uint8_t extra;
+    int64_t n = store->backend->ops->get(store->backend, s->name, at, &extra, 1);
+    if (n < 0)
+        return (int)n;
+    if (n > 0)
+        return -EBADMSG;
+    uint64_t sum = checksum_of(s->checksum_kind, out, (size_t)s->size_bytes);
+    return sum == s->checksum ? 0 : -EBADMSG;
+}
+
 int sp_ckpt_store_verify(struct sp_ckpt_store *store, const struct sp_ckpt_manifest *m,
                          struct sp_ckpt_verify *report)
 {

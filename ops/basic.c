@@ -49,6 +49,58 @@ static void gen_wake(struct sp_timer *timer, void *ctx)
     sp_src_wake(ctx);
 }
 
+/* ---- Its position in a checkpoint: per partition "p/N", the next index ---- */
+
+struct gen_restoring {
+    struct sp_src *src;
+    struct gen_state *g;
+    uint32_t seen;
+    bool bad;
+};
+
+static void gen_restore_one(void *ctx, const char *key, const void *value, uint32_t len)
+{
+    struct gen_restoring *r = ctx;
+    unsigned long p;
+    uint64_t next;
+    if (sscanf(key, "p/%lu", &p) != 1 || len != sizeof(next) || p >= r->g->total) {
+        r->bad = true;
+        return;
+    }
+    r->seen++;
+    memcpy(&next, value, sizeof(next));
+    for (uint32_t k = 0; k < r->src->partition_count; k++) {
+        if (r->src->partitions[k] == p)
+            r->g->next[k] = next;
+    }
+}
+
+static int gen_restore(struct sp_src *src, struct gen_state *g)
+{
+    struct gen_restoring r = {.src = src, .g = g};
+    sp_ckpt_foreach(src->xs, src->node, gen_restore_one, &r);
+    if (r.bad || r.seen != g->total) {
+        sp_exec_fail(src->xs, 0,
+                     "%s: the checkpoint has %u generator partitions, this run %u (set the "
+                     "generator's partitions to restore onto another shard count)",
+                     src->node->name, r.seen, g->total);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void gen_checkpoint(struct sp_src *src, uint64_t id)
+{
+    (void)id;
+    struct gen_state *g = src->state;
+    for (uint32_t k = 0; k < src->partition_count; k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "p/%u", src->partitions[k]);
+        if (sp_ckpt_put(src->xs, src->node, key, &g->next[k], sizeof(g->next[k])) < 0)
+            return; /* the checkpoint fails */
+    }
+}
+
 static int gen_open(struct sp_src *src)
 {
     const struct gen_config *gc = src->node->u.source.config;
@@ -74,6 +126,8 @@ static int gen_open(struct sp_src *src)
     int rc = sp_src_partitions(src, mine, numbers);
     free(numbers);
     if (rc < 0)
+        return rc;
+    if (sp_ckpt_restoring(src->xs) && (rc = gen_restore(src, g)) < 0)
         return rc;
     if (gc->config.rate > 0)
         g->rate = gc->config.rate * mine / g->total;
@@ -162,6 +216,7 @@ const struct sp_source_vt sp_generator_vt = {
     .poll = gen_poll,
     .close = gen_close,
     .stop = gen_stop,
+    .checkpoint = gen_checkpoint,
 };
 
 struct sp_stream *sp_source_generator(struct sp_job *job, const struct sp_schema *schema,

@@ -37,35 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exec_int.h"
 #include "sp_log.h"
-#include "sp_op.h"
-#include "sp_runtime.h"
 
 #define TICK_NS (100 * SP_NSEC_PER_MSEC)
 #define SRC_ROWS_PER_POLL 4096u
-
-struct sp_exec {
-    struct sp_job *job;
-    struct sp_run_config config;
-    struct sp_runtime rt;
-    unsigned shard_count;
-    uint32_t batch_bytes;
-    struct sp_xshard **xs; /* [shard_count], each set by its shard */
-    /* [node * shard_count + shard]: that shard's instance of this key_by has
-     * no source partition upstream, so it will only ever send its end;
-     * written before the `opened` barrier, read after it. */
-    bool *sender_empty;
-    pthread_barrier_t opened;
-    _Atomic bool failed;
-    _Atomic bool interrupted;
-    unsigned done_shards;   /* shard 0's */
-    _Atomic bool completed; /* every sink ended: the stop that follows is the end */
-    uint64_t start_ns;
-    uint64_t deadline_ns;
-    _Atomic uint64_t end_ns; /* when it completed (linger: the runtime runs on); 0 before */
-    /* shard 0's progress line */
-    uint64_t last_in, last_out, last_bp, last_print_ns;
-};
 
 /* Counters other threads read (progress line): single writer, relaxed. */
 static inline void stat_add(uint64_t *counter, uint64_t n)
@@ -464,9 +440,15 @@ static void inst_recompute(struct sp_inst *inst)
                               memory_order_relaxed);
 }
 
+static bool align_hold(struct sp_inst *inst, unsigned port, const struct sp_batch *in,
+                       uint16_t flags, int64_t wm);
+
 static void inst_input_watermark(struct sp_inst *inst, unsigned port, int64_t wm, bool idle)
 {
     SP_ASSERT(port < inst->port_count);
+    if (SP_UNLIKELY(inst->align_holding) && inst->align_port[port] &&
+        align_hold(inst, port, NULL, idle ? SP_BATCH_IDLE : SP_BATCH_WM, wm))
+        return;
     if (idle) {
         inst->port_idle[port] = true;
     } else {
@@ -479,6 +461,9 @@ static void inst_input_watermark(struct sp_inst *inst, unsigned port, int64_t wm
 
 static void inst_input_end(struct sp_inst *inst, unsigned port)
 {
+    if (SP_UNLIKELY(inst->align_holding) && inst->align_port[port] &&
+        align_hold(inst, port, NULL, SP_BATCH_END, SP_WM_MAX))
+        return;
     if (inst->port_end[port])
         return;
     inst->port_end[port] = true;
@@ -531,19 +516,16 @@ static void push_filter(struct sp_inst *inst, unsigned port, struct sp_batch *in
     sp_out_flush(&inst->out);
 }
 
-bool sp_inst_backlog(struct sp_inst *inst, const struct sp_batch *in, uint32_t from)
+/* A copy of `in` (rows from `from` on matter) from the batches budget, its
+ * strings pointing into the copy; NULL when the budget is spent. */
+static struct sp_batch *batch_copy(struct sp_inst *inst, const struct sp_batch *in, uint32_t from)
 {
     struct sp_xshard *xs = inst->xs;
-    SP_ASSERT(from < in->count);
     struct sp_batch *b = batch_alloc(xs, &xs->batches, 0);
-    if (b == NULL) {
-        sp_exec_fail(xs, 0, "%s: no batch memory left to hold back its input (raise --memory)",
-                     inst->node->name);
-        return false;
-    }
+    if (b == NULL)
+        return NULL;
     memcpy(b, in, in->end);
     b->next = NULL;
-    b->node = from; /* where its rows start */
     /* Strings that pointed into `in` point into the copy. */
     const struct sp_schema *schema = xs->exec->job->nodes[inst->node->inputs[0]]->schema;
     intptr_t delta = (intptr_t)b - (intptr_t)in;
@@ -557,6 +539,20 @@ bool sp_inst_backlog(struct sp_inst *inst, const struct sp_batch *in, uint32_t f
                 s->ptr += delta;
         }
     }
+    return b;
+}
+
+bool sp_inst_backlog(struct sp_inst *inst, const struct sp_batch *in, uint32_t from)
+{
+    struct sp_xshard *xs = inst->xs;
+    SP_ASSERT(from < in->count);
+    struct sp_batch *b = batch_copy(inst, in, from);
+    if (b == NULL) {
+        sp_exec_fail(xs, 0, "%s: no batch memory left to hold back its input (raise --memory)",
+                     inst->node->name);
+        return false;
+    }
+    b->node = from; /* where its rows start */
     if (inst->backlog_tail != NULL) {
         inst->backlog_tail->next = b;
     } else {
@@ -645,7 +641,9 @@ static void flat_map_close(struct sp_inst *inst)
 
 static void push_through(struct sp_inst *inst, unsigned port, struct sp_batch *in)
 {
-    (void)port;
+    if (SP_UNLIKELY(inst->align_holding) && inst->align_port[port] &&
+        align_hold(inst, port, in, 0, 0))
+        return;
     deliver(inst, in);
 }
 
@@ -678,6 +676,14 @@ struct xchg {
     int64_t wm_sent;
     bool recv_idle;  /* every sender is idle */
     bool recv_ended; /* every sender ended */
+    /* Barrier alignment on the receiving side: which senders' barriers of
+     * checkpoint align_id came, and what each sent since (not processed,
+     * not returned: its credits run out, and its sources stop). */
+    bool *in_barrier;
+    struct sp_batch **held;
+    struct sp_batch **held_tail;
+    uint32_t barriers;
+    uint64_t align_id;
 };
 
 static void xchg_recv(struct sp_shard *shard, void *arg);
@@ -804,7 +810,8 @@ static void push_key_by(struct sp_inst *inst, unsigned port, struct sp_batch *in
     }
 }
 
-/* Sends a control-only batch (watermark, idle, end) to every shard. */
+/* Sends control (watermark, idle, end, a barrier: `wm` is the checkpoint
+ * id then) to every shard, after the rows already batched for it. */
 static void xchg_control(struct sp_inst *inst, uint16_t flags, int64_t wm)
 {
     struct sp_xshard *xs = inst->xs;
@@ -815,6 +822,8 @@ static void xchg_control(struct sp_inst *inst, uint16_t flags, int64_t wm)
         b->flags |= flags;
         if (flags & SP_BATCH_WM)
             b->watermark = wm;
+        if (flags & SP_BATCH_BARRIER)
+            b->ckpt = (uint64_t)wm;
         xchg_send(xs, inst, to);
     }
 }
@@ -834,18 +843,81 @@ static void xchg_end(struct sp_inst *inst)
     xchg_control(inst, SP_BATCH_END | SP_BATCH_WM, SP_WM_MAX);
 }
 
+static void xchg_process(struct sp_xshard *xs, struct sp_inst *inst, struct sp_batch *b);
+static void xchg_drain(struct sp_xshard *xs, struct sp_inst *inst);
+static void xchg_align_try(struct sp_xshard *xs, struct sp_inst *inst);
+static void barrier_forward(struct sp_inst *inst, uint64_t id);
+
+/* Sender `from`'s barrier of checkpoint `id` came; once every sender's has,
+ * the barrier goes down this shard's chain and what was held is processed. */
+static void xchg_barrier(struct sp_xshard *xs, struct sp_inst *inst, unsigned from, uint64_t id)
+{
+    struct xchg *x = inst->state;
+    x->align_id = id;
+    if (!x->in_barrier[from]) {
+        x->in_barrier[from] = true;
+        x->barriers++;
+    }
+    xchg_align_try(xs, inst);
+}
+
+/* Every sender's barrier came, and the checkpoint's trigger (the verdict
+ * on the one before precedes it): the barrier goes down this shard's
+ * chain, then what was held. */
+static void xchg_align_try(struct sp_xshard *xs, struct sp_inst *inst)
+{
+    struct xchg *x = inst->state;
+    unsigned n = xs->exec->shard_count;
+    uint64_t id = x->align_id;
+    if (x->barriers < n || !ck_triggered(xs, id))
+        return;
+    x->barriers = 0;
+    for (unsigned s = 0; s < n; s++)
+        x->in_barrier[s] = false;
+    ck_inst_barrier(inst, id);
+    barrier_forward(inst, id);
+    /* What was held came before anything queued from the same sender:
+     * it goes first, through the queue (downstream may be blocked). */
+    for (unsigned s = n; s-- > 0;) {
+        if (x->held[s] == NULL)
+            continue;
+        x->held_tail[s]->next = x->queue;
+        if (x->queue == NULL)
+            x->queue_tail = x->held_tail[s];
+        x->queue = x->held[s];
+        x->held[s] = x->held_tail[s] = NULL;
+    }
+    xchg_drain(xs, inst);
+}
+
 /* Receiving side: the batch's rows go down this shard's chain. */
 static void xchg_process(struct sp_xshard *xs, struct sp_inst *inst, struct sp_batch *b)
 {
     struct xchg *x = inst->state;
     unsigned from = b->from;
+    if (x->in_barrier[from]) {
+        /* Its sender is past a barrier the others have not sent yet. */
+        b->next = NULL;
+        if (x->held_tail[from])
+            x->held_tail[from]->next = b;
+        else
+            x->held[from] = b;
+        x->held_tail[from] = b;
+        return;
+    }
     if (b->count > 0)
         deliver(inst, b);
     uint16_t flags = b->flags;
     int64_t wm = b->watermark;
+    uint64_t ckpt = b->ckpt;
     b->count = xs->shard->id;
     int rc = sp_shard_send(xs->shard, from, xchg_release, b);
     SP_ASSERT(rc == 0);
+
+    if (flags & SP_BATCH_BARRIER) {
+        xchg_barrier(xs, inst, from, ckpt);
+        return;
+    }
 
     if (flags & SP_BATCH_END) {
         if (!x->in_end[from]) {
@@ -951,7 +1023,12 @@ static int xchg_open_inst(struct sp_inst *inst)
     x->in_wm = calloc(n, sizeof(*x->in_wm));
     x->in_idle = calloc(n, sizeof(*x->in_idle));
     x->in_end = calloc(n, sizeof(*x->in_end));
-    if (!x->chan || !x->in_wm || !x->in_idle || !x->in_end)
+    x->in_barrier = calloc(n, sizeof(*x->in_barrier));
+    x->held = calloc(n, sizeof(*x->held));
+    x->held_tail = calloc(n, sizeof(*x->held_tail));
+    inst->state = x; /* close() frees what was allocated */
+    if (!x->chan || !x->in_wm || !x->in_idle || !x->in_end || !x->in_barrier || !x->held ||
+        !x->held_tail)
         return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         x->chan[i].credits = inst->xs->exec->config.credits;
@@ -982,6 +1059,9 @@ static void xchg_close(struct sp_inst *inst)
     free(x->in_wm);
     free(x->in_idle);
     free(x->in_end);
+    free(x->in_barrier);
+    free(x->held);
+    free(x->held_tail);
     free(x);
     inst->state = NULL;
 }
@@ -995,6 +1075,165 @@ static const struct sp_op_vt key_by_vt = {
     .end = xchg_end,
     .close = xchg_close,
 };
+
+/* ---- Checkpoint barriers ----
+ *
+ * A barrier splits every stream into what belongs to a checkpoint and what
+ * follows it. A shard's sources put it out all in one step (so an instance
+ * fed by several of them gets it on each input with nothing in between),
+ * once nothing downstream of them is in the middle of a watermark or holds
+ * a backlog: the barrier never overtakes rows. It travels along a chain as
+ * a call and across shards as a flagged exchange batch, after the rows
+ * batched before it. An instance with two inputs passes it on only once it
+ * came on both (alignment); what an input sends after its barrier is held
+ * until then: by an exchange receiver as the batches themselves (not
+ * returned, so the sender runs out of credit and its sources stop), by a
+ * union as copies. Where the barrier passes an instance, ck_inst_barrier()
+ * takes that instance's synchronous snapshot step.
+ */
+
+static void inst_input_barrier(struct sp_inst *inst, unsigned port, uint64_t id);
+
+/* Passes the barrier on from `inst`, after the rows it has batched. */
+static void barrier_forward(struct sp_inst *inst, uint64_t id)
+{
+    sp_out_flush(&inst->out);
+    for (unsigned i = 0; i < inst->down_count; i++)
+        inst_input_barrier(inst->down[i], inst->down_port[i], id);
+}
+
+/* Processes, in order, what a two-input instance held while aligning. */
+static void align_release(struct sp_inst *inst)
+{
+    inst->align_holding = false;
+    for (unsigned p = 0; p < 2; p++) {
+        struct sp_batch *b = inst->align_held[p];
+        inst->align_held[p] = inst->align_held_tail[p] = NULL;
+        while (b != NULL) {
+            struct sp_batch *next = b->next;
+            b->next = NULL;
+            if (!inst->xs->exec->failed) {
+                if (b->count > 0)
+                    inst->vt->push(inst, p, b);
+                if (b->flags & SP_BATCH_END)
+                    inst_input_end(inst, p);
+                else if (b->flags & SP_BATCH_IDLE)
+                    inst_input_watermark(inst, p, SP_WM_MIN, true);
+                else if (b->flags & SP_BATCH_WM)
+                    inst_input_watermark(inst, p, b->watermark, false);
+            }
+            sp_budget_release(&inst->xs->batches, b);
+            b = next;
+        }
+    }
+    inst->align_held_bytes = 0;
+}
+
+/*
+ * Input on `port` of an instance aligning a barrier, past that port's
+ * barrier: held (a copy of `in`, or the control in `flags`/`wm`). False
+ * when the batch budget cannot hold it: the checkpoint is given up here
+ * (it fails) and the input goes through as usual, after what was held.
+ */
+static bool align_hold(struct sp_inst *inst, unsigned port, const struct sp_batch *in,
+                       uint16_t flags, int64_t wm)
+{
+    struct sp_xshard *xs = inst->xs;
+    if (in != NULL && in->count == 0)
+        return true;
+    struct sp_batch *b = in != NULL ? batch_copy(inst, in, 0) : batch_alloc(xs, &xs->batches, 0);
+    if (b == NULL) {
+        sp_warn("%s: no batch memory left to align checkpoint %llu's barrier: it fails",
+                inst->node->name, (unsigned long long)inst->align_id);
+        ck_align_failed(xs, inst->align_id);
+        align_release(inst);
+        return false;
+    }
+    if (in == NULL) {
+        b->flags = flags;
+        b->watermark = wm;
+    }
+    b->next = NULL;
+    if (inst->align_held_tail[port])
+        inst->align_held_tail[port]->next = b;
+    else
+        inst->align_held[port] = b;
+    inst->align_held_tail[port] = b;
+    inst->align_held_bytes += xs->exec->batch_bytes;
+    return true;
+}
+
+static void inst_input_barrier(struct sp_inst *inst, unsigned port, uint64_t id)
+{
+    if (inst->node->kind == SP_NODE_KEY_BY) {
+        /* The sending side: to every shard, after the rows batched. */
+        xchg_control(inst, SP_BATCH_BARRIER, (int64_t)id);
+        return;
+    }
+    if (inst->port_count > 1) {
+        if (inst->align_id != id) {
+            /* A new checkpoint (an earlier one that never aligned here was
+             * given up upstream: whatever was held goes through first). */
+            align_release(inst);
+            inst->align_id = id;
+            inst->align_port[0] = inst->align_port[1] = false;
+            inst->align_holding = true;
+        }
+        inst->align_port[port] = true;
+        for (unsigned p = 0; p < inst->port_count; p++) {
+            if (!inst->align_port[p])
+                return;
+        }
+        inst->align_port[0] = inst->align_port[1] = false;
+        ck_inst_barrier(inst, id);
+        barrier_forward(inst, id);
+        align_release(inst);
+        return;
+    }
+    ck_inst_barrier(inst, id);
+    barrier_forward(inst, id);
+}
+
+/* Puts the pending barrier out of every source of the shard, unless
+ * something downstream of one is busy with a watermark or a backlog (the
+ * resume task calls again once that is done). */
+static void barrier_try_inject(struct sp_xshard *xs)
+{
+    uint64_t id = xs->inject_id;
+    if (id == 0 || xs->exec->failed)
+        return;
+    struct sp_job *job = xs->exec->job;
+    for (uint32_t i = 0; i < job->node_count; i++) {
+        const struct sp_src *src = xs->srcs[i];
+        if (src != NULL && (src->inst->chain & xs->deferred) != 0)
+            return;
+    }
+    xs->inject_id = 0;
+    for (uint32_t i = 0; i < job->node_count; i++) {
+        struct sp_src *src = xs->srcs[i];
+        if (src == NULL)
+            continue;
+        sp_out_flush(&src->inst->out);
+        ck_src_barrier(src, id);
+        ck_inst_barrier(src->inst, id);
+        barrier_forward(src->inst, id);
+    }
+}
+
+void exec_barrier_inject(struct sp_xshard *xs, uint64_t id)
+{
+    xs->inject_id = id;
+    barrier_try_inject(xs);
+}
+
+void exec_barrier_aligned(struct sp_xshard *xs)
+{
+    struct sp_job *job = xs->exec->job;
+    for (uint32_t i = 0; i < job->node_count; i++) {
+        if (job->nodes[i]->kind == SP_NODE_KEY_BY && xs->insts[i]->state != NULL)
+            xchg_align_try(xs, xs->insts[i]);
+    }
+}
 
 /* ---- Sources ---- */
 
@@ -1337,6 +1576,7 @@ static void xs_resume_task(struct sp_task *task, struct sp_shard *shard)
             inst->vt->end(inst);
         }
     }
+    barrier_try_inject(xs);
     for (uint32_t i = 0; i < job->node_count; i++) {
         struct sp_inst *inst = xs->insts[i];
         if (inst == NULL)
@@ -1506,6 +1746,8 @@ static int xs_open(struct sp_xshard *xs)
         if (n->kind == SP_NODE_SINK)
             xs->sinks_open++;
     }
+    if (exec->ck != NULL && ck_shard_alloc(xs) < 0)
+        return -ENOMEM;
     /* Open in topological order. */
     for (uint32_t i = 0; i < job->node_count; i++) {
         struct sp_inst *inst = xs->insts[i];
@@ -1537,6 +1779,11 @@ static int xs_open(struct sp_xshard *xs)
                      "budget holds %u: raise --memory",
                      exchanges, exec->shard_count, (unsigned long long)need, xs->exchange.limit);
         return -ENOBUFS;
+    }
+    if (exec->ck != NULL) {
+        int rc = ck_shard_open(xs);
+        if (rc < 0)
+            return rc;
     }
     for (uint32_t i = 0; i < job->node_count; i++) {
         const struct sp_node *n = job->nodes[i];
@@ -1574,6 +1821,8 @@ static void xs_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
     if (!atomic_load(&xs->exec->completed) && !atomic_load(&xs->exec->failed))
         atomic_store(&xs->exec->interrupted, true);
     sp_shard_timer_cancel(xs->shard, &xs->tick);
+    if (xs->exec->ck != NULL)
+        ck_shard_stop(xs);
     for (uint32_t i = 0; i < xs->exec->job->node_count; i++) {
         struct sp_src *src = xs->srcs ? xs->srcs[i] : NULL;
         if (src != NULL && src->node->u.source.vt->stop != NULL)
@@ -1584,6 +1833,14 @@ static void xs_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
         if (inst != NULL && inst->node->kind == SP_NODE_KEY_BY && inst->state != NULL) {
             /* Queued batches go home now. */
             struct xchg *x = inst->state;
+            for (unsigned s = 0; s < xs->exec->shard_count; s++) {
+                /* Held for an alignment: queued, to go home with the rest. */
+                if (x->held[s] == NULL)
+                    continue;
+                x->held_tail[s]->next = x->queue;
+                x->queue = x->held[s];
+                x->held[s] = x->held_tail[s] = NULL;
+            }
             while (x->queue != NULL) {
                 struct sp_batch *b = x->queue;
                 x->queue = b->next;
@@ -1641,6 +1898,8 @@ static void exec_on_start(struct sp_shard *shard, void *ctx)
     }
     sp_timer_init(&xs->tick, xs_tick, xs);
     sp_shard_timer_arm(shard, &xs->tick, sp_now_ns() + TICK_NS);
+    if (exec->ck != NULL)
+        ck_shard_start(xs);
     for (uint32_t i = 0; i < exec->job->node_count; i++) {
         if (xs->srcs[i] != NULL)
             src_schedule(xs->srcs[i]);
@@ -1653,6 +1912,8 @@ static void exec_on_start(struct sp_shard *shard, void *ctx)
 static void exec_close(struct sp_exec *exec, struct sp_xshard *xs)
 {
     struct sp_job *job = exec->job;
+    if (exec->ck != NULL)
+        ck_shard_close(xs);
     for (uint32_t i = 0; xs->srcs && i < job->node_count; i++) {
         struct sp_src *src = xs->srcs[i];
         if (src == NULL)
@@ -1669,6 +1930,13 @@ static void exec_close(struct sp_exec *exec, struct sp_xshard *xs)
             continue;
         if (inst->vt != NULL && inst->vt->close != NULL)
             inst->vt->close(inst);
+        for (unsigned p = 0; p < 2; p++) {
+            while (inst->align_held[p] != NULL) {
+                struct sp_batch *b = inst->align_held[p];
+                inst->align_held[p] = b->next;
+                sp_budget_release(&xs->batches, b);
+            }
+        }
         if (inst->out.batch != NULL)
             sp_budget_release(&xs->batches, inst->out.batch);
         free(inst->out.spill);
@@ -1874,6 +2142,12 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
     }
     exec->xs = calloc(rc.shard_count, sizeof(*exec->xs));
     exec->sender_empty = calloc((size_t)job->node_count * rc.shard_count, sizeof(bool));
+    if (c->checkpoint_url != NULL && ck_run_prepare(exec) < 0) {
+        free(exec->xs);
+        free(exec->sender_empty);
+        sp_runtime_deinit(&exec->rt);
+        goto out;
+    }
     pthread_barrier_init(&exec->opened, NULL, rc.shard_count);
     exec->start_ns = exec->last_print_ns = sp_now_ns();
     atomic_store(&job->running, exec);
@@ -1910,6 +2184,8 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
     free(exec->xs);
     free(exec->sender_empty);
     pthread_barrier_destroy(&exec->opened);
+    if (exec->ck != NULL)
+        ck_run_finish(exec);
     sp_runtime_deinit(&exec->rt);
     ret = job->failed ? -1 : 0;
 out:

@@ -145,6 +145,8 @@ struct ks {
     bool placeholder;  /* src holds the placeholder partition instead */
     int32_t *index_of; /* [SP_KAFKA_PARTITIONS_MAX]: partition -> index, -1 */
     int64_t *ends;     /* [SP_KAFKA_PARTITIONS_MAX]: stop_at_end's end offsets */
+    int64_t *restored; /* [SP_KAFKA_PARTITIONS_MAX]: a restored checkpoint's positions, -1 */
+    int64_t *carried;  /* [SP_KAFKA_PARTITIONS_MAX]: the same, kept for later checkpoints */
     uint32_t cursor;
 
     bool started;               /* the topic's metadata arrived; assignment under way */
@@ -591,6 +593,19 @@ static void ks_assigned(struct sp_kafka_group *g, const struct sp_kafka_group_pa
         sp_debug("kafka source '%s': assigned partition %d from offset %lld", ks->config->topic,
                  parts[i].partition, (long long)parts[i].offset);
     ks_regroup(ks, parts, count, true);
+    /* Restored: a partition starts where the checkpoint says, not at the
+     * group's committed offset (once: later rebalances use the group's). */
+    for (unsigned i = 0; ks->restored != NULL && i < count; i++) {
+        int32_t p = parts[i].partition;
+        if (p < 0 || p >= SP_KAFKA_PARTITIONS_MAX || ks->restored[p] < 0)
+            continue;
+        int rc = sp_kafka_consumer_seek(&ks->consumer, ks->config->topic, p, ks->restored[p]);
+        if (rc < 0) {
+            ks_fail(ks, rc, "seeking partition %d to its checkpointed offset", p);
+            return;
+        }
+        ks->restored[p] = -1;
+    }
 }
 
 /*
@@ -675,8 +690,9 @@ static void ks_begin_manual(struct ks *ks)
     free(numbers);
     int64_t from = ks->config->from_beginning ? SP_KAFKA_OFFSET_BEGINNING : SP_KAFKA_OFFSET_END;
     for (uint32_t i = 0; i < ks->part_count; i++) {
-        int rc = sp_kafka_consumer_assign(&ks->consumer, ks->config->topic, ks->parts[i].partition,
-                                          from);
+        int32_t p = ks->parts[i].partition;
+        int64_t at = ks->restored != NULL && ks->restored[p] >= 0 ? ks->restored[p] : from;
+        int rc = sp_kafka_consumer_assign(&ks->consumer, ks->config->topic, p, at);
         if (rc < 0) {
             ks_fail(ks, rc, "assigning partition %d", ks->parts[i].partition);
             return;
@@ -1072,6 +1088,61 @@ static void ks_tick(struct sp_timer *timer, void *ctx)
 
 /* ---- Life cycle ---- */
 
+/* ---- Checkpoints: per partition "p/N", the next offset to emit ---- */
+
+/*
+ * A checkpoint holds "p/N" for each partition a shard read (its next
+ * offset), and "c/N" for partitions a restored run knew a position of but
+ * nobody has read since (not assigned yet, not resolved yet): carried
+ * forward, so that a checkpoint never forgets a position. "p/" wins.
+ */
+static void ks_restore_one(void *ctx, const char *key, const void *value, uint32_t len)
+{
+    struct ks *ks = ctx;
+    unsigned long p;
+    int64_t offset;
+    char kind;
+    if (sscanf(key, "%c/%lu", &kind, &p) != 2 || (kind != 'p' && kind != 'c') ||
+        p >= SP_KAFKA_PARTITIONS_MAX || len != sizeof(offset))
+        return; /* not this source's (it writes nothing else) */
+    memcpy(&offset, value, sizeof(offset));
+    if (kind == 'p')
+        ks->restored[p] = offset;
+    else if (ks->carried[p] < 0)
+        ks->carried[p] = offset; /* a "p/" of the same partition replaces it below */
+}
+
+static void ks_checkpoint(struct sp_src *src, uint64_t id)
+{
+    (void)id;
+    struct ks *ks = src->state;
+    if (ks == NULL)
+        return;
+    for (uint32_t i = 0; !ks->placeholder && i < ks->part_count; i++) {
+        int32_t p = ks->parts[i].partition;
+        int64_t pos = ks_position(ks, &ks->parts[i]);
+        if (pos < 0 && ks->carried != NULL)
+            pos = ks->carried[p]; /* restored, nothing read yet */
+        if (pos < 0)
+            continue; /* never read: a restore starts it as a fresh run would */
+        char key[32];
+        snprintf(key, sizeof(key), "p/%d", p);
+        if (sp_ckpt_put(src->xs, src->node, key, &pos, sizeof(pos)) < 0)
+            return; /* the checkpoint fails */
+    }
+    /* Shard 0 carries every restored position forward; "p/" entries of
+     * the partitions being read take precedence at the next restore. */
+    for (int32_t p = 0; ks->carried != NULL && src->shard == 0 && p < SP_KAFKA_PARTITIONS_MAX;
+         p++) {
+        if (ks->carried[p] < 0)
+            continue;
+        char key[32];
+        snprintf(key, sizeof(key), "c/%d", p);
+        if (sp_ckpt_put(src->xs, src->node, key, &ks->carried[p], sizeof(ks->carried[p])) < 0)
+            return;
+    }
+}
+
 static int ks_open(struct sp_src *src)
 {
     const struct ks_config *c = src->node->u.source.config;
@@ -1089,6 +1160,20 @@ static int ks_open(struct sp_src *src)
     if (ks->index_of == NULL || ks->ends == NULL)
         return -ENOMEM;
     memset(ks->index_of, 0xff, SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->index_of));
+    if (sp_ckpt_restoring(src->xs)) {
+        ks->restored = malloc(SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->restored));
+        ks->carried = malloc(SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->carried));
+        if (ks->restored == NULL || ks->carried == NULL)
+            return -ENOMEM;
+        memset(ks->restored, 0xff, SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->restored));
+        memset(ks->carried, 0xff, SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->carried));
+        sp_ckpt_foreach(src->xs, src->node, ks_restore_one, ks);
+        for (int32_t p = 0; p < SP_KAFKA_PARTITIONS_MAX; p++) {
+            if (ks->restored[p] < 0)
+                ks->restored[p] = ks->carried[p];
+            ks->carried[p] = ks->restored[p];
+        }
+    }
     /* The placeholder until the partitions are known (see the top). */
     int rc = ks_set_parts(ks, NULL, 0, true);
     if (rc < 0)
@@ -1202,6 +1287,8 @@ static void ks_close(struct sp_src *src)
     free(ks->parts);
     free(ks->index_of);
     free(ks->ends);
+    free(ks->restored);
+    free(ks->carried);
     free(ks);
     src->state = NULL;
 }
@@ -1212,6 +1299,7 @@ static const struct sp_source_vt kafka_source_vt = {
     .poll = ks_poll,
     .close = ks_close,
     .stop = ks_stop,
+    .checkpoint = ks_checkpoint,
 };
 
 /* ---- Building ---- */

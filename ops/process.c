@@ -325,6 +325,8 @@ static int proc_open(struct sp_inst *inst)
         if ((rc = sp_table_init(&c->values, &tc)) < 0)
             return rc;
         c->has_values = true;
+        if ((rc = sp_exec_state_table(inst, "value", &c->values)) < 0)
+            return rc;
     }
     if (fn->list_bytes > 0) {
         uint32_t bytes = fn->list_bytes < sizeof(uint32_t) ? sizeof(uint32_t) : fn->list_bytes;
@@ -333,18 +335,29 @@ static int proc_open(struct sp_inst *inst)
         if ((rc = sp_table_init(&c->list, &tc)) < 0)
             return rc;
         c->has_list = true;
+        if ((rc = sp_exec_state_table(inst, "list", &c->list)) < 0)
+            return rc;
     }
     sp_exec_table_config(inst->xs, "process.event_timers", 0, true, &tc);
     tc.ns_in_hash = true; /* a key may have many timers */
     if ((rc = sp_table_init(&c->event_timers, &tc)) < 0)
         return rc;
     c->has_event = true;
+    if ((rc = sp_exec_state_table(inst, "event_timers", &c->event_timers)) < 0)
+        return rc;
     sp_exec_table_config(inst->xs, "process.proc_timers", 0, true, &tc);
     tc.ns_in_hash = true;
     if ((rc = sp_table_init(&c->proc_timers, &tc)) < 0)
         return rc;
     c->has_proc = true;
     sp_timer_init(&c->proc_timer, proc_fire, c);
+    return sp_exec_state_table(inst, "proc_timers", &c->proc_timers);
+}
+
+/* Restored from a checkpoint: processing-time timers are armed again. */
+static int proc_restored(struct sp_inst *inst)
+{
+    proc_arm(inst->state);
     return 0;
 }
 
@@ -449,4 +462,5 @@ const struct sp_op_vt sp_process_vt = {
     .end = proc_end,
     .close = proc_close,
     .stop = proc_stop,
+    .restored = proc_restored,
 };

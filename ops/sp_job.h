@@ -302,6 +302,16 @@ void sp_sink_blackhole(struct sp_stream *in);
 void sp_sink_stdout(struct sp_stream *in);
 /* One JSON object per line into `path` (created or truncated). */
 void sp_sink_file(struct sp_stream *in, const char *path);
+/*
+ * JSON lines into part files in directory `dir` (created if missing), one
+ * file per shard and checkpoint epoch: written as ".part-*.inprogress",
+ * made durable at the checkpoint's barrier and renamed to
+ * "part-<checkpoint>-<shard>.jsonl" once the checkpoint completed, so a
+ * reader of the part-* files sees every row exactly once across crashes and
+ * restores (Flink's FileSink). Without checkpoints the files are published
+ * when the input ends.
+ */
+void sp_sink_files(struct sp_stream *in, const char *dir);
 
 /* Called on the shard for every row; `shard` is its index. */
 typedef void sp_sink_fn(void *ctx, unsigned shard, const void *row, int64_t ts);
@@ -350,6 +360,23 @@ struct sp_run_config {
      * the job's (its time ends when it completed) and the run counts as
      * finished, not interrupted. */
     bool linger;
+    /* Checkpoints (ops/checkpoint.c): with checkpoint_url set (file:///dir
+     * or s3://bucket/prefix), one every checkpoint_interval_ms (0: 1000)
+     * after at least checkpoint_min_pause_ms since the last ended (0: none),
+     * failed when not complete within checkpoint_timeout_ms (0: 60000); the
+     * newest checkpoint_retain (0: 3) are kept. A shard's state is written
+     * whole every checkpoint_max_deltas (0: 16) checkpoints, or when its
+     * deltas add up to more than the whole, and as a delta otherwise.
+     * restore: NULL or "latest" restores the newest checkpoint that verifies
+     * when there is one, "none" starts empty, a number restores that
+     * checkpoint (an error when it does not verify). */
+    const char *checkpoint_url;
+    uint32_t checkpoint_interval_ms;
+    uint32_t checkpoint_min_pause_ms;
+    uint32_t checkpoint_timeout_ms;
+    uint32_t checkpoint_retain;
+    uint32_t checkpoint_max_deltas;
+    const char *restore;
 };
 
 void sp_run_config_default(struct sp_run_config *config);

@@ -38,6 +38,9 @@ enum {
     SP_BATCH_WM = 1u << 0,   /* `watermark` holds after this batch */
     SP_BATCH_IDLE = 1u << 1, /* the sender is idle (no watermark from it) */
     SP_BATCH_END = 1u << 2,  /* the sender's stream ended */
+    /* checkpoint `ckpt`'s barrier follows the batch's rows: nothing the
+     * sender sends after it belongs to that checkpoint */
+    SP_BATCH_BARRIER = 1u << 3,
 };
 
 struct sp_exec;
@@ -49,6 +52,7 @@ struct sp_batch {
     uint16_t from;  /* the shard that owns the segment */
     uint16_t flags; /* SP_BATCH_* */
     int64_t watermark;
+    uint64_t ckpt;  /* SP_BATCH_BARRIER: the checkpoint */
     uint32_t count; /* rows */
     uint32_t slot;  /* bytes per row slot: 8 (timestamp) + row, rounded to 8 */
     uint32_t end;   /* bytes of the segment */
@@ -122,6 +126,20 @@ struct sp_op_vt {
     void (*close)(struct sp_inst *inst);
     /* The job is stopping (signal, failure, end): cancel timers, stop I/O. */
     void (*stop)(struct sp_inst *inst);
+    /* Checkpoints (each optional; ops/checkpoint.c). The barrier of
+     * checkpoint `id` passed: every row before it was pushed, none after
+     * yet. Tables registered with sp_exec_state_table() are snapshotted by
+     * the executor; other state goes in with sp_ckpt_put(). A sink
+     * pre-commits here: what it wrote so far is epoch `id`. Barriers keep
+     * coming after end() (the job's final checkpoint). */
+    void (*barrier)(struct sp_inst *inst, uint64_t id);
+    /* Checkpoint `id` is published: a sink commits epoch `id` and any
+     * earlier one not committed yet (a failed checkpoint's epoch rolls into
+     * the next). */
+    void (*checkpoint_done)(struct sp_inst *inst, uint64_t id);
+    /* The job starts from a checkpoint: after open(), registered tables
+     * already filled, before any input. 0 or -errno (sp_exec_fail called). */
+    int (*restored)(struct sp_inst *inst);
 };
 
 /* How keys are taken from rows. */
@@ -148,6 +166,14 @@ struct sp_source_vt {
     void (*close)(struct sp_src *src);
     /* Stop asked (signal): stop reading, no more polls. Optional. */
     void (*stop)(struct sp_src *src);
+    /* Checkpoints (optional). The barrier of checkpoint `id` goes out
+     * after this: put every partition's position (sp_ckpt_put), the next
+     * record to read. A restored source reads them in open()
+     * (sp_ckpt_foreach) and starts there. */
+    void (*checkpoint)(struct sp_src *src, uint64_t id);
+    /* Checkpoint `id` is published (a Kafka source commits its group's
+     * offsets, for monitoring). */
+    void (*checkpoint_done)(struct sp_src *src, uint64_t id);
 };
 
 struct sp_node {
@@ -260,6 +286,16 @@ struct sp_inst {
     uint32_t backlog_next;
     bool end_deferred; /* and its end waits for that */
     void *state;       /* the operator's own */
+    /* Barrier alignment of an instance with two inputs (a union): the
+     * checkpoint whose barrier came on some port, which ports it came on,
+     * and copies of what those ports sent since, held until the other
+     * port's barrier. */
+    uint64_t align_id;
+    bool align_port[2];
+    bool align_holding; /* false once alignment gave up (no memory to hold) */
+    struct sp_batch *align_held[2];
+    struct sp_batch *align_held_tail[2];
+    uint64_t align_held_bytes;
 };
 
 struct sp_src {
@@ -334,6 +370,8 @@ struct sp_xshard {
     struct sp_stop_hook stop_hook;
     uint8_t *scratch; /* a batch's worth: moving a row with its strings */
     uint32_t scratch_bytes;
+    struct ck_shard *ckpt; /* checkpoints: this shard's part (ops/checkpoint.c) */
+    uint64_t inject_id;    /* a barrier its sources are still to put out */
 } SP_CACHELINE_ALIGNED;
 
 /* ---- Exec API for operators ---- */
@@ -428,6 +466,59 @@ void sp_sink_block(struct sp_inst *inst);
 void sp_sink_unblock(struct sp_inst *inst);
 /* Tell the executor a sink finished (after end()); once per instance. */
 void sp_sink_done(struct sp_inst *inst);
+
+/* ---- Checkpoints: what operators, sources and sinks call ---- */
+
+/* Whether this run takes checkpoints (--checkpoint-dir). */
+bool sp_ckpt_enabled(const struct sp_xshard *xs);
+/* Whether this run started from a checkpoint, and that checkpoint's id and
+ * shard count (restore may be onto another shard count). */
+bool sp_ckpt_restoring(const struct sp_xshard *xs);
+uint64_t sp_ckpt_restored_id(const struct sp_xshard *xs);
+uint32_t sp_ckpt_restored_shards(const struct sp_xshard *xs);
+
+/*
+ * Puts a small piece of `node`'s state into the checkpoint being taken
+ * (from barrier() or a source's checkpoint()): a key (≤ 200 bytes, unique
+ * within the node across shards, e.g. "p/3" for partition 3 or "txn/1"
+ * for shard 1's transaction) and a value (≤ 4 KiB). 0, -E2BIG (too many or
+ * too large: the checkpoint fails), -ENOMEM.
+ */
+SP_MUST_CHECK int sp_ckpt_put(struct sp_xshard *xs, const struct sp_node *node, const char *key,
+                              const void *value, uint32_t len);
+
+/*
+ * When restoring: calls fn for every (key, value) `node` put into the
+ * restored checkpoint, on every shard of that run (the caller keeps what is
+ * its own now: the partitions it was given, the transactions of the old
+ * shards it takes over). Returns how many; 0 when not restoring.
+ */
+int sp_ckpt_foreach(struct sp_xshard *xs, const struct sp_node *node,
+                    void (*fn)(void *ctx, const char *key, const void *value, uint32_t len),
+                    void *ctx);
+
+/*
+ * For a barrier() whose work finishes later (a sink waiting for the
+ * acknowledgement of its epoch's records): hold the checkpoint from inside
+ * barrier(), release it (once) when done; the shard's part of checkpoint
+ * `id` is complete only when every hold is released. A release with err <
+ * 0 fails checkpoint `id` (the job keeps running; the next one retries).
+ */
+void sp_ckpt_hold(struct sp_xshard *xs, uint64_t id);
+void sp_ckpt_release(struct sp_xshard *xs, uint64_t id, int err);
+
+/* Asks for a checkpoint soon (a sink at its end: the final checkpoint
+ * commits its last epoch). Does nothing without checkpoints. */
+void sp_ckpt_request(struct sp_xshard *xs);
+
+/*
+ * Registers a keyed state table of `inst` (after sp_table_init, in open()):
+ * the executor snapshots it at every barrier, restores it from the
+ * checkpoint before restored() is called, and releases nothing (the
+ * operator still deinits it in close()). `name` is unique per node.
+ */
+SP_MUST_CHECK int sp_exec_state_table(struct sp_inst *inst, const char *name,
+                                      struct sp_table *table);
 
 /* Node constructors for source and sink implementations elsewhere. */
 struct sp_stream *sp_job_add_source(struct sp_job *job, const char *name,

@@ -276,19 +276,23 @@ static int win_open(struct sp_inst *inst)
     sp_exec_table_config(inst->xs, "window", s->acc_off + n->acc_bytes, w->kind != SP_WINDOW_GLOBAL,
                          &c);
     int rc = sp_table_init(&s->t, &c);
-    if (rc < 0)
+    if (rc < 0 || (rc = sp_exec_state_table(inst, "window", &s->t)) < 0)
         return rc;
     if (w->allowed_lateness_ms > 0 && w->kind != SP_WINDOW_GLOBAL) {
         sp_exec_table_config(inst->xs, "window.unfired", 0, true, &c);
         if ((rc = sp_table_init(&s->fire, &c)) < 0)
             return rc;
         s->has_fire = true;
+        if ((rc = sp_exec_state_table(inst, "window.unfired", &s->fire)) < 0)
+            return rc;
     }
     if (w->kind == SP_WINDOW_SESSION) {
         sp_exec_table_config(inst->xs, "window.sessions", sizeof(int64_t), false, &c);
         if ((rc = sp_table_init(&s->heads, &c)) < 0)
             return rc;
         s->has_heads = true;
+        if ((rc = sp_exec_state_table(inst, "window.sessions", &s->heads)) < 0)
+            return rc;
     }
     if (n->u.window.late_node != UINT32_MAX)
         s->late = inst->xs->insts[n->u.window.late_node];
@@ -696,7 +700,10 @@ static int run_open(struct sp_inst *inst)
     s->xs = inst->xs;
     struct sp_table_config c;
     sp_exec_table_config(inst->xs, "aggregate", inst->node->acc_bytes, false, &c);
-    return sp_table_init(&s->t, &c);
+    int rc = sp_table_init(&s->t, &c);
+    if (rc < 0)
+        return rc;
+    return sp_exec_state_table(inst, "aggregate", &s->t);
 }
 
 static void run_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)

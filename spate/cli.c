@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,11 +140,41 @@ static int parse_run_flag(struct spate_cli *cli, int argc, char **argv, int *i)
         cli->keep_serving = true;
         return 1;
     }
+    static const struct {
+        const char *flag;
+        size_t offset;
+        unsigned long min, max;
+    } numbers[] = {
+        {"--checkpoint-interval", offsetof(struct spate_cli, checkpoint_interval_ms), 1, 86400000},
+        {"--checkpoint-timeout", offsetof(struct spate_cli, checkpoint_timeout_ms), 1, 86400000},
+        {"--checkpoint-min-pause", offsetof(struct spate_cli, checkpoint_min_pause_ms), 0,
+         86400000},
+        {"--checkpoint-retain", offsetof(struct spate_cli, checkpoint_retain), 1, 1000},
+    };
+    for (size_t k = 0; k < sizeof(numbers) / sizeof(numbers[0]); k++) {
+        if (!flag_is(arg, numbers[k].flag, &len))
+            continue;
+        const char *v = flag_value(argc, argv, i, arg, len);
+        char *end = NULL;
+        errno = 0;
+        unsigned long n = v != NULL ? strtoul(v, &end, 10) : 0;
+        if (v == NULL || *v == '\0' || *v == '-' || *end != '\0' || errno != 0 ||
+            n < numbers[k].min || n > numbers[k].max)
+            return reject(cli, "%s '%s': a number from %lu to %lu", numbers[k].flag, v ? v : "",
+                          numbers[k].min, numbers[k].max);
+        /* Nonzero: 0 means "not given" (the default); a pause of 0 is the default anyway. */
+        *(uint32_t *)((char *)cli + numbers[k].offset) = (uint32_t)n;
+        return 1;
+    }
     const char **value = NULL;
     if (flag_is(arg, "--broker-data", &len)) {
         value = &cli->broker_data;
     } else if (flag_is(arg, "--broker-port-file", &len)) {
         value = &cli->broker_port_file;
+    } else if (flag_is(arg, "--checkpoint-dir", &len)) {
+        value = &cli->checkpoint_dir;
+    } else if (flag_is(arg, "--restore", &len)) {
+        value = &cli->restore;
     } else if (flag_is(arg, "--broker-topic", &len)) {
         if (cli->broker_topic_count == SPATE_CLI_TOPICS_MAX)
             return reject(cli, "--broker-topic: at most %u", SPATE_CLI_TOPICS_MAX);
@@ -247,6 +278,11 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
          cli->keep_serving))
         return reject(cli, "--broker-data, --broker-port-file, --broker-topic and --keep-serving "
                            "go with --embedded-broker");
+    if (cli->checkpoint_dir == NULL &&
+        (cli->checkpoint_interval_ms != 0 || cli->checkpoint_timeout_ms != 0 ||
+         cli->checkpoint_min_pause_ms != 0 || cli->checkpoint_retain != 0 || cli->restore != NULL))
+        return reject(cli, "--checkpoint-interval, --checkpoint-timeout, --checkpoint-min-pause, "
+                           "--checkpoint-retain and --restore go with --checkpoint-dir");
     return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sp_runtime.h"
 
@@ -38,6 +39,16 @@ struct spate_cli {
     const char *broker_topics[SPATE_CLI_TOPICS_MAX];
     unsigned broker_topic_count;
     bool keep_serving;
+    /* spate run JOB --checkpoint-dir URL [--checkpoint-interval MS]
+     * [--checkpoint-timeout MS] [--checkpoint-min-pause MS]
+     * [--checkpoint-retain N] [--restore latest|none|ID]: NULL and 0 until
+     * given (the run's defaults, sp_job.h). */
+    const char *checkpoint_dir;
+    uint32_t checkpoint_interval_ms;
+    uint32_t checkpoint_timeout_ms;
+    uint32_t checkpoint_min_pause_ms;
+    uint32_t checkpoint_retain;
+    const char *restore;
     char reason[SPATE_CLI_REASON_BYTES];
 };
 

@@ -44,6 +44,7 @@
 
 struct sp_job *order_count_job(const struct sp_params *params);
 struct sp_job *user_window_count_job(const struct sp_params *params);
+struct sp_job *keyed_state_job(const struct sp_params *params);
 
 struct builtin {
     const char *name;
@@ -59,6 +60,10 @@ static const struct builtin builtins[] = {
     {"order-count",
      "running count of completed orders per customer, as a changelog (examples/order_count)",
      order_count_job},
+    {"keyed-state",
+     "running count per key over a large key space: the checkpoint benchmark's job "
+     "(examples/keyed_state)",
+     keyed_state_job},
 };
 
 static void list_jobs(FILE *out)
@@ -71,7 +76,14 @@ static void list_jobs(FILE *out)
                  "  --broker-data DIR              its topics (default ./spate-data)\n"
                  "  --broker-port-file FILE        write the port once listening\n"
                  "  --broker-topic NAME[:N]        create the topic first unless it exists\n"
-                 "  --keep-serving                 after the job finished, serve until Ctrl-C\n");
+                 "  --keep-serving                 after the job finished, serve until Ctrl-C\n"
+                 "checkpoints (exactly-once state and Kafka output):\n"
+                 "  --checkpoint-dir URL           file:///dir or s3://bucket/prefix\n"
+                 "  --checkpoint-interval MS       between checkpoints (default 1000)\n"
+                 "  --checkpoint-timeout MS        fail one not done by then (default 60000)\n"
+                 "  --checkpoint-min-pause MS      after one ends (default 0)\n"
+                 "  --checkpoint-retain N          keep the newest N (default 3)\n"
+                 "  --restore latest|none|ID       what to start from (default latest)\n");
 }
 
 /* The embedded endpoint, shared by the job's shards through its hooks. */
@@ -217,6 +229,12 @@ int spate_run(const struct spate_cli *cli)
     rc.cores = cli->cores;
     rc.memory_bytes = cli->memory_bytes;
     rc.poll = cli->poll;
+    rc.checkpoint_url = cli->checkpoint_dir;
+    rc.checkpoint_interval_ms = cli->checkpoint_interval_ms;
+    rc.checkpoint_timeout_ms = cli->checkpoint_timeout_ms;
+    rc.checkpoint_min_pause_ms = cli->checkpoint_min_pause_ms;
+    rc.checkpoint_retain = cli->checkpoint_retain;
+    rc.restore = cli->restore;
     if (cli->embedded_broker == NULL)
         return sp_job_run_cli(job->build, &params, &rc);
 

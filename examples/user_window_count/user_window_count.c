@@ -71,9 +71,9 @@ static int64_t gen_click(void *ctx, uint32_t partition, uint64_t index, void *ro
 
 static struct gen_ctx gen_ctx;
 
-static const char *const known[] = {"source",    "events",    "users", "ms-per-event", "late-every",
-                                    "rate",      "brokers",   "topic", "file",         "sink",
-                                    "late-sink", "out-topic", "mode",  "to-end",       NULL};
+static const char *const known[] = {
+    "source", "events", "users",     "ms-per-event", "late-every", "rate",   "brokers",    "topic",
+    "file",   "sink",   "late-sink", "out-topic",    "mode",       "to-end", "partitions", NULL};
 
 static void sink_to(struct sp_job *job, struct sp_stream *s, const char *what, const char *brokers,
                     const char *topic)
@@ -88,8 +88,11 @@ static void sink_to(struct sp_job *job, struct sp_stream *s, const char *what, c
         sp_sink_kafka(s, &kc, SP_FORMAT_JSON);
     } else if (strncmp(what, "file:", 5) == 0) {
         sp_sink_file(s, what + 5);
+    } else if (strncmp(what, "files:", 6) == 0) {
+        sp_sink_files(s, what + 6); /* part files, exactly once with checkpoints */
     } else {
-        sp_job_set_error(job, "sink '%s': use stdout, blackhole, kafka or file:PATH", what);
+        sp_job_set_error(job, "sink '%s': use stdout, blackhole, kafka, file:PATH or files:DIR",
+                         what);
     }
 }
 
@@ -109,14 +112,20 @@ struct sp_job *user_window_count_job(const struct sp_params *p)
         int64_t users = sp_param_i64(job, p, "users", 1000);
         int64_t late_every = sp_param_i64(job, p, "late-every", 10000);
         int64_t events = sp_param_i64(job, p, "events", 1000000);
+        /* Generator partitions (default: one per core); fixed, a checkpoint
+         * restores onto another core count. */
+        int64_t partitions = sp_param_i64(job, p, "partitions", 0);
         gen_ctx.ms_per_event = sp_param_i64(job, p, "ms-per-event", 1);
-        if (users <= 0 || late_every < 0 || events < 0 || gen_ctx.ms_per_event < 0)
-            sp_job_set_error(job, "users must be > 0; events, late-every and ms-per-event >= 0");
+        if (users <= 0 || late_every < 0 || events < 0 || gen_ctx.ms_per_event < 0 ||
+            partitions < 0 || partitions > 65536)
+            sp_job_set_error(job, "users must be > 0; events, late-every and ms-per-event >= 0; "
+                                  "partitions 0 to 65536");
         gen_ctx.users = (uint64_t)(users > 0 ? users : 1);
         gen_ctx.late_every = (uint64_t)(late_every > 0 ? late_every : 0);
         struct sp_gen_config gc = {
             .count = (uint64_t)(events > 0 ? events : 0),
             .rate = sp_param_f64(job, p, "rate", 0),
+            .partitions = (uint32_t)(partitions > 0 ? partitions : 0),
         };
         clicks = sp_source_generator(job, &click_schema, gen_click, &gen_ctx, &gc, &wm);
     } else if (strcmp(source, "kafka") == 0) {

@@ -18,8 +18,7 @@ work=$(cd "$2" && pwd)
 spate=${3:-}
 ckpt_writer=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../npm_pinned.sh"
-npm_pinned s3rver "$here/s3rver" "$work"
+. "$here/s3rver_lib.sh"
 
 dir=$(mktemp -d)
 cleanup() {
@@ -27,37 +26,9 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
-mkdir "$dir/data"
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-bucket=spate-ckpt
-
-# start.sh and stop.sh: used here and by the test program (its STOP and
-# START commands). start.sh waits until s3rver answers, at most 30 s.
-# s3rver's LIST continuation tokens are DES-encrypted, which Node's
-# OpenSSL 3 has only in its legacy provider.
-cat >"$dir/start.sh" <<EOS
-#!/usr/bin/env bash
-set -eu
-node --openssl-legacy-provider "$js/node_modules/s3rver/bin/s3rver.js" --directory "$dir/data" --address 127.0.0.1 \\
-    --port $port --configure-bucket $bucket >>"$dir/s3rver.log" 2>&1 </dev/null &
-echo \$! >"$dir/pid"
-for _ in \$(seq 300); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then exit 0; fi
-    kill -0 \$(cat "$dir/pid") 2>/dev/null || { echo "s3rver exited" >&2; tail -20 "$dir/s3rver.log" >&2; exit 1; }
-    sleep 0.1
-done
-echo "s3rver did not start in 30 s" >&2
-exit 1
-EOS
-cat >"$dir/stop.sh" <<EOS
-#!/usr/bin/env bash
-set -eu
-pid=\$(cat "$dir/pid")
-kill "\$pid"
-for _ in \$(seq 100); do kill -0 "\$pid" 2>/dev/null || { rm -f "$dir/pid"; exit 0; }; sleep 0.1; done
-kill -9 "\$pid"; rm -f "$dir/pid"
-EOS
-chmod +x "$dir/start.sh" "$dir/stop.sh"
+s3rver_setup "$work" "$dir"
+port=$s3_port
+bucket=$s3_bucket
 
 "$dir/start.sh"
 echo "s3rver $(node -p "require('$js/node_modules/s3rver/package.json').version") on 127.0.0.1:$port, node $(node --version)"
