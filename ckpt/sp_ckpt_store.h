@@ -43,7 +43,8 @@
 #define SP_CKPT_MANIFEST_BYTES_MAX (16u << 20) /* a decoder refuses anything larger */
 #define SP_CKPT_SEGMENTS_MAX 65536u            /* per manifest, hard ceiling for configs */
 #define SP_CKPT_POSITIONS_MAX 4096u
-#define SP_CKPT_LIST_MAX 4096u /* checkpoints a listing considers */
+#define SP_CKPT_POSITION_BLOB_MAX (4u << 20) /* keys and values of one manifest's positions */
+#define SP_CKPT_LIST_MAX 4096u               /* checkpoints a listing considers */
 #define SP_CKPT_SHARDS_MAX 65536u
 
 /* ---- Manifest ---- */

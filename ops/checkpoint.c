@@ -108,6 +108,9 @@ struct ck_run {
     struct sp_exec *exec;
     struct sp_ckpt_store *store;
     char url[1024];
+    /* Where a restore reads: the store, or a savepoint's (--from-savepoint). */
+    struct sp_ckpt_store *rstore;
+    const char *rurl;
     uint32_t interval_ms, min_pause_ms, timeout_ms, retain, max_deltas;
 
     /* The uploader thread and its queue. */
@@ -1241,7 +1244,7 @@ static int restore_read(struct ck_run *run, struct sp_ckpt_manifest *m)
     struct sp_job *job = run->exec->job;
     if (strcmp(m->job, job->name) != 0) {
         sp_job_set_error(job, "checkpoint %" PRIu64 " in %s was written by job '%s', not '%s'",
-                         m->checkpoint_id, run->url, m->job, job->name);
+                         m->checkpoint_id, run->rurl, m->job, job->name);
         return -EINVAL;
     }
     if (m->shard_count == 0 || m->shard_count > SP_CKPT_SHARDS_MAX ||
@@ -1275,7 +1278,7 @@ static int restore_read(struct ck_run *run, struct sp_ckpt_manifest *m)
             return -ENOMEM;
         uint64_t at = 0;
         for (uint32_t k = i; k < j; k++) {
-            int err = sp_ckpt_store_read_segment(run->store, &m->segments[k], buf + at);
+            int err = sp_ckpt_store_read_segment(run->rstore, &m->segments[k], buf + at);
             if (err < 0) {
                 free(buf);
                 sp_warn("checkpoint %" PRIu64 ": segment %s: %s", m->checkpoint_id,
@@ -1316,22 +1319,61 @@ static int restore_read(struct ck_run *run, struct sp_ckpt_manifest *m)
 }
 
 /* Picks and reads the checkpoint to restore, if any. 0 or -1 (error set). */
+/* The newest id `store` holds (0: none), or -1 with the job's error set. */
+static int64_t newest_id(struct ck_run *run, struct sp_ckpt_store *store, const char *url,
+                         uint64_t *ids, int *count)
+{
+    int n = sp_ckpt_store_list(store, ids, SP_CKPT_LIST_MAX);
+    if (n < 0) {
+        sp_job_set_error(run->exec->job, "checkpoints in %s: cannot list them: %s", url,
+                         strerror(-n));
+        return -1;
+    }
+    if (n > (int)SP_CKPT_LIST_MAX) {
+        sp_job_set_error(run->exec->job,
+                         "%s holds more than %u checkpoints: lower --checkpoint-retain", url,
+                         SP_CKPT_LIST_MAX);
+        return -1;
+    }
+    *count = n;
+    return n > 0 ? (int64_t)ids[n - 1] : 0;
+}
+
 static int restore_prepare(struct ck_run *run)
 {
     struct sp_job *job = run->exec->job;
     const char *want = run->exec->config.restore;
-    if (want != NULL && strcmp(want, "none") == 0)
-        return 0;
     uint64_t ids[SP_CKPT_LIST_MAX];
-    int n = sp_ckpt_store_list(run->store, ids, SP_CKPT_LIST_MAX);
-    if (n < 0) {
-        sp_job_set_error(job, "checkpoints in %s: cannot list them: %s", run->url, strerror(-n));
+    int n = 0;
+    int64_t newest = newest_id(run, run->store, run->url, ids, &n);
+    if (newest < 0)
         return -1;
+    run->next_id = (uint64_t)newest + 1; /* ids only grow in a store */
+    run->rstore = run->store;
+    run->rurl = run->url;
+    const char *sp = run->exec->config.savepoint_url;
+    if (sp != NULL) {
+        /* A savepoint: its newest checkpoint, which must verify. */
+        struct sp_ckpt_store_config sc;
+        sp_ckpt_store_config_default(&sc);
+        sc.segments_max = 1;
+        int err = sp_ckpt_store_open(sp, &sc, &run->rstore);
+        if (err < 0) {
+            run->rstore = NULL;
+            sp_job_set_error(job, "savepoint %s: %s", sp, strerror(-err));
+            return -1;
+        }
+        run->rurl = sp;
+        newest = newest_id(run, run->rstore, sp, ids, &n);
+        if (newest <= 0) {
+            if (newest == 0)
+                sp_job_set_error(job, "savepoint %s holds no checkpoint", sp);
+            return -1;
+        }
+        want = NULL;
+    } else if (want != NULL && strcmp(want, "none") == 0) {
+        return 0;
     }
-    if (n > (int)SP_CKPT_LIST_MAX)
-        n = (int)SP_CKPT_LIST_MAX;
-    if (n > 0)
-        run->next_id = ids[n - 1] + 1;
     uint64_t only = 0;
     if (want != NULL && strcmp(want, "latest") != 0) {
         char *end = NULL;
@@ -1345,17 +1387,20 @@ static int restore_prepare(struct ck_run *run)
         if (only != 0 && ids[i] != only)
             continue;
         uint64_t t0 = sp_now_ns();
-        int err = sp_ckpt_store_read_manifest(run->store, ids[i], &run->manifest);
+        int err = sp_ckpt_store_read_manifest(run->rstore, ids[i], &run->manifest);
         if (err == 0)
             err = restore_read(run, &run->manifest);
         if (err == 0) {
             run->restoring = true;
+            /* A sink's transactions are told apart by checkpoint: ids grow. */
+            if (run->next_id <= ids[i])
+                run->next_id = ids[i] + 1;
             uint64_t bytes = 0;
             for (uint32_t k = 0; k < run->manifest.segment_count; k++)
                 bytes += run->manifest.segments[k].size_bytes;
             sp_info("restoring checkpoint %" PRIu64 " from %s (%u shards then, %u now): %" PRIu64
                     " bytes read and verified in %.3f s",
-                    ids[i], run->url, run->old_shards, run->exec->shard_count, bytes,
+                    ids[i], run->rurl, run->old_shards, run->exec->shard_count, bytes,
                     (double)(sp_now_ns() - t0) / 1e9);
             return 0;
         }
@@ -1363,28 +1408,28 @@ static int restore_prepare(struct ck_run *run)
         if (err == -EINVAL)
             return -1; /* another job's, or other key groups: said why */
         if (err != -ENOENT && err != -EBADMSG && err != -EPROTONOSUPPORT && err != -E2BIG) {
-            sp_job_set_error(job, "checkpoint %" PRIu64 " in %s: %s", ids[i], run->url,
+            sp_job_set_error(job, "checkpoint %" PRIu64 " in %s: %s", ids[i], run->rurl,
                              strerror(-err));
             return -1; /* the storage failed, not the checkpoint: do not fall back */
         }
         if (only != 0) {
             sp_job_set_error(job, "checkpoint %" PRIu64 " in %s does not verify: %s", only,
-                             run->url, strerror(-err));
+                             run->rurl, strerror(-err));
             return -1;
         }
         sp_warn("checkpoint %" PRIu64 " does not verify (%s): trying an earlier one", ids[i],
                 strerror(-err));
     }
     if (only != 0) {
-        sp_job_set_error(job, "no checkpoint %" PRIu64 " in %s", only, run->url);
+        sp_job_set_error(job, "no checkpoint %" PRIu64 " in %s", only, run->rurl);
         return -1;
     }
-    if (n > 0 && want != NULL) {
-        sp_job_set_error(job, "no checkpoint in %s verifies", run->url);
+    if (n > 0 && (want != NULL || sp != NULL)) {
+        sp_job_set_error(job, "no checkpoint in %s verifies", run->rurl);
         return -1;
     }
     if (n > 0)
-        sp_warn("no checkpoint in %s verifies: starting empty", run->url);
+        sp_warn("no checkpoint in %s verifies: starting empty", run->rurl);
     return 0;
 }
 
@@ -1393,6 +1438,8 @@ static void run_free(struct ck_run *run)
     old_free(run);
     sp_ckpt_manifest_deinit(&run->manifest);
     sp_ckpt_manifest_deinit(&run->ref);
+    if (run->rstore != NULL && run->rstore != run->store)
+        sp_ckpt_store_close(run->rstore);
     if (run->store != NULL)
         sp_ckpt_store_close(run->store);
     if (run->event_fd >= 0)
@@ -1441,14 +1488,14 @@ int ck_run_prepare(struct sp_exec *exec)
     sp_ckpt_store_config_default(&sc);
     sc.create = true;
     sc.positions_max = SP_CKPT_POSITIONS_MAX;
-    sc.position_bytes_max = 4u << 20;
+    sc.position_bytes_max = SP_CKPT_POSITION_BLOB_MAX;
     int err = sp_ckpt_store_open(run->url, &sc, &run->store);
     if (err == 0)
         err = sp_ckpt_manifest_init(&run->manifest, SP_CKPT_SEGMENTS_MAX, SP_CKPT_POSITIONS_MAX,
-                                    4u << 20);
+                                    SP_CKPT_POSITION_BLOB_MAX);
     if (err == 0)
-        err =
-            sp_ckpt_manifest_init(&run->ref, SP_CKPT_SEGMENTS_MAX, SP_CKPT_POSITIONS_MAX, 4u << 20);
+        err = sp_ckpt_manifest_init(&run->ref, SP_CKPT_SEGMENTS_MAX, SP_CKPT_POSITIONS_MAX,
+                                    SP_CKPT_POSITION_BLOB_MAX);
     if (err < 0) {
         sp_job_set_error(job, "checkpoints in %s: %s", run->url, strerror(-err));
         run_free(run);

@@ -369,7 +369,9 @@ struct sp_run_config {
      * deltas add up to more than the whole, and as a delta otherwise.
      * restore: NULL or "latest" restores the newest checkpoint that verifies
      * when there is one, "none" starts empty, a number restores that
-     * checkpoint (an error when it does not verify). */
+     * checkpoint (an error when it does not verify). savepoint_url: start
+     * from that store's newest checkpoint instead (`spate savepoint` makes
+     * one), writing new checkpoints to checkpoint_url. */
     const char *checkpoint_url;
     uint32_t checkpoint_interval_ms;
     uint32_t checkpoint_min_pause_ms;
@@ -377,6 +379,7 @@ struct sp_run_config {
     uint32_t checkpoint_retain;
     uint32_t checkpoint_max_deltas;
     const char *restore;
+    const char *savepoint_url;
 };
 
 void sp_run_config_default(struct sp_run_config *config);

@@ -175,6 +175,8 @@ static int parse_run_flag(struct spate_cli *cli, int argc, char **argv, int *i)
         value = &cli->checkpoint_dir;
     } else if (flag_is(arg, "--restore", &len)) {
         value = &cli->restore;
+    } else if (flag_is(arg, "--from-savepoint", &len)) {
+        value = &cli->from_savepoint;
     } else if (flag_is(arg, "--broker-topic", &len)) {
         if (cli->broker_topic_count == SPATE_CLI_TOPICS_MAX)
             return reject(cli, "--broker-topic: at most %u", SPATE_CLI_TOPICS_MAX);
@@ -191,7 +193,8 @@ static int parse_run_flag(struct spate_cli *cli, int argc, char **argv, int *i)
 bool spate_cli_own_args(const char *command)
 {
     return strcmp(command, "produce") == 0 || strcmp(command, "consume") == 0 ||
-           strcmp(command, "topic") == 0 || strcmp(command, "checkpoint") == 0;
+           strcmp(command, "topic") == 0 || strcmp(command, "checkpoint") == 0 ||
+           strcmp(command, "savepoint") == 0;
 }
 
 int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
@@ -280,9 +283,13 @@ int spate_cli_parse(struct spate_cli *cli, int argc, char **argv)
                            "go with --embedded-broker");
     if (cli->checkpoint_dir == NULL &&
         (cli->checkpoint_interval_ms != 0 || cli->checkpoint_timeout_ms != 0 ||
-         cli->checkpoint_min_pause_ms != 0 || cli->checkpoint_retain != 0 || cli->restore != NULL))
+         cli->checkpoint_min_pause_ms != 0 || cli->checkpoint_retain != 0 || cli->restore != NULL ||
+         cli->from_savepoint != NULL))
         return reject(cli, "--checkpoint-interval, --checkpoint-timeout, --checkpoint-min-pause, "
-                           "--checkpoint-retain and --restore go with --checkpoint-dir");
+                           "--checkpoint-retain, --restore and --from-savepoint go with "
+                           "--checkpoint-dir");
+    if (cli->restore != NULL && cli->from_savepoint != NULL)
+        return reject(cli, "--restore or --from-savepoint, not both");
     return 0;
 }
 

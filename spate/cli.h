@@ -41,7 +41,8 @@ struct spate_cli {
     bool keep_serving;
     /* spate run JOB --checkpoint-dir URL [--checkpoint-interval MS]
      * [--checkpoint-timeout MS] [--checkpoint-min-pause MS]
-     * [--checkpoint-retain N] [--restore latest|none|ID]: NULL and 0 until
+     * [--checkpoint-retain N] [--restore latest|none|ID] [--from-savepoint
+     * URL]: NULL and 0 until
      * given (the run's defaults, sp_job.h). */
     const char *checkpoint_dir;
     uint32_t checkpoint_interval_ms;
@@ -49,6 +50,7 @@ struct spate_cli {
     uint32_t checkpoint_min_pause_ms;
     uint32_t checkpoint_retain;
     const char *restore;
+    const char *from_savepoint; /* --from-savepoint URL */
     char reason[SPATE_CLI_REASON_BYTES];
 };
 

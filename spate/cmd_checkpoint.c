@@ -12,9 +12,18 @@
  * given): job, time, shards, key groups, source positions, and each segment
  * with its size, checksum, writer and verification.
  *
- * Exit status: 0 when the store was read (list) or the checkpoint verifies
- * (inspect); 1 when the store cannot be read, or the checkpoint is missing
- * or fails verification; 2 for wrong usage.
+ * spate savepoint FROM_URL TO_URL [ID]: a savepoint, the checkpoint ID of
+ * FROM_URL (the newest that verifies without one) copied with every
+ * segment it needs, its incremental chain included, into the store TO_URL
+ * as one checkpoint that references nothing else: self-contained, kept
+ * however FROM_URL's retention goes on, and what `spate run JOB
+ * --checkpoint-dir URL --from-savepoint TO_URL` starts from. Every segment
+ * is verified as it is read; nothing is published unless all were copied.
+ *
+ * Exit status: 0 when the store was read (list), the checkpoint verifies
+ * (inspect) or the savepoint was written; 1 when a store cannot be read or
+ * written, or the checkpoint is missing or fails verification; 2 for wrong
+ * usage.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,7 +76,7 @@ static struct sp_ckpt_store *open_store(const char *url)
 static int manifest_init(struct sp_ckpt_manifest *m)
 {
     int err = sp_ckpt_manifest_init(m, SP_CKPT_SEGMENTS_MAX, SP_CKPT_POSITIONS_MAX,
-                                    SP_CKPT_POSITIONS_MAX * 64);
+                                    SP_CKPT_POSITION_BLOB_MAX);
     if (err < 0)
         fprintf(stderr, "spate: checkpoint: %s\n", strerror(-err));
     return err;
@@ -284,6 +293,131 @@ static int checkpoint_inspect(const char *url, const char *id_text)
     sp_ckpt_manifest_deinit(&m);
     sp_ckpt_store_close(store);
     return ret;
+}
+
+/* Segments in restore order: by shard, then by the checkpoint that wrote
+ * them, then by name (their write order). */
+static int chain_cmp(const void *a, const void *b)
+{
+    const struct sp_ckpt_segment *x = a, *y = b;
+    if (x->shard != y->shard)
+        return x->shard < y->shard ? -1 : 1;
+    if (x->written_by_id != y->written_by_id)
+        return x->written_by_id < y->written_by_id ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int savepoint(const char *from, const char *to, const char *id_text)
+{
+    uint64_t id = 0;
+    if (id_text != NULL) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(id_text, &end, 10);
+        if (errno != 0 || *end != '\0' || v == 0 || id_text[0] == '-') {
+            fprintf(stderr, "spate: savepoint: ID must be a positive integer\n");
+            return 2;
+        }
+        id = v;
+    }
+    struct sp_ckpt_store *src = open_store(from);
+    if (src == NULL)
+        return 1;
+    struct sp_ckpt_manifest m;
+    if (manifest_init(&m) < 0) {
+        sp_ckpt_store_close(src);
+        return 1;
+    }
+    int ret = 1;
+    struct sp_ckpt_store *dst = NULL;
+    uint8_t *buf = NULL;
+    int err = id != 0 ? sp_ckpt_store_read_manifest(src, id, &m) : sp_ckpt_store_latest(src, &m);
+    if (err < 0) {
+        fprintf(stderr, "spate: savepoint: %s: %s\n", from,
+                id != 0 ? strerror(-err) : "no checkpoint verifies");
+        goto out;
+    }
+    struct sp_ckpt_store_config config;
+    sp_ckpt_store_config_default(&config);
+    config.create = true;
+    config.segments_max = SP_CKPT_SEGMENTS_MAX;
+    config.positions_max = SP_CKPT_POSITIONS_MAX;
+    config.position_bytes_max = SP_CKPT_POSITION_BLOB_MAX;
+    if ((err = sp_ckpt_store_open(to, &config, &dst)) < 0) {
+        fprintf(stderr, "spate: savepoint: cannot open %s: %s\n", to, strerror(-err));
+        dst = NULL;
+        goto out;
+    }
+    /* The same id unless TO_URL already holds that one or a newer. */
+    uint64_t ids[SP_CKPT_LIST_MAX];
+    int n = sp_ckpt_store_list(dst, ids, SP_CKPT_LIST_MAX);
+    if (n < 0) {
+        fprintf(stderr, "spate: savepoint: %s: %s\n", to, strerror(-n));
+        goto out;
+    }
+    uint64_t new_id = m.checkpoint_id;
+    if (n > 0 && ids[SP_MIN(n, (int)SP_CKPT_LIST_MAX) - 1] >= new_id)
+        new_id = ids[SP_MIN(n, (int)SP_CKPT_LIST_MAX) - 1] + 1;
+    struct sp_ckpt_info info = {.checkpoint_id = new_id,
+                                .job = m.job,
+                                .shard_count = m.shard_count,
+                                .key_group_first = m.key_group_first,
+                                .key_group_end = m.key_group_end};
+    if ((err = sp_ckpt_store_begin(dst, &info)) < 0) {
+        fprintf(stderr, "spate: savepoint: %s: %s\n", to, strerror(-err));
+        goto out;
+    }
+    qsort(m.segments, m.segment_count, sizeof(m.segments[0]), chain_cmp);
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < m.segment_count; i++) {
+        const struct sp_ckpt_segment *seg = &m.segments[i];
+        free(buf);
+        buf = malloc(seg->size_bytes ? seg->size_bytes : 1);
+        if (buf == NULL) {
+            err = -ENOMEM;
+        } else if ((err = sp_ckpt_store_read_segment(src, seg, buf)) < 0) {
+            fprintf(stderr, "spate: savepoint: %s: segment %s: %s\n", from, seg->name,
+                    strerror(-err));
+        } else if ((err = sp_ckpt_store_write_segment(dst, seg->shard, buf, seg->size_bytes,
+                                                      NULL)) < 0) {
+            fprintf(stderr, "spate: savepoint: %s: %s\n", to, strerror(-err));
+        }
+        if (err < 0)
+            break;
+        bytes += seg->size_bytes;
+    }
+    for (uint32_t i = 0; err == 0 && i < m.position_count; i++) {
+        const struct sp_ckpt_position *p = &m.positions[i];
+        err = sp_ckpt_store_set_position(dst, m.blob + p->key_offset, p->key_bytes,
+                                         m.blob + p->value_offset, p->value_bytes);
+    }
+    if (err == 0)
+        err = sp_ckpt_store_publish(dst, m.time_ms);
+    if (err < 0) {
+        fprintf(stderr, "spate: savepoint: nothing published in %s: %s\n", to, strerror(-err));
+        sp_ckpt_store_abort(dst);
+        goto out;
+    }
+    printf("savepoint of checkpoint %" PRIu64 " (job %s, %u shards) in %s as checkpoint %" PRIu64
+           ": %u segments, %" PRIu64 " bytes\n",
+           m.checkpoint_id, m.job, m.shard_count, to, new_id, m.segment_count, bytes);
+    ret = 0;
+out:
+    free(buf);
+    if (dst != NULL)
+        sp_ckpt_store_close(dst);
+    sp_ckpt_manifest_deinit(&m);
+    sp_ckpt_store_close(src);
+    return ret;
+}
+
+int spate_savepoint(const struct spate_cli *cli)
+{
+    if (cli->pass_count < 2 || cli->pass_count > 3) {
+        fprintf(stderr, "spate: savepoint: usage: spate savepoint FROM_URL TO_URL [ID]\n");
+        return 2;
+    }
+    return savepoint(cli->pass[0], cli->pass[1], cli->pass_count == 3 ? cli->pass[2] : NULL);
 }
 
 int spate_checkpoint(const struct spate_cli *cli)

@@ -83,7 +83,8 @@ static void list_jobs(FILE *out)
                  "  --checkpoint-timeout MS        fail one not done by then (default 60000)\n"
                  "  --checkpoint-min-pause MS      after one ends (default 0)\n"
                  "  --checkpoint-retain N          keep the newest N (default 3)\n"
-                 "  --restore latest|none|ID       what to start from (default latest)\n");
+                 "  --restore latest|none|ID       what to start from (default latest)\n"
+                 "  --from-savepoint URL           start from a savepoint (spate savepoint)\n");
 }
 
 /* The embedded endpoint, shared by the job's shards through its hooks. */
@@ -235,6 +236,7 @@ int spate_run(const struct spate_cli *cli)
     rc.checkpoint_min_pause_ms = cli->checkpoint_min_pause_ms;
     rc.checkpoint_retain = cli->checkpoint_retain;
     rc.restore = cli->restore;
+    rc.savepoint_url = cli->from_savepoint;
     if (cli->embedded_broker == NULL)
         return sp_job_run_cli(job->build, &params, &rc);
 

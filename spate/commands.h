@@ -27,5 +27,8 @@ int spate_bench_nexmark(const struct spate_cli *cli);
 
 /* spate checkpoint list|inspect URL [ID]: a checkpoint store's contents (cmd_checkpoint.c). */
 int spate_checkpoint(const struct spate_cli *cli);
+/* spate savepoint FROM_URL TO_URL [ID]: a checkpoint copied whole, self-contained
+ * (cmd_checkpoint.c). */
+int spate_savepoint(const struct spate_cli *cli);
 
 #endif /* SPATE_COMMANDS_H */

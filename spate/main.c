@@ -103,6 +103,8 @@ static const struct command commands[] = {
     {"topic", "topic list|create|delete -b HOST:PORT [-t TOPIC] [-p PARTITIONS]", spate_topic},
     {"checkpoint", "checkpoint list|inspect URL [ID]  stored checkpoints, sizes, verification",
      spate_checkpoint},
+    {"savepoint", "savepoint FROM_URL TO_URL [ID]    a self-contained copy of a checkpoint",
+     spate_savepoint},
 };
 
 static void usage(FILE *out)

@@ -5,8 +5,8 @@
 # user-window-count (generator, no late clicks, 5-minute windows per user)
 # is killed with SIGKILL at random moments and restored each time; then
 # restored onto another shard count (2 -> 1 and 1 -> 2); then its newest
-# checkpoint is damaged and the one before is used; --restore ID and
-# --restore none; a checkpoint directory on a full tmpfs fails checkpoints
+# checkpoint is damaged and the one before is used; a savepoint of it
+# starts another run; --restore ID and --restore none; a checkpoint directory on a full tmpfs fails checkpoints
 # cleanly while the job finishes (root only, else that part is skipped).
 #
 # The file sink here is at-least-once (what it wrote after the checkpoint a
@@ -131,6 +131,22 @@ printf 'XXXX' | dd of="$dir/ck-bad/segments/$seg" bs=1 seek=20 conv=notrunc 2>/d
 grep -q "checkpoint $newest_id does not verify" "$dir/bad2.log" || fail "damage not detected"
 grep -q "restoring checkpoint" "$dir/bad2.log" || fail "no earlier checkpoint restored"
 same_as_expected bad1 bad2
+
+echo "# a savepoint: the chain copied whole, a job started from it"
+"$spate" savepoint "$ck" "file://$dir/sp" >"$dir/sp.out" 2>&1 || fail "spate savepoint: $(cat "$dir/sp.out")"
+grep -q "^savepoint of checkpoint" "$dir/sp.out" || fail "savepoint: $(cat "$dir/sp.out")"
+"$spate" checkpoint list "file://$dir/sp" >"$dir/sp.list" 2>&1 || fail "list the savepoint"
+[ "$(grep -cE '^[0-9]+ +[0-9]{4}-.* 0 +[0-9]+ +[0-9]+ +ok$' "$dir/sp.list")" -eq 1 ] ||
+    fail "the savepoint is not one self-contained checkpoint: $(cat "$dir/sp.list")"
+"$spate" "${job[@]}" --param sink=file:"$dir/sp1.out" --checkpoint-dir "file://$dir/ck-from-sp" \
+    --from-savepoint "file://$dir/sp" >"$dir/sp1.log" 2>&1 || fail "a run from the savepoint failed"
+grep -q "restoring checkpoint .* from file://$dir/sp " "$dir/sp1.log" || fail "the savepoint was not used"
+same_as_expected bad1 sp1
+set +e
+"$spate" savepoint "file://$dir/nothing-here" "file://$dir/sp2" >"$dir/sp2.out" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "a savepoint of an empty store: exit $rc"
 
 echo "# --restore ID, --restore none, a wrong one"
 first=$(ls "$dir/ck-bad/manifests" | sort | head -1)
