@@ -1237,6 +1237,92 @@ static int seg_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name); /* checkpoint id, then sequence */
 }
 
+/* A (shard, written_by) group of a restored manifest, read and parsed. */
+struct rgroup {
+    uint32_t first, end; /* its segments in the sorted manifest */
+    uint32_t shard;
+    uint64_t total;
+    uint8_t *buf;
+    struct ck_rpart *parts;
+    uint32_t nparts;
+    int err;
+};
+
+struct rread {
+    struct ck_run *run;
+    const struct sp_ckpt_manifest *m;
+    struct rgroup *groups;
+    uint32_t count;
+    _Atomic uint32_t next;
+};
+
+/* Reads, verifies and parses one group into its parts (one per checkpoint
+ * in it: a savepoint's copy has a whole chain in one group). */
+static void read_group(struct rread *rr, struct sp_ckpt_store *store, struct rgroup *g)
+{
+    const struct sp_ckpt_manifest *m = rr->m;
+    g->buf = malloc(g->total ? g->total : 1);
+    if (g->buf == NULL) {
+        g->err = -ENOMEM;
+        return;
+    }
+    uint64_t at = 0;
+    for (uint32_t k = g->first; k < g->end; k++) {
+        int err = sp_ckpt_store_read_segment(store, &m->segments[k], g->buf + at);
+        if (err < 0) {
+            sp_warn("checkpoint %" PRIu64 ": segment %s: %s", m->checkpoint_id, m->segments[k].name,
+                    strerror(-err));
+            g->err = err;
+            return;
+        }
+        at += m->segments[k].size_bytes;
+    }
+    size_t next = 0;
+    do {
+        struct ck_rpart *parts = realloc(g->parts, (g->nparts + 1) * sizeof(*parts));
+        if (parts == NULL) {
+            g->err = -ENOMEM;
+            return;
+        }
+        g->parts = parts;
+        struct ck_rpart *part = &parts[g->nparts++];
+        memset(part, 0, sizeof(*part));
+        part->buf = g->nparts == 1 ? g->buf : NULL; /* freed once, with the first part */
+        g->err = part_parse(part, g->buf, (size_t)g->total, &next, g->shard);
+        if (g->err < 0)
+            return;
+    } while (next < g->total);
+    g->buf = NULL; /* the first part owns it now */
+}
+
+static void read_groups(struct rread *rr, struct sp_ckpt_store *store)
+{
+    for (;;) {
+        uint32_t i = atomic_fetch_add(&rr->next, 1);
+        if (i >= rr->count)
+            return;
+        if (store == NULL)
+            rr->groups[i].err = -EIO;
+        else
+            read_group(rr, store, &rr->groups[i]);
+    }
+}
+
+/* A helper thread: its own store (a store is used by one thread at a time). */
+static void *read_worker(void *arg)
+{
+    struct rread *rr = arg;
+    struct sp_ckpt_store_config sc;
+    sp_ckpt_store_config_default(&sc);
+    sc.segments_max = 1;
+    struct sp_ckpt_store *store = NULL;
+    if (sp_ckpt_store_open(rr->run->rurl, &sc, &store) < 0)
+        return NULL; /* the other threads read its share */
+    read_groups(rr, store);
+    sp_ckpt_store_close(store);
+    return NULL;
+}
+
 /* Reads every segment of `m`, verified, into the old shards' parts. 0, or
  * -ENOENT / -EBADMSG when one is missing or bad, or another error. */
 static int restore_read(struct ck_run *run, struct sp_ckpt_manifest *m)
@@ -1262,54 +1348,65 @@ static int restore_read(struct ck_run *run, struct sp_ckpt_manifest *m)
     if (run->old == NULL)
         return -ENOMEM;
     qsort(m->segments, m->segment_count, sizeof(m->segments[0]), seg_cmp);
-    uint32_t i = 0;
-    while (i < m->segment_count) {
-        /* One (shard, written_by) group: its segments back to back. */
+    /* One group per (shard, written_by): its segments back to back. */
+    struct rgroup *groups = calloc(m->segment_count ? m->segment_count : 1, sizeof(*groups));
+    if (groups == NULL)
+        return -ENOMEM;
+    uint32_t ngroups = 0;
+    for (uint32_t i = 0; i < m->segment_count;) {
         uint32_t j = i;
-        uint64_t total = 0;
-        while (j < m->segment_count && m->segments[j].shard == m->segments[i].shard &&
+        struct rgroup *g = &groups[ngroups++];
+        g->first = i;
+        g->shard = m->segments[i].shard;
+        while (j < m->segment_count && m->segments[j].shard == g->shard &&
                m->segments[j].written_by_id == m->segments[i].written_by_id)
-            total += m->segments[j++].size_bytes;
-        uint32_t shard = m->segments[i].shard;
-        if (shard >= m->shard_count)
-            return -EBADMSG;
-        uint8_t *buf = malloc(total ? total : 1);
-        if (buf == NULL)
-            return -ENOMEM;
-        uint64_t at = 0;
-        for (uint32_t k = i; k < j; k++) {
-            int err = sp_ckpt_store_read_segment(run->rstore, &m->segments[k], buf + at);
-            if (err < 0) {
-                free(buf);
-                sp_warn("checkpoint %" PRIu64 ": segment %s: %s", m->checkpoint_id,
-                        m->segments[k].name, strerror(-err));
-                return err;
-            }
-            at += m->segments[k].size_bytes;
-        }
-        /* One part per checkpoint in the chain: a HEAD and its frames (a
-         * savepoint's copy has the whole chain in one group). */
-        struct ck_old *old = &run->old[shard];
-        size_t next = 0;
-        bool owner = true;
-        do {
-            struct ck_rpart *parts = realloc(old->parts, (old->nparts + 1) * sizeof(*parts));
-            if (parts == NULL) {
-                if (owner)
-                    free(buf);
-                return -ENOMEM;
-            }
-            old->parts = parts;
-            struct ck_rpart *part = &parts[old->nparts++];
-            memset(part, 0, sizeof(*part));
-            part->buf = owner ? buf : NULL; /* freed once, with the first part */
-            owner = false;
-            int err = part_parse(part, buf, (size_t)total, &next, shard);
-            if (err < 0)
-                return err;
-        } while (next < total);
+            g->total += m->segments[j++].size_bytes;
+        g->end = j;
         i = j;
     }
+    /* Read, verify and parse them on as many threads as the run has shards. */
+    struct rread rr = {.run = run, .m = m, .groups = groups, .count = ngroups};
+    unsigned threads = SP_MIN(SP_MAX(run->exec->shard_count, 1u), SP_MIN(ngroups, 17u));
+    pthread_t tids[16];
+    unsigned started = 0;
+    for (unsigned t = 1; t < threads; t++) {
+        if (pthread_create(&tids[started], NULL, read_worker, &rr) != 0)
+            break;
+        started++;
+    }
+    read_groups(&rr, run->rstore); /* this thread through the run's store */
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
+    int err = 0;
+    for (uint32_t i = 0; i < ngroups; i++) {
+        struct rgroup *g = &groups[i];
+        if (err == 0 && g->err < 0)
+            err = g->err;
+        if (g->shard >= m->shard_count && err == 0)
+            err = -EBADMSG;
+        if (err < 0) {
+            for (uint32_t k = 0; k < g->nparts; k++)
+                free(g->parts[k].streams);
+            free(g->parts);
+            free(g->buf);
+            continue;
+        }
+        /* Its parts, in order, after the old shard's earlier ones. */
+        struct ck_old *old = &run->old[g->shard];
+        struct ck_rpart *parts = realloc(old->parts, (old->nparts + g->nparts) * sizeof(*parts));
+        if (parts == NULL) {
+            err = -ENOMEM;
+            i--; /* frees this group on the next pass */
+            continue;
+        }
+        old->parts = parts;
+        memcpy(parts + old->nparts, g->parts, g->nparts * sizeof(*parts));
+        old->nparts += g->nparts;
+        free(g->parts);
+    }
+    free(groups);
+    if (err < 0)
+        return err;
     for (uint32_t o = 0; o < m->shard_count; o++) {
         /* Oldest first (sorted by name: by checkpoint id); a full one first. */
         if (run->old[o].nparts > 0 && !run->old[o].parts[0].full)
