@@ -194,6 +194,7 @@ struct ck_shard {
     uint64_t aborted_id; /* checkpoints up to here were given up */
     uint64_t triggered;  /* the newest checkpoint whose trigger came here */
     uint32_t deltas;     /* completed deltas since the last full one */
+    bool staggered;      /* its first full write is done */
     uint64_t full_bytes, delta_bytes;
 
     /* The checkpoint in flight here. */
@@ -948,7 +949,13 @@ static void ck_msg_done(struct sp_shard *shard, void *arg)
         return;
     if (cs->id == id && cs->sent_done) {
         if (cs->full) {
-            cs->deltas = 0;
+            /* Shards write whole at different checkpoints (the first full
+             * write of each is staggered), so no checkpoint writes every
+             * shard's state at once. */
+            cs->deltas = cs->staggered ? 0
+                                       : xs->shard->id * cs->run->max_deltas /
+                                             SP_MAX(xs->exec->shard_count, 1u);
+            cs->staggered = true;
             cs->full_bytes = cs->bytes;
             cs->delta_bytes = 0;
         } else {
