@@ -195,6 +195,8 @@ struct ck_shard {
     uint64_t triggered;  /* the newest checkpoint whose trigger came here */
     uint32_t deltas;     /* completed deltas since the last full one */
     bool staggered;      /* its first full write is done */
+    bool force_full;     /* a delta could not be taken: the next write is whole */
+    bool putting;        /* in barrier() or a source's checkpoint(): sp_ckpt_put allowed */
     uint64_t full_bytes, delta_bytes;
 
     /* The checkpoint in flight here. */
@@ -308,10 +310,22 @@ static int up_reference(struct ck_run *run, uint32_t shard, uint64_t since)
     return 0;
 }
 
+/* The checkpoint being written failed: abandoned at once (what its shards
+ * still send is dropped), the coordinator told. */
+static void up_fail(struct ck_run *run, int err)
+{
+    uint64_t id = run->up_id;
+    sp_ckpt_store_abort(run->store);
+    run->up_id = 0;
+    up_result(run, id, err, run->up_bytes);
+}
+
 static void up_done(struct ck_run *run, struct up_item *it)
 {
-    if (it->err < 0 && run->up_err == 0)
-        run->up_err = it->err;
+    if (it->err < 0) {
+        up_fail(run, it->err);
+        return;
+    }
     run->up_sync_ns = SP_MAX(run->up_sync_ns, it->sync_ns);
     run->up_full += it->full;
     if (run->up_err == 0 && !it->full)
@@ -381,9 +395,11 @@ static void *up_main(void *arg)
         }
         case UP_CHUNK:
             if (it->id == run->up_id && run->up_err == 0) {
-                run->up_err =
+                int err =
                     sp_ckpt_store_write_segment(run->store, it->shard, it->data, it->len, NULL);
                 run->up_bytes += it->len;
+                if (err < 0)
+                    up_fail(run, err);
             }
             atomic_fetch_sub(&run->queued_bytes, it->len);
             break;
@@ -413,6 +429,7 @@ static void *up_main(void *arg)
 /* ---- Coordinator (shard 0) ---- */
 
 static void ck_msg_trigger(struct sp_shard *shard, void *arg);
+static void old_free(struct ck_run *run);
 static void ck_msg_done(struct sp_shard *shard, void *arg);
 static void ck_msg_abort(struct sp_shard *shard, void *arg);
 
@@ -593,7 +610,7 @@ static void shard_reset(struct ck_shard *cs)
 static struct ck_shard *shard_begin(struct sp_xshard *xs, uint64_t id)
 {
     struct ck_shard *cs = xs->ckpt;
-    if (id <= cs->aborted_id || id <= cs->done_id)
+    if (id <= cs->aborted_id || id <= cs->done_id || (cs->id != 0 && id < cs->id))
         return NULL; /* given up (or a stale barrier): nothing to take */
     if (cs->id == id)
         return cs;
@@ -603,8 +620,8 @@ static struct ck_shard *shard_begin(struct sp_xshard *xs, uint64_t id)
     }
     cs->id = id;
     cs->since_id = cs->done_id;
-    cs->full =
-        cs->done_id == 0 || cs->deltas >= cs->run->max_deltas || cs->delta_bytes > cs->full_bytes;
+    cs->full = cs->done_id == 0 || cs->force_full || cs->deltas >= cs->run->max_deltas ||
+               cs->delta_bytes > cs->full_bytes;
     return cs;
 }
 
@@ -806,7 +823,9 @@ void ck_inst_barrier(struct sp_inst *inst, uint64_t id)
         return;
     uint64_t t0 = sp_now_ns();
     cs = shard_begin(xs, id);
-    if (cs != NULL && cs->err == 0) {
+    if (cs == NULL)
+        return; /* given up (or stale): no snapshot, no pre-commit */
+    if (cs->err == 0) {
         if (cs->passed == 0 && cs->chunk == NULL && cs->chunk_len == 0) {
             int rc = write_head(cs);
             if (rc < 0)
@@ -819,6 +838,10 @@ void ck_inst_barrier(struct sp_inst *inst, uint64_t id)
                 continue;
             int64_t v = sp_table_snapshot_begin(tb->t, cs->full, cs->full ? 0 : tb->done_v);
             if (v < 0) {
+                /* A delta that cannot be taken (its tombstones were dropped
+                 * at the memory limit) is not taken again: write whole. */
+                if (!cs->full)
+                    cs->force_full = true;
                 shard_fail(cs, (int)v);
                 break;
             }
@@ -826,10 +849,10 @@ void ck_inst_barrier(struct sp_inst *inst, uint64_t id)
             tb->streaming = true;
         }
     }
+    cs->putting = true; /* what barrier() puts belongs to this checkpoint */
     if (inst->vt->barrier != NULL)
         inst->vt->barrier(inst, id);
-    if (cs == NULL)
-        return;
+    cs->putting = false;
     cs->sync_ns = SP_MAX(cs->sync_ns, sp_now_ns() - t0);
     cs->passed++;
     stream_post(cs);
@@ -842,10 +865,13 @@ void ck_src_barrier(struct sp_src *src, uint64_t id)
     struct sp_xshard *xs = src->xs;
     if (xs->ckpt == NULL)
         return;
-    if (shard_begin(xs, id) == NULL)
+    struct ck_shard *cs = shard_begin(xs, id);
+    if (cs == NULL)
         return;
+    cs->putting = true;
     if (src->node->u.source.vt->checkpoint != NULL)
         src->node->u.source.vt->checkpoint(src, id);
+    cs->putting = false;
 }
 
 void ck_align_failed(struct sp_xshard *xs, uint64_t id)
@@ -877,8 +903,8 @@ int sp_ckpt_put(struct sp_xshard *xs, const struct sp_node *node, const char *ke
                 const void *value, uint32_t len)
 {
     struct ck_shard *cs = xs->ckpt;
-    if (cs == NULL || cs->id == 0)
-        return -EINVAL;
+    if (cs == NULL || cs->id == 0 || !cs->putting)
+        return -EINVAL; /* only from barrier() or a source's checkpoint() */
     char full[CK_PUT_KEY_BYTES + 16];
     int klen = snprintf(full, sizeof(full), "%u/%s", node->id, key);
     if (klen < 0 || (size_t)klen >= sizeof(full) || strlen(key) > CK_PUT_KEY_BYTES ||
@@ -956,6 +982,7 @@ static void ck_msg_done(struct sp_shard *shard, void *arg)
                                        : xs->shard->id * cs->run->max_deltas /
                                              SP_MAX(xs->exec->shard_count, 1u);
             cs->staggered = true;
+            cs->force_full = false;
             cs->full_bytes = cs->bytes;
             cs->delta_bytes = 0;
         } else {
@@ -995,6 +1022,7 @@ static void ck_msg_abort(struct sp_shard *shard, void *arg)
     }
     if (xs->inject_id == id)
         xs->inject_id = 0;
+    exec_barrier_abandon(xs, id);
 }
 
 /* ---- Registration, restore into tables ---- */
@@ -1127,6 +1155,9 @@ void ck_shard_start(struct sp_xshard *xs)
     sp_timer_init(&xs->ckpt->wait, stream_wait_done, xs->ckpt);
     if (xs->shard->id != 0)
         return;
+    /* Every shard applied its part before the start barrier: the restored
+     * data goes (small state stays in the manifest, for sp_ckpt_foreach). */
+    old_free(run);
     run->trigger_ns = run->ended_ns = sp_now_ns();
     sp_timer_init(&run->timer, coord_tick, run);
     coord_arm(run, xs->shard);
@@ -1392,8 +1423,11 @@ static int restore_read(struct ck_run *run, struct sp_ckpt_manifest *m)
         if (g->shard >= m->shard_count && err == 0)
             err = -EBADMSG;
         if (err < 0) {
-            for (uint32_t k = 0; k < g->nparts; k++)
+            for (uint32_t k = 0; k < g->nparts; k++) {
                 free(g->parts[k].streams);
+                if (g->parts[k].buf != g->buf)
+                    free(g->parts[k].buf); /* the first part owns the buffer once read */
+            }
             free(g->parts);
             free(g->buf);
             continue;

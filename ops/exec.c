@@ -683,7 +683,7 @@ struct xchg {
     struct sp_batch **held;
     struct sp_batch **held_tail;
     uint32_t barriers;
-    uint64_t align_id;
+    uint64_t align_id; /* the checkpoint being aligned, or the last aligned */
 };
 
 static void xchg_recv(struct sp_shard *shard, void *arg);
@@ -848,11 +848,43 @@ static void xchg_drain(struct sp_xshard *xs, struct sp_inst *inst);
 static void xchg_align_try(struct sp_xshard *xs, struct sp_inst *inst);
 static void barrier_forward(struct sp_inst *inst, uint64_t id);
 
+/* Ends an alignment without passing its barrier on: what was held goes
+ * back to the front of the queue, each sender's in order (it came before
+ * anything queued from that sender). */
+static void xchg_unalign(struct xchg *x, unsigned n)
+{
+    for (unsigned s = n; s-- > 0;) {
+        x->in_barrier[s] = false;
+        if (x->held[s] == NULL)
+            continue;
+        x->held_tail[s]->next = x->queue;
+        if (x->queue == NULL)
+            x->queue_tail = x->held_tail[s];
+        x->queue = x->held[s];
+        x->held[s] = x->held_tail[s] = NULL;
+    }
+    x->barriers = 0;
+}
+
 /* Sender `from`'s barrier of checkpoint `id` came; once every sender's has,
  * the barrier goes down this shard's chain and what was held is processed. */
 static void xchg_barrier(struct sp_xshard *xs, struct sp_inst *inst, unsigned from, uint64_t id)
 {
     struct xchg *x = inst->state;
+    if (id < x->align_id || (id == x->align_id && x->barriers == 0))
+        return; /* a checkpoint given up, or one aligned already: its sender is late */
+    if (id > x->align_id && x->barriers > 0) {
+        /* A later checkpoint while one is aligning: the earlier one was
+         * given up (a sender never sent it). Its alignment ends; what was
+         * held is processed again in order, and counts towards this one. */
+        xchg_unalign(x, xs->exec->shard_count);
+        x->align_id = id;
+        x->in_barrier[from] = true;
+        x->barriers = 1;
+        xchg_align_try(xs, inst);
+        xchg_drain(xs, inst);
+        return;
+    }
     x->align_id = id;
     if (!x->in_barrier[from]) {
         x->in_barrier[from] = true;
@@ -869,24 +901,16 @@ static void xchg_align_try(struct sp_xshard *xs, struct sp_inst *inst)
     struct xchg *x = inst->state;
     unsigned n = xs->exec->shard_count;
     uint64_t id = x->align_id;
-    if (x->barriers < n || !ck_triggered(xs, id))
+    /* Not while an operator below holds rows back (a backlog, a watermark
+     * half done): those rows come before the barrier. The resume task
+     * tries again. */
+    if (x->barriers < n || !ck_triggered(xs, id) || (inst->chain & xs->deferred) != 0)
         return;
-    x->barriers = 0;
-    for (unsigned s = 0; s < n; s++)
-        x->in_barrier[s] = false;
     ck_inst_barrier(inst, id);
     barrier_forward(inst, id);
-    /* What was held came before anything queued from the same sender:
-     * it goes first, through the queue (downstream may be blocked). */
-    for (unsigned s = n; s-- > 0;) {
-        if (x->held[s] == NULL)
-            continue;
-        x->held_tail[s]->next = x->queue;
-        if (x->queue == NULL)
-            x->queue_tail = x->held_tail[s];
-        x->queue = x->held[s];
-        x->held[s] = x->held_tail[s] = NULL;
-    }
+    /* What was held goes first, through the queue (downstream may be
+     * blocked). */
+    xchg_unalign(x, n);
     xchg_drain(xs, inst);
 }
 
@@ -1171,6 +1195,9 @@ static void inst_input_barrier(struct sp_inst *inst, unsigned port, uint64_t id)
         return;
     }
     if (inst->port_count > 1) {
+        if (id < inst->align_id ||
+            (id == inst->align_id && !inst->align_port[0] && !inst->align_port[1]))
+            return; /* a checkpoint given up, or aligned already: a late input */
         if (inst->align_id != id) {
             /* A new checkpoint (an earlier one that never aligned here was
              * given up upstream: whatever was held goes through first). */
@@ -1224,6 +1251,26 @@ void exec_barrier_inject(struct sp_xshard *xs, uint64_t id)
 {
     xs->inject_id = id;
     barrier_try_inject(xs);
+}
+
+void exec_barrier_abandon(struct sp_xshard *xs, uint64_t id)
+{
+    struct sp_job *job = xs->exec->job;
+    for (uint32_t i = 0; i < job->node_count; i++) {
+        struct sp_inst *inst = xs->insts[i];
+        if (inst == NULL)
+            continue;
+        if (job->nodes[i]->kind == SP_NODE_KEY_BY && inst->state != NULL) {
+            struct xchg *x = inst->state;
+            if (x->align_id == id && x->barriers > 0) {
+                xchg_unalign(x, xs->exec->shard_count);
+                xs_resume(xs); /* drains the queue from a task */
+            }
+        } else if (inst->port_count > 1 && inst->align_id == id) {
+            inst->align_port[0] = inst->align_port[1] = false;
+            align_release(inst);
+        }
+    }
 }
 
 void exec_barrier_aligned(struct sp_xshard *xs)
@@ -1577,6 +1624,8 @@ static void xs_resume_task(struct sp_task *task, struct sp_shard *shard)
         }
     }
     barrier_try_inject(xs);
+    if (xs->ckpt != NULL)
+        exec_barrier_aligned(xs); /* alignments that waited for the chain below */
     for (uint32_t i = 0; i < job->node_count; i++) {
         struct sp_inst *inst = xs->insts[i];
         if (inst == NULL)

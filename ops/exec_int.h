@@ -47,6 +47,9 @@ void exec_barrier_inject(struct sp_xshard *xs, uint64_t id);
 /* Exchange receivers that had every barrier of a checkpoint before its
  * trigger came to this shard pass it on now. */
 void exec_barrier_aligned(struct sp_xshard *xs);
+/* Checkpoint `id` was given up: alignments of it end, what they held goes
+ * on in order. */
+void exec_barrier_abandon(struct sp_xshard *xs, uint64_t id);
 
 /* ---- checkpoint.c, for exec.c ---- */
 

@@ -5,22 +5,28 @@
  * small.
  *
  * Each shard writes the rows of one checkpoint epoch into a file of its own,
- * ".part-<shard>-<run>-<seq>.inprogress", opened at the epoch's first row.
- * At the barrier of checkpoint k the file is closed out: its name, length
- * and final name ("part-<k>-<shard>.jsonl") go into the checkpoint
- * (sp_ckpt_put, key "f/<shard>/<n>"), and the checkpoint waits (a hold)
- * until an fsync through io_uring made it durable. When checkpoint k
+ * ".part-<node>-<shard>-<run>-<seq>.inprogress", opened at the epoch's first
+ * row. At the barrier of checkpoint k the file is closed out: its length
+ * and its name and final name ("part-<k>-<node>-<shard>.jsonl"), both
+ * without the directory, go into the checkpoint (sp_ckpt_put, key
+ * "f/<shard>/<n>"), and the checkpoint waits (a hold) until an fsync
+ * through io_uring made it durable (a barrier that comes while an earlier
+ * fsync runs waits for that one too). When checkpoint k
  * completes, every file closed out at or before it is renamed to its final
  * name; a file whose checkpoint failed is listed again in the next one and
  * published with it. Readers take the part-* files only.
  *
  * A restore publishes what the restored checkpoint lists (truncated to the
  * recorded length first: a crashed run may have written more; already
- * renamed: nothing to do) and deletes every other in-progress file: what a
- * crashed run wrote after its last completed checkpoint, which the restored
- * run writes again. Shard 0 does this for every old shard, in restored(),
- * before any shard writes (files are opened at the first row, after the
- * executor's start barrier).
+ * renamed: nothing to do; shorter than recorded: the job fails) and deletes
+ * every other in-progress file of this sink (its node id in the name):
+ * what a crashed run wrote after its last completed checkpoint, which the
+ * restored run writes again. Shard 0 does this for every old shard, in
+ * restored(), before any shard writes (files are opened at the first row,
+ * after the executor's start barrier). Files closed out and waiting for a
+ * checkpoint are at most spate.sink.files.pending (FS_PENDING_MAX) per
+ * shard: past that (checkpoints failing for that long) the job fails
+ * rather than hold rows it cannot publish.
  *
  * Without checkpoints the files are published when the input ends. With
  * them, end() asks for a final checkpoint and the sink reports done once it
@@ -43,7 +49,7 @@
 
 #define FS_BUF_BYTES (256u * 1024u)
 #define FS_PATH_BYTES 4096
-#define FS_PENDING_MAX 64 /* epochs closed out, waiting for their checkpoint */
+#define FS_PENDING_MAX 4096 /* epochs closed out, waiting for their checkpoint */
 
 struct fs_config {
     char *dir;
@@ -66,12 +72,13 @@ struct fs_sink {
     uint64_t length;
     char *buf;
     size_t used;
-    struct fs_pending pending[FS_PENDING_MAX];
-    uint32_t npending;
+    struct fs_pending *pending; /* grows up to FS_PENDING_MAX */
+    uint32_t npending, pending_cap;
     /* the fsync of the file closed out at the barrier in flight */
     struct sp_io_op sync_op;
     int sync_fd;
     uint64_t sync_id;
+    uint64_t sync_also; /* a later barrier's checkpoint waiting for this fsync too */
     bool syncing;
     bool ended;      /* end() ran */
     bool final_sent; /* the final checkpoint was asked for */
@@ -103,8 +110,8 @@ static int fs_write_out(struct fs_sink *f)
 static int fs_open_epoch(struct fs_sink *f)
 {
     char path[FS_PATH_BYTES];
-    snprintf(path, sizeof(path), "%s/.part-%u-%llu-%u.inprogress", f->config->dir,
-             f->inst->xs->shard->id, (unsigned long long)f->run, f->seq++);
+    snprintf(path, sizeof(path), "%s/.part-%u-%u-%llu-%u.inprogress", f->config->dir,
+             f->inst->node->id, f->inst->xs->shard->id, (unsigned long long)f->run, f->seq++);
     f->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (f->fd < 0) {
         int err = -errno;
@@ -182,6 +189,9 @@ static void fs_synced(struct sp_io_op *op, int res, void *ctx)
         sp_warn("%s: fsync before checkpoint %llu: %s", f->inst->node->name,
                 (unsigned long long)f->sync_id, strerror(-res));
     sp_ckpt_release(f->inst->xs, f->sync_id, res < 0 ? res : 0);
+    if (f->sync_also != 0)
+        sp_ckpt_release(f->inst->xs, f->sync_also, res < 0 ? res : 0);
+    f->sync_also = 0;
 }
 
 /* The barrier of checkpoint `id`: the epoch's file is closed out, every
@@ -191,19 +201,38 @@ static void fs_barrier(struct sp_inst *inst, uint64_t id)
     struct fs_sink *f = inst->state;
     if (f->ended && f->end_id == 0)
         f->end_id = id;
-    if (f->fd >= 0) {
+    if (f->syncing) {
+        /* An earlier barrier's fsync (of a checkpoint given up since) is
+         * still running: this checkpoint lists that file too, so it waits. */
+        if (f->sync_also != 0)
+            sp_ckpt_release(inst->xs, f->sync_also, 0); /* superseded */
+        f->sync_also = id;
+        sp_ckpt_hold(inst->xs, id);
+    }
+    if (f->fd >= 0 && f->syncing) {
+        /* One fsync at a time: this epoch's file stays open for the next. */
+        (void)fs_write_out(f);
+    } else if (f->fd >= 0) {
         if (fs_write_out(f) < 0)
             return;
-        if (f->npending == FS_PENDING_MAX || f->syncing) {
-            /* Checkpoints keep failing (or one is still syncing): this one
-             * cannot take the file; it stays open for the next. */
-            sp_ckpt_hold(inst->xs, id);
-            sp_ckpt_release(inst->xs, id, -EBUSY);
+        if (f->npending == FS_PENDING_MAX) {
+            sp_exec_fail(inst->xs, -ENOBUFS, "%s: %u files wait for checkpoints that keep failing",
+                         inst->node->name, FS_PENDING_MAX);
             return;
         }
+        if (f->npending == f->pending_cap) {
+            uint32_t cap = f->pending_cap ? f->pending_cap * 2 : 16;
+            struct fs_pending *grown = realloc(f->pending, cap * sizeof(*grown));
+            if (grown == NULL) {
+                sp_exec_fail(inst->xs, -ENOMEM, "%s: out of memory", inst->node->name);
+                return;
+            }
+            f->pending = grown;
+            f->pending_cap = cap;
+        }
         char final[FS_PATH_BYTES];
-        snprintf(final, sizeof(final), "%s/part-%016llx-%u.jsonl", f->config->dir,
-                 (unsigned long long)id, inst->xs->shard->id);
+        snprintf(final, sizeof(final), "%s/part-%016llx-%u-%u.jsonl", f->config->dir,
+                 (unsigned long long)id, inst->node->id, inst->xs->shard->id);
         struct fs_pending *p = &f->pending[f->npending];
         p->id = id;
         p->tmp = f->path;
@@ -228,10 +257,11 @@ static void fs_barrier(struct sp_inst *inst, uint64_t id)
         struct fs_pending *p = &f->pending[i];
         struct stat st;
         uint64_t len = stat(p->tmp, &st) == 0 ? (uint64_t)st.st_size : 0;
+        /* Names without the directory (it may be relative, or have spaces). */
         char key[64], value[2 * FS_PATH_BYTES + 32];
         snprintf(key, sizeof(key), "f/%u/%u", inst->xs->shard->id, i);
-        int n =
-            snprintf(value, sizeof(value), "%llu %s %s", (unsigned long long)len, p->tmp, p->final);
+        int n = snprintf(value, sizeof(value), "%llu %s %s", (unsigned long long)len,
+                         strrchr(p->tmp, '/') + 1, strrchr(p->final, '/') + 1);
         if (n < 0 || (size_t)n >= sizeof(value) ||
             sp_ckpt_put(inst->xs, inst->node, key, value, (uint32_t)n) < 0)
             return; /* the checkpoint fails; the next one lists them again */
@@ -288,7 +318,9 @@ static void fs_restore_one(void *ctx, const char *key, const void *value, uint32
     struct fs_restoring *r = ctx;
     if (r->err < 0 || strncmp(key, "f/", 2) != 0)
         return;
-    char text[2 * FS_PATH_BYTES + 32], tmp[FS_PATH_BYTES], final[FS_PATH_BYTES];
+    const struct fs_config *c = r->inst->node->u.sink.config;
+    char text[2 * FS_PATH_BYTES + 32], tmp_name[FS_PATH_BYTES], final_name[FS_PATH_BYTES];
+    char tmp[2 * FS_PATH_BYTES], final[2 * FS_PATH_BYTES];
     unsigned long long length;
     if (len >= sizeof(text)) {
         r->err = -EBADMSG;
@@ -296,13 +328,24 @@ static void fs_restore_one(void *ctx, const char *key, const void *value, uint32
     }
     memcpy(text, value, len);
     text[len] = '\0';
-    if (sscanf(text, "%llu %4095s %4095s", &length, tmp, final) != 3) {
+    if (sscanf(text, "%llu %4095s %4095s", &length, tmp_name, final_name) != 3 ||
+        strchr(tmp_name, '/') != NULL || strchr(final_name, '/') != NULL) {
         r->err = -EBADMSG;
         return;
     }
-    if (access(tmp, F_OK) == 0) {
-        if (truncate(tmp, (off_t)length) < 0 || rename(tmp, final) < 0)
+    snprintf(tmp, sizeof(tmp), "%s/%s", c->dir, tmp_name);
+    snprintf(final, sizeof(final), "%s/%s", c->dir, final_name);
+    struct stat st;
+    if (stat(tmp, &st) == 0) {
+        if ((unsigned long long)st.st_size < length) {
+            sp_exec_fail(r->inst->xs, -EBADMSG,
+                         "%s: %s holds %lld bytes, the checkpoint restored counts %llu: rows "
+                         "of a completed checkpoint are lost",
+                         r->inst->node->name, tmp, (long long)st.st_size, length);
+            r->err = -EBADMSG;
+        } else if (truncate(tmp, (off_t)length) < 0 || rename(tmp, final) < 0) {
             r->err = -errno;
+        }
     } else if (access(final, F_OK) != 0) {
         sp_exec_fail(r->inst->xs, -ENOENT,
                      "%s: %s, which the checkpoint restored lists, is gone: its rows are lost",
@@ -327,10 +370,12 @@ static int fs_restored(struct sp_inst *inst)
     DIR *d = opendir(f->config->dir);
     if (d == NULL)
         return 0;
+    char mine[32];
+    int mine_len = snprintf(mine, sizeof(mine), ".part-%u-", inst->node->id);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
-        if (strncmp(e->d_name, ".part-", 6) != 0 || n < 11 ||
+        if (strncmp(e->d_name, mine, (size_t)mine_len) != 0 || n < 11 ||
             strcmp(e->d_name + n - 11, ".inprogress") != 0)
             continue;
         char path[FS_PATH_BYTES];
@@ -377,6 +422,7 @@ static void fs_close(struct sp_inst *inst)
         free(f->pending[i].tmp);
         free(f->pending[i].final);
     }
+    free(f->pending);
     free(f->path);
     free(f->buf);
     free(f);

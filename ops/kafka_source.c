@@ -52,6 +52,16 @@
  * (30 s) fail the job; later connection failures are retried as the
  * client does.
  *
+ * Checkpoints. The source puts each partition's position into every
+ * checkpoint ("p/N") and a restored run starts there. With checkpoints the
+ * partitions are assigned as without a group (p mod n == s), even when a
+ * group is configured: a group's rebalances and commits would move
+ * partitions and offsets between checkpoints, and positions must come from
+ * the checkpoint alone (group offsets are then not committed: a known
+ * limit, Flink commits them for monitoring). Positions a restored run knew
+ * but has not read yet are carried forward ("c/N") so that no checkpoint
+ * forgets one.
+ *
  * Everything of a shard lives on that shard: opened in open(), shut in
  * stop() (called by the executor's stop hook: the consumer pauses; in a
  * group, after a completed run, the positions are committed if they moved,
@@ -706,7 +716,10 @@ static void ks_begin_manual(struct ks *ks)
 
 static void ks_begin(struct ks *ks)
 {
-    if (ks->config->group)
+    /* With checkpoints the job assigns the partitions, as Flink's source
+     * does: positions come from checkpoints, and a group's rebalances and
+     * commits would move partitions and offsets between the cuts. */
+    if (ks->config->group && !sp_ckpt_enabled(ks->src->xs))
         (void)ks_group_start(ks);
     else
         ks_begin_manual(ks);
