@@ -16,6 +16,20 @@
  * shard timer armed at the earliest of them. The list and timer tables
  * place entries by key and namespace (ns_in_hash): a key may have
  * thousands.
+ *
+ * State TTL (state_ttl_ms): the value and list tables get the TTL, and their
+ * clock is ticked with the wall clock at open, at each input batch, each
+ * watermark and each processing-time timer (each tick also deletes a
+ * bounded number of expired entries). A list expires as a whole: its length
+ * entry then also holds the time the list was created (its first append),
+ * and a list created ttl or more ago is cleared when next touched. Every
+ * element was written at or after that time, so none expires in a live
+ * list; a length entry that expired in the table (not touched for ttl)
+ * leaves its elements behind, unreachable (positions past the length are
+ * never read, and an append over a left-behind element zeroes it) until
+ * they expire too. Flink keeps a time per element instead and drops only
+ * the expired ones, keeping the list's younger elements: here a list lives
+ * at most ttl from its first append, younger elements included.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +44,8 @@ struct sp_pctx {
     struct sp_table proc_timers;
     struct sp_table list;
     bool has_values, has_event, has_proc, has_list;
+    uint64_t ttl_ms;    /* fn->state_ttl_ms */
+    uint64_t opened_ms; /* the TTL clock at open, before any restore */
     struct sp_timer proc_timer;
     uint64_t proc_armed_ms; /* 0: not armed */
     bool proc_ended;        /* input ended: no new processing-time timers */
@@ -87,6 +103,14 @@ void *sp_pctx_state(struct sp_pctx *c)
     return sp_table_value(&c->values, e);
 }
 
+const void *sp_pctx_state_get(struct sp_pctx *c)
+{
+    if (!c->has_values)
+        return NULL;
+    const struct sp_table_entry *e = sp_table_get(&c->values, c->hash, c->key.ptr, c->key.len, 0);
+    return e != NULL ? sp_table_value(&c->values, (struct sp_table_entry *)e) : NULL;
+}
+
 void *sp_pctx_state_find(struct sp_pctx *c)
 {
     if (!c->has_values)
@@ -107,7 +131,27 @@ void sp_pctx_state_clear(struct sp_pctx *c)
 /* ---- List state ---- */
 
 #define LIST_HEAD_NS (-1)
+#define LIST_CREATED_OFF 8 /* TTL: the head's creation time (u64 ms) */
+#define LIST_HEAD_TTL_BYTES 16
 
+/* A list head: its length (u32) and, with a TTL, the list's creation time.
+ * Whether that list expired. */
+static bool list_expired(struct sp_pctx *c, const uint32_t *head)
+{
+    if (c->ttl_ms == 0)
+        return false;
+    uint64_t created;
+    memcpy(&created, (const uint8_t *)head + LIST_CREATED_OFF, sizeof(created));
+    /* A list restored from a checkpoint taken without TTL has no creation
+     * time; its entries were stamped at the restore, after open. */
+    if (created == 0)
+        created = c->opened_ms;
+    uint64_t now = sp_table_ttl_now(&c->list);
+    return now >= created && now - created >= c->ttl_ms;
+}
+
+/* The current key's list head (writable: a write), NULL when there is none
+ * and `create` is false; an expired list is cleared first. */
 static uint32_t *list_head(struct sp_pctx *c, bool create)
 {
     if (!c->has_list)
@@ -115,17 +159,32 @@ static uint32_t *list_head(struct sp_pctx *c, bool create)
     if (!create) {
         struct sp_table_entry *e =
             sp_table_find(&c->list, c->hash, c->key.ptr, c->key.len, LIST_HEAD_NS);
+        if (e != NULL && list_expired(c, sp_table_value(&c->list, e))) {
+            sp_pctx_list_clear(c);
+            return NULL;
+        }
         return e != NULL ? sp_table_value(&c->list, e) : NULL;
     }
-    bool created;
-    int err = 0;
-    struct sp_table_entry *e =
-        sp_table_upsert(&c->list, c->hash, c->key.ptr, c->key.len, LIST_HEAD_NS, &created, &err);
-    if (e == NULL) {
-        state_full(c, err);
-        return NULL;
+    for (;;) {
+        bool created;
+        int err = 0;
+        struct sp_table_entry *e = sp_table_upsert(&c->list, c->hash, c->key.ptr, c->key.len,
+                                                   LIST_HEAD_NS, &created, &err);
+        if (e == NULL) {
+            state_full(c, err);
+            return NULL;
+        }
+        uint32_t *head = sp_table_value(&c->list, e);
+        if (!created && list_expired(c, head)) {
+            sp_pctx_list_clear(c);
+            continue; /* created afresh next */
+        }
+        if (created && c->ttl_ms != 0) {
+            uint64_t now = sp_table_ttl_now(&c->list);
+            memcpy((uint8_t *)head + LIST_CREATED_OFF, &now, sizeof(now));
+        }
+        return head;
     }
-    return sp_table_value(&c->list, e);
 }
 
 static struct sp_table_entry *list_entry(struct sp_pctx *c, uint32_t i)
@@ -135,8 +194,19 @@ static struct sp_table_entry *list_entry(struct sp_pctx *c, uint32_t i)
 
 uint32_t sp_pctx_list_len(struct sp_pctx *c)
 {
-    const uint32_t *len = list_head(c, false);
-    return len != NULL ? *len : 0;
+    if (!c->has_list)
+        return 0;
+    /* A read: no write unless the list expired. */
+    const struct sp_table_entry *e =
+        sp_table_get(&c->list, c->hash, c->key.ptr, c->key.len, LIST_HEAD_NS);
+    if (e == NULL)
+        return 0;
+    const uint32_t *len = sp_table_value(&c->list, (struct sp_table_entry *)e);
+    if (list_expired(c, len)) {
+        sp_pctx_list_clear(c);
+        return 0;
+    }
+    return *len;
 }
 
 void *sp_pctx_list_at(struct sp_pctx *c, uint32_t i)
@@ -162,6 +232,8 @@ void *sp_pctx_list_append(struct sp_pctx *c)
     }
     /* The upsert may have grown the index, but entries never move. */
     (*len)++;
+    if (!created) /* an element an expired list left behind (TTL) */
+        memset(sp_table_value(&c->list, e), 0, c->list.config.value_bytes);
     return sp_table_value(&c->list, e);
 }
 
@@ -207,6 +279,24 @@ void sp_pctx_list_clear(struct sp_pctx *c)
 /* ---- Timers ---- */
 
 static void proc_arm(struct sp_pctx *c);
+
+/* Advances the state's TTL clock to `now_ms` (and its incremental cleanup). */
+static void ttl_tick(struct sp_pctx *c, int64_t now_ms)
+{
+    if (c->ttl_ms == 0)
+        return;
+    if (c->has_values)
+        sp_table_ttl_tick(&c->values, (uint64_t)now_ms);
+    if (c->has_list)
+        sp_table_ttl_tick(&c->list, (uint64_t)now_ms);
+}
+
+/* The same with the wall clock, read only for a TTL. */
+static void ttl_tick_now(struct sp_pctx *c)
+{
+    if (c->ttl_ms != 0)
+        ttl_tick(c, sp_wall_ms());
+}
 
 static void timer_set(struct sp_pctx *c, struct sp_table *t, int64_t ts)
 {
@@ -282,7 +372,10 @@ static void proc_fire(struct sp_timer *timer, void *ctx)
     struct sp_pctx *c = ctx;
     (void)timer;
     c->proc_armed_ms = 0;
-    bool done = fire_due(c, &c->proc_timers, sp_wall_ms(), false);
+    /* One reading: the state's clock is at least every firing timer's time. */
+    int64_t now = sp_wall_ms();
+    ttl_tick(c, now);
+    bool done = fire_due(c, &c->proc_timers, now, false);
     sp_out_flush(&c->inst->out);
     if (!done) {
         /* Downstream is full: try again in a millisecond. */
@@ -320,8 +413,10 @@ static int proc_open(struct sp_inst *inst)
     const struct sp_process_fn *fn = &inst->node->u.process.fn;
     struct sp_table_config tc;
     int rc;
+    c->ttl_ms = fn->state_ttl_ms;
     if (fn->state_bytes > 0) {
         sp_exec_table_config(inst->xs, "process.value", fn->state_bytes, false, &tc);
+        tc.ttl_ms = c->ttl_ms;
         if ((rc = sp_table_init(&c->values, &tc)) < 0)
             return rc;
         c->has_values = true;
@@ -329,9 +424,11 @@ static int proc_open(struct sp_inst *inst)
             return rc;
     }
     if (fn->list_bytes > 0) {
-        uint32_t bytes = fn->list_bytes < sizeof(uint32_t) ? sizeof(uint32_t) : fn->list_bytes;
+        uint32_t head_bytes = c->ttl_ms != 0 ? LIST_HEAD_TTL_BYTES : sizeof(uint32_t);
+        uint32_t bytes = fn->list_bytes < head_bytes ? head_bytes : fn->list_bytes;
         sp_exec_table_config(inst->xs, "process.list", bytes, false, &tc);
         tc.ns_in_hash = true; /* a key's elements spread over the index */
+        tc.ttl_ms = c->ttl_ms;
         if ((rc = sp_table_init(&c->list, &tc)) < 0)
             return rc;
         c->has_list = true;
@@ -350,6 +447,9 @@ static int proc_open(struct sp_inst *inst)
     if ((rc = sp_table_init(&c->proc_timers, &tc)) < 0)
         return rc;
     c->has_proc = true;
+    ttl_tick_now(c); /* the clock starts now, before a restore stamps entries */
+    if (c->has_list)
+        c->opened_ms = sp_table_ttl_now(&c->list);
     sp_timer_init(&c->proc_timer, proc_fire, c);
     return sp_exec_state_table(inst, "proc_timers", &c->proc_timers);
 }
@@ -404,6 +504,7 @@ static uint32_t proc_rows(struct sp_inst *inst, const struct sp_batch *in, uint3
 static void proc_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
 {
     (void)port;
+    ttl_tick_now(inst->state);
     uint32_t from = 0;
     if (inst->backlog == NULL) {
         from = proc_rows(inst, in, 0);
@@ -416,6 +517,7 @@ static void proc_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
 static void proc_watermark(struct sp_inst *inst, int64_t wm)
 {
     struct sp_pctx *c = inst->state;
+    ttl_tick_now(c);
     if (!sp_inst_backlog_run(inst, proc_rows))
         return; /* deferred again */
     if (!fire_due(c, &c->event_timers, wm, true)) {

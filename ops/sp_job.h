@@ -257,6 +257,15 @@ struct sp_process_fn {
     /* At the end of a bounded input, fire the processing-time timers still
      * pending (their windows close early) instead of dropping them. */
     bool proc_timers_at_end;
+    /* Time to live of the value and list state, in ms of processing time
+     * (Flink's StateTtlConfig: OnCreateAndWrite, NeverReturnExpired; 0:
+     * state lives until cleared). A value expires ttl after its last write
+     * (sp_pctx_state and sp_pctx_state_find hand out writable pointers, so
+     * they count as writes; sp_pctx_state_get does not); a list as a whole,
+     * ttl after its first element was appended (appends do not extend it).
+     * Expired state reads as absent, and its memory is reclaimed as the
+     * operator runs. Timers never expire. */
+    uint64_t state_ttl_ms;
 };
 
 struct sp_stream *sp_process(struct sp_stream *keyed, const struct sp_schema *out_schema,
@@ -273,6 +282,9 @@ void sp_pctx_state_clear(struct sp_pctx *c);
 /* The current key's value state if it has one (NULL otherwise): a lookup
  * that creates nothing (Flink's ValueState.value() returning null). */
 void *sp_pctx_state_find(struct sp_pctx *c);
+/* The same for reading only: no write, so it refreshes no TTL (Flink's
+ * value() under OnCreateAndWrite); the state must not be written through. */
+const void *sp_pctx_state_get(struct sp_pctx *c);
 /*
  * The current key's list state: elements of list_bytes, in managed memory
  * like every keyed state. Elements are numbered 0..len-1; removing one

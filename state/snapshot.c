@@ -44,10 +44,12 @@
  * (an active delta keeps the ones after its `since`).
  *
  * The stream (little-endian, written byte by byte, no alignment):
- *   header  magic u32 "SPTS", format u16 (1), flags u16 (bit 0: full),
+ *   header  magic u32 "SPTS", format u16 (1), flags u16 (bit 0: full,
+ *           bit 1: entries carry their last write's time: a TTL table),
  *           since u32, version u32, value_bytes u32, key_groups_total u32
  *   record  type u8 (1 entry, 2 tombstone), key_len u32, hash u64, ns i64,
- *           value (entries only: value_bytes), key
+ *           write time u64 ms (entries of TTL streams only), value
+ *           (entries only: value_bytes), key
  *   end     type u8 (3), entry count u64, tombstone count u64, CRC-32C u32
  *           of every byte before the end record
  * Tombstones come before entries; the end record is the last byte. Limits:
@@ -55,6 +57,14 @@
  * most config.snapshot_held_bytes_max: over it the snapshot fails
  * (-ENOBUFS from read), or a tombstone is dropped and no delta from before
  * its version can be taken (-ENOBUFS from begin).
+ *
+ * TTL. A full snapshot leaves out the entries expired by the table's clock
+ * when they are encoded (Flink's cleanupFullSnapshot). That is safe for the
+ * deltas taken on it because the clock never goes back and an expired entry
+ * is never written again (find and upsert delete it): such an entry can
+ * only be deleted later, and its tombstone finds nothing to delete. Deltas
+ * keep expired entries (restored, they keep their times and expire as they
+ * would have).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -68,6 +78,8 @@
 #define SNAP_MAGIC 0x53545053u /* "SPTS" */
 #define SNAP_FORMAT 1u
 #define SNAP_FLAG_FULL 1u
+#define SNAP_FLAG_TTL 2u
+#define SNAP_TIME_BYTES 8u
 #define SNAP_HEADER_BYTES 24u
 #define SNAP_REC_HEAD_BYTES 21u
 #define SNAP_END_BYTES 21u
@@ -169,15 +181,20 @@ static int buf_reserve(struct sp_table *t, struct sp_table_buf *b, size_t more)
 
 /* ---- Records ---- */
 
-static inline bool entry_in_snap(const struct sp_table_snap *s, const struct sp_table_entry *e)
+static inline bool entry_in_snap(const struct sp_table *t, const struct sp_table_entry *e)
 {
-    return (e->key_len & SP_TABLE_DEAD) == 0 && e->version <= s->v &&
-           (s->full || e->version > s->since);
+    const struct sp_table_snap *s = &t->snap;
+    if ((e->key_len & SP_TABLE_DEAD) != 0 || e->version > s->v)
+        return false;
+    if (s->full)
+        return !sp_table_expired(t, e);
+    return e->version > s->since;
 }
 
 static inline size_t entry_rec_bytes(const struct sp_table *t, const struct sp_table_entry *e)
 {
-    return SNAP_REC_HEAD_BYTES + t->config.value_bytes + e->key_len;
+    return SNAP_REC_HEAD_BYTES + (t->config.ttl_ms != 0 ? SNAP_TIME_BYTES : 0) +
+           t->config.value_bytes + e->key_len;
 }
 
 static void rec_head_encode(uint8_t *p, uint8_t type, const struct sp_table_entry *e)
@@ -192,8 +209,13 @@ static void entry_rec_encode(const struct sp_table *t, const struct sp_table_ent
 {
     uint32_t vb = t->config.value_bytes;
     rec_head_encode(p, REC_ENTRY, e);
-    memcpy(p + SNAP_REC_HEAD_BYTES, (const uint8_t *)e + t->value_off, vb);
-    memcpy(p + SNAP_REC_HEAD_BYTES + vb, sp_table_key(t, e), e->key_len);
+    p += SNAP_REC_HEAD_BYTES;
+    if (t->config.ttl_ms != 0) {
+        put64(p, sp_table_ttl_written(t, e));
+        p += SNAP_TIME_BYTES;
+    }
+    memcpy(p, (const uint8_t *)e + t->value_off, vb);
+    memcpy(p + vb, sp_table_key(t, e), e->key_len);
 }
 
 /* ---- Copy-on-write and tombstones (called from table.c) ---- */
@@ -214,7 +236,7 @@ void sp_table_snap_touch(struct sp_table *t, uint32_t no)
     for (uint32_t off = first; off < seg->used;) {
         const struct sp_table_entry *e = (const struct sp_table_entry *)(seg->base + off);
         off += e->bytes;
-        if (entry_in_snap(s, e))
+        if (entry_in_snap(t, e))
             need += entry_rec_bytes(t, e);
     }
     if (need == 0)
@@ -228,7 +250,7 @@ void sp_table_snap_touch(struct sp_table *t, uint32_t no)
     for (uint32_t off = first; off < seg->used;) {
         const struct sp_table_entry *e = (const struct sp_table_entry *)(seg->base + off);
         off += e->bytes;
-        if (entry_in_snap(s, e)) {
+        if (entry_in_snap(t, e)) {
             entry_rec_encode(t, e, p);
             p += entry_rec_bytes(t, e);
             s->entry_count++;
@@ -358,7 +380,8 @@ static void header_step(struct sp_table *t, struct snap_out *o)
         return;
     put32(p, SNAP_MAGIC);
     put16(p + 4, SNAP_FORMAT);
-    put16(p + 6, s->full ? SNAP_FLAG_FULL : 0);
+    put16(p + 6,
+          (uint16_t)((s->full ? SNAP_FLAG_FULL : 0) | (t->config.ttl_ms != 0 ? SNAP_FLAG_TTL : 0)));
     put32(p + 8, s->since);
     put32(p + 12, s->v);
     put32(p + 16, t->config.value_bytes);
@@ -418,7 +441,7 @@ static void entries_step(struct sp_table *t, struct snap_out *o)
             SP_ASSERT(e->bytes >= t->key_off && e->bytes <= seg->used - s->walk_off);
             s->walk_off += e->bytes;
             o->scanned += e->bytes;
-            if (!entry_in_snap(s, e))
+            if (!entry_in_snap(t, e))
                 continue;
             uint8_t *p = emit(t, o, entry_rec_bytes(t, e));
             if (p == NULL)
@@ -563,6 +586,7 @@ struct snap_rec {
     uint32_t key_len;
     uint64_t hash;
     int64_t ns;
+    uint64_t written_ms;  /* entries of TTL streams only */
     const uint8_t *value; /* entries only */
     const uint8_t *key;
     uint64_t entry_count; /* the end record */
@@ -570,8 +594,10 @@ struct snap_rec {
     uint32_t crc;
 };
 
-/* Parses the record at p (left bytes). Its length, or -EBADMSG. */
-static int64_t rec_parse(const uint8_t *p, size_t left, uint32_t value_bytes, struct snap_rec *r)
+/* Parses the record at p (left bytes; entries carry a time when `timed`).
+ * Its length, or -EBADMSG. */
+static int64_t rec_parse(const uint8_t *p, size_t left, uint32_t value_bytes, bool timed,
+                         struct snap_rec *r)
 {
     if (left < 1)
         return -EBADMSG;
@@ -591,10 +617,12 @@ static int64_t rec_parse(const uint8_t *p, size_t left, uint32_t value_bytes, st
     r->ns = (int64_t)get64(p + 13);
     if (r->key_len > SP_TABLE_KEY_MAX)
         return -EBADMSG;
-    uint64_t body = (uint64_t)r->key_len + (r->type == REC_ENTRY ? value_bytes : 0);
+    uint32_t time_bytes = r->type == REC_ENTRY && timed ? SNAP_TIME_BYTES : 0;
+    uint64_t body = (uint64_t)r->key_len + time_bytes + (r->type == REC_ENTRY ? value_bytes : 0);
     if (body > left - SNAP_REC_HEAD_BYTES)
         return -EBADMSG;
-    r->value = p + SNAP_REC_HEAD_BYTES;
+    r->written_ms = time_bytes != 0 ? get64(p + SNAP_REC_HEAD_BYTES) : 0;
+    r->value = p + SNAP_REC_HEAD_BYTES + time_bytes;
     r->key = r->value + (r->type == REC_ENTRY ? value_bytes : 0);
     return (int64_t)(SNAP_REC_HEAD_BYTES + body);
 }
@@ -606,11 +634,13 @@ static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len)
     if (len < SNAP_HEADER_BYTES + SNAP_END_BYTES)
         return -EBADMSG;
     if (get32(p) != SNAP_MAGIC || get16(p + 4) != SNAP_FORMAT ||
-        (get16(p + 6) & ~SNAP_FLAG_FULL) != 0 || get32(p + 16) != t->config.value_bytes)
+        (get16(p + 6) & ~(SNAP_FLAG_FULL | SNAP_FLAG_TTL)) != 0 ||
+        get32(p + 16) != t->config.value_bytes)
         return -EBADMSG;
     /* A full stream is of no base; a delta's base is older than it. The key
      * groups total is informative: records are placed by this table's. */
     bool full = (get16(p + 6) & SNAP_FLAG_FULL) != 0;
+    bool timed = (get16(p + 6) & SNAP_FLAG_TTL) != 0;
     uint32_t since = get32(p + 8);
     uint32_t v = get32(p + 12);
     if (v == 0 || (full ? since != 0 : since == 0 || since >= v))
@@ -619,7 +649,7 @@ static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len)
     uint64_t tombs = 0;
     for (size_t off = SNAP_HEADER_BYTES; off < len;) {
         struct snap_rec r;
-        int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, &r);
+        int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, timed, &r);
         if (k < 0)
             return (int)k;
         if (r.type == REC_END) {
@@ -649,9 +679,10 @@ int sp_table_restore(struct sp_table *t, const void *stream, size_t len)
     if (rc < 0)
         return rc;
     uint32_t first = t->config.key_group_first;
+    bool timed = (get16(p + 6) & SNAP_FLAG_TTL) != 0;
     for (size_t off = SNAP_HEADER_BYTES;;) {
         struct snap_rec r;
-        int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, &r);
+        int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, timed, &r);
         SP_ASSERT(k > 0); /* checked above */
         off += (size_t)k;
         if (r.type == REC_END)
@@ -672,5 +703,7 @@ int sp_table_restore(struct sp_table *t, const void *stream, size_t len)
         if (e == NULL)
             return err == -E2BIG ? -EBADMSG : err;
         memcpy(sp_table_value(t, e), r.value, t->config.value_bytes);
+        if (timed && t->config.ttl_ms != 0)
+            sp_table_ttl_stamp(t, e, r.written_ms);
     }
 }

@@ -28,6 +28,17 @@
  * Running out of the budget is -ENOBUFS (NULL from upsert): the caller
  * decides (backpressure, fail the job; spilling comes with checkpoints).
  * A table belongs to one shard and is used only on its thread.
+ *
+ * Time to live (ttl_ms, Flink's StateTtlConfig with OnCreateAndWrite,
+ * NeverReturnExpired, processing time): the table keeps per entry the time
+ * of its last write (upsert and find count as writes, sp_table_get does
+ * not), from a clock the owner advances with sp_table_ttl_tick, so no hot
+ * path reads the time. An entry whose last write is ttl_ms or more before
+ * that clock is expired: it is never returned (get and find give NULL,
+ * upsert makes a fresh zeroed one, iteration and namespace visits skip
+ * it). Expired entries are deleted when found and by each tick, which looks
+ * at the next ttl_cleanup_entries entries of a round robin over the entry
+ * segments (Flink's incremental cleanup); full snapshots leave them out.
  */
 #ifndef SP_TABLE_H
 #define SP_TABLE_H
@@ -47,12 +58,15 @@
 struct sp_table_entry {
     uint64_t hash;
     int64_t ns;
-    uint32_t ns_block; /* ns_order: the block of its namespace's list that holds it */
-    uint32_t ns_slot;  /* and where in it */
-    uint32_t key_len;  /* SP_TABLE_DEAD set once deleted */
-    uint32_t bytes;    /* the whole entry, header included */
-    uint32_t version;  /* table version of its last possible write (snapshots) */
-    uint32_t created;  /* table version it was inserted in (tombstones) */
+    /* ns_order: the block of its namespace's list that holds it and where
+     * in it. Tables with a TTL but no ns_order keep the time of the last
+     * write here (sp_table.ttl_off). */
+    uint32_t ns_block;
+    uint32_t ns_slot;
+    uint32_t key_len; /* SP_TABLE_DEAD set once deleted */
+    uint32_t bytes;   /* the whole entry, header included */
+    uint32_t version; /* table version of its last possible write (snapshots) */
+    uint32_t created; /* table version it was inserted in (tombstones) */
 };
 _Static_assert(sizeof(struct sp_table_entry) == 40, "entry header: 40 bytes, value 8-aligned");
 
@@ -90,7 +104,15 @@ struct sp_table_config {
     /* Snapshots: bytes held aside by copy-on-write plus tombstones (0: the
      * default, SP_TABLE_SNAPSHOT_HELD_BYTES_DEFAULT). */
     uint64_t snapshot_held_bytes_max;
+    /* Time to live of an entry after its last write, in ms of the clock
+     * sp_table_ttl_tick advances (0: entries never expire). */
+    uint64_t ttl_ms;
+    /* Entries each tick looks at for expired ones (0: the default,
+     * SP_TABLE_TTL_CLEANUP_DEFAULT). */
+    uint32_t ttl_cleanup_entries;
 };
+
+#define SP_TABLE_TTL_CLEANUP_DEFAULT 1000u
 
 #define SP_TABLE_SNAPSHOT_HELD_BYTES_DEFAULT (1ull << 30)
 
@@ -130,6 +152,10 @@ struct sp_table {
     struct sp_table_config config;
     uint32_t value_off; /* sizeof(struct sp_table_entry) */
     uint32_t key_off;   /* value_off + value bytes rounded to 8 */
+    /* TTL: where the last write's time (u64 ms) lives in an entry: in
+     * ns_block/ns_slot without ns_order (no extra byte), else between the
+     * header and the value (value_off is 8 more). 0 without TTL. */
+    uint32_t ttl_off;
     uint32_t seg_shift;
     uint32_t off_bits; /* bits of a ref that address 8-byte units in a segment */
 
@@ -158,6 +184,13 @@ struct sp_table {
     uint32_t block_free;             /* free list through `next` */
     struct sp_table_entry *ns_cache; /* the directory entry used last */
     int64_t ns_cache_key;
+
+    /* TTL: the clock (sp_table_ttl_tick) and the cleanup's cursor, which
+     * walks the entry segments like the snapshot walker. */
+    uint64_t ttl_now_ms;
+    uint64_t ttl_live_from; /* entries written before it are expired */
+    uint32_t ttl_seg;
+    uint32_t ttl_walk_off;
 };
 
 /*
@@ -262,12 +295,36 @@ static inline void sp_table_prefetch_entry(const struct sp_table *t, uint64_t ha
     }
 }
 
+/* ---- Time to live ---- */
+
+/*
+ * Advances the TTL clock to `now_ms` (ms, any epoch; it never goes back: an
+ * earlier time is ignored, so an entry once expired stays so) and deletes
+ * the expired entries among the next ttl_cleanup_entries entries of the
+ * cleanup's round (segments without entries count one each). The clock
+ * starts at 0: tick before the first write. Entry pointers got before the
+ * tick must be found again. Nothing but the clock for tables without TTL.
+ */
+void sp_table_ttl_tick(struct sp_table *t, uint64_t now_ms);
+
+/* The TTL clock: the latest tick's time. */
+static inline uint64_t sp_table_ttl_now(const struct sp_table *t)
+{
+    return t->ttl_now_ms;
+}
+
+/* The time of entry `e`'s last write (TTL tables only). */
+uint64_t sp_table_write_ms(const struct sp_table *t, const struct sp_table_entry *e);
+
 /* ---- ns_order tables ---- */
 
 /* The smallest namespace with entries: true and `*ns`, or false when empty. */
 bool sp_table_ns_min(struct sp_table *t, int64_t *ns);
 
-/* First entry of namespace `ns` (insertion order), NULL when none. */
+/* First entry of namespace `ns` (insertion order), NULL when none. With a
+ * TTL, it and sp_table_ns_next skip (and delete) expired entries; so
+ * sp_table_ns_min and sp_table_ns_count may still count expired entries not
+ * yet deleted, and ns_min may name a namespace whose ns_first is NULL. */
 struct sp_table_entry *sp_table_ns_first(struct sp_table *t, int64_t ns);
 
 /*
@@ -276,6 +333,7 @@ struct sp_table_entry *sp_table_ns_first(struct sp_table *t, int64_t ns);
  * must not insert into or delete from this table. When `stop` (not NULL)
  * says so after a block of entries, it stops there and returns false: the
  * rest of the namespace stays for a later call. True when all are gone.
+ * With a TTL, `fn` is not called on expired entries (they go all the same).
  */
 bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
                       void (*fn)(struct sp_table_entry *e, void *ctx), bool (*stop)(void *ctx),
@@ -289,8 +347,9 @@ struct sp_table_entry *sp_table_ns_next(struct sp_table *t, const struct sp_tabl
 
 /* ---- Whole-table iteration (snapshots, tests) ---- */
 
-/* Calls fn for every live entry, by segment; fn must not insert or delete,
- * nor write: this is no write for snapshots (see sp_table_get). */
+/* Calls fn for every live entry, by segment (expired ones skipped); fn must
+ * not insert or delete, nor write: this is no write for snapshots (see
+ * sp_table_get). */
 void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, void *ctx),
                       void *ctx);
 
@@ -314,7 +373,8 @@ static inline void sp_table_set_version(struct sp_table *t, uint32_t version)
  * snapshot is copied aside first. Every entry records the version of its
  * last possible write; sp_table_get() reads without counting as one.
  *
- * Full snapshots hold every live entry. Incremental ones hold the entries
+ * Full snapshots hold every live entry (with a TTL, not expired when the
+ * walker or copy-on-write encodes it). Incremental ones hold the entries
  * written in versions (since, v] and a tombstone (hash, key, namespace) for
  * every entry deleted in those versions that existed before them: applied
  * in order onto the snapshot of version `since`, they give version v's
@@ -370,12 +430,16 @@ uint64_t sp_table_snapshot_held_bytes(const struct sp_table *t);
  * (malformed, truncated, another value size, an entry too large for this
  * table's segments), -ENOBUFS (the budget is full), -ENOMEM; after the
  * last three the table holds part of the stream. Restored entries carry the
- * table's current version.
+ * table's current version. With a TTL, they keep their last write's time
+ * when the stream has them (a stream of a TTL table), else get the clock's;
+ * a TTL table's stream restores onto a table without TTL too (times
+ * dropped).
  */
 SP_MUST_CHECK int sp_table_restore(struct sp_table *t, const void *stream, size_t len);
 
 /* Finds an entry without counting as a write (no copy-on-write, no version
- * stamp): for reads only; the entry must not be written through. */
+ * stamp, no TTL refresh): for reads only; the entry must not be written
+ * through. NULL for an expired entry (left for cleanup: this is no write). */
 const struct sp_table_entry *sp_table_get(struct sp_table *t, uint64_t hash, const void *key,
                                           uint32_t key_len, int64_t ns);
 

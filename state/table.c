@@ -5,6 +5,13 @@
  * that hands out an entry the caller may write through stamps it with the
  * current version and, while a snapshot is active, lets snapshot.c copy the
  * entry's segment aside first (sp_table_note_write in table_int.h).
+ *
+ * TTL: the paths that hand out a writable entry (find, upsert, namespace
+ * visits) delete an expired one instead and stamp a live one with the
+ * clock; sp_table_get only looks. The cleanup's cursor (ttl_seg,
+ * ttl_walk_off) is a place in a segment; whatever rewinds or frees that
+ * segment puts it back to the segment's start, so a reused segment is never
+ * read at a stale offset.
  */
 #include "sp_table.h"
 
@@ -175,6 +182,8 @@ static int seg_new(struct sp_table *t, uint32_t key_group, uint32_t *seg_out)
 
 static void seg_release(struct sp_table *t, uint32_t no)
 {
+    if (no == t->ttl_seg)
+        t->ttl_walk_off = 0;
     sp_budget_release(t->config.budget, t->segs[no].base);
     t->segs[no].base = NULL;
     t->seg_free[t->seg_free_count++] = no;
@@ -337,20 +346,33 @@ static void list_remove(struct sp_table *t, struct sp_table_ns *list,
 }
 
 /* The first live entry from block `i`, slot `slot` on (the caller may
- * write through it: it counts as a write). */
+ * write through it: it counts as a write). Expired entries on the way are
+ * deleted; a block whose last entry that was goes back, so its successor
+ * is read first. */
 static struct sp_table_entry *list_scan(struct sp_table *t, uint32_t i, uint32_t slot)
 {
     while (i != SP_TABLE_REF_NONE) {
         const struct sp_table_ns_block *b = block_at(t, i);
+        uint32_t next = b->next;
+        bool released = false;
         for (; slot < b->used; slot++) {
             uint32_t ref = b->refs[slot];
-            if (ref != SP_TABLE_REF_NONE) {
-                struct sp_table_entry *e = sp_table_entry_at(t, ref);
-                sp_table_note_write(t, e, ref >> t->off_bits);
-                return e;
+            if (ref == SP_TABLE_REF_NONE)
+                continue;
+            struct sp_table_entry *e = sp_table_entry_at(t, ref);
+            if (SP_UNLIKELY(sp_table_expired(t, e))) {
+                released = b->live == 1;
+                sp_table_delete(t, e);
+                if (released)
+                    break;
+                continue;
             }
+            sp_table_note_write(t, e, ref >> t->off_bits);
+            if (t->config.ttl_ms != 0)
+                sp_table_ttl_stamp(t, e, t->ttl_now_ms);
+            return e;
         }
-        i = b->next;
+        i = released ? next : b->next;
         slot = 0;
     }
     return NULL;
@@ -375,6 +397,16 @@ int sp_table_init(struct sp_table *t, const struct sp_table_config *config)
     t->seg_shift = (uint32_t)__builtin_ctz(seg_bytes);
     t->off_bits = t->seg_shift - 3;
     t->value_off = sizeof(struct sp_table_entry);
+    if (config->ttl_ms > 0) {
+        if (config->ns_order) {
+            t->ttl_off = t->value_off;
+            t->value_off += sizeof(uint64_t);
+        } else {
+            t->ttl_off = offsetof(struct sp_table_entry, ns_block);
+        }
+        if (t->config.ttl_cleanup_entries == 0)
+            t->config.ttl_cleanup_entries = SP_TABLE_TTL_CLEANUP_DEFAULT;
+    }
     t->key_off = t->value_off + ((config->value_bytes + 7u) & ~7u);
     if (t->key_off + 8 > seg_bytes)
         return -EINVAL;
@@ -473,6 +505,19 @@ static inline uint64_t pos_hash(const struct sp_table *t, uint64_t hash, int64_t
     return hash ^ z ^ (z >> 31);
 }
 
+/* TTL tables: entry `e` (reference `ref`) was found by find or upsert: an
+ * expired one is deleted (NULL), a live one is a write, stamped now. */
+static struct sp_table_entry *ttl_found(struct sp_table *t, struct sp_table_entry *e, uint32_t ref)
+{
+    if (sp_table_expired(t, e)) {
+        sp_table_delete(t, e);
+        return NULL;
+    }
+    sp_table_note_write(t, e, ref >> t->off_bits);
+    sp_table_ttl_stamp(t, e, t->ttl_now_ms);
+    return e;
+}
+
 struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
                                      uint32_t key_len, int64_t ns)
 {
@@ -485,6 +530,8 @@ struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const vo
         if ((uint32_t)(s >> 32) == tag) {
             struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
             if (entry_matches(t, e, hash, key, key_len, ns)) {
+                if (SP_UNLIKELY(t->config.ttl_ms != 0))
+                    return ttl_found(t, e, slot_ref(s));
                 sp_table_note_write(t, e, slot_ref(s) >> t->off_bits);
                 return e;
             }
@@ -504,7 +551,7 @@ const struct sp_table_entry *sp_table_get(struct sp_table *t, uint64_t hash, con
         if ((uint32_t)(s >> 32) == tag) {
             const struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
             if (entry_matches(t, e, hash, key, key_len, ns))
-                return e;
+                return SP_UNLIKELY(sp_table_expired(t, e)) ? NULL : e;
         }
     }
 }
@@ -563,6 +610,13 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
         if ((uint32_t)(s >> 32) == tag) {
             struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
             if (entry_matches(t, e, hash, key, key_len, ns)) {
+                if (SP_UNLIKELY(t->config.ttl_ms != 0)) {
+                    e = ttl_found(t, e, slot_ref(s));
+                    if (e == NULL) /* expired and deleted: insert afresh */
+                        return sp_table_upsert(t, hash, key, key_len, ns, created, err);
+                    *created = false;
+                    return e;
+                }
                 *created = false;
                 sp_table_note_write(t, e, slot_ref(s) >> t->off_bits);
                 return e;
@@ -617,6 +671,8 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
     e->ns_slot = 0;
     e->version = t->version;
     e->created = t->version;
+    if (t->config.ttl_ms != 0)
+        sp_table_ttl_stamp(t, e, t->ttl_now_ms);
     memset(sp_table_value(t, e), 0, t->key_off - t->value_off);
     memcpy((uint8_t *)e + t->key_off, key, key_len);
     if (list != NULL) {
@@ -691,6 +747,8 @@ static void entry_kill(struct sp_table *t, struct sp_table_entry *e, uint32_t re
              * must not go on at its old offset: it holds nothing of it. */
             if (SP_UNLIKELY(t->snap.active))
                 sp_table_snap_touch(t, no);
+            if (no == t->ttl_seg)
+                t->ttl_walk_off = 0;
             seg->used = 0;
         } else
             seg_release(t, no);
@@ -757,7 +815,7 @@ bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
             struct sp_table_entry *e = sp_table_entry_at(t, ref);
             if (SP_UNLIKELY(t->snap.ever))
                 sp_table_snap_delete(t, e, ref >> t->off_bits);
-            if (fn != NULL)
+            if (fn != NULL && !sp_table_expired(t, e))
                 fn(e, ctx);
             index_remove(t, e, ref);
             entry_kill(t, e, ref);
@@ -817,7 +875,7 @@ void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, v
         for (uint32_t off = 0; off < seg->used;) {
             struct sp_table_entry *e = (struct sp_table_entry *)(seg->base + off);
             off += e->bytes;
-            if ((e->key_len & SP_TABLE_DEAD) == 0)
+            if ((e->key_len & SP_TABLE_DEAD) == 0 && !sp_table_expired(t, e))
                 fn(e, ctx);
         }
     }
@@ -827,4 +885,58 @@ struct sp_table_entry *sp_table_ns_next(struct sp_table *t, const struct sp_tabl
 {
     SP_ASSERT(t->dir != NULL && e->ns_block != SP_TABLE_REF_NONE);
     return list_scan(t, e->ns_block, e->ns_slot + 1);
+}
+
+/* ---- Time to live ---- */
+
+uint64_t sp_table_write_ms(const struct sp_table *t, const struct sp_table_entry *e)
+{
+    SP_ASSERT(t->config.ttl_ms != 0);
+    return sp_table_ttl_written(t, e);
+}
+
+void sp_table_ttl_tick(struct sp_table *t, uint64_t now_ms)
+{
+    if (now_ms > t->ttl_now_ms)
+        t->ttl_now_ms = now_ms;
+    if (t->config.ttl_ms == 0)
+        return;
+    if (t->ttl_now_ms < t->config.ttl_ms)
+        return; /* nothing can have expired yet */
+    t->ttl_live_from = t->ttl_now_ms - t->config.ttl_ms + 1;
+    /* One unit of work per entry looked at (dead ones too) and per segment
+     * passed over, so a tick is bounded however sparse the segments. */
+    uint32_t work = t->config.ttl_cleanup_entries;
+    while (work > 0 && t->count > 0) {
+        if (t->ttl_seg >= t->seg_count) {
+            t->ttl_seg = 0;
+            t->ttl_walk_off = 0;
+        }
+        const struct sp_table_seg *seg = &t->segs[t->ttl_seg];
+        if (seg->base == NULL || t->ttl_walk_off >= seg->used) {
+            t->ttl_seg++;
+            t->ttl_walk_off = 0;
+            work--;
+            continue;
+        }
+        /* The segment's entries up to a delete (which may free or rewind
+         * it: the cursor follows, see seg_release and entry_kill). */
+        uint8_t *base = seg->base;
+        uint32_t off = t->ttl_walk_off, used = seg->used;
+        struct sp_table_entry *victim = NULL;
+        while (work > 0 && off < used) {
+            struct sp_table_entry *e = (struct sp_table_entry *)(base + off);
+            SP_ASSERT(e->bytes >= t->key_off && e->bytes <= used - off);
+            off += e->bytes;
+            work--;
+            if ((e->key_len & SP_TABLE_DEAD) == 0 &&
+                sp_table_ttl_written(t, e) < t->ttl_live_from) {
+                victim = e;
+                break;
+            }
+        }
+        t->ttl_walk_off = off;
+        if (victim != NULL)
+            sp_table_delete(t, victim);
+    }
 }

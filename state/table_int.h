@@ -3,10 +3,12 @@
  * Private to state/: what the table (table.c) and its snapshots
  * (snapshot.c) call of each other. The hot paths of table.c only test
  * t->snap.ever / t->snap.active and call in here when a snapshot concerns
- * them; nothing here is for operators.
+ * them, and the TTL helpers both use; nothing here is for operators.
  */
 #ifndef SP_TABLE_INT_H
 #define SP_TABLE_INT_H
+
+#include <string.h>
 
 #include "sp_table.h"
 
@@ -39,6 +41,30 @@ static inline void sp_table_note_write(struct sp_table *t, struct sp_table_entry
         t->segs[no].version = t->version;
         e->version = t->version;
     }
+}
+
+/* TTL tables: the time of entry `e`'s last write (memcpy: without ns_order
+ * it shares bytes with ns_block/ns_slot). */
+static inline uint64_t sp_table_ttl_written(const struct sp_table *t,
+                                            const struct sp_table_entry *e)
+{
+    uint64_t ms;
+    memcpy(&ms, (const uint8_t *)e + t->ttl_off, sizeof(ms));
+    return ms;
+}
+
+static inline void sp_table_ttl_stamp(const struct sp_table *t, struct sp_table_entry *e,
+                                      uint64_t ms)
+{
+    memcpy((uint8_t *)e + t->ttl_off, &ms, sizeof(ms));
+}
+
+/* Whether `e` has expired by the table's clock (false without TTL).
+ * Flink's rule: expired once write time + ttl <= now (ttl_live_from is
+ * now - ttl + 1, or 0 while now < ttl). */
+static inline bool sp_table_expired(const struct sp_table *t, const struct sp_table_entry *e)
+{
+    return t->config.ttl_ms != 0 && sp_table_ttl_written(t, e) < t->ttl_live_from;
 }
 
 #endif /* SP_TABLE_INT_H */

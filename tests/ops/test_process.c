@@ -5,7 +5,10 @@
  * in time order, only when the watermark passes them, and may be deleted;
  * a timer set from on_timer fires too; processing-time timers fire once,
  * not before their time, and at the end of the input only when asked; list
- * state keeps each key's elements through appends, removals and clears.
+ * state keeps each key's elements through appends, removals and clears;
+ * with a state TTL, value and list state read after the TTL are gone (read
+ * from a processing-time timer set past the TTL: the state's clock is at
+ * least the timer's time), and with a long TTL they are still there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -293,6 +296,129 @@ static void test_processing_time_timers_at_end(void **state)
     assert_int_equal(total, 100);
 }
 
+/* State TTL: each record is its own key; it counts into the value state,
+ * appends its amount to the list and sets a processing-time timer `delay`
+ * ms ahead, which reports what it finds (count -2: no value state). */
+static void ttl_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    (void)ts;
+    const struct ev *e = row;
+    int64_t *count = sp_pctx_state(c);
+    int64_t *v = sp_pctx_list_append(c);
+    if (count == NULL || v == NULL)
+        return;
+    (*count)++;
+    *v = e->amount;
+    sp_pctx_timer_proc(c, sp_pctx_now_ms(c) + *(const int64_t *)sp_pctx_user(c));
+}
+
+static void ttl_timer(struct sp_pctx *c, int64_t ts, bool event_time)
+{
+    (void)event_time;
+    struct sp_str key = sp_pctx_key(c);
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    memcpy(&f->user, key.ptr, sizeof(f->user));
+    f->at = ts;
+    const int64_t *got = sp_pctx_state_get(c);
+    const int64_t *found = sp_pctx_state_find(c);
+    f->count = found != NULL ? *found : -2;
+    if ((got == NULL) != (found == NULL))
+        f->count = -3;
+    uint32_t len = sp_pctx_list_len(c);
+    f->watermark = len == 1 ? *(const int64_t *)sp_pctx_list_at(c, 0) : -(int64_t)len - 10;
+    f->now_ms = wall_ms();
+}
+
+static void test_state_ttl(void **state)
+{
+    (void)state;
+    /* 50 records at 100 a second: the timers of the first ones fire while
+     * the input lasts (those pending at its end are dropped). */
+    static struct ev events[50];
+    for (unsigned i = 0; i < 50; i++)
+        events[i] = (struct ev){.ts = i, .user = 100 + i, .amount = 7 * i};
+    /* Timers fire 80 ms after the only write to their key: a 30 ms TTL has
+     * passed by the state's clock, whatever the machine's speed. */
+    static int64_t delay = 80;
+    struct sp_process_fn fn = {.state_bytes = sizeof(int64_t),
+                               .list_bytes = sizeof(int64_t),
+                               .process = ttl_process,
+                               .on_timer = ttl_timer,
+                               .ctx = &delay,
+                               .state_ttl_ms = 30};
+    run_process(events, 50, &fn, test_cores(2), 0, 100);
+    assert_true(seen.count >= 1);
+    for (unsigned i = 0; i < seen.count; i++) {
+        assert_int_equal(seen.rows[i].count, -2);
+        assert_int_equal(seen.rows[i].watermark, -10); /* an empty list */
+        assert_true(seen.rows[i].now_ms >= seen.rows[i].at);
+    }
+    /* An hour's TTL: everything is still there. */
+    fn.state_ttl_ms = 3600000;
+    run_process(events, 50, &fn, test_cores(2), 0, 100);
+    assert_true(seen.count >= 1);
+    for (unsigned i = 0; i < seen.count; i++) {
+        assert_int_equal(seen.rows[i].count, 1);
+        assert_int_equal(seen.rows[i].watermark, 7 * (seen.rows[i].user - 100));
+    }
+}
+
+/* State TTL while keys keep being written: each record stores its wall
+ * time as the value and appends it to the list, and sets a timer 30 ms
+ * ahead. A timer at `ts` runs with the state's clock at ts or later, so it
+ * must find no value last written TTL or more before ts, and no list whose
+ * first element (its creation) is that old; count says how many such it
+ * found (a missing element in a live list counts too), watermark the
+ * list's length. */
+#define TTL_MS 100
+static void ttl_keep_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    (void)row, (void)ts;
+    int64_t *last = sp_pctx_state(c);
+    int64_t *v = sp_pctx_list_append(c);
+    if (last == NULL || v == NULL)
+        return;
+    *last = *v = sp_pctx_now_ms(c);
+    sp_pctx_timer_proc(c, sp_pctx_now_ms(c) + 30);
+}
+
+static void ttl_keep_timer(struct sp_pctx *c, int64_t ts, bool event_time)
+{
+    (void)event_time;
+    struct sp_str key = sp_pctx_key(c);
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    memcpy(&f->user, key.ptr, sizeof(f->user));
+    f->at = ts;
+    const int64_t *last = sp_pctx_state_get(c);
+    if (last != NULL && ts >= *last + TTL_MS)
+        f->count++;
+    uint32_t len = sp_pctx_list_len(c);
+    for (uint32_t i = 0; i < len; i++) {
+        const int64_t *v = sp_pctx_list_at(c, i);
+        if (v == NULL || (i == 0 && ts >= *v + TTL_MS))
+            f->count++;
+    }
+    f->watermark = len;
+}
+
+static void test_state_ttl_rewritten(void **state)
+{
+    (void)state;
+    static struct ev events[80];
+    for (unsigned i = 0; i < 80; i++)
+        events[i] = (struct ev){.ts = i, .user = i % 4};
+    static const struct sp_process_fn fn = {.state_bytes = sizeof(int64_t),
+                                            .list_bytes = sizeof(int64_t),
+                                            .process = ttl_keep_process,
+                                            .on_timer = ttl_keep_timer,
+                                            .state_ttl_ms = TTL_MS};
+    run_process(events, 80, &fn, test_cores(2), 0, 100);
+    assert_true(seen.count >= 1);
+    for (unsigned i = 0; i < seen.count; i++) {
+        assert_int_equal(seen.rows[i].count, 0);
+    }
+}
+
 /* The sink asks when the watermark passed each fired timer's time. */
 struct wm_seen {
     struct sp_job *job;
@@ -352,6 +478,8 @@ int main(void)
         cmocka_unit_test(test_processing_time_timers_at_end),
         cmocka_unit_test(test_event_timers_once_in_order),
         cmocka_unit_test(test_processing_time_timers),
+        cmocka_unit_test(test_state_ttl),
+        cmocka_unit_test(test_state_ttl_rewritten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
