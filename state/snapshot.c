@@ -628,8 +628,9 @@ static int64_t rec_parse(const uint8_t *p, size_t left, uint32_t value_bytes, bo
 }
 
 /* Checks the whole stream before anything is applied: header, records
- * (tombstones first), the end record last with matching counts and CRC. */
-static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len)
+ * (tombstones first), the end record last with matching counts and CRC.
+ * *mine: the entries of the table's own key groups (what restore adds). */
+static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len, uint64_t *mine)
 {
     if (len < SNAP_HEADER_BYTES + SNAP_END_BYTES)
         return -EBADMSG;
@@ -647,6 +648,7 @@ static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len)
         return -EBADMSG;
     uint64_t entries = 0;
     uint64_t tombs = 0;
+    *mine = 0;
     for (size_t off = SNAP_HEADER_BYTES; off < len;) {
         struct snap_rec r;
         int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, timed, &r);
@@ -664,6 +666,9 @@ static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len)
             tombs++;
         } else {
             entries++;
+            uint32_t g = sp_key_group(r.hash, t->config.key_groups_total);
+            *mine += g >= t->config.key_group_first &&
+                     g - t->config.key_group_first < t->config.key_group_count;
         }
         off += (size_t)k;
     }
@@ -675,35 +680,58 @@ int sp_table_restore(struct sp_table *t, const void *stream, size_t len)
     const uint8_t *p = stream;
     SP_ASSERT(stream != NULL || len == 0);
     SP_ASSERT(t->config.key_groups_total > 0);
-    int rc = stream_check(t, p, len);
+    uint64_t mine = 0;
+    int rc = stream_check(t, p, len, &mine);
+    if (rc < 0)
+        return rc;
+    /* The index sized once for what comes (no doubling and rehashing on the
+     * way), then records in groups: their index slots are prefetched while
+     * the group is parsed, then each is applied. */
+    rc = sp_table_reserve(t, t->count + mine);
     if (rc < 0)
         return rc;
     uint32_t first = t->config.key_group_first;
     bool timed = (get16(p + 6) & SNAP_FLAG_TTL) != 0;
-    for (size_t off = SNAP_HEADER_BYTES;;) {
-        struct snap_rec r;
-        int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, timed, &r);
-        SP_ASSERT(k > 0); /* checked above */
-        off += (size_t)k;
-        if (r.type == REC_END)
-            return 0;
-        uint32_t group = sp_key_group(r.hash, t->config.key_groups_total);
-        if (group < first || group - first >= t->config.key_group_count)
-            continue;
-        if (r.type == REC_TOMB) {
-            struct sp_table_entry *e = sp_table_find(t, r.hash, r.key, r.key_len, r.ns);
-            if (e != NULL)
-                sp_table_delete(t, e);
-            continue;
+    bool prefetch = !t->config.ns_in_hash;
+    enum { GROUP = 16 };
+    struct snap_rec recs[GROUP];
+    size_t off = SNAP_HEADER_BYTES;
+    for (bool end = false; !end;) {
+        unsigned n = 0;
+        while (n < GROUP) {
+            struct snap_rec *r = &recs[n];
+            int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, timed, r);
+            SP_ASSERT(k > 0); /* checked above */
+            off += (size_t)k;
+            if (r->type == REC_END) {
+                end = true;
+                break;
+            }
+            uint32_t group = sp_key_group(r->hash, t->config.key_groups_total);
+            if (group < first || group - first >= t->config.key_group_count)
+                continue;
+            if (prefetch)
+                sp_table_prefetch(t, r->hash);
+            n++;
         }
-        bool created;
-        int err = 0;
-        struct sp_table_entry *e =
-            sp_table_upsert(t, r.hash, r.key, r.key_len, r.ns, &created, &err);
-        if (e == NULL)
-            return err == -E2BIG ? -EBADMSG : err;
-        memcpy(sp_table_value(t, e), r.value, t->config.value_bytes);
-        if (timed && t->config.ttl_ms != 0)
-            sp_table_ttl_stamp(t, e, r.written_ms);
+        for (unsigned i = 0; i < n; i++) {
+            const struct snap_rec *r = &recs[i];
+            if (r->type == REC_TOMB) {
+                struct sp_table_entry *e = sp_table_find(t, r->hash, r->key, r->key_len, r->ns);
+                if (e != NULL)
+                    sp_table_delete(t, e);
+                continue;
+            }
+            bool created;
+            int err = 0;
+            struct sp_table_entry *e =
+                sp_table_upsert(t, r->hash, r->key, r->key_len, r->ns, &created, &err);
+            if (e == NULL)
+                return err == -E2BIG ? -EBADMSG : err;
+            memcpy(sp_table_value(t, e), r->value, t->config.value_bytes);
+            if (timed && t->config.ttl_ms != 0)
+                sp_table_ttl_stamp(t, e, r->written_ms);
+        }
     }
+    return 0;
 }

@@ -136,6 +136,16 @@ static int index_grow(struct sp_table *t)
     return 0;
 }
 
+int sp_table_reserve(struct sp_table *t, uint64_t count)
+{
+    while (count > t->grow_at) {
+        int rc = index_grow(t);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ---- Entry segments ---- */
 
 static int seg_new(struct sp_table *t, uint32_t key_group, uint32_t *seg_out)

@@ -67,4 +67,8 @@ static inline bool sp_table_expired(const struct sp_table *t, const struct sp_ta
     return t->config.ttl_ms != 0 && sp_table_ttl_written(t, e) < t->ttl_live_from;
 }
 
+/* Grows the index now so that `count` entries fit without growing (a
+ * restore knows what comes). 0, -ENOBUFS, -ENOMEM. */
+SP_MUST_CHECK int sp_table_reserve(struct sp_table *t, uint64_t count);
+
 #endif /* SP_TABLE_INT_H */
