@@ -1127,7 +1127,8 @@ int ck_shard_open(struct sp_xshard *xs)
                     return -EINVAL;
                 }
                 bytes += st->len;
-                int rc = sp_table_restore(tb->t, st->data, st->len);
+                /* Segment checksums were verified as they were read. */
+                int rc = sp_table_restore_verified(tb->t, st->data, st->len);
                 if (rc < 0) {
                     sp_exec_fail(xs, rc, "restoring %s's state '%s' from checkpoint %" PRIu64,
                                  tb->inst->node->name, st->name, run->manifest.checkpoint_id);

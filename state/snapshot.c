@@ -675,6 +675,8 @@ static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len, 
     return -EBADMSG; /* no end record: truncated */
 }
 
+static int restore_apply(struct sp_table *t, const uint8_t *p, size_t len, uint64_t mine);
+
 int sp_table_restore(struct sp_table *t, const void *stream, size_t len)
 {
     const uint8_t *p = stream;
@@ -684,6 +686,29 @@ int sp_table_restore(struct sp_table *t, const void *stream, size_t len)
     int rc = stream_check(t, p, len, &mine);
     if (rc < 0)
         return rc;
+    return restore_apply(t, p, len, mine);
+}
+
+int sp_table_restore_verified(struct sp_table *t, const void *stream, size_t len)
+{
+    const uint8_t *p = stream;
+    SP_ASSERT(stream != NULL || len == 0);
+    SP_ASSERT(t->config.key_groups_total > 0);
+    /* The header, and the end record's count of entries (all key groups:
+     * the index may be sized for more than this table keeps). */
+    if (len < SNAP_HEADER_BYTES + SNAP_END_BYTES || get32(p) != SNAP_MAGIC ||
+        get16(p + 4) != SNAP_FORMAT || (get16(p + 6) & ~(SNAP_FLAG_FULL | SNAP_FLAG_TTL)) != 0 ||
+        get32(p + 16) != t->config.value_bytes || p[len - SNAP_END_BYTES] != REC_END)
+        return -EBADMSG;
+    uint64_t entries = get64(p + len - SNAP_END_BYTES + 1);
+    return restore_apply(t, p, len, entries);
+}
+
+/* Applies a stream whose header was checked; every record is still parsed
+ * with its bounds checked (a bad one stops it: -EBADMSG). */
+static int restore_apply(struct sp_table *t, const uint8_t *p, size_t len, uint64_t mine)
+{
+    int rc;
     /* The index sized once for what comes (no doubling and rehashing on the
      * way), then records in groups: their index slots are prefetched while
      * the group is parsed, then each is applied. */
@@ -701,9 +726,12 @@ int sp_table_restore(struct sp_table *t, const void *stream, size_t len)
         while (n < GROUP) {
             struct snap_rec *r = &recs[n];
             int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, timed, r);
-            SP_ASSERT(k > 0); /* checked above */
+            if (k < 0)
+                return (int)k; /* a verified stream that is not one spate wrote */
             off += (size_t)k;
             if (r->type == REC_END) {
+                if (off != len)
+                    return -EBADMSG;
                 end = true;
                 break;
             }

@@ -437,6 +437,14 @@ uint64_t sp_table_snapshot_held_bytes(const struct sp_table *t);
  */
 SP_MUST_CHECK int sp_table_restore(struct sp_table *t, const void *stream, size_t len);
 
+/*
+ * The same for a stream whose bytes were verified already (a checkpoint
+ * segment's checksum): no separate pass over it first. Every record is
+ * still parsed within bounds, but a malformed one stops the restore part
+ * way (-EBADMSG), with what came before it applied.
+ */
+SP_MUST_CHECK int sp_table_restore_verified(struct sp_table *t, const void *stream, size_t len);
+
 /* Finds an entry without counting as a write (no copy-on-write, no version
  * stamp, no TTL refresh): for reads only; the entry must not be written
  * through. NULL for an expired entry (left for cleanup: this is no write). */

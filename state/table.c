@@ -111,9 +111,9 @@ static void index_set_capacity(struct sp_table *t, uint64_t capacity)
     t->grow_at = capacity / LOAD_DEN * LOAD_NUM;
 }
 
-static int index_grow(struct sp_table *t)
+/* Rehashes the index into `capacity` slots (a power of two, larger). */
+static int index_resize(struct sp_table *t, uint64_t capacity)
 {
-    uint64_t capacity = (t->mask + 1) * 2;
     if (capacity > (1ull << 31))
         return -ENOBUFS;
     struct sp_segvec fresh;
@@ -136,14 +136,19 @@ static int index_grow(struct sp_table *t)
     return 0;
 }
 
+static int index_grow(struct sp_table *t)
+{
+    return index_resize(t, (t->mask + 1) * 2);
+}
+
 int sp_table_reserve(struct sp_table *t, uint64_t count)
 {
-    while (count > t->grow_at) {
-        int rc = index_grow(t);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    if (count <= t->grow_at)
+        return 0;
+    uint64_t capacity = (t->mask + 1) * 2;
+    while (capacity / LOAD_DEN * LOAD_NUM < count && capacity <= (1ull << 31))
+        capacity *= 2;
+    return index_resize(t, capacity); /* one rehash, not one per doubling */
 }
 
 /* ---- Entry segments ---- */

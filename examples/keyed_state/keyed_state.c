@@ -9,8 +9,10 @@
  * its index. With `update-rate`, a second generator (unioned in) sends
  * `updates` such updates at that rate from the start, while the first one
  * fills at full speed: once full, a checkpoint interval changes about
- * update-rate x interval keys. The counts go to a sink (blackhole by
- * default: the state is the point).
+ * update-rate x interval keys. With `hot-keys`, updates go to the first
+ * that many keys only (a hot set: the state changed per interval stays
+ * small at any speed, for measuring throughput with checkpoints). The
+ * counts go to a sink (blackhole by default: the state is the point).
  *
  *   spate run keyed-state --param keys=14000000 --param update-rate=140000 \
  *       --param updates=8400000 --memory 1536M --checkpoint-dir file:///tmp/ck
@@ -33,6 +35,7 @@ static const struct sp_schema event_schema = SP_SCHEMA(struct event, event_field
 
 struct ks_gen {
     uint64_t keys;
+    uint64_t hot; /* updates go to keys [0, hot) */
     bool updates_only;
 };
 
@@ -51,15 +54,15 @@ static int64_t gen_event(void *ctx, uint32_t partition, uint64_t index, void *ro
     (void)partition, (void)out;
     const struct ks_gen *g = ctx;
     struct event *e = row;
-    e->key = (int64_t)(index < g->keys && !g->updates_only ? index : mix(index) % g->keys);
+    e->key = (int64_t)(index < g->keys && !g->updates_only ? index : mix(index) % g->hot);
     e->ts = 1700000000000 + (int64_t)(index / 1000);
     return e->ts;
 }
 
 static struct ks_gen ks_gen, ks_updates;
 
-static const char *const known[] = {"keys", "events",      "rate",    "partitions",
-                                    "sink", "update-rate", "updates", NULL};
+static const char *const known[] = {"keys",        "events",  "rate",     "partitions", "sink",
+                                    "update-rate", "updates", "hot-keys", NULL};
 
 struct sp_job *keyed_state_job(const struct sp_params *p);
 struct sp_job *keyed_state_job(const struct sp_params *p)
@@ -75,6 +78,10 @@ struct sp_job *keyed_state_job(const struct sp_params *p)
         sp_job_set_error(job,
                          "keys must be > 0, events >= 0 (0: unbounded), partitions 0 to 65536");
     ks_gen.keys = (uint64_t)(keys > 0 ? keys : 1);
+    int64_t hot = sp_param_i64(job, p, "hot-keys", 0);
+    if (hot < 0 || hot > keys)
+        sp_job_set_error(job, "hot-keys from 0 (all keys) to keys");
+    ks_gen.hot = hot > 0 ? (uint64_t)hot : ks_gen.keys;
     struct sp_gen_config gc = {
         .count = (uint64_t)(events > 0 ? events : 0),
         .rate = sp_param_f64(job, p, "rate", 0),
@@ -83,9 +90,10 @@ struct sp_job *keyed_state_job(const struct sp_params *p)
     struct sp_watermarks wm = {.ts_field = "ts"};
     struct sp_stream *s = sp_source_generator(job, &event_schema, gen_event, &ks_gen, &gc, &wm);
     double update_rate = sp_param_f64(job, p, "update-rate", 0);
-    if (update_rate > 0) {
-        int64_t updates = sp_param_i64(job, p, "updates", 0);
+    int64_t updates = sp_param_i64(job, p, "updates", 0);
+    if (update_rate > 0 || updates > 0) {
         ks_updates.keys = ks_gen.keys;
+        ks_updates.hot = ks_gen.hot;
         ks_updates.updates_only = true;
         struct sp_gen_config uc = {.count = (uint64_t)(updates > 0 ? updates : 0),
                                    .rate = update_rate,
