@@ -76,6 +76,7 @@
 #define CK_FRAME_BYTES 12u
 #define CK_HEAD_MAGIC 0x31544b53u /* "SKT1" */
 #define CK_WAIT_NS (1 * SP_NSEC_PER_MSEC)
+#define CK_FINAL_TRIES 3 /* final checkpoints tried before a job ends without one */
 
 /* ---- The uploader's queue ---- */
 
@@ -196,7 +197,10 @@ struct ck_shard {
     uint32_t deltas;     /* completed deltas since the last full one */
     bool staggered;      /* its first full write is done */
     bool force_full;     /* a delta could not be taken: the next write is whole */
-    bool putting;        /* in barrier() or a source's checkpoint(): sp_ckpt_put allowed */
+    bool final_wait;     /* the sinks are done: a checkpoint after final_after ends the shard */
+    uint64_t final_after;
+    uint32_t final_failed; /* final checkpoints that failed */
+    bool putting;          /* in barrier() or a source's checkpoint(): sp_ckpt_put allowed */
     uint64_t full_bytes, delta_bytes;
 
     /* The checkpoint in flight here. */
@@ -960,6 +964,14 @@ static void ck_msg_trigger(struct sp_shard *shard, void *arg)
     exec_barrier_aligned(xs); /* exchange receivers that waited for this */
 }
 
+void ck_shard_final(struct sp_xshard *xs)
+{
+    struct ck_shard *cs = xs->ckpt;
+    cs->final_wait = true;
+    cs->final_after = cs->triggered; /* later triggers put barriers out after the end */
+    sp_ckpt_request(xs);
+}
+
 bool ck_triggered(const struct sp_xshard *xs, uint64_t id)
 {
     return xs->ckpt == NULL || xs->ckpt->triggered >= id;
@@ -1002,6 +1014,20 @@ static void ck_msg_done(struct sp_shard *shard, void *arg)
         if (inst != NULL && inst->vt->checkpoint_done != NULL)
             inst->vt->checkpoint_done(inst, id);
     }
+    if (cs->final_wait && id > cs->final_after) {
+        cs->final_wait = false;
+        exec_shard_done(xs);
+    }
+}
+
+/* Every source of the shard has ended. */
+static bool sources_ended(const struct sp_xshard *xs)
+{
+    for (uint32_t i = 0; i < xs->exec->job->node_count; i++) {
+        if (xs->srcs[i] != NULL && !xs->srcs[i]->ended)
+            return false;
+    }
+    return true;
 }
 
 static void ck_msg_abort(struct sp_shard *shard, void *arg)
@@ -1023,6 +1049,28 @@ static void ck_msg_abort(struct sp_shard *shard, void *arg)
     if (xs->inject_id == id)
         xs->inject_id = 0;
     exec_barrier_abandon(xs, id);
+    if (!cs->final_wait && xs->sinks_open > 0 && sources_ended(xs) &&
+        ++cs->final_failed >= CK_FINAL_TRIES) {
+        /* Sinks wait for a checkpoint after the end to publish their last
+         * output (exactly once), and checkpoints keep failing. */
+        sp_exec_fail(xs, -EIO,
+                     "checkpoints keep failing after the end of the input (%u in a row): the "
+                     "sinks' last output cannot be committed",
+                     cs->final_failed);
+        return;
+    }
+    if (cs->final_wait && id > cs->final_after) {
+        if (++cs->final_failed < CK_FINAL_TRIES) {
+            sp_ckpt_request(xs); /* the final checkpoint failed: another */
+        } else {
+            /* The run is complete; only its end is not recorded (a restart
+             * would read again from the last checkpoint). */
+            sp_warn("the final checkpoint failed %u times: the job ends without it",
+                    CK_FINAL_TRIES);
+            cs->final_wait = false;
+            exec_shard_done(xs);
+        }
+    }
 }
 
 /* ---- Registration, restore into tables ---- */

@@ -1573,8 +1573,17 @@ void sp_sink_done(struct sp_inst *inst)
 {
     struct sp_xshard *xs = inst->xs;
     SP_ASSERT(xs->sinks_open > 0);
-    if (--xs->sinks_open == 0)
+    if (--xs->sinks_open > 0)
+        return;
+    if (xs->ckpt != NULL)
+        ck_shard_final(xs); /* done once a checkpoint after the end completed */
+    else
         xs_send_done(xs);
+}
+
+void exec_shard_done(struct sp_xshard *xs)
+{
+    xs_send_done(xs);
 }
 
 /* ---- Shard lifecycle ---- */

@@ -44,6 +44,9 @@ struct sp_exec {
  * nothing downstream of them is in the middle of a watermark (else once
  * that is done; the executor retries). */
 void exec_barrier_inject(struct sp_xshard *xs, uint64_t id);
+/* Every sink of this shard is done (shard 0 counts it towards the job's end). */
+void exec_shard_done(struct sp_xshard *xs);
+
 /* Exchange receivers that had every barrier of a checkpoint before its
  * trigger came to this shard pass it on now. */
 void exec_barrier_aligned(struct sp_xshard *xs);
@@ -78,6 +81,11 @@ void ck_src_barrier(struct sp_src *src, uint64_t id);
 bool ck_triggered(const struct sp_xshard *xs, uint64_t id);
 /* Before the operators open (they register their tables). */
 int ck_shard_alloc(struct sp_xshard *xs);
+/* Every sink of this shard is done: with checkpoints the shard is done
+ * once a checkpoint taken after that completed (a final checkpoint, as
+ * Flink's FLIP-147: a restart then restores the end, reading nothing
+ * again); exec_shard_done() then. */
+void ck_shard_final(struct sp_xshard *xs);
 /* An instance could not align checkpoint `id`'s barrier: it fails. */
 void ck_align_failed(struct sp_xshard *xs, uint64_t id);
 

@@ -126,14 +126,15 @@ newest_id=$((16#${newest%.manifest}))
 seg=$(ls "$dir/ck-bad/segments" | grep "^${newest%.manifest}-" | head -1)
 [ -n "$seg" ] || fail "checkpoint $newest_id wrote no segment"
 printf 'XXXX' | dd of="$dir/ck-bad/segments/$seg" bs=1 seek=20 conv=notrunc 2>/dev/null
+# A savepoint now (the next run's final checkpoint would be the newest after).
+"$spate" savepoint "$ck" "file://$dir/sp" >"$dir/sp.out" 2>&1 || fail "spate savepoint: $(cat "$dir/sp.out")"
 "$spate" "${job[@]}" --cores 2 --param sink=file:"$dir/bad2.out" --checkpoint-dir "$ck" \
     >"$dir/bad2.log" 2>&1 || fail "restore after damage failed"
 grep -q "checkpoint $newest_id does not verify" "$dir/bad2.log" || fail "damage not detected"
 grep -q "restoring checkpoint" "$dir/bad2.log" || fail "no earlier checkpoint restored"
 same_as_expected bad1 bad2
 
-echo "# a savepoint: the chain copied whole, a job started from it"
-"$spate" savepoint "$ck" "file://$dir/sp" >"$dir/sp.out" 2>&1 || fail "spate savepoint: $(cat "$dir/sp.out")"
+echo "# a savepoint (taken above, of the damaged store): a job started from it"
 grep -q "^savepoint of checkpoint" "$dir/sp.out" || fail "savepoint: $(cat "$dir/sp.out")"
 "$spate" checkpoint list "file://$dir/sp" >"$dir/sp.list" 2>&1 || fail "list the savepoint"
 [ "$(grep -cE '^[0-9]+ +[0-9]{4}-.* 0 +[0-9]+ +[0-9]+ +ok$' "$dir/sp.list")" -eq 1 ] ||
@@ -149,8 +150,10 @@ set -e
 [ "$rc" -eq 1 ] || fail "a savepoint of an empty store: exit $rc"
 
 echo "# --restore ID, --restore none, a wrong one"
-first=$(ls "$dir/ck-bad/manifests" | sort | head -1)
-first_id=$((16#${first%.manifest}))
+# the oldest checkpoint that verifies (the damaged one may still be kept)
+"$spate" checkpoint list "$ck" >"$dir/bad.list" 2>&1 || true
+first_id=$(awk '/^[0-9]+ +[0-9][0-9][0-9][0-9]-.* ok$/ {print $1; exit}' "$dir/bad.list")
+[ -n "$first_id" ] || fail "no checkpoint verifies: $(cat "$dir/bad.list")"
 "$spate" "${job[@]}" --param sink=file:"$dir/id.out" --checkpoint-dir "$ck" \
     --restore "$first_id" >"$dir/id.log" 2>&1 || fail "--restore $first_id failed"
 grep -q "restoring checkpoint $first_id " "$dir/id.log" || fail "--restore $first_id not used"
