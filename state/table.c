@@ -533,8 +533,10 @@ static struct sp_table_entry *ttl_found(struct sp_table *t, struct sp_table_entr
     return e;
 }
 
-struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
-                                     uint32_t key_len, int64_t ns)
+/* The entry of (hash, key, ns) and its reference, or NULL: the probe that
+ * find and get share. */
+static inline struct sp_table_entry *probe(const struct sp_table *t, uint64_t hash, const void *key,
+                                           uint32_t key_len, int64_t ns, uint32_t *ref)
 {
     uint64_t ph = pos_hash(t, hash, ns);
     uint32_t tag = (uint32_t)ph;
@@ -545,30 +547,32 @@ struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const vo
         if ((uint32_t)(s >> 32) == tag) {
             struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
             if (entry_matches(t, e, hash, key, key_len, ns)) {
-                if (SP_UNLIKELY(t->config.ttl_ms != 0))
-                    return ttl_found(t, e, slot_ref(s));
-                sp_table_note_write(t, e, slot_ref(s) >> t->off_bits);
+                *ref = slot_ref(s);
                 return e;
             }
         }
     }
 }
 
+struct sp_table_entry *sp_table_find(struct sp_table *t, uint64_t hash, const void *key,
+                                     uint32_t key_len, int64_t ns)
+{
+    uint32_t ref;
+    struct sp_table_entry *e = probe(t, hash, key, key_len, ns, &ref);
+    if (e == NULL)
+        return NULL;
+    if (SP_UNLIKELY(t->config.ttl_ms != 0))
+        return ttl_found(t, e, ref);
+    sp_table_note_write(t, e, ref >> t->off_bits);
+    return e;
+}
+
 const struct sp_table_entry *sp_table_get(struct sp_table *t, uint64_t hash, const void *key,
                                           uint32_t key_len, int64_t ns)
 {
-    uint64_t ph = pos_hash(t, hash, ns);
-    uint32_t tag = (uint32_t)ph;
-    for (uint64_t pos = ph & t->mask;; pos = (pos + 1) & t->mask) {
-        uint64_t s = *slot_at(t, pos);
-        if (s == SLOT_EMPTY)
-            return NULL;
-        if ((uint32_t)(s >> 32) == tag) {
-            const struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
-            if (entry_matches(t, e, hash, key, key_len, ns))
-                return SP_UNLIKELY(sp_table_expired(t, e)) ? NULL : e;
-        }
-    }
+    uint32_t ref;
+    const struct sp_table_entry *e = probe(t, hash, key, key_len, ns, &ref);
+    return e == NULL || SP_UNLIKELY(sp_table_expired(t, e)) ? NULL : e;
 }
 
 /* Appends an entry to its key group's open segment. */

@@ -23,26 +23,7 @@
 #include "sp_rand.h"
 #include "sp_table.h"
 
-#define SEG_BYTES 4096u
-
-static struct sp_segment_pool pool;
-static struct sp_budget budget;
-
-static int setup(void **state)
-{
-    (void)state;
-    assert_int_equal(sp_segment_pool_init(&pool, 64u << 20, SEG_BYTES), 0);
-    sp_budget_init(&budget, &pool, "test", pool.segment_count);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(budget.used, 0);
-    sp_segment_pool_deinit(&pool);
-    return 0;
-}
+#include "table_test.h"
 
 static void table_init_hashed(struct sp_table *t, uint32_t value_bytes, bool ns_order,
                               bool ns_in_hash)

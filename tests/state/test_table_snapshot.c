@@ -32,31 +32,14 @@
 #include "sp_rand.h"
 #include "sp_table.h"
 
-#define SEG_BYTES 4096u
 #define KEYS 1500u
 #define NSS 6u /* namespaces 0..NSS-1 (ns_order tables) */
 #define GROUPS 16u
 #define VALUE_BYTES 20u /* not a multiple of 8 on purpose */
 #define STREAMS_MAX 64u
 
-static struct sp_segment_pool pool;
-static struct sp_budget budget;
-
-static int setup(void **state)
-{
-    (void)state;
-    assert_int_equal(sp_segment_pool_init(&pool, 128u << 20, SEG_BYTES), 0);
-    sp_budget_init(&budget, &pool, "test", pool.segment_count);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(budget.used, 0);
-    sp_segment_pool_deinit(&pool);
-    return 0;
-}
+#define TABLE_TEST_POOL_BYTES (128u << 20)
+#include "table_test.h"
 
 struct kind {
     bool ns_order;
