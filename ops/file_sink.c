@@ -273,11 +273,15 @@ static void fs_checkpoint_done(struct sp_inst *inst, uint64_t id)
     struct fs_sink *f = inst->state;
     if (fs_publish(f, id) < 0)
         return;
-    if (f->ended && f->end_id != 0 && id >= f->end_id && !f->done) {
-        f->done = true;
+    if (!f->ended || f->done)
+        return;
+    if (f->end_id != 0 && id >= f->end_id && f->fd < 0 && f->npending == 0) {
+        f->done = true; /* every row published */
         sp_sink_done(inst);
-    } else if (f->ended && !f->done) {
-        sp_ckpt_request(inst->xs); /* the final one failed: again */
+    } else {
+        /* The last rows are not published yet (the final checkpoint failed,
+         * or its barrier found an fsync running and left the file open). */
+        sp_ckpt_request(inst->xs);
     }
 }
 
