@@ -57,8 +57,11 @@
  * partitions are assigned as without a group (p mod n == s), even when a
  * group is configured: a group's rebalances and commits would move
  * partitions and offsets between checkpoints, and positions must come from
- * the checkpoint alone (group offsets are then not committed: a known
- * limit, Flink commits them for monitoring). Positions a restored run knew
+ * the checkpoint alone. The group's offsets are still committed, for
+ * monitoring (lag tools read them), best effort, when a checkpoint
+ * completed (the last ones may not go out before the process ends): the
+ * positions of that checkpoint, as a commit without membership (generation
+ * -1, which a group without members takes). Positions a restored run knew
  * but has not read yet are carried forward ("c/N") so that no checkpoint
  * forgets one.
  *
@@ -147,6 +150,19 @@ struct ks {
     struct sp_kafka_consumer consumer;
     struct sp_kafka_group group;
     bool client_up, consumer_up, group_up, group_closed;
+    /* Partitions come from the group (a group is configured and the run
+     * takes no checkpoints); otherwise the job assigns them. */
+    bool grouped;
+    /* With checkpoints and a group: the positions put into the checkpoint
+     * in flight, committed to the group once it completed (a commit without
+     * membership, for monitoring: lag tools read the group's offsets). */
+    int32_t *mon_parts;
+    int64_t *mon_offs;
+    uint32_t mon_count;
+    uint64_t mon_id;
+    int32_t mon_coord; /* the group's coordinator, -1: not known */
+    bool mon_finding, mon_inflight;
+    bool mon_again; /* a checkpoint completed while a commit was in flight */
     struct sp_kafka_topic_info *topic;
 
     /* This shard's partitions, in the order given to sp_src_partitions. */
@@ -714,15 +730,19 @@ static void ks_begin_manual(struct ks *ks)
     sp_src_wake(src);
 }
 
+static void ks_mon_find(struct ks *ks);
+
 static void ks_begin(struct ks *ks)
 {
     /* With checkpoints the job assigns the partitions, as Flink's source
      * does: positions come from checkpoints, and a group's rebalances and
      * commits would move partitions and offsets between the cuts. */
-    if (ks->config->group && !sp_ckpt_enabled(ks->src->xs))
+    if (ks->grouped) {
         (void)ks_group_start(ks);
-    else
+    } else {
         ks_begin_manual(ks);
+        ks_mon_find(ks); /* known before the first commit, which may be the last */
+    }
 }
 
 static void ks_ends_listed(struct sp_kafka_client *client, const struct sp_kafka_admin_result *r,
@@ -760,8 +780,8 @@ static void ks_list_ends(struct ks *ks)
         return;
     }
     unsigned n = 0;
-    int32_t step = ks->config->group ? 1 : (int32_t)src->shard_count;
-    for (int32_t p = ks->config->group ? 0 : (int32_t)src->shard; p < total; p += step)
+    int32_t step = ks->grouped ? 1 : (int32_t)src->shard_count;
+    for (int32_t p = ks->grouped ? 0 : (int32_t)src->shard; p < total; p += step)
         numbers[n++] = p;
     if (n > SP_KAFKA_ADMIN_ITEMS_MAX) {
         free(numbers);
@@ -783,10 +803,16 @@ static void ks_list_ends(struct ks *ks)
         ks_fail(ks, rc, "listing the end offsets");
 }
 
+static void ks_mon_commit(struct ks *ks);
+
 static void ks_client_event(struct sp_kafka_client *client, void *ctx)
 {
     struct ks *ks = ctx;
     (void)client;
+    if (ks->mon_again && !ks->mon_inflight) {
+        ks->mon_again = false; /* a connection came up: the commit that waited for it */
+        ks_mon_commit(ks);
+    }
     if (ks->started || ks->stopping || !ks->topic->known || ks->topic->partition_count <= 0)
         return;
     ks->started = true;
@@ -984,7 +1010,7 @@ static bool ks_check_ends(struct ks *ks)
 /* Whether this shard's set of partitions is settled enough to end it. */
 static bool ks_settled(const struct ks *ks)
 {
-    if (ks->config->group)
+    if (ks->grouped)
         return ks->group_up && sp_kafka_group_stable(&ks->group) && !ks->placeholder;
     return ks->ready;
 }
@@ -1127,10 +1153,12 @@ static void ks_restore_one(void *ctx, const char *key, const void *value, uint32
 
 static void ks_checkpoint(struct sp_src *src, uint64_t id)
 {
-    (void)id;
     struct ks *ks = src->state;
     if (ks == NULL)
         return;
+    uint32_t n_mon = 0;
+    if (ks->mon_parts != NULL)
+        ks->mon_count = 0;
     for (uint32_t i = 0; !ks->placeholder && i < ks->part_count; i++) {
         int32_t p = ks->parts[i].partition;
         int64_t pos = ks_position(ks, &ks->parts[i]);
@@ -1142,6 +1170,14 @@ static void ks_checkpoint(struct sp_src *src, uint64_t id)
         snprintf(key, sizeof(key), "p/%d", p);
         if (sp_ckpt_put(src->xs, src->node, key, &pos, sizeof(pos)) < 0)
             return; /* the checkpoint fails */
+        if (ks->mon_parts != NULL) {
+            ks->mon_parts[n_mon] = p;
+            ks->mon_offs[n_mon++] = pos;
+        }
+    }
+    if (ks->mon_parts != NULL) {
+        ks->mon_id = id;
+        ks->mon_count = n_mon;
     }
     /* Shard 0 carries every restored position forward; "p/" entries of
      * the partitions being read take precedence at the next restore. */
@@ -1156,6 +1192,122 @@ static void ks_checkpoint(struct sp_src *src, uint64_t id)
     }
 }
 
+static void ks_mon_commit(struct ks *ks);
+
+static void ks_mon_coord(struct sp_kafka_client *client, int err, int16_t error_code,
+                         int32_t node_id, void *ctx)
+{
+    (void)client;
+    struct ks *ks = ctx;
+    ks->mon_finding = false;
+    if (err < 0 || error_code != 0) {
+        sp_debug("kafka source '%s': no coordinator for group '%s' yet", ks->config->topic,
+                 ks->config->kafka.group_id);
+        return; /* the next checkpoint asks again */
+    }
+    ks->mon_coord = node_id;
+    (void)sp_kafka_client_broker(&ks->client, node_id); /* connect now */
+    ks_mon_commit(ks);
+}
+
+static void ks_mon_done(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
+                        void *ctx)
+{
+    (void)conn, (void)version;
+    struct ks *ks = ctx;
+    ks->mon_inflight = false;
+    if (err == -ECANCELED)
+        return; /* stopping */
+    int16_t code = 0;
+    if (err == 0) {
+        const struct sp_kafka_offset_commit_response *r = body;
+        for (int32_t t = 0; t < r->topics_count && code == 0; t++)
+            for (int32_t p = 0; p < r->topics[t].partitions_count && code == 0; p++)
+                code = r->topics[t].partitions[p].error_code;
+    }
+    if (err != 0 || code != 0) {
+        ks->commits_failed++;
+        ks->mon_coord = -1; /* find it again (it may have moved) */
+        sp_debug("kafka source '%s': commit for monitoring failed: %s", ks->config->topic,
+                 code != 0 ? sp_kafka_error_name(code) : strerror(-err));
+    }
+    if (ks->mon_again) {
+        ks->mon_again = false;
+        ks_mon_commit(ks); /* the newer checkpoint's positions */
+    }
+}
+
+/* Looks up the group's coordinator (monitoring commits), once at a time. */
+static void ks_mon_find(struct ks *ks)
+{
+    if (ks->mon_parts == NULL || ks->mon_finding || ks->mon_coord >= 0 || ks->stopping)
+        return;
+    if (sp_kafka_client_find_coordinator(&ks->client, SP_KAFKA_COORDINATOR_GROUP,
+                                         ks->config->kafka.group_id, ks_mon_coord, ks) == 0)
+        ks->mon_finding = true;
+}
+
+/* Commits the positions of the last completed checkpoint to the group,
+ * without being a member (generation -1: Kafka's "simple" commit, which a
+ * group without members takes). Best effort: the next checkpoint commits
+ * again. */
+static void ks_mon_commit(struct ks *ks)
+{
+    if (ks->stopping || ks->mon_count == 0)
+        return;
+    if (ks->mon_inflight) {
+        ks->mon_again = true;
+        return;
+    }
+    if (ks->mon_coord < 0) {
+        ks_mon_find(ks);
+        return;
+    }
+    struct sp_kafka_conn *conn = sp_kafka_client_broker(&ks->client, ks->mon_coord);
+    if (conn == NULL) {
+        ks->mon_coord = -1;
+        return;
+    }
+    if (!sp_kafka_conn_ready(conn)) {
+        ks->mon_again = true; /* sent once it is ready (ks_client_event) */
+        return;
+    }
+    unsigned n = 0;
+    for (uint32_t i = 0; i < ks->mon_count && n < SP_ARRAY_LEN(ks->commit_parts); i++) {
+        struct sp_kafka_offset_commit_request_offset_commit_request_partition *cp =
+            &ks->commit_parts[n++];
+        sp_kafka_offset_commit_request_offset_commit_request_partition_init(cp);
+        cp->partition_index = ks->mon_parts[i];
+        cp->committed_offset = ks->mon_offs[i];
+        cp->committed_leader_epoch = -1;
+        cp->commit_timestamp = -1;
+        cp->committed_metadata = SP_KSTR("");
+    }
+    struct sp_kafka_offset_commit_request_offset_commit_request_topic topic;
+    sp_kafka_offset_commit_request_offset_commit_request_topic_init(&topic);
+    topic.name = sp_kstr_of(ks->config->topic);
+    topic.partitions = ks->commit_parts;
+    topic.partitions_count = (int32_t)n;
+    struct sp_kafka_offset_commit_request req;
+    sp_kafka_offset_commit_request_init(&req);
+    req.group_id = sp_kstr_of(ks->config->kafka.group_id);
+    req.generation_id_or_member_epoch = -1;
+    req.member_id = SP_KSTR("");
+    req.group_instance_id = SP_KSTR_NULL;
+    req.retention_time_ms = -1;
+    req.topics = &topic;
+    req.topics_count = 1;
+    if (sp_kafka_conn_send(conn, KS_API_OFFSET_COMMIT, -1, &req, ks_mon_done, ks) == 0)
+        ks->mon_inflight = true;
+}
+
+static void ks_checkpoint_done(struct sp_src *src, uint64_t id)
+{
+    struct ks *ks = src->state;
+    if (ks != NULL && ks->mon_parts != NULL && ks->mon_id == id)
+        ks_mon_commit(ks);
+}
+
 static int ks_open(struct sp_src *src)
 {
     const struct ks_config *c = src->node->u.source.config;
@@ -1166,6 +1318,14 @@ static int ks_open(struct sp_src *src)
     src->state = ks;
     ks->src = src;
     ks->config = c;
+    ks->grouped = c->group && !sp_ckpt_enabled(src->xs);
+    ks->mon_coord = -1;
+    if (c->group && !ks->grouped) {
+        ks->mon_parts = malloc(SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->mon_parts));
+        ks->mon_offs = malloc(SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->mon_offs));
+        if (ks->mon_parts == NULL || ks->mon_offs == NULL)
+            return -ENOMEM;
+    }
     sp_timer_init(&ks->deadline, ks_deadline, ks);
     sp_timer_init(&ks->tick, ks_tick, ks);
     ks->index_of = malloc(SP_KAFKA_PARTITIONS_MAX * sizeof(*ks->index_of));
@@ -1211,7 +1371,7 @@ static int ks_open(struct sp_src *src)
     }
     uint64_t now = sp_now_ns();
     sp_shard_timer_arm(shard, &ks->deadline, now + (uint64_t)c->timeout_ms * SP_NSEC_PER_MSEC);
-    if (c->stop_at_end || c->group)
+    if (c->stop_at_end || ks->grouped)
         sp_shard_timer_arm(shard, &ks->tick, now + KS_TICK_NS);
     return 0;
 }
@@ -1250,6 +1410,12 @@ static void ks_stop(struct sp_src *src)
     bool completed = sp_exec_completed(src->xs) && !sp_exec_failed(src->xs);
     if (ks->group_up && !ks->leaving && !(completed && ks_commit_all(ks, false)))
         ks_leave(ks);
+    if (completed && ks->mon_again) {
+        /* The final checkpoint's positions, for monitoring: sent beside
+         * the one in flight (nothing waits for the answers now). */
+        ks->mon_inflight = ks->mon_again = false;
+        ks_mon_commit(ks);
+    }
     ks->stopping = true;
     sp_shard_post(shard, &ks->close_task, ks_close_task);
 }
@@ -1302,6 +1468,8 @@ static void ks_close(struct sp_src *src)
     free(ks->ends);
     free(ks->restored);
     free(ks->carried);
+    free(ks->mon_parts);
+    free(ks->mon_offs);
     free(ks);
     src->state = NULL;
 }
@@ -1313,6 +1481,7 @@ static const struct sp_source_vt kafka_source_vt = {
     .close = ks_close,
     .stop = ks_stop,
     .checkpoint = ks_checkpoint,
+    .checkpoint_done = ks_checkpoint_done,
 };
 
 /* ---- Building ---- */

@@ -71,9 +71,10 @@ static int64_t gen_click(void *ctx, uint32_t partition, uint64_t index, void *ro
 
 static struct gen_ctx gen_ctx;
 
-static const char *const known[] = {
-    "source", "events", "users",     "ms-per-event", "late-every", "rate",   "brokers",    "topic",
-    "file",   "sink",   "late-sink", "out-topic",    "mode",       "to-end", "partitions", NULL};
+static const char *const known[] = {"source",    "events",    "users", "ms-per-event", "late-every",
+                                    "rate",      "brokers",   "topic", "file",         "sink",
+                                    "late-sink", "out-topic", "mode",  "to-end",       "partitions",
+                                    "group",     NULL};
 
 static void sink_to(struct sp_job *job, struct sp_stream *s, const char *what, const char *brokers,
                     const char *topic)
@@ -137,6 +138,7 @@ struct sp_job *user_window_count_job(const struct sp_params *p)
             .topic = sp_param(p, "topic", "clicks"),
             .from_beginning = true,
             .stop_at_end = strcmp(to_end, "true") == 0,
+            .group = sp_param(p, "group", NULL), /* a consumer group (none: all partitions) */
         };
         clicks = sp_source_kafka(job, &kc, SP_FORMAT_JSON, &click_schema, &wm);
     } else if (strcmp(source, "file") == 0) {

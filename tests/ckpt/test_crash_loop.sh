@@ -11,7 +11,9 @@
 #   writes its window counts transactionally back (sink=kafka, exactly
 #   once); kcat in read_committed mode (librdkafka filters aborted records
 #   itself, independently of spate's client) reads what was committed.
-#   Checkpoints on the local disk.
+#   Checkpoints on the local disk. The source's group gets its offsets
+#   committed (for monitoring) when checkpoints complete (read with
+#   kafka-python).
 # MODE kafka-s3: the same, checkpoints in s3rver (s3://...).
 # MODE files: the generator, and the part-file sink (sp_sink_files): the
 #   part-* files, read with cat.
@@ -93,7 +95,7 @@ if [ "$mode" = kafka ] || [ "$mode" = kafka-s3 ]; then
         --param late-every=0 --param brokers="$brokers" --param topic=clicks \
         >"$dir/produce.log" 2>&1 || fail "filling the input topic"
     job=(run user-window-count --param source=kafka --param to-end=true --param sink=kafka
-         --param brokers="$brokers" --log-level info)
+         --param brokers="$brokers" --param group=crash --log-level info)
     # expected: one run, no checkpoints, no crash (at-least-once never
     # repeats anything without a failure)
     "$spate" --cores 2 "${job[@]}" --param out-topic=expected >"$dir/expected.log" 2>&1 ||
@@ -183,4 +185,21 @@ while [ "$kills" -lt "$kills_wanted" ]; do
     restored=$(cat "$dir"/c$cycle-r*.log | grep -c "restoring checkpoint" || true)
     echo "cycle $cycle: $runs runs, $restored restored from a checkpoint, $kills kills so far: exact"
 done
+if [ "$mode" = kafka ] || [ "$mode" = kafka-s3 ]; then
+    # The group's offsets, committed for monitoring when checkpoints
+    # complete (best effort: the last ones may not go out before the
+    # process ends): set on every partition, within the input.
+    /usr/bin/python3 - "$brokers" >"$dir/committed" 2>&1 <<'EOF' || fail "group offsets: $(cat "$dir/committed")"
+import sys
+from kafka import KafkaConsumer, TopicPartition
+c = KafkaConsumer(bootstrap_servers=sys.argv[1], group_id="crash", enable_auto_commit=False)
+tps = [TopicPartition("clicks", p) for p in (0, 1)]
+ends = c.end_offsets(tps)
+got = [c.committed(tp) for tp in tps]
+want = [ends[tp] for tp in tps]
+print("committed", got, "end", want)
+sys.exit(0 if all(g is not None and 0 < g <= w for g, w in zip(got, want)) else 1)
+EOF
+    echo "group offsets for monitoring: $(cat "$dir/committed")"
+fi
 echo "PASS: $kills kills, every cycle's output exactly once"
