@@ -31,47 +31,6 @@
 _Static_assert(sizeof(MANIFEST_MAGIC) - 1 == MANIFEST_MAGIC_BYTES, "magic is 8 bytes");
 _Static_assert(SP_CKPT_SEGMENT_NAME_BYTES_MAX < 65536, "segment names fit a u16 length");
 
-/* ---- Little-endian helpers ---- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* ---- Building a manifest ---- */
 
 int sp_ckpt_manifest_init(struct sp_ckpt_manifest *m, uint32_t segment_max, uint32_t position_max,
@@ -211,17 +170,17 @@ size_t sp_ckpt_manifest_encoded_bytes(const struct sp_ckpt_manifest *m)
 static void encode_header(const struct sp_ckpt_manifest *m, uint8_t *p, size_t total)
 {
     memcpy(p, MANIFEST_MAGIC, MANIFEST_MAGIC_BYTES);
-    put_u32(p + 8, SP_CKPT_MANIFEST_VERSION);
-    put_u32(p + 12, MANIFEST_HEADER_BYTES);
-    put_u64(p + 16, total);
-    put_u64(p + 24, m->checkpoint_id);
-    put_u64(p + 32, (uint64_t)m->time_ms);
-    put_u32(p + 40, m->shard_count);
-    put_u32(p + 44, m->key_group_first);
-    put_u32(p + 48, m->key_group_end);
-    put_u32(p + 52, (uint32_t)strlen(m->job));
-    put_u32(p + 56, m->position_count);
-    put_u32(p + 60, m->segment_count);
+    sp_le_store32(p + 8, SP_CKPT_MANIFEST_VERSION);
+    sp_le_store32(p + 12, MANIFEST_HEADER_BYTES);
+    sp_le_store64(p + 16, total);
+    sp_le_store64(p + 24, m->checkpoint_id);
+    sp_le_store64(p + 32, (uint64_t)m->time_ms);
+    sp_le_store32(p + 40, m->shard_count);
+    sp_le_store32(p + 44, m->key_group_first);
+    sp_le_store32(p + 48, m->key_group_end);
+    sp_le_store32(p + 52, (uint32_t)strlen(m->job));
+    sp_le_store32(p + 56, m->position_count);
+    sp_le_store32(p + 60, m->segment_count);
 }
 
 int64_t sp_ckpt_manifest_encode(const struct sp_ckpt_manifest *m, void *buf, size_t cap)
@@ -242,8 +201,8 @@ int64_t sp_ckpt_manifest_encode(const struct sp_ckpt_manifest *m, void *buf, siz
     at += job_bytes;
     for (uint32_t i = 0; i < m->position_count; i++) {
         const struct sp_ckpt_position *pos = &m->positions[i];
-        put_u32(p + at, pos->key_bytes);
-        put_u32(p + at + 4, pos->value_bytes);
+        sp_le_store32(p + at, pos->key_bytes);
+        sp_le_store32(p + at + 4, pos->value_bytes);
         at += POSITION_FIXED_BYTES;
         memcpy(p + at, m->blob + pos->key_offset, pos->key_bytes);
         at += pos->key_bytes;
@@ -253,18 +212,18 @@ int64_t sp_ckpt_manifest_encode(const struct sp_ckpt_manifest *m, void *buf, siz
     for (uint32_t i = 0; i < m->segment_count; i++) {
         const struct sp_ckpt_segment *s = &m->segments[i];
         size_t name_bytes = strlen(s->name);
-        put_u16(p + at, (uint16_t)name_bytes);
+        sp_le_store16(p + at, (uint16_t)name_bytes);
         p[at + 2] = s->checksum_kind;
         p[at + 3] = 0;
-        put_u32(p + at + 4, s->shard);
-        put_u64(p + at + 8, s->size_bytes);
-        put_u64(p + at + 16, s->checksum);
-        put_u64(p + at + 24, s->written_by_id);
+        sp_le_store32(p + at + 4, s->shard);
+        sp_le_store64(p + at + 8, s->size_bytes);
+        sp_le_store64(p + at + 16, s->checksum);
+        sp_le_store64(p + at + 24, s->written_by_id);
         memcpy(p + at + SEGMENT_FIXED_BYTES, s->name, name_bytes);
         at += SEGMENT_FIXED_BYTES + name_bytes;
     }
     SP_ASSERT(at + MANIFEST_TRAILER_BYTES == total);
-    put_u32(p + at, sp_crc32c(0, p, at));
+    sp_le_store32(p + at, sp_crc32c(0, p, at));
     return (int64_t)total;
 }
 
@@ -277,13 +236,14 @@ static int decode_envelope(const uint8_t *p, size_t len)
         return -EBADMSG;
     if (memcmp(p, MANIFEST_MAGIC, MANIFEST_MAGIC_BYTES) != 0)
         return -EBADMSG;
-    if (get_u64(p + 16) != len)
+    if (sp_le_load64(p + 16) != len)
         return -EBADMSG;
-    if (get_u32(p + len - MANIFEST_TRAILER_BYTES) != sp_crc32c(0, p, len - MANIFEST_TRAILER_BYTES))
+    if (sp_le_load32(p + len - MANIFEST_TRAILER_BYTES) !=
+        sp_crc32c(0, p, len - MANIFEST_TRAILER_BYTES))
         return -EBADMSG;
-    if (get_u32(p + 8) != SP_CKPT_MANIFEST_VERSION)
+    if (sp_le_load32(p + 8) != SP_CKPT_MANIFEST_VERSION)
         return -EPROTONOSUPPORT;
-    if (get_u32(p + 12) != MANIFEST_HEADER_BYTES)
+    if (sp_le_load32(p + 12) != MANIFEST_HEADER_BYTES)
         return -EBADMSG;
     return 0;
 }
@@ -296,8 +256,8 @@ static int decode_positions(struct sp_ckpt_manifest *m, const uint8_t *p, size_t
     for (uint32_t i = 0; i < count; i++) {
         if (end - *at < POSITION_FIXED_BYTES)
             return -EBADMSG;
-        uint32_t key_bytes = get_u32(p + *at);
-        uint32_t value_bytes = get_u32(p + *at + 4);
+        uint32_t key_bytes = sp_le_load32(p + *at);
+        uint32_t value_bytes = sp_le_load32(p + *at + 4);
         *at += POSITION_FIXED_BYTES;
         if (key_bytes > SP_CKPT_POSITION_KEY_BYTES_MAX ||
             value_bytes > SP_CKPT_POSITION_VALUE_BYTES_MAX ||
@@ -322,14 +282,14 @@ static int decode_segments(struct sp_ckpt_manifest *m, const uint8_t *p, size_t 
             return -EBADMSG;
         struct sp_ckpt_segment s;
         memset(&s, 0, sizeof(s));
-        size_t name_bytes = get_u16(p + *at);
+        size_t name_bytes = sp_le_load16(p + *at);
         s.checksum_kind = p[*at + 2];
         if (p[*at + 3] != 0)
             return -EBADMSG; /* reserved: one encoding per manifest */
-        s.shard = get_u32(p + *at + 4);
-        s.size_bytes = get_u64(p + *at + 8);
-        s.checksum = get_u64(p + *at + 16);
-        s.written_by_id = get_u64(p + *at + 24);
+        s.shard = sp_le_load32(p + *at + 4);
+        s.size_bytes = sp_le_load64(p + *at + 8);
+        s.checksum = sp_le_load64(p + *at + 16);
+        s.written_by_id = sp_le_load64(p + *at + 24);
         *at += SEGMENT_FIXED_BYTES;
         if (name_bytes > SP_CKPT_SEGMENT_NAME_BYTES_MAX || end - *at < name_bytes ||
             memchr(p + *at, '\0', name_bytes) != NULL)
@@ -358,14 +318,14 @@ int sp_ckpt_manifest_decode(struct sp_ckpt_manifest *m, const void *buf, size_t 
     int err = decode_envelope(p, len);
     if (err < 0)
         return err;
-    m->checkpoint_id = get_u64(p + 24);
-    m->time_ms = (int64_t)get_u64(p + 32);
-    m->shard_count = get_u32(p + 40);
-    m->key_group_first = get_u32(p + 44);
-    m->key_group_end = get_u32(p + 48);
-    uint32_t job_bytes = get_u32(p + 52);
-    uint32_t position_count = get_u32(p + 56);
-    uint32_t segment_count = get_u32(p + 60);
+    m->checkpoint_id = sp_le_load64(p + 24);
+    m->time_ms = (int64_t)sp_le_load64(p + 32);
+    m->shard_count = sp_le_load32(p + 40);
+    m->key_group_first = sp_le_load32(p + 44);
+    m->key_group_end = sp_le_load32(p + 48);
+    uint32_t job_bytes = sp_le_load32(p + 52);
+    uint32_t position_count = sp_le_load32(p + 56);
+    uint32_t segment_count = sp_le_load32(p + 60);
     if (m->checkpoint_id == 0 || m->shard_count == 0 || m->shard_count > SP_CKPT_SHARDS_MAX ||
         m->key_group_first >= m->key_group_end || job_bytes > SP_CKPT_JOB_BYTES_MAX)
         return -EBADMSG;

@@ -225,36 +225,6 @@ struct ck_shard {
     struct sp_timer wait; /* the uploader is behind: stream again later */
 };
 
-/* ---- Little-endian helpers ---- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* ---- The uploader thread ---- */
 
 static void up_push(struct ck_run *run, struct up_item *it)
@@ -338,7 +308,7 @@ static void up_done(struct ck_run *run, struct up_item *it)
     const uint8_t *p = it->data;
     for (uint32_t i = 0; run->up_err == 0 && i < it->puts; i++) {
         size_t klen = strlen((const char *)p);
-        uint32_t vlen = get32(p + klen + 1);
+        uint32_t vlen = sp_le_load32(p + klen + 1);
         run->up_err = sp_ckpt_store_set_position(run->store, p, (uint32_t)klen, p + klen + 5, vlen);
         p += klen + 5 + vlen;
     }
@@ -674,25 +644,25 @@ static int write_head(struct ck_shard *cs)
     if (rc < 0)
         return rc;
     uint8_t *p = cs->chunk + CK_FRAME_BYTES;
-    put32(p, CK_HEAD_MAGIC);
-    put32(p + 4, cs->xs->shard->id);
-    put32(p + 8, cs->xs->exec->shard_count);
-    put32(p + 12, cs->full ? 1 : 0);
-    put64(p + 16, cs->id);
-    put64(p + 24, cs->full ? 0 : cs->since_id);
-    put32(p + 32, cs->ntables);
+    sp_le_store32(p, CK_HEAD_MAGIC);
+    sp_le_store32(p + 4, cs->xs->shard->id);
+    sp_le_store32(p + 8, cs->xs->exec->shard_count);
+    sp_le_store32(p + 12, cs->full ? 1 : 0);
+    sp_le_store64(p + 16, cs->id);
+    sp_le_store64(p + 24, cs->full ? 0 : cs->since_id);
+    sp_le_store32(p + 32, cs->ntables);
     p += 36;
     for (uint32_t i = 0; i < cs->ntables; i++) {
-        put32(p, cs->tables[i].inst->node->id);
+        sp_le_store32(p, cs->tables[i].inst->node->id);
         size_t n = strlen(cs->tables[i].name);
         p[4] = (uint8_t)n;
         memcpy(p + 5, cs->tables[i].name, n);
         p += 5 + n;
     }
     uint32_t bytes = (uint32_t)(p - (cs->chunk + CK_FRAME_BYTES));
-    put32(cs->chunk, CK_FRAME_HEAD);
-    put32(cs->chunk + 4, 0);
-    put32(cs->chunk + 8, bytes);
+    sp_le_store32(cs->chunk, CK_FRAME_HEAD);
+    sp_le_store32(cs->chunk + 4, 0);
+    sp_le_store32(cs->chunk + 8, bytes);
     cs->chunk_len = CK_FRAME_BYTES + bytes;
     return 0;
 }
@@ -761,9 +731,9 @@ static void stream_task(struct sp_task *task, struct sp_shard *shard)
             cs->stream_cur = UINT32_MAX;
             continue;
         }
-        put32(frame, CK_FRAME_DATA);
-        put32(frame + 4, cs->stream_cur);
-        put32(frame + 8, (uint32_t)n);
+        sp_le_store32(frame, CK_FRAME_DATA);
+        sp_le_store32(frame + 4, cs->stream_cur);
+        sp_le_store32(frame + 8, (uint32_t)n);
         cs->chunk_len += CK_FRAME_BYTES + (size_t)n;
         slice += (size_t)n;
     }
@@ -929,7 +899,7 @@ int sp_ckpt_put(struct sp_xshard *xs, const struct sp_node *node, const char *ke
     }
     uint8_t *p = cs->puts + cs->puts_len;
     memcpy(p, full, (size_t)klen + 1);
-    put32(p + klen + 1, len);
+    sp_le_store32(p + klen + 1, len);
     memcpy(p + klen + 5, value, len);
     cs->puts_len += need;
     cs->puts_count++;
@@ -1261,17 +1231,17 @@ static int part_parse(struct ck_rpart *part, uint8_t *buf, size_t len, size_t *a
                       uint32_t shard)
 {
     size_t at = *at_io;
-    if (len - at < CK_FRAME_BYTES || get32(buf + at) != CK_FRAME_HEAD)
+    if (len - at < CK_FRAME_BYTES || sp_le_load32(buf + at) != CK_FRAME_HEAD)
         return -EBADMSG;
-    uint32_t hlen = get32(buf + at + 8);
+    uint32_t hlen = sp_le_load32(buf + at + 8);
     if (hlen < 36 || hlen > len - at - CK_FRAME_BYTES)
         return -EBADMSG;
     const uint8_t *h = buf + at + CK_FRAME_BYTES;
-    if (get32(h) != CK_HEAD_MAGIC || get32(h + 4) != shard)
+    if (sp_le_load32(h) != CK_HEAD_MAGIC || sp_le_load32(h + 4) != shard)
         return -EBADMSG;
-    part->full = get32(h + 12) != 0;
-    part->id = get64(h + 16);
-    uint32_t n = get32(h + 32);
+    part->full = sp_le_load32(h + 12) != 0;
+    part->id = sp_le_load64(h + 16);
+    uint32_t n = sp_le_load32(h + 32);
     if (n > CK_TABLES_MAX)
         return -EBADMSG;
     part->streams = calloc(n ? n : 1, sizeof(*part->streams));
@@ -1282,7 +1252,7 @@ static int part_parse(struct ck_rpart *part, uint8_t *buf, size_t len, size_t *a
     for (uint32_t i = 0; i < n; i++) {
         if (hend - p < 5 || p[4] >= CK_NAME_BYTES || hend - p < 5 + p[4])
             return -EBADMSG;
-        part->streams[i].node = get32(p);
+        part->streams[i].node = sp_le_load32(p);
         memcpy(part->streams[i].name, p + 5, p[4]);
         part->streams[i].name[p[4]] = '\0';
         p += 5 + p[4];
@@ -1292,11 +1262,11 @@ static int part_parse(struct ck_rpart *part, uint8_t *buf, size_t len, size_t *a
     at += CK_FRAME_BYTES + hlen;
     uint32_t cur = UINT32_MAX;
     uint8_t *write = NULL;
-    while (at < len && !(len - at >= 4 && get32(buf + at) == CK_FRAME_HEAD)) {
-        if (len - at < CK_FRAME_BYTES || get32(buf + at) != CK_FRAME_DATA)
+    while (at < len && !(len - at >= 4 && sp_le_load32(buf + at) == CK_FRAME_HEAD)) {
+        if (len - at < CK_FRAME_BYTES || sp_le_load32(buf + at) != CK_FRAME_DATA)
             return -EBADMSG;
-        uint32_t table = get32(buf + at + 4);
-        uint32_t bytes = get32(buf + at + 8);
+        uint32_t table = sp_le_load32(buf + at + 4);
+        uint32_t bytes = sp_le_load32(buf + at + 8);
         if (table >= n || bytes > len - at - CK_FRAME_BYTES)
             return -EBADMSG;
         struct ck_rstream *st = &part->streams[table];

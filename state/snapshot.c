@@ -89,47 +89,6 @@
 enum { REC_ENTRY = 1, REC_TOMB = 2, REC_END = 3 };
 enum { PHASE_HEADER, PHASE_TOMBS, PHASE_ENTRIES, PHASE_END, PHASE_DONE };
 
-/* ---- Little-endian fields ---- */
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void put64(uint8_t *p, uint64_t v)
-{
-    for (unsigned i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (unsigned i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static inline uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* ---- Buffers held aside ---- */
 
 uint64_t sp_table_snapshot_held_bytes(const struct sp_table *t)
@@ -200,9 +159,9 @@ static inline size_t entry_rec_bytes(const struct sp_table *t, const struct sp_t
 static void rec_head_encode(uint8_t *p, uint8_t type, const struct sp_table_entry *e)
 {
     p[0] = type;
-    put32(p + 1, e->key_len);
-    put64(p + 5, e->hash);
-    put64(p + 13, (uint64_t)e->ns);
+    sp_le_store32(p + 1, e->key_len);
+    sp_le_store64(p + 5, e->hash);
+    sp_le_store64(p + 13, (uint64_t)e->ns);
 }
 
 static void entry_rec_encode(const struct sp_table *t, const struct sp_table_entry *e, uint8_t *p)
@@ -211,7 +170,7 @@ static void entry_rec_encode(const struct sp_table *t, const struct sp_table_ent
     rec_head_encode(p, REC_ENTRY, e);
     p += SNAP_REC_HEAD_BYTES;
     if (t->config.ttl_ms != 0) {
-        put64(p, sp_table_ttl_written(t, e));
+        sp_le_store64(p, sp_table_ttl_written(t, e));
         p += SNAP_TIME_BYTES;
     }
     memcpy(p, (const uint8_t *)e + t->value_off, vb);
@@ -275,8 +234,8 @@ void sp_table_snap_delete(struct sp_table *t, const struct sp_table_entry *e, ui
         return;
     }
     uint8_t *p = s->tomb.data + s->tomb.len;
-    put32(p, t->version);
-    put32(p + 4, (uint32_t)rec);
+    sp_le_store32(p, t->version);
+    sp_le_store32(p + 4, (uint32_t)rec);
     rec_head_encode(p + SNAP_TOMB_TAG_BYTES, REC_TOMB, e);
     memcpy(p + SNAP_TOMB_TAG_BYTES + SNAP_REC_HEAD_BYTES, sp_table_key(t, e), e->key_len);
     s->tomb.len += SNAP_TOMB_TAG_BYTES + rec;
@@ -378,14 +337,14 @@ static void header_step(struct sp_table *t, struct snap_out *o)
     uint8_t *p = emit(t, o, SNAP_HEADER_BYTES);
     if (p == NULL)
         return;
-    put32(p, SNAP_MAGIC);
-    put16(p + 4, SNAP_FORMAT);
-    put16(p + 6,
-          (uint16_t)((s->full ? SNAP_FLAG_FULL : 0) | (t->config.ttl_ms != 0 ? SNAP_FLAG_TTL : 0)));
-    put32(p + 8, s->since);
-    put32(p + 12, s->v);
-    put32(p + 16, t->config.value_bytes);
-    put32(p + 20, t->config.key_groups_total);
+    sp_le_store32(p, SNAP_MAGIC);
+    sp_le_store16(p + 4, SNAP_FORMAT);
+    sp_le_store16(p + 6, (uint16_t)((s->full ? SNAP_FLAG_FULL : 0) |
+                                    (t->config.ttl_ms != 0 ? SNAP_FLAG_TTL : 0)));
+    sp_le_store32(p + 8, s->since);
+    sp_le_store32(p + 12, s->v);
+    sp_le_store32(p + 16, t->config.value_bytes);
+    sp_le_store32(p + 20, t->config.key_groups_total);
     s->phase = s->full ? PHASE_ENTRIES : PHASE_TOMBS;
 }
 
@@ -398,8 +357,8 @@ static void tombs_step(struct sp_table *t, struct snap_out *o)
         if (o->n == o->cap || buf_pending(&s->pend) > 0)
             return;
         const uint8_t *q = s->tomb.data + s->tomb_cursor;
-        uint32_t tag = get32(q);
-        uint32_t len = get32(q + 4);
+        uint32_t tag = sp_le_load32(q);
+        uint32_t len = sp_le_load32(q + 4);
         SP_ASSERT(s->tomb_cursor + SNAP_TOMB_TAG_BYTES + len <= s->tomb.len);
         s->tomb_cursor += SNAP_TOMB_TAG_BYTES + len;
         if (tag <= s->since || tag > s->v)
@@ -467,9 +426,9 @@ static void end_step(struct sp_table *t, struct snap_out *o)
     if (p == NULL)
         return;
     p[0] = REC_END;
-    put64(p + 1, s->entry_count);
-    put64(p + 9, s->tomb_count);
-    put32(p + 17, s->crc);
+    sp_le_store64(p + 1, s->entry_count);
+    sp_le_store64(p + 9, s->tomb_count);
+    sp_le_store32(p + 17, s->crc);
     s->phase = PHASE_DONE;
 }
 
@@ -559,8 +518,8 @@ void sp_table_snapshot_complete(struct sp_table *t, uint32_t v)
     size_t w = 0;
     size_t removed_before_cursor = 0;
     for (size_t r = 0; r < s->tomb.len;) {
-        uint32_t tag = get32(s->tomb.data + r);
-        size_t len = SNAP_TOMB_TAG_BYTES + get32(s->tomb.data + r + 4);
+        uint32_t tag = sp_le_load32(s->tomb.data + r);
+        size_t len = SNAP_TOMB_TAG_BYTES + sp_le_load32(s->tomb.data + r + 4);
         SP_ASSERT(r + len <= s->tomb.len);
         if (tag <= upto) {
             if (r < s->tomb_cursor)
@@ -605,23 +564,23 @@ static int64_t rec_parse(const uint8_t *p, size_t left, uint32_t value_bytes, bo
     if (r->type == REC_END) {
         if (left < SNAP_END_BYTES)
             return -EBADMSG;
-        r->entry_count = get64(p + 1);
-        r->tomb_count = get64(p + 9);
-        r->crc = get32(p + 17);
+        r->entry_count = sp_le_load64(p + 1);
+        r->tomb_count = sp_le_load64(p + 9);
+        r->crc = sp_le_load32(p + 17);
         return SNAP_END_BYTES;
     }
     if ((r->type != REC_ENTRY && r->type != REC_TOMB) || left < SNAP_REC_HEAD_BYTES)
         return -EBADMSG;
-    r->key_len = get32(p + 1);
-    r->hash = get64(p + 5);
-    r->ns = (int64_t)get64(p + 13);
+    r->key_len = sp_le_load32(p + 1);
+    r->hash = sp_le_load64(p + 5);
+    r->ns = (int64_t)sp_le_load64(p + 13);
     if (r->key_len > SP_TABLE_KEY_MAX)
         return -EBADMSG;
     uint32_t time_bytes = r->type == REC_ENTRY && timed ? SNAP_TIME_BYTES : 0;
     uint64_t body = (uint64_t)r->key_len + time_bytes + (r->type == REC_ENTRY ? value_bytes : 0);
     if (body > left - SNAP_REC_HEAD_BYTES)
         return -EBADMSG;
-    r->written_ms = time_bytes != 0 ? get64(p + SNAP_REC_HEAD_BYTES) : 0;
+    r->written_ms = time_bytes != 0 ? sp_le_load64(p + SNAP_REC_HEAD_BYTES) : 0;
     r->value = p + SNAP_REC_HEAD_BYTES + time_bytes;
     r->key = r->value + (r->type == REC_ENTRY ? value_bytes : 0);
     return (int64_t)(SNAP_REC_HEAD_BYTES + body);
@@ -634,16 +593,16 @@ static int stream_check(const struct sp_table *t, const uint8_t *p, size_t len, 
 {
     if (len < SNAP_HEADER_BYTES + SNAP_END_BYTES)
         return -EBADMSG;
-    if (get32(p) != SNAP_MAGIC || get16(p + 4) != SNAP_FORMAT ||
-        (get16(p + 6) & ~(SNAP_FLAG_FULL | SNAP_FLAG_TTL)) != 0 ||
-        get32(p + 16) != t->config.value_bytes)
+    if (sp_le_load32(p) != SNAP_MAGIC || sp_le_load16(p + 4) != SNAP_FORMAT ||
+        (sp_le_load16(p + 6) & ~(SNAP_FLAG_FULL | SNAP_FLAG_TTL)) != 0 ||
+        sp_le_load32(p + 16) != t->config.value_bytes)
         return -EBADMSG;
     /* A full stream is of no base; a delta's base is older than it. The key
      * groups total is informative: records are placed by this table's. */
-    bool full = (get16(p + 6) & SNAP_FLAG_FULL) != 0;
-    bool timed = (get16(p + 6) & SNAP_FLAG_TTL) != 0;
-    uint32_t since = get32(p + 8);
-    uint32_t v = get32(p + 12);
+    bool full = (sp_le_load16(p + 6) & SNAP_FLAG_FULL) != 0;
+    bool timed = (sp_le_load16(p + 6) & SNAP_FLAG_TTL) != 0;
+    uint32_t since = sp_le_load32(p + 8);
+    uint32_t v = sp_le_load32(p + 12);
     if (v == 0 || (full ? since != 0 : since == 0 || since >= v))
         return -EBADMSG;
     uint64_t entries = 0;
@@ -696,11 +655,12 @@ int sp_table_restore_verified(struct sp_table *t, const void *stream, size_t len
     SP_ASSERT(t->config.key_groups_total > 0);
     /* The header, and the end record's count of entries (all key groups:
      * the index may be sized for more than this table keeps). */
-    if (len < SNAP_HEADER_BYTES + SNAP_END_BYTES || get32(p) != SNAP_MAGIC ||
-        get16(p + 4) != SNAP_FORMAT || (get16(p + 6) & ~(SNAP_FLAG_FULL | SNAP_FLAG_TTL)) != 0 ||
-        get32(p + 16) != t->config.value_bytes || p[len - SNAP_END_BYTES] != REC_END)
+    if (len < SNAP_HEADER_BYTES + SNAP_END_BYTES || sp_le_load32(p) != SNAP_MAGIC ||
+        sp_le_load16(p + 4) != SNAP_FORMAT ||
+        (sp_le_load16(p + 6) & ~(SNAP_FLAG_FULL | SNAP_FLAG_TTL)) != 0 ||
+        sp_le_load32(p + 16) != t->config.value_bytes || p[len - SNAP_END_BYTES] != REC_END)
         return -EBADMSG;
-    uint64_t entries = get64(p + len - SNAP_END_BYTES + 1);
+    uint64_t entries = sp_le_load64(p + len - SNAP_END_BYTES + 1);
     return restore_apply(t, p, len, entries);
 }
 
@@ -716,7 +676,7 @@ static int restore_apply(struct sp_table *t, const uint8_t *p, size_t len, uint6
     if (rc < 0)
         return rc;
     uint32_t first = t->config.key_group_first;
-    bool timed = (get16(p + 6) & SNAP_FLAG_TTL) != 0;
+    bool timed = (sp_le_load16(p + 6) & SNAP_FLAG_TTL) != 0;
     bool prefetch = !t->config.ns_in_hash;
     enum { GROUP = 16 };
     struct snap_rec recs[GROUP];
