@@ -322,25 +322,30 @@ struct lines_state {
 
 #define LINES_BUF_BYTES (256u * 1024u)
 
-static int lines_write(struct sp_inst *inst, struct lines_config *c, const char *p, size_t n)
+int sp_fd_write_all(int fd, const void *buf, size_t n)
 {
-    pthread_mutex_lock(&c->lock);
+    const char *p = buf;
     while (n > 0) {
-        ssize_t w = write(c->fd, p, n);
+        ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0) {
-            int err = -errno;
-            pthread_mutex_unlock(&c->lock);
-            sp_exec_fail(inst->xs, err, "%s: cannot write %s", inst->node->name,
-                         c->path ? c->path : "stdout");
-            return err;
-        }
+        if (w < 0)
+            return -errno;
         p += w;
         n -= (size_t)w;
     }
-    pthread_mutex_unlock(&c->lock);
     return 0;
+}
+
+static int lines_write(struct sp_inst *inst, struct lines_config *c, const char *p, size_t n)
+{
+    pthread_mutex_lock(&c->lock);
+    int err = sp_fd_write_all(c->fd, p, n);
+    pthread_mutex_unlock(&c->lock);
+    if (err < 0)
+        sp_exec_fail(inst->xs, err, "%s: cannot write %s", inst->node->name,
+                     c->path ? c->path : "stdout");
+    return err;
 }
 
 static int lines_open(struct sp_inst *inst)

@@ -1891,14 +1891,7 @@ static void xs_stop(struct sp_stop_hook *hook, struct sp_shard *shard)
         if (inst != NULL && inst->node->kind == SP_NODE_KEY_BY && inst->state != NULL) {
             /* Queued batches go home now. */
             struct xchg *x = inst->state;
-            for (unsigned s = 0; s < xs->exec->shard_count; s++) {
-                /* Held for an alignment: queued, to go home with the rest. */
-                if (x->held[s] == NULL)
-                    continue;
-                x->held_tail[s]->next = x->queue;
-                x->queue = x->held[s];
-                x->held[s] = x->held_tail[s] = NULL;
-            }
+            xchg_unalign(x, xs->exec->shard_count); /* what an alignment held goes home too */
             while (x->queue != NULL) {
                 struct sp_batch *b = x->queue;
                 x->queue = b->next;

@@ -88,21 +88,12 @@ struct fs_sink {
 
 static int fs_write_out(struct fs_sink *f)
 {
-    const char *p = f->buf;
-    size_t n = f->used;
-    while (n > 0) {
-        ssize_t w = write(f->fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int err = -errno;
-            sp_exec_fail(f->inst->xs, err, "%s: cannot write %s", f->inst->node->name, f->path);
-            return err;
-        }
-        p += w;
-        n -= (size_t)w;
-        f->length += (uint64_t)w;
+    int err = sp_fd_write_all(f->fd, f->buf, f->used);
+    if (err < 0) {
+        sp_exec_fail(f->inst->xs, err, "%s: cannot write %s", f->inst->node->name, f->path);
+        return err;
     }
+    f->length += f->used;
     f->used = 0;
     return 0;
 }

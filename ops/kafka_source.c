@@ -460,19 +460,17 @@ static void ks_commit_done(struct sp_kafka_conn *conn, int err, const void *body
  * commit, or the next owner's reading, covers it. Returns whether a commit
  * was sent.
  */
-static bool ks_commit(struct ks *ks, const int32_t *partitions, const int64_t *offsets,
-                      unsigned count, bool periodic)
+/*
+ * Sends an OffsetCommit of `offsets` of `partitions` (count of them;
+ * negative offsets are skipped) for the source's topic and group, as
+ * member `member` of generation `generation` (-1 and "": a commit without
+ * membership), on `conn`; `fn` gets the answer. The partitions committed
+ * (0: nothing to commit, nothing sent), or -errno from the send.
+ */
+static int ks_send_commit(struct ks *ks, struct sp_kafka_conn *conn, const int32_t *partitions,
+                          const int64_t *offsets, unsigned count, int32_t generation,
+                          struct sp_kstr member, sp_kafka_response_fn *fn)
 {
-    struct sp_kafka_group *g = &ks->group;
-    if (!ks->group_up || ks->group_closed || ks->leaving || g->generation_id < 0 || g->coord < 0 ||
-        g->member_id_len <= 0 || (periodic && ks->commits_inflight >= KS_COMMITS_MAX))
-        return false;
-    if (g->main_inflight &&
-        (g->state == SP_KAFKA_GROUP_JOINING || g->state == SP_KAFKA_GROUP_SYNCING))
-        return false;
-    struct sp_kafka_conn *conn = &g->conns[g->coord];
-    if (!sp_kafka_conn_ready(conn))
-        return false;
     unsigned n = 0;
     for (unsigned i = 0; i < count && n < SP_ARRAY_LEN(ks->commit_parts); i++) {
         if (offsets[i] < 0)
@@ -487,7 +485,7 @@ static bool ks_commit(struct ks *ks, const int32_t *partitions, const int64_t *o
         cp->committed_metadata = SP_KSTR("");
     }
     if (n == 0)
-        return false;
+        return 0;
     struct sp_kafka_offset_commit_request_offset_commit_request_topic topic;
     sp_kafka_offset_commit_request_offset_commit_request_topic_init(&topic);
     topic.name = sp_kstr_of(ks->config->topic);
@@ -496,13 +494,33 @@ static bool ks_commit(struct ks *ks, const int32_t *partitions, const int64_t *o
     struct sp_kafka_offset_commit_request req;
     sp_kafka_offset_commit_request_init(&req);
     req.group_id = sp_kstr_of(ks->config->kafka.group_id);
-    req.generation_id_or_member_epoch = g->generation_id;
-    req.member_id = (struct sp_kstr){g->member_id, g->member_id_len};
+    req.generation_id_or_member_epoch = generation;
+    req.member_id = member;
     req.group_instance_id = SP_KSTR_NULL;
     req.retention_time_ms = -1;
     req.topics = &topic;
     req.topics_count = 1;
-    int rc = sp_kafka_conn_send(conn, KS_API_OFFSET_COMMIT, -1, &req, ks_commit_done, ks);
+    int rc = sp_kafka_conn_send(conn, KS_API_OFFSET_COMMIT, -1, &req, fn, ks);
+    return rc < 0 ? rc : (int)n;
+}
+
+static bool ks_commit(struct ks *ks, const int32_t *partitions, const int64_t *offsets,
+                      unsigned count, bool periodic)
+{
+    struct sp_kafka_group *g = &ks->group;
+    if (!ks->group_up || ks->group_closed || ks->leaving || g->generation_id < 0 || g->coord < 0 ||
+        g->member_id_len <= 0 || (periodic && ks->commits_inflight >= KS_COMMITS_MAX))
+        return false;
+    if (g->main_inflight &&
+        (g->state == SP_KAFKA_GROUP_JOINING || g->state == SP_KAFKA_GROUP_SYNCING))
+        return false;
+    struct sp_kafka_conn *conn = &g->conns[g->coord];
+    if (!sp_kafka_conn_ready(conn))
+        return false;
+    int rc = ks_send_commit(ks, conn, partitions, offsets, count, g->generation_id,
+                            (struct sp_kstr){g->member_id, g->member_id_len}, ks_commit_done);
+    if (rc == 0)
+        return false;
     if (rc < 0) {
         sp_debug("kafka source '%s': cannot send a commit: %s", ks->config->topic, strerror(-rc));
         return false;
@@ -1272,32 +1290,8 @@ static void ks_mon_commit(struct ks *ks)
         ks->mon_again = true; /* sent once it is ready (ks_client_event) */
         return;
     }
-    unsigned n = 0;
-    for (uint32_t i = 0; i < ks->mon_count && n < SP_ARRAY_LEN(ks->commit_parts); i++) {
-        struct sp_kafka_offset_commit_request_offset_commit_request_partition *cp =
-            &ks->commit_parts[n++];
-        sp_kafka_offset_commit_request_offset_commit_request_partition_init(cp);
-        cp->partition_index = ks->mon_parts[i];
-        cp->committed_offset = ks->mon_offs[i];
-        cp->committed_leader_epoch = -1;
-        cp->commit_timestamp = -1;
-        cp->committed_metadata = SP_KSTR("");
-    }
-    struct sp_kafka_offset_commit_request_offset_commit_request_topic topic;
-    sp_kafka_offset_commit_request_offset_commit_request_topic_init(&topic);
-    topic.name = sp_kstr_of(ks->config->topic);
-    topic.partitions = ks->commit_parts;
-    topic.partitions_count = (int32_t)n;
-    struct sp_kafka_offset_commit_request req;
-    sp_kafka_offset_commit_request_init(&req);
-    req.group_id = sp_kstr_of(ks->config->kafka.group_id);
-    req.generation_id_or_member_epoch = -1;
-    req.member_id = SP_KSTR("");
-    req.group_instance_id = SP_KSTR_NULL;
-    req.retention_time_ms = -1;
-    req.topics = &topic;
-    req.topics_count = 1;
-    if (sp_kafka_conn_send(conn, KS_API_OFFSET_COMMIT, -1, &req, ks_mon_done, ks) == 0)
+    if (ks_send_commit(ks, conn, ks->mon_parts, ks->mon_offs, ks->mon_count, -1, SP_KSTR(""),
+                       ks_mon_done) > 0)
         ks->mon_inflight = true;
 }
 

@@ -537,6 +537,10 @@ extern const struct sp_source_vt sp_generator_vt;
 int sp_agg_prepare(struct sp_job *job, struct sp_node *node, const struct sp_agg *agg,
                    const struct sp_schema *in);
 
+/* write(2) of all `n` bytes (again after EINTR and short writes): 0 or
+ * -errno. For the file sinks' blocking writes into the page cache. */
+int sp_fd_write_all(int fd, const void *buf, size_t n);
+
 /* JSON lines for stdout and file sinks: one row as a JSON object and a
  * newline. Returns the length, or -1 when `cap` is too small. */
 int sp_row_to_json(const struct sp_schema *schema, const void *row, char *buf, size_t cap);
