@@ -158,6 +158,13 @@ SP_MUST_CHECK int sp_ckpt_store_open(const char *url, const struct sp_ckpt_store
                                      struct sp_ckpt_store **out);
 
 /*
+ * Opens an existing store to read it (restore, listing, a savepoint's
+ * source): nothing is created, and the in-flight manifest it never uses is
+ * the smallest. Returns what sp_ckpt_store_open does.
+ */
+SP_MUST_CHECK int sp_ckpt_store_open_reader(const char *url, struct sp_ckpt_store **out);
+
+/*
  * Opens a store over a backend the caller built (the S3 client, a test's
  * fault-injecting one). Takes ownership of `backend` on success.
  */

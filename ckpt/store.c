@@ -118,6 +118,14 @@ int sp_ckpt_store_open(const char *url, const struct sp_ckpt_store_config *confi
     return err;
 }
 
+int sp_ckpt_store_open_reader(const char *url, struct sp_ckpt_store **out)
+{
+    struct sp_ckpt_store_config config;
+    sp_ckpt_store_config_default(&config);
+    config.segments_max = 1; /* it writes nothing */
+    return sp_ckpt_store_open(url, &config, out);
+}
+
 void sp_ckpt_store_close(struct sp_ckpt_store *store)
 {
     if (store == NULL)

@@ -1369,11 +1369,8 @@ static void read_groups(struct rread *rr, struct sp_ckpt_store *store)
 static void *read_worker(void *arg)
 {
     struct rread *rr = arg;
-    struct sp_ckpt_store_config sc;
-    sp_ckpt_store_config_default(&sc);
-    sc.segments_max = 1;
     struct sp_ckpt_store *store = NULL;
-    if (sp_ckpt_store_open(rr->run->rurl, &sc, &store) < 0)
+    if (sp_ckpt_store_open_reader(rr->run->rurl, &store) < 0)
         return NULL; /* the other threads read its share */
     read_groups(rr, store);
     sp_ckpt_store_close(store);
@@ -1511,10 +1508,7 @@ static int restore_prepare(struct ck_run *run)
     const char *sp = run->exec->config.savepoint_url;
     if (sp != NULL) {
         /* A savepoint: its newest checkpoint, which must verify. */
-        struct sp_ckpt_store_config sc;
-        sp_ckpt_store_config_default(&sc);
-        sc.segments_max = 1;
-        int err = sp_ckpt_store_open(sp, &sc, &run->rstore);
+        int err = sp_ckpt_store_open_reader(sp, &run->rstore);
         if (err < 0) {
             run->rstore = NULL;
             sp_job_set_error(job, "savepoint %s: %s", sp, strerror(-err));

@@ -61,11 +61,8 @@ static void format_time(int64_t time_ms, char *out, size_t cap)
 
 static struct sp_ckpt_store *open_store(const char *url)
 {
-    struct sp_ckpt_store_config config;
-    sp_ckpt_store_config_default(&config);
-    config.segments_max = 1; /* it writes nothing: the smallest in-flight manifest */
     struct sp_ckpt_store *store = NULL;
-    int err = sp_ckpt_store_open(url, &config, &store);
+    int err = sp_ckpt_store_open_reader(url, &store);
     if (err < 0) {
         fprintf(stderr, "spate: checkpoint: cannot open %s: %s\n", url, strerror(-err));
         return NULL;
