@@ -246,6 +246,8 @@ void sp_table_snap_deinit(struct sp_table *t)
     buf_free(&t->snap.cow);
     buf_free(&t->snap.pend);
     buf_free(&t->snap.tomb);
+    free(t->snap.peek);
+    t->snap.peek = NULL;
 }
 
 /* ---- Streaming ---- */
@@ -384,19 +386,38 @@ static void entries_step(struct sp_table *t, struct snap_out *o)
     size_t scan_max = o->cap * 4;
     while (s->walk_seg < s->walk_end) {
         const struct sp_table_seg *seg = &t->segs[s->walk_seg];
-        if (seg->base == NULL || seg->snap_seq == s->seq ||
+        if ((seg->base == NULL && seg->slot == 0) || seg->snap_seq == s->seq ||
             (!s->full && seg->version <= s->since)) {
             s->walk_seg++;
             s->walk_off = 0;
+            s->peek_valid = false;
             continue;
+        }
+        const uint8_t *base = seg->base;
+        if (base == NULL) {
+            /* Spilled: walked in a copy read from disk. It cannot change
+             * while the walker is in it: a write first reads it back, and
+             * copy-on-write then marks it done (snap_seq). */
+            if (!s->peek_valid || s->peek_no != s->walk_seg) {
+                if (s->peek == NULL && (s->peek = malloc(1u << t->seg_shift)) == NULL) {
+                    s->err = -ENOMEM;
+                    return;
+                }
+                if (sp_table_seg_peek(t, s->walk_seg, s->peek) == NULL) {
+                    s->err = -EIO;
+                    return;
+                }
+                s->peek_no = s->walk_seg;
+                s->peek_valid = true;
+            }
+            base = s->peek;
         }
         while (s->walk_off < seg->used) {
             if (o->n == o->cap || buf_pending(&s->pend) > 0)
                 return;
             if (o->scanned > scan_max && o->n > 0)
                 return;
-            const struct sp_table_entry *e =
-                (const struct sp_table_entry *)(seg->base + s->walk_off);
+            const struct sp_table_entry *e = (const struct sp_table_entry *)(base + s->walk_off);
             SP_ASSERT(e->bytes >= t->key_off && e->bytes <= seg->used - s->walk_off);
             s->walk_off += e->bytes;
             o->scanned += e->bytes;
@@ -410,6 +431,7 @@ static void entries_step(struct sp_table *t, struct snap_out *o)
         }
         s->walk_seg++;
         s->walk_off = 0;
+        s->peek_valid = false;
     }
     SP_ASSERT(buf_pending(&s->cow) == 0);
     s->phase = PHASE_END;
@@ -468,6 +490,9 @@ static void snap_finish(struct sp_table *t)
     s->phase = PHASE_DONE;
     buf_free(&s->cow);
     buf_free(&s->pend);
+    free(s->peek);
+    s->peek = NULL;
+    s->peek_valid = false;
 }
 
 int64_t sp_table_snapshot_read(struct sp_table *t, void *buf, size_t cap)
@@ -477,6 +502,8 @@ int64_t sp_table_snapshot_read(struct sp_table *t, void *buf, size_t cap)
     SP_ASSERT(cap > 0);
     if (!s->active)
         return 0;
+    if (s->err == 0 && t->config.spill != NULL && sp_spill_error(t->config.spill) != 0)
+        s->err = -EIO; /* state was lost with a spilled segment */
     if (s->err != 0)
         return s->err;
     struct snap_out o = {.p = buf, .cap = cap, .n = 0, .crc_from = 0, .scanned = 0};
@@ -702,6 +729,8 @@ static int restore_apply(struct sp_table *t, const uint8_t *p, size_t len, uint6
                 sp_table_prefetch(t, r->hash);
             n++;
         }
+        if (t->config.spill != NULL)
+            sp_table_unpin(t); /* no entry pointer is held here */
         for (unsigned i = 0; i < n; i++) {
             const struct snap_rec *r = &recs[i];
             if (r->type == REC_TOMB) {

@@ -26,7 +26,12 @@
  * up to a watermark) and every entry of one namespace in O(its size).
  *
  * Running out of the budget is -ENOBUFS (NULL from upsert): the caller
- * decides (backpressure, fail the job; spilling comes with checkpoints).
+ * decides (backpressure, fail the job). With a spill (config.spill, see
+ * sp_spill.h) the table first writes cold entry segments to disk and
+ * reads them back when an entry of theirs is touched; an entry pointer then
+ * stays valid only until the spill's owner next advances its epoch (the
+ * executor: until the operator returns to the reactor), and only the
+ * working set since then must fit the budget.
  * A table belongs to one shard and is used only on its thread.
  *
  * Time to live (ttl_ms, Flink's StateTtlConfig with OnCreateAndWrite,
@@ -49,6 +54,7 @@
 
 #include "sp_common.h"
 #include "sp_mem.h"
+#include "sp_spill.h"
 
 #define SP_TABLE_REF_NONE UINT32_MAX
 #define SP_TABLE_DEAD 0x80000000u
@@ -73,6 +79,7 @@ _Static_assert(sizeof(struct sp_table_entry) == 40, "entry header: 40 bytes, val
 /* Growable array of fixed-size elements in managed-memory segments. */
 struct sp_segvec {
     struct sp_budget *budget;
+    struct sp_spill *spill; /* makes room in the budget when it is full */
     uint8_t **segs;
     uint32_t seg_count;
     uint32_t elem_shift; /* log2(element bytes) */
@@ -87,6 +94,13 @@ struct sp_table_seg {
     uint32_t live;      /* entries not deleted */
     uint32_t version;   /* table version of the last write */
     uint32_t snap_seq;  /* the snapshot that copied it aside or need not walk it */
+    /* Spill: base is NULL and slot is its file slot + 1 while on disk (base
+     * NULL and slot 0: a free segment slot); touch is the spill's epoch of
+     * the last access (pinned while current), seen what the clock's hand
+     * saw there last (a touch since is a second chance). */
+    uint32_t slot;
+    uint32_t touch;
+    uint32_t seen;
 };
 
 struct sp_table_config {
@@ -101,6 +115,9 @@ struct sp_table_config {
      * share one probe run. The prefetch helpers below then do not apply. */
     bool ns_in_hash;
     struct sp_budget *budget; /* segments come from here */
+    /* Cold entry segments go to disk when the budget is full (NULL: never;
+     * the budget must be the spill's). */
+    struct sp_spill *spill;
     /* Snapshots: bytes held aside by copy-on-write plus tombstones (0: the
      * default, SP_TABLE_SNAPSHOT_HELD_BYTES_DEFAULT). */
     uint64_t snapshot_held_bytes_max;
@@ -146,6 +163,9 @@ struct sp_table_snap {
     struct sp_table_buf cow;  /* records copied aside, streamed next */
     struct sp_table_buf pend; /* a record that did not fit the caller's buffer */
     struct sp_table_buf tomb; /* tombstone log: {tag, length, record} */
+    uint8_t *peek;            /* a spilled segment's bytes, read for the walker */
+    uint32_t peek_no;         /* which (valid while it is walk_seg) */
+    bool peek_valid;
 };
 
 struct sp_table {
@@ -191,6 +211,11 @@ struct sp_table {
     uint64_t ttl_live_from; /* entries written before it are expired */
     uint32_t ttl_seg;
     uint32_t ttl_walk_off;
+
+    /* Registered with config.spill: its entry segments may go to disk (a
+     * namespace directory only takes room through it). */
+    bool spill_attached;
+    uint32_t spill_gen; /* unpins so far: what a touch stamps its segment with */
 };
 
 /*
@@ -233,10 +258,38 @@ static inline uint64_t sp_table_count(const struct sp_table *t)
 /* Segments the table holds now (entries, index, namespace bookkeeping). */
 uint32_t sp_table_segments(const struct sp_table *t);
 
-static inline struct sp_table_entry *sp_table_entry_at(const struct sp_table *t, uint32_t ref)
+/* The table's owner holds no pointer into this table (between two records,
+ * say): what it touched may be spilled again. Pointers into other tables
+ * stay pinned (an operator upstream in the same chain may hold some). */
+static inline void sp_table_unpin(struct sp_table *t)
 {
-    return (struct sp_table_entry *)(t->segs[ref >> t->off_bits].base +
-                                     ((size_t)(ref & ((1u << t->off_bits) - 1)) << 3));
+    t->spill_gen++;
+}
+
+/* Reads the spilled segment of `ref` back; its entry, or NULL when it
+ * could not be (the spill's error is then set). For sp_table_entry_at. */
+struct sp_table_entry *sp_table_entry_load(struct sp_table *t, uint32_t ref);
+
+/* The entry of reference `ref`, read back from disk if it was spilled (NULL
+ * when that failed: the spill's sticky error). */
+static inline struct sp_table_entry *sp_table_entry_at(struct sp_table *t, uint32_t ref)
+{
+    struct sp_table_seg *seg = &t->segs[ref >> t->off_bits];
+    if (SP_UNLIKELY(seg->base == NULL)) /* only ever with a spill */
+        return sp_table_entry_load(t, ref);
+    seg->touch = t->spill_gen;
+    return (struct sp_table_entry *)(seg->base + ((size_t)(ref & ((1u << t->off_bits) - 1)) << 3));
+}
+
+/* The entry of `ref` if its segment is in memory, else NULL; no access. */
+static inline const struct sp_table_entry *sp_table_entry_resident(const struct sp_table *t,
+                                                                   uint32_t ref)
+{
+    const uint8_t *base = t->segs[ref >> t->off_bits].base;
+    return base == NULL
+               ? NULL
+               : (const struct sp_table_entry *)(base +
+                                                 ((size_t)(ref & ((1u << t->off_bits) - 1)) << 3));
 }
 
 static inline void *sp_table_value(const struct sp_table *t, struct sp_table_entry *e)
@@ -289,7 +342,9 @@ static inline void sp_table_prefetch_entry(const struct sp_table *t, uint64_t ha
 {
     uint64_t s = *sp_table_home_slot(t, hash);
     if (s != 0) {
-        const uint8_t *e = (const uint8_t *)sp_table_entry_at(t, (uint32_t)s - 1);
+        const uint8_t *e = (const uint8_t *)sp_table_entry_resident(t, (uint32_t)s - 1);
+        if (e == NULL)
+            return; /* spilled: the lookup reads it back */
         __builtin_prefetch(e, 1);
         __builtin_prefetch(e + t->key_off, 1); /* the key may start the next line */
     }

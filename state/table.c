@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "sp_keygroup.h"
+#include "sp_log.h"
 #include "table_int.h"
 
 #define SLOT_EMPTY 0u
@@ -28,10 +29,24 @@
 
 /* ---- Segmented arrays ---- */
 
-static void segvec_init(struct sp_segvec *v, struct sp_budget *budget, uint32_t elem_shift)
+/* Takes a segment from `budget`, spilling cold state to make room when it
+ * is full and there is a spill. 0 or -ENOBUFS. */
+static int budget_take(struct sp_budget *budget, struct sp_spill *spill, void **seg)
+{
+    for (;;) {
+        if (sp_budget_reserve(budget, seg) == 0)
+            return 0;
+        if (spill == NULL || sp_spill_reclaim(spill) < 0)
+            return -ENOBUFS;
+    }
+}
+
+static void segvec_init(struct sp_segvec *v, struct sp_budget *budget, struct sp_spill *spill,
+                        uint32_t elem_shift)
 {
     memset(v, 0, sizeof(*v));
     v->budget = budget;
+    v->spill = spill;
     v->elem_shift = elem_shift;
     v->per_seg_shift = (uint32_t)__builtin_ctz(budget->pool->segment_bytes) - elem_shift;
 }
@@ -55,7 +70,7 @@ static int segvec_resize(struct sp_segvec *v, uint64_t len, bool zero)
         v->segs = segs;
         while (v->seg_count < need) {
             void *seg;
-            if (sp_budget_reserve(v->budget, &seg) < 0)
+            if (budget_take(v->budget, v->spill, &seg) < 0)
                 return -ENOBUFS;
             if (zero)
                 memset(seg, 0, v->budget->pool->segment_bytes);
@@ -95,7 +110,7 @@ static inline uint32_t slot_ref(uint64_t slot)
 
 static int index_alloc(struct sp_table *t, struct sp_segvec *v, uint64_t capacity)
 {
-    segvec_init(v, t->config.budget, 3);
+    segvec_init(v, t->config.budget, t->config.spill, 3);
     uint64_t per_seg = 1ull << v->per_seg_shift;
     if (capacity < per_seg)
         capacity = per_seg;
@@ -179,10 +194,13 @@ static int seg_new(struct sp_table *t, uint32_t key_group, uint32_t *seg_out)
         t->segs[no].base = NULL;
     }
     void *base;
-    if (sp_budget_reserve(t->config.budget, &base) < 0) {
+    if (budget_take(t->config.budget, t->config.spill, &base) < 0) {
+        t->segs[no].base = NULL;
+        t->segs[no].slot = 0;
         t->seg_free[t->seg_free_count++] = no;
         return -ENOBUFS;
     }
+    uint32_t now = t->spill_gen;
     /* A fresh segment holds no entry of the snapshot being streamed (if
      * any): its snap_seq tells the walker to skip it. */
     t->segs[no] = (struct sp_table_seg){.base = base,
@@ -190,7 +208,10 @@ static int seg_new(struct sp_table *t, uint32_t key_group, uint32_t *seg_out)
                                         .used = 0,
                                         .live = 0,
                                         .version = t->version,
-                                        .snap_seq = t->snap.seq};
+                                        .snap_seq = t->snap.seq,
+                                        .slot = 0,
+                                        .touch = now,
+                                        .seen = now - 1};
     *seg_out = no;
     return 0;
 }
@@ -202,6 +223,197 @@ static void seg_release(struct sp_table *t, uint32_t no)
     sp_budget_release(t->config.budget, t->segs[no].base);
     t->segs[no].base = NULL;
     t->seg_free[t->seg_free_count++] = no;
+}
+
+/* ---- Spilling (see sp_spill.h) ---- */
+
+/* The budget is full and nothing more fits the spill file: segment `no`
+ * is read into ordinary memory so its file slot can take a cold segment's
+ * place, then into the budget. 1 with `*base` holding it, or -ENOBUFS with
+ * the segment still on disk; a read or write error is sticky. */
+static int load_swapping(struct sp_table *t, uint32_t no, void **base)
+{
+    struct sp_spill *sp = t->config.spill;
+    struct sp_table_seg *seg = &t->segs[no];
+    uint8_t *tmp = malloc(1u << t->seg_shift);
+    if (tmp == NULL)
+        return -ENOBUFS;
+    int rc = sp_spill_read(sp, seg->slot - 1, tmp);
+    if (rc < 0) {
+        free(tmp);
+        sp_error("state spill: table %s: cannot read a spilled segment back: %s",
+                 t->config.name ? t->config.name : "?", strerror(-rc));
+        sp->err = rc;
+        return rc;
+    }
+    sp_spill_free(sp, seg->slot - 1);
+    seg->slot = 0;
+    rc = budget_take(t->config.budget, sp, base);
+    if (rc == 0) {
+        memcpy(*base, tmp, 1u << t->seg_shift);
+        free(tmp);
+        return 1;
+    }
+    /* Still no room (everything pinned): back to its slot, free again. */
+    uint32_t slot;
+    uint8_t *segs[1] = {tmp};
+    rc = sp_spill_write(sp, segs, 1, &slot);
+    free(tmp);
+    if (rc < 0) {
+        sp_error("state spill: table %s: cannot write a segment back: %s",
+                 t->config.name ? t->config.name : "?", strerror(-rc));
+        sp->err = rc;
+        return rc;
+    }
+    seg->slot = slot + 1;
+    return -ENOBUFS;
+}
+
+struct sp_table_entry *sp_table_entry_load(struct sp_table *t, uint32_t ref)
+{
+    struct sp_spill *sp = t->config.spill;
+    uint32_t no = ref >> t->off_bits;
+    struct sp_table_seg *seg = &t->segs[no];
+    SP_ASSERT(sp != NULL && seg->base == NULL && seg->slot != 0);
+    if (sp->err != 0)
+        return NULL;
+    void *base;
+    int rc = budget_take(t->config.budget, sp, &base);
+    if (rc < 0 && sp->err == 0)
+        rc = load_swapping(t, no, &base);
+    if (rc < 0 && sp->err != 0)
+        return NULL; /* the swap said why */
+    if (rc == 1) {   /* read back by the swap */
+        seg->base = base;
+        seg->touch = t->spill_gen;
+        seg->seen = seg->touch - 1;
+        return (struct sp_table_entry *)(seg->base +
+                                         ((size_t)(ref & ((1u << t->off_bits) - 1)) << 3));
+    }
+    if (rc < 0) {
+        sp_error("state spill: table %s: no memory to read a spilled segment back into: "
+                 "everything in memory was used since the operator last returned; raise the "
+                 "managed memory",
+                 t->config.name ? t->config.name : "?");
+        sp->err = rc;
+        return NULL;
+    }
+    rc = sp_spill_read(sp, seg->slot - 1, base);
+    if (rc < 0) {
+        sp_budget_release(t->config.budget, base);
+        sp_error("state spill: table %s: cannot read a spilled segment back: %s",
+                 t->config.name ? t->config.name : "?", strerror(-rc));
+        sp->err = rc;
+        return NULL;
+    }
+    sp_spill_free(sp, seg->slot - 1);
+    seg->slot = 0;
+    seg->base = base;
+    seg->touch = t->spill_gen;
+    seg->seen = seg->touch - 1;
+    return (struct sp_table_entry *)(seg->base + ((size_t)(ref & ((1u << t->off_bits) - 1)) << 3));
+}
+
+/* Whether the clock may spill segment `no` of `t` now (and gives the
+ * second chance on the way). */
+static bool spill_candidate(struct sp_table *t, uint32_t no)
+{
+    struct sp_table_seg *seg = &t->segs[no];
+    uint32_t now = t->spill_gen;
+    if (seg->base == NULL || seg->touch == now)
+        return false; /* free, spilled, or pinned */
+    if (t->open_seg[seg->key_group - t->config.key_group_first] == no)
+        return false;
+    if (seg->seen != seg->touch) {
+        seg->seen = seg->touch;
+        return false;
+    }
+    return true;
+}
+
+void sp_spill_unpin(struct sp_spill *s)
+{
+    for (uint32_t i = 0; i < s->table_count; i++)
+        s->tables[i]->spill_gen++;
+}
+
+int sp_spill_reclaim(struct sp_spill *s)
+{
+    uint8_t *bases[SP_SPILL_BATCH_MAX];
+    struct sp_table *owners[SP_SPILL_BATCH_MAX];
+    uint32_t nos[SP_SPILL_BATCH_MAX];
+    uint32_t slots[SP_SPILL_BATCH_MAX];
+    /* Two turns of the clock at most: the first may only take second
+     * chances away. */
+    uint64_t left = 2;
+    for (uint32_t i = 0; i < s->table_count; i++)
+        left += 2 * ((uint64_t)s->tables[i]->seg_count + 1);
+    uint32_t batch = s->config.batch;
+    if (sp_spill_room(s) < batch)
+        batch = (uint32_t)sp_spill_room(s);
+    if (batch == 0) {
+        s->stats.write_errors++;
+        if (s->stats.write_errors == 1)
+            sp_warn("state spill: the spill file is full (%llu bytes)",
+                    (unsigned long long)s->slot_max * s->seg_bytes);
+        return -ENOSPC;
+    }
+    uint32_t n = 0;
+    while (n < batch && left > 0 && s->table_count > 0) {
+        left--;
+        if (s->hand_table >= s->table_count) {
+            s->hand_table = 0;
+            s->hand_seg = 0;
+        }
+        struct sp_table *t = s->tables[s->hand_table];
+        if (s->hand_seg >= t->seg_count) {
+            s->hand_table++;
+            s->hand_seg = 0;
+            continue;
+        }
+        uint32_t no = s->hand_seg++;
+        if (!spill_candidate(t, no))
+            continue;
+        owners[n] = t;
+        nos[n] = no;
+        bases[n] = t->segs[no].base;
+        t->segs[no].touch = t->spill_gen; /* not chosen twice in this sweep */
+        n++;
+    }
+    if (n == 0)
+        return -ENOBUFS;
+    int rc = sp_spill_write(s, bases, n, slots);
+    if (rc < 0) {
+        if (s->stats.write_errors == 1 || rc != -ENOSPC)
+            sp_warn("state spill: cannot write to the spill file: %s", strerror(-rc));
+        return rc;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct sp_table_seg *seg = &owners[i]->segs[nos[i]];
+        sp_budget_release(owners[i]->config.budget, seg->base);
+        seg->base = NULL;
+        seg->slot = slots[i] + 1;
+    }
+    return 0;
+}
+
+/* A spilled segment's bytes, read into `buf` (one segment) without taking
+ * it back: for walks that only read (snapshots, foreach). NULL on failure,
+ * with the spill's sticky error set. */
+const uint8_t *sp_table_seg_peek(struct sp_table *t, uint32_t no, uint8_t *buf)
+{
+    struct sp_spill *sp = t->config.spill;
+    SP_ASSERT(sp != NULL && t->segs[no].slot != 0);
+    if (sp->err != 0)
+        return NULL;
+    int rc = sp_spill_read(sp, t->segs[no].slot - 1, buf);
+    if (rc < 0) {
+        sp_error("state spill: table %s: cannot read a spilled segment: %s",
+                 t->config.name ? t->config.name : "?", strerror(-rc));
+        sp->err = rc;
+        return NULL;
+    }
+    return buf;
 }
 
 /* ---- Namespace lists ---- */
@@ -375,6 +587,8 @@ static struct sp_table_entry *list_scan(struct sp_table *t, uint32_t i, uint32_t
             if (ref == SP_TABLE_REF_NONE)
                 continue;
             struct sp_table_entry *e = sp_table_entry_at(t, ref);
+            if (SP_UNLIKELY(e == NULL))
+                return NULL; /* could not be read back: the spill's error says so */
             if (SP_UNLIKELY(sp_table_expired(t, e))) {
                 released = b->live == 1;
                 sp_table_delete(t, e);
@@ -430,7 +644,17 @@ int sp_table_init(struct sp_table *t, const struct sp_table_config *config)
         return -ENOMEM;
     for (uint32_t i = 0; i < config->key_group_count; i++)
         t->open_seg[i] = SP_TABLE_REF_NONE;
-    int rc = index_alloc(t, &t->slots, 0);
+    int rc;
+    if (config->spill != NULL) {
+        if (config->spill->budget != config->budget) {
+            rc = -EINVAL;
+            goto fail;
+        }
+        if ((rc = sp_spill_attach(config->spill, t)) < 0)
+            goto fail;
+        t->spill_attached = true;
+    }
+    rc = index_alloc(t, &t->slots, 0);
     if (rc < 0)
         goto fail;
     index_set_capacity(t, t->slots.len);
@@ -448,6 +672,7 @@ int sp_table_init(struct sp_table *t, const struct sp_table_config *config)
             .key_groups_total = 1,
             .ns_order = false,
             .budget = config->budget,
+            .spill = config->spill,
         };
         rc = sp_table_init(t->dir, &dc);
         if (rc < 0) {
@@ -455,8 +680,14 @@ int sp_table_init(struct sp_table *t, const struct sp_table_config *config)
             t->dir = NULL;
             goto fail;
         }
-        segvec_init(&t->heap, config->budget, 3);
-        segvec_init(&t->blocks, config->budget, 6);
+        /* Its entries are list heads the table keeps pointers to: they
+         * stay in memory, only making room through the spill. */
+        if (t->dir->spill_attached) {
+            sp_spill_detach(config->spill, t->dir);
+            t->dir->spill_attached = false;
+        }
+        segvec_init(&t->heap, config->budget, config->spill, 3);
+        segvec_init(&t->blocks, config->budget, config->spill, 6);
         t->block_free = SP_TABLE_REF_NONE;
     }
     return 0;
@@ -468,9 +699,13 @@ fail:
 void sp_table_deinit(struct sp_table *t)
 {
     sp_table_snap_deinit(t);
+    if (t->spill_attached)
+        sp_spill_detach(t->config.spill, t);
     for (uint32_t i = 0; i < t->seg_count; i++) {
         if (t->segs[i].base != NULL)
             sp_budget_release(t->config.budget, t->segs[i].base);
+        else if (t->segs[i].slot != 0)
+            sp_spill_free(t->config.spill, t->segs[i].slot - 1);
     }
     free(t->segs);
     free(t->seg_free);
@@ -535,7 +770,7 @@ static struct sp_table_entry *ttl_found(struct sp_table *t, struct sp_table_entr
 
 /* The entry of (hash, key, ns) and its reference, or NULL: the probe that
  * find and get share. */
-static inline struct sp_table_entry *probe(const struct sp_table *t, uint64_t hash, const void *key,
+static inline struct sp_table_entry *probe(struct sp_table *t, uint64_t hash, const void *key,
                                            uint32_t key_len, int64_t ns, uint32_t *ref)
 {
     uint64_t ph = pos_hash(t, hash, ns);
@@ -546,6 +781,8 @@ static inline struct sp_table_entry *probe(const struct sp_table *t, uint64_t ha
             return NULL;
         if ((uint32_t)(s >> 32) == tag) {
             struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
+            if (SP_UNLIKELY(e == NULL))
+                return NULL; /* could not be read back: the spill's error says so */
             if (entry_matches(t, e, hash, key, key_len, ns)) {
                 *ref = slot_ref(s);
                 return e;
@@ -610,6 +847,8 @@ static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uin
     seg->used += bytes;
     seg->live++;
     seg->version = t->version;
+    if (t->config.spill != NULL)
+        seg->touch = t->spill_gen;
     *ref_out = (no << t->off_bits) | (off >> 3);
     struct sp_table_entry *e = (struct sp_table_entry *)(seg->base + off);
     e->bytes = bytes;
@@ -628,6 +867,10 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
             break;
         if ((uint32_t)(s >> 32) == tag) {
             struct sp_table_entry *e = sp_table_entry_at(t, slot_ref(s));
+            if (SP_UNLIKELY(e == NULL)) {
+                *err = -EIO; /* could not be read back: the spill's error says why */
+                return NULL;
+            }
             if (entry_matches(t, e, hash, key, key_len, ns)) {
                 if (SP_UNLIKELY(t->config.ttl_ms != 0)) {
                     e = ttl_found(t, e, slot_ref(s));
@@ -717,7 +960,7 @@ static uint32_t entry_ref(const struct sp_table *t, const struct sp_table_entry 
     for (uint64_t pos = pos_hash(t, e->hash, e->ns) & t->mask;; pos = (pos + 1) & t->mask) {
         uint64_t s = *slot_at(t, pos);
         SP_ASSERT(s != SLOT_EMPTY);
-        if (sp_table_entry_at(t, slot_ref(s)) == e) {
+        if (sp_table_entry_resident(t, slot_ref(s)) == e) { /* e's segment is in memory */
             *pos_out = pos;
             return slot_ref(s);
         }
@@ -800,8 +1043,11 @@ static void prefetch_block_entries(const struct sp_table *t, uint32_t i)
         return;
     const struct sp_table_ns_block *b = block_at(t, i);
     for (uint32_t k = 0; k < b->used; k++) {
-        if (b->refs[k] != SP_TABLE_REF_NONE)
-            __builtin_prefetch(sp_table_entry_at(t, b->refs[k]), 1);
+        if (b->refs[k] != SP_TABLE_REF_NONE) {
+            const struct sp_table_entry *e = sp_table_entry_resident(t, b->refs[k]);
+            if (e != NULL)
+                __builtin_prefetch(e, 1);
+        }
     }
 }
 
@@ -822,8 +1068,9 @@ bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
         uint32_t next = b->next;
         for (uint32_t k = 0; k < b->used; k++) {
             if (b->refs[k] != SP_TABLE_REF_NONE) {
-                const struct sp_table_entry *e = sp_table_entry_at(t, b->refs[k]);
-                sp_table_prefetch(t, pos_hash(t, e->hash, e->ns));
+                const struct sp_table_entry *e = sp_table_entry_resident(t, b->refs[k]);
+                if (e != NULL)
+                    sp_table_prefetch(t, pos_hash(t, e->hash, e->ns));
             }
         }
         prefetch_block_entries(t, next);
@@ -832,6 +1079,8 @@ bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
             if (ref == SP_TABLE_REF_NONE)
                 continue;
             struct sp_table_entry *e = sp_table_entry_at(t, ref);
+            if (SP_UNLIKELY(e == NULL))
+                continue; /* lost with its segment: the spill's error fails the job */
             if (SP_UNLIKELY(t->snap.ever))
                 sp_table_snap_delete(t, e, ref >> t->off_bits);
             if (fn != NULL && !sp_table_expired(t, e))
@@ -849,7 +1098,7 @@ bool sp_table_ns_drop(struct sp_table *t, int64_t ns,
         }
     }
     list->head = list->tail = SP_TABLE_REF_NONE;
-    SP_ASSERT(list->count == 0);
+    SP_ASSERT(list->count == 0 || (t->config.spill != NULL && sp_spill_error(t->config.spill)));
     dir_delete(t, d);
     return true;
 }
@@ -887,17 +1136,28 @@ uint64_t sp_table_ns_count(struct sp_table *t, int64_t ns)
 void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, void *ctx),
                       void *ctx)
 {
+    uint8_t *peek = NULL;
     for (uint32_t no = 0; no < t->seg_count; no++) {
         struct sp_table_seg *seg = &t->segs[no];
-        if (seg->base == NULL)
+        uint8_t *base = seg->base;
+        if (base == NULL && seg->slot != 0) {
+            /* Spilled: read a copy (fn must not write anyway). */
+            if (peek == NULL && (peek = malloc(1u << t->seg_shift)) == NULL) {
+                t->config.spill->err = -ENOMEM;
+                break;
+            }
+            base = (uint8_t *)sp_table_seg_peek(t, no, peek);
+        }
+        if (base == NULL)
             continue;
         for (uint32_t off = 0; off < seg->used;) {
-            struct sp_table_entry *e = (struct sp_table_entry *)(seg->base + off);
+            struct sp_table_entry *e = (struct sp_table_entry *)(base + off);
             off += e->bytes;
             if ((e->key_len & SP_TABLE_DEAD) == 0 && !sp_table_expired(t, e))
                 fn(e, ctx);
         }
     }
+    free(peek);
 }
 
 struct sp_table_entry *sp_table_ns_next(struct sp_table *t, const struct sp_table_entry *e)

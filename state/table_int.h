@@ -67,6 +67,10 @@ static inline bool sp_table_expired(const struct sp_table *t, const struct sp_ta
     return t->config.ttl_ms != 0 && sp_table_ttl_written(t, e) < t->ttl_live_from;
 }
 
+/* Segment `no` is spilled: its bytes read into `buf` (one segment) for a
+ * walk that only reads, or NULL with the spill's sticky error set. */
+const uint8_t *sp_table_seg_peek(struct sp_table *t, uint32_t no, uint8_t *buf);
+
 /* Grows the index now so that `count` entries fit without growing (a
  * restore knows what comes). 0, -ENOBUFS, -ENOMEM. */
 SP_MUST_CHECK int sp_table_reserve(struct sp_table *t, uint64_t count);
