@@ -7,18 +7,20 @@
  *
  * Everything is keyed state in sp_tables: the value state (key -> bytes),
  * the list state (namespace -1 holds a key's length, namespaces 0..len-1
- * its elements, so each is one lookup away), and one table per timer domain
- * whose namespace is the timer's time, with namespace order: a watermark
+ * its elements, so each is one lookup away), the map state (below), the
+ * aggregating state (key -> the user aggregate's accumulator, created on
+ * the first add), and one table per timer domain whose namespace is the
+ * timer's time, with namespace order: a watermark
  * fires event-time timers by taking the smallest time first, and every
  * timer of that time in the order they were set. A timer is one entry, so
  * setting it twice fires it once; it is deleted before its callback runs,
  * so a callback may set it again. Processing-time timers are driven by one
- * shard timer armed at the earliest of them. The list and timer tables
- * place entries by key and namespace (ns_in_hash): a key may have
+ * shard timer armed at the earliest of them. The list, map and timer
+ * tables place entries by key and namespace (ns_in_hash): a key may have
  * thousands.
  *
- * State TTL (state_ttl_ms): the value and list tables get the TTL, and their
- * clock is ticked with the wall clock at open, at each input batch, each
+ * State TTL (state_ttl_ms): every state table but the timers' gets the
+ * TTL, and their clock is ticked with the wall clock at open, at each input batch, each
  * watermark and each processing-time timer (each tick also deletes a
  * bounded number of expired entries). A list expires as a whole: its length
  * entry then also holds the time the list was created (its first append),
@@ -30,6 +32,30 @@
  * they expire too. Flink keeps a time per element instead and drops only
  * the expired ones, keeping the list's younger elements: here a list lives
  * at most ttl from its first append, younger elements included.
+ *
+ * Map state is two tables. The index ("process.map") is keyed by the
+ * record key's length (u32), its bytes and the map key's bytes, hashed by
+ * the record key (so the key group is the record key's: checkpoints,
+ * restores and rescales keep a key's map together) with namespace = the map
+ * key's hash (never 0) placed by ns_in_hash, so thousands of map entries of
+ * one key spread over the index; its value is {u32 position, pad} and the
+ * user's value at MAP_VALUE_OFF. The items ("process.map.keys") are laid
+ * out like the list: namespace -1 the size (and the creation time with a
+ * TTL), 0..size-1 {u32 length, the map key}, so the map is iterated by
+ * position; a removal moves the last item into the hole and rewrites the
+ * moved key's position (one index lookup); clearing deletes each item's
+ * index entry. A map expires as a whole like a list (ttl after its first
+ * put; later puts do not extend it) and is cleared, index entries
+ * included, when next touched. Every call that writes an index entry or
+ * item writes the head too, so neither outlives the head in the table: a
+ * head that expired there (untouched for ttl) leaves only entries that
+ * expired too. Even so, with a TTL an index entry counts only when its
+ * position is inside the map and the item there names its map key (one
+ * more lookup); otherwise it is absent, and a put overwrites it. Without a
+ * TTL nothing is left behind, and only the position is checked.
+ *
+ * The aggregating state has the value state's TTL: an accumulator expires
+ * ttl after its last add (sp_pctx_agg_result reads without refreshing).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +69,10 @@ struct sp_pctx {
     struct sp_table event_timers;
     struct sp_table proc_timers;
     struct sp_table list;
-    bool has_values, has_event, has_proc, has_list;
+    struct sp_table map_index; /* (key, map key) -> {position, value} */
+    struct sp_table map_items; /* key: -1 the size, 0..size-1 the map keys */
+    struct sp_table aggs;
+    bool has_values, has_event, has_proc, has_list, has_map, has_agg;
     uint64_t ttl_ms;    /* fn->state_ttl_ms */
     uint64_t opened_ms; /* the TTL clock at open, before any restore */
     struct sp_timer proc_timer;
@@ -54,6 +83,8 @@ struct sp_pctx {
     struct sp_str key;
     uint8_t *key_copy; /* a firing timer's key (its entry is deleted first) */
     uint32_t key_cap;
+    uint8_t *ikey; /* a map index key being built (map_ikey) */
+    uint32_t ikey_cap;
 };
 
 void *sp_pctx_user(struct sp_pctx *c)
@@ -276,9 +307,398 @@ void sp_pctx_list_clear(struct sp_pctx *c)
     sp_table_delete(&c->list, head);
 }
 
+/* ---- Map state ---- */
+
+#define MAP_HEAD_NS (-1)
+#define MAP_CREATED_OFF 8 /* TTL: the head's creation time (u64 ms) */
+#define MAP_HEAD_TTL_BYTES 16
+#define MAP_VALUE_OFF 8 /* an index entry's value: {u32 position, pad}, then the user's */
+
+/* The index namespace of a map key: its hash, never 0 (ns 0 is the record
+ * key's own place in the index, where every map of that key would pile up). */
+static int64_t map_ns(const void *map_key, uint32_t len)
+{
+    uint64_t h = sp_key_hash(map_key, len);
+    return h != 0 ? (int64_t)h : 1;
+}
+
+/* Builds the index key of (current key, map key) in c->ikey: the record
+ * key's length (u32), its bytes, then the map key's. The length makes the
+ * split unambiguous. Its length, or 0 when it cannot be allocated (the
+ * job then failed). */
+static uint32_t map_ikey(struct sp_pctx *c, const void *map_key, uint32_t len)
+{
+    SP_ASSERT(len <= c->inst->node->u.process.fn.map_key_bytes);
+    size_t need = sizeof(uint32_t) + (size_t)c->key.len + len;
+    if (need > SP_TABLE_KEY_MAX) {
+        sp_exec_fail(c->inst->xs, -E2BIG, "process: a key of %u bytes is too long for map state",
+                     c->key.len);
+        return 0;
+    }
+    if (need > c->ikey_cap) {
+        uint8_t *grown = realloc(c->ikey, need);
+        if (grown == NULL) {
+            sp_exec_fail(c->inst->xs, -ENOMEM, "process: a map key buffer of %zu bytes", need);
+            return 0;
+        }
+        c->ikey = grown;
+        c->ikey_cap = (uint32_t)need;
+    }
+    uint32_t klen = c->key.len;
+    memcpy(c->ikey, &klen, sizeof(klen));
+    if (klen > 0)
+        memcpy(c->ikey + sizeof(klen), c->key.ptr, klen);
+    if (len > 0)
+        memcpy(c->ikey + sizeof(klen) + klen, map_key, len);
+    return (uint32_t)need;
+}
+
+/* A map head: its size (u32) and, with a TTL, the map's creation time.
+ * Whether that map expired. */
+static bool map_expired(struct sp_pctx *c, const uint32_t *head)
+{
+    if (c->ttl_ms == 0)
+        return false;
+    uint64_t created;
+    memcpy(&created, (const uint8_t *)head + MAP_CREATED_OFF, sizeof(created));
+    if (created == 0) /* restored from a checkpoint taken without TTL */
+        created = c->opened_ms;
+    uint64_t now = sp_table_ttl_now(&c->map_items);
+    return now >= created && now - created >= c->ttl_ms;
+}
+
+/* The current key's map head, found for writing (a write: it keeps the
+ * head's last write no older than any of its entries'), NULL when there is
+ * none and `create` is false; an expired map is cleared first. */
+static uint32_t *map_head(struct sp_pctx *c, bool create)
+{
+    if (!c->has_map)
+        return NULL;
+    if (!create) {
+        struct sp_table_entry *e =
+            sp_table_find(&c->map_items, c->hash, c->key.ptr, c->key.len, MAP_HEAD_NS);
+        if (e != NULL && map_expired(c, sp_table_value(&c->map_items, e))) {
+            sp_pctx_map_clear(c);
+            return NULL;
+        }
+        return e != NULL ? sp_table_value(&c->map_items, e) : NULL;
+    }
+    for (unsigned tries = 0; tries < 2; tries++) {
+        bool created;
+        int err = 0;
+        struct sp_table_entry *e = sp_table_upsert(&c->map_items, c->hash, c->key.ptr, c->key.len,
+                                                   MAP_HEAD_NS, &created, &err);
+        if (e == NULL) {
+            state_full(c, err);
+            return NULL;
+        }
+        uint32_t *head = sp_table_value(&c->map_items, e);
+        if (!created && map_expired(c, head)) {
+            sp_pctx_map_clear(c);
+            continue; /* created afresh next */
+        }
+        if (created && c->ttl_ms != 0) {
+            uint64_t now = sp_table_ttl_now(&c->map_items);
+            memcpy((uint8_t *)head + MAP_CREATED_OFF, &now, sizeof(now));
+        }
+        return head;
+    }
+    SP_ASSERT(!"a map created afresh expired at once");
+    return NULL;
+}
+
+/* The current key's map head for reading only (no write), NULL when there
+ * is none; an expired map is cleared. */
+static const uint32_t *map_head_get(struct sp_pctx *c)
+{
+    if (!c->has_map)
+        return NULL;
+    const struct sp_table_entry *e =
+        sp_table_get(&c->map_items, c->hash, c->key.ptr, c->key.len, MAP_HEAD_NS);
+    if (e == NULL)
+        return NULL;
+    const uint32_t *head = sp_table_value(&c->map_items, (struct sp_table_entry *)e);
+    if (map_expired(c, head)) {
+        sp_pctx_map_clear(c);
+        return NULL;
+    }
+    return head;
+}
+
+/* Whether item `e` (position i of a map) names map key (map_key, len). */
+static bool map_item_is(struct sp_pctx *c, const struct sp_table_entry *e, const void *map_key,
+                        uint32_t len)
+{
+    if (e == NULL)
+        return false;
+    const uint8_t *item = sp_table_value(&c->map_items, (struct sp_table_entry *)e);
+    uint32_t item_len;
+    memcpy(&item_len, item, sizeof(item_len));
+    return item_len == len && (len == 0 || memcmp(item + sizeof(item_len), map_key, len) == 0);
+}
+
+/* Whether index entry `ie` of map key (map_key, len) belongs to the live map
+ * of `size` entries: its position is inside the map and the item there
+ * names it. Entries are deleted with their map, and every entry of a map
+ * is written no earlier than its head, so none outlives its map even when
+ * the head expired in the table; with a TTL this is checked all the same
+ * (one more lookup), without one only the position. */
+static bool map_entry_live(struct sp_pctx *c, const struct sp_table_entry *ie, uint32_t size,
+                           const void *map_key, uint32_t len)
+{
+    uint32_t pos;
+    memcpy(&pos, sp_table_value(&c->map_index, (struct sp_table_entry *)ie), sizeof(pos));
+    if (pos >= size)
+        return false;
+    if (c->ttl_ms == 0)
+        return true;
+    return map_item_is(c, sp_table_get(&c->map_items, c->hash, c->key.ptr, c->key.len, pos),
+                       map_key, len);
+}
+
+uint32_t sp_pctx_map_len(struct sp_pctx *c)
+{
+    const uint32_t *head = map_head_get(c);
+    return head != NULL ? *head : 0;
+}
+
+const void *sp_pctx_map_get(struct sp_pctx *c, const void *map_key, uint32_t len)
+{
+    if (!c->has_map || len > c->inst->node->u.process.fn.map_key_bytes)
+        return NULL;
+    const uint32_t *head = map_head_get(c);
+    if (head == NULL)
+        return NULL;
+    uint32_t size = *head;
+    uint32_t ilen = map_ikey(c, map_key, len);
+    if (ilen == 0)
+        return NULL;
+    const struct sp_table_entry *ie =
+        sp_table_get(&c->map_index, c->hash, c->ikey, ilen, map_ns(map_key, len));
+    if (ie == NULL || !map_entry_live(c, ie, size, map_key, len))
+        return NULL;
+    return (const uint8_t *)sp_table_value(&c->map_index, (struct sp_table_entry *)ie) +
+           MAP_VALUE_OFF;
+}
+
+bool sp_pctx_map_contains(struct sp_pctx *c, const void *map_key, uint32_t len)
+{
+    return sp_pctx_map_get(c, map_key, len) != NULL;
+}
+
+void *sp_pctx_map_put(struct sp_pctx *c, const void *map_key, uint32_t len)
+{
+    if (!c->has_map)
+        return NULL;
+    uint32_t key_max = c->inst->node->u.process.fn.map_key_bytes;
+    if (len > key_max) {
+        sp_exec_fail(c->inst->xs, -E2BIG,
+                     "process: a map key of %u bytes is longer than map_key_bytes (%u)", len,
+                     key_max);
+        return NULL;
+    }
+    uint32_t *head = map_head(c, true);
+    if (head == NULL)
+        return NULL;
+    uint32_t ilen = map_ikey(c, map_key, len);
+    if (ilen == 0)
+        return NULL;
+    bool created;
+    int err = 0;
+    struct sp_table_entry *ie = sp_table_upsert(&c->map_index, c->hash, c->ikey, ilen,
+                                                map_ns(map_key, len), &created, &err);
+    if (ie == NULL) {
+        state_full(c, err);
+        if (*head == 0)
+            sp_pctx_map_clear(c); /* no empty map left behind */
+        return NULL;
+    }
+    uint8_t *v = sp_table_value(&c->map_index, ie);
+    if (!created && map_entry_live(c, ie, *head, map_key, len))
+        return v + MAP_VALUE_OFF;
+    /* A new entry (or one a map left behind): its item goes last. */
+    uint32_t pos = *head;
+    struct sp_table_entry *item = sp_table_upsert(&c->map_items, c->hash, c->key.ptr, c->key.len,
+                                                  (int64_t)pos, &created, &err);
+    if (item == NULL) {
+        sp_table_delete(&c->map_index, ie);
+        state_full(c, err);
+        if (*head == 0)
+            sp_pctx_map_clear(c);
+        return NULL;
+    }
+    uint8_t *iv = sp_table_value(&c->map_items, item);
+    memcpy(iv, &len, sizeof(len));
+    if (len > 0)
+        memcpy(iv + sizeof(len), map_key, len);
+    memset(v, 0, c->map_index.config.value_bytes);
+    memcpy(v, &pos, sizeof(pos));
+    (*head)++;
+    return v + MAP_VALUE_OFF;
+}
+
+bool sp_pctx_map_remove(struct sp_pctx *c, const void *map_key, uint32_t len)
+{
+    if (!c->has_map || len > c->inst->node->u.process.fn.map_key_bytes)
+        return false;
+    uint32_t *head = map_head(c, false);
+    if (head == NULL)
+        return false;
+    uint32_t ilen = map_ikey(c, map_key, len);
+    if (ilen == 0)
+        return false;
+    struct sp_table_entry *ie =
+        sp_table_find(&c->map_index, c->hash, c->ikey, ilen, map_ns(map_key, len));
+    if (ie == NULL)
+        return false;
+    if (!map_entry_live(c, ie, *head, map_key, len)) {
+        sp_table_delete(&c->map_index, ie); /* left behind: absent */
+        return false;
+    }
+    uint32_t pos;
+    memcpy(&pos, sp_table_value(&c->map_index, ie), sizeof(pos));
+    sp_table_delete(&c->map_index, ie);
+    uint32_t last = *head - 1;
+    struct sp_table_entry *e_last =
+        sp_table_find(&c->map_items, c->hash, c->key.ptr, c->key.len, (int64_t)last);
+    if (pos != last && e_last != NULL) {
+        /* The last item moves into the hole; its index entry learns where. */
+        struct sp_table_entry *e =
+            sp_table_find(&c->map_items, c->hash, c->key.ptr, c->key.len, (int64_t)pos);
+        const uint8_t *moved = sp_table_value(&c->map_items, e_last);
+        uint32_t moved_len;
+        memcpy(&moved_len, moved, sizeof(moved_len));
+        if (e != NULL)
+            memcpy(sp_table_value(&c->map_items, e), moved, sizeof(moved_len) + moved_len);
+        const uint8_t *moved_key = moved + sizeof(moved_len);
+        uint32_t mlen = map_ikey(c, moved_key, moved_len);
+        struct sp_table_entry *me = mlen != 0 ? sp_table_find(&c->map_index, c->hash, c->ikey, mlen,
+                                                              map_ns(moved_key, moved_len))
+                                              : NULL;
+        if (me != NULL)
+            memcpy(sp_table_value(&c->map_index, me), &pos, sizeof(pos));
+    }
+    if (e_last != NULL)
+        sp_table_delete(&c->map_items, e_last);
+    if (last == 0) {
+        sp_pctx_map_clear(c);
+        return true;
+    }
+    *head = last;
+    return true;
+}
+
+void *sp_pctx_map_at(struct sp_pctx *c, uint32_t i, struct sp_str *map_key_out)
+{
+    uint32_t *head = map_head(c, false);
+    if (head == NULL || i >= *head)
+        return NULL;
+    const struct sp_table_entry *item =
+        sp_table_get(&c->map_items, c->hash, c->key.ptr, c->key.len, (int64_t)i);
+    if (item == NULL)
+        return NULL;
+    const uint8_t *iv = sp_table_value(&c->map_items, (struct sp_table_entry *)item);
+    uint32_t len;
+    memcpy(&len, iv, sizeof(len));
+    const uint8_t *map_key = iv + sizeof(len);
+    uint32_t ilen = map_ikey(c, map_key, len);
+    if (ilen == 0)
+        return NULL;
+    struct sp_table_entry *ie =
+        sp_table_find(&c->map_index, c->hash, c->ikey, ilen, map_ns(map_key, len));
+    if (ie == NULL)
+        return NULL;
+    if (map_key_out != NULL)
+        *map_key_out = sp_str_of((const char *)map_key, len);
+    return (uint8_t *)sp_table_value(&c->map_index, ie) + MAP_VALUE_OFF;
+}
+
+void sp_pctx_map_clear(struct sp_pctx *c)
+{
+    if (!c->has_map)
+        return;
+    struct sp_table_entry *head =
+        sp_table_find(&c->map_items, c->hash, c->key.ptr, c->key.len, MAP_HEAD_NS);
+    if (head == NULL)
+        return;
+    uint32_t size = *(const uint32_t *)sp_table_value(&c->map_items, head);
+    for (uint32_t i = 0; i < size; i++) {
+        struct sp_table_entry *e =
+            sp_table_find(&c->map_items, c->hash, c->key.ptr, c->key.len, (int64_t)i);
+        if (e == NULL)
+            continue; /* expired in the table: its index entry did too */
+        const uint8_t *iv = sp_table_value(&c->map_items, e);
+        uint32_t len;
+        memcpy(&len, iv, sizeof(len));
+        uint32_t ilen = map_ikey(c, iv + sizeof(len), len);
+        struct sp_table_entry *ie = ilen != 0 ? sp_table_find(&c->map_index, c->hash, c->ikey, ilen,
+                                                              map_ns(iv + sizeof(len), len))
+                                              : NULL;
+        if (ie != NULL)
+            sp_table_delete(&c->map_index, ie);
+        sp_table_delete(&c->map_items, e);
+    }
+    sp_table_delete(&c->map_items, head);
+}
+
+/* ---- Aggregating state ---- */
+
+void sp_pctx_agg_add(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    if (!c->has_agg)
+        return;
+    const struct sp_aggregate_fn *agg = c->inst->node->u.process.fn.agg;
+    bool created;
+    int err = 0;
+    struct sp_table_entry *e =
+        sp_table_upsert(&c->aggs, c->hash, c->key.ptr, c->key.len, 0, &created, &err);
+    if (e == NULL) {
+        state_full(c, err);
+        return;
+    }
+    void *acc = sp_table_value(&c->aggs, e);
+    if (created)
+        agg->create(agg->ctx, acc);
+    agg->add(agg->ctx, acc, row, ts);
+}
+
+bool sp_pctx_agg_result(struct sp_pctx *c, void *result)
+{
+    if (!c->has_agg)
+        return false;
+    const struct sp_aggregate_fn *agg = c->inst->node->u.process.fn.agg;
+    const struct sp_table_entry *e = sp_table_get(&c->aggs, c->hash, c->key.ptr, c->key.len, 0);
+    if (e == NULL)
+        return false;
+    agg->result(agg->ctx, sp_table_value(&c->aggs, (struct sp_table_entry *)e), result);
+    return true;
+}
+
+void sp_pctx_agg_clear(struct sp_pctx *c)
+{
+    if (!c->has_agg)
+        return;
+    struct sp_table_entry *e = sp_table_find(&c->aggs, c->hash, c->key.ptr, c->key.len, 0);
+    if (e != NULL)
+        sp_table_delete(&c->aggs, e);
+}
+
 /* ---- Timers ---- */
 
 static void proc_arm(struct sp_pctx *c);
+
+/* The function is between two records or timers: it holds no pointer into
+ * its state (spilled state may go to disk again). */
+static void pctx_unpin(struct sp_pctx *c)
+{
+    sp_table_unpin(&c->values);
+    sp_table_unpin(&c->event_timers);
+    sp_table_unpin(&c->proc_timers);
+    sp_table_unpin(&c->list);
+    sp_table_unpin(&c->map_index);
+    sp_table_unpin(&c->map_items);
+    sp_table_unpin(&c->aggs);
+}
 
 /* Advances the state's TTL clock to `now_ms` (and its incremental cleanup). */
 static void ttl_tick(struct sp_pctx *c, int64_t now_ms)
@@ -289,13 +709,23 @@ static void ttl_tick(struct sp_pctx *c, int64_t now_ms)
         sp_table_ttl_tick(&c->values, (uint64_t)now_ms);
     if (c->has_list)
         sp_table_ttl_tick(&c->list, (uint64_t)now_ms);
+    if (c->has_map) {
+        sp_table_ttl_tick(&c->map_items, (uint64_t)now_ms);
+        sp_table_ttl_tick(&c->map_index, (uint64_t)now_ms);
+    }
+    if (c->has_agg)
+        sp_table_ttl_tick(&c->aggs, (uint64_t)now_ms);
 }
 
-/* The same with the wall clock, read only for a TTL. */
-static void ttl_tick_now(struct sp_pctx *c)
+/* The same with the wall clock, read only for a TTL; the time ticked (0
+ * without a TTL). */
+static int64_t ttl_tick_now(struct sp_pctx *c)
 {
-    if (c->ttl_ms != 0)
-        ttl_tick(c, sp_wall_ms());
+    if (c->ttl_ms == 0)
+        return 0;
+    int64_t now = sp_wall_ms();
+    ttl_tick(c, now);
+    return now;
 }
 
 static void timer_set(struct sp_pctx *c, struct sp_table *t, int64_t ts)
@@ -362,6 +792,7 @@ static bool fire_due(struct sp_pctx *c, struct sp_table *t, int64_t upto, bool e
             if (fn->on_timer != NULL)
                 fn->on_timer(c, ts, event_time);
             sp_out_finish(&c->inst->out); /* the key is about to change */
+            pctx_unpin(c);
         }
     }
     return true;
@@ -403,6 +834,44 @@ static void proc_arm(struct sp_pctx *c)
                        sp_now_ns() + (uint64_t)delay_ms * SP_NSEC_PER_MSEC);
 }
 
+/* Map state's two tables (open). */
+static int map_open(struct sp_pctx *c, const struct sp_process_fn *fn)
+{
+    struct sp_inst *inst = c->inst;
+    if (fn->map_key_bytes == 0 || fn->map_value_bytes == 0 ||
+        fn->map_key_bytes > SP_PROCESS_MAP_KEY_BYTES_MAX ||
+        fn->map_value_bytes > SP_PROCESS_MAP_VALUE_BYTES_MAX) {
+        sp_exec_fail(inst->xs, -EINVAL,
+                     "process: map state needs map_key_bytes (1..%u) and map_value_bytes "
+                     "(1..%u), got %u and %u",
+                     SP_PROCESS_MAP_KEY_BYTES_MAX, SP_PROCESS_MAP_VALUE_BYTES_MAX,
+                     fn->map_key_bytes, fn->map_value_bytes);
+        return -EINVAL;
+    }
+    struct sp_table_config tc;
+    int rc;
+    sp_exec_table_config(inst->xs, "process.map", MAP_VALUE_OFF + fn->map_value_bytes, false, &tc);
+    tc.ns_in_hash = true; /* a key's entries spread over the index */
+    tc.ttl_ms = c->ttl_ms;
+    if ((rc = sp_table_init(&c->map_index, &tc)) < 0)
+        return rc;
+    c->has_map = true; /* both tables are deinited from here on */
+    uint32_t head_bytes = c->ttl_ms != 0 ? MAP_HEAD_TTL_BYTES : sizeof(uint32_t);
+    uint32_t item_bytes = (uint32_t)sizeof(uint32_t) + fn->map_key_bytes;
+    sp_exec_table_config(inst->xs, "process.map.keys",
+                         item_bytes < head_bytes ? head_bytes : item_bytes, false, &tc);
+    tc.ns_in_hash = true;
+    tc.ttl_ms = c->ttl_ms;
+    if ((rc = sp_table_init(&c->map_items, &tc)) < 0) {
+        sp_table_deinit(&c->map_index);
+        c->has_map = false;
+        return rc;
+    }
+    if ((rc = sp_exec_state_table(inst, "map", &c->map_index)) < 0)
+        return rc;
+    return sp_exec_state_table(inst, "map.keys", &c->map_items);
+}
+
 static int proc_open(struct sp_inst *inst)
 {
     struct sp_pctx *c = calloc(1, sizeof(*c));
@@ -435,6 +904,27 @@ static int proc_open(struct sp_inst *inst)
         if ((rc = sp_exec_state_table(inst, "list", &c->list)) < 0)
             return rc;
     }
+    if (fn->map_key_bytes > 0 || fn->map_value_bytes > 0) {
+        if ((rc = map_open(c, fn)) < 0)
+            return rc;
+    }
+    if (fn->agg != NULL) {
+        const struct sp_aggregate_fn *agg = fn->agg;
+        if (agg->create == NULL || agg->add == NULL || agg->result == NULL ||
+            (agg->result_type != SP_T_I64 && agg->result_type != SP_T_F64)) {
+            sp_exec_fail(inst->xs, -EINVAL,
+                         "process: the aggregating state needs create, add and result, and an "
+                         "I64 or F64 result");
+            return -EINVAL;
+        }
+        sp_exec_table_config(inst->xs, "process.agg", agg->acc_bytes, false, &tc);
+        tc.ttl_ms = c->ttl_ms;
+        if ((rc = sp_table_init(&c->aggs, &tc)) < 0)
+            return rc;
+        c->has_agg = true;
+        if ((rc = sp_exec_state_table(inst, "agg", &c->aggs)) < 0)
+            return rc;
+    }
     sp_exec_table_config(inst->xs, "process.event_timers", 0, true, &tc);
     tc.ns_in_hash = true; /* a key may have many timers */
     if ((rc = sp_table_init(&c->event_timers, &tc)) < 0)
@@ -447,9 +937,8 @@ static int proc_open(struct sp_inst *inst)
     if ((rc = sp_table_init(&c->proc_timers, &tc)) < 0)
         return rc;
     c->has_proc = true;
-    ttl_tick_now(c); /* the clock starts now, before a restore stamps entries */
-    if (c->has_list)
-        c->opened_ms = sp_table_ttl_now(&c->list);
+    /* The clock starts now, before a restore stamps entries. */
+    c->opened_ms = (uint64_t)ttl_tick_now(c);
     sp_timer_init(&c->proc_timer, proc_fire, c);
     return sp_exec_state_table(inst, "proc_timers", &c->proc_timers);
 }
@@ -471,6 +960,12 @@ static void proc_close(struct sp_inst *inst)
         sp_table_deinit(&c->values);
     if (c->has_list)
         sp_table_deinit(&c->list);
+    if (c->has_map) {
+        sp_table_deinit(&c->map_index);
+        sp_table_deinit(&c->map_items);
+    }
+    if (c->has_agg)
+        sp_table_deinit(&c->aggs);
     if (c->has_event)
         sp_table_deinit(&c->event_timers);
     if (c->has_proc) {
@@ -478,6 +973,7 @@ static void proc_close(struct sp_inst *inst)
         sp_table_deinit(&c->proc_timers);
     }
     free(c->key_copy);
+    free(c->ikey);
     free(c);
     inst->state = NULL;
 }
@@ -493,6 +989,7 @@ static uint32_t proc_rows(struct sp_inst *inst, const struct sp_batch *in, uint3
         c->hash = sp_key_of(&inst->node->key, row, &c->key);
         fn->process(c, row, sp_batch_ts(in, i));
         sp_out_finish(&inst->out); /* rows may point at the key or the state */
+        pctx_unpin(c);
         if (sp_exec_failed(inst->xs))
             return in->count;
         if (i + 1 < in->count && sp_inst_blocked(inst))

@@ -264,9 +264,23 @@ struct sp_process_fn {
      * they count as writes; sp_pctx_state_get does not); a list as a whole,
      * ttl after its first element was appended (appends do not extend it).
      * Expired state reads as absent, and its memory is reclaimed as the
-     * operator runs. Timers never expire. */
+     * operator runs. Timers never expire. The map state expires as a whole
+     * like the list (ttl after its first put), the aggregating state like
+     * the value (ttl after its last add). */
     uint64_t state_ttl_ms;
+    /* A map state per key (Flink's MapState): map keys of at most
+     * map_key_bytes bytes (1..SP_PROCESS_MAP_KEY_BYTES_MAX; 0: no map
+     * state), each with a value of map_value_bytes (1..
+     * SP_PROCESS_MAP_VALUE_BYTES_MAX). A bad pair fails the job at start. */
+    uint32_t map_key_bytes;
+    uint32_t map_value_bytes;
+    /* An aggregating state per key (Flink's AggregatingState; NULL: none):
+     * borrowed, it must outlive the job; create, add and result are needed. */
+    const struct sp_aggregate_fn *agg;
 };
+
+#define SP_PROCESS_MAP_KEY_BYTES_MAX 4096u
+#define SP_PROCESS_MAP_VALUE_BYTES_MAX 16384u
 
 struct sp_stream *sp_process(struct sp_stream *keyed, const struct sp_schema *out_schema,
                              const struct sp_process_fn *fn);
@@ -298,6 +312,38 @@ void *sp_pctx_list_at(struct sp_pctx *c, uint32_t i);
 void *sp_pctx_list_append(struct sp_pctx *c);
 void sp_pctx_list_remove(struct sp_pctx *c, uint32_t i);
 void sp_pctx_list_clear(struct sp_pctx *c);
+/*
+ * The current key's map state: map keys (byte strings of at most
+ * map_key_bytes) to values of map_value_bytes, in managed memory like every
+ * keyed state. put returns the key's value, writable and zeroed when the
+ * key is new; NULL when the state budget is exhausted or the map key is
+ * longer than map_key_bytes (the job then fails: -ENOBUFS or -E2BIG), or
+ * without map state. get returns it for reading only (no write, so no TTL
+ * refresh), NULL when absent; get, contains and remove of a key longer than
+ * map_key_bytes find nothing. remove says whether the key was there. at
+ * visits the entries by position 0..len-1 (setting *map_key_out, which
+ * points into the state, when not NULL); removing one moves the last into
+ * its place, so order is not kept across removals. Pointers stay valid
+ * until that entry is removed or the map cleared.
+ */
+uint32_t sp_pctx_map_len(struct sp_pctx *c);
+const void *sp_pctx_map_get(struct sp_pctx *c, const void *map_key, uint32_t len);
+bool sp_pctx_map_contains(struct sp_pctx *c, const void *map_key, uint32_t len);
+void *sp_pctx_map_put(struct sp_pctx *c, const void *map_key, uint32_t len);
+bool sp_pctx_map_remove(struct sp_pctx *c, const void *map_key, uint32_t len);
+void *sp_pctx_map_at(struct sp_pctx *c, uint32_t i, struct sp_str *map_key_out);
+void sp_pctx_map_clear(struct sp_pctx *c);
+/*
+ * The current key's aggregating state (fn->agg): add creates the key's
+ * accumulator on first use (create()) and adds the row to it (add(); the
+ * job fails when the state budget is exhausted); result writes result()
+ * (an int64_t or a double, per result_type) and returns true, or false when
+ * the key has no accumulator (nothing added since the last clear). result
+ * reads only: it refreshes no TTL.
+ */
+void sp_pctx_agg_add(struct sp_pctx *c, const void *row, int64_t ts);
+bool sp_pctx_agg_result(struct sp_pctx *c, void *result);
+void sp_pctx_agg_clear(struct sp_pctx *c);
 
 /* Timers for the current key; one per (key, time): setting it twice fires once. */
 void sp_pctx_timer_event(struct sp_pctx *c, int64_t ts);
@@ -401,10 +447,10 @@ struct sp_job_stats {
     uint64_t records_out;  /* written by the sinks */
     uint64_t records_late; /* dropped or sent to a late output */
     double seconds;
-    bool interrupted;          /* stopped by a signal or max_seconds before its end */
-    uint64_t state_bytes_max;  /* high-water mark of state memory, all shards */
-    uint64_t buffer_bytes_max; /* of batch and exchange memory, all shards */
-    uint64_t backpressure_ns;  /* time sources spent blocked, summed over shards */
+    bool interrupted;           /* stopped by a signal or max_seconds before its end */
+    uint64_t state_bytes_max;   /* high-water mark of state memory, all shards */
+    uint64_t buffer_bytes_max;  /* of batch and exchange memory, all shards */
+    uint64_t backpressure_ns;   /* time sources spent blocked, summed over shards */
 };
 
 /*

@@ -8,7 +8,14 @@
  * state keeps each key's elements through appends, removals and clears;
  * with a state TTL, value and list state read after the TTL are gone (read
  * from a processing-time timer set past the TTL: the state's clock is at
- * least the timer's time), and with a long TTL they are still there.
+ * least the timer's time), and with a long TTL they are still there. Map
+ * state answers random puts, gets, removals, iterations and clears over
+ * many keys as a reference model does, on one shard and two, and through a
+ * checkpoint restored onto another shard count; a map key too long for
+ * map_key_bytes is absent to reads and fails the job on a put, a bad map
+ * config fails it at start, and an exhausted budget fails it; with a TTL a
+ * map expires as a whole, entries written after its creation included.
+ * Aggregating state gives a reference running sum per key, through clears.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -470,6 +477,553 @@ static void test_watermark_time(void **state)
     assert_int_equal(w.wrong, 0);
 }
 
+/* ---- Map state and aggregating state ---- */
+
+/* A sink keeping each row at its `at` (the record's index). */
+struct indexed {
+    struct fired *rows;
+    unsigned count;
+};
+
+static void collect_indexed(void *ctx, unsigned shard, const void *row, int64_t ts)
+{
+    (void)shard, (void)ts;
+    const struct indexed *x = ctx;
+    const struct fired *f = row;
+    if (f->at >= 0 && f->at < (int64_t)x->count)
+        x->rows[f->at] = *f;
+}
+
+/* A run whose failure is expected: its error, or "" when it succeeded. */
+static char run_error[512];
+
+static int run_process_rc(const struct ev *events, unsigned n, const struct sp_process_fn *fn,
+                          unsigned cores, size_t memory_bytes)
+{
+    memset(&seen, 0, sizeof(seen));
+    pthread_mutex_init(&seen.lock, NULL);
+    struct replay r = {events, n};
+    struct sp_job *job = sp_job_new("process-map");
+    struct sp_stream *s =
+        sp_process(sp_key_by(replay_source(job, &r, 0), "user"), &fired_schema, fn);
+    sp_sink_call(s, collect_fired, &seen);
+    struct sp_run_config rc = test_run_config(cores);
+    if (memory_bytes != 0)
+        rc.memory_bytes = memory_bytes;
+    int err = sp_job_run(job, &rc, NULL);
+    snprintf(run_error, sizeof(run_error), "%s", err != 0 ? sp_job_error(job) : "");
+    sp_job_free(job);
+    return err;
+}
+
+/* The model test's map keys: key 0 is empty, the others a number padded
+ * with up to 12 'x', so lengths vary from 0 to 14 bytes. */
+#define MAP_KEYS 48
+#define MAP_KEY_BYTES 16
+static uint32_t map_key_of(unsigned k, char *buf)
+{
+    if (k == 0)
+        return 0;
+    int n = snprintf(buf, MAP_KEY_BYTES + 1, "%u", k);
+    for (unsigned i = 0; i < k % 13; i++)
+        buf[n++] = 'x';
+    return (uint32_t)n;
+}
+
+static int64_t map_key_hash(const void *key, uint32_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (uint32_t i = 0; i < len; i++)
+        h = (h ^ ((const uint8_t *)key)[i]) * 1099511628211ull;
+    return (int64_t)(h >> 20);
+}
+
+enum { MOP_PUT, MOP_PUT2, MOP_GET, MOP_CONTAINS, MOP_REMOVE, MOP_ITERATE, MOP_CLEAR, MOP_COUNT };
+
+/* Every record is one operation on its key's map, amount = op + MOP_COUNT *
+ * (map key + MAP_KEYS * value); it emits the operation's result (count:
+ * the old value or -1 for puts and gets, 0/1 for contains and remove, an
+ * order-free checksum for iterate, the size before for clear; -999 when the
+ * state broke a rule the reference cannot see) and the map's size after it
+ * (watermark). `at` is the record's time, its index. */
+static void map_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    unsigned op = (unsigned)(e->amount % MOP_COUNT);
+    unsigned k = (unsigned)(e->amount / MOP_COUNT % MAP_KEYS);
+    int64_t val = e->amount / MOP_COUNT / MAP_KEYS;
+    char buf[MAP_KEY_BYTES + 1];
+    uint32_t len = map_key_of(k, buf);
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    struct sp_str key = sp_pctx_key(c);
+    memcpy(&f->user, key.ptr, sizeof(f->user));
+    f->at = ts;
+    const int64_t *got = sp_pctx_map_get(c, buf, len);
+    switch (op) {
+    case MOP_PUT:
+    case MOP_PUT2: {
+        f->count = got != NULL ? *got : -1;
+        int64_t *v = sp_pctx_map_put(c, buf, len);
+        if (v == NULL || (got == NULL && *v != 0) || (got != NULL && v != got)) {
+            f->count = -999;
+            break;
+        }
+        *v = val;
+        break;
+    }
+    case MOP_GET:
+        f->count = got != NULL ? *got : -1;
+        break;
+    case MOP_CONTAINS:
+        f->count = sp_pctx_map_contains(c, buf, len);
+        if (f->count != (got != NULL))
+            f->count = -999;
+        break;
+    case MOP_REMOVE:
+        f->count = sp_pctx_map_remove(c, buf, len);
+        if (f->count != (got != NULL) || sp_pctx_map_get(c, buf, len) != NULL ||
+            sp_pctx_map_remove(c, buf, len))
+            f->count = -999;
+        break;
+    case MOP_ITERATE: {
+        uint32_t n = sp_pctx_map_len(c);
+        for (uint32_t i = 0; i < n; i++) {
+            struct sp_str mk = {0};
+            const int64_t *v = sp_pctx_map_at(c, i, &mk);
+            if (v == NULL || sp_pctx_map_get(c, mk.ptr, mk.len) != v) {
+                f->count = -999;
+                break;
+            }
+            f->count += map_key_hash(mk.ptr, mk.len) * 31 + *v;
+        }
+        if (sp_pctx_map_at(c, n, NULL) != NULL)
+            f->count = -999;
+        break;
+    }
+    case MOP_CLEAR:
+        f->count = sp_pctx_map_len(c);
+        sp_pctx_map_clear(c);
+        if (sp_pctx_map_len(c) != 0 || sp_pctx_map_get(c, buf, len) != NULL)
+            f->count = -999;
+        break;
+    }
+    f->watermark = sp_pctx_map_len(c);
+}
+
+/* The reference: each user's map as present/value per map key. */
+struct map_model {
+    bool present[MAP_KEYS];
+    int64_t value[MAP_KEYS];
+};
+
+/* Random map operations for `n` records over `users` keys, and what the
+ * reference model says each returns (want_result) and the map's size after
+ * it (want_len). */
+static void map_model_build(struct ev *events, int64_t *want_result, int64_t *want_len, unsigned n,
+                            unsigned users)
+{
+    struct map_model *model = calloc(users, sizeof(*model));
+    assert_non_null(model);
+    uint64_t rnd = 0x9E3779B97F4A7C15ull;
+    for (unsigned i = 0; i < n; i++) {
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        unsigned user = (unsigned)(rnd % users);
+        unsigned op = (unsigned)(rnd >> 8) % MOP_COUNT;
+        /* Clears are rare (one in four draws), else it is a get. */
+        if (op == MOP_CLEAR && (rnd >> 16) % 4 != 0)
+            op = MOP_GET;
+        /* Users below 3 use few map keys (many hits), the others all. */
+        unsigned keys = user < 3 ? 5 : MAP_KEYS;
+        unsigned k = (unsigned)(rnd >> 24) % keys;
+        int64_t val = 1 + (int64_t)((rnd >> 40) % 1000);
+        events[i] =
+            (struct ev){.ts = i, .user = user, .amount = op + MOP_COUNT * (k + MAP_KEYS * val)};
+        struct map_model *m = &model[user];
+        int64_t r = 0;
+        switch (op) {
+        case MOP_PUT:
+        case MOP_PUT2:
+            r = m->present[k] ? m->value[k] : -1;
+            m->present[k] = true;
+            m->value[k] = val;
+            break;
+        case MOP_GET:
+            r = m->present[k] ? m->value[k] : -1;
+            break;
+        case MOP_CONTAINS:
+            r = m->present[k];
+            break;
+        case MOP_REMOVE:
+            r = m->present[k];
+            m->present[k] = false;
+            break;
+        case MOP_ITERATE:
+            for (unsigned j = 0; j < MAP_KEYS; j++) {
+                char buf[MAP_KEY_BYTES + 1];
+                uint32_t len = map_key_of(j, buf);
+                if (m->present[j])
+                    r += map_key_hash(buf, len) * 31 + m->value[j];
+            }
+            break;
+        case MOP_CLEAR:
+            for (unsigned j = 0; j < MAP_KEYS; j++) {
+                r += m->present[j];
+                m->present[j] = false;
+            }
+            break;
+        }
+        want_result[i] = r;
+        want_len[i] = 0;
+        for (unsigned j = 0; j < MAP_KEYS; j++)
+            want_len[i] += m->present[j];
+    }
+    free(model);
+}
+
+static void test_map_state_model(void **state)
+{
+    (void)state;
+    enum { USERS = 23, N = 6000 };
+    static struct ev events[N];
+    static int64_t want_result[N], want_len[N];
+    map_model_build(events, want_result, want_len, N, USERS);
+    static const struct sp_process_fn fn = {
+        .map_key_bytes = MAP_KEY_BYTES, .map_value_bytes = sizeof(int64_t), .process = map_process};
+    /* The rows do not fit `seen`: a sink of its own, by record index. */
+    static struct fired rows[N];
+    struct indexed x = {rows, N};
+    for (unsigned cores = 1; cores <= test_cores(2); cores++) {
+        memset(rows, 0xff, sizeof(rows));
+        struct replay r = {events, N};
+        struct sp_job *job = sp_job_new("process-map-model");
+        struct sp_stream *s =
+            sp_process(sp_key_by(replay_source(job, &r, 0), "user"), &fired_schema, &fn);
+        sp_sink_call(s, collect_indexed, &x);
+        struct sp_run_config rc = test_run_config(cores);
+        if (sp_job_run(job, &rc, NULL) != 0)
+            fail_msg("%s", sp_job_error(job));
+        sp_job_free(job);
+        for (unsigned i = 0; i < N; i++) {
+            if (rows[i].at != (int64_t)i || rows[i].user != events[i].user)
+                fail_msg("record %u: no row (cores %u)", i, cores);
+            if (rows[i].count != want_result[i] || rows[i].watermark != want_len[i])
+                fail_msg("record %u (op %u, user %lld, cores %u): got %lld size %lld, want %lld "
+                         "size %lld",
+                         i, (unsigned)(events[i].amount % MOP_COUNT), (long long)events[i].user,
+                         cores, (long long)rows[i].count, (long long)rows[i].watermark,
+                         (long long)want_result[i], (long long)want_len[i]);
+        }
+    }
+}
+
+/* Map state through a checkpoint and a restore onto another shard count:
+ * a first run on two shards (one when the machine has one core), its one
+ * source partition (a key's records stay in order) slowed to 4000 records
+ * a second, takes a checkpoint every 50 ms and is stopped
+ * after 0.6 s; a second run on one shard restores the newest and replays
+ * the records after it. Every row of the second run must be what the
+ * reference says for its record, which needs the maps as they were at the
+ * checkpoint (an empty map would answer the first gets with -1), and the
+ * second run must have started past record 0 (its rows tell where). */
+static void test_map_state_restore(void **state)
+{
+    (void)state;
+    enum { USERS = 23, N = 12000 };
+    static struct ev events[N];
+    static int64_t want_result[N], want_len[N];
+    map_model_build(events, want_result, want_len, N, USERS);
+    static const struct sp_process_fn fn = {
+        .map_key_bytes = MAP_KEY_BYTES, .map_value_bytes = sizeof(int64_t), .process = map_process};
+    static struct fired rows[N];
+    struct indexed x = {rows, N};
+    unsigned first = 0;
+    /* A machine too slow to complete a checkpoint in the first run's time
+     * gets a longer one (the second run then starts at record 0). */
+    for (unsigned attempt = 0; attempt < 3 && first == 0; attempt++) {
+        char dir[] = "/tmp/spate-process-map-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char url[64];
+        snprintf(url, sizeof(url), "file://%s", dir);
+        for (unsigned run = 0; run < 2; run++) {
+            memset(rows, 0xff, sizeof(rows));
+            struct replay r = {events, N};
+            struct sp_job *job = sp_job_new("process-map-restore");
+            struct sp_gen_config gc = {.count = N, .partitions = 1, .rate = run == 0 ? 4000 : 0};
+            struct sp_watermarks wm = {.ts_field = "ts"};
+            struct sp_stream *s = sp_source_generator(job, &ev_schema, replay_gen, &r, &gc, &wm);
+            s = sp_process(sp_key_by(s, "user"), &fired_schema, &fn);
+            sp_sink_call(s, collect_indexed, &x);
+            struct sp_run_config rc = test_run_config(run == 0 ? test_cores(2) : 1);
+            rc.checkpoint_url = url;
+            rc.checkpoint_interval_ms = 50;
+            rc.max_seconds = run == 0 ? 0.6 * (1u << attempt) : 0; /* < N / 4000 s */
+            if (sp_job_run(job, &rc, NULL) != 0)
+                fail_msg("run %u: %s", run, sp_job_error(job));
+            sp_job_free(job);
+        }
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+        /* Rows of the second run only; the records before its start have none. */
+        while (first < N && rows[first].at != (int64_t)first)
+            first++;
+    }
+    if (first == 0 || first == N)
+        fail_msg("the second run started at record %u", first);
+    for (unsigned i = first; i < N; i++) {
+        if (rows[i].at != (int64_t)i)
+            fail_msg("record %u: no row (restored from %u)", i, first);
+        if (rows[i].count != want_result[i] || rows[i].watermark != want_len[i])
+            fail_msg("record %u (restored from %u): got %lld size %lld, want %lld size %lld", i,
+                     first, (long long)rows[i].count, (long long)rows[i].watermark,
+                     (long long)want_result[i], (long long)want_len[i]);
+    }
+}
+
+/* A map key longer than map_key_bytes: get, contains and remove find
+ * nothing (count 0 when so), a put fails the job. */
+static void long_key_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    static const char key[] = "0123456789abcdefg"; /* 17 bytes */
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    f->user = e->user;
+    f->count = sp_pctx_map_get(c, key, 17) != NULL || sp_pctx_map_contains(c, key, 17) ||
+               sp_pctx_map_remove(c, key, 17);
+    if (sp_pctx_map_put(c, key, 16) == NULL) /* the longest that fits */
+        f->count = 2;
+    if (e->amount == 1 && sp_pctx_map_put(c, key, 17) != NULL)
+        f->count = 3;
+}
+
+static void test_map_state_key_too_long(void **state)
+{
+    (void)state;
+    static const struct ev events[] = {{1, 1, 0, 0}, {2, 2, 0, 0}, {3, 1, 1, 0}};
+    static const struct sp_process_fn fn = {
+        .map_key_bytes = 16, .map_value_bytes = 8, .process = long_key_process};
+    assert_int_equal(run_process_rc(events, 2, &fn, 1, 0), 0);
+    assert_int_equal(seen.count, 2);
+    for (unsigned i = 0; i < seen.count; i++)
+        assert_int_equal(seen.rows[i].count, 0);
+    assert_int_not_equal(run_process_rc(events, 3, &fn, 1, 0), 0);
+    if (strstr(run_error, "longer than map_key_bytes") == NULL)
+        fail_msg("error: %s", run_error);
+}
+
+static void test_map_state_bad_config(void **state)
+{
+    (void)state;
+    static const struct ev events[] = {{1, 1, 0, 0}};
+    struct sp_process_fn fn = {.map_key_bytes = 8, .process = long_key_process};
+    assert_int_not_equal(run_process_rc(events, 1, &fn, 1, 0), 0);
+    if (strstr(run_error, "map_value_bytes") == NULL)
+        fail_msg("error: %s", run_error);
+    fn = (struct sp_process_fn){.map_value_bytes = 8, .process = long_key_process};
+    assert_int_not_equal(run_process_rc(events, 1, &fn, 1, 0), 0);
+    fn = (struct sp_process_fn){.map_key_bytes = SP_PROCESS_MAP_KEY_BYTES_MAX + 1,
+                                .map_value_bytes = 8,
+                                .process = long_key_process};
+    assert_int_not_equal(run_process_rc(events, 1, &fn, 1, 0), 0);
+}
+
+/* Puts distinct map keys into one key's map until put fails (or a million,
+ * far more than the budget holds); count: how many went in. */
+static void fill_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    f->user = e->user;
+    for (uint32_t i = 0; i < 1000000; i++) {
+        int64_t *v = sp_pctx_map_put(c, &i, sizeof(i));
+        if (v == NULL)
+            break;
+        *v = i;
+        f->count++;
+    }
+    f->watermark = sp_pctx_map_len(c);
+}
+
+static void test_map_state_budget(void **state)
+{
+    (void)state;
+    static const struct ev events[] = {{1, 1, 0, 0}, {2, 1, 0, 0}};
+    static const struct sp_process_fn fn = {
+        .map_key_bytes = 4, .map_value_bytes = 8, .process = fill_process};
+    assert_int_not_equal(run_process_rc(events, 2, &fn, 1, 4u << 20), 0);
+    if (strstr(run_error, "managed memory") == NULL)
+        fail_msg("error: %s", run_error);
+    /* The failing record's row is its last: nothing ran after the failure. */
+    assert_true(seen.count <= 1);
+    if (seen.count == 1) {
+        assert_true(seen.rows[0].count > 1000);
+        assert_true(seen.rows[0].count < 1000000);
+        assert_int_equal(seen.rows[0].watermark, seen.rows[0].count);
+    }
+}
+
+/* Map TTL: each record is its own key; it puts map key "a" and sets a
+ * processing-time timer 20 ms ahead (an even time), which puts "b" (when
+ * the map is still there) and sets one 21 ms later (odd). With a 30 ms TTL the map created by the
+ * record is gone at the second timer, "b" included, though "b" was written less than 30 ms before
+ * it; a put then makes a fresh map of one entry. count: rules broken; watermark: the map's size the
+ * second timer found. */
+static void map_ttl_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    (void)row, (void)ts;
+    int64_t *v = sp_pctx_map_put(c, "a", 1);
+    if (v == NULL)
+        return;
+    *v = 1;
+    int64_t at = sp_pctx_now_ms(c) + 20;
+    sp_pctx_timer_proc(c, at + (at & 1));
+}
+
+static void map_ttl_timer(struct sp_pctx *c, int64_t ts, bool event_time)
+{
+    (void)event_time;
+    if ((ts & 1) == 0) {
+        /* Only into the record's map (a slow machine may find it expired
+         * already; a map made here would be too young at the next timer). */
+        if (sp_pctx_map_contains(c, "a", 1)) {
+            int64_t *v = sp_pctx_map_put(c, "b", 1);
+            if (v != NULL)
+                *v = 2;
+        }
+        sp_pctx_timer_proc(c, ts + 21);
+        return;
+    }
+    struct sp_str key = sp_pctx_key(c);
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    memcpy(&f->user, key.ptr, sizeof(f->user));
+    f->at = ts;
+    f->watermark = sp_pctx_map_len(c);
+    f->count = (sp_pctx_map_get(c, "a", 1) != NULL) + (sp_pctx_map_get(c, "b", 1) != NULL) +
+               sp_pctx_map_contains(c, "b", 1) + (sp_pctx_map_at(c, 0, NULL) != NULL);
+    int64_t *v = sp_pctx_map_put(c, "c", 1);
+    if (v == NULL || *v != 0)
+        f->count += 10;
+    f->count += (sp_pctx_map_len(c) != 1) + (sp_pctx_map_get(c, "b", 1) != NULL) +
+                sp_pctx_map_remove(c, "a", 1);
+    f->now_ms = wall_ms();
+}
+
+static void test_map_state_ttl(void **state)
+{
+    (void)state;
+    static struct ev events[50];
+    for (unsigned i = 0; i < 50; i++)
+        events[i] = (struct ev){.ts = i, .user = 100 + i};
+    struct sp_process_fn fn = {.map_key_bytes = 4,
+                               .map_value_bytes = sizeof(int64_t),
+                               .process = map_ttl_process,
+                               .on_timer = map_ttl_timer,
+                               .state_ttl_ms = 30};
+    run_process(events, 50, &fn, test_cores(2), 0, 100);
+    assert_true(seen.count >= 1);
+    for (unsigned i = 0; i < seen.count; i++) {
+        assert_int_equal(seen.rows[i].count, 0);
+        assert_int_equal(seen.rows[i].watermark, 0);
+        assert_true(seen.rows[i].now_ms >= seen.rows[i].at);
+    }
+    /* An hour's TTL: "a" and "b" are still there (4 from the reads, 1 for
+     * size 3 after the put, 1 for "b", 1 for removing "a"). */
+    fn.state_ttl_ms = 3600000;
+    run_process(events, 50, &fn, test_cores(2), 0, 100);
+    assert_true(seen.count >= 1);
+    for (unsigned i = 0; i < seen.count; i++) {
+        assert_int_equal(seen.rows[i].watermark, 2);
+        assert_int_equal(seen.rows[i].count, 7);
+    }
+}
+
+/* Aggregating state: a user aggregate of the amounts (its accumulator
+ * holds a mark create() sets, so a missing create() shows); amount 0
+ * clears the key's state first. count: the result after the add (-1 when
+ * result() found none before the add, which only a clear allows). */
+struct sum_acc {
+    int64_t sum;
+    int64_t mark;
+};
+
+static void sum_create(void *ctx, void *acc)
+{
+    (void)ctx;
+    ((struct sum_acc *)acc)->mark = 77;
+}
+
+static void sum_add(void *ctx, void *acc, const void *row, int64_t ts)
+{
+    (void)ctx, (void)ts;
+    ((struct sum_acc *)acc)->sum += ((const struct ev *)row)->amount;
+}
+
+static void sum_result(void *ctx, const void *acc, void *result)
+{
+    (void)ctx;
+    const struct sum_acc *a = acc;
+    *(int64_t *)result = a->mark == 77 ? a->sum : -777;
+}
+
+static const struct sp_aggregate_fn sum_agg = {.acc_bytes = sizeof(struct sum_acc),
+                                               .result_type = SP_T_I64,
+                                               .create = sum_create,
+                                               .add = sum_add,
+                                               .result = sum_result};
+
+static void agg_process(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    f->user = e->user;
+    f->at = ts;
+    int64_t before;
+    if (e->amount == 0) {
+        sp_pctx_agg_clear(c);
+        if (sp_pctx_agg_result(c, &before))
+            f->count = -5;
+    }
+    sp_pctx_agg_add(c, row, ts);
+    if (!sp_pctx_agg_result(c, &f->watermark))
+        f->count = -6;
+}
+
+static void test_agg_state(void **state)
+{
+    (void)state;
+    enum { N = 900 };
+    static struct ev events[N];
+    static int64_t want[N];
+    int64_t sums[7] = {0};
+    for (unsigned i = 0; i < N; i++) {
+        int64_t amount = (int64_t)((i * 7919u) % 23);
+        unsigned user = (i * 31u) % 7;
+        events[i] = (struct ev){.ts = i, .user = user, .amount = amount};
+        if (amount == 0)
+            sums[user] = 0;
+        sums[user] += amount;
+        want[i] = sums[user];
+    }
+    static const struct sp_process_fn fn = {.agg = &sum_agg, .process = agg_process};
+    static struct fired rows[N];
+    memset(rows, 0xff, sizeof(rows));
+    struct indexed x = {rows, N};
+    struct replay r = {events, N};
+    struct sp_job *job = sp_job_new("process-agg");
+    struct sp_stream *s =
+        sp_process(sp_key_by(replay_source(job, &r, 0), "user"), &fired_schema, &fn);
+    sp_sink_call(s, collect_indexed, &x);
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    if (sp_job_run(job, &rc, NULL) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(rows[i].at, i);
+        assert_int_equal(rows[i].count, 0);
+        assert_int_equal(rows[i].watermark, want[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +1034,13 @@ int main(void)
         cmocka_unit_test(test_processing_time_timers),
         cmocka_unit_test(test_state_ttl),
         cmocka_unit_test(test_state_ttl_rewritten),
+        cmocka_unit_test(test_map_state_model),
+        cmocka_unit_test(test_map_state_restore),
+        cmocka_unit_test(test_map_state_key_too_long),
+        cmocka_unit_test(test_map_state_bad_config),
+        cmocka_unit_test(test_map_state_budget),
+        cmocka_unit_test(test_map_state_ttl),
+        cmocka_unit_test(test_agg_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
