@@ -109,6 +109,7 @@ void sp_exec_table_config(struct sp_xshard *xs, const char *name, uint32_t value
         .key_groups_total = xs->exec->config.key_groups,
         .ns_order = ns_order,
         .budget = &xs->state,
+        .spill = xs->spill_on ? &xs->spill : NULL,
     };
 }
 
@@ -156,6 +157,21 @@ static struct sp_batch *batch_alloc(struct sp_xshard *xs, struct sp_budget *budg
     return b;
 }
 
+/*
+ * Spilled state (state/sp_spill.h): state segments touched since the last
+ * unpin stay in memory, as operators may hold pointers into them. Every
+ * table is unpinned where a batch starts down the graph from the top of
+ * the shard's work: a source's output batch, a batch an exchange receiver
+ * takes from another shard or from its queue, and the shard's tasks and
+ * tick (watermarks of idle sources). Nothing above them holds a pointer
+ * then. Operators unpin their own tables between records.
+ */
+static inline void xs_unpin(struct sp_xshard *xs)
+{
+    if (xs->spill_on)
+        sp_spill_unpin(&xs->spill);
+}
+
 static void deliver(struct sp_inst *inst, struct sp_batch *b)
 {
     for (unsigned i = 0; i < inst->down_count; i++)
@@ -178,6 +194,8 @@ void sp_out_flush(struct sp_out *out)
         b->heap = b->end; /* strings of dropped rows may be left */
         return;
     }
+    if (out->inst->node->kind == SP_NODE_SOURCE)
+        xs_unpin(out->inst->xs); /* a source runs first: nothing below holds state */
     deliver(out->inst, b);
     sp_batch_reset(b, out->schema->row_bytes, b->end);
 }
@@ -1034,6 +1052,7 @@ static void xchg_recv(struct sp_shard *shard, void *arg)
         x->queue_tail = b;
         return;
     }
+    xs_unpin(xs);
     xchg_process(xs, inst, b);
 }
 
@@ -1508,6 +1527,7 @@ static void src_task(struct sp_task *task, struct sp_shard *shard)
     struct sp_src *src = SP_CONTAINER_OF(task, struct sp_src, task);
     struct sp_xshard *xs = src->xs;
     src->scheduled = false;
+    xs_unpin(xs);
     if (src->ended || sp_shard_stopping(shard) || atomic_load(&xs->exec->failed))
         return;
     if (sp_inst_blocked(src->inst) || (src->inst->chain & xs->deferred) != 0) {
@@ -1616,6 +1636,7 @@ static void xs_resume_task(struct sp_task *task, struct sp_shard *shard)
     struct sp_xshard *xs = SP_CONTAINER_OF(task, struct sp_xshard, resume);
     (void)shard;
     xs->resume_posted = false;
+    xs_unpin(xs);
     struct sp_job *job = xs->exec->job;
     /* Unfinished watermarks first, upstream to downstream: nothing new may
      * reach an operator in the middle of one. */
@@ -1639,8 +1660,10 @@ static void xs_resume_task(struct sp_task *task, struct sp_shard *shard)
         struct sp_inst *inst = xs->insts[i];
         if (inst == NULL)
             continue;
-        if (job->nodes[i]->kind == SP_NODE_KEY_BY && inst->state != NULL)
+        if (job->nodes[i]->kind == SP_NODE_KEY_BY && inst->state != NULL) {
+            xs_unpin(xs);
             xchg_drain(xs, inst);
+        }
         if (xs->srcs[i] != NULL && !xs->srcs[i]->waiting)
             src_schedule(xs->srcs[i]);
     }
@@ -1757,6 +1780,18 @@ static int xs_open(struct sp_xshard *xs)
     sp_budget_init(&xs->batches, &shard->pool, "job.batches", segs / 4 + 1);
     sp_budget_init(&xs->exchange, &shard->pool, "job.exchange", segs / 4 + 1);
     sp_budget_init(&xs->state, &shard->pool, "job.state", segs);
+    if (exec->config.spill_dir != NULL) {
+        /* Spilling makes room for state only: batches keep an eighth. */
+        sp_budget_set_limit(&xs->state, segs - segs / 8);
+        struct sp_spill_config sc = {
+            .dir = exec->config.spill_dir,
+            .max_bytes = exec->config.spill_max_bytes,
+        };
+        int rc = sp_spill_init(&xs->spill, &xs->state, &sc);
+        if (rc < 0)
+            return rc;
+        xs->spill_on = true;
+    }
     xs->scratch_bytes = exec->batch_bytes;
     xs->scratch = malloc(xs->scratch_bytes);
     if (xs->scratch == NULL)
@@ -2002,6 +2037,11 @@ static void exec_close(struct sp_exec *exec, struct sp_xshard *xs)
     xs->srcs = NULL;
     SP_ASSERT(xs->state.used == 0);
     SP_ASSERT(xs->exchange.used == 0);
+    if (xs->spill_on) {
+        xs->spill_stats = xs->spill.stats;
+        sp_spill_deinit(&xs->spill);
+        xs->spill_on = false;
+    }
 }
 
 static void exec_on_finish(struct sp_shard *shard, void *ctx)
@@ -2072,6 +2112,15 @@ static void xs_tick(struct sp_timer *timer, void *ctx)
     struct sp_xshard *xs = ctx;
     struct sp_exec *exec = xs->exec;
     uint64_t now = sp_now_ns();
+    xs_unpin(xs);
+    if (xs->spill_on && sp_spill_error(&xs->spill) != 0) {
+        /* State was lost with a segment that could not be read back: the
+         * run cannot go on (a restart restores the last checkpoint). */
+        sp_exec_fail(xs, sp_spill_error(&xs->spill),
+                     "keyed state: a spilled segment could not be read back (%s)",
+                     strerror(-sp_spill_error(&xs->spill)));
+        return;
+    }
     /* Idleness: a waiting source's partitions age while nothing arrives. */
     for (uint32_t i = 0; i < exec->job->node_count; i++) {
         struct sp_src *src = xs->srcs[i];
@@ -2223,6 +2272,8 @@ int sp_job_run(struct sp_job *job, const struct sp_run_config *config, struct sp
             stats->records_late += xs->records_late;
             stats->backpressure_ns += xs->backpressure_ns;
             stats->state_bytes_max += (uint64_t)xs->state.used_max * rc.segment_bytes;
+            stats->spilled_bytes_max += (uint64_t)xs->spill_stats.spilled_max * rc.segment_bytes;
+            stats->spill_reads += xs->spill_stats.segments_in;
             stats->buffer_bytes_max +=
                 ((uint64_t)xs->batches.used_max + xs->exchange.used_max) * rc.segment_bytes;
         }

@@ -154,6 +154,10 @@ int sp_job_run_cli(sp_job_build_fn *build, const struct sp_params *params,
             job->name, stats.interrupted ? "stopped" : "finished", stats.seconds, cores,
             stats.records_in, in_rate, per_core, stats.records_out, stats.records_late,
             (double)stats.state_bytes_max / (1 << 20), (double)stats.buffer_bytes_max / (1 << 20));
+    if (stats.spilled_bytes_max > 0)
+        fprintf(stderr,
+                "spate: state spilled to disk: peak %.1f MiB, %" PRIu64 " segments read back\n",
+                (double)stats.spilled_bytes_max / (1 << 20), stats.spill_reads);
     sp_job_free(job);
     return 0;
 }

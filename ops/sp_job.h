@@ -438,6 +438,14 @@ struct sp_run_config {
     uint32_t checkpoint_max_deltas;
     const char *restore;
     const char *savepoint_url;
+    /* Keyed state larger than memory (state/sp_spill.h): with spill_dir
+     * set, each shard spills its coldest state segments to a file there
+     * (unlinked: nothing is left behind) when its state budget is full, up
+     * to spill_max_bytes (0: no limit), and reads them back when touched.
+     * The state budget is then seven eighths of the managed memory, the
+     * rest left to batches. NULL: state must fit memory. */
+    const char *spill_dir;
+    uint64_t spill_max_bytes;
 };
 
 void sp_run_config_default(struct sp_run_config *config);
@@ -449,6 +457,8 @@ struct sp_job_stats {
     double seconds;
     bool interrupted;           /* stopped by a signal or max_seconds before its end */
     uint64_t state_bytes_max;   /* high-water mark of state memory, all shards */
+    uint64_t spilled_bytes_max; /* of state on disk (spill_dir), summed over shards */
+    uint64_t spill_reads;       /* segments read back from disk, all shards */
     uint64_t buffer_bytes_max;  /* of batch and exchange memory, all shards */
     uint64_t backpressure_ns;   /* time sources spent blocked, summed over shards */
 };

@@ -354,6 +354,9 @@ struct sp_xshard {
     struct sp_budget batches;  /* operator output batches */
     struct sp_budget exchange; /* exchange batches this shard sends */
     struct sp_budget state;    /* keyed state */
+    struct sp_spill spill;     /* cold state on disk (config.spill_dir) */
+    bool spill_on;
+    struct sp_spill_stats spill_stats; /* kept when the spill closes */
     uint32_t sinks_open;
     bool done_sent;
     uint64_t records_in;

@@ -582,6 +582,10 @@ static void win_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
             add_fixed(inst, s, row, ts, hash, key);
         if (sp_exec_failed(inst->xs))
             return;
+        /* No pointer into the tables outlives a record (spilled state). */
+        sp_table_unpin(&s->t);
+        sp_table_unpin(&s->fire);
+        sp_table_unpin(&s->heads);
     }
     sp_out_flush(&inst->out);
     if (s->late != NULL)
@@ -742,6 +746,7 @@ static void run_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
             agg_create(n, acc);
         agg_add(n, acc, row, ts);
         emit_result(inst, s, e, 0, 0, ts);
+        sp_table_unpin(&s->t); /* e is not used past its record (spilled state) */
     }
     sp_out_flush(&inst->out);
 }

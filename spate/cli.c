@@ -177,6 +177,13 @@ static int parse_run_flag(struct spate_cli *cli, int argc, char **argv, int *i)
         value = &cli->restore;
     } else if (flag_is(arg, "--from-savepoint", &len)) {
         value = &cli->from_savepoint;
+    } else if (flag_is(arg, "--spill-dir", &len)) {
+        value = &cli->spill_dir;
+    } else if (flag_is(arg, "--spill-max", &len)) {
+        const char *v = flag_value(argc, argv, i, arg, len);
+        if (v == NULL || sp_parse_bytes(v, &cli->spill_max_bytes) < 0 || cli->spill_max_bytes == 0)
+            return reject(cli, "--spill-max '%s': a size like 512M or 20G", v ? v : "");
+        return 1;
     } else if (flag_is(arg, "--broker-topic", &len)) {
         if (cli->broker_topic_count == SPATE_CLI_TOPICS_MAX)
             return reject(cli, "--broker-topic: at most %u", SPATE_CLI_TOPICS_MAX);

@@ -51,6 +51,10 @@ struct spate_cli {
     uint32_t checkpoint_retain;
     const char *restore;
     const char *from_savepoint; /* --from-savepoint URL */
+    /* spate run JOB [--spill-dir DIR|none] [--spill-max BYTES]: NULL and 0
+     * until given (the default directory, no limit). */
+    const char *spill_dir;
+    size_t spill_max_bytes;
     char reason[SPATE_CLI_REASON_BYTES];
 };
 

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "sp_broker.h"
@@ -71,20 +72,25 @@ static void list_jobs(FILE *out)
     fprintf(out, "built-in jobs (spate run JOB [--param key=value]...):\n");
     for (unsigned i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
         fprintf(out, "  %-20s %s\n", builtins[i].name, builtins[i].summary);
-    fprintf(out, "with spate's Kafka endpoint in the job's process:\n"
-                 "  --embedded-broker [HOST:PORT]  listen there (default 127.0.0.1:9092)\n"
-                 "  --broker-data DIR              its topics (default ./spate-data)\n"
-                 "  --broker-port-file FILE        write the port once listening\n"
-                 "  --broker-topic NAME[:N]        create the topic first unless it exists\n"
-                 "  --keep-serving                 after the job finished, serve until Ctrl-C\n"
-                 "checkpoints (exactly-once state and Kafka output):\n"
-                 "  --checkpoint-dir URL           file:///dir or s3://bucket/prefix\n"
-                 "  --checkpoint-interval MS       between checkpoints (default 1000)\n"
-                 "  --checkpoint-timeout MS        fail one not done by then (default 60000)\n"
-                 "  --checkpoint-min-pause MS      after one ends (default 0)\n"
-                 "  --checkpoint-retain N          keep the newest N (default 3)\n"
-                 "  --restore latest|none|ID       what to start from (default latest)\n"
-                 "  --from-savepoint URL           start from a savepoint (spate savepoint)\n");
+    fprintf(out,
+            "with spate's Kafka endpoint in the job's process:\n"
+            "  --embedded-broker [HOST:PORT]  listen there (default 127.0.0.1:9092)\n"
+            "  --broker-data DIR              its topics (default ./spate-data)\n"
+            "  --broker-port-file FILE        write the port once listening\n"
+            "  --broker-topic NAME[:N]        create the topic first unless it exists\n"
+            "  --keep-serving                 after the job finished, serve until Ctrl-C\n"
+            "checkpoints (exactly-once state and Kafka output):\n"
+            "  --checkpoint-dir URL           file:///dir or s3://bucket/prefix\n"
+            "  --checkpoint-interval MS       between checkpoints (default 1000)\n"
+            "  --checkpoint-timeout MS        fail one not done by then (default 60000)\n"
+            "  --checkpoint-min-pause MS      after one ends (default 0)\n"
+            "  --checkpoint-retain N          keep the newest N (default 3)\n"
+            "  --restore latest|none|ID       what to start from (default latest)\n"
+            "  --from-savepoint URL           start from a savepoint (spate savepoint)\n"
+            "state larger than memory:\n"
+            "  --spill-dir DIR|none           spill cold state there (default $TMPDIR or\n"
+            "                                 /var/tmp; none: state must fit --memory)\n"
+            "  --spill-max BYTES              at most this much per shard (default: no limit)\n");
 }
 
 /* The embedded endpoint, shared by the job's shards through its hooks. */
@@ -237,6 +243,23 @@ int spate_run(const struct spate_cli *cli)
     rc.checkpoint_retain = cli->checkpoint_retain;
     rc.restore = cli->restore;
     rc.savepoint_url = cli->from_savepoint;
+    rc.spill_max_bytes = cli->spill_max_bytes;
+    if (cli->spill_dir == NULL) {
+        /* The default: a temporary directory on disk, when there is one. */
+        const char *tmp = getenv("TMPDIR");
+        rc.spill_dir = tmp != NULL && *tmp != '\0' ? tmp : "/var/tmp";
+        if (access(rc.spill_dir, W_OK | X_OK) != 0) {
+            fprintf(stderr, "spate: run: %s is not writable: state will not spill (--spill-dir)\n",
+                    rc.spill_dir);
+            rc.spill_dir = NULL;
+        }
+    } else if (strcmp(cli->spill_dir, "none") != 0) {
+        rc.spill_dir = cli->spill_dir;
+        if (access(rc.spill_dir, W_OK | X_OK) != 0) {
+            fprintf(stderr, "spate: run: --spill-dir %s: %s\n", rc.spill_dir, strerror(errno));
+            return 2;
+        }
+    }
     if (cli->embedded_broker == NULL)
         return sp_job_run_cli(job->build, &params, &rc);
 

@@ -155,6 +155,12 @@ static void test_wrong_flags_exit_2_with_a_reason(void **state)
     expect_usage_error("or --all is missing", (const char *[]){"bench", "nexmark", NULL});
     expect_usage_error("bench micro", (const char *[]){"--benchmark_filter=x", "version", NULL});
     expect_usage_error("--seconds '0'", (const char *[]){"demo", "--seconds", "0", NULL});
+    expect_usage_error("--spill-max 'lots'",
+                       (const char *[]){"run", "keyed-state", "--spill-max", "lots", NULL});
+    expect_usage_error("--spill-max '0'",
+                       (const char *[]){"run", "keyed-state", "--spill-max=0", NULL});
+    expect_usage_error("--spill-dir needs a value",
+                       (const char *[]){"run", "keyed-state", "--spill-dir", NULL});
 }
 
 static void test_demo_runs_and_reports(void **state)
