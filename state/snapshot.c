@@ -693,25 +693,58 @@ int sp_table_restore_verified(struct sp_table *t, const void *stream, size_t len
 
 /* Applies a stream whose header was checked; every record is still parsed
  * with its bounds checked (a bad one stops it: -EBADMSG). */
+/* Applies one parsed record (an entry or a tombstone). 0 or -errno. */
+static int rec_apply(struct sp_table *t, const struct snap_rec *r, bool absent, bool timed)
+{
+    if (r->type == REC_TOMB) {
+        struct sp_table_entry *e = sp_table_find(t, r->hash, r->key, r->key_len, r->ns);
+        if (e != NULL)
+            sp_table_delete(t, e);
+        return 0;
+    }
+    int err = 0;
+    struct sp_table_entry *e;
+    if (absent) {
+        e = sp_table_insert_absent(t, r->hash, r->key, r->key_len, r->ns, r->value, &err);
+    } else {
+        bool created;
+        e = sp_table_upsert(t, r->hash, r->key, r->key_len, r->ns, &created, &err);
+        if (e != NULL)
+            memcpy(sp_table_value(t, e), r->value, t->config.value_bytes);
+    }
+    if (e == NULL)
+        return err == -E2BIG ? -EBADMSG : err;
+    if (timed && t->config.ttl_ms != 0)
+        sp_table_ttl_stamp(t, e, r->written_ms);
+    return 0;
+}
+
 static int restore_apply(struct sp_table *t, const uint8_t *p, size_t len, uint64_t mine)
 {
     int rc;
     /* The index sized once for what comes (no doubling and rehashing on the
-     * way), then records in groups: their index slots are prefetched while
-     * the group is parsed, then each is applied. */
+     * way), then a pipeline: a record's index slot is prefetched when it is
+     * parsed, AHEAD records before it is applied, so the miss is over by
+     * then (applying is bound by those misses). */
     rc = sp_table_reserve(t, t->count + mine);
     if (rc < 0)
         return rc;
     uint32_t first = t->config.key_group_first;
     bool timed = (sp_le_load16(p + 6) & SNAP_FLAG_TTL) != 0;
     bool prefetch = !t->config.ns_in_hash;
-    enum { GROUP = 16 };
-    struct snap_rec recs[GROUP];
+    /* A full stream into an empty table (a restore onto as many shards as
+     * wrote it) has each key once: inserted without looking for it. */
+    bool absent = (sp_le_load16(p + 6) & SNAP_FLAG_FULL) != 0 && t->count == 0 && t->dir == NULL;
+    enum { AHEAD = 16 }; /* a power of two */
+    struct snap_rec ring[AHEAD];
+    unsigned head = 0, queued = 0;
     size_t off = SNAP_HEADER_BYTES;
-    for (bool end = false; !end;) {
-        unsigned n = 0;
-        while (n < GROUP) {
-            struct snap_rec *r = &recs[n];
+    bool end = false;
+    for (;;) {
+        /* Parse until the ring is full (records of other key groups are
+         * passed over) or the stream ends. */
+        while (!end && queued < AHEAD) {
+            struct snap_rec *r = &ring[(head + queued) & (AHEAD - 1)];
             int64_t k = rec_parse(p + off, len - off, t->config.value_bytes, timed, r);
             if (k < 0)
                 return (int)k; /* a verified stream that is not one spate wrote */
@@ -727,28 +760,15 @@ static int restore_apply(struct sp_table *t, const uint8_t *p, size_t len, uint6
                 continue;
             if (prefetch)
                 sp_table_prefetch(t, r->hash);
-            n++;
+            queued++;
         }
-        if (t->config.spill != NULL)
-            sp_table_unpin(t); /* no entry pointer is held here */
-        for (unsigned i = 0; i < n; i++) {
-            const struct snap_rec *r = &recs[i];
-            if (r->type == REC_TOMB) {
-                struct sp_table_entry *e = sp_table_find(t, r->hash, r->key, r->key_len, r->ns);
-                if (e != NULL)
-                    sp_table_delete(t, e);
-                continue;
-            }
-            bool created;
-            int err = 0;
-            struct sp_table_entry *e =
-                sp_table_upsert(t, r->hash, r->key, r->key_len, r->ns, &created, &err);
-            if (e == NULL)
-                return err == -E2BIG ? -EBADMSG : err;
-            memcpy(sp_table_value(t, e), r->value, t->config.value_bytes);
-            if (timed && t->config.ttl_ms != 0)
-                sp_table_ttl_stamp(t, e, r->written_ms);
-        }
+        if (queued == 0)
+            return 0;
+        rc = rec_apply(t, &ring[head], absent, timed);
+        if (rc < 0)
+            return rc;
+        sp_table_unpin(t); /* no entry pointer is held past a record */
+        head = (head + 1) & (AHEAD - 1);
+        queued--;
     }
-    return 0;
 }

@@ -954,6 +954,44 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
     return e;
 }
 
+struct sp_table_entry *sp_table_insert_absent(struct sp_table *t, uint64_t hash, const void *key,
+                                              uint32_t key_len, int64_t ns, const void *value,
+                                              int *err)
+{
+    SP_ASSERT(t->dir == NULL);
+    if (t->count + 1 > t->grow_at) {
+        int rc = index_grow(t);
+        if (rc < 0) {
+            *err = rc;
+            return NULL;
+        }
+    }
+    uint32_t ref;
+    struct sp_table_entry *e = entry_alloc(t, hash, key_len, &ref, err);
+    if (e == NULL)
+        return NULL;
+    e->hash = hash;
+    e->ns = ns;
+    e->key_len = key_len;
+    e->ns_block = SP_TABLE_REF_NONE;
+    e->ns_slot = 0;
+    e->version = t->version;
+    e->created = t->version;
+    if (t->config.ttl_ms != 0)
+        sp_table_ttl_stamp(t, e, t->ttl_now_ms);
+    uint8_t *v = sp_table_value(t, e);
+    memcpy(v, value, t->config.value_bytes);
+    memset(v + t->config.value_bytes, 0, t->key_off - t->value_off - t->config.value_bytes);
+    memcpy((uint8_t *)e + t->key_off, key, key_len);
+    uint64_t ph = pos_hash(t, hash, ns);
+    uint64_t pos = ph & t->mask;
+    while (*slot_at(t, pos) != SLOT_EMPTY)
+        pos = (pos + 1) & t->mask;
+    *slot_at(t, pos) = slot_make(ph, ref);
+    t->count++;
+    return e;
+}
+
 static uint32_t entry_ref(const struct sp_table *t, const struct sp_table_entry *e,
                           uint64_t *pos_out)
 {

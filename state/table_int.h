@@ -71,6 +71,16 @@ static inline bool sp_table_expired(const struct sp_table *t, const struct sp_ta
  * walk that only reads, or NULL with the spill's sticky error set. */
 const uint8_t *sp_table_seg_peek(struct sp_table *t, uint32_t no, uint8_t *buf);
 
+/*
+ * Inserts (hash, key, ns) with `value` (value_bytes), known to be absent:
+ * a restore of a full stream into a table that was empty (a full stream
+ * holds each key once). No probe for a match, no namespace lists: tables
+ * without ns_order only. The entry, or NULL with *err as upsert's.
+ */
+struct sp_table_entry *sp_table_insert_absent(struct sp_table *t, uint64_t hash, const void *key,
+                                              uint32_t key_len, int64_t ns, const void *value,
+                                              int *err);
+
 /* Grows the index now so that `count` entries fit without growing (a
  * restore knows what comes). 0, -ENOBUFS, -ENOMEM. */
 SP_MUST_CHECK int sp_table_reserve(struct sp_table *t, uint64_t count);

@@ -16,6 +16,10 @@
  *  - snapshot/upsert_streaming/K: the same upserts while full snapshots are
  *    streamed back to back, one 256 KiB read every 2,048 upserts: copy-on-
  *    write plus the reads, per upsert.
+ *  - snapshot/restore/K: the table's full snapshot (held in memory) applied
+ *    to a fresh table with sp_table_restore_verified, as a checkpoint's
+ *    restore applies a verified segment (manual time: the apply alone, not
+ *    the fresh table's teardown); counter stream_MB_per_s.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -51,7 +55,9 @@ struct snap_bench {
     struct snap_key *keys; /* [count], in visiting order */
     uint64_t count;
     uint64_t next;
-    uint8_t *buf; /* [SNAP_READ_BYTES] */
+    uint8_t *buf;    /* [SNAP_READ_BYTES] */
+    uint8_t *stream; /* snapshot/restore: a full snapshot */
+    size_t stream_len;
     uint64_t stream_bytes;
     double stream_seconds;
     uint64_t snapshots;
@@ -66,6 +72,7 @@ static void snap_bench_free(struct snap_bench *b)
         sp_segment_pool_deinit(&b->pool);
     free(b->keys);
     free(b->buf);
+    free(b->stream);
     free(b);
 }
 
@@ -175,6 +182,68 @@ static void *snap_setup_taken(int64_t arg)
     return b;
 }
 
+/* A full table's snapshot held in memory; the table itself goes. */
+static void *snap_setup_stream(int64_t arg)
+{
+    struct snap_bench *b = snap_setup(arg);
+    if (b == NULL)
+        return NULL;
+    size_t cap = 1u << 20;
+    b->stream = malloc(cap);
+    int64_t v = sp_table_snapshot_begin(&b->table, true, 0);
+    for (int64_t n = 1; b->stream != NULL && v > 0 && n > 0;) {
+        if (b->stream_len + SNAP_READ_BYTES > cap) {
+            uint8_t *grown = realloc(b->stream, cap * 2);
+            if (grown == NULL)
+                break;
+            b->stream = grown;
+            cap *= 2;
+        }
+        n = sp_table_snapshot_read(&b->table, b->stream + b->stream_len, SNAP_READ_BYTES);
+        if (n < 0)
+            break;
+        b->stream_len += (size_t)n;
+        if (n == 0) {
+            sp_table_deinit(&b->table);
+            b->table_live = false;
+            return b;
+        }
+    }
+    sp_error("snapshot bench: the snapshot to restore failed");
+    snap_bench_free(b);
+    return NULL;
+}
+
+static double restore_run(void *state, uint64_t iterations)
+{
+    struct snap_bench *b = state;
+    double spent = 0;
+    struct sp_table_config c = {
+        .name = "bench",
+        .value_bytes = sizeof(struct snap_value),
+        .key_group_first = 0,
+        .key_group_count = SNAP_KEY_GROUPS,
+        .key_groups_total = SNAP_KEY_GROUPS,
+        .budget = &b->budget,
+    };
+    for (uint64_t i = 0; i < iterations; i++) {
+        if (sp_table_init(&b->table, &c) < 0)
+            return -1;
+        double t0 = now_s();
+        int rc = sp_table_restore_verified(&b->table, b->stream, b->stream_len);
+        spent += now_s() - t0;
+        if (rc < 0 || sp_table_count(&b->table) != b->count) {
+            sp_error("snapshot bench: restore: %s", strerror(-rc));
+            sp_table_deinit(&b->table);
+            return -1;
+        }
+        sp_table_deinit(&b->table);
+        b->stream_bytes += b->stream_len;
+    }
+    b->stream_seconds += spent;
+    return spent;
+}
+
 static double begin_run(void *state, uint64_t iterations)
 {
     struct snap_bench *b = state;
@@ -280,6 +349,15 @@ const struct sp_bench_case sp_bench_snapshot_cases[] = {
      .fixed_iterations = 5,
      .setup = snap_setup,
      .run = read_run,
+     .counters = snap_counters,
+     .teardown = snap_teardown},
+    {.name = "snapshot/restore",
+     .args = {1u << 20},
+     .items_per_iteration = 1u << 20,
+     .manual_time = 1,
+     .fixed_iterations = 5,
+     .setup = snap_setup_stream,
+     .run = restore_run,
      .counters = snap_counters,
      .teardown = snap_teardown},
     {.name = "snapshot/upsert_idle",
