@@ -147,8 +147,12 @@ static struct sp_batch *batch_alloc(struct sp_xshard *xs, struct sp_budget *budg
                                     uint32_t row_bytes)
 {
     void *seg;
-    if (sp_budget_reserve(budget, &seg) < 0)
-        return NULL;
+    while (sp_budget_reserve(budget, &seg) < 0) {
+        /* Within its limit but the pool is dry: state it holds may go to
+         * disk (pinned state stays). */
+        if (!xs->spill_on || budget->used >= budget->limit || sp_spill_reclaim(&xs->spill) < 0)
+            return NULL;
+    }
     struct sp_batch *b = seg;
     b->exec = xs->exec;
     b->from = (uint16_t)xs->shard->id;
@@ -162,14 +166,29 @@ static struct sp_batch *batch_alloc(struct sp_xshard *xs, struct sp_budget *budg
  * unpin stay in memory, as operators may hold pointers into them. Every
  * table is unpinned where a batch starts down the graph from the top of
  * the shard's work: a source's output batch, a batch an exchange receiver
- * takes from another shard or from its queue, and the shard's tasks and
- * tick (watermarks of idle sources). Nothing above them holds a pointer
- * then. Operators unpin their own tables between records.
+ * takes off the ring from another shard or from its queue, and the shard's
+ * tasks and tick (watermarks of idle sources). Nothing above them holds a
+ * pointer then. Not where an exchange hands its own shard's share down at
+ * once: the operator that emitted it is in the middle of a record.
+ * Operators unpin their own tables between records.
  */
 static inline void xs_unpin(struct sp_xshard *xs)
 {
     if (xs->spill_on)
         sp_spill_unpin(&xs->spill);
+}
+
+/* A segment could not be read back, so a lookup found nothing where state
+ * was: the run cannot go on, nor complete (a restart restores the last
+ * checkpoint). Checked each tick and before the shard reports done. */
+static bool xs_spill_failed(struct sp_xshard *xs)
+{
+    if (!xs->spill_on || sp_spill_error(&xs->spill) == 0)
+        return false;
+    sp_exec_fail(xs, sp_spill_error(&xs->spill),
+                 "keyed state: a spilled segment could not be read back (%s)",
+                 strerror(-sp_spill_error(&xs->spill)));
+    return true;
 }
 
 static void deliver(struct sp_inst *inst, struct sp_batch *b)
@@ -705,6 +724,7 @@ struct xchg {
 };
 
 static void xchg_recv(struct sp_shard *shard, void *arg);
+static void xchg_take(struct sp_shard *shard, struct sp_batch *b, bool top);
 
 static void xchg_release(struct sp_shard *shard, void *arg)
 {
@@ -751,8 +771,9 @@ static void xchg_send(struct sp_xshard *xs, struct sp_inst *inst, unsigned to)
         x->blocked++;
     if (to == xs->shard->id) {
         /* Our own share goes down our chain at once, in order with the
-         * control that follows it; no ring hop. */
-        xchg_recv(xs->shard, b);
+         * control that follows it; no ring hop. The operators above are
+         * still in their records: nothing is unpinned. */
+        xchg_take(xs->shard, b, false);
         return;
     }
     int rc = sp_shard_send(xs->shard, to, xchg_recv, b);
@@ -1030,9 +1051,16 @@ static void xchg_drain(struct sp_xshard *xs, struct sp_inst *inst)
     }
 }
 
+/* A batch from another shard, off the ring: the top of this shard's work. */
 static void xchg_recv(struct sp_shard *shard, void *arg)
 {
-    struct sp_batch *b = arg;
+    xchg_take(shard, arg, true);
+}
+
+/* A batch for this exchange receiver: processed now, or queued. `top`: it
+ * came off the ring, so no operator of this shard is in a record. */
+static void xchg_take(struct sp_shard *shard, struct sp_batch *b, bool top)
+{
     struct sp_xshard *xs = b->exec->xs[shard->id];
     struct sp_inst *inst = xs->insts[b->node];
     struct xchg *x = inst->state;
@@ -1052,7 +1080,8 @@ static void xchg_recv(struct sp_shard *shard, void *arg)
         x->queue_tail = b;
         return;
     }
-    xs_unpin(xs);
+    if (top)
+        xs_unpin(xs);
     xchg_process(xs, inst, b);
 }
 
@@ -1626,6 +1655,8 @@ static void xs_send_done(struct sp_xshard *xs)
 {
     if (xs->done_sent)
         return;
+    if (xs_spill_failed(xs))
+        return; /* not complete */
     xs->done_sent = true;
     int rc = sp_shard_send(xs->shard, 0, on_shard_done, xs->exec);
     SP_ASSERT(rc == 0);
@@ -2038,6 +2069,7 @@ static void exec_close(struct sp_exec *exec, struct sp_xshard *xs)
     SP_ASSERT(xs->state.used == 0);
     SP_ASSERT(xs->exchange.used == 0);
     if (xs->spill_on) {
+        xs_spill_failed(xs); /* even when the input ended first */
         xs->spill_stats = xs->spill.stats;
         sp_spill_deinit(&xs->spill);
         xs->spill_on = false;
@@ -2113,14 +2145,8 @@ static void xs_tick(struct sp_timer *timer, void *ctx)
     struct sp_exec *exec = xs->exec;
     uint64_t now = sp_now_ns();
     xs_unpin(xs);
-    if (xs->spill_on && sp_spill_error(&xs->spill) != 0) {
-        /* State was lost with a segment that could not be read back: the
-         * run cannot go on (a restart restores the last checkpoint). */
-        sp_exec_fail(xs, sp_spill_error(&xs->spill),
-                     "keyed state: a spilled segment could not be read back (%s)",
-                     strerror(-sp_spill_error(&xs->spill)));
+    if (xs_spill_failed(xs))
         return;
-    }
     /* Idleness: a waiting source's partitions age while nothing arrives. */
     for (uint32_t i = 0; i < exec->job->node_count; i++) {
         struct sp_src *src = xs->srcs[i];

@@ -49,10 +49,10 @@
  * included, when next touched. Every call that writes an index entry or
  * item writes the head too, so neither outlives the head in the table: a
  * head that expired there (untouched for ttl) leaves only entries that
- * expired too. Even so, with a TTL an index entry counts only when its
- * position is inside the map and the item there names its map key (one
- * more lookup); otherwise it is absent, and a put overwrites it. Without a
- * TTL nothing is left behind, and only the position is checked.
+ * expired too. Even so, an index entry counts only when its position is
+ * inside the map and the item there names its map key (one more lookup):
+ * otherwise it is absent, and a put overwrites it. (A checkpoint of a run
+ * with a TTL, restored into one without, may hold such entries.)
  *
  * The aggregating state has the value state's TTL: an accumulator expires
  * ttl after its last add (sp_pctx_agg_result reads without refreshing).
@@ -441,8 +441,8 @@ static bool map_item_is(struct sp_pctx *c, const struct sp_table_entry *e, const
  * of `size` entries: its position is inside the map and the item there
  * names it. Entries are deleted with their map, and every entry of a map
  * is written no earlier than its head, so none outlives its map even when
- * the head expired in the table; with a TTL this is checked all the same
- * (one more lookup), without one only the position. */
+ * the head expired in the table; this is checked all the same (one more
+ * lookup: a TTL run's checkpoint may be restored without TTL). */
 static bool map_entry_live(struct sp_pctx *c, const struct sp_table_entry *ie, uint32_t size,
                            const void *map_key, uint32_t len)
 {
@@ -450,8 +450,6 @@ static bool map_entry_live(struct sp_pctx *c, const struct sp_table_entry *ie, u
     memcpy(&pos, sp_table_value(&c->map_index, (struct sp_table_entry *)ie), sizeof(pos));
     if (pos >= size)
         return false;
-    if (c->ttl_ms == 0)
-        return true;
     return map_item_is(c, sp_table_get(&c->map_items, c->hash, c->key.ptr, c->key.len, pos),
                        map_key, len);
 }

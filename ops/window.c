@@ -639,10 +639,28 @@ static void fire_marker(struct sp_table_entry *m, void *ctx)
                     f->end - 1);
 }
 
+/* Between two blocks of entries being fired or purged: no pointer into
+ * the tables is held (each result was copied out), so what was read back
+ * from disk may go again; a window larger than memory fires in pieces. */
+static void fire_unpin(struct fire_ctx *f)
+{
+    sp_table_unpin(&f->s->t);
+    sp_table_unpin(&f->s->fire);
+    sp_table_unpin(&f->s->heads);
+}
+
 /* Firing stops between blocks of entries while downstream is blocked. */
 static bool fire_blocked(void *ctx)
 {
+    fire_unpin(ctx);
     return sp_inst_blocked(((struct fire_ctx *)ctx)->inst);
+}
+
+/* Purging never stops half way (it emits nothing). */
+static bool purge_goes_on(void *ctx)
+{
+    fire_unpin(ctx);
+    return false;
 }
 
 static void win_watermark(struct sp_inst *inst, int64_t wm)
@@ -666,8 +684,7 @@ static void win_watermark(struct sp_inst *inst, int64_t wm)
         while (sp_table_ns_min(&s->t, &end) &&
                (end - 1 + w->allowed_lateness_ms <= wm || wm == SP_WM_MAX)) {
             f.end = end;
-            /* Purging emits nothing, so it never stops half way. */
-            sp_table_ns_drop(&s->t, end, fire_entry, NULL, &f);
+            sp_table_ns_drop(&s->t, end, fire_entry, purge_goes_on, &f);
         }
     } else {
         f.emit = true;

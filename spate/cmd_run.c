@@ -88,8 +88,8 @@ static void list_jobs(FILE *out)
             "  --restore latest|none|ID       what to start from (default latest)\n"
             "  --from-savepoint URL           start from a savepoint (spate savepoint)\n"
             "state larger than memory:\n"
-            "  --spill-dir DIR|none           spill cold state there (default $TMPDIR or\n"
-            "                                 /var/tmp; none: state must fit --memory)\n"
+            "  --spill-dir DIR|none           spill cold state there (default /var/tmp;\n"
+            "                                 none: state must fit --memory)\n"
             "  --spill-max BYTES              at most this much per shard (default: no limit)\n");
 }
 
@@ -245,9 +245,9 @@ int spate_run(const struct spate_cli *cli)
     rc.savepoint_url = cli->from_savepoint;
     rc.spill_max_bytes = cli->spill_max_bytes;
     if (cli->spill_dir == NULL) {
-        /* The default: a temporary directory on disk, when there is one. */
-        const char *tmp = getenv("TMPDIR");
-        rc.spill_dir = tmp != NULL && *tmp != '\0' ? tmp : "/var/tmp";
+        /* The default: /var/tmp, on disk (unlike /tmp, often a tmpfs: a
+         * spill there would only move state from one kind of RAM to another). */
+        rc.spill_dir = "/var/tmp";
         if (access(rc.spill_dir, W_OK | X_OK) != 0) {
             fprintf(stderr, "spate: run: %s is not writable: state will not spill (--spill-dir)\n",
                     rc.spill_dir);

@@ -24,17 +24,19 @@
  * graph). The working set between two unpins must fit the budget, or the
  * table reports -ENOBUFS as it did without spilling.
  *
- * Segments chosen: entry segments only, not one a key group is appending to
- * (the index, namespace lists and heaps stay in memory: 8 to 16 bytes per
- * entry). The clock gives a second chance to segments touched since the
- * hand last passed them.
+ * Segments chosen: entry segments holding live entries (the index,
+ * namespace lists and heaps stay in memory: 8 to 16 bytes per entry); a
+ * segment a key group was appending to is closed when spilled (the next
+ * entry starts a new one). The clock gives a second chance to segments
+ * touched since the hand last passed them.
  *
  * Errors: a failed write (a full disk, the file's limit) leaves the
  * segments in memory and the table's request fails as a full budget does.
  * A failed read loses the segment for this run: the error is sticky
  * (sp_spill_error), the lookup that needed it finds nothing, snapshots fail,
- * and the owner must fail the job (the executor checks each tick) so that
- * it restarts from its last checkpoint.
+ * and the owner must fail the job (the executor checks each tick, and
+ * before a shard reports done) so that it restarts from its last
+ * checkpoint.
  *
  * The file is opened with O_TMPFILE (or created and unlinked at once), so
  * nothing outlives the process, a crash included. Its size is the highest
@@ -78,7 +80,8 @@ struct sp_spill {
     int fd;
     bool have_ring;
     struct io_uring ring;
-    int err; /* sticky: a segment could not be read back */
+    int err;       /* sticky: a segment could not be read back */
+    uint8_t *peek; /* one segment: TTL cleanup looks into spilled ones here */
     /* file slots: [0, slot_count) made, free ones stacked */
     uint32_t slot_count;
     uint32_t slot_max;

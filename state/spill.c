@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ void sp_spill_deinit(struct sp_spill *s)
         close(s->fd);
     free(s->slot_free);
     free(s->tables);
+    free(s->peek);
     memset(s, 0, sizeof(*s));
     s->fd = -1;
 }
@@ -146,6 +148,75 @@ static int finish_io(int fd, bool write, uint8_t *buf, size_t done, size_t len, 
     return 0;
 }
 
+/*
+ * Transfers segment i of `bufs` to or from file slot slots[i], for i < n:
+ * on the ring, submitted together and every submitted one reaped (the
+ * kernel is done with every buffer on return), the rest of a short
+ * transfer and anything the ring did not take with plain calls. A ring
+ * that refused requests is given up (what it did not take stays in its
+ * queue and must never reach the kernel later): plain calls from then on.
+ * 0 or the first error.
+ */
+static int transfer(struct sp_spill *s, bool write, uint8_t *const *bufs, const uint32_t *slots,
+                    uint32_t n)
+{
+    SP_ASSERT(n <= SP_SPILL_BATCH_MAX);
+    int res[SP_SPILL_BATCH_MAX];
+    const int none = INT32_MIN; /* not done on the ring */
+    for (uint32_t i = 0; i < n; i++)
+        res[i] = none;
+    if (s->have_ring) {
+        for (uint32_t i = 0; i < n; i++) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+            SP_ASSERT(sqe != NULL); /* the ring has a batch's entries, all reaped */
+            uint64_t off = (uint64_t)slots[i] * s->seg_bytes;
+            if (write)
+                io_uring_prep_write(sqe, s->fd, bufs[i], s->seg_bytes, off);
+            else
+                io_uring_prep_read(sqe, s->fd, bufs[i], s->seg_bytes, off);
+            io_uring_sqe_set_data64(sqe, i);
+        }
+        uint32_t submitted = 0;
+        int ret = 0;
+        while (submitted < n) {
+            ret = io_uring_submit(&s->ring);
+            if (ret == -EINTR)
+                continue;
+            if (ret <= 0)
+                break;
+            submitted += (uint32_t)ret;
+        }
+        for (uint32_t got = 0; got < submitted; got++) {
+            struct io_uring_cqe *cqe;
+            int w;
+            while ((w = io_uring_wait_cqe(&s->ring, &cqe)) == -EINTR || w == -EAGAIN)
+                ;
+            SP_ASSERT(w == 0); /* requests in flight cannot be abandoned */
+            res[io_uring_cqe_get_data64(cqe)] = cqe->res;
+            io_uring_cqe_seen(&s->ring, cqe);
+        }
+        if (submitted < n) {
+            sp_warn("state spill: the io_uring ring refused requests (%s): plain system calls "
+                    "from now on",
+                    strerror(ret < 0 ? -ret : EIO));
+            io_uring_queue_exit(&s->ring);
+            s->have_ring = false;
+        }
+    }
+    int rc = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t off = (uint64_t)slots[i] * s->seg_bytes;
+        int r = res[i];
+        if (r == none)
+            r = finish_io(s->fd, write, bufs[i], 0, s->seg_bytes, off);
+        else if (r >= 0)
+            r = finish_io(s->fd, write, bufs[i], (size_t)r, s->seg_bytes, off);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    return rc;
+}
+
 int sp_spill_write(struct sp_spill *s, uint8_t *const *segs, uint32_t n, uint32_t *slots_out)
 {
     SP_ASSERT(n <= SP_SPILL_BATCH_MAX);
@@ -155,40 +226,8 @@ int sp_spill_write(struct sp_spill *s, uint8_t *const *segs, uint32_t n, uint32_
         if ((rc = slot_take(s, &slots_out[taken])) < 0)
             break;
     }
-    if (rc == 0 && s->have_ring) {
-        for (uint32_t i = 0; i < n; i++) {
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-            SP_ASSERT(sqe != NULL); /* the ring has a batch's entries */
-            io_uring_prep_write(sqe, s->fd, segs[i], s->seg_bytes,
-                                (uint64_t)slots_out[i] * s->seg_bytes);
-            io_uring_sqe_set_data64(sqe, i);
-        }
-        int ret = io_uring_submit_and_wait(&s->ring, n);
-        if (ret < 0) {
-            rc = ret; /* the requests were not taken: none are in flight */
-        } else {
-            for (uint32_t got = 0; got < n; got++) {
-                struct io_uring_cqe *cqe;
-                while ((ret = io_uring_wait_cqe(&s->ring, &cqe)) == -EINTR)
-                    ;
-                SP_ASSERT(ret == 0);
-                uint32_t i = (uint32_t)io_uring_cqe_get_data64(cqe);
-                int res = cqe->res;
-                io_uring_cqe_seen(&s->ring, cqe);
-                if (res < 0) {
-                    if (rc == 0)
-                        rc = res;
-                } else if ((uint32_t)res < s->seg_bytes && rc == 0) {
-                    rc = finish_io(s->fd, true, segs[i], (size_t)res, s->seg_bytes,
-                                   (uint64_t)slots_out[i] * s->seg_bytes);
-                }
-            }
-        }
-    } else if (rc == 0) {
-        for (uint32_t i = 0; i < n && rc == 0; i++)
-            rc = finish_io(s->fd, true, segs[i], 0, s->seg_bytes,
-                           (uint64_t)slots_out[i] * s->seg_bytes);
-    }
+    if (rc == 0)
+        rc = transfer(s, true, segs, slots_out, n);
     if (rc < 0) {
         for (uint32_t i = 0; i < taken; i++)
             s->slot_free[s->slot_free_count++] = slots_out[i];
@@ -205,27 +244,8 @@ int sp_spill_write(struct sp_spill *s, uint8_t *const *segs, uint32_t n, uint32_
 int sp_spill_read(struct sp_spill *s, uint32_t slot, void *seg)
 {
     SP_ASSERT(slot < s->slot_count);
-    uint64_t off = (uint64_t)slot * s->seg_bytes;
-    int rc;
-    if (s->have_ring) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-        SP_ASSERT(sqe != NULL);
-        io_uring_prep_read(sqe, s->fd, seg, s->seg_bytes, off);
-        int ret = io_uring_submit_and_wait(&s->ring, 1);
-        if (ret < 0) {
-            rc = ret;
-        } else {
-            struct io_uring_cqe *cqe;
-            while ((ret = io_uring_wait_cqe(&s->ring, &cqe)) == -EINTR)
-                ;
-            SP_ASSERT(ret == 0);
-            int res = cqe->res;
-            io_uring_cqe_seen(&s->ring, cqe);
-            rc = res < 0 ? res : finish_io(s->fd, false, seg, (size_t)res, s->seg_bytes, off);
-        }
-    } else {
-        rc = finish_io(s->fd, false, seg, 0, s->seg_bytes, off);
-    }
+    uint8_t *bufs[1] = {seg};
+    int rc = transfer(s, false, bufs, &slot, 1);
     if (rc < 0)
         return rc;
     s->stats.segments_in++;

@@ -274,9 +274,10 @@ struct sp_table_entry *sp_table_entry_load(struct sp_table *t, uint32_t ref)
     struct sp_spill *sp = t->config.spill;
     uint32_t no = ref >> t->off_bits;
     struct sp_table_seg *seg = &t->segs[no];
-    SP_ASSERT(sp != NULL && seg->base == NULL && seg->slot != 0);
+    SP_ASSERT(sp != NULL && seg->base == NULL);
     if (sp->err != 0)
-        return NULL;
+        return NULL; /* and a segment lost with it has no slot: never read */
+    SP_ASSERT(seg->slot != 0);
     void *base;
     int rc = budget_take(t->config.budget, sp, &base);
     if (rc < 0 && sp->err == 0)
@@ -320,10 +321,8 @@ static bool spill_candidate(struct sp_table *t, uint32_t no)
 {
     struct sp_table_seg *seg = &t->segs[no];
     uint32_t now = t->spill_gen;
-    if (seg->base == NULL || seg->touch == now)
-        return false; /* free, spilled, or pinned */
-    if (t->open_seg[seg->key_group - t->config.key_group_first] == no)
-        return false;
+    if (seg->base == NULL || seg->touch == now || seg->live == 0)
+        return false; /* free, spilled, pinned, or nothing to keep */
     if (seg->seen != seg->touch) {
         seg->seen = seg->touch;
         return false;
@@ -831,14 +830,17 @@ static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uin
         return NULL;
     }
     uint32_t no = t->open_seg[g];
-    if (no == SP_TABLE_REF_NONE || t->segs[no].used + bytes > seg_bytes) {
+    /* A new segment when the group's is full, or was spilled (it stays on
+     * disk, closed: its room is not worth a read). */
+    if (no == SP_TABLE_REF_NONE || t->segs[no].used + bytes > seg_bytes ||
+        t->segs[no].base == NULL) {
         uint32_t fresh;
         int rc = seg_new(t, group, &fresh);
         if (rc < 0) {
             *err = rc;
             return NULL;
         }
-        if (no != SP_TABLE_REF_NONE && t->segs[no].live == 0)
+        if (no != SP_TABLE_REF_NONE && t->segs[no].live == 0 && t->segs[no].base != NULL)
             seg_release(t, no);
         t->open_seg[g] = no = fresh;
     }
@@ -1188,6 +1190,7 @@ void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, v
         }
         if (base == NULL)
             continue;
+        seg->touch = t->spill_gen; /* pinned while fn visits it */
         for (uint32_t off = 0; off < seg->used;) {
             struct sp_table_entry *e = (struct sp_table_entry *)(base + off);
             off += e->bytes;
@@ -1212,6 +1215,30 @@ uint64_t sp_table_write_ms(const struct sp_table *t, const struct sp_table_entry
     return sp_table_ttl_written(t, e);
 }
 
+/* Whether spilled segment `no` holds expired entries: 1, 0, or -1 when it
+ * could not be read (the spill's error is set). Counts its entries as work. */
+static int ttl_spilled_expired(struct sp_table *t, uint32_t no, uint32_t *work)
+{
+    struct sp_spill *sp = t->config.spill;
+    if (sp->peek == NULL && (sp->peek = malloc(1u << t->seg_shift)) == NULL)
+        return 0; /* no room to look: it stays for a later round */
+    const uint8_t *base = sp_table_seg_peek(t, no, sp->peek);
+    if (base == NULL)
+        return -1;
+    int found = 0;
+    for (uint32_t off = 0; off < t->segs[no].used;) {
+        const struct sp_table_entry *e = (const struct sp_table_entry *)(base + off);
+        if (e->bytes < t->key_off || e->bytes > t->segs[no].used - off)
+            break; /* not a segment this table wrote: the load will tell */
+        off += e->bytes;
+        if (*work > 1)
+            (*work)--; /* the caller's loop goes on while it is not 0 */
+        if ((e->key_len & SP_TABLE_DEAD) == 0 && sp_table_ttl_written(t, e) < t->ttl_live_from)
+            found = 1;
+    }
+    return found;
+}
+
 void sp_table_ttl_tick(struct sp_table *t, uint64_t now_ms)
 {
     if (now_ms > t->ttl_now_ms)
@@ -1230,6 +1257,20 @@ void sp_table_ttl_tick(struct sp_table *t, uint64_t now_ms)
             t->ttl_walk_off = 0;
         }
         const struct sp_table_seg *seg = &t->segs[t->ttl_seg];
+        if (seg->base == NULL && seg->slot != 0 && t->ttl_walk_off == 0) {
+            /* Spilled: read back only if it holds expired entries (they
+             * would otherwise outlive their time on disk, in the index). */
+            int found = ttl_spilled_expired(t, t->ttl_seg, &work);
+            if (found < 0)
+                return; /* the spill's error says why */
+            if (found == 0) {
+                t->ttl_seg++;
+                work--; /* at least 1 was left: see ttl_spilled_expired */
+                continue;
+            }
+            if (sp_table_entry_load(t, t->ttl_seg << t->off_bits) == NULL)
+                return;
+        }
         if (seg->base == NULL || t->ttl_walk_off >= seg->used) {
             t->ttl_seg++;
             t->ttl_walk_off = 0;

@@ -716,6 +716,148 @@ static void test_map_state_model(void **state)
     }
 }
 
+/* The map model with state larger than memory: 4,000 users' maps (about
+ * 12 MB of state) in 4 MiB per shard, spilled to a directory: the same
+ * answers, and segments did go to disk (the run's stats). */
+static void test_map_state_spilled(void **state)
+{
+    (void)state;
+    enum { USERS = 4000, N = 120000 };
+    struct ev *events = calloc(N, sizeof(*events));
+    int64_t *want_result = calloc(N, sizeof(*want_result));
+    int64_t *want_len = calloc(N, sizeof(*want_len));
+    struct fired *rows = malloc(N * sizeof(*rows));
+    assert_true(events && want_result && want_len && rows);
+    map_model_build(events, want_result, want_len, N, USERS);
+    static const struct sp_process_fn fn = {
+        .map_key_bytes = MAP_KEY_BYTES, .map_value_bytes = sizeof(int64_t), .process = map_process};
+    struct indexed x = {rows, N};
+    memset(rows, 0xff, N * sizeof(*rows));
+    struct replay r = {events, N};
+    struct sp_job *job = sp_job_new("process-map-spilled");
+    struct sp_stream *s =
+        sp_process(sp_key_by(replay_source(job, &r, 0), "user"), &fired_schema, &fn);
+    sp_sink_call(s, collect_indexed, &x);
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    rc.memory_bytes = 4u << 20;
+    const char *tmp = getenv("TMPDIR");
+    rc.spill_dir = tmp != NULL && *tmp != '\0' ? tmp : "/tmp";
+    struct sp_job_stats stats = {0};
+    if (sp_job_run(job, &rc, &stats) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+    assert_true(stats.spilled_bytes_max > 0);
+    assert_true(stats.spill_reads > 0);
+    for (unsigned i = 0; i < N; i++) {
+        if (rows[i].at != (int64_t)i || rows[i].user != events[i].user)
+            fail_msg("record %u: no row", i);
+        if (rows[i].count != want_result[i] || rows[i].watermark != want_len[i])
+            fail_msg("record %u (op %u, user %lld): got %lld size %lld, want %lld size %lld", i,
+                     (unsigned)(events[i].amount % MOP_COUNT), (long long)events[i].user,
+                     (long long)rows[i].count, (long long)rows[i].watermark,
+                     (long long)want_result[i], (long long)want_len[i]);
+    }
+    free(events);
+    free(want_result);
+    free(want_len);
+    free(rows);
+}
+
+/* Two process functions in a chain, state spilled: A holds its value
+ * state's pointer while it emits two rows, which go through a key_by to B
+ * (on this shard at once, or on the other); both keep 500 bytes a key
+ * (about 33 MB in all against 8 MiB a shard), so both spill; only then does A write through its
+ * pointer. A's counts must come out 0, 1, 2, ... per key, each twice: a pointer that was spilled
+ * under A (the exchange's local share unpinning every table) would lose increments (and ASan builds
+ * catch the write). */
+enum { CHAIN_USERS = 20000, CHAIN_PER_USER = 30, CHAIN_N = CHAIN_USERS * CHAIN_PER_USER };
+static _Atomic uint8_t chain_seen[CHAIN_USERS][CHAIN_PER_USER][2];
+static _Atomic unsigned chain_bad;
+
+static void chain_a(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    int64_t *v = sp_pctx_state(c);
+    if (v == NULL)
+        return;
+    int64_t count = *v;
+    for (int i = 0; i < 2; i++) {
+        struct ev *o = sp_out_row(sp_pctx_out(c), ts);
+        *o = (struct ev){
+            .ts = ts, .user = e->user * 2 + i, .amount = e->user * 1000000 + count, .price = i};
+    }
+    *v = count + 1; /* after the rows went down */
+}
+
+static void chain_b(struct sp_pctx *c, const void *row, int64_t ts)
+{
+    const struct ev *e = row;
+    uint8_t *big = sp_pctx_state(c);
+    if (big == NULL)
+        return;
+    big[e->amount % 500]++;
+    struct fired *f = sp_out_row(sp_pctx_out(c), ts);
+    *f = (struct fired){
+        .user = e->amount / 1000000, .at = e->amount % 1000000, .count = (int64_t)e->price};
+}
+
+static void chain_sink(void *ctx, unsigned shard, const void *row, int64_t ts)
+{
+    (void)ctx, (void)shard, (void)ts;
+    const struct fired *f = row;
+    if (f->user < 0 || f->user >= CHAIN_USERS || f->at < 0 || f->at >= CHAIN_PER_USER ||
+        f->count < 0 || f->count > 1)
+        chain_bad++;
+    else
+        chain_seen[f->user][f->at][f->count]++;
+}
+
+/* Full batches (the replay source sends one event per batch, so no row
+ * would be flushed in the middle of a record): each round visits every
+ * user once, striding over the key space. */
+static int64_t chain_gen(void *ctx, uint32_t partition, uint64_t index, void *row,
+                         struct sp_out *out)
+{
+    (void)ctx, (void)partition, (void)out;
+    *(struct ev *)row = (struct ev){.ts = (int64_t)index,
+                                    .user = (int64_t)(index % CHAIN_USERS * 7919 % CHAIN_USERS)};
+    return (int64_t)index;
+}
+
+static void test_chain_spilled(void **state)
+{
+    (void)state;
+    memset((void *)chain_seen, 0, sizeof(chain_seen));
+    chain_bad = 0;
+    static const struct sp_process_fn fa = {.state_bytes = 512, .process = chain_a};
+    static const struct sp_process_fn fb = {.state_bytes = 500, .process = chain_b};
+    struct sp_job *job = sp_job_new("process-chain-spilled");
+    struct sp_gen_config gc = {.count = CHAIN_N, .partitions = 1};
+    struct sp_watermarks wm = {.ts_field = "ts"};
+    struct sp_stream *src = sp_source_generator(job, &ev_schema, chain_gen, NULL, &gc, &wm);
+    struct sp_stream *a = sp_process(sp_key_by(src, "user"), &ev_schema, &fa);
+    struct sp_stream *b = sp_process(sp_key_by(a, "user"), &fired_schema, &fb);
+    sp_sink_call(b, chain_sink, NULL);
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    rc.memory_bytes = 8u << 20;
+    const char *tmp = getenv("TMPDIR");
+    rc.spill_dir = tmp != NULL && *tmp != '\0' ? tmp : "/tmp";
+    struct sp_job_stats stats = {0};
+    if (sp_job_run(job, &rc, &stats) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+    print_message("chain: spilled %llu bytes at most, %llu segments read back\n",
+                  (unsigned long long)stats.spilled_bytes_max, (unsigned long long)stats.spill_reads);
+    assert_true(stats.spilled_bytes_max > 0);
+    assert_int_equal(chain_bad, 0);
+    for (unsigned u = 0; u < CHAIN_USERS; u++)
+        for (unsigned n = 0; n < CHAIN_PER_USER; n++)
+            for (unsigned i = 0; i < 2; i++)
+                if (chain_seen[u][n][i] != 1)
+                    fail_msg("user %u count %u row %u seen %u times", u, n, i,
+                             (unsigned)chain_seen[u][n][i]);
+}
+
 /* Map state through a checkpoint and a restore onto another shard count:
  * a first run on two shards (one when the machine has one core), its one
  * source partition (a key's records stay in order) slowed to 4000 records
@@ -1035,6 +1177,8 @@ int main(void)
         cmocka_unit_test(test_state_ttl),
         cmocka_unit_test(test_state_ttl_rewritten),
         cmocka_unit_test(test_map_state_model),
+        cmocka_unit_test(test_map_state_spilled),
+        cmocka_unit_test(test_chain_spilled),
         cmocka_unit_test(test_map_state_restore),
         cmocka_unit_test(test_map_state_key_too_long),
         cmocka_unit_test(test_map_state_bad_config),
