@@ -317,12 +317,14 @@ struct sp_table_entry *sp_table_entry_load(struct sp_table *t, uint32_t ref)
 
 /* Whether the clock may spill segment `no` of `t` now (and gives the
  * second chance on the way). */
-static bool spill_candidate(struct sp_table *t, uint32_t no)
+static bool spill_candidate(struct sp_table *t, uint32_t no, bool open_too)
 {
     struct sp_table_seg *seg = &t->segs[no];
     uint32_t now = t->spill_gen;
     if (seg->base == NULL || seg->touch == now || seg->live == 0)
         return false; /* free, spilled, pinned, or nothing to keep */
+    if (!open_too && t->open_seg[seg->key_group - t->config.key_group_first] == no)
+        return false; /* being filled: spilled, it would close half empty */
     if (seg->seen != seg->touch) {
         seg->seen = seg->touch;
         return false;
@@ -336,27 +338,15 @@ void sp_spill_unpin(struct sp_spill *s)
         s->tables[i]->spill_gen++;
 }
 
-int sp_spill_reclaim(struct sp_spill *s)
+/* The clock's sweep: up to `batch` segments to spill, two turns at most (the
+ * first may only take second chances away); segments being filled only
+ * with `open_too`. Their count. */
+static uint32_t sweep(struct sp_spill *s, uint32_t batch, bool open_too, struct sp_table **owners,
+                      uint32_t *nos, uint8_t **bases)
 {
-    uint8_t *bases[SP_SPILL_BATCH_MAX];
-    struct sp_table *owners[SP_SPILL_BATCH_MAX];
-    uint32_t nos[SP_SPILL_BATCH_MAX];
-    uint32_t slots[SP_SPILL_BATCH_MAX];
-    /* Two turns of the clock at most: the first may only take second
-     * chances away. */
     uint64_t left = 2;
     for (uint32_t i = 0; i < s->table_count; i++)
         left += 2 * ((uint64_t)s->tables[i]->seg_count + 1);
-    uint32_t batch = s->config.batch;
-    if (sp_spill_room(s) < batch)
-        batch = (uint32_t)sp_spill_room(s);
-    if (batch == 0) {
-        s->stats.write_errors++;
-        if (s->stats.write_errors == 1)
-            sp_warn("state spill: the spill file is full (%llu bytes)",
-                    (unsigned long long)s->slot_max * s->seg_bytes);
-        return -ENOSPC;
-    }
     uint32_t n = 0;
     while (n < batch && left > 0 && s->table_count > 0) {
         left--;
@@ -371,7 +361,7 @@ int sp_spill_reclaim(struct sp_spill *s)
             continue;
         }
         uint32_t no = s->hand_seg++;
-        if (!spill_candidate(t, no))
+        if (!spill_candidate(t, no, open_too))
             continue;
         owners[n] = t;
         nos[n] = no;
@@ -379,6 +369,28 @@ int sp_spill_reclaim(struct sp_spill *s)
         t->segs[no].touch = t->spill_gen; /* not chosen twice in this sweep */
         n++;
     }
+    return n;
+}
+
+int sp_spill_reclaim(struct sp_spill *s)
+{
+    uint8_t *bases[SP_SPILL_BATCH_MAX];
+    struct sp_table *owners[SP_SPILL_BATCH_MAX];
+    uint32_t nos[SP_SPILL_BATCH_MAX];
+    uint32_t slots[SP_SPILL_BATCH_MAX];
+    uint32_t batch = s->config.batch;
+    if (sp_spill_room(s) < batch)
+        batch = (uint32_t)sp_spill_room(s);
+    if (batch == 0) {
+        s->stats.write_errors++;
+        if (s->stats.write_errors == 1)
+            sp_warn("state spill: the spill file is full (%llu bytes)",
+                    (unsigned long long)s->slot_max * s->seg_bytes);
+        return -ENOSPC;
+    }
+    uint32_t n = sweep(s, batch, false, owners, nos, bases);
+    if (n == 0) /* only segments being filled are left: they go too */
+        n = sweep(s, batch, true, owners, nos, bases);
     if (n == 0)
         return -ENOBUFS;
     int rc = sp_spill_write(s, bases, n, slots);
