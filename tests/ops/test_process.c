@@ -847,7 +847,8 @@ static void test_chain_spilled(void **state)
         fail_msg("%s", sp_job_error(job));
     sp_job_free(job);
     print_message("chain: spilled %llu bytes at most, %llu segments read back\n",
-                  (unsigned long long)stats.spilled_bytes_max, (unsigned long long)stats.spill_reads);
+                  (unsigned long long)stats.spilled_bytes_max,
+                  (unsigned long long)stats.spill_reads);
     assert_true(stats.spilled_bytes_max > 0);
     assert_int_equal(chain_bad, 0);
     for (unsigned u = 0; u < CHAIN_USERS; u++)

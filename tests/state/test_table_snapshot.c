@@ -378,7 +378,9 @@ static int setup_spill(void **state)
 static int teardown_spill(void **state)
 {
     /* Segments went to disk and came back, and every slot is free again. */
-    print_message("spill: used_max %u out %llu in %llu max %u\n", budget.used_max, (unsigned long long)spill.stats.segments_out, (unsigned long long)spill.stats.segments_in, spill.stats.spilled_max);
+    print_message("spill: used_max %u out %llu in %llu max %u\n", budget.used_max,
+                  (unsigned long long)spill.stats.segments_out,
+                  (unsigned long long)spill.stats.segments_in, spill.stats.spilled_max);
     assert_true(spill.stats.segments_out > 100);
     assert_true(spill.stats.segments_in > 100);
     assert_int_equal(spill.stats.spilled, 0);
