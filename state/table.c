@@ -869,6 +869,28 @@ static struct sp_table_entry *entry_alloc(struct sp_table *t, uint64_t hash, uin
     return e;
 }
 
+/* Fills a new entry: header, its write time with a TTL, the value (`value`,
+ * or zeroes when NULL) and the key. */
+static void entry_init(struct sp_table *t, struct sp_table_entry *e, uint64_t hash, const void *key,
+                       uint32_t key_len, int64_t ns, const void *value)
+{
+    e->hash = hash;
+    e->ns = ns;
+    e->key_len = key_len;
+    e->ns_block = SP_TABLE_REF_NONE;
+    e->ns_slot = 0;
+    e->version = t->version;
+    e->created = t->version;
+    if (t->config.ttl_ms != 0)
+        sp_table_ttl_stamp(t, e, t->ttl_now_ms);
+    uint8_t *v = sp_table_value(t, e);
+    uint32_t vb = value != NULL ? t->config.value_bytes : 0;
+    if (vb > 0)
+        memcpy(v, value, vb);
+    memset(v + vb, 0, t->key_off - t->value_off - vb);
+    memcpy((uint8_t *)e + t->key_off, key, key_len);
+}
+
 struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const void *key,
                                        uint32_t key_len, int64_t ns, bool *created, int *err)
 {
@@ -940,17 +962,7 @@ struct sp_table_entry *sp_table_upsert(struct sp_table *t, uint64_t hash, const 
             dir_delete(t, dir_entry(t, ns));
         return NULL;
     }
-    e->hash = hash;
-    e->ns = ns;
-    e->key_len = key_len;
-    e->ns_block = SP_TABLE_REF_NONE;
-    e->ns_slot = 0;
-    e->version = t->version;
-    e->created = t->version;
-    if (t->config.ttl_ms != 0)
-        sp_table_ttl_stamp(t, e, t->ttl_now_ms);
-    memset(sp_table_value(t, e), 0, t->key_off - t->value_off);
-    memcpy((uint8_t *)e + t->key_off, key, key_len);
+    entry_init(t, e, hash, key, key_len, ns, NULL);
     if (list != NULL) {
         int rc_link = list_append(t, list, e, ref);
         if (rc_link < 0) {
@@ -984,19 +996,7 @@ struct sp_table_entry *sp_table_insert_absent(struct sp_table *t, uint64_t hash,
     struct sp_table_entry *e = entry_alloc(t, hash, key_len, &ref, err);
     if (e == NULL)
         return NULL;
-    e->hash = hash;
-    e->ns = ns;
-    e->key_len = key_len;
-    e->ns_block = SP_TABLE_REF_NONE;
-    e->ns_slot = 0;
-    e->version = t->version;
-    e->created = t->version;
-    if (t->config.ttl_ms != 0)
-        sp_table_ttl_stamp(t, e, t->ttl_now_ms);
-    uint8_t *v = sp_table_value(t, e);
-    memcpy(v, value, t->config.value_bytes);
-    memset(v + t->config.value_bytes, 0, t->key_off - t->value_off - t->config.value_bytes);
-    memcpy((uint8_t *)e + t->key_off, key, key_len);
+    entry_init(t, e, hash, key, key_len, ns, value);
     uint64_t ph = pos_hash(t, hash, ns);
     uint64_t pos = ph & t->mask;
     while (*slot_at(t, pos) != SLOT_EMPTY)

@@ -680,6 +680,23 @@ static void map_model_build(struct ev *events, int64_t *want_result, int64_t *wa
     free(model);
 }
 
+/* Rows [first, n) are each record's, with the reference's result and size. */
+static void map_rows_check(const struct fired *rows, const struct ev *events,
+                           const int64_t *want_result, const int64_t *want_len, unsigned first,
+                           unsigned n, unsigned cores)
+{
+    for (unsigned i = first; i < n; i++) {
+        if (rows[i].at != (int64_t)i || rows[i].user != events[i].user)
+            fail_msg("record %u: no row (cores %u, from record %u)", i, cores, first);
+        if (rows[i].count != want_result[i] || rows[i].watermark != want_len[i])
+            fail_msg("record %u (op %u, user %lld, cores %u, from record %u): got %lld size "
+                     "%lld, want %lld size %lld",
+                     i, (unsigned)(events[i].amount % MOP_COUNT), (long long)events[i].user, cores,
+                     first, (long long)rows[i].count, (long long)rows[i].watermark,
+                     (long long)want_result[i], (long long)want_len[i]);
+    }
+}
+
 static void test_map_state_model(void **state)
 {
     (void)state;
@@ -703,16 +720,7 @@ static void test_map_state_model(void **state)
         if (sp_job_run(job, &rc, NULL) != 0)
             fail_msg("%s", sp_job_error(job));
         sp_job_free(job);
-        for (unsigned i = 0; i < N; i++) {
-            if (rows[i].at != (int64_t)i || rows[i].user != events[i].user)
-                fail_msg("record %u: no row (cores %u)", i, cores);
-            if (rows[i].count != want_result[i] || rows[i].watermark != want_len[i])
-                fail_msg("record %u (op %u, user %lld, cores %u): got %lld size %lld, want %lld "
-                         "size %lld",
-                         i, (unsigned)(events[i].amount % MOP_COUNT), (long long)events[i].user,
-                         cores, (long long)rows[i].count, (long long)rows[i].watermark,
-                         (long long)want_result[i], (long long)want_len[i]);
-        }
+        map_rows_check(rows, events, want_result, want_len, 0, N, cores);
     }
 }
 
@@ -748,15 +756,7 @@ static void test_map_state_spilled(void **state)
     sp_job_free(job);
     assert_true(stats.spilled_bytes_max > 0);
     assert_true(stats.spill_reads > 0);
-    for (unsigned i = 0; i < N; i++) {
-        if (rows[i].at != (int64_t)i || rows[i].user != events[i].user)
-            fail_msg("record %u: no row", i);
-        if (rows[i].count != want_result[i] || rows[i].watermark != want_len[i])
-            fail_msg("record %u (op %u, user %lld): got %lld size %lld, want %lld size %lld", i,
-                     (unsigned)(events[i].amount % MOP_COUNT), (long long)events[i].user,
-                     (long long)rows[i].count, (long long)rows[i].watermark,
-                     (long long)want_result[i], (long long)want_len[i]);
-    }
+    map_rows_check(rows, events, want_result, want_len, 0, N, test_cores(2));
     free(events);
     free(want_result);
     free(want_len);
@@ -913,14 +913,7 @@ static void test_map_state_restore(void **state)
     }
     if (first == 0 || first == N)
         fail_msg("the second run started at record %u", first);
-    for (unsigned i = first; i < N; i++) {
-        if (rows[i].at != (int64_t)i)
-            fail_msg("record %u: no row (restored from %u)", i, first);
-        if (rows[i].count != want_result[i] || rows[i].watermark != want_len[i])
-            fail_msg("record %u (restored from %u): got %lld size %lld, want %lld size %lld", i,
-                     first, (long long)rows[i].count, (long long)rows[i].watermark,
-                     (long long)want_result[i], (long long)want_len[i]);
-    }
+    map_rows_check(rows, events, want_result, want_len, first, N, 1);
 }
 
 /* A map key longer than map_key_bytes: get, contains and remove find
