@@ -26,9 +26,10 @@
  *
  * Segments chosen: entry segments holding live entries (the index,
  * namespace lists and heaps stay in memory: 8 to 16 bytes per entry); a
- * segment a key group was appending to is closed when spilled (the next
- * entry starts a new one). The clock gives a second chance to segments
- * touched since the hand last passed them.
+ * segment a key group is appending to only when no other can go (it is
+ * then closed: the next entry starts a new one). The clock gives a second
+ * chance to segments touched since the hand last passed them. The
+ * executor's batch allocations make room through sp_spill_reclaim too.
  *
  * Errors: a failed write (a full disk, the file's limit) leaves the
  * segments in memory and the table's request fails as a full budget does.
