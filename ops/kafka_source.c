@@ -430,13 +430,7 @@ static void ks_commit_done(struct sp_kafka_conn *conn, int err, const void *body
     (void)version;
     SP_ASSERT(ks->commits_inflight > 0);
     ks->commits_inflight--;
-    int16_t code = 0;
-    if (err == 0) {
-        const struct sp_kafka_offset_commit_response *r = body;
-        for (int32_t t = 0; t < r->topics_count && code == 0; t++)
-            for (int32_t p = 0; p < r->topics[t].partitions_count && code == 0; p++)
-                code = r->topics[t].partitions[p].error_code;
-    }
+    int16_t code = err == 0 ? sp_kafka_offset_commit_error(body) : 0;
     if (err != 0 || code != 0) {
         /*
          * Not fatal: around a rebalance commits fail (REBALANCE_IN_PROGRESS);
@@ -1236,13 +1230,7 @@ static void ks_mon_done(struct sp_kafka_conn *conn, int err, const void *body, i
     ks->mon_inflight = false;
     if (err == -ECANCELED)
         return; /* stopping */
-    int16_t code = 0;
-    if (err == 0) {
-        const struct sp_kafka_offset_commit_response *r = body;
-        for (int32_t t = 0; t < r->topics_count && code == 0; t++)
-            for (int32_t p = 0; p < r->topics[t].partitions_count && code == 0; p++)
-                code = r->topics[t].partitions[p].error_code;
-    }
+    int16_t code = err == 0 ? sp_kafka_offset_commit_error(body) : 0;
     if (err != 0 || code != 0) {
         ks->commits_failed++;
         ks->mon_coord = -1; /* find it again (it may have moved) */

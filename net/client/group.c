@@ -267,6 +267,15 @@ static void reset_generation(struct sp_kafka_group *g, bool member_too)
 
 /* ---- Commits ---- */
 
+int16_t sp_kafka_offset_commit_error(const struct sp_kafka_offset_commit_response *r)
+{
+    for (int32_t t = 0; t < r->topics_count; t++)
+        for (int32_t p = 0; p < r->topics[t].partitions_count; p++)
+            if (r->topics[t].partitions[p].error_code != 0)
+                return r->topics[t].partitions[p].error_code;
+    return 0;
+}
+
 static void commit_done(struct sp_kafka_conn *conn, int err, const void *body, int16_t version,
                         void *ctx)
 {
@@ -277,15 +286,9 @@ static void commit_done(struct sp_kafka_conn *conn, int err, const void *body, i
     SP_ASSERT(slot->in_use);
     SP_ASSERT(g->commits_inflight > 0);
     g->commits_inflight--;
-    int16_t code = 0;
-    if (err == 0) {
-        const struct sp_kafka_offset_commit_response *r = body;
-        for (int32_t t = 0; t < r->topics_count && code == 0; t++)
-            for (int32_t p = 0; p < r->topics[t].partitions_count && code == 0; p++)
-                code = r->topics[t].partitions[p].error_code;
-        if (code != 0)
-            err = -EPROTO;
-    }
+    int16_t code = err == 0 ? sp_kafka_offset_commit_error(body) : 0;
+    if (code != 0)
+        err = -EPROTO;
     if (err == 0) {
         g->commits_ok++;
     } else {

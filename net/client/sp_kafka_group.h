@@ -206,6 +206,10 @@ SP_MUST_CHECK int sp_kafka_group_init(struct sp_kafka_group *group,
                                       unsigned topic_count,
                                       const struct sp_kafka_group_callbacks *cb);
 
+/* The first partition error of an OffsetCommit response, 0 when every
+ * partition was committed (one check for every committer). */
+int16_t sp_kafka_offset_commit_error(const struct sp_kafka_offset_commit_response *r);
+
 /*
  * Commits the consumer's current position of every owned partition with
  * OffsetCommit (this generation and member id); `fn` (may be NULL) runs
