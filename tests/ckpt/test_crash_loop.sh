@@ -31,6 +31,7 @@ mkdir -p "$2"
 work=$(cd "$2" && pwd)
 mode=$3
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/kill_lib.sh"
 dir=$(mktemp -d /tmp/spate-crash-XXXXXX)
 broker_pid=""
 cleanup() {
@@ -162,14 +163,7 @@ while [ "$kills" -lt "$kills_wanted" ]; do
             >"$log" 2>&1 &
         pid=$!
         # kill somewhere in 0.1 - 0.8 s (startup and restore included)
-        delay=$((1 + RANDOM % 8))
-        waited=0
-        while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$delay" ]; do
-            sleep 0.1
-            waited=$((waited + 1))
-        done
-        if kill -9 "$pid" 2>/dev/null; then
-            wait "$pid" 2>/dev/null || true
+        if kill_after "$pid" $((1 + RANDOM % 8)); then
             kills=$((kills + 1))
             continue
         fi

@@ -19,6 +19,7 @@
 # usage: test_job_restore.sh SPATE
 set -eu
 spate=$1
+. "$(cd "$(dirname "$0")" && pwd)/kill_lib.sh"
 dir=$(mktemp -d /tmp/spate-restore-XXXXXX)
 mnt=""
 cleanup() {
@@ -55,15 +56,7 @@ run_until_killed() {
     "$spate" "${job[@]}" --cores "$cores" --param sink=file:"$dir/$name.out" "$@" \
         >"$dir/$name.log" 2>&1 &
     local pid=$!
-    local waited=0
-    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$delay" ]; do
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    if kill -9 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null || true
-        return 1
-    fi
+    kill_after "$pid" "$delay" && return 1
     wait "$pid" || fail "$name: the job failed"
     return 0
 }

@@ -17,6 +17,7 @@
 # usage: test_spill_job.sh SPATE
 set -eu
 spate=$1
+. "$(cd "$(dirname "$0")" && pwd)/kill_lib.sh"
 dir=$(mktemp -d /tmp/spate-spill-XXXXXX)
 cleanup() {
     pkill -9 -f "$dir" 2>/dev/null || true
@@ -87,13 +88,7 @@ for attempt in $(seq 1 40); do
     pid=$!
     delay=$((3 + RANDOM % 12)) # tenths of a second
     [ "$kills" -ge 5 ] && delay=100000 # then let it finish
-    waited=0
-    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$delay" ]; do
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    if kill -9 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null || true
+    if kill_after "$pid" "$delay"; then
         kills=$((kills + 1))
         continue
     fi
