@@ -99,6 +99,24 @@ static bool get(struct sp_table *t, uint64_t key, uint64_t *v)
     return true;
 }
 
+/* Keys 0..n-1 with values k + 1, nothing pinned between two. */
+static void fill(struct sp_table *t, uint64_t n)
+{
+    for (uint64_t k = 0; k < n; k++) {
+        sp_spill_unpin(&spill);
+        assert_non_null(put(t, k, k + 1));
+    }
+}
+
+/* After a spill error a snapshot of `t` fails (-EIO): state was lost. */
+static void assert_snapshot_lost(struct sp_table *t)
+{
+    assert_true(sp_table_snapshot_begin(t, true, 0) > 0);
+    uint8_t buf[4096];
+    assert_int_equal(sp_table_snapshot_read(t, buf, sizeof(buf)), -EIO);
+    sp_table_snapshot_cancel(t);
+}
+
 struct visit {
     uint64_t count;
     uint64_t sum;
@@ -180,10 +198,7 @@ static void test_pinned(void **state)
     struct sp_table t, other;
     table_open(&t, 0);
     table_open(&other, 0);
-    for (uint64_t k = 0; k < KEYS; k++) {
-        sp_spill_unpin(&spill);
-        assert_non_null(put(&t, k, k + 1));
-    }
+    fill(&t, KEYS);
     sp_spill_unpin(&spill);
     uint64_t k0 = 7;
     struct sp_table_entry *held0 = sp_table_find(&t, hash_of(k0), &k0, sizeof(k0), 0);
@@ -220,11 +235,7 @@ static void test_pinned(void **state)
         assert_int_equal(val[0], (uint64_t)i * 4 + 1);
     }
     /* Sticky: a snapshot fails. */
-    int64_t v = sp_table_snapshot_begin(&t, true, 0);
-    assert_true(v > 0);
-    uint8_t buf[4096];
-    assert_int_equal(sp_table_snapshot_read(&t, buf, sizeof(buf)), -EIO);
-    sp_table_snapshot_cancel(&t);
+    assert_snapshot_lost(&t);
     sp_table_deinit(&t);
     assert_int_equal(spill.stats.spilled, 0);
 }
@@ -265,10 +276,7 @@ static void test_read_error(void **state)
     (void)state;
     struct sp_table t;
     table_open(&t, 0);
-    for (uint64_t k = 0; k < KEYS / 2; k++) {
-        sp_spill_unpin(&spill);
-        assert_non_null(put(&t, k, k + 1));
-    }
+    fill(&t, KEYS / 2);
     assert_true(spill.stats.spilled > 0);
     /* The file descriptor now refuses reads (write-only). */
     int wo = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -293,11 +301,7 @@ static void test_read_error(void **state)
             break;
     }
     assert_int_equal(err, -EIO);
-    int64_t v = sp_table_snapshot_begin(&t, true, 0);
-    assert_true(v > 0);
-    uint8_t buf[4096];
-    assert_int_equal(sp_table_snapshot_read(&t, buf, sizeof(buf)), -EIO);
-    sp_table_snapshot_cancel(&t);
+    assert_snapshot_lost(&t);
     sp_table_deinit(&t);
 }
 
@@ -308,10 +312,7 @@ static void test_ttl(void **state)
     struct sp_table t;
     table_open(&t, 1000);
     sp_table_ttl_tick(&t, 10000);
-    for (uint64_t k = 0; k < KEYS; k++) {
-        sp_spill_unpin(&spill);
-        assert_non_null(put(&t, k, k + 1));
-    }
+    fill(&t, KEYS);
     sp_table_ttl_tick(&t, 10500);
     for (uint64_t k = 0; k < KEYS; k += 7) {
         sp_spill_unpin(&spill);
