@@ -82,7 +82,7 @@ struct sp_spill {
     bool have_ring;
     struct io_uring ring;
     int err;       /* sticky: a segment could not be read back */
-    uint8_t *peek; /* one segment: TTL cleanup looks into spilled ones here */
+    uint8_t *peek; /* one segment: TTL cleanup and foreach read spilled ones here */
     /* file slots: [0, slot_count) made, free ones stacked */
     uint32_t slot_count;
     uint32_t slot_max;

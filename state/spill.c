@@ -58,6 +58,11 @@ int sp_spill_init(struct sp_spill *s, struct sp_budget *budget,
         return fd;
     }
     s->fd = fd;
+    if ((s->peek = malloc(s->seg_bytes)) == NULL) {
+        close(fd);
+        s->fd = -1;
+        return -ENOMEM;
+    }
     s->have_ring = io_uring_queue_init(SPILL_RING_ENTRIES, &s->ring, 0) == 0;
     return 0;
 }

@@ -1188,18 +1188,11 @@ uint64_t sp_table_ns_count(struct sp_table *t, int64_t ns)
 void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, void *ctx),
                       void *ctx)
 {
-    uint8_t *peek = NULL;
     for (uint32_t no = 0; no < t->seg_count; no++) {
         struct sp_table_seg *seg = &t->segs[no];
         uint8_t *base = seg->base;
-        if (base == NULL && seg->slot != 0) {
-            /* Spilled: read a copy (fn must not write anyway). */
-            if (peek == NULL && (peek = malloc(1u << t->seg_shift)) == NULL) {
-                t->config.spill->err = -ENOMEM;
-                break;
-            }
-            base = (uint8_t *)sp_table_seg_peek(t, no, peek);
-        }
+        if (base == NULL && seg->slot != 0) /* spilled: a copy (fn must not write anyway) */
+            base = (uint8_t *)sp_table_seg_peek(t, no, t->config.spill->peek);
         if (base == NULL)
             continue;
         seg->touch = t->spill_gen; /* pinned while fn visits it */
@@ -1210,7 +1203,6 @@ void sp_table_foreach(struct sp_table *t, void (*fn)(struct sp_table_entry *e, v
                 fn(e, ctx);
         }
     }
-    free(peek);
 }
 
 struct sp_table_entry *sp_table_ns_next(struct sp_table *t, const struct sp_table_entry *e)
@@ -1231,10 +1223,7 @@ uint64_t sp_table_write_ms(const struct sp_table *t, const struct sp_table_entry
  * could not be read (the spill's error is set). Counts its entries as work. */
 static int ttl_spilled_expired(struct sp_table *t, uint32_t no, uint32_t *work)
 {
-    struct sp_spill *sp = t->config.spill;
-    if (sp->peek == NULL && (sp->peek = malloc(1u << t->seg_shift)) == NULL)
-        return 0; /* no room to look: it stays for a later round */
-    const uint8_t *base = sp_table_seg_peek(t, no, sp->peek);
+    const uint8_t *base = sp_table_seg_peek(t, no, t->config.spill->peek);
     if (base == NULL)
         return -1;
     int found = 0;
