@@ -164,13 +164,12 @@ static struct sp_batch *batch_alloc(struct sp_xshard *xs, struct sp_budget *budg
 /*
  * Spilled state (state/sp_spill.h): state segments touched since the last
  * unpin stay in memory, as operators may hold pointers into them. Every
- * table is unpinned where a batch starts down the graph from the top of
- * the shard's work: a source's output batch, a batch an exchange receiver
- * takes off the ring from another shard or from its queue, and the shard's
- * tasks and tick (watermarks of idle sources). Nothing above them holds a
- * pointer then. Not where an exchange hands its own shard's share down at
- * once: the operator that emitted it is in the middle of a record.
- * Operators unpin their own tables between records.
+ * table is unpinned at the top of the shard's work: a source's poll, a
+ * batch an exchange receiver takes off the ring from another shard or from
+ * its queue, and the shard's tasks and tick (watermarks of idle sources).
+ * Nothing above them holds a pointer then. Not where an exchange hands its own shard's share down
+ * at once: the operator that emitted it is in the middle of a record. Operators unpin their own
+ * tables between records.
  */
 static inline void xs_unpin(struct sp_xshard *xs)
 {
@@ -213,8 +212,6 @@ void sp_out_flush(struct sp_out *out)
         b->heap = b->end; /* strings of dropped rows may be left */
         return;
     }
-    if (out->inst->node->kind == SP_NODE_SOURCE)
-        xs_unpin(out->inst->xs); /* a source runs first: nothing below holds state */
     deliver(out->inst, b);
     sp_batch_reset(b, out->schema->row_bytes, b->end);
 }
