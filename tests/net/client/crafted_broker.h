@@ -26,12 +26,20 @@ struct crafted_broker;
 typedef bool crafted_answer_fn(struct crafted_broker *b, int fd,
                                const struct sp_kafka_request_frame *f);
 
+#define CRAFTED_MAX_CONNS 64
+
 struct crafted_broker {
     int listen_fd;
     uint16_t port;
     crafted_answer_fn *answer;
     void *ctx;
     pthread_t acceptor;
+    /* Open connections, so that crafted_stop can end them and wait for
+     * their threads: what those threads wrote is then the test's to read. */
+    pthread_mutex_t conns_lock;
+    pthread_cond_t conns_done;
+    int conn_fds[CRAFTED_MAX_CONNS];
+    unsigned conns;
 };
 
 struct crafted_conn {
@@ -80,7 +88,17 @@ static inline void *crafted_serve(void *arg)
         if (!c->b->answer(c->b, c->fd, &f))
             break;
     }
-    close(c->fd);
+    struct crafted_broker *b = c->b;
+    pthread_mutex_lock(&b->conns_lock);
+    for (unsigned i = 0; i < b->conns; i++) {
+        if (b->conn_fds[i] == c->fd) {
+            b->conn_fds[i] = b->conn_fds[--b->conns];
+            break;
+        }
+    }
+    close(c->fd); /* under the lock: crafted_stop never shuts down a reused number */
+    pthread_cond_broadcast(&b->conns_done);
+    pthread_mutex_unlock(&b->conns_lock);
     free(buf);
     free(arena_mem);
     free(c);
@@ -97,6 +115,10 @@ static inline void *crafted_accept(void *arg)
         struct crafted_conn *c = malloc(sizeof(*c));
         SP_ASSERT(c != NULL);
         *c = (struct crafted_conn){b, fd};
+        pthread_mutex_lock(&b->conns_lock);
+        SP_ASSERT(b->conns < CRAFTED_MAX_CONNS);
+        b->conn_fds[b->conns++] = fd;
+        pthread_mutex_unlock(&b->conns_lock);
         pthread_t t;
         SP_ASSERT(pthread_create(&t, NULL, crafted_serve, c) == 0);
         pthread_detach(t);
@@ -107,18 +129,30 @@ static inline int crafted_start(struct crafted_broker *b, crafted_answer_fn *ans
 {
     b->answer = answer;
     b->ctx = ctx;
+    b->conns = 0;
+    pthread_mutex_init(&b->conns_lock, NULL);
+    pthread_cond_init(&b->conns_done, NULL);
     b->listen_fd = sp_tcp_listen("127.0.0.1", 0, 16, &b->port);
     if (b->listen_fd < 0)
         return b->listen_fd;
     return -pthread_create(&b->acceptor, NULL, crafted_accept, b);
 }
 
-/* Stops accepting; connections end when the client closes them. */
+/* Stops accepting, ends every connection (a reply being sent still goes out:
+ * only the reading side is shut) and waits for their threads to finish. */
 static inline void crafted_stop(struct crafted_broker *b)
 {
     shutdown(b->listen_fd, SHUT_RDWR);
     pthread_join(b->acceptor, NULL);
     close(b->listen_fd);
+    pthread_mutex_lock(&b->conns_lock);
+    for (unsigned i = 0; i < b->conns; i++)
+        shutdown(b->conn_fds[i], SHUT_RD);
+    while (b->conns > 0)
+        pthread_cond_wait(&b->conns_done, &b->conns_lock);
+    pthread_mutex_unlock(&b->conns_lock);
+    pthread_mutex_destroy(&b->conns_lock);
+    pthread_cond_destroy(&b->conns_done);
 }
 
 /* An ApiVersions answer listing `keys` as {api_key, max_version} pairs. */
