@@ -151,7 +151,10 @@ static void fake_script(const struct fake_answer *answers, unsigned count)
     pthread_mutex_unlock(&fake.lock);
 }
 
-static void client_init(struct sp_s3 *s3, uint32_t attempts_max)
+/* Requests time out after `timeout_ms`: short only where a test waits for
+ * it (a late answer under load would otherwise be retried, shifting the
+ * script). */
+static void client_init_timeout(struct sp_s3 *s3, uint32_t attempts_max, uint32_t timeout_ms)
 {
     struct sp_s3_config c = {.endpoint = fake.endpoint,
                              .region = "us-east-1",
@@ -161,9 +164,14 @@ static void client_init(struct sp_s3 *s3, uint32_t attempts_max)
                              .attempts_max = attempts_max,
                              .backoff_ms_base = 5,
                              .backoff_ms_max = 20,
-                             .request_timeout_ms = 300,
+                             .request_timeout_ms = timeout_ms,
                              .part_bytes = 64 * 1024};
     assert_int_equal(sp_s3_init(s3, &c), 0);
+}
+
+static void client_init(struct sp_s3 *s3, uint32_t attempts_max)
+{
+    client_init_timeout(s3, attempts_max, 10000);
 }
 
 #define ERR_XML(code)                                                                              \
@@ -227,7 +235,7 @@ static void test_timeout(void **state)
     struct fake_answer a[] = {{0, NULL, NULL}, {0, NULL, NULL}};
     fake_script(a, 2);
     struct sp_s3 s3;
-    client_init(&s3, 2);
+    client_init_timeout(&s3, 2, 300);
     uint64_t size;
     assert_int_equal(sp_s3_head(&s3, "k", &size), -ETIMEDOUT);
     assert_int_equal(s3.request_count, 2);
