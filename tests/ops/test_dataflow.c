@@ -278,6 +278,7 @@ static struct sp_job_stats run_into_slow_sink(struct sp_job *job, uint64_t rows,
 {
     struct sp_run_config rc = test_run_config(test_cores(2));
     rc.credits = 4;
+    rc.memory_bytes *= 2 / rc.cores; /* one shard holds both shards' keys */
     struct sp_job_stats stats;
     if (sp_job_run(job, &rc, &stats) != 0)
         fail_msg("%s", sp_job_error(job));
