@@ -20,8 +20,10 @@ mkfifo "$work/ctl"
 mock_pid=$!
 exec 3>"$work/ctl"
 trap 'exec 3>&-; kill $mock_pid 2>/dev/null; wait $mock_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.05; done
+# the spate peer starts a broker and creates five topics: allow it a minute
+for _ in $(seq 600); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
 bs=$(head -n1 "$work/bootstrap")
+[ -n "$bs" ] || { echo "the peer did not start:"; cat "$work/mock.log"; exit 1; }
 
 for c in none gzip snappy lz4 zstd; do
     # spate -> kcat
