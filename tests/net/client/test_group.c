@@ -61,6 +61,10 @@ struct member {
     _Atomic unsigned owned_mask;  /* bit p: partition p held */
     _Atomic unsigned gained_mask; /* bit p: assigned after the leave began */
     _Atomic int stable;
+    _Atomic int state;      /* the group's, its generation and counts: */
+    _Atomic int generation; /* for the failure report */
+    _Atomic unsigned long joins;
+    _Atomic unsigned long rebalances;
     _Atomic int left;
     _Atomic unsigned committed_round; /* the last explicit commit round that succeeded */
     _Atomic int commit_err;           /* of the last explicit commit */
@@ -200,6 +204,10 @@ static void tick(struct sp_timer *timer, void *ctx)
     struct member *m = ctx;
     struct scenario *s = m->s;
     atomic_store(&m->stable, sp_kafka_group_stable(&m->group));
+    atomic_store(&m->state, (int)m->group.state);
+    atomic_store(&m->generation, m->group.generation_id);
+    atomic_store(&m->joins, (unsigned long)m->group.joins);
+    atomic_store(&m->rebalances, (unsigned long)m->group.rebalances);
     unsigned round = atomic_load(&s->commit_round);
     if (round != m->commit_round && sp_kafka_group_stable(&m->group)) {
         m->commit_round = round;
@@ -361,9 +369,12 @@ static void describe(struct scenario *s, const char *what)
             doubled, atomic_load(&s->unexpected));
     for (unsigned i = 0; i < MEMBERS; i++) {
         struct member *m = &s->members[i];
-        fprintf(stderr, "  member %u: stable %d, owned %d (mask %#x), gained %#x, consumed %u\n", i,
-                atomic_load(&m->stable), atomic_load(&m->owned), atomic_load(&m->owned_mask),
-                atomic_load(&m->gained_mask), atomic_load(&m->consumed));
+        fprintf(stderr,
+                "  member %u: stable %d, owned %d (mask %#x), gained %#x, consumed %u; "
+                "state %d, generation %d, %lu joins, %lu syncs\n",
+                i, atomic_load(&m->stable), atomic_load(&m->owned), atomic_load(&m->owned_mask),
+                atomic_load(&m->gained_mask), atomic_load(&m->consumed), atomic_load(&m->state),
+                atomic_load(&m->generation), atomic_load(&m->joins), atomic_load(&m->rebalances));
     }
 }
 
