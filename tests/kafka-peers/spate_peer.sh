@@ -24,7 +24,8 @@
 # and the mock's fault-injection commands (push-errors, broker-push-errors,
 # broker-down, broker-up, leader, coordinator, rtt) answer
 # "error unsupported ..." : a real single node cannot be steered so.
-# The broker's log goes to stderr when it stops with a status other than 0.
+# The broker's log goes to stderr when it stops with a status other than 0,
+# and that status is this script's.
 set -uo pipefail
 
 spate=${SPATE_BIN:-spate}
@@ -41,7 +42,10 @@ done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/spate_peer.XXXXXX") || exit 1
 pid=
 stopped=0
-# stop: SIGTERM to the broker, which must exit 0; the directory goes.
+broker_rc=0
+# stop: SIGTERM to the broker, which must exit 0 (its status is this
+# script's: a broker that failed, or a sanitizer's report, fails the test);
+# the directory goes.
 stop() {
     trap '' TERM INT
     [ "$stopped" = 1 ] && return
@@ -49,15 +53,15 @@ stop() {
     if [ -n "$pid" ]; then
         kill -TERM "$pid" 2>/dev/null
         wait "$pid"
-        rc=$?
-        if [ "$rc" != 0 ]; then
-            echo "spate_peer: the broker exited $rc; its log:" >&2
+        broker_rc=$?
+        if [ "$broker_rc" != 0 ]; then
+            echo "spate_peer: the broker exited $broker_rc; its log:" >&2
             tail -n 50 "$dir/log" >&2
         fi
     fi
     rm -rf "$dir"
 }
-trap 'stop; exit 0' TERM INT
+trap 'stop; exit $broker_rc' TERM INT
 
 "$spate" --cores 2 broker --listen 127.0.0.1:0 --data "$dir/data" --port-file "$dir/port" \
     >"$dir/log" 2>&1 </dev/null &
@@ -120,4 +124,4 @@ while true; do
     [ $rc -ne 0 ] && break
 done
 stop
-exit 0
+exit $broker_rc

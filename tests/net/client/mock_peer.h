@@ -132,11 +132,18 @@ static inline void mock_peer_stop(struct mock_peer *m)
         fclose(m->control);
     if (m->replies != NULL)
         fclose(m->replies);
+    int status = 0;
     if (m->pid > 0) {
         kill(m->pid, SIGTERM);
-        waitpid(m->pid, NULL, 0);
+        waitpid(m->pid, &status, 0);
     }
     memset(m, 0, sizeof(*m));
+    /* Both peers exit 0 on SIGTERM: anything else is the broker's failure
+     * (spate_peer passes on spate broker's status, sanitizers' included). */
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "mock_peer: the peer exited %d (its log is above)\n", WEXITSTATUS(status));
+        abort();
+    }
 }
 
 #endif /* SP_TEST_MOCK_PEER_H */
