@@ -48,15 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in $(ls -t "$dir"/*.log 2>/dev/null | head -4); do
-        echo "--- $f" >&2
-        tail -25 "$f" >&2
-    done
-    exit 1
-}
-
 kills_wanted=20
 ckpt_base="file://$dir/ck"
 

@@ -29,14 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$dir"/*.log; do
-        [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }
-    done
-    exit 1
-}
-
 # The job: 2M clicks, no stragglers, 4 generator partitions (so it restores
 # onto any core count), 1000 users; `rate` slows it so a kill lands mid-way.
 job=(run user-window-count --param events=2000000 --param late-every=0 --param partitions=4

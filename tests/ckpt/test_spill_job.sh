@@ -25,14 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$dir"/*.log; do
-        [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }
-    done
-    exit 1
-}
-
 mkdir -p "$dir/spill"
 job=(run keyed-state --param keys=400000 --param events=1200000 --param partitions=4 --cores 2)
 
