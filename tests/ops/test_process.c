@@ -724,6 +724,22 @@ static void test_map_state_model(void **state)
     }
 }
 
+/* Runs and frees `job` with `memory_bytes` per shard, spilling into $TMPDIR
+ * (else /tmp); its state must have gone to disk. */
+static struct sp_job_stats run_spilled(struct sp_job *job, size_t memory_bytes)
+{
+    struct sp_run_config rc = test_run_config(test_cores(2));
+    rc.memory_bytes = memory_bytes;
+    const char *tmp = getenv("TMPDIR");
+    rc.spill_dir = tmp != NULL && *tmp != '\0' ? tmp : "/tmp";
+    struct sp_job_stats stats = {0};
+    if (sp_job_run(job, &rc, &stats) != 0)
+        fail_msg("%s", sp_job_error(job));
+    sp_job_free(job);
+    assert_true(stats.spilled_bytes_max > 0);
+    return stats;
+}
+
 /* The map model with state larger than memory: 4,000 users' maps (about
  * 12 MB of state) in 4 MiB per shard, spilled to a directory: the same
  * answers, and segments did go to disk (the run's stats). */
@@ -746,15 +762,7 @@ static void test_map_state_spilled(void **state)
     struct sp_stream *s =
         sp_process(sp_key_by(replay_source(job, &r, 0), "user"), &fired_schema, &fn);
     sp_sink_call(s, collect_indexed, &x);
-    struct sp_run_config rc = test_run_config(test_cores(2));
-    rc.memory_bytes = 4u << 20;
-    const char *tmp = getenv("TMPDIR");
-    rc.spill_dir = tmp != NULL && *tmp != '\0' ? tmp : "/tmp";
-    struct sp_job_stats stats = {0};
-    if (sp_job_run(job, &rc, &stats) != 0)
-        fail_msg("%s", sp_job_error(job));
-    sp_job_free(job);
-    assert_true(stats.spilled_bytes_max > 0);
+    struct sp_job_stats stats = run_spilled(job, 4u << 20);
     assert_true(stats.spill_reads > 0);
     map_rows_check(rows, events, want_result, want_len, 0, N, test_cores(2));
     free(events);
@@ -838,18 +846,10 @@ static void test_chain_spilled(void **state)
     struct sp_stream *a = sp_process(sp_key_by(src, "user"), &ev_schema, &fa);
     struct sp_stream *b = sp_process(sp_key_by(a, "user"), &fired_schema, &fb);
     sp_sink_call(b, chain_sink, NULL);
-    struct sp_run_config rc = test_run_config(test_cores(2));
-    rc.memory_bytes = 8u << 20;
-    const char *tmp = getenv("TMPDIR");
-    rc.spill_dir = tmp != NULL && *tmp != '\0' ? tmp : "/tmp";
-    struct sp_job_stats stats = {0};
-    if (sp_job_run(job, &rc, &stats) != 0)
-        fail_msg("%s", sp_job_error(job));
-    sp_job_free(job);
+    struct sp_job_stats stats = run_spilled(job, 8u << 20);
     print_message("chain: spilled %llu bytes at most, %llu segments read back\n",
                   (unsigned long long)stats.spilled_bytes_max,
                   (unsigned long long)stats.spill_reads);
-    assert_true(stats.spilled_bytes_max > 0);
     assert_int_equal(chain_bad, 0);
     for (unsigned u = 0; u < CHAIN_USERS; u++)
         for (unsigned n = 0; n < CHAIN_PER_USER; n++)

@@ -4,10 +4,12 @@
  * TABLE_TEST_POOL_BYTES (64 MiB unless the test defines it first) in
  * segments of SEG_BYTES (4 KiB: small, so tables span many), one budget
  * over all of it, and the cmocka setup/teardown that make and check them
- * (every segment must be back when a test ends).
+ * (every segment must be back when a test ends); and where spill files go.
  */
 #ifndef SP_TABLE_TEST_H
 #define SP_TABLE_TEST_H
+
+#include <stdlib.h>
 
 #include "sp_mem.h"
 
@@ -25,6 +27,13 @@ static int setup(void **state)
     assert_int_equal(sp_segment_pool_init(&pool, TABLE_TEST_POOL_BYTES, SEG_BYTES), 0);
     sp_budget_init(&budget, &pool, "test", pool.segment_count);
     return 0;
+}
+
+/* Where the spill tests put their spill files: $TMPDIR, else /tmp. */
+static inline const char *table_test_spill_dir(void)
+{
+    const char *dir = getenv("TMPDIR");
+    return dir != NULL && *dir != '\0' ? dir : "/tmp";
 }
 
 static int teardown(void **state)

@@ -368,8 +368,7 @@ static int setup_spill(void **state)
 {
     setup(state);
     sp_budget_set_limit(&budget, SPILL_BUDGET_SEGMENTS);
-    const char *dir = getenv("TMPDIR");
-    struct sp_spill_config c = {.dir = dir != NULL ? dir : "/tmp", .batch = 8};
+    struct sp_spill_config c = {.dir = table_test_spill_dir(), .batch = 8};
     assert_int_equal(sp_spill_init(&spill, &budget, &c), 0);
     spill_on = &spill;
     return 0;

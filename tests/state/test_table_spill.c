@@ -41,8 +41,7 @@ static int setup_spill(void **state)
 {
     setup(state);
     sp_budget_set_limit(&budget, BUDGET);
-    const char *dir = getenv("TMPDIR");
-    struct sp_spill_config c = {.dir = dir != NULL ? dir : "/tmp", .batch = 4};
+    struct sp_spill_config c = {.dir = table_test_spill_dir(), .batch = 4};
     assert_int_equal(sp_spill_init(&spill, &budget, &c), 0);
     return 0;
 }
@@ -245,9 +244,8 @@ static void test_file_full(void **state)
 {
     (void)state;
     sp_spill_deinit(&spill);
-    const char *dir = getenv("TMPDIR");
     struct sp_spill_config c = {
-        .dir = dir != NULL ? dir : "/tmp", .batch = 4, .max_bytes = 64u * SEG_BYTES};
+        .dir = table_test_spill_dir(), .batch = 4, .max_bytes = 64u * SEG_BYTES};
     assert_int_equal(sp_spill_init(&spill, &budget, &c), 0);
     struct sp_table t;
     table_open(&t, 0);
