@@ -548,6 +548,17 @@ static void add_global(struct sp_inst *inst, struct win *s, const void *row, int
  */
 #define GROUP 32u
 
+/* No pointer into the window's tables is held (between records, and
+ * between blocks of a firing: each result was copied out), so what was read
+ * back from disk may go again (spilled state); a window larger than memory
+ * fires in pieces. */
+static void win_unpin(struct win *s)
+{
+    sp_table_unpin(&s->t);
+    sp_table_unpin(&s->fire);
+    sp_table_unpin(&s->heads);
+}
+
 static void win_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
 {
     (void)port;
@@ -582,10 +593,7 @@ static void win_push(struct sp_inst *inst, unsigned port, struct sp_batch *in)
             add_fixed(inst, s, row, ts, hash, key);
         if (sp_exec_failed(inst->xs))
             return;
-        /* No pointer into the tables outlives a record (spilled state). */
-        sp_table_unpin(&s->t);
-        sp_table_unpin(&s->fire);
-        sp_table_unpin(&s->heads);
+        win_unpin(s);
     }
     sp_out_flush(&inst->out);
     if (s->late != NULL)
@@ -639,27 +647,17 @@ static void fire_marker(struct sp_table_entry *m, void *ctx)
                     f->end - 1);
 }
 
-/* Between two blocks of entries being fired or purged: no pointer into
- * the tables is held (each result was copied out), so what was read back
- * from disk may go again; a window larger than memory fires in pieces. */
-static void fire_unpin(struct fire_ctx *f)
-{
-    sp_table_unpin(&f->s->t);
-    sp_table_unpin(&f->s->fire);
-    sp_table_unpin(&f->s->heads);
-}
-
 /* Firing stops between blocks of entries while downstream is blocked. */
 static bool fire_blocked(void *ctx)
 {
-    fire_unpin(ctx);
+    win_unpin(((struct fire_ctx *)ctx)->s);
     return sp_inst_blocked(((struct fire_ctx *)ctx)->inst);
 }
 
 /* Purging never stops half way (it emits nothing). */
 static bool purge_goes_on(void *ctx)
 {
-    fire_unpin(ctx);
+    win_unpin(((struct fire_ctx *)ctx)->s);
     return false;
 }
 
