@@ -167,9 +167,9 @@ static struct sp_batch *batch_alloc(struct sp_xshard *xs, struct sp_budget *budg
  * table is unpinned at the top of the shard's work: a source's poll, a
  * batch an exchange receiver takes off the ring from another shard or from
  * its queue, and the shard's tasks and tick (watermarks of idle sources).
- * Nothing above them holds a pointer then. Not where an exchange hands its own shard's share down
- * at once: the operator that emitted it is in the middle of a record. Operators unpin their own
- * tables between records.
+ * Nothing above them holds a pointer then. Not where an exchange hands its
+ * own shard's share down at once: the operator that emitted it is in the
+ * middle of a record. Operators unpin their own tables between records.
  */
 static inline void xs_unpin(struct sp_xshard *xs)
 {
